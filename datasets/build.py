@@ -1,0 +1,117 @@
+"""Build the detection (Ultralytics YOLO format) and classification (cell crops) datasets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import supervision as sv
+import yaml
+
+from leukoscan.cells import CLASSES
+from leukoscan.crops import crop_cells
+from leukoscan.images import load_rgb
+from leukoscan.progress import track
+from datasets.segment import agreement, colour_boxes, mask_boxes
+from datasets.splits import build_manifest, manifest_hash
+
+SPLITS = ("train", "val", "test")
+DETECT_NAMES = {0: "white_cell"}
+
+
+def yolo_lines(det: sv.Detections, width: int, height: int) -> str:
+    """YOLO label text (class cx cy w h, normalised) for single-class cell boxes."""
+    xyxy = det.xyxy.astype(np.float64).clip(0, [width, height, width, height])
+    cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2 / width, (xyxy[:, 1] + xyxy[:, 3]) / 2 / height
+    w, h = (xyxy[:, 2] - xyxy[:, 0]) / width, (xyxy[:, 3] - xyxy[:, 1]) / height
+    return "".join(f"0 {a:.6f} {b:.6f} {c:.6f} {d:.6f}\n" for a, b, c, d in zip(cx, cy, w, h))
+
+
+def read_yolo(label: Path, width: int, height: int, keep_class: int = 0) -> sv.Detections:
+    """Boxes of one class from a YOLO label file, as pixel xyxy."""
+    from leukoscan.cells import cells
+
+    rows = [r.split() for r in label.read_text().splitlines() if r.strip()] if label.exists() else []
+    rows = np.array([[float(v) for v in r[1:5]] for r in rows if int(float(r[0])) == keep_class]).reshape(-1, 4)
+    cx, cy, w, h = rows.T
+    return cells(np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1))
+
+
+def taleqani_cells(root: Path, row: pd.Series) -> tuple[np.ndarray, sv.Detections, sv.Detections | None]:
+    """(image, training boxes, mask boxes or None). Pro masks are mostly empty: Pro uses colour boxes."""
+    rgb = load_rgb(root / "Original" / row.file)
+    if row.class_dir == "Pro":
+        return rgb, colour_boxes(rgb), None
+    masks = mask_boxes(load_rgb(root / "Segmented" / row.file), rgb)
+    return rgb, masks, masks
+
+
+def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = None) -> dict:
+    """Write ``out`` as a YOLO dataset from Taleqani (mask/colour boxes) and TXL-PBC (WBC boxes only)."""
+    tq = data_root / "all-taleqani"
+    if manifest is None:
+        manifest = build_manifest(tq, out / "manifest.csv", progress=track)
+    for split in SPLITS:
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    tp = n_pred = n_true = 0
+    used = manifest[manifest.split != ""]
+    for row in track(list(used.itertuples()), "detection: Taleqani"):
+        rgb, boxes, masks = taleqani_cells(tq, row)
+        if masks is not None:  # measure our colour segmentation against the dataset's masks
+            t, p, g = agreement(colour_boxes(rgb), masks)
+            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
+        stem = f"tq_{Path(row.file).stem}"
+        shutil.copyfile(tq / "Original" / row.file, out / "images" / row.split / f"{stem}.jpg")
+        (out / "labels" / row.split / f"{stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
+        c = counts.setdefault(f"taleqani/{row.split}", {"images": 0, "cells": 0})
+        c["images"] += 1
+        c["cells"] += len(boxes)
+    txl = data_root / "txl-pbc"
+    for split in SPLITS:
+        for img in track(sorted((txl / "images" / split).glob("*")), f"detection: TXL-PBC {split}"):
+            h, w = cv2.imread(str(img), cv2.IMREAD_REDUCED_GRAYSCALE_2).shape[:2]
+            boxes = read_yolo(txl / "labels" / split / f"{img.stem}.txt", w * 2, h * 2)
+            shutil.copyfile(img, out / "images" / split / f"txl_{img.name}")
+            (out / "labels" / split / f"txl_{img.stem}.txt").write_text(yolo_lines(boxes, w * 2, h * 2))
+            c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0})
+            c["images"] += 1
+            c["cells"] += len(boxes)
+    yaml.safe_dump(
+        {"path": str(out.resolve()), **{s: f"images/{s}" for s in SPLITS}, "names": DETECT_NAMES},
+        (out / "data.yaml").open("w"),
+    )
+    summary = {
+        "manifest_sha256": manifest_hash(out / "manifest.csv") if (out / "manifest.csv").exists() else None,
+        "counts": counts,
+        "colour_vs_mask": {
+            "classes": ["Benign", "Early", "Pre"], "iou": 0.5, "true_positives": tp,
+            "precision": round(tp / max(n_pred, 1), 4), "recall": round(tp / max(n_true, 1), 4),
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame) -> dict:
+    """Write cell crops to ``out/<split>/<class>/`` (weak labels: the image's diagnosis)."""
+    tq = data_root / "all-taleqani"
+    for split in SPLITS:
+        for key in CLASSES:
+            (out / split / key).mkdir(parents=True, exist_ok=True)
+    used = manifest[manifest.split != ""]
+    counts: dict[str, dict[str, int]] = {}
+    for row in track(list(used.itertuples()), "classification crops"):
+        rgb, boxes, _ = taleqani_cells(tq, row)
+        for i, crop in enumerate(crop_cells(rgb, boxes.xyxy)):
+            cv2.imwrite(str(out / row.split / row.class_key / f"{Path(row.file).stem}_{i:02d}.png"), crop[..., ::-1])
+        c = counts.setdefault(row.split, {k: 0 for k in CLASSES})
+        c[row.class_key] += len(boxes)
+    summary = {"counts": counts}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,66 @@
+"""``leukoscan data …``: build the training datasets from the public datasets on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from leukoscan.config import BUILD_DIR, DATA_ROOT
+from leukoscan.progress import console, track
+
+app = typer.Typer(help="Build the training datasets (splits manifest, detection, classification).", no_args_is_help=True)
+
+
+def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
+    from datasets.splits import build_manifest, leaks
+
+    tq = data_root / "all-taleqani"
+    if not (tq / "Original").is_dir():
+        console.print(f"[red]error:[/] {tq / 'Original'} not found (use --data-root)")
+        raise typer.Exit(2)
+    df = build_manifest(tq, out, progress=track)
+    problems = leaks(df)
+    if problems:
+        console.print(f"[red]error:[/] split leaks: {problems[:3]}")
+        raise typer.Exit(1)
+    console.print(f"manifest: {out}  ({(df.split != '').sum()} images used, {(df.split == '').sum()} dropped)")
+    console.print(df[df.split != ""].groupby(["class_dir", "split"]).size().unstack().to_string())
+    return df
+
+
+@app.command()
+def split(
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/ and txl-pbc/."),
+    out: Path = typer.Option(BUILD_DIR / "manifest.csv", help="Split manifest CSV to write."),
+) -> None:
+    """Deduplicate and split all-taleqani by contiguous file-number blocks; write the manifest."""
+    _manifest(data_root, out)
+
+
+@app.command()
+def detect(
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/ and txl-pbc/."),
+    out: Path = typer.Option(BUILD_DIR / "detect", help="Output YOLO dataset folder."),
+) -> None:
+    """Detection dataset: Taleqani boxes from masks (colour segmentation for Pro) plus TXL-PBC WBC boxes."""
+    from datasets.build import build_detection
+
+    df = _manifest(data_root, out / "manifest.csv")
+    summary = build_detection(data_root, out, df)
+    console.print(json.dumps(summary, indent=2))
+
+
+@app.command()
+def classify(
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
+    out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
+) -> None:
+    """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
+    from datasets.build import build_classification
+
+    df = _manifest(data_root, out / "manifest.csv")
+    summary = build_classification(data_root, out, df)
+    console.print(json.dumps(summary, indent=2))

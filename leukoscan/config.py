@@ -1,0 +1,57 @@
+"""Every tunable default in one place. The CLI shows these values in ``--help``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leukoscan.runtime import REPO_ROOT
+
+WEIGHTS_DIR = Path(os.environ.get("LEUKOSCAN_WEIGHTS", REPO_ROOT / "weights"))
+DATA_ROOT = Path(os.environ.get("LEUKOSCAN_DATA", REPO_ROOT.parent / "shared" / "datasets"))
+BUILD_DIR = Path(os.environ.get("LEUKOSCAN_BUILD", REPO_ROOT / "data"))
+DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
+CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Cell scale: detector input scale and classifier crop geometry (shared by training and inference)."""
+
+    train_cell_px: float = 32.0  # typical white-cell diameter, in pixels, that the detector was trained on
+    rbc_um: float = 7.5  # red-cell diameter, the scale reference present in every smear
+    wbc_um: float = 12.0  # typical white-cell diameter
+    crop_margin: float = 0.25  # context added on each side of a cell box, as a fraction of its size
+    crop_px: int = 64  # classifier input size
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Classical colour segmentation of stained white cells (dataset labels and pre-labelling)."""
+
+    min_contrast: float = 8.0  # Lab a* above the field's median that counts as stained
+    min_area_frac: float = 0.2  # smallest component, as a fraction of the expected cell area
+    max_area_frac: float = 4.0  # largest single cell, as a fraction of the expected cell area
+    min_solidity: float = 0.75
+    max_b: float = 0.0  # mean Lab b* above this is red/orange (e.g. a red scale-bar label), not a cell
+
+
+@dataclass(frozen=True)
+class Splits:
+    blocks: int = 10  # contiguous file-number blocks per class
+    val_blocks: tuple[int, ...] = (4,)
+    test_blocks: tuple[int, ...] = (9,)
+    guard: int = 2  # images dropped on each side of a val/test block (same patient across a border)
+    near_dup_bits: int = 6  # perceptual-hash Hamming distance that counts as a near duplicate
+
+
+@dataclass(frozen=True)
+class Settings:
+    geometry: Geometry = field(default_factory=Geometry)
+    segmentation: Segmentation = field(default_factory=Segmentation)
+    splits: Splits = field(default_factory=Splits)
+
+
+SETTINGS = Settings()

@@ -1,0 +1,39 @@
+"""Cell-crop geometry, the single definition used by dataset building, training and inference."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from leukoscan.config import SETTINGS
+
+
+def square_boxes(xyxy: np.ndarray, margin: float = SETTINGS.geometry.crop_margin) -> np.ndarray:
+    """Square boxes centred on each cell, side = longest side x (1 + 2 x margin), in float pixels."""
+    xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]).clip(min=2) * (1 + 2 * margin)
+    return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
+
+
+def crop_cells(
+    image: np.ndarray,
+    xyxy: np.ndarray,
+    size: int = SETTINGS.geometry.crop_px,
+    margin: float = SETTINGS.geometry.crop_margin,
+) -> np.ndarray:
+    """N x size x size x 3 crops; parts outside the image are filled with the field's median colour."""
+    h, w = image.shape[:2]
+    fill = np.median(image[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
+    squares = np.round(square_boxes(xyxy, margin)).astype(int)
+    out = np.empty((len(squares), size, size, 3), dtype=np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(squares):
+        side = max(x1 - x0, 1)
+        canvas = np.empty((side, side, 3), dtype=np.uint8)
+        canvas[:] = fill
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+        if sx1 > sx0 and sy1 > sy0:
+            canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        out[i] = cv2.resize(canvas, (size, size), interpolation=interp)
+    return out

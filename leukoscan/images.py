@@ -1,0 +1,69 @@
+"""Robust image loading: any readable file becomes 8-bit RGB, anything else a one-line ``ImageError``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from leukoscan.config import IMAGE_SUFFIXES
+
+MAX_PIXELS = 80_000_000  # ~ a 10k x 8k photograph; larger files are refused as decompression bombs
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a smear field; the message is one line for the user."""
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (sorted; hidden files skipped)."""
+    return sorted(
+        p for p in Path(folder).iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read ``path`` as an H x W x 3 uint8 RGB array, EXIF orientation applied."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError("file not found")
+    if path.stat().st_size == 0:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageError(f"image too large ({im.width}x{im.height} pixels, limit {MAX_PIXELS:,})")
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                return to_rgb8(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large (decompression bomb guard): {e}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image file or unsupported format") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """Convert any PIL mode (grayscale, 16-bit, float, palette, alpha) to 8-bit RGB."""
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    if im.mode.startswith(("I", "F")):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
+    arr = np.asarray(im.convert("RGB"))
+    if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageError(f"image too small ({im.width}x{im.height})")
+    return np.ascontiguousarray(arr)

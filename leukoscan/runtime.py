@@ -1,0 +1,62 @@
+"""Offline, quiet, all-cores runtime for Ultralytics and torch, applied once before Ultralytics is imported."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_done = False
+
+
+def home() -> Path:
+    """Project-local writable state (Ultralytics config, matplotlib cache); ``LEUKOSCAN_HOME`` overrides."""
+    env = os.environ.get("LEUKOSCAN_HOME")
+    candidates = [Path(env)] if env else [REPO_ROOT / ".leukoscan", Path.home() / ".cache" / "leukoscan"]
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+        except OSError:
+            continue
+    raise RuntimeError(f"no writable state directory among {candidates}; set LEUKOSCAN_HOME")
+
+
+def setup() -> None:
+    """Set environment, font, settings and thread count. Safe to call more than once."""
+    global _done
+    if _done:
+        return
+    state = home()
+    n = str(os.cpu_count() or 1)
+    os.environ["YOLO_OFFLINE"] = "true"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ["YOLO_VERBOSE"] = os.environ.get("YOLO_VERBOSE", "false")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(state / "config"))
+    os.environ.setdefault("MPLCONFIGDIR", str(state / "matplotlib"))
+    os.environ.setdefault("OMP_NUM_THREADS", n)  # ultralytics would force 1
+    _place_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
+
+    import torch
+    import ultralytics.utils as uu
+    import ultralytics.utils.torch_utils as tu
+
+    # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all of them.
+    uu.NUM_THREADS = tu.NUM_THREADS = int(n)
+    torch.set_num_threads(int(n))
+    uu.SETTINGS.update({"sync": False})
+    _done = True
+
+
+def _place_font(config_dir: Path) -> None:
+    """Put a bundled font where Ultralytics looks for Arial so plotting never tries to download it."""
+    import matplotlib
+
+    config_dir.mkdir(parents=True, exist_ok=True)
+    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        dst = config_dir / name
+        if not dst.exists():
+            shutil.copyfile(src, dst)
