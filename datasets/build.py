@@ -16,7 +16,7 @@ from leukoscan.cells import CLASSES
 from leukoscan.crops import crop_cells
 from leukoscan.images import load_rgb
 from leukoscan.progress import track
-from datasets.segment import agreement, colour_boxes, mask_boxes
+from datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
 from datasets.splits import build_manifest, manifest_hash
 
 SPLITS = ("train", "val", "test")
@@ -39,6 +39,41 @@ def read_yolo(label: Path, width: int, height: int, keep_class: int = 0) -> sv.D
     rows = np.array([[float(v) for v in r[1:5]] for r in rows if int(float(r[0])) == keep_class]).reshape(-1, 4)
     cx, cy, w, h = rows.T
     return cells(np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1))
+
+
+TXL_GRID = 3  # TXL-PBC fields are shrunk to Taleqani scale and packed 3x3 into one training image
+
+
+def txl_mosaic(txl: Path, split: str, files: list[Path]) -> tuple[np.ndarray, sv.Detections]:
+    """Shrink TXL-PBC fields (white cells ~140-280 px) so white cells match Taleqani's ~27 px, and pack them
+    into a grid: the detector then learns other labs' stains at the one scale inference normalises to."""
+    from leukoscan.cells import cells
+
+    tiles, tile_boxes = [], []
+    for img in files:
+        rgb = load_rgb(img)
+        h, w = rgb.shape[:2]
+        label = txl / "labels" / split / f"{img.stem}.txt"
+        wbc = read_yolo(label, w, h, keep_class=0)
+        rbc = read_yolo(label, w, h, keep_class=1)
+        if len(wbc):
+            size = float(np.median(np.maximum(wbc.xyxy[:, 2] - wbc.xyxy[:, 0], wbc.xyxy[:, 3] - wbc.xyxy[:, 1])))
+        elif len(rbc):
+            size = 1.8 * float(np.median(np.maximum(rbc.xyxy[:, 2] - rbc.xyxy[:, 0], rbc.xyxy[:, 3] - rbc.xyxy[:, 1])))
+        else:
+            continue
+        f = TALEQANI_CELL_PX / size
+        tiles.append(cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA))
+        tile_boxes.append(wbc.xyxy * f)
+    side = max([max(t.shape[:2]) for t in tiles] + [1])
+    canvas = np.empty((side * TXL_GRID, side * TXL_GRID, 3), dtype=np.uint8)
+    canvas[:] = np.median(np.concatenate([t.reshape(-1, 3) for t in tiles]), axis=0) if tiles else 255
+    boxes = []
+    for k, (tile, xyxy) in enumerate(zip(tiles, tile_boxes)):
+        y, x = (k // TXL_GRID) * side, (k % TXL_GRID) * side
+        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        boxes.append(xyxy + [x, y, x, y])
+    return canvas, cells(np.concatenate(boxes) if boxes else np.zeros((0, 4)))
 
 
 def taleqani_cells(root: Path, row: pd.Series) -> tuple[np.ndarray, sv.Detections, sv.Detections | None]:
@@ -74,13 +109,16 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
         c["cells"] += len(boxes)
     txl = data_root / "txl-pbc"
     for split in SPLITS:
-        for img in track(sorted((txl / "images" / split).glob("*")), f"detection: TXL-PBC {split}"):
-            h, w = cv2.imread(str(img), cv2.IMREAD_REDUCED_GRAYSCALE_2).shape[:2]
-            boxes = read_yolo(txl / "labels" / split / f"{img.stem}.txt", w * 2, h * 2)
-            shutil.copyfile(img, out / "images" / split / f"txl_{img.name}")
-            (out / "labels" / split / f"txl_{img.stem}.txt").write_text(yolo_lines(boxes, w * 2, h * 2))
-            c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0})
+        files = sorted((txl / "images" / split).glob("*.jpg"))
+        groups = [files[i : i + TXL_GRID**2] for i in range(0, len(files), TXL_GRID**2)]
+        for n, group in enumerate(track(groups, f"detection: TXL-PBC {split} (scale-normalised mosaics)")):
+            canvas, boxes = txl_mosaic(txl, split, group)
+            stem = f"txl_{split}_{n:04d}"
+            cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), canvas[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            (out / "labels" / split / f"{stem}.txt").write_text(yolo_lines(boxes, canvas.shape[1], canvas.shape[0]))
+            c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0, "source_images": 0})
             c["images"] += 1
+            c["source_images"] += len(group)
             c["cells"] += len(boxes)
     yaml.safe_dump(
         {"path": str(out.resolve()), **{s: f"images/{s}" for s in SPLITS}, "names": DETECT_NAMES},

@@ -2,7 +2,7 @@
 
 No patient ids exist and neighbouring file numbers are usually the same patient, so each class is cut
 into contiguous file-number blocks (never a random split); exact and perceptual-hash near duplicates are
-removed *before* splitting, and a few images on each side of a val/test block are dropped as a guard band.
+removed *before* splitting, and the training images next to a val/test block are dropped as a guard band.
 The result is written to a manifest CSV that every later metric names.
 """
 
@@ -88,9 +88,9 @@ def assign_splits(df: pd.DataFrame, cfg: Splits = SETTINGS.splits) -> pd.DataFra
         blocks = np.minimum(np.arange(len(order)) * cfg.blocks // len(order), cfg.blocks - 1)
         df.loc[order, "block"] = blocks
         split = np.where(np.isin(blocks, cfg.val_blocks), "val", np.where(np.isin(blocks, cfg.test_blocks), "test", "train"))
-        # guard band: drop the images next to a border between two different splits
+        # guard band: drop the training images next to a border with val/test (likely the same patient)
         for k in np.nonzero(split[1:] != split[:-1])[0]:
-            lo, hi = max(0, k + 1 - cfg.guard), min(len(order), k + 1 + cfg.guard)
+            lo, hi = (max(0, k + 1 - cfg.guard), k + 1) if split[k] == "train" else (k + 1, k + 1 + cfg.guard)
             df.loc[order[lo:hi], "dropped"] = "guard band at a split border"
         df.loc[order, "split"] = split
     df.loc[df["dropped"] != "", "split"] = ""

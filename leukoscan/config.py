@@ -20,7 +20,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 class Geometry:
     """Cell scale: detector input scale and classifier crop geometry (shared by training and inference)."""
 
-    train_cell_px: float = 32.0  # typical white-cell diameter, in pixels, that the detector was trained on
+    train_cell_px: float = 38.0  # white-cell diameter at the detector input (27 px Taleqani cells, 224 -> 320)
     rbc_um: float = 7.5  # red-cell diameter, the scale reference present in every smear
     wbc_um: float = 12.0  # typical white-cell diameter
     crop_margin: float = 0.25  # context added on each side of a cell box, as a fraction of its size
@@ -35,7 +35,7 @@ class Segmentation:
     min_area_frac: float = 0.2  # smallest component, as a fraction of the expected cell area
     max_area_frac: float = 4.0  # largest single cell, as a fraction of the expected cell area
     min_solidity: float = 0.75
-    max_b: float = 0.0  # mean Lab b* above this is red/orange (e.g. a red scale-bar label), not a cell
+    max_b: float = -12.0  # white cells are violet (b* < -20); pink red cells and red scale-bar labels are not
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Splits:
     blocks: int = 10  # contiguous file-number blocks per class
     val_blocks: tuple[int, ...] = (4,)
     test_blocks: tuple[int, ...] = (9,)
-    guard: int = 2  # images dropped on each side of a val/test block (same patient across a border)
+    guard: int = 3  # training images dropped next to a val/test block (same patient across a border)
     near_dup_bits: int = 6  # perceptual-hash Hamming distance that counts as a near duplicate
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -11,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from leukoscan.cards import sha256
 from leukoscan.config import DATA_ROOT, WEIGHTS_DIR
 from leukoscan.progress import console
 
@@ -18,10 +18,6 @@ PACKAGES = ("leukoscan", "torch", "torchvision", "ultralytics", "supervision", "
             "numpy", "pandas", "typer")
 DATASETS = ("all-taleqani", "txl-pbc", "labs-samples")
 REQUIRED_WEIGHTS = ("detector.pt", "classifier.pt")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def doctor(
@@ -60,6 +56,6 @@ def doctor(
     console.print(table)
     if problems:
         for p in problems:
-            console.print(f"[red]problem:[/] {p}")
+            console.print(f"[red]problem:[/] {p}", soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]ok[/]")

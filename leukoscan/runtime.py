@@ -47,6 +47,12 @@ def setup() -> None:
     uu.NUM_THREADS = tu.NUM_THREADS = int(n)
     torch.set_num_threads(int(n))
     uu.SETTINGS.update({"sync": False})
+    # Ultralytics patches PIL.Image.open to pip-install a HEIF plugin whenever Pillow cannot identify a
+    # file; a non-image in a slide folder must be a plain error, never an install attempt.
+    import ultralytics.utils.patches as patches
+    from PIL import Image
+
+    Image.open = patches._image_open
     _done = True
 
 
@@ -60,3 +66,21 @@ def _place_font(config_dir: Path) -> None:
         dst = config_dir / name
         if not dst.exists():
             shutil.copyfile(src, dst)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda:0`` when CUDA is present, else ``cpu``; ``cpu`` and ``cuda:N`` pass through."""
+    import torch
+
+    device = device.strip().lower()
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" or (device.startswith("cuda") and torch.cuda.is_available()):
+        return device if device != "cuda" else "cuda:0"
+    raise ValueError(f"device {device!r} is not available (use auto, cpu or cuda:N)")
+
+
+def train_device(device: str) -> str:
+    """Ultralytics' trainer spelling of a resolved device ('cpu' or the CUDA index)."""
+    device = resolve_device(device)
+    return "cpu" if device == "cpu" else device.split(":")[1] if ":" in device else "0"

@@ -1,0 +1,37 @@
+"""Temperature scaling and expected calibration error for the classifier's probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Re-soften softmax outputs: softmax(log p / T). Argmax is unchanged for any T > 0."""
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood on held-out (validation) predictions."""
+    res = minimize_scalar(lambda t: nll(apply_temperature(probs, t), labels), bounds=(0.05, 20.0), method="bounded")
+    return float(res.x)
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence (equal-width bins)."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)

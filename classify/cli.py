@@ -1,0 +1,57 @@
+"""``leukoscan classify …``: train, calibrate, validate and run the crop classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT
+from leukoscan.progress import console
+
+app = typer.Typer(help="Cell-crop classifier: train, val, predict.", no_args_is_help=True)
+CROPS = BUILD_DIR / "classify"
+RUNS = REPO_ROOT / "runs"
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(CROPS, help="Crop dataset folder (from `leukoscan data classify`)."),
+    epochs: int = typer.Option(40, help="Training epochs."),
+    imgsz: int = typer.Option(64, help="Crop size the model sees."),
+    balance: bool = typer.Option(True, help="Oversample minority classes with stain-jittered copies."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
+    name: str = typer.Option("classifier", help="Run name."),
+    ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
+) -> None:
+    """Train YOLOv8n-cls from scratch, fit a temperature on val, and optionally ship the weights."""
+    from classify.dataset import balance as make_balanced
+    from classify.predict import Classifier
+    from classify.train import ClassifierRecipe, calibrate
+    from classify.train import train as run_train
+    from datasets.splits import manifest_hash
+    from leukoscan.cards import ship
+
+    train_data = data
+    counts = None
+    if balance:
+        train_data = Path(str(data) + "_balanced")
+        counts = make_balanced(data, train_data)
+        console.print(f"balanced training set: {counts}")
+    best, card = run_train(train_data, project, name, ClassifierRecipe(epochs=epochs, imgsz=imgsz), device)
+    calib = calibrate(Classifier(best, device), data / "val")
+    card.update(calib)
+    card["classes"] = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
+    card["balanced_train_counts"] = counts
+    manifest = data / "manifest.csv"
+    card["data"] = {
+        "folder": str(data), "split": "all-taleqani contiguous blocks (manifest)",
+        "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
+    }
+    (best.parent / "card.json").write_text(json.dumps(card, indent=2))
+    console.print(json.dumps(card, indent=2))
+    if ship_to:
+        ship(best, ship_to, card)
+        console.print(f"shipped {ship_to}")

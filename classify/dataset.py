@@ -1,0 +1,44 @@
+"""Class balancing for the crop dataset: minority classes are oversampled with stain-jittered copies.
+
+The Ultralytics classification trainer has no class weights, so the training folder is rebuilt with
+every class at the size of the largest one: originals kept, the extra samples are HED-jittered copies
+(never byte-identical duplicates). val/test are linked unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from classify.stain import hed_jitter
+from leukoscan.cells import CLASSES
+from leukoscan.progress import track
+
+
+def balance(src: Path, dst: Path, seed: int = 0, jitter_all: bool = True) -> dict[str, int]:
+    """Write a balanced copy of ``src/train`` to ``dst/train`` and link ``val``/``test``; return train counts."""
+    rng = np.random.default_rng(seed)
+    files = {k: sorted((src / "train" / k).glob("*.png")) for k in CLASSES}
+    target = max(len(v) for v in files.values())
+    counts = {}
+    for key in track(CLASSES, "balancing classes"):
+        out = dst / "train" / key
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files[key]:
+            link = out / f.name
+            if not link.exists():
+                os.link(f, link)
+        extra = rng.choice(len(files[key]), size=target - len(files[key]), replace=True) if files[key] else []
+        for n, i in enumerate(extra):
+            bgr = cv2.imread(str(files[key][i]))
+            jittered = hed_jitter(bgr[..., ::-1], rng)[..., ::-1]
+            cv2.imwrite(str(out / f"{files[key][i].stem}_aug{n:05d}.png"), jittered)
+        counts[key] = len(files[key]) + len(extra)
+    for split in ("val", "test"):
+        link = dst / split
+        if not link.exists():
+            link.symlink_to((src / split).resolve(), target_is_directory=True)
+    return counts

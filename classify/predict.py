@@ -1,0 +1,51 @@
+"""Batched, calibrated classification of cell crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from classify.calibrate import apply_temperature
+from leukoscan.cards import read_card
+from leukoscan.cells import CLASSES, with_probs
+from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS
+from leukoscan.crops import crop_cells
+from leukoscan.runtime import resolve_device
+
+
+class Classifier:
+    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256):
+        from ultralytics import YOLO
+
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"classifier weights not found: {weights}")
+        self.model = YOLO(str(weights), task="classify")
+        self.weights = Path(weights)
+        self.device = resolve_device(device)
+        self.batch = batch
+        card = read_card(weights)
+        self.temperature = float(card.get("temperature", 1.0))
+        self.imgsz = int(card.get("recipe", {}).get("imgsz", SETTINGS.geometry.crop_px))
+        names = self.model.names
+        missing = set(CLASSES) - set(names.values())
+        if missing:
+            raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
+        self.order = [next(i for i, n in names.items() if n == key) for key in CLASSES]
+
+    def raw_probs(self, crops: np.ndarray) -> np.ndarray:
+        """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``."""
+        out = np.zeros((len(crops), len(CLASSES)), dtype=np.float32)
+        for start in range(0, len(crops), self.batch):
+            chunk = [np.ascontiguousarray(c[..., ::-1]) for c in crops[start : start + self.batch]]
+            results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
+            out[start : start + len(chunk)] = np.stack([r.probs.data.cpu().numpy()[self.order] for r in results])
+        return out
+
+    def probs(self, crops: np.ndarray) -> np.ndarray:
+        return apply_temperature(self.raw_probs(crops), self.temperature) if len(crops) else np.zeros((0, len(CLASSES)), np.float32)
+
+    def __call__(self, rgb: np.ndarray, det: sv.Detections) -> sv.Detections:
+        """Classify the cells of one field; adds ``class_id`` and ``data['probs']`` to ``det``."""
+        return with_probs(det, self.probs(crop_cells(rgb, det.xyxy, size=self.imgsz)))

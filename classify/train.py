@@ -1,0 +1,73 @@
+"""Train, calibrate and evaluate the crop classifier (Ultralytics YOLOv8n-cls built from yaml)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classify.calibrate import apply_temperature, ece, fit_temperature
+from leukoscan.cells import CLASSES
+from leukoscan.runtime import train_device
+
+
+@dataclass
+class ClassifierRecipe:
+    model: str = "yolov8n-cls.yaml"
+    imgsz: int = 64
+    epochs: int = 40
+    batch: int = 128
+    workers: int = 2
+    patience: int = 15
+    seed: int = 0
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    scale: float = 0.3  # RandomResizedCrop area range (0.7, 1)
+    hsv_h: float = 0.05
+    hsv_s: float = 0.6
+    hsv_v: float = 0.4
+    erasing: float = 0.2
+    dropout: float = 0.1
+
+
+def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,
+          device: str = "auto") -> tuple[Path, dict]:
+    from ultralytics import YOLO
+
+    recipe = recipe or ClassifierRecipe()
+    model = YOLO(recipe.model, task="classify")
+    args = {k: v for k, v in asdict(recipe).items() if k != "model"}
+    start = time.time()
+    model.train(
+        data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True,
+        device=train_device(device), amp=False, plots=False, pretrained=False, verbose=False, **args,
+    )
+    card = {"recipe": asdict(recipe), "train_seconds": round(time.time() - start, 1)}
+    return Path(model.trainer.best), card
+
+
+def folder_predictions(classifier, folder: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
+    import cv2
+
+    files, labels = [], []
+    for i, key in enumerate(CLASSES):
+        found = sorted((folder / key).glob("*.png")) + sorted((folder / key).glob("*.jpg"))
+        files += found
+        labels += [i] * len(found)
+    crops = np.stack([cv2.imread(str(f))[..., ::-1] for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
+    return classifier.raw_probs(crops), np.array(labels, dtype=int), files
+
+
+def calibrate(classifier, val_folder: Path) -> dict:
+    """Fit the temperature on the validation split; report ECE before and after."""
+    probs, labels, _ = folder_predictions(classifier, val_folder)
+    t = fit_temperature(probs, labels)
+    return {
+        "temperature": round(t, 4),
+        "val_ece_before": round(ece(probs, labels), 4),
+        "val_ece_after": round(ece(apply_temperature(probs, t), labels), 4),
+    }

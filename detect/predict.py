@@ -1,0 +1,92 @@
+"""White-cell detection on fields of any size: scale normalisation, then one pass or tiled inference.
+
+Every field is resized so its white cells are ``train_cell_px`` wide (the size the detector was trained
+on); a resized field larger than ``1.5 x tile`` is cut into overlapping tiles by ``sv.InferenceSlicer``,
+whose intersection-over-smaller NMS reports a cell cut by a tile border once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from detect.scale import white_cell_px
+from leukoscan.cells import cells
+from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
+from leukoscan.runtime import resolve_device
+
+MAX_SIDE = 4096  # largest resized field (very low magnification photographs are capped here)
+
+
+def ceil32(n: float) -> int:
+    return int(np.ceil(n / 32) * 32)
+
+
+class Detector:
+    def __init__(
+        self, weights: Path = DETECTOR_WEIGHTS, device: str = "auto", conf: float = 0.25, iou: float = 0.5,
+        tile: int = 320, overlap: int = 96, geo: Geometry = SETTINGS.geometry,
+    ):
+        from ultralytics import YOLO
+
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"detector weights not found: {weights}")
+        self.model = YOLO(str(weights), task="detect")
+        self.weights = Path(weights)
+        self.device = resolve_device(device)
+        self.conf, self.iou, self.tile, self.overlap, self.geo = conf, iou, tile, overlap, geo
+
+    def predict_bgr(self, images: list[np.ndarray], imgsz: int) -> list[sv.Detections]:
+        """Raw model pass on BGR arrays at ``imgsz`` (boxes in the given arrays' pixels)."""
+        if not images:
+            return []
+        results = self.model.predict(
+            images, imgsz=imgsz, conf=self.conf, iou=self.iou, device=self.device, verbose=False, max_det=1000,
+        )
+        return [cells(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
+
+    def scale_for(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> float:
+        s = self.geo.train_cell_px / white_cell_px(rgb, cell_size, um_per_px, self.geo)
+        return min(s, MAX_SIDE / max(rgb.shape[:2]))
+
+    def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
+        return self.detect([rgb], cell_size, um_per_px)[0]
+
+    def detect(
+        self, images: list[np.ndarray], cell_size: float | None = None, um_per_px: float | None = None
+    ) -> list[sv.Detections]:
+        """Cells of each RGB field, boxes in that field's original pixels. Small fields share one batch."""
+        scaled = []
+        for rgb in images:
+            s = self.scale_for(rgb, cell_size, um_per_px)
+            h, w = rgb.shape[:2]
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+            bgr = np.ascontiguousarray(rgb[..., ::-1])
+            if size != (w, h):
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            scaled.append((s, bgr))
+        out: list[sv.Detections | None] = [None] * len(images)
+        small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.tile]
+        # one batched pass per input size for the small fields
+        for imgsz in sorted({ceil32(max(scaled[i][1].shape[:2])) for i in small}):
+            idx = [i for i in small if ceil32(max(scaled[i][1].shape[:2])) == imgsz]
+            for i, det in zip(idx, self.predict_bgr([scaled[i][1] for i in idx], imgsz)):
+                out[i] = det
+        for i, (s, bgr) in enumerate(scaled):
+            if out[i] is None:
+                out[i] = self.tiled(bgr)
+        for i, (s, _) in enumerate(scaled):
+            h, w = images[i].shape[:2]
+            out[i].xyxy = (out[i].xyxy / s).clip(0, [w, h, w, h]).astype(np.float32)
+        return out
+
+    def tiled(self, bgr: np.ndarray) -> sv.Detections:
+        slicer = sv.InferenceSlicer(
+            callback=lambda tiles: self.predict_bgr(list(tiles), self.tile),
+            slice_wh=self.tile, overlap_wh=self.overlap, overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
+            overlap_metric=sv.OverlapMetric.IOS, iou_threshold=0.5, batch_size=8,
+        )
+        return slicer(bgr)

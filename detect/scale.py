@@ -1,0 +1,48 @@
+"""Cell scale: how many pixels a white cell spans in a field, from the user or from the red cells.
+
+Red cells are ~7.5 µm in every smear and are the most numerous objects, so the median radius at the
+distance-transform peaks of the (hole-filled) foreground mask is the red-cell radius.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import feature, filters, morphology
+
+from leukoscan.config import SETTINGS, Geometry
+
+MAX_SIDE = 1024  # estimate on a downscaled copy: fast and enough resolution
+
+
+def rbc_diameter_px(rgb: np.ndarray) -> float | None:
+    """Median red-cell diameter in pixels of ``rgb``, or None when no cells are visible."""
+    h, w = rgb.shape[:2]
+    f = min(1.0, MAX_SIDE / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    if gray.std() < 2:
+        return None
+    mask = gray < filters.threshold_otsu(gray)  # stained objects are darker than the background
+    mask = ndi.binary_fill_holes(morphology.opening(mask, morphology.disk(1)))
+    dist = ndi.distance_transform_edt(mask)
+    peaks = feature.peak_local_max(dist, min_distance=3, threshold_abs=2.5, exclude_border=True)
+    if len(peaks) < 3:
+        return None
+    return float(2 * np.median(dist[tuple(peaks.T)]) + 1) / f
+
+
+def white_cell_px(
+    rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None, geo: Geometry = SETTINGS.geometry
+) -> float:
+    """Expected white-cell diameter in pixels: user's ``cell_size``, else from ``um_per_px``, else estimated."""
+    if cell_size:
+        return float(cell_size)
+    if um_per_px:
+        return geo.wbc_um / um_per_px
+    rbc = rbc_diameter_px(rgb)
+    if rbc is None:
+        return geo.train_cell_px
+    return rbc * geo.wbc_um / geo.rbc_um

@@ -1,0 +1,85 @@
+"""Every kind of bad input becomes a one-line ImageError; odd-but-valid inputs load as 8-bit RGB."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukoscan.images import ImageError, MAX_PIXELS, load_rgb
+
+
+def save(path, arr, **kw):
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+@pytest.fixture
+def rgb():
+    return (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+
+
+def one_line_error(path):
+    with pytest.raises(ImageError) as e:
+        load_rgb(path)
+    msg = str(e.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+def test_valid_formats(tmp_path, rgb):
+    for ext in ("jpg", "png", "tif", "bmp"):
+        out = load_rgb(save(tmp_path / f"a.{ext}", rgb))
+        assert out.shape == (40, 50, 3) and out.dtype == np.uint8
+
+
+def test_grayscale_rgba_16bit_palette(tmp_path, rgb):
+    gray = load_rgb(save(tmp_path / "g.png", rgb[..., 0]))
+    assert gray.shape == (40, 50, 3) and (gray[..., 0] == gray[..., 1]).all()
+    rgba = np.dstack([rgb, np.full((40, 50), 0, np.uint8)])  # fully transparent -> white
+    assert (load_rgb(save(tmp_path / "a.png", rgba)) == 255).all()
+    deep = (rgb[..., 0].astype(np.uint16) * 257)
+    out = load_rgb(save(tmp_path / "d.png", deep))
+    assert out.dtype == np.uint8 and abs(int(out[..., 0].max()) - int(rgb[..., 0].max())) <= 1
+    tif16 = tmp_path / "d.tif"
+    Image.fromarray(deep).save(tif16)
+    assert load_rgb(tif16).shape == (40, 50, 3)
+    pal = Image.fromarray(rgb).convert("P")
+    pal.save(tmp_path / "p.png")
+    assert load_rgb(tmp_path / "p.png").shape == (40, 50, 3)
+
+
+def test_exif_orientation_applied(tmp_path, rgb):
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 on display
+    im.save(tmp_path / "r.jpg", exif=exif)
+    assert load_rgb(tmp_path / "r.jpg").shape == (50, 40, 3)
+
+
+def test_odd_paths(tmp_path, rgb):
+    folder = tmp_path / "slide [1] ünïcödé (copy)"
+    folder.mkdir()
+    assert load_rgb(save(folder / "field #1 – µm.jpg", rgb)).shape == (40, 50, 3)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, rgb):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert "empty" in one_line_error(tmp_path / "empty.jpg")
+    (tmp_path / "text.jpg").write_text("this is not an image\n" * 10)
+    assert "not an image" in one_line_error(tmp_path / "text.jpg")
+    good = save(tmp_path / "good.jpg", (np.random.default_rng(1).random((400, 400, 3)) * 255).astype(np.uint8))
+    data = good.read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    assert "truncated" in one_line_error(tmp_path / "trunc.jpg")
+    corrupt = bytearray(data)
+    corrupt[200:4000] = b"\x00" * 3800
+    (tmp_path / "corrupt.jpg").write_bytes(bytes(corrupt[:3000]) + b"garbage")
+    one_line_error(tmp_path / "corrupt.jpg")
+    assert "not found" in one_line_error(tmp_path / "missing.jpg")
+    one_line_error(tmp_path)  # a folder is not a file
+
+
+def test_decompression_bomb(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 100
+    Image.new("1", (side, side)).save(tmp_path / "bomb.png")  # tiny file, huge canvas
+    assert (tmp_path / "bomb.png").stat().st_size < 5_000_000
+    assert "too large" in one_line_error(tmp_path / "bomb.png")
