@@ -1,21 +1,123 @@
-"""leukoscan command line: screen blood-smear slides for acute lymphoblastic leukemia (a screening aid)."""
+"""leukoscan command line: screen blood-smear slides for acute lymphoblastic leukemia (a screening aid).
+
+A run, as a lab user sees it: each slide folder (or single image) is screened field by field (load →
+detect → crop → classify in batches → per-cell records, saved as each field finishes), the cells are
+aggregated into a slide verdict, and the tables, overlays and an HTML report are written to ``--out``.
+"""
 
 from __future__ import annotations
 
 import leukoscan  # noqa: F401  (offline runtime before ultralytics)
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 import typer
+from rich.markup import escape
 
 from classify.cli import app as classify_app
 from datasets.cli import app as data_app
 from detect.cli import app as detect_app
+from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT
 from leukoscan.doctor import doctor
+from leukoscan.progress import console, progress
 
 app = typer.Typer(help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER}", no_args_is_help=True)
 app.command()(doctor)
 app.add_typer(data_app, name="data")
 app.add_typer(detect_app, name="detect")
 app.add_typer(classify_app, name="classify")
+DEMO_SLIDE = REPO_ROOT / "datasets" / "samples"
+
+
+@dataclass
+class Models:
+    detector: object
+    classifier: object
+
+    @classmethod
+    def load(cls, detector_weights: Path, classifier_weights: Path, device: str) -> Models:
+        from classify.predict import Classifier
+        from detect.predict import Detector
+
+        return cls(Detector(detector_weights, device), Classifier(classifier_weights, device))
+
+    def describe(self) -> dict:
+        from leukoscan.cards import sha256
+
+        return {"version": leukoscan.__version__, "device": self.detector.device,
+                "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
+                           "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
+                                          "temperature": self.classifier.temperature}}}
+
+
+@app.command()
+def run(
+    slides: list[Path] = typer.Argument(None, help="Slide folders (or single images). Default: the bundled demo slide."),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated from red cells)."),
+    um_per_px: float = typer.Option(None, help="Micrometres per pixel (alternative to --cell-size)."),
+    batch: int = typer.Option(16, help="Fields per batch through the models."),
+    force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
+    detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
+    classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+) -> None:
+    """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
+    from leukoscan import outputs
+    from leukoscan.records import SUMMARY_COLUMNS
+    from leukoscan.report import write_report
+    from leukoscan.slide import Options, Slide, screen_slide
+
+    try:
+        inputs = [Slide.from_path(p) for p in (slides or [DEMO_SLIDE])]
+        models = Models.load(detector_weights, classifier_weights, device)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(2)
+    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, force=force)
+    verdicts = []
+    with progress() as bar:
+        overall = bar.add_task("all slides", total=sum(len(s.images) for s in inputs))
+        for name, slide in zip(unique_names(inputs), inputs):
+            task = bar.add_task(escape(slide.name), total=len(slide.images))
+
+            def advance(n, task=task):
+                bar.advance(task, n)
+                bar.advance(overall, n)
+
+            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+    outputs.write_csv(out / "summary.csv", pd.DataFrame([v for _, v in verdicts])[SUMMARY_COLUMNS])
+    write_report(out, verdicts)
+    show_summary(verdicts, out)
+    if all(v["n_failed"] == v["n_images"] for _, v in verdicts):
+        console.print("[red]error:[/] no image could be processed (see images.csv in each slide folder)")
+        raise typer.Exit(1)
+
+
+def unique_names(slides) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for s in slides:
+        seen[s.name] = seen.get(s.name, 0) + 1
+        names.append(s.name if seen[s.name] == 1 else f"{s.name}-{seen[s.name]}")
+    return names
+
+
+def show_summary(verdicts, out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"leukoscan: {leukoscan.DISCLAIMER}", title_justify="left")
+    for col in ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review"):
+        table.add_column(col)
+    for _, v in verdicts:
+        table.add_row(escape(v["slide"]), str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
+                      f"{v['blast_fraction']:.1%} ({v['ci_low']:.1%}–{v['ci_high']:.1%})", v["predominant_subtype"] or "–",
+                      v["verdict"], "yes" if v["needs_review"] else "no")
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}")
+
 
 if __name__ == "__main__":
     app()

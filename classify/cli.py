@@ -18,9 +18,10 @@ RUNS = REPO_ROOT / "runs"
 @app.command()
 def train(
     data: Path = typer.Option(CROPS, help="Crop dataset folder (from `leukoscan data classify`)."),
-    epochs: int = typer.Option(40, help="Training epochs."),
+    epochs: int = typer.Option(25, help="Training epochs."),
     imgsz: int = typer.Option(64, help="Crop size the model sees."),
-    balance: bool = typer.Option(True, help="Oversample minority classes with stain-jittered copies."),
+    balance: bool = typer.Option(True, help="Balance classes: subsample large ones, fill small ones with stain-jittered copies."),
+    per_class: int = typer.Option(5000, help="Training crops per class after balancing."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
     name: str = typer.Option("classifier", help="Run name."),
@@ -29,7 +30,8 @@ def train(
     """Train YOLOv8n-cls from scratch, fit a temperature on val, and optionally ship the weights."""
     from classify.dataset import balance as make_balanced
     from classify.predict import Classifier
-    from classify.train import ClassifierRecipe, calibrate
+    from classify.stain import stain_reference
+    from classify.train import ClassifierRecipe, calibrate, sample_crops
     from classify.train import train as run_train
     from datasets.splits import manifest_hash
     from leukoscan.cards import ship
@@ -38,11 +40,12 @@ def train(
     counts = None
     if balance:
         train_data = Path(str(data) + "_balanced")
-        counts = make_balanced(data, train_data)
+        counts = make_balanced(data, train_data, per_class)
         console.print(f"balanced training set: {counts}")
     best, card = run_train(train_data, project, name, ClassifierRecipe(epochs=epochs, imgsz=imgsz), device)
     calib = calibrate(Classifier(best, device), data / "val")
     card.update(calib)
+    card["stain_reference"] = stain_reference(sample_crops(data / "train"))
     card["classes"] = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
     card["balanced_train_counts"] = counts
     manifest = data / "manifest.csv"

@@ -1,13 +1,15 @@
 """Class balancing for the crop dataset: minority classes are oversampled with stain-jittered copies.
 
 The Ultralytics classification trainer has no class weights, so the training folder is rebuilt with
-every class at the size of the largest one: originals kept, the extra samples are HED-jittered copies
-(never byte-identical duplicates). val/test are linked unchanged.
+every class at ``per_class`` samples: a larger class is subsampled (Pre-B fields are crowded and would
+otherwise hold half of all crops), a smaller one keeps all originals and is filled up with HED-jittered
+copies (never byte-identical duplicates). val/test are linked unchanged.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -18,15 +20,19 @@ from leukoscan.cells import CLASSES
 from leukoscan.progress import track
 
 
-def balance(src: Path, dst: Path, seed: int = 0, jitter_all: bool = True) -> dict[str, int]:
+def balance(src: Path, dst: Path, per_class: int = 5000, seed: int = 0) -> dict[str, int]:
     """Write a balanced copy of ``src/train`` to ``dst/train`` and link ``val``/``test``; return train counts."""
     rng = np.random.default_rng(seed)
     files = {k: sorted((src / "train" / k).glob("*.png")) for k in CLASSES}
-    target = max(len(v) for v in files.values())
+    target = per_class
     counts = {}
+    if dst.exists():
+        shutil.rmtree(dst)
     for key in track(CLASSES, "balancing classes"):
         out = dst / "train" / key
         out.mkdir(parents=True, exist_ok=True)
+        if len(files[key]) > target:
+            files[key] = [files[key][i] for i in sorted(rng.choice(len(files[key]), target, replace=False))]
         for f in files[key]:
             link = out / f.name
             if not link.exists():

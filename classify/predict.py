@@ -26,6 +26,7 @@ class Classifier:
         self.device = resolve_device(device)
         self.batch = batch
         card = read_card(weights)
+        self.stain_reference = card.get("stain_reference")
         self.temperature = float(card.get("temperature", 1.0))
         self.imgsz = int(card.get("recipe", {}).get("imgsz", SETTINGS.geometry.crop_px))
         names = self.model.names
@@ -46,6 +47,10 @@ class Classifier:
     def probs(self, crops: np.ndarray) -> np.ndarray:
         return apply_temperature(self.raw_probs(crops), self.temperature) if len(crops) else np.zeros((0, len(CLASSES)), np.float32)
 
+    def crops(self, rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
+        """The crops this model sees for ``det`` (the shared crop geometry at the model's size)."""
+        return crop_cells(rgb, det.xyxy, size=self.imgsz)
+
     def __call__(self, rgb: np.ndarray, det: sv.Detections) -> sv.Detections:
         """Classify the cells of one field; adds ``class_id`` and ``data['probs']`` to ``det``."""
-        return with_probs(det, self.probs(crop_cells(rgb, det.xyxy, size=self.imgsz)))
+        return with_probs(det, self.probs(self.crops(rgb, det)))

@@ -13,3 +13,29 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, b
     beta = rng.uniform(-bias, bias, size=3)
     out = hed2rgb(hed * alpha + beta)
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def crop_colour(crops: np.ndarray) -> np.ndarray:
+    """Mean CIE Lab colour of each RGB crop's stained (darker than median) pixels: N x 3."""
+    from skimage.color import rgb2lab
+
+    out = np.zeros((len(crops), 3), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        lab = rgb2lab(crop).reshape(-1, 3)
+        out[i] = lab[lab[:, 0] <= np.median(lab[:, 0])].mean(axis=0)
+    return out
+
+
+def stain_reference(crops: np.ndarray) -> dict:
+    """Mean and spread of the training crops' colour, stored in the classifier card."""
+    colour = crop_colour(crops)
+    return {"lab_mean": [round(float(v), 3) for v in colour.mean(axis=0)],
+            "lab_std": [round(float(v), 3) for v in colour.std(axis=0)]}
+
+
+def stain_distance(median_lab, reference: dict | None) -> float | None:
+    """How far (in training-crop SDs, worst Lab channel) a slide's median cell colour is from training."""
+    if not reference or median_lab is None or not np.isfinite(median_lab).all():
+        return None
+    z = np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(np.array(reference["lab_std"]), 1e-3)
+    return float(z.max())

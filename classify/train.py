@@ -18,7 +18,7 @@ from leukoscan.runtime import train_device
 class ClassifierRecipe:
     model: str = "yolov8n-cls.yaml"
     imgsz: int = 64
-    epochs: int = 40
+    epochs: int = 25
     batch: int = 128
     workers: int = 2
     patience: int = 15
@@ -60,6 +60,15 @@ def folder_predictions(classifier, folder: Path) -> tuple[np.ndarray, np.ndarray
         labels += [i] * len(found)
     crops = np.stack([cv2.imread(str(f))[..., ::-1] for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
     return classifier.raw_probs(crops), np.array(labels, dtype=int), files
+
+
+def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of RGB crops from ``folder/<class>/`` (all classes together)."""
+    import cv2
+
+    files = sorted(folder.glob("*/*.png"))
+    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
+    return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
 
 
 def calibrate(classifier, val_folder: Path) -> dict:

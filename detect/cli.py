@@ -18,7 +18,7 @@ RUNS = REPO_ROOT / "runs"
 @app.command()
 def train(
     data: Path = typer.Option(DATA_YAML, help="YOLO data.yaml (from `leukoscan data detect`)."),
-    epochs: int = typer.Option(30, help="Training epochs."),
+    epochs: int = typer.Option(16, help="Training epochs."),
     imgsz: int = typer.Option(320, help="Training image size."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     project: Path = typer.Option(RUNS / "detect", help="Folder for training runs."),

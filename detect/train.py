@@ -16,7 +16,7 @@ class DetectorRecipe:
 
     model: str = "yolov8n.yaml"
     imgsz: int = 320
-    epochs: int = 30
+    epochs: int = 16
     batch: int = 32
     workers: int = 2
     patience: int = 10
@@ -28,7 +28,7 @@ class DetectorRecipe:
     scale: float = 0.5
     translate: float = 0.1
     mosaic: float = 1.0
-    close_mosaic: int = 5
+    close_mosaic: int = 3
     hsv_h: float = 0.05
     hsv_s: float = 0.7
     hsv_v: float = 0.4

@@ -48,10 +48,30 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class VerdictRules:
+    """Slide verdict thresholds. Screening must not miss a leukemia, so they lean to sensitivity.
+
+    Healthy peripheral blood has no circulating blasts, and WHO defines acute leukemia at >= 20 % blasts;
+    a slide is therefore ``suspected`` well below that: as soon as the 95 % Wilson lower bound of the blast
+    fraction reaches 10 %, or 5 cells are confident blasts. It is ``negative`` only when the upper bound is
+    below 10 % and there are fewer than 5 confident blasts; anything between is ``indeterminate``.
+    """
+
+    min_cells: int = 10  # fewer cells than this: "insufficient"
+    suspect_fraction: float = 0.10  # Wilson lower bound of the blast fraction that makes a slide "suspected"
+    confident_blast_p: float = 0.90  # P(malignant) that makes a cell a confident blast
+    suspect_confident_blasts: int = 5  # this many confident blasts also make a slide "suspected"
+    uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
+    review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
+    review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops
+
+
+@dataclass(frozen=True)
 class Settings:
     geometry: Geometry = field(default_factory=Geometry)
     segmentation: Segmentation = field(default_factory=Segmentation)
     splits: Splits = field(default_factory=Splits)
+    verdict: VerdictRules = field(default_factory=VerdictRules)
 
 
 SETTINGS = Settings()

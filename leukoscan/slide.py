@@ -1,0 +1,137 @@
+"""Screening one slide: each field is loaded, detected, cropped and classified (in batches), its record
+is saved as soon as it is done (so an interrupted run resumes), then the slide's tables, overlays and
+verdict are written. Bad files become ``status=error`` rows and never stop the slide."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from classify.stain import crop_colour, stain_distance
+from leukoscan import outputs
+from leukoscan.cells import with_probs
+from leukoscan.config import SETTINGS, VerdictRules
+from leukoscan.crops import crop_cells
+from leukoscan.images import ImageError, list_images, load_rgb
+from leukoscan.overlay import overlay
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, PROB_COLUMNS, cell_table
+from leukoscan.verdict import image_call, slide_verdict
+
+
+@dataclass
+class Slide:
+    name: str
+    images: list[Path]
+
+    @classmethod
+    def from_path(cls, path: Path) -> Slide:
+        """A folder of fields, or one image file as a slide of one image."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(path.name or "slide", list_images(path))
+        if path.is_file():
+            return cls(path.stem, [path])
+        raise FileNotFoundError(f"no such slide folder or image: {path}")
+
+
+@dataclass
+class Options:
+    cell_size: float | None = None
+    um_per_px: float | None = None
+    batch: int = 16
+    force: bool = False
+    rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
+
+
+def state_path(out: Path, image: Path) -> Path:
+    key = hashlib.sha1(str(image.resolve()).encode()).hexdigest()[:10]
+    return out / ".state" / f"{image.name}.{key}.json"
+
+
+def fingerprint(image: Path) -> dict:
+    st = image.stat()
+    return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+
+
+def load_state(out: Path, image: Path) -> dict | None:
+    p = state_path(out, image)
+    try:
+        state = json.loads(p.read_text())
+        return state if state.get("fingerprint") == fingerprint(image) else None
+    except (OSError, ValueError):
+        return None
+
+
+def screen_fields(models, out: Path, images: list[Path], opts: Options) -> None:
+    """Process a batch of fields end to end and save one state record per field."""
+    loaded, t0 = [], time.perf_counter()
+    for path in images:
+        try:
+            loaded.append((path, load_rgb(path)))
+        except ImageError as e:
+            outputs.write_json(state_path(out, path), {"fingerprint": fingerprint(path), "status": "error", "error": str(e)})
+    if not loaded:
+        return
+    t1 = time.perf_counter()
+    dets = models.detector.detect([rgb for _, rgb in loaded], opts.cell_size, opts.um_per_px)
+    t2 = time.perf_counter()
+    crops = [models.classifier.crops(rgb, det) for (_, rgb), det in zip(loaded, dets)]
+    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
+    t3 = time.perf_counter()
+    start = 0
+    for (path, rgb), det, c in zip(loaded, dets, crops):
+        det = with_probs(det, probs[start : start + len(det)])
+        start += len(det)
+        outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det))
+        uncertain = np.nonzero(det.data["probs"].max(axis=1) < opts.rules.uncertain_p)[0] if len(det) else []
+        for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
+            outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", crop[..., ::-1])
+        colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
+        outputs.write_json(state_path(out, path), {
+            "fingerprint": fingerprint(path), "status": "ok", "error": "", "stain_lab": colour,
+            "cells": cell_table(path.name, det).to_dict(orient="records"),
+            "seconds": {"decode": (t1 - t0) / len(loaded), "detect": (t2 - t1) / len(loaded),
+                        "classify": (t3 - t2) / len(loaded)},
+        })
+
+
+def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
+    """Screen ``slide`` into ``out``; returns its verdict record (also written to verdict.json)."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in slide.images if opts.force or load_state(out, p) is None]
+    advance(len(slide.images) - len(todo))
+    for i in range(0, len(todo), opts.batch):
+        screen_fields(models, out, todo[i : i + opts.batch], opts)
+        advance(len(todo[i : i + opts.batch]))
+    states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
+    cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
+    image_rows = []
+    for p, s in states:
+        own = cells[cells.image == p.name]
+        row = {"image": p.name, "status": s["status"], "error": s.get("error", ""), "n_cells": len(own)}
+        image_rows.append({**row, **(image_call(own) if s["status"] == "ok" else {"label": "", **{c: np.nan for c in PROB_COLUMNS}})})
+    images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
+    colours = [s["stain_lab"] for _, s in states if s.get("stain_lab")]
+    stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
+    verdict = {
+        "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
+        **slide_verdict(cells, opts.rules, stain_z),
+        "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.describe(),
+        "seconds": {"total": round(time.perf_counter() - start, 3), **mean_seconds(states)},
+    }
+    outputs.write_csv(out / "cells.csv", cells)
+    outputs.write_csv(out / "images.csv", images)
+    outputs.write_json(out / "verdict.json", verdict)
+    return verdict
+
+
+def mean_seconds(states) -> dict:
+    per = [s["seconds"] for _, s in states if "seconds" in s]
+    return {f"{k}_per_image": round(float(np.mean([p[k] for p in per])), 4) for k in (per[0] if per else {})}

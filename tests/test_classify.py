@@ -1,0 +1,84 @@
+"""Classifier: 1-epoch training smoke run, batched == per-crop, temperature keeps the argmax, ECE."""
+
+import cv2
+import numpy as np
+import pytest
+
+from classify.calibrate import apply_temperature, ece, fit_temperature
+from classify.stain import crop_colour, hed_jitter, stain_distance, stain_reference
+from leukoscan.cells import CLASSES, cells
+
+COLOURS = {"benign": (90, 40, 150), "early_pre_b": (150, 110, 200), "pre_b": (120, 60, 120), "pro_b": (180, 150, 230)}
+
+
+def crop(key, seed):
+    rng = np.random.default_rng(seed)
+    img = np.full((64, 64, 3), 235, np.uint8)
+    cv2.circle(img, (32 + rng.integers(-4, 5), 32 + rng.integers(-4, 5)), int(rng.integers(16, 22)), COLOURS[key], -1)
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from classify.train import ClassifierRecipe, train
+
+    root = tmp_path_factory.mktemp("crops")
+    for split, n in (("train", 12), ("val", 4)):
+        for key in CLASSES:
+            (root / split / key).mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(root / split / key / f"{i}.png"), crop(key, CLASSES.index(key) * 100 + i)[..., ::-1])
+    recipe = ClassifierRecipe(imgsz=32, epochs=1, batch=16, workers=0)
+    best, card = train(root, tmp_path_factory.mktemp("runs"), "smoke", recipe, device="cpu")
+    assert best.is_file() and card["train_seconds"] > 0
+    return best
+
+
+def test_batched_equals_per_crop(tiny_model):
+    from classify.predict import Classifier
+
+    clf = Classifier(tiny_model, device="cpu")
+    crops = np.stack([crop(k, i) for i, k in enumerate(CLASSES * 2)])
+    batched = clf.probs(crops)
+    single = np.concatenate([clf.probs(crops[i : i + 1]) for i in range(len(crops))])
+    assert batched.shape == (8, 4)
+    assert np.allclose(batched, single, atol=1e-4)
+    assert np.allclose(batched.sum(axis=1), 1, atol=1e-4)
+
+
+def test_classifier_labels_detections(tiny_model):
+    from classify.predict import Classifier
+
+    field = np.full((200, 200, 3), 235, np.uint8)
+    det = Classifier(tiny_model, device="cpu")(field, cells([[10, 10, 40, 40], [150, 150, 200, 200]], [0.9, 0.8]))
+    assert det.data["probs"].shape == (2, 4) and det.class_id.tolist() == det.data["probs"].argmax(1).tolist()
+
+
+def test_temperature_changes_confidence_not_argmax():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([0.3] * 4, size=200).astype(np.float32)
+    for t in (0.5, 2.0, 5.0):
+        scaled = apply_temperature(probs, t)
+        assert (scaled.argmax(1) == probs.argmax(1)).all()
+        assert np.allclose(scaled.sum(1), 1, atol=1e-5)
+    assert apply_temperature(probs, 2.0).max(1).mean() < probs.max(1).mean()
+    # labels drawn from `probs` make them calibrated; sharpened copies are over-confident:
+    # the fitted temperature is > 1 and lowers the ECE
+    probs = rng.dirichlet([1.0] * 4, size=2000)
+    labels = np.array([rng.choice(4, p=p / p.sum()) for p in probs])
+    sharp = apply_temperature(probs, 0.3)
+    t = fit_temperature(sharp, labels)
+    assert t > 1 and ece(apply_temperature(sharp, t), labels) < ece(sharp, labels)
+
+
+def test_stain_jitter_and_distance():
+    rng = np.random.default_rng(0)
+    crops = np.stack([crop("benign", i) for i in range(20)])
+    jittered = hed_jitter(crops[0], rng)
+    assert jittered.shape == crops[0].shape and jittered.dtype == np.uint8 and not np.array_equal(jittered, crops[0])
+    ref = stain_reference(crops)
+    assert stain_distance(np.median(crop_colour(crops), axis=0), ref) < 1.0
+    green = crops.copy()
+    green[..., 1] = np.minimum(green[..., 1].astype(int) + 120, 255)
+    assert stain_distance(np.median(crop_colour(green), axis=0), ref) > 3.0
+    assert stain_distance(None, ref) is None and stain_distance([50, 0, 0], None) is None
