@@ -1,0 +1,169 @@
+"""`leukoscan run`: output contract, bad inputs, resume, exit codes, inputs untouched, report in Chromium."""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from synth import smear
+from typer.testing import CliRunner
+
+from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS
+from leukoscan.images import MAX_PIXELS
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUMMARY_COLUMNS
+from pipeline import DEMO_SLIDE, app
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run(*args):
+    result = runner.invoke(app, ["run", *map(str, args)])
+    return result
+
+
+def digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    before = digest(DEMO_SLIDE)
+    result = run("--out", out)  # no slide given: the bundled demo slide (README's second command)
+    assert result.exit_code == 0, result.output
+    assert digest(DEMO_SLIDE) == before  # inputs are never modified
+    return out
+
+
+def test_demo_run_output_contract(demo_out):
+    summary = pd.read_csv(demo_out / "summary.csv", keep_default_na=False)
+    assert list(summary.columns) == SUMMARY_COLUMNS and summary.slide.tolist() == ["samples"]
+    slide = demo_out / "samples"
+    cells = pd.read_csv(slide / "cells.csv")
+    images = pd.read_csv(slide / "images.csv", keep_default_na=False)
+    assert list(cells.columns) == CELL_COLUMNS and list(images.columns) == IMAGE_COLUMNS
+    assert len(images) == 7 and (images.status == "ok").all()
+    assert len(cells) > 0 and set(cells.label) <= {"Benign", "Early Pre-B", "Pre-B", "Pro-B"}
+    probs = cells[["p_benign", "p_early_pre_b", "p_pre_b", "p_pro_b"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=2e-3)
+    assert ((cells.x2 > cells.x1) & (cells.y2 > cells.y1)).all()
+    verdict = json.loads((slide / "verdict.json").read_text())
+    assert verdict["verdict"] in {"suspected", "negative", "insufficient", "indeterminate"}
+    for key in ("cells_per_class", "thresholds", "models", "version", "device", "seconds"):
+        assert key in verdict
+    assert len(verdict["models"]["detector"]["sha256"]) == 64
+    for stem in images.image.map(lambda n: Path(n).stem):
+        assert (slide / "overlays" / f"{stem}.jpg").is_file()
+
+
+def test_boxes_sit_on_white_cells_of_a_synthetic_field(tmp_path):
+    img, truth = smear((224, 224), n_wbc=3, seed=7)
+    cv2.imwrite(str(tmp_path / "field.png"), img[..., ::-1])
+    assert run(tmp_path / "field.png", "--out", tmp_path / "out").exit_code == 0
+    cells = pd.read_csv(tmp_path / "out" / "field" / "cells.csv")
+    import supervision as sv
+
+    iou = sv.box_iou_batch(truth, cells[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float32))
+    assert (iou.max(axis=1) > 0.5).all()
+
+
+@pytest.fixture
+def bad_slide(tmp_path):
+    folder = tmp_path / "slide [2] ünï (copy)"
+    folder.mkdir()
+    img, _ = smear((224, 224), seed=3)
+    Image.fromarray(img).save(folder / "good field.jpg")
+    Image.fromarray(img[..., 0]).save(folder / "gray.png")
+    Image.fromarray(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(img[..., 1].astype(np.uint16) * 257).save(folder / "deep16.png")
+    data = (folder / "good field.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "corrupt.jpg").write_bytes(data[:100] + b"\x00" * 500 + data[600:700])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.tif").write_text("not an image")
+    side = int(MAX_PIXELS**0.5) + 10
+    Image.new("1", (side, side)).save(folder / "bomb.png")
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+    return folder
+
+
+def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
+    before = digest(bad_slide)
+    result = run(bad_slide, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert digest(bad_slide) == before
+    images = pd.read_csv(tmp_path / "out" / bad_slide.name / "images.csv", keep_default_na=False).set_index("image")
+    assert set(images.index) == {"good field.jpg", "gray.png", "rgba.png", "deep16.png", "truncated.jpg",
+                                 "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"}
+    for ok in ("good field.jpg", "gray.png", "rgba.png", "deep16.png"):
+        assert images.loc[ok, "status"] == "ok", images.loc[ok, "error"]
+    for bad in ("truncated.jpg", "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"):
+        assert images.loc[bad, "status"] == "error"
+        assert images.loc[bad, "error"] and "\n" not in images.loc[bad, "error"]
+    assert "too large" in images.loc["bomb.png", "error"] and "empty" in images.loc["empty.png", "error"]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary.n_failed.tolist() == [5] and summary.n_images.tolist() == [9]
+
+
+def test_resume_skips_finished_images_unless_forced(tmp_path):
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=20 + i)[0][..., ::-1])
+    out = tmp_path / "out"
+    assert run(slide, "--out", out).exit_code == 0
+    states = sorted((out / "slide" / ".state").glob("*.json"))
+    assert len(states) == 3
+    first = {p.name: p.stat().st_mtime_ns for p in states}
+    states[0].unlink()  # as if the run had been interrupted before this image finished
+    assert run(slide, "--out", out).exit_code == 0
+    again = {p.name: p.stat().st_mtime_ns for p in (out / "slide" / ".state").glob("*.json")}
+    assert set(again) == set(first)
+    assert sum(again[n] != first[n] for n in first) == 1  # only the unfinished image was redone
+    assert len(pd.read_csv(out / "slide" / "images.csv")) == 3
+    assert run(slide, "--out", out, "--force").exit_code == 0
+    forced = {p.name: p.stat().st_mtime_ns for p in (out / "slide" / ".state").glob("*.json")}
+    assert all(forced[n] != again[n] for n in again)
+
+
+def test_exit_codes(tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "x.jpg").write_bytes(b"")
+    result = run(empty, "--out", tmp_path / "o1")
+    assert result.exit_code == 1 and "no image could be processed" in result.output
+    result = run(tmp_path / "missing-folder", "--out", tmp_path / "o2")
+    assert result.exit_code == 2 and "no such slide" in result.output
+    result = run(empty, "--out", tmp_path / "o3", "--detector-weights", tmp_path / "none.pt")
+    assert result.exit_code == 2 and "weights not found" in result.output
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+def test_report_loads_in_chromium(demo_out, tmp_path):
+    report = demo_out / "report.html"
+    page = report.read_text()
+    assert "screening aid" in page.lower() and "not a diagnosis" in page
+    for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', page):  # relative links resolve inside the folder
+        from urllib.parse import unquote
+
+        assert (demo_out / unquote(link)).is_file(), link
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=3000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    verdict = json.loads((demo_out / "samples" / "verdict.json").read_text())["verdict"]
+    assert 'id="verdicts"' in proc.stdout and verdict in proc.stdout
