@@ -18,10 +18,10 @@ RUNS = REPO_ROOT / "runs"
 @app.command()
 def train(
     data: Path = typer.Option(CROPS, help="Crop dataset folder (from `leukoscan data classify`)."),
-    epochs: int = typer.Option(25, help="Training epochs."),
+    epochs: int = typer.Option(15, help="Training epochs."),
     imgsz: int = typer.Option(64, help="Crop size the model sees."),
     balance: bool = typer.Option(True, help="Balance classes: subsample large ones, fill small ones with stain-jittered copies."),
-    per_class: int = typer.Option(5000, help="Training crops per class after balancing."),
+    per_class: int = typer.Option(3000, help="Training crops per class after balancing."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
     name: str = typer.Option("classifier", help="Run name."),
@@ -58,3 +58,58 @@ def train(
     if ship_to:
         ship(best, ship_to, card)
         console.print(f"shipped {ship_to}")
+
+
+@app.command()
+def val(
+    data: Path = typer.Option(CROPS, help="Crop dataset folder."),
+    split: str = typer.Option("val", help="Split: val or test."),
+    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+) -> None:
+    """Accuracy, macro-F1, per-class recall and ECE (calibrated) on a split of the crop dataset."""
+    from classify.calibrate import apply_temperature, ece
+    from classify.predict import Classifier
+    from classify.train import folder_predictions
+
+    clf = Classifier(weights, device)
+    raw, labels, _ = folder_predictions(clf, data / split)
+    probs = apply_temperature(raw, clf.temperature)
+    pred = probs.argmax(1)
+    recall = {k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.model.names.values()) if (labels == i).any()}
+    console.print(json.dumps({"split": split, "n": int(len(labels)), "accuracy": round(float((pred == labels).mean()), 4),
+                              "recall": recall, "ece": round(ece(probs, labels), 4)}, indent=2))
+
+
+@app.command()
+def predict(
+    crops: list[Path] = typer.Argument(..., help="Crop images or folders of crops."),
+    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    out: Path = typer.Option(Path("predictions.csv"), help="CSV of calibrated probabilities."),
+) -> None:
+    """Classify ready-made cell crops (batched) and write their calibrated probabilities."""
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    from classify.predict import Classifier
+    from leukoscan import outputs
+    from leukoscan.cells import LABELS
+    from leukoscan.images import ImageError, list_images, load_rgb
+
+    files = [f for p in crops for f in (list_images(p) if p.is_dir() else [p])]
+    clf = Classifier(weights, device)
+    good, arrays = [], []
+    for f in files:
+        try:
+            arrays.append(cv2.resize(load_rgb(f), (clf.imgsz, clf.imgsz), interpolation=cv2.INTER_AREA))
+            good.append(f)
+        except ImageError as e:
+            console.print(f"[yellow]skipped[/] {f}: {e}", soft_wrap=True)
+    probs = clf.probs(np.stack(arrays)) if arrays else np.zeros((0, 4))
+    df = pd.DataFrame(probs, columns=[f"p_{k}" for k in ("benign", "early_pre_b", "pre_b", "pro_b")])
+    df.insert(0, "label", [LABELS[i] for i in probs.argmax(1)] if len(probs) else [])
+    df.insert(0, "crop", [str(f) for f in good])
+    outputs.write_csv(out, df)
+    console.print(f"{len(df)} crops classified -> {out}")

@@ -20,7 +20,7 @@ from leukoscan.cells import CLASSES
 from leukoscan.progress import track
 
 
-def balance(src: Path, dst: Path, per_class: int = 5000, seed: int = 0) -> dict[str, int]:
+def balance(src: Path, dst: Path, per_class: int = 3000, seed: int = 0) -> dict[str, int]:
     """Write a balanced copy of ``src/train`` to ``dst/train`` and link ``val``/``test``; return train counts."""
     rng = np.random.default_rng(seed)
     files = {k: sorted((src / "train" / k).glob("*.png")) for k in CLASSES}

@@ -28,7 +28,7 @@ class Classifier:
         card = read_card(weights)
         self.stain_reference = card.get("stain_reference")
         self.temperature = float(card.get("temperature", 1.0))
-        self.imgsz = int(card.get("recipe", {}).get("imgsz", SETTINGS.geometry.crop_px))
+        self.imgsz = int(self.model.overrides.get("imgsz") or SETTINGS.geometry.crop_px)  # as trained
         names = self.model.names
         missing = set(CLASSES) - set(names.values())
         if missing:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,14 +9,14 @@ import numpy as np
 
 from classify.calibrate import apply_temperature, ece, fit_temperature
 from leukoscan.cells import CLASSES
-from leukoscan.runtime import train_device
+from leukoscan.training import fit
 
 
 @dataclass
 class ClassifierRecipe:
     model: str = "yolov8n-cls.yaml"
     imgsz: int = 64
-    epochs: int = 25
+    epochs: int = 15
     batch: int = 128
     workers: int = 2
     patience: int = 15
@@ -35,17 +33,9 @@ class ClassifierRecipe:
 
 def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,
           device: str = "auto") -> tuple[Path, dict]:
-    from ultralytics import YOLO
-
     recipe = recipe or ClassifierRecipe()
-    model = YOLO(recipe.model, task="classify")
-    args = {k: v for k, v in asdict(recipe).items() if k != "model"}
-    start = time.time()
-    model.train(
-        data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True,
-        device=train_device(device), amp=False, plots=False, pretrained=False, verbose=False, **args,
-    )
-    card = {"recipe": asdict(recipe), "train_seconds": round(time.time() - start, 1)}
+    model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device)
+    card = {"recipe": asdict(recipe), "train_seconds": round(seconds, 1)}
     return Path(model.trainer.best), card
 
 

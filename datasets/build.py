@@ -153,3 +153,17 @@ def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame) -> 
     summary = {"counts": counts}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def build_fields(data_root: Path, out: Path, manifest: pd.DataFrame) -> dict:
+    """Whole 224x224 fields in ``out/<split>/<class>/``: the original notebook's approach, kept as a baseline."""
+    tq = data_root / "all-taleqani"
+    counts: dict[str, dict[str, int]] = {}
+    for row in track(list(manifest[manifest.split != ""].itertuples()), "whole-field baseline"):
+        dst = out / row.split / row.class_key
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tq / "Original" / row.file, dst / Path(row.file).name)
+        c = counts.setdefault(row.split, {k: 0 for k in CLASSES})
+        c[row.class_key] += 1
+    (out / "summary.json").write_text(json.dumps({"counts": counts}, indent=2))
+    return {"counts": counts}

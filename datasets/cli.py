@@ -64,3 +64,15 @@ def classify(
     df = _manifest(data_root, out / "manifest.csv")
     summary = build_classification(data_root, out, df)
     console.print(json.dumps(summary, indent=2))
+
+
+@app.command()
+def fields(
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
+    out: Path = typer.Option(BUILD_DIR / "fields", help="Output folder."),
+) -> None:
+    """Whole-field classification dataset (baseline: one classifier on the whole 224x224 field)."""
+    from datasets.build import build_fields
+
+    df = _manifest(data_root, out / "manifest.csv")
+    console.print(json.dumps(build_fields(data_root, out, df), indent=2))

@@ -65,3 +65,41 @@ def val(
         project=str(RUNS / "val"), name="detect", exist_ok=True,
     )
     console.print(json.dumps({k: round(float(v), 4) for k, v in metrics.results_dict.items()}, indent=2))
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Path = typer.Option(Path("detections"), help="Output folder (boxes.csv and overlays)."),
+    weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    conf: float = typer.Option(0.25, help="Confidence threshold."),
+    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated)."),
+    um_per_px: float = typer.Option(None, help="Micrometres per pixel."),
+) -> None:
+    """Detect white cells; write boxes.csv and an overlay per image."""
+    import pandas as pd
+    import supervision as sv
+
+    from detect.predict import Detector
+    from leukoscan import outputs
+    from leukoscan.images import ImageError, list_images, load_rgb
+    from leukoscan.progress import track
+
+    files = [f for p in images for f in (list_images(p) if p.is_dir() else [p])]
+    detector = Detector(weights, device, conf=conf)
+    rows = []
+    for path in track(files, "detecting"):
+        try:
+            rgb = load_rgb(path)
+        except ImageError as e:
+            console.print(f"[yellow]skipped[/] {path}: {e}", soft_wrap=True)
+            continue
+        det = detector(rgb, cell_size, um_per_px)
+        rows += [{"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
+                 for b, c in zip(det.xyxy.round(1), det.confidence.round(4))]
+        scene = sv.BoxAnnotator(color=sv.Color.from_hex("#D55E00"), thickness=max(1, max(rgb.shape[:2]) // 500),
+                                color_lookup=sv.ColorLookup.INDEX).annotate(rgb[..., ::-1].copy(), det)
+        outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
+        console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
+    outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from leukoscan.runtime import train_device
+from leukoscan.training import fit
 
 
 @dataclass
@@ -39,18 +38,8 @@ def train(
     device: str = "auto", weights: Path | None = None, fraction: float = 1.0,
 ) -> tuple[Path, dict]:
     """Train; returns (best.pt path, card dict with recipe, time and final validation metrics)."""
-    from ultralytics import YOLO
-
     recipe = recipe or DetectorRecipe()
-    model = YOLO(str(weights) if weights else recipe.model, task="detect")
-    args = {k: v for k, v in asdict(recipe).items() if k != "model"}
-    start = time.time()
-    model.train(
-        data=str(data_yaml), project=str(Path(project).resolve()), name=name, exist_ok=True,
-        device=train_device(device), amp=False, plots=False, pretrained=False, verbose=False,
-        fraction=fraction, **args,
-    )
-    seconds = time.time() - start
+    model, seconds = fit(weights or recipe.model, "detect", data_yaml, project, name, recipe, device, fraction=fraction)
     best = Path(model.trainer.best)
     metrics = {k.replace("metrics/", ""): round(float(v), 4) for k, v in model.trainer.metrics.items()}
     card = {"recipe": asdict(recipe), "train_seconds": round(seconds, 1), "val_metrics": metrics}

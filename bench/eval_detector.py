@@ -1,0 +1,103 @@
+"""Detector accuracy on the held-out split, model-level (Ultralytics val) and pipeline-level.
+
+    python bench/eval_detector.py [--weights weights/detector.pt] [--split test]
+
+Model level: Ultralytics `val` on data/detect (Taleqani contiguous-block split + TXL-PBC official split).
+Pipeline level: the `Detector` as `leukoscan run` uses it (scale estimated from red cells, operating
+confidence 0.25), precision and recall at IoU 0.5 against the labels, per source. Also counts on the
+bundled lab photographs. Writes bench/results/detector.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import leukoscan  # noqa: E402,F401
+
+import numpy as np  # noqa: E402
+import supervision as sv  # noqa: E402
+
+from datasets.build import read_yolo  # noqa: E402
+from datasets.segment import agreement  # noqa: E402
+from datasets.splits import manifest_hash  # noqa: E402
+from detect.predict import Detector  # noqa: E402
+from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
+from leukoscan.images import list_images, load_rgb  # noqa: E402
+from leukoscan.runtime import train_device  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
+    from ultralytics import YOLO
+
+    m = YOLO(str(weights)).val(data=str(data / "data.yaml"), split=split, imgsz=imgsz, device=train_device("auto"),
+                               plots=False, verbose=False, project=str(REPO_ROOT / "runs" / "val"), name="bench", exist_ok=True)
+    return {k.replace("metrics/", ""): round(float(v), 4) for k, v in m.results_dict.items()}
+
+
+def pipeline_level(detector: Detector, data: Path, split: str) -> dict:
+    out = {}
+    maps = {}
+    for source, prefix in (("taleqani", "tq_"), ("txl-pbc", "txl_")):
+        tp = n_pred = n_true = 0
+        preds, targets = [], []
+        for img in sorted((data / "images" / split).glob(f"{prefix}*.jpg")):
+            rgb = load_rgb(img)
+            # TXL mosaics are already at Taleqani scale: give the cell size instead of estimating it
+            det = detector(rgb, cell_size=27.0 if prefix == "txl_" else None)
+            truth = read_yolo(data / "labels" / split / f"{img.stem}.txt", rgb.shape[1], rgb.shape[0])
+            t, p, g = agreement(det, truth, 0.5)
+            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
+            det.class_id = np.zeros(len(det), int)
+            truth.class_id = np.zeros(len(truth), int)
+            preds.append(det)
+            targets.append(truth)
+        mean_ap = sv.metrics.MeanAveragePrecision().update(preds, targets).compute()
+        out[source] = {"images": len(preds), "cells": n_true, "precision": round(tp / max(n_pred, 1), 4),
+                       "recall": round(tp / max(n_true, 1), 4), "mAP50": round(float(mean_ap.map50), 4)}
+        maps[source] = mean_ap
+    return out
+
+
+def lab_counts(detector: Detector) -> dict:
+    return {p.name: len(detector(load_rgb(p))) for p in list_images(REPO_ROOT / "datasets" / "samples")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, default=DETECTOR_WEIGHTS)
+    ap.add_argument("--data", type=Path, default=BUILD_DIR / "detect")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--imgsz", type=int, default=320)
+    args = ap.parse_args()
+    detector = Detector(args.weights)
+    res = {
+        "split": args.split, "manifest_sha256": manifest_hash(args.data / "manifest.csv"), "weights": str(args.weights),
+        "operating_conf": detector.conf,
+        "model_level_ultralytics_val": model_level(args.weights, args.data, args.split, args.imgsz),
+        "pipeline_level": pipeline_level(detector, args.data, args.split),
+        "lab_samples_detected": lab_counts(detector),
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "detector.json").write_text(json.dumps(res, indent=2) + "\n")
+    m = res["model_level_ultralytics_val"]
+    lines = [f"Split `{args.split}`, manifest sha256 `{res['manifest_sha256'][:12]}`.", "",
+             "| level | source | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|---|",
+             f"| model (Ultralytics val, imgsz {args.imgsz}) | all | {m['precision(B)']:.3f} | {m['recall(B)']:.3f} | "
+             f"{m['mAP50(B)']:.3f} | {m['mAP50-95(B)']:.3f} |"]
+    for src, v in res["pipeline_level"].items():
+        lines.append(f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
+                     f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |")
+    (OUT / "detector.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(json.dumps(res["lab_samples_detected"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""End-to-end speed of `leukoscan run` (decode to written outputs) and of the raw models, same images.
+
+    python bench/speed.py [--device auto] [--repeats 3] [--fields 48]
+
+Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears) and one 2592x1944
+photograph (the bundled Ep.jpg resized). Each set: one warm-up run, then `--repeats` timed runs of the
+whole slide screening into a fresh folder (median and spread), per-stage milliseconds, peak RSS, and the
+raw Ultralytics `model.predict` time of both models on the same inputs. Writes bench/results/speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import leukoscan  # noqa: E402,F401
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
+from leukoscan.images import load_rgb  # noqa: E402
+from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
+from pipeline import Models  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
+    fields = root / "fields_224"
+    fields.mkdir()
+    test = sorted((DATA_ROOT / "all-taleqani" / "Original").glob("*/*.jpg"))[::40][:n_fields]
+    if len(test) >= n_fields:
+        for i, p in enumerate(test):
+            (fields / f"{i:03d}.jpg").write_bytes(p.read_bytes())
+    else:
+        from synth import smear
+
+        for i in range(n_fields):
+            cv2.imwrite(str(fields / f"{i:03d}.jpg"), smear(seed=i)[0][..., ::-1])
+    photo = root / "photo_2592x1944"
+    photo.mkdir()
+    big = load_rgb(REPO_ROOT / "datasets" / "samples" / "Ep.jpg")
+    cv2.imwrite(str(photo / "Ep_2592x1944.jpg"), cv2.resize(big, (2592, 1944))[..., ::-1])
+    return {"224x224 fields": fields, "2592x1944 photograph": photo}
+
+
+def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int) -> float:
+    """Ultralytics predict alone, on the inputs the pipeline gives the models (scaled fields, crops)."""
+    det, clf = models.detector, models.classifier
+    scaled = []
+    for rgb in images:
+        s = det.scale_for(rgb)
+        scaled.append(cv2.resize(rgb[..., ::-1], (round(rgb.shape[1] * s), round(rgb.shape[0] * s))))
+    dets = det.detect(images)
+    crops = np.concatenate([clf.crops(rgb, d) for rgb, d in zip(images, dets)])
+    t = time.perf_counter()
+    for i in range(0, len(scaled), batch):
+        chunk = scaled[i : i + batch]
+        sizes = {max(c.shape[:2]) for c in chunk}
+        if max(sizes) <= 1.5 * det.tile:
+            det.model.predict(chunk, imgsz=max(int(np.ceil(s / 32) * 32) for s in sizes), device=det.device, verbose=False)
+        else:
+            det.tiled(chunk[0])
+    if len(crops):
+        clf.raw_probs(crops)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fields", type=int, default=48)
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+    models = Models.load(REPO_ROOT / "weights" / "detector.pt", REPO_ROOT / "weights" / "classifier.pt", args.device)
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+                       "device": models.detector.device,
+                       "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+           "sets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, folder in make_sets(Path(tmp), args.fields).items():
+            slide = Slide.from_path(folder)
+            opts = Options(batch=args.batch, force=True)
+            screen_slide(models, slide, Path(tmp) / "warm", opts)  # warm-up
+            walls, stages = [], []
+            for r in range(args.repeats):
+                t = time.perf_counter()
+                v = screen_slide(models, slide, Path(tmp) / f"run{r}", opts)
+                walls.append(time.perf_counter() - t)
+                stages.append(v["seconds"])
+            images = [load_rgb(p) for p in slide.images]
+            raw = [raw_model_seconds(models, images, args.batch) for _ in range(args.repeats)]
+            n = len(slide.images)
+            med = statistics.median(walls)
+            res["sets"][name] = {
+                "images": n, "wall_s_median": round(med, 3), "wall_s_min": round(min(walls), 3), "wall_s_max": round(max(walls), 3),
+                "images_per_s": round(n / med, 2), "ms_per_image": round(1000 * med / n, 1),
+                "stage_ms_per_image": {k.replace("_per_image", ""): round(1000 * statistics.median(s[k] for s in stages), 1)
+                                       for k in stages[0] if k.endswith("_per_image")},
+                "raw_models_s_median": round(statistics.median(raw), 3),
+                "overhead_ratio": round(med / statistics.median(raw), 2),
+            }
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    OUT.mkdir(exist_ok=True)
+    suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
+    (OUT / f"speed{suffix}.json").write_text(json.dumps(res, indent=2) + "\n")
+    lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
+             f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.", "",
+             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / classify ms | raw models s | overhead |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in res["sets"].items():
+        st = s["stage_ms_per_image"]
+        lines.append(f"| {name} | {s['images']} | {s['images_per_s']} | {s['ms_per_image']} "
+                     f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
+                     f"{st.get('decode', 0)} / {st.get('detect', 0)} / {st.get('classify', 0)} | {s['raw_models_s_median']} | {s['overhead_ratio']}x |")
+    (OUT / f"speed{suffix}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""One way to run an Ultralytics training: offline-safe arguments, absolute project folder, timed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from leukoscan.runtime import train_device
+
+
+def fit(start: str | Path, task: str, data: Path, project: Path, name: str, recipe, device: str = "auto", **extra):
+    """Train from ``start`` (a model yaml or weights) with the dataclass ``recipe``; return (model, seconds)."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(start), task=task)
+    args = {k: v for k, v in asdict(recipe).items() if k != "model"}
+    t = time.time()
+    model.train(
+        data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True, device=train_device(device),
+        amp=False, plots=False, pretrained=False, verbose=False, **args, **extra,
+    )
+    return model, time.time() - t

@@ -1,0 +1,68 @@
+"""Shipped detector: loads offline, finds the cells of a field, tiles large fields without duplicates."""
+
+import json
+
+import numpy as np
+import pytest
+import supervision as sv
+from synth import smear
+
+from detect.predict import Detector
+from leukoscan.config import DETECTOR_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector(DETECTOR_WEIGHTS, device="cpu")
+
+
+def matched(truth, det, iou=0.5):
+    m = sv.box_iou_batch(truth, det.xyxy) if len(det) else np.zeros((len(truth), 0))
+    return (m.max(axis=1) >= iou) if m.size else np.zeros(len(truth), bool)
+
+
+def test_card_describes_the_weights():
+    card = json.loads(DETECTOR_WEIGHTS.with_suffix(".json").read_text())
+    for key in ("recipe", "train_seconds", "val_metrics", "data", "sha256"):
+        assert key in card
+    from leukoscan.cards import sha256
+
+    assert card["sha256"] == sha256(DETECTOR_WEIGHTS)
+    assert len(card["data"]["manifest_sha256"]) == 64
+
+
+def test_finds_the_white_cells_of_a_field(detector):
+    img, truth = smear((224, 224), n_wbc=3, seed=11)
+    det = detector(img)
+    assert isinstance(det, sv.Detections) and det.confidence is not None
+    assert matched(truth, det).all()
+    assert len(det) <= len(truth) + 1
+
+
+def test_scale_normalisation_handles_a_high_magnification_photo(detector):
+    img, truth = smear((1200, 1600), rbc_px=80, wbc_px=136, n_rbc=60, n_wbc=4, seed=12)
+    det = detector(img)
+    assert matched(truth, det).all()
+    assert det.xyxy.max() <= 1600  # boxes in original pixels
+
+
+def test_cell_cut_by_a_tile_border_is_reported_once(detector):
+    # cells at the detector's own scale (no resize), in a field large enough to be tiled (> 1.5 tiles)
+    s = detector.geo.train_cell_px
+    border = detector.tile  # the first tile ends here; the next starts at tile - overlap
+    centres = [(border, 300), (border + 1, 700), (150, border)]
+    img, truth = smear((1000, 1000), rbc_px=s / 1.7, wbc_px=s, n_rbc=900, n_wbc=3, seed=13, wbc_centres=centres)
+    det = detector(img, cell_size=s)
+    assert max(img.shape) > 1.5 * detector.tile
+    for box in truth:
+        overlapping = (sv.box_iou_batch(box[None], det.xyxy)[0] > 0.1).sum()
+        assert overlapping == 1, f"cell at {box} reported {overlapping} times"
+
+
+def test_batch_equals_single(detector):
+    fields = [smear((224, 224), n_wbc=2, seed=s)[0] for s in (30, 31, 32)]
+    batch = detector.detect(fields)
+    for field, b in zip(fields, batch):
+        single = detector(field)
+        assert len(single) == len(b)
+        assert np.allclose(single.xyxy, b.xyxy, atol=1.0)
