@@ -103,3 +103,94 @@ def predict(
         outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
         console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
     outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
+
+
+@app.command()
+def prelabel(
+    images: Path = typer.Argument(..., help="Folder of the lab's new photographs."),
+    out: Path = typer.Option(..., "--out", help="Label set folder to write (YOLO + COCO + overlays)."),
+    weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated)."),
+    um_per_px: float = typer.Option(None, help="Micrometres per pixel."),
+) -> None:
+    """Step 1: boxes from the detector merged with colour-segmentation proposals, for review."""
+    from detect.predict import Detector
+    from detect.prelabel import prelabel as run_prelabel
+
+    counts = run_prelabel(Detector(weights, device), images, out, cell_size, um_per_px,
+                          log=lambda m: console.print(m, soft_wrap=True, markup=False))
+    console.print(json.dumps(counts, indent=2))
+    console.print(f"review {out / 'annotations.coco.json'} (COCO: CVAT, Label Studio) or {out / 'labels'} (YOLO)")
+
+
+@app.command("import-labels")
+def import_labels(
+    labset: Path = typer.Argument(..., help="Label set folder from `prelabel`."),
+    source: Path = typer.Argument(..., help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."),
+) -> None:
+    """Step 2: bring corrected boxes back, validated (nothing is written if anything is wrong)."""
+    from detect.labels import LabelError
+    from detect.labels import import_labels as run_import
+
+    try:
+        report = run_import(labset, source)
+    except LabelError as e:
+        for p in e.problems:
+            console.print(f"[red]problem:[/] {p}", soft_wrap=True, markup=False)
+        console.print(f"[red]error:[/] {len(e.problems)} problem(s); no labels were changed")
+        raise typer.Exit(1)
+    console.print(json.dumps(report, indent=2))
+
+
+@app.command()
+def finetune(
+    labset: Path = typer.Argument(..., help="Reviewed label set folder."),
+    start: Path = typer.Option(DETECTOR_WEIGHTS, "--from", help="Weights to start from."),
+    out: Path = typer.Option(RUNS / "finetune", help="Folder for the candidate weights and recipe."),
+    replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
+    replay_n: int = typer.Option(200, help="How many original training images to replay."),
+    epochs: int = typer.Option(10, help="Fine-tuning epochs."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+) -> None:
+    """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
+    from dataclasses import replace
+
+    from detect.registry import FINETUNE
+    from detect.registry import finetune as run_finetune
+
+    candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
+    console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
+
+
+@app.command()
+def promote(
+    candidate: Path = typer.Argument(..., help="Candidate weights from `finetune`."),
+    labset: Path = typer.Option(..., help="Label set whose held-out images (val.txt) score the lab."),
+    current: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights (replaced only if better)."),
+    regression: Path = typer.Option(DATA_YAML, help="Frozen regression set: data.yaml whose test split is used."),
+    tolerance: float = typer.Option(0.02, help="Largest allowed drop of regression mAP50."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+) -> None:
+    """Step 4: promote the candidate only if the lab improves and the regression set holds."""
+    from detect.registry import promote as run_promote
+
+    result = run_promote(candidate, current, regression, labset / "data.yaml", tolerance, device=device)
+    console.print(json.dumps(result, indent=2))
+    console.print(("[green]promoted[/]" if result["promoted"] else "[yellow]rejected[/]") + f": {result['reason']}")
+
+
+@app.command()
+def rollback(
+    sha: str = typer.Argument(..., help="sha256 (or its first 12 characters) of an archived detector."),
+    current: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights to restore into."),
+) -> None:
+    """Restore an earlier detector from weights/archive (see weights/registry.json)."""
+    from detect.registry import rollback as run_rollback
+
+    try:
+        run_rollback(current, sha)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"restored {sha[:12]} as {current}")

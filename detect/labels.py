@@ -1,0 +1,161 @@
+"""Lab label sets: YOLO + COCO export for annotation tools, and validated import of corrected labels.
+
+A label set folder holds ``images/`` (copies of the lab's fields, resized to the detector's training
+scale so that boxes drawn on them train the detector directly), ``labels/`` (YOLO txt), ``train.txt`` /
+``val.txt`` (a deterministic held-out split), ``data.yaml`` and ``annotations.coco.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from datasets.build import DETECT_NAMES, read_yolo, yolo_lines
+from leukoscan.cells import cells
+
+COCO_CATEGORY = {"id": 1, "name": "white_cell", "supercategory": "cell"}
+CLASS_NAMES = {"white_cell", "wbc", "white blood cell", "leukocyte", "0"}
+
+
+class LabelError(ValueError):
+    """Problems found in imported labels; ``problems`` lists every one (one line each)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the labels:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def image_files(labset: Path) -> list[Path]:
+    return sorted(p for p in (labset / "images").iterdir() if p.suffix.lower() in {".jpg", ".png"})
+
+
+def write_split(labset: Path, val_every: int = 4) -> None:
+    """Every ``val_every``-th image (sorted by name) is held out for the promotion gate."""
+    files = image_files(labset)
+    val = [f for i, f in enumerate(files) if i % val_every == val_every - 1] or files[-1:]
+    train = [f for f in files if f not in val] or files
+    (labset / "train.txt").write_text("".join(f"{f.resolve()}\n" for f in train))
+    (labset / "val.txt").write_text("".join(f"{f.resolve()}\n" for f in val))
+    (labset / "data.yaml").write_text(
+        f"path: {labset.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n"
+    )
+
+
+def to_coco(labset: Path) -> dict:
+    images, annotations = [], []
+    for i, f in enumerate(image_files(labset), start=1):
+        h, w = _size(f)
+        images.append({"id": i, "file_name": f.name, "width": w, "height": h})
+        for box in read_yolo(labset / "labels" / f"{f.stem}.txt", w, h).xyxy:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1, "iscrowd": 0,
+                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                                "area": round((x1 - x0) * (y1 - y0), 2)})
+    return {"images": images, "annotations": annotations, "categories": [COCO_CATEGORY]}
+
+
+def _size(f: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(f) as im:
+        return im.height, im.width
+
+
+def import_labels(labset: Path, source: Path) -> dict:
+    """Replace the label set's YOLO labels with corrected ones from COCO JSON or a folder of YOLO txt files.
+
+    Validates everything first and raises ``LabelError`` listing every problem; nothing is written then.
+    """
+    files = {f.name: f for f in image_files(labset)}
+    boxes: dict[str, sv.Detections] = {}
+    problems: list[str] = []
+    if source.is_file() and source.suffix.lower() == ".json":
+        boxes, problems = _read_coco(source, files)
+    elif source.is_dir():
+        boxes, problems = _read_yolo_dir(source, files)
+    else:
+        raise LabelError([f"{source}: expected a COCO .json file or a folder of YOLO .txt files"])
+    for name, det in boxes.items():
+        h, w = _size(files[name])
+        for x0, y0, x1, y1 in det.xyxy:
+            if x1 <= x0 or y1 <= y0:
+                problems.append(f"{name}: empty box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f})")
+            elif x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
+                problems.append(f"{name}: box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) lies outside the {w}x{h} image")
+    if problems:
+        raise LabelError(problems)
+    for name, f in files.items():
+        det = boxes.get(name, cells(np.zeros((0, 4))))
+        h, w = _size(f)
+        (labset / "labels" / f"{f.stem}.txt").write_text(yolo_lines(det, w, h))
+    write_split(labset)
+    (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
+    return {"images": len(files), "labelled_images": len(boxes), "boxes": int(sum(len(d) for d in boxes.values())),
+            "images_without_boxes": sorted(n for n in files if len(boxes.get(n, [])) == 0)}
+
+
+def _read_coco(path: Path, files: dict[str, Path]):
+    problems = []
+    try:
+        coco = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {}, [f"{path.name}: not valid JSON ({e})"]
+    if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
+        return {}, [f"{path.name}: not a COCO file (needs 'images' and 'annotations')"]
+    cats = {c.get("id"): str(c.get("name", "")).lower() for c in coco.get("categories", [])}
+    by_id = {}
+    for im in coco["images"]:
+        name = Path(str(im.get("file_name", ""))).name
+        if name not in files:
+            problems.append(f"COCO image {name!r} is not in the label set's images/")
+        else:
+            by_id[im["id"]] = name
+    found: dict[str, list] = {name: [] for name in by_id.values()}
+    for a in coco["annotations"]:
+        if a.get("image_id") not in by_id:
+            problems.append(f"annotation {a.get('id')}: unknown image_id {a.get('image_id')}")
+            continue
+        if cats.get(a.get("category_id")) not in CLASS_NAMES:
+            problems.append(f"{by_id[a['image_id']]}: annotation {a.get('id')} has unknown class "
+                            f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)")
+            continue
+        x, y, w, h = a.get("bbox", [0, 0, 0, 0])
+        found[by_id[a["image_id"]]].append((x, y, x + w, y + h))
+    return {n: cells(np.array(b, dtype=np.float32).reshape(-1, 4)) for n, b in found.items()}, problems
+
+
+def _read_yolo_dir(folder: Path, files: dict[str, Path]):
+    problems, found = [], {}
+    stems = {f.stem: name for name, f in files.items()}
+    for txt in sorted(folder.glob("*.txt")):
+        if txt.name in {"classes.txt", "train.txt", "val.txt"}:
+            continue
+        if txt.stem not in stems:
+            problems.append(f"{txt.name}: no image {txt.stem}.* in the label set")
+            continue
+        name = stems[txt.stem]
+        h, w = _size(files[name])
+        rows = []
+        for n, line in enumerate(txt.read_text().splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 5:
+                problems.append(f"{txt.name} line {n}: expected 'class cx cy w h', got {line.strip()!r}")
+                continue
+            try:
+                c, cx, cy, bw, bh = int(float(parts[0])), *map(float, parts[1:])
+            except ValueError:
+                problems.append(f"{txt.name} line {n}: not numbers: {line.strip()!r}")
+                continue
+            if c != 0:
+                problems.append(f"{txt.name} line {n}: unknown class {c} (only 0 = white_cell)")
+                continue
+            rows.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
+        found[name] = cells(np.array(rows, dtype=np.float32).reshape(-1, 4))
+    if not found and not problems:
+        problems.append(f"{folder}: no YOLO .txt label files found")
+    return found, problems

@@ -1,0 +1,130 @@
+"""Fine-tuning on a lab's label set, the promotion gate, and a small registry of detector weights.
+
+The registry (``weights/registry.json``) lists every detector that has been current: file, sha256,
+parent, date, metrics and the gate's decision. Replaced weights are kept in ``weights/archive/``;
+``rollback`` restores any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from detect.train import DetectorRecipe
+from leukoscan.cards import sha256
+from leukoscan.runtime import train_device
+from leukoscan.training import fit
+
+FINETUNE = replace(DetectorRecipe(), epochs=10, patience=10, mosaic=0.5, close_mosaic=2)
+
+
+def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, recipe: DetectorRecipe = FINETUNE,
+             replay_n: int = 200, device: str = "auto", seed: int = 0) -> Path:
+    """Train from ``start`` on the lab's training images plus ``replay_n`` original training images (so the
+    detector does not forget); validate on the lab's held-out images. Writes ``candidate.pt`` and
+    ``candidate.json`` (the recipe) in ``out``; returns the candidate path."""
+    out.mkdir(parents=True, exist_ok=True)
+    train = (labset / "train.txt").read_text().split()
+    replay = []
+    if replay_images and replay_images.is_dir():
+        pool = sorted(str(p.resolve()) for p in replay_images.glob("*.jpg"))
+        replay = random.Random(seed).sample(pool, min(replay_n, len(pool)))
+    (out / "train.txt").write_text("".join(f"{p}\n" for p in train + replay))
+    data = out / "data.yaml"
+    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: {(labset / 'val.txt').resolve()}\nnames:\n  0: white_cell\n")
+    model, seconds = fit(start, "detect", data, out / "runs", "finetune", recipe, device)
+    candidate = out / "candidate.pt"
+    shutil.copyfile(model.trainer.best, candidate)
+    card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset), "lab_train_images": len(train),
+            "replay_images": len(replay), "recipe": asdict(recipe), "train_seconds": round(seconds, 1),
+            "sha256": sha256(candidate)}
+    (out / "candidate.json").write_text(json.dumps(card, indent=2) + "\n")
+    return candidate
+
+
+def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto") -> dict:
+    from ultralytics import YOLO
+
+    m = YOLO(str(weights), task="detect").val(data=str(data), split=split, imgsz=imgsz, device=train_device(device),
+                                              plots=False, verbose=False, project=str(Path(weights).parent / "val"),
+                                              name="gate", exist_ok=True)
+    return {"mAP50": round(float(m.box.map50), 4), "recall": round(float(m.box.mr), 4), "precision": round(float(m.box.mp), 4)}
+
+
+def registry_path(current: Path) -> Path:
+    return current.parent / "registry.json"
+
+
+def read_registry(current: Path) -> list[dict]:
+    p = registry_path(current)
+    return json.loads(p.read_text()) if p.is_file() else []
+
+
+def _record(current: Path, entry: dict) -> None:
+    entries = read_registry(current) + [entry]
+    registry_path(current).write_text(json.dumps(entries, indent=2) + "\n")
+
+
+def promote(candidate: Path, current: Path, regression_data: Path, lab_data: Path, tolerance: float = 0.02,
+            imgsz: int = 320, device: str = "auto") -> dict:
+    """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves and the regression
+    set's mAP50 drops by at most ``tolerance``. Both outcomes are recorded in the registry."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    scores = {
+        "current": {"regression": score(current, regression_data, "test", imgsz, device), "lab": score(current, lab_data, "val", imgsz, device)},
+        "candidate": {"regression": score(candidate, regression_data, "test", imgsz, device), "lab": score(candidate, lab_data, "val", imgsz, device)},
+    }
+    lab_gain = scores["candidate"]["lab"]["mAP50"] - scores["current"]["lab"]["mAP50"]
+    regression_drop = scores["current"]["regression"]["mAP50"] - scores["candidate"]["regression"]["mAP50"]
+    promoted = lab_gain > 0 and regression_drop <= tolerance
+    reason = (f"lab mAP50 {lab_gain:+.4f}, regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})")
+    if not read_registry(current):  # first use: record the weights that were current until now
+        _record(current, {"file": current.name, "sha256": sha256(current), "parent": None, "date": now,
+                          "status": "current", "metrics": scores["current"]})
+    entry = {"file": candidate.name, "sha256": sha256(candidate), "parent": sha256(current), "date": now,
+             "status": "promoted" if promoted else "rejected", "reason": reason, "metrics": scores["candidate"]}
+    if promoted:
+        _archive(current, current.with_suffix(".json"))
+        card = candidate.with_suffix(".json")
+        new_card = {**(json.loads(card.read_text()) if card.is_file() else {}), "file": current.name,
+                    "sha256": entry["sha256"], "promotion": {"date": now, "reason": reason, "scores": scores}}
+        _install(candidate, current)
+        current.with_suffix(".json").write_text(json.dumps(new_card, indent=2) + "\n")
+        _archive(current, current.with_suffix(".json"))
+    _record(current, entry)
+    return {"promoted": promoted, "reason": reason, "scores": scores}
+
+
+def rollback(current: Path, sha: str) -> Path:
+    """Restore the archived detector whose sha256 starts with ``sha`` as ``current``."""
+    matches = sorted((current.parent / "archive").glob(f"detector-{sha[:12]}*.pt"))
+    if not matches:
+        known = [e["sha256"][:12] for e in read_registry(current)]
+        raise FileNotFoundError(f"no archived detector {sha!r}; registry has {known}")
+    _install(matches[0], current)
+    card = matches[0].with_suffix(".json")
+    if card.is_file():
+        shutil.copyfile(card, current.with_suffix(".json"))
+    _record(current, {"file": matches[0].name, "sha256": sha256(current), "parent": None,
+                      "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "status": "rolled back"})
+    return current
+
+
+def _install(src: Path, current: Path) -> None:
+    tmp = current.with_suffix(".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(current)
+
+
+def _archive(weights: Path, card: Path) -> None:
+    """Keep a copy of ``weights`` (and its card) in ``archive/`` named by its sha256."""
+    archive = weights.parent / "archive"
+    archive.mkdir(exist_ok=True)
+    stem = f"detector-{sha256(weights)[:12]}"
+    shutil.copyfile(weights, archive / f"{stem}.pt")
+    if card.is_file():
+        shutil.copyfile(card, archive / f"{stem}.json")

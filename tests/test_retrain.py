@@ -1,0 +1,120 @@
+"""The lab retraining loop end to end on a tiny fixture set:
+pre-label -> import edited labels -> 1-epoch fine-tune -> promotion gate (a worse candidate is rejected)."""
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from synth import smear, write_yolo_dataset
+
+from detect.labels import LabelError, import_labels
+from detect.predict import Detector
+from detect.prelabel import prelabel
+from detect.registry import FINETUNE, finetune, promote, read_registry, rollback
+from leukoscan.cards import sha256
+from leukoscan.config import DETECTOR_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrain")
+    lab = root / "lab_photos"
+    lab.mkdir()
+    truth = {}
+    for i in range(6):
+        img, boxes = smear((600, 800), rbc_px=40, wbc_px=68, n_rbc=70, n_wbc=3, seed=200 + i)
+        cv2.imwrite(str(lab / f"photo {i}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        truth[f"photo {i}"] = boxes
+    current = root / "weights" / "detector.pt"
+    current.parent.mkdir()
+    shutil.copyfile(DETECTOR_WEIGHTS, current)
+    regression = write_yolo_dataset(root / "regression", n_train=6, n_val=3)
+    text = regression.read_text().replace("val: images/val", "val: images/val\ntest: images/val")
+    regression.write_text(text)
+    return {"root": root, "lab": lab, "truth": truth, "current": current, "regression": regression}
+
+
+def test_prelabel_writes_yolo_coco_and_overlays(loop):
+    labset = loop["root"] / "labset"
+    counts = prelabel(Detector(loop["current"], "cpu"), loop["lab"], labset, log=lambda m: None)
+    assert counts["images"] == 6
+    assert len(list((labset / "labels").glob("*.txt"))) == 6 and len(list((labset / "overlays").glob("*.jpg"))) == 6
+    coco = json.loads((labset / "annotations.coco.json").read_text())
+    assert len(coco["images"]) == 6 and coco["categories"][0]["name"] == "white_cell"
+    # cells are proposed on every photo (detector or segmentation), at the detector's training scale
+    assert len(coco["annotations"]) >= 6 * 3 * 0.8
+    img = cv2.imread(str(labset / "images" / "photo 0.png"))
+    assert img.shape[1] < 800  # shrunk: cells 68 px -> ~27 px
+    assert (labset / "train.txt").read_text() and (labset / "val.txt").read_text()
+
+
+def reviewed_coco(labset: Path, truth: dict) -> dict:
+    """What a reviewer sends back: the true cells, in the label set's image coordinates."""
+    images, annotations = [], []
+    for i, (stem, boxes) in enumerate(sorted(truth.items()), start=1):
+        h, w = cv2.imread(str(labset / "images" / f"{stem}.png")).shape[:2]
+        s = w / 800
+        images.append({"id": i, "file_name": f"{stem}.png", "width": w, "height": h})
+        for x0, y0, x1, y1 in boxes * s:
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1,
+                                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
+    return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "white_cell"}]}
+
+
+def test_import_validates_and_reports_every_problem(loop):
+    labset = loop["root"] / "labset"
+    before = {p.name: p.read_text() for p in (labset / "labels").glob("*.txt")}
+    bad = reviewed_coco(labset, loop["truth"])
+    bad["annotations"].append({"id": 900, "image_id": 1, "category_id": 1, "bbox": [5000, 10, 20, 20]})
+    bad["annotations"].append({"id": 901, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20]})
+    bad["images"].append({"id": 99, "file_name": "unknown.png", "width": 10, "height": 10})
+    (loop["root"] / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(LabelError) as e:
+        import_labels(labset, loop["root"] / "bad.json")
+    problems = "\n".join(e.value.problems)
+    assert "outside" in problems and "unknown class" in problems and "unknown.png" in problems
+    assert {p.name: p.read_text() for p in (labset / "labels").glob("*.txt")} == before  # nothing written
+    yolo = loop["root"] / "yolo_bad"
+    yolo.mkdir()
+    (yolo / "photo 0.txt").write_text("3 0.5 0.5 0.1 0.1\nnot a box\n")
+    (yolo / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(LabelError) as e:
+        import_labels(labset, yolo)
+    assert len(e.value.problems) == 3
+
+
+def test_import_finetune_and_gate(loop):
+    labset = loop["root"] / "labset"
+    (loop["root"] / "reviewed.json").write_text(json.dumps(reviewed_coco(labset, loop["truth"])))
+    report = import_labels(labset, loop["root"] / "reviewed.json")
+    assert report["boxes"] == 18 and report["images_without_boxes"] == []
+    tiny = replace(FINETUNE, epochs=1, batch=4, workers=0, imgsz=320)
+    replay = loop["regression"].parent / "images" / "train"
+    candidate = finetune(labset, loop["current"], replay, loop["root"] / "ft", tiny, replay_n=3, device="cpu")
+    recipe = json.loads(candidate.with_suffix(".json").read_text())
+    assert recipe["replay_images"] == 3 and recipe["parent_sha256"] == sha256(loop["current"])
+
+    # a worse candidate (one epoch from scratch) must be rejected, and the registry records both models
+    from detect.train import DetectorRecipe, train
+
+    worse, _ = train(loop["regression"], loop["root"] / "scratch", "worse",
+                     DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0), device="cpu")
+    original = sha256(loop["current"])
+    result = promote(worse, loop["current"], loop["regression"], labset / "data.yaml", device="cpu")
+    assert result["promoted"] is False and sha256(loop["current"]) == original
+    entries = read_registry(loop["current"])
+    assert [e["status"] for e in entries] == ["current", "rejected"]
+    assert entries[1]["parent"] == original and entries[1]["metrics"]["lab"]["mAP50"] < entries[0]["metrics"]["lab"]["mAP50"]
+
+    # the fine-tuned candidate goes through the same gate; if promoted, rollback restores the original
+    result = promote(candidate, loop["current"], loop["regression"], labset / "data.yaml", device="cpu")
+    entries = read_registry(loop["current"])
+    assert entries[-1]["status"] == ("promoted" if result["promoted"] else "rejected")
+    if result["promoted"]:
+        assert sha256(loop["current"]) == sha256(candidate)
+        rollback(loop["current"], original)
+        assert sha256(loop["current"]) == original and read_registry(loop["current"])[-1]["status"] == "rolled back"
