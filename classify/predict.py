@@ -8,7 +8,7 @@ import numpy as np
 import supervision as sv
 
 from classify.calibrate import apply_temperature
-from leukoscan.cards import read_card
+from leukoscan.cards import backend_file, read_card
 from leukoscan.cells import CLASSES, with_probs
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS
 from leukoscan.crops import crop_cells
@@ -16,19 +16,18 @@ from leukoscan.runtime import resolve_device
 
 
 class Classifier:
-    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256):
+    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
         from ultralytics import YOLO
 
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"classifier weights not found: {weights}")
+        card = read_card(weights)
+        weights = backend_file(weights, backend)
         self.model = YOLO(str(weights), task="classify")
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.batch = batch
-        card = read_card(weights)
         self.stain_reference = card.get("stain_reference")
         self.temperature = float(card.get("temperature", 1.0))
-        self.imgsz = int(self.model.overrides.get("imgsz") or SETTINGS.geometry.crop_px)  # as trained
+        self.imgsz = int(self.model.overrides.get("imgsz") or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
         names = self.model.names
         missing = set(CLASSES) - set(names.values())
         if missing:

@@ -15,6 +15,7 @@ import supervision as sv
 
 from detect.scale import white_cell_px
 from leukoscan.cells import cells
+from leukoscan.cards import backend_file
 from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
 from leukoscan.runtime import resolve_device
 
@@ -28,12 +29,11 @@ def ceil32(n: float) -> int:
 class Detector:
     def __init__(
         self, weights: Path = DETECTOR_WEIGHTS, device: str = "auto", conf: float = 0.25, iou: float = 0.5,
-        tile: int = 320, overlap: int = 96, geo: Geometry = SETTINGS.geometry,
+        tile: int = 320, overlap: int = 96, geo: Geometry = SETTINGS.geometry, backend: str = "pytorch",
     ):
         from ultralytics import YOLO
 
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"detector weights not found: {weights}")
+        weights = backend_file(weights, backend)
         self.model = YOLO(str(weights), task="detect")
         self.weights = Path(weights)
         self.device = resolve_device(device)

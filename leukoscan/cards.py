@@ -27,3 +27,14 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     full = {"file": weights.name, "sha256": sha256(weights), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **card}
     weights.with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
     return weights
+
+
+def backend_file(weights: Path, backend: str) -> Path:
+    """The weight file for ``backend``: the .pt itself (pytorch) or its exported .onnx twin (onnx)."""
+    if backend not in ("pytorch", "onnx"):
+        raise ValueError(f"unknown backend {backend!r} (use pytorch or onnx)")
+    path = Path(weights).with_suffix(".onnx") if backend == "onnx" else Path(weights)
+    if not path.is_file():
+        hint = " (run `leukoscan export` first)" if backend == "onnx" else ""
+        raise FileNotFoundError(f"{path.stem.split('.')[0]} weights not found: {path}{hint}")
+    return path
