@@ -60,6 +60,7 @@ def run(
     cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated from red cells)."),
     um_per_px: float = typer.Option(None, help="Micrometres per pixel (alternative to --cell-size)."),
     batch: int = typer.Option(16, help="Fields per batch through the models."),
+    workers: int = typer.Option(1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
@@ -69,26 +70,21 @@ def run(
     from leukoscan import outputs
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
-    from leukoscan.slide import Options, Slide, screen_slide
+    from leukoscan.slide import Options, Slide
 
     try:
         inputs = [Slide.from_path(p) for p in (slides or [DEMO_SLIDE])]
-        models = Models.load(detector_weights, classifier_weights, device, backend)
+        models = Models.load(detector_weights, classifier_weights, device, backend)  # also checks the weights
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/] {e}", soft_wrap=True)
         raise typer.Exit(2)
     opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, force=force)
-    verdicts = []
-    with progress() as bar:
-        overall = bar.add_task("all slides", total=sum(len(s.images) for s in inputs))
-        for name, slide in zip(unique_names(inputs), inputs):
-            task = bar.add_task(escape(slide.name), total=len(slide.images))
-
-            def advance(n, task=task):
-                bar.advance(task, n)
-                bar.advance(overall, n)
-
-            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+    names = unique_names(inputs)
+    with progress() as bar:  # one bar per slide and one overall
+        if workers > 1:
+            verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, device, backend), bar)
+        else:
+            verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
     outputs.write_csv(out / "summary.csv", pd.DataFrame([v for _, v in verdicts])[SUMMARY_COLUMNS])
     write_report(out, verdicts)
     show_summary(verdicts, out)
@@ -108,6 +104,57 @@ def export(
     for weights in (detector_weights, classifier_weights):
         path = YOLO(str(weights)).export(format="onnx", dynamic=True, simplify=False, device="cpu")
         console.print(f"exported {path}")
+
+
+_worker_models: Models | None = None
+
+
+def _init_worker(model_args: tuple, threads: int) -> None:
+    global _worker_models
+    import torch
+
+    torch.set_num_threads(threads)
+    _worker_models = Models.load(*model_args)
+
+
+def _screen_in_worker(slide, out: Path, opts):
+    from leukoscan.slide import screen_slide
+
+    return screen_slide(_worker_models, slide, out, opts)
+
+
+def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
+    from leukoscan.slide import screen_slide
+
+    overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
+    verdicts = []
+    for name, slide in zip(names, slides):
+        task = bar.add_task(escape(slide.name), total=len(slide.images))
+
+        def advance(n, task=task):
+            bar.advance(task, n)
+            bar.advance(overall, n)
+
+        verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+    return verdicts
+
+
+def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args: tuple, bar) -> list:
+    """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(model_args, threads)) as pool:
+        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
+        results = []
+        for name, slide, future in zip(names, slides, futures):
+            results.append((name, future.result()))
+            bar.advance(overall, len(slide.images))
+    return results
 
 
 def unique_names(slides) -> list[str]:

@@ -56,6 +56,16 @@ def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
     return {"224x224 fields": fields, "2592x1944 photograph": photo}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int) -> float:
     """Ultralytics predict alone, on the inputs the pipeline gives the models (scaled fields, crops)."""
     det, clf = models.detector, models.classifier
@@ -84,21 +94,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fields", type=int, default=48)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--backends", nargs="+", default=["pytorch"], help="pytorch and/or onnx (after `leukoscan export`)")
     args = ap.parse_args()
-    models = Models.load(REPO_ROOT / "weights" / "detector.pt", REPO_ROOT / "weights" / "classifier.pt", args.device)
-    res = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                       "device": models.detector.device,
+    w = REPO_ROOT / "weights"
+    res = {"machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": args.device,
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
            "sets": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, folder in make_sets(Path(tmp), args.fields).items():
+        sets = make_sets(Path(tmp), args.fields)
+        for backend, (name, folder) in [(b, s) for b in args.backends for s in sets.items()]:
+            models = Models.load(w / "detector.pt", w / "classifier.pt", args.device, backend)
+            res["machine"]["device"] = models.detector.device
+            name = f"{name} [{backend}]"
             slide = Slide.from_path(folder)
             opts = Options(batch=args.batch, force=True)
-            screen_slide(models, slide, Path(tmp) / "warm", opts)  # warm-up
+            screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-warm", opts)  # warm-up
             walls, stages = [], []
             for r in range(args.repeats):
                 t = time.perf_counter()
-                v = screen_slide(models, slide, Path(tmp) / f"run{r}", opts)
+                v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-run{r}", opts)
                 walls.append(time.perf_counter() - t)
                 stages.append(v["seconds"])
             images = [load_rgb(p) for p in slide.images]

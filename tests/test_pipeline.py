@@ -167,3 +167,21 @@ def test_report_loads_in_chromium(demo_out, tmp_path):
     assert console == []
     verdict = json.loads((demo_out / "samples" / "verdict.json").read_text())["verdict"]
     assert 'id="verdicts"' in proc.stdout and verdict in proc.stdout
+
+
+def test_parallel_workers_match_serial(tmp_path):
+    slides = []
+    for k in range(2):
+        folder = tmp_path / f"slide{k}"
+        folder.mkdir()
+        for i in range(2):
+            cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=60 + 10 * k + i)[0][..., ::-1])
+        slides.append(folder)
+    assert run(*slides, "--out", tmp_path / "serial").exit_code == 0
+    assert run(*slides, "--out", tmp_path / "parallel", "--workers", "2").exit_code == 0
+    for k in range(2):
+        a = pd.read_csv(tmp_path / "serial" / f"slide{k}" / "cells.csv")
+        b = pd.read_csv(tmp_path / "parallel" / f"slide{k}" / "cells.csv")
+        pd.testing.assert_frame_equal(a, b, atol=1e-3)
+    s, p = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("serial", "parallel"))
+    pd.testing.assert_frame_equal(s, p)
