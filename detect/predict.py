@@ -52,6 +52,29 @@ class Detector:
         s = self.geo.train_cell_px / white_cell_px(rgb, cell_size, um_per_px, self.geo)
         return min(s, MAX_SIDE / max(rgb.shape[:2]))
 
+    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 2048) -> float:
+        """White-cell diameter (px) of fields from one microscope, found by the detector itself.
+
+        The red-cell estimate and a geometric grid of sizes are each tried as the scale; at the right
+        scale the detector finds confident boxes of about the size it assumed. The candidate with the
+        largest total confidence of such self-consistent boxes wins, refined to their median size.
+        """
+        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))
+        longest = max(max(rgb.shape[:2]) for rgb in images)
+        grid = [c for c in 12 * np.sqrt(2) ** np.arange(12) if self.geo.train_cell_px * longest / c <= max_side]
+        best_score, best_px = 0.0, guess
+        for c in sorted({guess, *grid}):
+            conf, sides = [], []
+            for det in self.detect(images, cell_size=c):
+                keep = det.confidence >= 0.5
+                conf.append(det.confidence[keep])
+                sides.append(np.maximum(det.xyxy[keep, 2] - det.xyxy[keep, 0], det.xyxy[keep, 3] - det.xyxy[keep, 1]))
+            conf, sides = np.concatenate(conf), np.concatenate(sides)
+            consistent = (sides >= 0.6 * c) & (sides <= 1.7 * c)
+            if consistent.any() and conf[consistent].sum() > best_score:
+                best_score, best_px = float(conf[consistent].sum()), float(np.median(sides[consistent]))
+        return best_px
+
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +107,10 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     out.mkdir(parents=True, exist_ok=True)
     todo = [p for p in slide.images if opts.force or load_state(out, p) is None]
     advance(len(slide.images) - len(todo))
+    scale = slide_scale(models.detector, slide, opts) if todo else previous_scale(out)
+    field_opts = replace(opts, cell_size=scale.get("cell_px"))
     for i in range(0, len(todo), opts.batch):
-        screen_fields(models, out, todo[i : i + opts.batch], opts)
+        screen_fields(models, out, todo[i : i + opts.batch], field_opts)
         advance(len(todo[i : i + opts.batch]))
     states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
     cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
@@ -123,6 +125,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     verdict = {
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
         **slide_verdict(cells, opts.rules, stain_z),
+        "scale": scale,
         "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.describe(),
         "seconds": {"total": round(time.perf_counter() - start, 3), **mean_seconds(states)},
     }
@@ -130,6 +133,33 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     outputs.write_csv(out / "images.csv", images)
     outputs.write_json(out / "verdict.json", verdict)
     return verdict
+
+
+def slide_scale(detector, slide: Slide, opts: Options, n_fields: int = 2) -> dict:
+    """The white-cell size for the whole slide (one microscope and magnification): the user's, or
+    estimated once from its first readable fields."""
+    if opts.cell_size:
+        return {"cell_px": opts.cell_size, "source": "--cell-size"}
+    if opts.um_per_px:
+        return {"cell_px": SETTINGS.geometry.wbc_um / opts.um_per_px, "source": "--um-per-px"}
+    fields = []
+    for path in slide.images:
+        try:
+            fields.append(load_rgb(path))
+        except ImageError:
+            continue
+        if len(fields) == n_fields:
+            break
+    if not fields:
+        return {}
+    return {"cell_px": round(detector.estimate_cell_px(fields), 2), "source": f"estimated from {len(fields)} field(s)"}
+
+
+def previous_scale(out: Path) -> dict:
+    try:
+        return json.loads((out / "verdict.json").read_text()).get("scale", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def mean_seconds(states) -> dict:
