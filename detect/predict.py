@@ -59,7 +59,7 @@ class Detector:
         scale the detector finds confident boxes of about the size it assumed. The candidate with the
         largest total confidence of such self-consistent boxes wins, refined to their median size.
         """
-        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))
+        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
         longest = max(max(rgb.shape[:2]) for rgb in images)
         grid = [c for c in 12 * np.sqrt(2) ** np.arange(12) if self.geo.train_cell_px * longest / c <= max_side]
         best_score, best_px = 0.0, guess
@@ -81,7 +81,14 @@ class Detector:
     def detect(
         self, images: list[np.ndarray], cell_size: float | None = None, um_per_px: float | None = None
     ) -> list[sv.Detections]:
-        """Cells of each RGB field, boxes in that field's original pixels. Small fields share one batch."""
+        """Cells of each RGB field, boxes in that field's original pixels. Small fields share one batch.
+
+        Without ``cell_size``/``um_per_px`` the fields are taken as one microscope's and their cell size is
+        estimated once (``estimate_cell_px`` on the first two)."""
+        if not images:
+            return []
+        if not cell_size and not um_per_px:
+            cell_size = self.estimate_cell_px(images[:2])
         scaled = []
         for rgb in images:
             s = self.scale_for(rgb, cell_size, um_per_px)

@@ -19,10 +19,10 @@ MALIGNANT = (1, 2, 3)
 
 
 def cells(xyxy, confidence=None) -> sv.Detections:
-    """Cell detections from an (N, 4) box array (empty allowed)."""
+    """Cell detections from an (N, 4) box array (empty allowed); class 0 until classified."""
     xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
     conf = None if confidence is None else np.asarray(confidence, dtype=np.float32).reshape(-1)
-    return sv.Detections(xyxy=xyxy, confidence=conf)
+    return sv.Detections(xyxy=xyxy, confidence=conf, class_id=np.zeros(len(xyxy), dtype=int))
 
 
 def with_probs(det: sv.Detections, probs: np.ndarray) -> sv.Detections:

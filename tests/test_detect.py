@@ -61,8 +61,17 @@ def test_cell_cut_by_a_tile_border_is_reported_once(detector):
 
 def test_batch_equals_single(detector):
     fields = [smear((224, 224), n_wbc=2, seed=s)[0] for s in (30, 31, 32)]
-    batch = detector.detect(fields)
+    batch = detector.detect(fields, cell_size=27)
     for field, b in zip(fields, batch):
-        single = detector(field)
+        single = detector(field, cell_size=27)
         assert len(single) == len(b)
         assert np.allclose(single.xyxy, b.xyxy, atol=1.0)
+
+
+@pytest.mark.parametrize("wbc", [27, 68, 136])
+def test_slide_scale_search_recovers_cell_size(detector, wbc):
+    size = (224, 224) if wbc == 27 else (600, 800) if wbc == 68 else (1200, 1600)
+    rbc = wbc / 1.7
+    fields = [smear(size, rbc_px=rbc, wbc_px=wbc, n_rbc=size[0] * size[1] // int(4 * rbc * rbc), n_wbc=3, seed=s)[0]
+              for s in (70, 71)]
+    assert detector.estimate_cell_px(fields) == pytest.approx(wbc, rel=0.3)
