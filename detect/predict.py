@@ -52,46 +52,49 @@ class Detector:
         s = self.geo.train_cell_px / white_cell_px(rgb, cell_size, um_per_px, self.geo)
         return min(s, MAX_SIDE / max(rgb.shape[:2]))
 
-    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 2048) -> float:
+    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280) -> float:
         """White-cell diameter (px) of fields from one microscope, found by the detector itself.
 
         The red-cell estimate and a geometric grid of sizes are each tried as the scale; at the right
-        scale the detector finds confident boxes of about the size it assumed. The candidate with the
-        largest total confidence of such self-consistent boxes wins, refined to their median size.
+        scale the detector finds white cells with high confidence at about the size it assumed. The
+        candidate whose three most confident self-consistent boxes score highest (then: most such boxes)
+        wins, refined to the median size of its self-consistent boxes.
         """
         guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
         longest = max(max(rgb.shape[:2]) for rgb in images)
-        grid = [c for c in 12 * np.sqrt(2) ** np.arange(12) if self.geo.train_cell_px * longest / c <= max_side]
-        best_score, best_px = 0.0, guess
+        grid = [c for c in 12 * 2.0 ** np.arange(7) if self.geo.train_cell_px * longest / c <= max_side]
+        best, best_px = (0.0, 0), guess
         for c in sorted({guess, *grid}):
-            conf, sides = [], []
-            for det in self.detect(images, cell_size=c):
-                keep = det.confidence >= 0.5
-                conf.append(det.confidence[keep])
-                sides.append(np.maximum(det.xyxy[keep, 2] - det.xyxy[keep, 0], det.xyxy[keep, 3] - det.xyxy[keep, 1]))
-            conf, sides = np.concatenate(conf), np.concatenate(sides)
-            consistent = (sides >= 0.6 * c) & (sides <= 1.7 * c)
-            if consistent.any() and conf[consistent].sum() > best_score:
-                best_score, best_px = float(conf[consistent].sum()), float(np.median(sides[consistent]))
+            dets = self.detect(images, cell_size=c)
+            conf = np.concatenate([d.confidence for d in dets])
+            xyxy = np.concatenate([d.xyxy for d in dets])
+            sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+            consistent = (sides >= 0.6 * c) & (sides <= 1.7 * c) & (conf >= 0.5)
+            if not consistent.any():
+                continue
+            score = (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum()))
+            if score > best:
+                best, best_px = score, float(np.median(sides[consistent]))
         return best_px
 
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]
 
     def detect(
-        self, images: list[np.ndarray], cell_size: float | None = None, um_per_px: float | None = None
+        self, images: list[np.ndarray], cell_size: float | list[float] | None = None, um_per_px: float | None = None
     ) -> list[sv.Detections]:
         """Cells of each RGB field, boxes in that field's original pixels. Small fields share one batch.
 
-        Without ``cell_size``/``um_per_px`` the fields are taken as one microscope's and their cell size is
-        estimated once (``estimate_cell_px`` on the first two)."""
+        ``cell_size`` is one value for all fields or one per field. Without it (or ``um_per_px``) the fields
+        are taken as one microscope's and their cell size is estimated once (``estimate_cell_px``)."""
         if not images:
             return []
         if not cell_size and not um_per_px:
             cell_size = self.estimate_cell_px(images[:2])
+        sizes = cell_size if isinstance(cell_size, (list, tuple)) else [cell_size] * len(images)
         scaled = []
-        for rgb in images:
-            s = self.scale_for(rgb, cell_size, um_per_px)
+        for rgb, size in zip(images, sizes):
+            s = self.scale_for(rgb, size, um_per_px)
             h, w = rgb.shape[:2]
             size = (max(1, round(w * s)), max(1, round(h * s)))
             bgr = np.ascontiguousarray(rgb[..., ::-1])

@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
@@ -68,7 +69,7 @@ def load_state(out: Path, image: Path) -> dict | None:
         return None
 
 
-def screen_fields(models, out: Path, images: list[Path], opts: Options) -> None:
+def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Options) -> None:
     """Process a batch of fields end to end and save one state record per field."""
     loaded, t0 = [], time.perf_counter()
     for path in images:
@@ -79,7 +80,8 @@ def screen_fields(models, out: Path, images: list[Path], opts: Options) -> None:
     if not loaded:
         return
     t1 = time.perf_counter()
-    dets = models.detector.detect([rgb for _, rgb in loaded], opts.cell_size, opts.um_per_px)
+    fields = [rgb for _, rgb in loaded]
+    dets = models.detector.detect(fields, [field_cell_px(scale, models.detector, rgb) for rgb in fields])
     t2 = time.perf_counter()
     crops = [models.classifier.crops(rgb, det) for (_, rgb), det in zip(loaded, dets)]
     probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
@@ -108,9 +110,8 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     todo = [p for p in slide.images if opts.force or load_state(out, p) is None]
     advance(len(slide.images) - len(todo))
     scale = slide_scale(models.detector, slide, opts) if todo else previous_scale(out)
-    field_opts = replace(opts, cell_size=scale.get("cell_px"))
     for i in range(0, len(todo), opts.batch):
-        screen_fields(models, out, todo[i : i + opts.batch], field_opts)
+        screen_fields(models, out, todo[i : i + opts.batch], scale, opts)
         advance(len(todo[i : i + opts.batch]))
     states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
     cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
@@ -135,24 +136,51 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     return verdict
 
 
+def shape_key(rgb: np.ndarray) -> str:
+    return f"{rgb.shape[1]}x{rgb.shape[0]}"
+
+
 def slide_scale(detector, slide: Slide, opts: Options, n_fields: int = 2) -> dict:
-    """The white-cell size for the whole slide (one microscope and magnification): the user's, or
-    estimated once from its first readable fields."""
+    """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
+    (fields of one size come from one camera and magnification) from the first readable fields."""
     if opts.cell_size:
         return {"cell_px": opts.cell_size, "source": "--cell-size"}
     if opts.um_per_px:
         return {"cell_px": SETTINGS.geometry.wbc_um / opts.um_per_px, "source": "--um-per-px"}
-    fields = []
+    samples: dict[str, list[Path]] = {}
     for path in slide.images:
         try:
-            fields.append(load_rgb(path))
-        except ImageError:
+            with Image.open(path) as im:
+                w, h = im.size
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    w, h = h, w
+        except Exception:  # unreadable: reported when the field is screened
             continue
-        if len(fields) == n_fields:
-            break
-    if not fields:
-        return {}
-    return {"cell_px": round(detector.estimate_cell_px(fields), 2), "source": f"estimated from {len(fields)} field(s)"}
+        group = samples.setdefault(f"{w}x{h}", [])
+        if len(group) < n_fields:
+            group.append(path)
+    sizes = {}
+    for key, paths in samples.items():
+        fields = [rgb for rgb in map(_try_load, paths) if rgb is not None]
+        if fields:
+            sizes[key] = round(detector.estimate_cell_px(fields), 2)
+    return {"cell_px_by_field_size": sizes, "source": f"estimated from up to {n_fields} field(s) per field size"}
+
+
+def field_cell_px(scale: dict, detector, rgb: np.ndarray) -> float:
+    if "cell_px" in scale:
+        return scale["cell_px"]
+    known = scale.setdefault("cell_px_by_field_size", {})
+    if shape_key(rgb) not in known:  # a size first met now (e.g. its sample fields were unreadable)
+        known[shape_key(rgb)] = round(detector.estimate_cell_px([rgb]), 2)
+    return known[shape_key(rgb)]
+
+
+def _try_load(path: Path) -> np.ndarray | None:
+    try:
+        return load_rgb(path)
+    except ImageError:
+        return None
 
 
 def previous_scale(out: Path) -> dict:
