@@ -3,8 +3,8 @@
     python bench/eval_detector.py [--weights weights/detector.pt] [--split test]
 
 Model level: Ultralytics `val` on data/detect (Taleqani contiguous-block split + TXL-PBC official split).
-Pipeline level: the `Detector` as `leukoscan run` uses it (scale estimated from red cells, operating
-confidence 0.25), precision and recall at IoU 0.5 against the labels, per source. Also counts on the
+Pipeline level: the `Detector` as `leukoscan run` uses it (cell size estimated once from the first two
+fields, operating confidence 0.25), precision and recall at IoU 0.5 against the labels, per source. Also counts on the
 bundled lab photographs. Writes bench/results/detector.{json,md}.
 """
 
@@ -43,14 +43,17 @@ def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
 
 def pipeline_level(detector: Detector, data: Path, split: str) -> dict:
     out = {}
-    maps = {}
     for source, prefix in (("taleqani", "tq_"), ("txl-pbc", "txl_")):
         tp = n_pred = n_true = 0
         preds, targets = [], []
-        for img in sorted((data / "images" / split).glob(f"{prefix}*.jpg")):
+        files = sorted((data / "images" / split).glob(f"{prefix}*.jpg"))
+        # as `leukoscan run` does for a slide: the cell size is estimated once from the first two fields;
+        # TXL mosaics are already at Taleqani scale (27 px), given instead of estimated
+        cell_px = 27.0 if prefix == "txl_" else detector.estimate_cell_px([load_rgb(f) for f in files[:2]])
+        out[f"{source}_cell_px"] = round(cell_px, 2)
+        for img in files:
             rgb = load_rgb(img)
-            # TXL mosaics are already at Taleqani scale: give the cell size instead of estimating it
-            det = detector(rgb, cell_size=27.0 if prefix == "txl_" else None)
+            det = detector(rgb, cell_size=cell_px)
             truth = read_yolo(data / "labels" / split / f"{img.stem}.txt", rgb.shape[1], rgb.shape[0])
             t, p, g = agreement(det, truth, 0.5)
             tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
@@ -61,7 +64,6 @@ def pipeline_level(detector: Detector, data: Path, split: str) -> dict:
         mean_ap = sv.metrics.MeanAveragePrecision().update(preds, targets).compute()
         out[source] = {"images": len(preds), "cells": n_true, "precision": round(tp / max(n_pred, 1), 4),
                        "recall": round(tp / max(n_true, 1), 4), "mAP50": round(float(mean_ap.map50), 4)}
-        maps[source] = mean_ap
     return out
 
 
@@ -92,6 +94,8 @@ def main() -> None:
              f"| model (Ultralytics val, imgsz {args.imgsz}) | all | {m['precision(B)']:.3f} | {m['recall(B)']:.3f} | "
              f"{m['mAP50(B)']:.3f} | {m['mAP50-95(B)']:.3f} |"]
     for src, v in res["pipeline_level"].items():
+        if not isinstance(v, dict):
+            continue
         lines.append(f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
                      f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |")
     (OUT / "detector.md").write_text("\n".join(lines) + "\n")
