@@ -23,7 +23,7 @@ from leukoscan.progress import track
 def balance(src: Path, dst: Path, per_class: int = 3000, seed: int = 0) -> dict[str, int]:
     """Write a balanced copy of ``src/train`` to ``dst/train`` and link ``val``/``test``; return train counts."""
     rng = np.random.default_rng(seed)
-    files = {k: sorted((src / "train" / k).glob("*.png")) for k in CLASSES}
+    files = {k: sorted(f for f in (src / "train" / k).iterdir() if f.suffix.lower() in (".png", ".jpg")) for k in CLASSES}
     target = per_class
     counts = {}
     if dst.exists():
@@ -41,7 +41,7 @@ def balance(src: Path, dst: Path, per_class: int = 3000, seed: int = 0) -> dict[
         for n, i in enumerate(extra):
             bgr = cv2.imread(str(files[key][i]))
             jittered = hed_jitter(bgr[..., ::-1], rng)[..., ::-1]
-            cv2.imwrite(str(out / f"{files[key][i].stem}_aug{n:05d}.png"), jittered)
+            cv2.imwrite(str(out / f"{files[key][i].stem}_aug{n:05d}{files[key][i].suffix}"), jittered)
         counts[key] = len(files[key]) + len(extra)
     for split in ("val", "test"):
         link = dst / split

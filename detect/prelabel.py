@@ -43,7 +43,8 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
             log(f"skipped {path.name}: {e}")
             continue
         # the training scale: white cells ~27 px (Taleqani fields), what the detector learnt from
-        s = detector.scale_for(rgb, cell_size, um_per_px) * TALEQANI_CELL_PX / detector.geo.train_cell_px
+        cell = cell_size or (detector.geo.wbc_um / um_per_px if um_per_px else detector.estimate_cell_px([rgb]))
+        s = TALEQANI_CELL_PX / cell
         small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
                            interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         det = detector(small, cell_size=TALEQANI_CELL_PX)
