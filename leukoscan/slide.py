@@ -21,7 +21,7 @@ from leukoscan.config import SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb
 from leukoscan.overlay import overlay
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, PROB_COLUMNS, cell_table
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_table
 from leukoscan.verdict import image_call, slide_verdict
 
 
@@ -119,7 +119,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     for p, s in states:
         own = cells[cells.image == p.name]
         row = {"image": p.name, "status": s["status"], "error": s.get("error", ""), "n_cells": len(own)}
-        image_rows.append({**row, **(image_call(own) if s["status"] == "ok" else {"label": "", **{c: np.nan for c in PROB_COLUMNS}})})
+        image_rows.append({**row, **image_call(own)})  # no cells (or an error): empty label, NaN probabilities
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
     colours = [s["stain_lab"] for _, s in states if s.get("stain_lab")]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)

@@ -9,8 +9,8 @@ import pandas as pd
 
 from leukoscan.cells import CLASSES, LABELS, MALIGNANT
 from leukoscan.config import SETTINGS, VerdictRules
+from leukoscan.records import PROB_COLUMNS
 
-PROB_COLUMNS = [f"p_{k}" for k in CLASSES]
 VERDICTS = ("suspected", "negative", "insufficient", "indeterminate")
 
 
