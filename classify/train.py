@@ -56,7 +56,7 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
     """A fixed random sample of RGB crops from ``folder/<class>/`` (all classes together)."""
     import cv2
 
-    files = sorted(folder.glob("*/*.png"))
+    files = sorted(f for f in folder.glob("*/*") if f.suffix.lower() in (".png", ".jpg"))
     pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
     return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
 
