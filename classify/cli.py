@@ -96,9 +96,9 @@ def predict(
     from classify.predict import Classifier
     from leukoscan import outputs
     from leukoscan.cells import LABELS
-    from leukoscan.images import ImageError, list_images, load_rgb
+    from leukoscan.images import ImageError, expand_images, load_rgb
 
-    files = [f for p in crops for f in (list_images(p) if p.is_dir() else [p])]
+    files = expand_images(crops)
     clf = Classifier(weights, device)
     good, arrays = [], []
     for f in files:

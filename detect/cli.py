@@ -83,10 +83,10 @@ def predict(
 
     from detect.predict import Detector
     from leukoscan import outputs
-    from leukoscan.images import ImageError, list_images, load_rgb
+    from leukoscan.images import ImageError, expand_images, load_rgb
     from leukoscan.progress import track
 
-    files = [f for p in images for f in (list_images(p) if p.is_dir() else [p])]
+    files = expand_images(images)
     detector = Detector(weights, device, conf=conf)
     rows = []
     for path in track(files, "detecting"):

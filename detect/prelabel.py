@@ -12,6 +12,7 @@ import supervision as sv
 from datasets.build import yolo_lines
 from datasets.segment import TALEQANI_CELL_PX, colour_boxes
 from detect.labels import to_coco, write_split
+from detect.scale import white_cell_px
 from leukoscan import outputs
 from leukoscan.cells import cells
 from leukoscan.images import ImageError, list_images, load_rgb
@@ -43,7 +44,8 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
             log(f"skipped {path.name}: {e}")
             continue
         # the training scale: white cells ~27 px (Taleqani fields), what the detector learnt from
-        cell = cell_size or (detector.geo.wbc_um / um_per_px if um_per_px else detector.estimate_cell_px([rgb]))
+        cell = (white_cell_px(rgb, cell_size, um_per_px, detector.geo) if cell_size or um_per_px
+                else detector.estimate_cell_px([rgb]))
         s = TALEQANI_CELL_PX / cell
         small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
                            interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)

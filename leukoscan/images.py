@@ -26,6 +26,11 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Image files named directly, plus the images directly inside named folders."""
+    return [f for p in map(Path, paths) for f in (list_images(p) if p.is_dir() else [p])]
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read ``path`` as an H x W x 3 uint8 RGB array, EXIF orientation applied."""
     path = Path(path)

@@ -15,7 +15,6 @@ from PIL import Image
 from synth import smear
 from typer.testing import CliRunner
 
-from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS
 from leukoscan.images import MAX_PIXELS
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUMMARY_COLUMNS
 from pipeline import DEMO_SLIDE, app

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from synth import smear, write_yolo_dataset
 

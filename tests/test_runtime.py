@@ -3,7 +3,6 @@
 import os
 import socket
 
-import numpy as np
 import pytest
 import torch
 from synth import smear, write_yolo_dataset

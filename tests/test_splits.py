@@ -1,7 +1,6 @@
 """Splits: deterministic contiguous blocks, duplicates removed before splitting, nothing leaks."""
 
 import pandas as pd
-import pytest
 from conftest import TALEQANI, needs_taleqani
 
 from datasets.splits import assign_splits, build_manifest, leaks
