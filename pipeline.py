@@ -46,7 +46,7 @@ class Models:
     def describe(self) -> dict:
         from leukoscan.cards import sha256
 
-        return {"version": leukoscan.__version__, "device": self.detector.device, "backend": self.detector.weights.suffix[1:],
+        return {"version": leukoscan.__version__, "device": self.detector.device, "backend": self.detector.backend,
                 "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
                            "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
                                           "temperature": self.classifier.temperature}}}
@@ -64,7 +64,7 @@ def run(
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
-    backend: str = typer.Option("pytorch", help="pytorch, or onnx (exported by `leukoscan export`; faster on CPU)."),
+    backend: str = typer.Option("pytorch", help="pytorch, onnx or openvino (the last two exported by `leukoscan export`; faster on CPU)."),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
@@ -97,22 +97,39 @@ def run(
 def export(
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    formats: list[str] = typer.Option(["onnx"], "--format", help="onnx and/or openvino (repeat the option for both)."),
 ) -> None:
-    """Export both models to ONNX (dynamic batch and size) beside their .pt files, for `--backend onnx`."""
+    """Export both models (dynamic batch and size) beside their .pt files, for `run --backend onnx|openvino`."""
     from ultralytics import YOLO
 
-    for weights in (detector_weights, classifier_weights):
-        path = YOLO(str(weights)).export(format="onnx", dynamic=True, simplify=False, device="cpu")
-        console.print(f"exported {path}")
+    for fmt in formats:
+        if fmt not in ("onnx", "openvino"):
+            console.print(f"[red]error:[/] unknown export format {fmt!r} (use onnx or openvino)")
+            raise typer.Exit(2)
+        for weights in (detector_weights, classifier_weights):
+            extra = {"simplify": False} if fmt == "onnx" else {}
+            path = YOLO(str(weights)).export(format=fmt, dynamic=True, device="cpu", **extra)
+            console.print(f"exported {path}")
 
 
 _worker_models: Models | None = None
 
 
-def _init_worker(model_args: tuple, threads: int) -> None:
+def _init_worker(model_args: tuple, threads: int, counter) -> None:
+    """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
+    too) and as many torch threads, so workers never fight over a core."""
     global _worker_models
+    import os
+
     import torch
 
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) >= 2 * threads:
+        start = (index * threads) % len(cores)
+        os.sched_setaffinity(0, cores[start : start + threads])
     torch.set_num_threads(threads)
     _worker_models = Models.load(*model_args)
 
@@ -147,8 +164,9 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(model_args, threads)) as pool:
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(model_args, threads, ctx.Value("i", 0))) as pool:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
         results = []
         for name, slide, future in zip(names, slides, futures):

@@ -1,6 +1,8 @@
 """Honest evaluation of the cell classifier (and the whole-field baseline) on the held-out test split.
 
     python bench/eval_classifier.py [--weights weights/classifier.pt] [--baseline runs/classify/fields/weights/best.pt]
+        [--compare "unbalanced=runs/classify/classifier_unbalanced/weights/best.pt"]
+        [--compare "margin 0.75=runs/classify/m75/weights/best.pt@data/classify_m75"]
 
 Cell level: every crop of the test split. Image level: the mean calibrated probability of an image's
 cells. Baseline: one classifier on the whole 224x224 field (the original notebook's approach), same split.
@@ -82,9 +84,18 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, help="whole-field classifier weights")
     ap.add_argument("--fields", type=Path, default=BUILD_DIR / "fields")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS[@CROPS]",
+                    help="another cell classifier in the same table (its crop folder if built with other geometry)")
     args = ap.parse_args()
     results = {"split": args.split, "manifest_sha256": manifest_hash(args.crops / "manifest.csv"), "models": {}}
-    results["models"]["cell classifier (ours)"] = evaluate(args.weights, args.crops / args.split, per_image=True)
+    results["models"]["cell classifier (shipped)"] = evaluate(args.weights, args.crops / args.split, per_image=True)
+    for spec in args.compare:
+        name, _, rest = spec.partition("=")
+        weights, _, crops = rest.partition("@")
+        crops = Path(crops) if crops else args.crops
+        if manifest_hash(crops / "manifest.csv") != results["manifest_sha256"]:
+            raise SystemExit(f"{crops} was built from another split manifest than {args.crops}")
+        results["models"][name] = evaluate(Path(weights), crops / args.split, per_image=True)
     if args.baseline:
         results["models"]["whole-field baseline"] = evaluate(args.baseline, args.fields / args.split, per_image=False)
     OUT.mkdir(exist_ok=True)

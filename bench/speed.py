@@ -1,11 +1,13 @@
 """End-to-end speed of `leukoscan run` (decode to written outputs) and of the raw models, same images.
 
-    python bench/speed.py [--device auto] [--repeats 3] [--fields 48]
+    python bench/speed.py [--device auto] [--repeats 3] [--fields 48] [--backends pytorch onnx openvino]
 
-Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears) and one 2592x1944
-photograph (the bundled Ep.jpg resized). Each set: one warm-up run, then `--repeats` timed runs of the
-whole slide screening into a fresh folder (median and spread), per-stage milliseconds, peak RSS, and the
-raw Ultralytics `model.predict` time of both models on the same inputs. Writes bench/results/speed.{json,md}.
+Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears), 16 640x480 fields
+(the bundled Ep.jpg cut into a 4x4 grid) and one 2592x1944 photograph (Ep.jpg resized). Each set: one
+warm-up run, then `--repeats` timed runs of the whole slide screening into a fresh folder (median and
+spread), per-stage milliseconds (decode, detect, crop, classify, write per field; scale search and
+aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
+inputs (overhead = end-to-end / raw). Writes bench/results/speed.{json,md} (speed_cuda.* on a GPU).
 """
 
 from __future__ import annotations
@@ -49,11 +51,17 @@ def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
 
         for i in range(n_fields):
             cv2.imwrite(str(fields / f"{i:03d}.jpg"), smear(seed=i)[0][..., ::-1])
+    big = load_rgb(REPO_ROOT / "datasets" / "samples" / "Ep.jpg")
+    vga = root / "fields_640x480"
+    vga.mkdir()
+    grid = cv2.resize(big, (2560, 1920))
+    for i in range(16):
+        y, x = divmod(i, 4)
+        cv2.imwrite(str(vga / f"{i:03d}.jpg"), grid[y * 480 : (y + 1) * 480, x * 640 : (x + 1) * 640, ::-1])
     photo = root / "photo_2592x1944"
     photo.mkdir()
-    big = load_rgb(REPO_ROOT / "datasets" / "samples" / "Ep.jpg")
     cv2.imwrite(str(photo / "Ep_2592x1944.jpg"), cv2.resize(big, (2592, 1944))[..., ::-1])
-    return {"224x224 fields": fields, "2592x1944 photograph": photo}
+    return {"224x224 fields": fields, "640x480 fields": vga, "2592x1944 photograph": photo}
 
 
 def cpu_name() -> str:
@@ -66,14 +74,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int) -> float:
-    """Ultralytics predict alone, on the inputs the pipeline gives the models (scaled fields, crops)."""
+def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell_px: float) -> float:
+    """Ultralytics predict alone, on the inputs the pipeline gives the models (fields scaled to the
+    slide's cell size, crops)."""
     det, clf = models.detector, models.classifier
     scaled = []
     for rgb in images:
-        s = det.scale_for(rgb)
+        s = det.scale_for(rgb, cell_px)
         scaled.append(cv2.resize(rgb[..., ::-1], (round(rgb.shape[1] * s), round(rgb.shape[0] * s))))
-    dets = det.detect(images)
+    dets = det.detect(images, cell_px)
     crops = np.concatenate([clf.crops(rgb, d) for rgb, d in zip(images, dets)])
     t = time.perf_counter()
     for i in range(0, len(scaled), batch):
@@ -94,7 +103,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fields", type=int, default=48)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--backends", nargs="+", default=["pytorch"], help="pytorch and/or onnx (after `leukoscan export`)")
+    ap.add_argument("--backends", nargs="+", default=["pytorch"],
+                    help="pytorch, onnx, openvino (the last two after `leukoscan export --format …`)")
     args = ap.parse_args()
     w = REPO_ROOT / "weights"
     res = {"machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": args.device,
@@ -116,7 +126,8 @@ def main() -> None:
                 walls.append(time.perf_counter() - t)
                 stages.append(v["seconds"])
             images = [load_rgb(p) for p in slide.images]
-            raw = [raw_model_seconds(models, images, args.batch) for _ in range(args.repeats)]
+            cell_px = next(iter(v["scale"]["cell_px_by_field_size"].values()))
+            raw = [raw_model_seconds(models, images, args.batch, cell_px) for _ in range(args.repeats)]
             n = len(slide.images)
             med = statistics.median(walls)
             res["sets"][name] = {
@@ -124,6 +135,7 @@ def main() -> None:
                 "images_per_s": round(n / med, 2), "ms_per_image": round(1000 * med / n, 1),
                 "stage_ms_per_image": {k.replace("_per_image", ""): round(1000 * statistics.median(s[k] for s in stages), 1)
                                        for k in stages[0] if k.endswith("_per_image")},
+                "slide_stage_s": {k: round(statistics.median(s[k] for s in stages), 3) for k in ("scale_search", "aggregate")},
                 "raw_models_s_median": round(statistics.median(raw), 3),
                 "overhead_ratio": round(med / statistics.median(raw), 2),
             }
@@ -133,13 +145,15 @@ def main() -> None:
     (OUT / f"speed{suffix}.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
              f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.", "",
-             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / classify ms | raw models s | overhead |",
-             "|---|---|---|---|---|---|---|"]
+             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / crop / classify / write ms "
+             "per image | scale search / aggregate s per slide | raw models s | overhead |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
-        st = s["stage_ms_per_image"]
+        st, sl = s["stage_ms_per_image"], s["slide_stage_s"]
         lines.append(f"| {name} | {s['images']} | {s['images_per_s']} | {s['ms_per_image']} "
                      f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
-                     f"{st.get('decode', 0)} / {st.get('detect', 0)} / {st.get('classify', 0)} | {s['raw_models_s_median']} | {s['overhead_ratio']}x |")
+                     + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "crop", "classify", "write"))
+                     + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x |")
     (OUT / f"speed{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -31,7 +31,7 @@ def train(
     from classify.dataset import balance as make_balanced
     from classify.predict import Classifier
     from classify.stain import stain_reference
-    from classify.train import ClassifierRecipe, calibrate, sample_crops
+    from classify.train import ClassifierRecipe, calibrate, crop_geometry, sample_crops
     from classify.train import train as run_train
     from datasets.splits import manifest_hash
     from leukoscan.cards import ship
@@ -48,12 +48,13 @@ def train(
     card["stain_reference"] = stain_reference(sample_crops(data / "train"))
     card["classes"] = ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
     card["balanced_train_counts"] = counts
+    card["geometry"] = crop_geometry(data)
     manifest = data / "manifest.csv"
     card["data"] = {
         "folder": str(data), "split": "all-taleqani contiguous blocks (manifest)",
         "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
     }
-    (best.parent / "card.json").write_text(json.dumps(card, indent=2))
+    best.with_suffix(".json").write_text(json.dumps(card, indent=2))  # read_card finds it beside best.pt
     console.print(json.dumps(card, indent=2))
     if ship_to:
         ship(best, ship_to, card)

@@ -27,6 +27,7 @@ class Classifier:
         self.batch = batch
         self.stain_reference = card.get("stain_reference")
         self.temperature = float(card.get("temperature", 1.0))
+        self.margin = float(card.get("geometry", {}).get("crop_margin", SETTINGS.geometry.crop_margin))
         self.imgsz = int(self.model.overrides.get("imgsz") or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
         names = self.model.names
         missing = set(CLASSES) - set(names.values())
@@ -47,8 +48,8 @@ class Classifier:
         return apply_temperature(self.raw_probs(crops), self.temperature) if len(crops) else np.zeros((0, len(CLASSES)), np.float32)
 
     def crops(self, rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
-        """The crops this model sees for ``det`` (the shared crop geometry at the model's size)."""
-        return crop_cells(rgb, det.xyxy, size=self.imgsz)
+        """The crops this model sees for ``det`` (the shared crop geometry, with the margin it was trained on)."""
+        return crop_cells(rgb, det.xyxy, size=self.imgsz, margin=self.margin)
 
     def __call__(self, rgb: np.ndarray, det: sv.Detections) -> sv.Detections:
         """Classify the cells of one field; adds ``class_id`` and ``data['probs']`` to ``det``."""

@@ -17,13 +17,16 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, b
 
 def crop_colour(crops: np.ndarray) -> np.ndarray:
     """Mean CIE Lab colour of each RGB crop's stained (darker than median) pixels: N x 3."""
-    from skimage.color import rgb2lab
+    import cv2
 
-    out = np.zeros((len(crops), 3), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        lab = rgb2lab(crop).reshape(-1, 3)
-        out[i] = lab[lab[:, 0] <= np.median(lab[:, 0])].mean(axis=0)
-    return out
+    if not len(crops):
+        return np.zeros((0, 3), dtype=np.float32)
+    crops = np.asarray(crops)[:, ::2, ::2]  # colour statistics need no more than every other pixel
+    # OpenCV's float sRGB->Lab (D65) agrees with scikit-image's rgb2lab to ~0.1 and is faster
+    stacked = crops.reshape(-1, crops.shape[2], 3).astype(np.float32) / 255
+    lab = cv2.cvtColor(stacked, cv2.COLOR_RGB2Lab).reshape(len(crops), -1, 3)
+    dark = lab[..., 0] <= np.median(lab[..., 0], axis=1, keepdims=True)
+    return ((lab * dark[..., None]).sum(axis=1) / dark.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def stain_reference(crops: np.ndarray) -> dict:

@@ -39,6 +39,17 @@ def train(data: Path, project: Path, name: str = "classifier", recipe: Classifie
     return Path(model.trainer.best), card
 
 
+def crop_geometry(data: Path) -> dict:
+    """The crop geometry a crop dataset was built with (recorded by ``leukoscan data classify``)."""
+    import json
+
+    from leukoscan.config import SETTINGS
+
+    summary = data / "summary.json"
+    default = {"crop_margin": SETTINGS.geometry.crop_margin, "crop_px": SETTINGS.geometry.crop_px}
+    return json.loads(summary.read_text()).get("geometry", default) if summary.exists() else default
+
+
 def folder_predictions(classifier, folder: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
     import cv2

@@ -13,6 +13,7 @@ import supervision as sv
 import yaml
 
 from leukoscan.cells import CLASSES
+from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
 from leukoscan.images import load_rgb
 from leukoscan.progress import track
@@ -136,8 +137,12 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
     return summary
 
 
-def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame) -> dict:
-    """Write cell crops to ``out/<split>/<class>/`` (weak labels: the image's diagnosis)."""
+def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame,
+                         margin: float = SETTINGS.geometry.crop_margin, size: int = SETTINGS.geometry.crop_px) -> dict:
+    """Write cell crops to ``out/<split>/<class>/`` (weak labels: the image's diagnosis).
+
+    The crop geometry goes into ``summary.json`` so that training can put it on the classifier's card
+    and inference crops exactly as the model was trained."""
     tq = data_root / "all-taleqani"
     for split in SPLITS:
         for key in CLASSES:
@@ -146,11 +151,11 @@ def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame) -> 
     counts: dict[str, dict[str, int]] = {}
     for row in track(list(used.itertuples()), "classification crops"):
         rgb, boxes, _ = taleqani_cells(tq, row)
-        for i, crop in enumerate(crop_cells(rgb, boxes.xyxy)):
+        for i, crop in enumerate(crop_cells(rgb, boxes.xyxy, size=size, margin=margin)):
             cv2.imwrite(str(out / row.split / row.class_key / f"{Path(row.file).stem}_{i:02d}.png"), crop[..., ::-1])
         c = counts.setdefault(row.split, {k: 0 for k in CLASSES})
         c[row.class_key] += len(boxes)
-    summary = {"counts": counts}
+    summary = {"counts": counts, "geometry": {"crop_margin": margin, "crop_px": size}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

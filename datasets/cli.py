@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from leukoscan.config import BUILD_DIR, DATA_ROOT
+from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
 from leukoscan.progress import console, track
 
 app = typer.Typer(help="Build the training datasets (splits manifest, detection, classification).", no_args_is_help=True)
@@ -57,12 +57,14 @@ def detect(
 def classify(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
     out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
+    margin: float = typer.Option(SETTINGS.geometry.crop_margin, help="Context around each cell, as a fraction of its size per side."),
+    size: int = typer.Option(SETTINGS.geometry.crop_px, help="Crop side in pixels."),
 ) -> None:
     """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
     from datasets.build import build_classification
 
     df = _manifest(data_root, out / "manifest.csv")
-    summary = build_classification(data_root, out, df)
+    summary = build_classification(data_root, out, df, margin=margin, size=size)
     console.print(json.dumps(summary, indent=2))
 
 

@@ -173,9 +173,10 @@ def promote(
     device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
 ) -> None:
     """Step 4: promote the candidate only if the lab improves and the regression set holds."""
+    from detect.labels import tile_labset
     from detect.registry import promote as run_promote
 
-    result = run_promote(candidate, current, regression, labset / "data.yaml", tolerance, device=device)
+    result = run_promote(candidate, current, regression, tile_labset(labset), tolerance, device=device)
     console.print(json.dumps(result, indent=2))
     console.print(("[green]promoted[/]" if result["promoted"] else "[yellow]rejected[/]") + f": {result['reason']}")
 

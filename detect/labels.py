@@ -8,8 +8,10 @@ scale so that boxes drawn on them train the detector directly), ``labels/`` (YOL
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -30,6 +32,59 @@ class LabelError(ValueError):
 
 def image_files(labset: Path) -> list[Path]:
     return sorted(p for p in (labset / "images").iterdir() if p.suffix.lower() in {".jpg", ".png"})
+
+
+TILE = 224  # the field size the detector was trained on (Taleqani fields, TXL-PBC mosaics ~240 px)
+
+
+def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Path:
+    """Cut the label set's photographs into ``side`` x ``side`` tiles for training and validation.
+
+    Ultralytics resizes every image's long side to ``imgsz``; only fields of the training field size keep
+    their cells at the scale the detector learnt (a whole 1400 px photograph would shrink its cells
+    six-fold, a 100 px one would blow them up). Edge tiles are padded with the photograph's background
+    colour; a cell cut by a tile border keeps its clipped box in the tile holding its centre and in any
+    other tile holding at least ``min_visible`` of it.
+    Tiles inherit their photograph's split (``train.txt`` / ``val.txt``), so one photograph is never on
+    both sides. Rewritten from the current labels on every call; returns ``tiles/data.yaml``.
+    """
+    from leukoscan.images import load_rgb
+
+    out = labset / "tiles"
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "images").mkdir(parents=True)
+    (out / "labels").mkdir()
+    for split in ("train", "val"):
+        listed = []
+        for line in (labset / f"{split}.txt").read_text().splitlines():
+            photo = Path(line.strip())
+            if not line.strip():
+                continue
+            rgb = load_rgb(photo)
+            h, w = rgb.shape[:2]
+            boxes = read_yolo(labset / "labels" / f"{photo.stem}.txt", w, h).xyxy
+            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            fill = np.median(rgb[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
+            for r in range(-(-h // side)):
+                for c in range(-(-w // side)):
+                    x0, y0 = c * side, r * side
+                    part = rgb[y0 : y0 + side, x0 : x0 + side]
+                    canvas = np.empty((side, side, 3), dtype=np.uint8)
+                    canvas[:] = fill
+                    canvas[: part.shape[0], : part.shape[1]] = part
+                    clipped = sv.clip_boxes(boxes - [x0, y0, x0, y0], (part.shape[1], part.shape[0]))
+                    inside = (clipped[:, 2] - clipped[:, 0]).clip(0) * (clipped[:, 3] - clipped[:, 1]).clip(0)
+                    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - [x0, y0]
+                    home = (centre >= 0).all(axis=1) & (centre < side).all(axis=1)  # every cell kept at least once
+                    keep = home | (inside >= min_visible * np.maximum(area, 1e-6))
+                    tile = out / "images" / f"{photo.stem}__r{r}c{c}.png"
+                    cv2.imwrite(str(tile), canvas[..., ::-1])
+                    (out / "labels" / f"{tile.stem}.txt").write_text(yolo_lines(cells(clipped[keep]), side, side))
+                    listed.append(tile.resolve())
+        (out / f"{split}.txt").write_text("".join(f"{t}\n" for t in listed))
+    data = out / "data.yaml"
+    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n")
+    return data
 
 
 def write_split(labset: Path, val_every: int = 4) -> None:
@@ -106,13 +161,17 @@ def _read_coco(path: Path, files: dict[str, Path]):
     if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
         return {}, [f"{path.name}: not a COCO file (needs 'images' and 'annotations')"]
     cats = {c.get("id"): str(c.get("name", "")).lower() for c in coco.get("categories", [])}
-    by_id = {}
+    stems = {Path(n).stem: n for n in files}
+    by_id, scale = {}, {}
     for im in coco["images"]:
         name = Path(str(im.get("file_name", ""))).name
+        name = name if name in files else stems.get(Path(name).stem, name)  # drawn on the original photograph
         if name not in files:
             problems.append(f"COCO image {name!r} is not in the label set's images/")
-        else:
-            by_id[im["id"]] = name
+            continue
+        by_id[im["id"]] = name
+        # boxes drawn on the original photograph (another size) are scaled to the label set's copy
+        scale[name] = _size(files[name])[1] / float(im["width"]) if im.get("width") else 1.0
     found: dict[str, list] = {name: [] for name in by_id.values()}
     for a in coco["annotations"]:
         if a.get("image_id") not in by_id:
@@ -122,7 +181,7 @@ def _read_coco(path: Path, files: dict[str, Path]):
             problems.append(f"{by_id[a['image_id']]}: annotation {a.get('id')} has unknown class "
                             f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)")
             continue
-        x, y, w, h = a.get("bbox", [0, 0, 0, 0])
+        x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in a.get("bbox", [0, 0, 0, 0]))
         found[by_id[a["image_id"]]].append((x, y, x + w, y + h))
     return {n: cells(np.array(b, dtype=np.float32).reshape(-1, 4)) for n, b in found.items()}, problems
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from detect.labels import tile_labset
 from detect.train import DetectorRecipe
 from leukoscan.cards import sha256
 from leukoscan.runtime import train_device
@@ -24,22 +25,25 @@ FINETUNE = replace(DetectorRecipe(), epochs=10, patience=10, mosaic=0.5, close_m
 
 def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, recipe: DetectorRecipe = FINETUNE,
              replay_n: int = 200, device: str = "auto", seed: int = 0) -> Path:
-    """Train from ``start`` on the lab's training images plus ``replay_n`` original training images (so the
-    detector does not forget); validate on the lab's held-out images. Writes ``candidate.pt`` and
-    ``candidate.json`` (the recipe) in ``out``; returns the candidate path."""
+    """Train from ``start`` on the lab's training photographs (as training-size tiles, ``tile_labset``) plus
+    ``replay_n`` original training images (so the detector does not forget); validate on the lab's
+    held-out photographs. Writes ``candidate.pt`` and ``candidate.json`` (the recipe) in ``out``; returns
+    the candidate path."""
     out.mkdir(parents=True, exist_ok=True)
-    train = (labset / "train.txt").read_text().split()
+    tiles = tile_labset(labset).parent
+    train = (tiles / "train.txt").read_text().splitlines()
     replay = []
     if replay_images and replay_images.is_dir():
         pool = sorted(str(p.resolve()) for p in replay_images.glob("*.jpg"))
         replay = random.Random(seed).sample(pool, min(replay_n, len(pool)))
     (out / "train.txt").write_text("".join(f"{p}\n" for p in train + replay))
     data = out / "data.yaml"
-    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: {(labset / 'val.txt').resolve()}\nnames:\n  0: white_cell\n")
+    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: {(tiles / 'val.txt').resolve()}\nnames:\n  0: white_cell\n")
     model, seconds = fit(start, "detect", data, out / "runs", "finetune", recipe, device)
     candidate = out / "candidate.pt"
     shutil.copyfile(model.trainer.best, candidate)
-    card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset), "lab_train_images": len(train),
+    card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset),
+            "lab_train_photos": len((labset / "train.txt").read_text().splitlines()), "lab_train_tiles": len(train),
             "replay_images": len(replay), "recipe": asdict(recipe), "train_seconds": round(seconds, 1),
             "sha256": sha256(candidate)}
     (out / "candidate.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -46,3 +46,27 @@ def white_cell_px(
     if rbc is None:
         return geo.train_cell_px
     return rbc * geo.wbc_um / geo.rbc_um
+
+
+def stain_centre(rgb: np.ndarray, max_side: int = 256) -> tuple[int, int]:
+    """(x, y) of the most strongly stained (violet: high Lab a*, negative b*) spot, where a white cell
+    most likely is: the scale search looks there when it cannot afford the whole field."""
+    from skimage.color import rgb2lab
+
+    h, w = rgb.shape[:2]
+    f = min(1.0, max_side / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
+    lab = rgb2lab(small)
+    violet = np.clip(lab[..., 1] - np.median(lab[..., 1]), 0, None) * (lab[..., 2] < SETTINGS.segmentation.max_b)
+    violet = cv2.GaussianBlur(violet.astype(np.float32), (0, 0), max(1.0, max(small.shape[:2]) / 40))
+    y, x = np.unravel_index(int(np.argmax(violet)), violet.shape)
+    return round(x / f), round(y / f)
+
+
+def window(rgb: np.ndarray, centre: tuple[int, int], side: int) -> np.ndarray:
+    """A ``side`` x ``side`` view of ``rgb`` around ``centre``, shifted to stay inside the image."""
+    h, w = rgb.shape[:2]
+    x0 = int(np.clip(centre[0] - side // 2, 0, max(0, w - side)))
+    y0 = int(np.clip(centre[1] - side // 2, 0, max(0, h - side)))
+    return rgb[y0 : y0 + side, x0 : x0 + side]
+

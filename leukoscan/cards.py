@@ -10,7 +10,14 @@ from pathlib import Path
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file, or of a model folder's files in name order (an OpenVINO export)."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_card(weights: Path) -> dict:
@@ -29,12 +36,18 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     return weights
 
 
+BACKENDS = ("pytorch", "onnx", "openvino")
+
+
 def backend_file(weights: Path, backend: str) -> Path:
-    """The weight file for ``backend``: the .pt itself (pytorch) or its exported .onnx twin (onnx)."""
-    if backend not in ("pytorch", "onnx"):
-        raise ValueError(f"unknown backend {backend!r} (use pytorch or onnx)")
-    path = Path(weights).with_suffix(".onnx") if backend == "onnx" else Path(weights)
-    if not path.is_file():
-        hint = " (run `leukoscan export` first)" if backend == "onnx" else ""
-        raise FileNotFoundError(f"{path.stem.split('.')[0]} weights not found: {path}{hint}")
+    """The model for ``backend``: the .pt itself (pytorch), or what `leukoscan export` wrote beside it
+    (``name.onnx``; ``name_openvino_model/``, the folder Ultralytics writes)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+    weights = Path(weights)
+    path = {"pytorch": weights, "onnx": weights.with_suffix(".onnx"),
+            "openvino": weights.with_name(f"{weights.stem}_openvino_model")}[backend]
+    if not path.exists():
+        hint = f" (run `leukoscan export --format {backend}` first)" if backend != "pytorch" else ""
+        raise FileNotFoundError(f"{weights.stem} weights not found: {path}{hint}")
     return path

@@ -84,10 +84,14 @@ def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Opti
     dets = models.detector.detect(fields, [field_cell_px(scale, models.detector, rgb) for rgb in fields])
     t2 = time.perf_counter()
     crops = [models.classifier.crops(rgb, det) for (_, rgb), det in zip(loaded, dets)]
-    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
     t3 = time.perf_counter()
+    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
+    t4 = time.perf_counter()
+    n = len(loaded)
+    seconds = {"decode": (t1 - t0) / n, "detect": (t2 - t1) / n, "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
     start = 0
     for (path, rgb), det, c in zip(loaded, dets, crops):
+        t = time.perf_counter()
         det = with_probs(det, probs[start : start + len(det)])
         start += len(det)
         outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det))
@@ -98,8 +102,7 @@ def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Opti
         outputs.write_json(state_path(out, path), {
             "fingerprint": fingerprint(path), "status": "ok", "error": "", "stain_lab": colour,
             "cells": cell_table(path.name, det).to_dict(orient="records"),
-            "seconds": {"decode": (t1 - t0) / len(loaded), "detect": (t2 - t1) / len(loaded),
-                        "classify": (t3 - t2) / len(loaded)},
+            "seconds": {**seconds, "write": time.perf_counter() - t},
         })
 
 
@@ -109,10 +112,13 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     out.mkdir(parents=True, exist_ok=True)
     todo = [p for p in slide.images if opts.force or load_state(out, p) is None]
     advance(len(slide.images) - len(todo))
+    t_scale = time.perf_counter()
     scale = slide_scale(models.detector, slide, opts) if todo else previous_scale(out)
+    t_fields = time.perf_counter()
     for i in range(0, len(todo), opts.batch):
         screen_fields(models, out, todo[i : i + opts.batch], scale, opts)
         advance(len(todo[i : i + opts.batch]))
+    t_aggregate = time.perf_counter()
     states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
     cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
     image_rows = []
@@ -128,10 +134,14 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         **slide_verdict(cells, opts.rules, stain_z),
         "scale": scale,
         "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.describe(),
-        "seconds": {"total": round(time.perf_counter() - start, 3), **mean_seconds(states)},
     }
     outputs.write_csv(out / "cells.csv", cells)
     outputs.write_csv(out / "images.csv", images)
+    verdict["seconds"] = {
+        "total": round(time.perf_counter() - start, 3), "scale_search": round(t_fields - t_scale, 3),
+        "fields": round(t_aggregate - t_fields, 3), "aggregate": round(time.perf_counter() - t_aggregate, 3),
+        **mean_seconds(states),
+    }
     outputs.write_json(out / "verdict.json", verdict)
     return verdict
 

@@ -1,4 +1,4 @@
-"""`leukoscan export` + `--backend onnx`: the ONNX models agree with the PyTorch ones."""
+"""`leukoscan export` + `--backend onnx|openvino`: the exported models agree with the PyTorch ones."""
 
 import shutil
 
@@ -19,15 +19,18 @@ def weights(tmp_path_factory):
         shutil.copyfile(src, folder / src.name)
         shutil.copyfile(src.with_suffix(".json"), folder / src.with_suffix(".json").name)
     result = CliRunner().invoke(app, ["export", "--detector-weights", str(folder / "detector.pt"),
-                                      "--classifier-weights", str(folder / "classifier.pt")])
+                                      "--classifier-weights", str(folder / "classifier.pt"),
+                                      "--format", "onnx", "--format", "openvino"])
     assert result.exit_code == 0, result.output
     return folder
 
 
-def test_onnx_agrees_with_pytorch(weights):
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_models_agree_with_pytorch(weights, backend):
     pt = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "pytorch")
-    ox = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "onnx")
-    assert ox.detector.weights.suffix == ".onnx" and ox.classifier.temperature == pt.classifier.temperature
+    ox = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", backend)
+    assert ox.describe()["backend"] == backend and ox.classifier.temperature == pt.classifier.temperature
+    assert ox.detector.weights != pt.detector.weights
     fields = [smear((224, 224), n_wbc=3, seed=s)[0] for s in range(40, 44)]
     for a, b, rgb in zip(pt.detector.detect(fields), ox.detector.detect(fields), fields):
         assert len(a) == len(b)
@@ -42,3 +45,5 @@ def test_missing_onnx_is_a_clear_error(tmp_path):
     shutil.copyfile(DETECTOR_WEIGHTS, tmp_path / "detector.pt")
     with pytest.raises(FileNotFoundError, match="leukoscan export"):
         Models.load(tmp_path / "detector.pt", CLASSIFIER_WEIGHTS, "cpu", "onnx")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Models.load(tmp_path / "detector.pt", CLASSIFIER_WEIGHTS, "cpu", "tensorrt")

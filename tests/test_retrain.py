@@ -10,7 +10,7 @@ import cv2
 import pytest
 from synth import smear, write_yolo_dataset
 
-from detect.labels import LabelError, import_labels
+from detect.labels import LabelError, import_labels, tile_labset
 from detect.predict import Detector
 from detect.prelabel import prelabel
 from detect.registry import FINETUNE, finetune, promote, read_registry, rollback
@@ -86,6 +86,23 @@ def test_import_validates_and_reports_every_problem(loop):
     assert len(e.value.problems) == 3
 
 
+def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
+    labset = loop["root"] / "labset"
+    data = tile_labset(labset)
+    tiles = data.parent
+    train, val = ((tiles / f"{s}.txt").read_text().splitlines() for s in ("train", "val"))
+    assert train and val
+    photo = lambda t: Path(t).stem.rsplit("__", 1)[0]  # noqa: E731
+    assert not {photo(t) for t in train} & {photo(t) for t in val}  # a photograph is on one side only
+    for t in train + val:
+        assert cv2.imread(t).shape == (224, 224, 3)
+    # every labelled cell survives tiling at least once, at the same size (no rescaling)
+    stems = [Path(p).stem for p in (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()]
+    n_boxes = sum(len((labset / "labels" / f"{s}.txt").read_text().splitlines()) for s in stems)
+    n_tile_boxes = sum(len((tiles / "labels" / f"{Path(t).stem}.txt").read_text().splitlines()) for t in train + val)
+    assert n_tile_boxes >= n_boxes
+
+
 def test_import_finetune_and_gate(loop):
     labset = loop["root"] / "labset"
     (loop["root"] / "reviewed.json").write_text(json.dumps(reviewed_coco(labset, loop["truth"])))
@@ -103,14 +120,14 @@ def test_import_finetune_and_gate(loop):
     worse, _ = train(loop["regression"], loop["root"] / "scratch", "worse",
                      DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0), device="cpu")
     original = sha256(loop["current"])
-    result = promote(worse, loop["current"], loop["regression"], labset / "data.yaml", device="cpu")
+    result = promote(worse, loop["current"], loop["regression"], tile_labset(labset), device="cpu")
     assert result["promoted"] is False and sha256(loop["current"]) == original
     entries = read_registry(loop["current"])
     assert [e["status"] for e in entries] == ["current", "rejected"]
     assert entries[1]["parent"] == original and entries[1]["metrics"]["lab"]["mAP50"] < entries[0]["metrics"]["lab"]["mAP50"]
 
     # the fine-tuned candidate goes through the same gate; if promoted, rollback restores the original
-    result = promote(candidate, loop["current"], loop["regression"], labset / "data.yaml", device="cpu")
+    result = promote(candidate, loop["current"], loop["regression"], tile_labset(labset), device="cpu")
     entries = read_registry(loop["current"])
     assert entries[-1]["status"] == ("promoted" if result["promoted"] else "rejected")
     if result["promoted"]:
