@@ -12,7 +12,6 @@ Writes bench/results/classifier.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import leukoscan  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
 from classify.calibrate import apply_temperature, ece  # noqa: E402
 from classify.predict import Classifier  # noqa: E402
 from classify.train import folder_predictions  # noqa: E402
@@ -30,7 +30,6 @@ from datasets.splits import manifest_hash  # noqa: E402
 from leukoscan.cells import CLASSES, LABELS  # noqa: E402
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -98,10 +97,7 @@ def main() -> None:
         results["models"][name] = evaluate(Path(weights), crops / args.split, per_image=True)
     if args.baseline:
         results["models"]["whole-field baseline"] = evaluate(args.baseline, args.fields / args.split, per_image=False)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "classifier.json").write_text(json.dumps(results, indent=2) + "\n")
-    (OUT / "classifier.md").write_text(markdown(results))
-    print(markdown(results))
+    save("classifier", results, markdown(results))
     for name, res in results["models"].items():
         for level in ("cell", "image"):
             if level in res:

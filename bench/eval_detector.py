@@ -22,6 +22,7 @@ import leukoscan  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
 from datasets.build import read_yolo  # noqa: E402
 from datasets.segment import agreement  # noqa: E402
 from datasets.splits import manifest_hash  # noqa: E402
@@ -30,7 +31,6 @@ from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E40
 from leukoscan.images import list_images, load_rgb  # noqa: E402
 from leukoscan.runtime import train_device  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
@@ -86,8 +86,6 @@ def main() -> None:
         "pipeline_level": pipeline_level(detector, args.data, args.split),
         "lab_samples_detected": lab_counts(detector),
     }
-    OUT.mkdir(exist_ok=True)
-    (OUT / "detector.json").write_text(json.dumps(res, indent=2) + "\n")
     m = res["model_level_ultralytics_val"]
     lines = [f"Split `{args.split}`, manifest sha256 `{res['manifest_sha256'][:12]}`.", "",
              "| level | source | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|---|",
@@ -98,8 +96,7 @@ def main() -> None:
             continue
         lines.append(f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
                      f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |")
-    (OUT / "detector.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("detector", res, "\n".join(lines))
     print(json.dumps(res["lab_samples_detected"], indent=2))
 
 

@@ -23,6 +23,7 @@ import leukoscan  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
 from datasets.segment import agreement  # noqa: E402
 from detect.predict import Detector  # noqa: E402
 from leukoscan.cells import cells  # noqa: E402
@@ -30,7 +31,6 @@ from leukoscan.config import DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 
 SAMPLES = REPO_ROOT / "datasets" / "samples"
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def truth_boxes(coco_path: Path) -> dict:
@@ -90,10 +90,7 @@ def main() -> None:
         if next(iter(res["models"].values()))[group]["photos"]:
             lines.append(f"| **{group}** | {next(iter(res['models'].values()))[group]['cells_by_eye']} | " + " | ".join(
                 f"recall {m[group]['recall']:.3f}, precision {m[group]['precision']:.3f}" for m in res["models"].values()) + " |")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "lab_photos.json").write_text(json.dumps(res, indent=2) + "\n")
-    (OUT / "lab_photos.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("lab_photos", res, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ inputs (overhead = end-to-end / raw). Writes bench/results/speed.{json,md} (spee
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -31,12 +30,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
 from pipeline import Models  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
@@ -140,9 +139,7 @@ def main() -> None:
                 "overhead_ratio": round(med / statistics.median(raw), 2),
             }
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    OUT.mkdir(exist_ok=True)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
-    (OUT / f"speed{suffix}.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
              f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.", "",
              "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / crop / classify / write ms "
@@ -154,8 +151,7 @@ def main() -> None:
                      f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
                      + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "crop", "classify", "write"))
                      + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x |")
-    (OUT / f"speed{suffix}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(f"speed{suffix}", res, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ fresh output folder, `--repeats` times; the median wall time is reported. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -27,9 +26,9 @@ import leukoscan  # noqa: E402,F401
 
 import cv2  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
 from leukoscan.config import DATA_ROOT  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def make_slides(root: Path, n_slides: int, n_fields: int) -> list[Path]:
@@ -74,11 +73,7 @@ def main() -> None:
     for w, walls in res["runs"].items():
         med = statistics.median(walls)
         rows.append(f"| {w} | {max(1, (os.cpu_count() or 1) // int(w))} | {med:.1f} | {walls} | {n / med:.1f} |")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "workers.json").write_text(json.dumps(res, indent=2) + "\n")
-    md = f"{args.slides} slides x {args.fields} fields, backend {args.backend}, {os.cpu_count()} cores.\n\n" + "\n".join(rows) + "\n"
-    (OUT / "workers.md").write_text(md)
-    print(md)
+    save("workers", res, f"{args.slides} slides x {args.fields} fields, backend {args.backend}, {os.cpu_count()} cores.\n\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -44,19 +44,46 @@ def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, r
     shutil.copyfile(model.trainer.best, candidate)
     card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset),
             "lab_train_photos": len((labset / "train.txt").read_text().splitlines()), "lab_train_tiles": len(train),
-            "replay_images": len(replay), "recipe": asdict(recipe), "train_seconds": round(seconds, 1),
+            "replay_images": len(replay), "recipe": {**asdict(recipe), "model": str(start)}, "train_seconds": round(seconds, 1),
             "sha256": sha256(candidate)}
     (out / "candidate.json").write_text(json.dumps(card, indent=2) + "\n")
     return candidate
 
 
 def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto") -> dict:
+    """Ultralytics val (mAP50 over all confidences) plus recall and precision at the pipeline's operating
+    confidence, where a screening run actually counts cells."""
     from ultralytics import YOLO
 
     m = YOLO(str(weights), task="detect").val(data=str(data), split=split, imgsz=imgsz, device=train_device(device),
                                               plots=False, verbose=False, project=str(Path(weights).parent / "val"),
                                               name="gate", exist_ok=True)
-    return {"mAP50": round(float(m.box.map50), 4), "recall": round(float(m.box.mr), 4), "precision": round(float(m.box.mp), 4)}
+    return {"mAP50": round(float(m.box.map50), 4), "recall": round(float(m.box.mr), 4), "precision": round(float(m.box.mp), 4),
+            **operating_point(weights, data, split, device)}
+
+
+def operating_point(weights: Path, data: Path, split: str, device: str = "auto") -> dict:
+    """Recall and precision (IoU 0.5) of the ``Detector`` at its operating confidence on a YOLO split whose
+    fields are at the training scale (the regression set, label-set tiles)."""
+    from ultralytics.data.utils import check_det_dataset, img2label_paths
+
+    from datasets.build import read_yolo
+    from datasets.segment import TALEQANI_CELL_PX, agreement
+    from detect.predict import Detector
+    from leukoscan.images import list_images, load_rgb
+
+    source = Path(check_det_dataset(str(data))[split])
+    images = [Path(p) for p in source.read_text().splitlines() if p.strip()] if source.is_file() else list_images(source)
+    detector = Detector(weights, device)
+    tp = n_pred = n_true = 0
+    labels = img2label_paths([str(i) for i in images])
+    for start in range(0, len(images), 32):  # batched, as the pipeline runs it
+        fields = [load_rgb(i) for i in images[start : start + 32]]
+        for rgb, det, label in zip(fields, detector.detect(fields, TALEQANI_CELL_PX), labels[start : start + 32]):
+            t, p, g = agreement(det, read_yolo(Path(label), rgb.shape[1], rgb.shape[0]), 0.5)
+            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
+    return {"operating_conf": detector.conf, "recall_at_conf": round(tp / max(n_true, 1), 4),
+            "precision_at_conf": round(tp / max(n_pred, 1), 4)}
 
 
 def registry_path(current: Path) -> Path:
@@ -75,7 +102,8 @@ def _record(current: Path, entry: dict) -> None:
 
 def promote(candidate: Path, current: Path, regression_data: Path, lab_data: Path, tolerance: float = 0.02,
             imgsz: int = 320, device: str = "auto") -> dict:
-    """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves and the regression
+    """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves, the lab's recall at the
+    operating confidence does not drop (a screening tool must not start missing cells), and the regression
     set's mAP50 drops by at most ``tolerance``. Both outcomes are recorded in the registry."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scores = {
@@ -84,8 +112,10 @@ def promote(candidate: Path, current: Path, regression_data: Path, lab_data: Pat
     }
     lab_gain = scores["candidate"]["lab"]["mAP50"] - scores["current"]["lab"]["mAP50"]
     regression_drop = scores["current"]["regression"]["mAP50"] - scores["candidate"]["regression"]["mAP50"]
-    promoted = lab_gain > 0 and regression_drop <= tolerance
-    reason = (f"lab mAP50 {lab_gain:+.4f}, regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})")
+    recall_change = scores["candidate"]["lab"]["recall_at_conf"] - scores["current"]["lab"]["recall_at_conf"]
+    promoted = lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance
+    reason = (f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
+              f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})")
     if not read_registry(current):  # first use: record the weights that were current until now
         _record(current, {"file": current.name, "sha256": sha256(current), "parent": None, "date": now,
                           "status": "current", "metrics": scores["current"]})

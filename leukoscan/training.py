@@ -10,14 +10,18 @@ from leukoscan.runtime import train_device
 
 
 def fit(start: str | Path, task: str, data: Path, project: Path, name: str, recipe, device: str = "auto", **extra):
-    """Train from ``start`` (a model yaml or weights) with the dataclass ``recipe``; return (model, seconds)."""
+    """Train from ``start`` (a model yaml: from scratch; or weights: fine-tuning them) with the dataclass
+    ``recipe``; return (model, seconds)."""
     from ultralytics import YOLO
 
     model = YOLO(str(start), task=task)
     args = {k: v for k, v in asdict(recipe).items() if k != "model"}
+    # from a yaml nothing may be downloaded (pretrained=False); from weights, pretrained=True keeps them
+    # (Ultralytics re-initialises a loaded model when told pretrained=False)
+    scratch = Path(str(start)).suffix in (".yaml", ".yml")
     t = time.time()
     model.train(
         data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True, device=train_device(device),
-        amp=False, plots=False, pretrained=False, verbose=False, **args, **extra,
+        amp=False, plots=False, pretrained=not scratch, verbose=False, **args, **extra,
     )
     return model, time.time() - t

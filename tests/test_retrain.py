@@ -103,6 +103,22 @@ def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
     assert n_tile_boxes >= n_boxes
 
 
+def test_fine_tuning_starts_from_the_given_weights(loop):
+    """With a zero learning rate, one epoch from the current weights must leave the convolutions as they were
+    (a run that silently re-initialised the model, as Ultralytics does with pretrained=False, would not)."""
+    import torch
+
+    from leukoscan.training import fit
+
+    recipe = replace(FINETUNE, epochs=1, batch=4, workers=0, imgsz=64, mosaic=0.0)
+    model, _ = fit(loop["current"], "detect", loop["regression"], loop["root"] / "zero_lr", "zero", recipe, "cpu",
+                   optimizer="SGD", lr0=0.0, warmup_epochs=0)
+    start = torch.load(loop["current"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    after = torch.load(model.trainer.last, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    conv = [k for k in start if k.endswith("conv.weight")]
+    assert conv and all(torch.allclose(start[k], after[k]) for k in conv)
+
+
 def test_import_finetune_and_gate(loop):
     labset = loop["root"] / "labset"
     (loop["root"] / "reviewed.json").write_text(json.dumps(reviewed_coco(labset, loop["truth"])))
