@@ -121,7 +121,7 @@ def _init_worker(model_args: tuple, threads: int, counter) -> None:
     global _worker_models
     import os
 
-    import torch
+    from leukoscan.runtime import use_threads
 
     with counter.get_lock():
         index = counter.value
@@ -130,7 +130,7 @@ def _init_worker(model_args: tuple, threads: int, counter) -> None:
     if len(cores) >= 2 * threads:
         start = (index * threads) % len(cores)
         os.sched_setaffinity(0, cores[start : start + threads])
-    torch.set_num_threads(threads)
+    use_threads(threads)
     _worker_models = Models.load(*model_args)
 
 

@@ -6,7 +6,7 @@
 
 Cell level: every crop of the test split. Image level: the mean calibrated probability of an image's
 cells. Baseline: one classifier on the whole 224x224 field (the original notebook's approach), same split.
-Writes bench/results/classifier.{json,md}.
+Writes bench/results/classifier.{json,md} (classifier_val.* with --split val, for choosing what to ship).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
         results["models"][name] = evaluate(Path(weights), crops / args.split, per_image=True)
     if args.baseline:
         results["models"]["whole-field baseline"] = evaluate(args.baseline, args.fields / args.split, per_image=False)
-    save("classifier", results, markdown(results))
+    save("classifier" if args.split == "test" else f"classifier_{args.split}", results, markdown(results))
     for name, res in results["models"].items():
         for level in ("cell", "image"):
             if level in res:

@@ -3,7 +3,8 @@
     python bench/speed.py [--device auto] [--repeats 3] [--fields 48] [--backends pytorch onnx openvino]
 
 Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears), 16 640x480 fields
-(the bundled Ep.jpg cut into a 4x4 grid) and one 2592x1944 photograph (Ep.jpg resized). Each set: one
+(TXL-PBC test fields of one microscope, 575x575, centre-cropped to 4:3 and resized; else synthetic) and
+one 2592x1944 photograph (the bundled Ep.jpg resized). Each set: one
 warm-up run, then `--repeats` timed runs of the whole slide screening into a fresh folder (median and
 spread), per-stage milliseconds (decode, detect, crop, classify, write per field; scale search and
 aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
@@ -29,6 +30,7 @@ import leukoscan  # noqa: E402,F401
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
@@ -50,13 +52,18 @@ def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
 
         for i in range(n_fields):
             cv2.imwrite(str(fields / f"{i:03d}.jpg"), smear(seed=i)[0][..., ::-1])
-    big = load_rgb(REPO_ROOT / "datasets" / "samples" / "Ep.jpg")
     vga = root / "fields_640x480"
     vga.mkdir()
-    grid = cv2.resize(big, (2560, 1920))
+    square = [p for p in sorted((DATA_ROOT / "txl-pbc" / "images" / "test").glob("*.jpg")) if Image.open(p).size == (575, 575)]
     for i in range(16):
-        y, x = divmod(i, 4)
-        cv2.imwrite(str(vga / f"{i:03d}.jpg"), grid[y * 480 : (y + 1) * 480, x * 640 : (x + 1) * 640, ::-1])
+        if len(square) >= 16:  # one TXL-PBC microscope: 4:3 centre crop, resized as a 640x480 camera would
+            rgb = load_rgb(square[i])[72:503]
+        else:
+            from synth import smear
+
+            rgb = smear((480, 640), rbc_px=40, wbc_px=68, seed=100 + i)[0]
+        cv2.imwrite(str(vga / f"{i:03d}.jpg"), cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)[..., ::-1])
+    big = load_rgb(REPO_ROOT / "datasets" / "samples" / "Ep.jpg")
     photo = root / "photo_2592x1944"
     photo.mkdir()
     cv2.imwrite(str(photo / "Ep_2592x1944.jpg"), cv2.resize(big, (2592, 1944))[..., ::-1])

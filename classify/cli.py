@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT
+from classify.train import ClassifierRecipe
 from leukoscan.progress import console
 
 app = typer.Typer(help="Cell-crop classifier: train, val, predict.", no_args_is_help=True)
@@ -18,9 +19,10 @@ RUNS = REPO_ROOT / "runs"
 @app.command()
 def train(
     data: Path = typer.Option(CROPS, help="Crop dataset folder (from `leukoscan data classify`)."),
-    epochs: int = typer.Option(15, help="Training epochs."),
+    epochs: int = typer.Option(ClassifierRecipe.epochs, help="Training epochs."),
     imgsz: int = typer.Option(64, help="Crop size the model sees."),
-    balance: bool = typer.Option(True, help="Balance classes: subsample large ones, fill small ones with stain-jittered copies."),
+    balance: bool = typer.Option(False, help="Balance classes: subsample large ones, fill small ones with stain-jittered "
+                                 "copies (measured: worse than all the crops as they are; see README)."),
     per_class: int = typer.Option(3000, help="Training crops per class after balancing."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
@@ -31,7 +33,7 @@ def train(
     from classify.dataset import balance as make_balanced
     from classify.predict import Classifier
     from classify.stain import stain_reference
-    from classify.train import ClassifierRecipe, calibrate, crop_geometry, sample_crops
+    from classify.train import calibrate, crop_geometry, sample_crops
     from classify.train import train as run_train
     from datasets.splits import manifest_hash
     from leukoscan.cards import ship

@@ -10,12 +10,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from leukoscan.cards import sha256
+from leukoscan.cards import BACKENDS, backend_file, sha256
 from leukoscan.config import DATA_ROOT, WEIGHTS_DIR
 from leukoscan.progress import console
 
 PACKAGES = ("leukoscan", "torch", "torchvision", "ultralytics", "supervision", "opencv-python", "scikit-image",
-            "numpy", "pandas", "typer")
+            "numpy", "pandas", "typer", "onnxruntime", "openvino")
 DATASETS = ("all-taleqani", "txl-pbc", "labs-samples")
 REQUIRED_WEIGHTS = ("detector.pt", "classifier.pt")
 
@@ -49,6 +49,15 @@ def doctor(
         else:
             table.add_row(f"weights {name}", "[red]missing[/]")
             problems.append(f"weights {path} not found")
+            continue
+        exported = []
+        for backend in BACKENDS[1:]:
+            try:
+                backend_file(path, backend)
+                exported.append(backend)
+            except FileNotFoundError:
+                pass
+        table.add_row("  exported for --backend", ", ".join(exported) or "none (`leukoscan export` writes them)")
     for name in DATASETS:
         path = data_root / name
         ok = path.is_dir() and os.access(path, os.R_OK)
@@ -59,3 +68,4 @@ def doctor(
             console.print(f"[red]problem:[/] {p}", soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]ok[/]")
+

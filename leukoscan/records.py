@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import supervision as sv
 
 from leukoscan.cells import CLASSES, LABELS
@@ -15,17 +14,16 @@ SUMMARY_COLUMNS = ["slide", "n_images", "n_failed", "n_cells", "n_blasts", "blas
                    "predominant_subtype", "verdict", "needs_review"]
 
 
-def cell_table(image: str, det: sv.Detections) -> pd.DataFrame:
-    """One row per classified cell of ``image`` (boxes in original-image pixels)."""
+def cell_records(image: str, det: sv.Detections) -> list[dict]:
+    """One record per classified cell of ``image`` (boxes in original-image pixels), in ``CELL_COLUMNS``.
+
+    Plain dicts (built with numpy, no DataFrame per field: this runs once per field); the slide's
+    ``cells.csv`` is one DataFrame of all of them."""
     n = len(det)
-    probs = det.data.get("probs", np.zeros((n, len(CLASSES)))) if n else np.zeros((0, len(CLASSES)))
-    conf = det.confidence if det.confidence is not None else np.ones(n)
-    df = pd.DataFrame({
-        "image": [image] * n, "cell": np.arange(n),
-        "x1": det.xyxy[:, 0].round(1), "y1": det.xyxy[:, 1].round(1),
-        "x2": det.xyxy[:, 2].round(1), "y2": det.xyxy[:, 3].round(1),
-        "det_conf": np.asarray(conf, float).round(4), "label": [LABELS[c] for c in (det.class_id if n else [])],
-    })
-    for j, col in enumerate(PROB_COLUMNS):
-        df[col] = np.asarray(probs, float)[:, j].round(4) if n else []
-    return df[CELL_COLUMNS]
+    probs = np.asarray(det.data.get("probs", np.zeros((n, len(CLASSES)))) if n else np.zeros((0, len(CLASSES))), float)
+    conf = np.asarray(det.confidence if det.confidence is not None else np.ones(n), float)
+    columns = [
+        [image] * n, list(range(n)), *np.asarray(det.xyxy, float).round(1).T.tolist(), conf.round(4).tolist(),
+        [LABELS[c] for c in (det.class_id if n else [])], *probs.round(4).T.tolist(),
+    ]
+    return [dict(zip(CELL_COLUMNS, row)) for row in zip(*columns)]

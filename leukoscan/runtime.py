@@ -39,13 +39,9 @@ def setup() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", n)  # ultralytics would force 1
     _place_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
 
-    import torch
     import ultralytics.utils as uu
-    import ultralytics.utils.torch_utils as tu
 
-    # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all of them.
-    uu.NUM_THREADS = tu.NUM_THREADS = int(n)
-    torch.set_num_threads(int(n))
+    use_threads(int(n))  # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all of them
     uu.SETTINGS.update({"sync": False})
     # Ultralytics patches PIL.Image.open to pip-install a HEIF plugin whenever Pillow cannot identify a
     # file; a non-image in a slide folder must be a plain error, never an install attempt.
@@ -54,6 +50,17 @@ def setup() -> None:
 
     Image.open = patches._image_open
     _done = True
+
+
+def use_threads(n: int) -> None:
+    """Run torch on ``n`` threads, and make Ultralytics keep it so: its ``select_device`` resets torch to
+    its own ``NUM_THREADS`` whenever a model is loaded or predicts on the CPU."""
+    import torch
+    import ultralytics.utils as uu
+    import ultralytics.utils.torch_utils as tu
+
+    uu.NUM_THREADS = tu.NUM_THREADS = n
+    torch.set_num_threads(n)
 
 
 def _place_font(config_dir: Path) -> None:

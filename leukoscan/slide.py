@@ -21,7 +21,7 @@ from leukoscan.config import SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb
 from leukoscan.overlay import overlay
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_table
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
 from leukoscan.verdict import image_call, slide_verdict
 
 
@@ -101,7 +101,7 @@ def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Opti
         colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
         outputs.write_json(state_path(out, path), {
             "fingerprint": fingerprint(path), "status": "ok", "error": "", "stain_lab": colour,
-            "cells": cell_table(path.name, det).to_dict(orient="records"),
+            "cells": cell_records(path.name, det),
             "seconds": {**seconds, "write": time.perf_counter() - t},
         })
 
@@ -121,9 +121,9 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     t_aggregate = time.perf_counter()
     states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
     cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
-    image_rows = []
+    image_rows, by_image = [], dict(tuple(cells.groupby("image", sort=False)))
     for p, s in states:
-        own = cells[cells.image == p.name]
+        own = by_image.get(p.name, cells.iloc[:0])
         row = {"image": p.name, "status": s["status"], "error": s.get("error", ""), "n_cells": len(own)}
         image_rows.append({**row, **image_call(own)})  # no cells (or an error): empty label, NaN probabilities
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)

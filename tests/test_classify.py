@@ -54,6 +54,26 @@ def test_classifier_labels_detections(tiny_model):
     assert det.data["probs"].shape == (2, 4) and det.class_id.tolist() == det.data["probs"].argmax(1).tolist()
 
 
+def test_crop_geometry_comes_from_the_card(tiny_model, tmp_path):
+    """A classifier trained on crops with more context is fed crops with that context at run time."""
+    import json
+    import shutil
+
+    from classify.predict import Classifier
+    from leukoscan.config import SETTINGS
+    from leukoscan.crops import crop_cells
+
+    weights = tmp_path / "wide.pt"
+    shutil.copyfile(tiny_model, weights)
+    field = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    box = cells([[80, 80, 120, 120]], [0.9])
+    assert Classifier(weights, device="cpu").margin == SETTINGS.geometry.crop_margin  # no card: the default
+    weights.with_suffix(".json").write_text(json.dumps({"geometry": {"crop_margin": 0.75, "crop_px": 64}}))
+    clf = Classifier(weights, device="cpu")
+    assert clf.margin == 0.75
+    assert np.array_equal(clf.crops(field, box), crop_cells(field, box.xyxy, size=clf.imgsz, margin=0.75))
+
+
 def test_temperature_changes_confidence_not_argmax():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet([0.3] * 4, size=200).astype(np.float32)
