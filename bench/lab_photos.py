@@ -13,7 +13,6 @@ Writes bench/results/lab_photos.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,26 +20,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import leukoscan  # noqa: E402,F401
 
-import numpy as np  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
 from datasets.segment import agreement  # noqa: E402
+from detect.labels import read_coco  # noqa: E402
 from detect.predict import Detector  # noqa: E402
-from leukoscan.cells import cells  # noqa: E402
 from leukoscan.config import DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
-from leukoscan.images import load_rgb  # noqa: E402
+from leukoscan.images import list_images, load_rgb  # noqa: E402
 
 SAMPLES = REPO_ROOT / "datasets" / "samples"
 
 
 def truth_boxes(coco_path: Path) -> dict:
-    coco = json.loads(coco_path.read_text())
-    out = {}
-    for im in coco["images"]:
-        b = [a["bbox"] for a in coco["annotations"] if a["image_id"] == im["id"]]
-        xywh = np.array(b, dtype=np.float32).reshape(-1, 4)
-        out[im["file_name"]] = cells(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1))
-    return out
+    """The reviewed cells per photograph (the same COCO reader `leukoscan detect import-labels` uses)."""
+    boxes, problems = read_coco(coco_path, {p.name: p for p in list_images(SAMPLES)})
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return boxes
 
 
 def score(detector: Detector, truth: dict) -> dict:

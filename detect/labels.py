@@ -56,10 +56,7 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
     (out / "labels").mkdir()
     for split in ("train", "val"):
         listed = []
-        for line in (labset / f"{split}.txt").read_text().splitlines():
-            photo = Path(line.strip())
-            if not line.strip():
-                continue
+        for photo in (Path(line.strip()) for line in (labset / f"{split}.txt").read_text().splitlines() if line.strip()):
             rgb = load_rgb(photo)
             h, w = rgb.shape[:2]
             boxes = read_yolo(labset / "labels" / f"{photo.stem}.txt", w, h).xyxy
@@ -128,7 +125,7 @@ def import_labels(labset: Path, source: Path) -> dict:
     boxes: dict[str, sv.Detections] = {}
     problems: list[str] = []
     if source.is_file() and source.suffix.lower() == ".json":
-        boxes, problems = _read_coco(source, files)
+        boxes, problems = read_coco(source, files)
     elif source.is_dir():
         boxes, problems = _read_yolo_dir(source, files)
     else:
@@ -152,7 +149,9 @@ def import_labels(labset: Path, source: Path) -> dict:
             "images_without_boxes": sorted(n for n in files if len(boxes.get(n, [])) == 0)}
 
 
-def _read_coco(path: Path, files: dict[str, Path]):
+def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detections], list[str]]:
+    """White-cell boxes per image name of ``files`` from a COCO file, scaled to those files' sizes when the
+    COCO images are another size (drawn on the original photographs), and every problem found."""
     problems = []
     try:
         coco = json.loads(path.read_text())

@@ -53,7 +53,7 @@ class Detector:
         s = self.geo.train_cell_px / white_cell_px(rgb, cell_size, um_per_px, self.geo)
         return min(s, MAX_SIDE / max(rgb.shape[:2]))
 
-    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280, whole: bool = False) -> float:
+    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280) -> float:
         """White-cell diameter (px) of fields from one microscope, found by the detector itself.
 
         The red-cell estimate and a geometric grid of sizes are each tried as the scale; at the right
@@ -61,8 +61,7 @@ class Detector:
         candidate whose three most confident self-consistent boxes score highest (then: most such boxes)
         wins, refined to the median size of its self-consistent boxes. Each candidate looks at one
         detector pass worth of each field (``1.5 x tile`` pixels once scaled) around its most violet
-        spot, so the search costs a few small passes instead of tiling every field at every size
-        (``whole=True`` tiles the whole fields, the slow reference).
+        spot, so the search costs a few small passes instead of tiling every field at every size.
         """
         guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
         longest = max(max(rgb.shape[:2]) for rgb in images)
@@ -71,8 +70,7 @@ class Detector:
         best, best_px = (0.0, 0), guess
         for c in sorted({guess, *grid}):
             side = int(1.5 * self.tile * c / self.geo.train_cell_px)  # field pixels that fill one pass
-            views = images if whole else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
-            dets = self.detect(views, cell_size=c)
+            dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=c)
             conf = np.concatenate([d.confidence for d in dets])
             xyxy = np.concatenate([d.xyxy for d in dets])
             sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
