@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import leukoscan  # noqa: F401  (offline runtime before ultralytics)
 
+import copy
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -43,13 +45,18 @@ class Models:
 
         return cls(Detector(detector_weights, device, backend=backend), Classifier(classifier_weights, device, backend=backend))
 
-    def describe(self) -> dict:
+    @cached_property
+    def description(self) -> dict:
+        """What screened a slide (version, device, backend, weight files and their hashes), hashed once."""
         from leukoscan.cards import sha256
 
         return {"version": leukoscan.__version__, "device": self.detector.device, "backend": self.detector.backend,
                 "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
                            "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
                                           "temperature": self.classifier.temperature}}}
+
+    def describe(self) -> dict:
+        return copy.deepcopy(self.description)
 
 
 @app.command()

@@ -36,10 +36,19 @@ class Classifier:
         self.order = [next(i for i, n in names.items() if n == key) for key in CLASSES]
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
-        """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``."""
+        """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``.
+
+        Crops of the model's input size go in as one RGB 0-1 tensor per batch, which is exactly what
+        Ultralytics' resize / centre-crop / to-tensor makes of them, without its per-crop PIL round trip."""
+        import torch
+
         out = np.zeros((len(crops), len(CLASSES)), dtype=np.float32)
         for start in range(0, len(crops), self.batch):
-            chunk = [np.ascontiguousarray(c[..., ::-1]) for c in crops[start : start + self.batch]]
+            chunk = np.asarray(crops[start : start + self.batch])
+            if chunk.shape[1:3] == (self.imgsz, self.imgsz):
+                chunk = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
+            else:
+                chunk = [np.ascontiguousarray(c[..., ::-1]) for c in chunk]  # BGR arrays, resized by Ultralytics
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
             out[start : start + len(chunk)] = np.stack([r.probs.data.cpu().numpy()[self.order] for r in results])
         return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import supervision as sv
 
@@ -17,6 +16,7 @@ from detect.scale import stain_centre, white_cell_px, window
 from leukoscan.cells import cells
 from leukoscan.cards import backend_file
 from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
+from leukoscan.images import rescale
 from leukoscan.runtime import resolve_device
 
 MAX_SIDE = 4096  # largest resized field (very low magnification photographs are capped here)
@@ -56,31 +56,43 @@ class Detector:
     def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280) -> float:
         """White-cell diameter (px) of fields from one microscope, found by the detector itself.
 
-        The red-cell estimate and a geometric grid of sizes are each tried as the scale; at the right
-        scale the detector finds white cells with high confidence at about the size it assumed. The
-        candidate whose three most confident self-consistent boxes score highest (then: most such boxes)
-        wins, refined to the median size of its self-consistent boxes. Each candidate looks at one
-        detector pass worth of each field (``1.5 x tile`` pixels once scaled) around its most violet
-        spot, so the search costs a few small passes instead of tiling every field at every size.
+        A geometric grid of sizes (from ``min_cell_px``, the smallest cell worth classifying, up to the
+        field's shorter side) is tried as the scale; at the right scale the detector finds white cells with
+        high confidence at about the size it assumed. The candidate whose three most confident
+        self-consistent boxes score highest (then: most such boxes) wins, refined to the median size of its
+        self-consistent boxes; when none finds a cell, the red-cell estimate (``white_cell_px``) is used.
+        Each candidate looks at one detector pass worth of each field (``1.5 x tile`` pixels once scaled)
+        around its most violet spot, so the search costs a few small passes instead of tiling every field
+        at every size.
         """
-        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
         longest = max(max(rgb.shape[:2]) for rgb in images)
-        grid = [c for c in 12 * 2.0 ** np.arange(7) if self.geo.train_cell_px * longest / c <= max_side]
+        shortest = min(min(rgb.shape[:2]) for rgb in images)
+        # sizes worth trying: classifiable (>= min_cell_px), whole inside a field, field within max_side once scaled
+        grid = [c for c in 12 * 2.0 ** np.arange(7)
+                if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side]
+        originals = images
+        # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
+        f = min(1.0, self.geo.train_cell_px / min(grid)) if grid else 1.0
+        if f < 1:
+            images = [rescale(rgb, f) for rgb in images]
         centres = [stain_centre(rgb) for rgb in images]
-        best, best_px = (0.0, 0), guess
-        for c in sorted({guess, *grid}):
-            side = int(1.5 * self.tile * c / self.geo.train_cell_px)  # field pixels that fill one pass
-            dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=c)
+        best, best_px = (0.0, 0), None
+        for c in sorted(grid):
+            cf = c * f  # the candidate cell size in the shrunk fields' pixels
+            side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
+            dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=cf)
             conf = np.concatenate([d.confidence for d in dets])
             xyxy = np.concatenate([d.xyxy for d in dets])
             sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
-            consistent = (sides >= 0.6 * c) & (sides <= 1.7 * c) & (conf >= 0.5)
+            consistent = (sides >= 0.6 * cf) & (sides <= 1.7 * cf) & (conf >= 0.5)
             if not consistent.any():
                 continue
             score = (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum()))
             if score > best:
-                best, best_px = score, float(np.median(sides[consistent]))
-        return best_px
+                best, best_px = score, float(np.median(sides[consistent])) / f
+        if best_px is None:  # no candidate found a cell: fall back on the red cells
+            best_px = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in originals]))
+        return float(best_px)
 
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]
@@ -100,12 +112,8 @@ class Detector:
         scaled = []
         for rgb, size in zip(images, sizes):
             s = self.scale_for(rgb, size, um_per_px)
-            h, w = rgb.shape[:2]
-            size = (max(1, round(w * s)), max(1, round(h * s)))
-            bgr = np.ascontiguousarray(rgb[..., ::-1])
-            if size != (w, h):
-                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-            scaled.append((s, bgr))
+            # resize first: the channel flip then copies the smaller image
+            scaled.append((s, np.ascontiguousarray(rescale(rgb, s)[..., ::-1])))
         out: list[sv.Detections | None] = [None] * len(images)
         small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.tile]
         # one batched pass per input size for the small fields

@@ -15,7 +15,7 @@ from detect.labels import to_coco, write_split
 from detect.scale import white_cell_px
 from leukoscan import outputs
 from leukoscan.cells import cells
-from leukoscan.images import ImageError, list_images, load_rgb
+from leukoscan.images import ImageError, list_images, load_rgb, rescale
 
 
 def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) -> sv.Detections:
@@ -47,8 +47,7 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
         cell = (white_cell_px(rgb, cell_size, um_per_px, detector.geo) if cell_size or um_per_px
                 else detector.estimate_cell_px([rgb]))
         s = TALEQANI_CELL_PX / cell
-        small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
-                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        small = rescale(rgb, s)
         det = detector(small, cell_size=TALEQANI_CELL_PX)
         boxes = merge(det, colour_boxes(small, TALEQANI_CELL_PX))
         name = f"{path.stem}.png"

@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, morphology
 
 from leukoscan.config import SETTINGS, Geometry
+from leukoscan.images import rescale
 
 MAX_SIDE = 1024  # estimate on a downscaled copy: fast and enough resolution
 
@@ -20,7 +21,7 @@ def rbc_diameter_px(rgb: np.ndarray) -> float | None:
     """Median red-cell diameter in pixels of ``rgb``, or None when no cells are visible."""
     h, w = rgb.shape[:2]
     f = min(1.0, MAX_SIDE / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
+    small = rescale(rgb, f)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
     if gray.std() < 2:
@@ -51,12 +52,10 @@ def white_cell_px(
 def stain_centre(rgb: np.ndarray, max_side: int = 256) -> tuple[int, int]:
     """(x, y) of the most strongly stained (violet: high Lab a*, negative b*) spot, where a white cell
     most likely is: the scale search looks there when it cannot afford the whole field."""
-    from skimage.color import rgb2lab
-
     h, w = rgb.shape[:2]
     f = min(1.0, max_side / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb
-    lab = rgb2lab(small)
+    small = rescale(rgb, f)
+    lab = cv2.cvtColor(small.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)  # CIE Lab (D65), as skimage's rgb2lab
     violet = np.clip(lab[..., 1] - np.median(lab[..., 1]), 0, None) * (lab[..., 2] < SETTINGS.segmentation.max_b)
     violet = cv2.GaussianBlur(violet.astype(np.float32), (0, 0), max(1.0, max(small.shape[:2]) / 40))
     y, x = np.unravel_index(int(np.argmax(violet)), violet.shape)

@@ -25,6 +25,7 @@ class Geometry:
     wbc_um: float = 12.0  # typical white-cell diameter
     crop_margin: float = 0.25  # context added on each side of a cell box, as a fraction of its size
     crop_px: int = 64  # classifier input size
+    min_cell_px: float = 16.0  # smallest white cell the scale search considers (fewer pixels: too few to classify)
 
 
 @dataclass(frozen=True)

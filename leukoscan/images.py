@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -55,6 +56,21 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ImageError("not an image file or unsupported format") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def rescale(image: np.ndarray, f: float) -> np.ndarray:
+    """``image`` scaled by ``f`` (sides rounded, at least 1 px): bilinear when enlarging, area-averaged when
+    shrinking, halved first while it is at least twice too big (OpenCV's exact 2x area path averages the
+    same pixels many times faster than an arbitrary ratio: 5 MP photographs shrink in a few ms)."""
+    h, w = image.shape[:2]
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if size == (w, h):
+        return image
+    if f > 1:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def to_rgb8(im: Image.Image) -> np.ndarray:

@@ -31,7 +31,7 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=_plain) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, default=plain) + "\n")
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -45,7 +45,8 @@ def write_jpeg(path: Path, bgr: np.ndarray, quality: int = 90) -> Path:
     return write_bytes(path, buf.tobytes())
 
 
-def _plain(o):
+def plain(o):
+    """JSON form of numpy scalars and arrays and of paths."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -22,7 +22,7 @@ from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb
 from leukoscan.overlay import overlay
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
-from leukoscan.verdict import image_call, slide_verdict
+from leukoscan.verdict import image_calls, slide_verdict
 
 
 @dataclass
@@ -69,16 +69,23 @@ def load_state(out: Path, image: Path) -> dict | None:
         return None
 
 
-def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Options) -> None:
-    """Process a batch of fields end to end and save one state record per field."""
-    loaded, t0 = [], time.perf_counter()
+def save_state(out: Path, path: Path, state: dict) -> dict:
+    """Record a finished field (compact JSON: one small file per field, read back on resume)."""
+    state = {"fingerprint": fingerprint(path), **state}
+    outputs.write_text(state_path(out, path), json.dumps(state, default=outputs.plain))
+    return state
+
+
+def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Options) -> dict[Path, dict]:
+    """Process a batch of fields end to end; saves and returns one state record per field."""
+    states, loaded, t0 = {}, [], time.perf_counter()
     for path in images:
         try:
             loaded.append((path, load_rgb(path)))
         except ImageError as e:
-            outputs.write_json(state_path(out, path), {"fingerprint": fingerprint(path), "status": "error", "error": str(e)})
+            states[path] = save_state(out, path, {"status": "error", "error": str(e)})
     if not loaded:
-        return
+        return states
     t1 = time.perf_counter()
     fields = [rgb for _, rgb in loaded]
     dets = models.detector.detect(fields, [field_cell_px(scale, models.detector, rgb) for rgb in fields])
@@ -99,35 +106,35 @@ def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Opti
         for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
             outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", crop[..., ::-1])
         colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
-        outputs.write_json(state_path(out, path), {
-            "fingerprint": fingerprint(path), "status": "ok", "error": "", "stain_lab": colour,
-            "cells": cell_records(path.name, det),
+        states[path] = save_state(out, path, {
+            "status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
             "seconds": {**seconds, "write": time.perf_counter() - t},
         })
+    return states
 
 
 def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
     """Screen ``slide`` into ``out``; returns its verdict record (also written to verdict.json)."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in slide.images if opts.force or load_state(out, p) is None]
+    states = {p: None if opts.force else load_state(out, p) for p in slide.images}
+    todo = [p for p, s in states.items() if s is None]
     advance(len(slide.images) - len(todo))
     t_scale = time.perf_counter()
     scale = slide_scale(models.detector, slide, opts) if todo else previous_scale(out)
     t_fields = time.perf_counter()
     for i in range(0, len(todo), opts.batch):
-        screen_fields(models, out, todo[i : i + opts.batch], scale, opts)
+        states.update(screen_fields(models, out, todo[i : i + opts.batch], scale, opts))
         advance(len(todo[i : i + opts.batch]))
     t_aggregate = time.perf_counter()
-    states = [(p, load_state(out, p) or {"status": "error", "error": "not processed"}) for p in slide.images]
-    cells = pd.DataFrame([c for _, s in states for c in s.get("cells", [])], columns=CELL_COLUMNS)
-    image_rows, by_image = [], dict(tuple(cells.groupby("image", sort=False)))
-    for p, s in states:
-        own = by_image.get(p.name, cells.iloc[:0])
-        row = {"image": p.name, "status": s["status"], "error": s.get("error", ""), "n_cells": len(own)}
-        image_rows.append({**row, **image_call(own)})  # no cells (or an error): empty label, NaN probabilities
-    images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
-    colours = [s["stain_lab"] for _, s in states if s.get("stain_lab")]
+    states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
+    cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
+    images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
+                           "error": [s.get("error", "") for s in states.values()]})
+    images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
+    # no cells (or an error): empty label, NaN probabilities
+    images = images.join(image_calls(cells), on="image").fillna({"label": ""})[IMAGE_COLUMNS]
+    colours = [s["stain_lab"] for s in states.values() if s.get("stain_lab")]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
     verdict = {
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
@@ -140,7 +147,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     verdict["seconds"] = {
         "total": round(time.perf_counter() - start, 3), "scale_search": round(t_fields - t_scale, 3),
         "fields": round(t_aggregate - t_fields, 3), "aggregate": round(time.perf_counter() - t_aggregate, 3),
-        **mean_seconds(states),
+        **mean_seconds(states.values()),
     }
     outputs.write_json(out / "verdict.json", verdict)
     return verdict
@@ -201,5 +208,5 @@ def previous_scale(out: Path) -> dict:
 
 
 def mean_seconds(states) -> dict:
-    per = [s["seconds"] for _, s in states if "seconds" in s]
+    per = [s["seconds"] for s in states if "seconds" in s]
     return {f"{k}_per_image": round(float(np.mean([p[k] for p in per])), 4) for k in (per[0] if per else {})}

@@ -25,12 +25,13 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def image_call(cells: pd.DataFrame) -> dict:
-    """Image-level call from its cells: the mean class probability; label of its argmax."""
-    if len(cells) == 0:
-        return {"label": "", **{c: float("nan") for c in PROB_COLUMNS}}
-    mean = cells[PROB_COLUMNS].mean()
-    return {"label": LABELS[int(np.argmax(mean.to_numpy()))], **{c: float(mean[c]) for c in PROB_COLUMNS}}
+def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
+    """Image-level call of each image in ``cells``: its cells' mean class probability, labelled with the
+    argmax. One row per image that has cells, indexed by image name (columns ``label``, ``p_<class>``)."""
+    mean = cells.groupby("image", sort=False)[PROB_COLUMNS].mean()
+    labels = [LABELS[i] for i in mean.to_numpy().argmax(axis=1)] if len(mean) else []
+    mean.insert(0, "label", pd.Series(labels, index=mean.index, dtype=object))
+    return mean
 
 
 def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, stain_z: float | None = None) -> dict:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from leukoscan.config import VerdictRules
-from leukoscan.verdict import PROB_COLUMNS, image_call, slide_verdict, wilson
+from leukoscan.verdict import PROB_COLUMNS, image_calls, slide_verdict, wilson
 
 
 def table(n_benign, n_blast, p=0.95, blast_class=2):
@@ -60,7 +60,9 @@ def test_rules_are_configurable():
     assert slide_verdict(table(100, 0), strict)["verdict"] == "insufficient"
 
 
-def test_image_call_is_mean_probability():
-    call = image_call(table(1, 3, blast_class=1))
-    assert call["label"] == "Early Pre-B"
-    assert image_call(table(0, 0))["label"] == ""
+def test_image_calls_are_mean_probabilities():
+    cells = pd.concat([table(1, 3, blast_class=1).assign(image="a.jpg"), table(2, 0).assign(image="b.jpg")])
+    calls = image_calls(cells)
+    assert list(calls.index) == ["a.jpg", "b.jpg"] and list(calls.label) == ["Early Pre-B", "Benign"]
+    assert calls.loc["a.jpg", "p_early_pre_b"] == pytest.approx((3 * 0.95 + 0.05 / 3) / 4)
+    assert image_calls(table(0, 0).assign(image=[])).empty

@@ -1,0 +1,42 @@
+"""Overlay labels: placed inside the frame, clear of each other and of neighbouring cells."""
+
+import numpy as np
+
+from leukoscan.cells import cells, with_probs
+from leukoscan.overlay import POSITIONS, label_positions, overlay
+
+
+def label_boxes(xyxy, wh, where):
+    out = []
+    for (x1, y1, x2, y2), (w, h), k in zip(xyxy, wh, where):
+        left = x1 if POSITIONS[k].value.endswith("LEFT") else x2 - w
+        top = y1 - h if POSITIONS[k].value.startswith("TOP") else y2
+        out.append((left, top, left + w, top + h))
+    return np.array(out, float)
+
+
+def overlaps(a, b):
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def test_labels_stay_in_frame_and_apart():
+    xyxy = np.array([[10, 2, 40, 32], [50, 60, 80, 90], [52, 95, 82, 125], [150, 150, 180, 180]], float)
+    wh = np.full((4, 2), (60, 14), float)
+    where = label_positions(xyxy, wh, (224, 224))
+    labels = label_boxes(xyxy, wh, where)
+    assert POSITIONS[where[0]].value.startswith("BOTTOM")  # no room above a cell at the top edge
+    assert (labels[:, :2] >= 0).all() and (labels[:, 2:] <= 224).all()
+    for i in range(4):
+        for j in range(4):
+            assert i == j or not overlaps(labels[i], labels[j])
+            assert i == j or not overlaps(labels[i], xyxy[j])
+
+
+def test_overlay_draws_every_cell_in_its_class_colour():
+    rgb = np.full((224, 224, 3), 230, np.uint8)
+    det = with_probs(cells([[100, 100, 140, 140], [20, 150, 60, 190]], [0.9, 0.8]),
+                     np.array([[0.1, 0.1, 0.7, 0.1], [0.9, 0.05, 0.03, 0.02]]))
+    bgr = overlay(rgb, det)
+    assert bgr.shape == rgb.shape and bgr.dtype == np.uint8
+    assert (bgr[120, 100] == (0, 94, 213)).all()  # Pre-B box edge in vermilion #D55E00 (BGR)
+    assert (bgr[170, 20] == (115, 158, 0)).all()  # Benign box edge in green #009E73 (BGR)
