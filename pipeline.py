@@ -21,7 +21,7 @@ from rich.markup import escape
 from classify.cli import app as classify_app
 from datasets.cli import app as data_app
 from detect.cli import app as detect_app
-from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT
 from leukoscan.doctor import doctor
 from leukoscan.progress import console, progress
 
@@ -71,7 +71,7 @@ def run(
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
-    backend: str = typer.Option("pytorch", help="pytorch, onnx or openvino (the last two exported by `leukoscan export`; faster on CPU)."),
+    backend: str = typer.Option("pytorch", help="pytorch, onnx, openvino or openvino-int8 (exported by `leukoscan export`; faster on CPU)."),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
@@ -104,18 +104,40 @@ def run(
 def export(
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
-    formats: list[str] = typer.Option(["onnx"], "--format", help="onnx and/or openvino (repeat the option for both)."),
+    formats: list[str] = typer.Option(
+        ["onnx"], "--format", help="onnx, openvino and/or openvino-int8 (repeat the option for several)."),
+    detect_data: Path = typer.Option(BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."),
+    classify_data: Path = typer.Option(BUILD_DIR / "classify", help="openvino-int8: classifier calibration set (its val split)."),
 ) -> None:
-    """Export both models (dynamic batch and size) beside their .pt files, for `run --backend onnx|openvino`."""
+    """Export both models (dynamic batch and size) beside their .pt files, for `run --backend ...`.
+
+    openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
+    calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
+    backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
     from ultralytics import YOLO
 
-    for fmt in formats:
-        if fmt not in ("onnx", "openvino"):
-            console.print(f"[red]error:[/] unknown export format {fmt!r} (use onnx or openvino)")
+    known = ("onnx", "openvino", "openvino-int8")
+    if unknown := [f for f in formats if f not in known]:
+        console.print(f"[red]error:[/] unknown export format {unknown[0]!r} (use {', '.join(known)})")
+        raise typer.Exit(2)
+    if "openvino-int8" in formats:
+        import logging
+
+        import nncf  # Ultralytics' INT8 OpenVINO export quantises with it; quiet its per-layer INFO lines
+
+        nncf.set_log_level(logging.WARNING)
+        missing = [p for p in (detect_data, classify_data) if not p.exists()]
+        if missing:
+            console.print(f"[red]error:[/] calibration data not found: {missing[0]} "
+                          "(build it with `leukoscan data detect` / `leukoscan data classify`, or pass --detect-data / --classify-data)")
             raise typer.Exit(2)
-        for weights in (detector_weights, classifier_weights):
+    for fmt in formats:
+        for weights, data in ((detector_weights, detect_data), (classifier_weights, classify_data)):
+            model = YOLO(str(weights))
             extra = {"simplify": False} if fmt == "onnx" else {}
-            path = YOLO(str(weights)).export(format=fmt, dynamic=True, device="cpu", **extra)
+            if fmt == "openvino-int8":  # calibrated at the size the model was trained at
+                extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
+            path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
             console.print(f"exported {path}")
 
 

@@ -6,7 +6,8 @@
 
 Cell level: every crop of the test split. Image level: the mean calibrated probability of an image's
 cells. Baseline: one classifier on the whole 224x224 field (the original notebook's approach), same split.
-Writes bench/results/classifier.{json,md} (classifier_val.* with --split val, for choosing what to ship).
+Writes bench/results/classifier.{json,md} (classifier_val.* with --split val, for choosing what to ship;
+classifier_<backend>.* with --backend, e.g. openvino-int8 after `leukoscan export --format openvino-int8`).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def image_level(probs: np.ndarray, labels: np.ndarray, files: list[Path]) -> dic
     return metrics(agg[list(CLASSES)].to_numpy(), agg["label"].to_numpy())
 
 
-def evaluate(weights: Path, folder: Path, per_image: bool) -> dict:
-    clf = Classifier(weights, device="auto")
+def evaluate(weights: Path, folder: Path, per_image: bool, backend: str = "pytorch") -> dict:
+    clf = Classifier(weights, device="auto", backend=backend)
     raw, labels, files = folder_predictions(clf, folder)
     probs = apply_temperature(raw, clf.temperature)
     out = {"weights": str(weights), "temperature": clf.temperature, "cell" if per_image else "image": metrics(probs, labels)}
@@ -83,11 +84,13 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, help="whole-field classifier weights")
     ap.add_argument("--fields", type=Path, default=BUILD_DIR / "fields")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--backend", default="pytorch", help="the shipped classifier's backend (an exported one: results get its name)")
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS[@CROPS]",
                     help="another cell classifier in the same table (its crop folder if built with other geometry)")
     args = ap.parse_args()
     results = {"split": args.split, "manifest_sha256": manifest_hash(args.crops / "manifest.csv"), "models": {}}
-    results["models"]["cell classifier (shipped)"] = evaluate(args.weights, args.crops / args.split, per_image=True)
+    shipped = "cell classifier (shipped)" + ("" if args.backend == "pytorch" else f" [{args.backend}]")
+    results["models"][shipped] = evaluate(args.weights, args.crops / args.split, per_image=True, backend=args.backend)
     for spec in args.compare:
         name, _, rest = spec.partition("=")
         weights, _, crops = rest.partition("@")
@@ -97,7 +100,8 @@ def main() -> None:
         results["models"][name] = evaluate(Path(weights), crops / args.split, per_image=True)
     if args.baseline:
         results["models"]["whole-field baseline"] = evaluate(args.baseline, args.fields / args.split, per_image=False)
-    save("classifier" if args.split == "test" else f"classifier_{args.split}", results, markdown(results))
+    name = "classifier" + ("" if args.split == "test" else f"_{args.split}") + ("" if args.backend == "pytorch" else f"_{args.backend}")
+    save(name, results, markdown(results))
     for name, res in results["models"].items():
         for level in ("cell", "image"):
             if level in res:

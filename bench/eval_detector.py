@@ -5,7 +5,7 @@
 Model level: Ultralytics `val` on data/detect (Taleqani contiguous-block split + TXL-PBC official split).
 Pipeline level: the `Detector` as `leukoscan run` uses it (cell size estimated once from the first two
 fields, operating confidence 0.25), precision and recall at IoU 0.5 against the labels, per source. Also counts on the
-bundled lab photographs. Writes bench/results/detector.{json,md}.
+bundled lab photographs. Writes bench/results/detector.{json,md} (detector_<backend>.* with --backend).
 """
 
 from __future__ import annotations
@@ -77,12 +77,13 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=BUILD_DIR / "detect")
     ap.add_argument("--split", default="test")
     ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--backend", default="pytorch", help="an exported backend (results get its name)")
     args = ap.parse_args()
-    detector = Detector(args.weights)
+    detector = Detector(args.weights, backend=args.backend)
     res = {
-        "split": args.split, "manifest_sha256": manifest_hash(args.data / "manifest.csv"), "weights": str(args.weights),
-        "operating_conf": detector.conf,
-        "model_level_ultralytics_val": model_level(args.weights, args.data, args.split, args.imgsz),
+        "split": args.split, "manifest_sha256": manifest_hash(args.data / "manifest.csv"), "weights": str(detector.weights),
+        "backend": args.backend, "operating_conf": detector.conf,
+        "model_level_ultralytics_val": model_level(detector.weights, args.data, args.split, args.imgsz),
         "pipeline_level": pipeline_level(detector, args.data, args.split),
         "lab_samples_detected": lab_counts(detector),
     }
@@ -96,7 +97,7 @@ def main() -> None:
             continue
         lines.append(f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
                      f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |")
-    save("detector", res, "\n".join(lines))
+    save("detector" + ("" if args.backend == "pytorch" else f"_{args.backend}"), res, "\n".join(lines))
     print(json.dumps(res["lab_samples_detected"], indent=2))
 
 

@@ -1,6 +1,6 @@
 """End-to-end speed of `leukoscan run` (decode to written outputs) and of the raw models, same images.
 
-    python bench/speed.py [--device auto] [--repeats 3] [--fields 48] [--backends pytorch onnx openvino]
+    python bench/speed.py [--device auto] [--repeats 3] [--fields 48] [--backends pytorch onnx openvino openvino-int8]
 
 Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears), 16 640x480 fields
 (TXL-PBC test fields of one microscope, 575x575, centre-cropped to 4:3 and resized; else synthetic) and
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--fields", type=int, default=48)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--backends", nargs="+", default=["pytorch"],
-                    help="pytorch, onnx, openvino (the last two after `leukoscan export --format …`)")
+                    help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)")
     args = ap.parse_args()
     w = REPO_ROOT / "weights"
     res = {"machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": args.device,

@@ -56,28 +56,30 @@ class Detector:
     def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280) -> float:
         """White-cell diameter (px) of fields from one microscope, found by the detector itself.
 
-        A geometric grid of sizes (from ``min_cell_px``, the smallest cell worth classifying, up to the
-        field's shorter side) is tried as the scale; at the right scale the detector finds white cells with
-        high confidence at about the size it assumed. The candidate whose three most confident
-        self-consistent boxes score highest (then: most such boxes) wins, refined to the median size of its
-        self-consistent boxes; when none finds a cell, the red-cell estimate (``white_cell_px``) is used.
+        The red-cell estimate (``white_cell_px``) and a geometric grid of sizes (from ``min_cell_px``, the
+        smallest cell worth classifying, up to the field's shorter side) are each tried as the scale; at the
+        right scale the detector finds white cells with high confidence at about the size it assumed. The
+        candidate whose three most confident self-consistent boxes score highest (then: most such boxes)
+        wins, refined to the median size of its self-consistent boxes (the red-cell estimate when none
+        finds a cell). The fields are shrunk once to the largest scale any candidate needs.
         Each candidate looks at one detector pass worth of each field (``1.5 x tile`` pixels once scaled)
         around its most violet spot, so the search costs a few small passes instead of tiling every field
         at every size.
         """
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
-        # sizes worth trying: classifiable (>= min_cell_px), whole inside a field, field within max_side once scaled
-        grid = [c for c in 12 * 2.0 ** np.arange(7)
-                if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side]
-        originals = images
+        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
+        # the guess, and the sizes worth trying: classifiable (>= min_cell_px), whole inside a field, and
+        # leaving the field within max_side once scaled
+        grid = [guess, *(c for c in 12 * 2.0 ** np.arange(7)
+                         if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side)]
         # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
-        f = min(1.0, self.geo.train_cell_px / min(grid)) if grid else 1.0
+        f = min(1.0, self.geo.train_cell_px / min(grid))
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
         centres = [stain_centre(rgb) for rgb in images]
         best, best_px = (0.0, 0), None
-        for c in sorted(grid):
+        for c in sorted(set(grid)):
             cf = c * f  # the candidate cell size in the shrunk fields' pixels
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=cf)
@@ -90,9 +92,7 @@ class Detector:
             score = (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum()))
             if score > best:
                 best, best_px = score, float(np.median(sides[consistent])) / f
-        if best_px is None:  # no candidate found a cell: fall back on the red cells
-            best_px = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in originals]))
-        return float(best_px)
+        return float(guess if best_px is None else best_px)
 
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]

@@ -52,10 +52,12 @@ def white_cell_px(
 def stain_centre(rgb: np.ndarray, max_side: int = 256) -> tuple[int, int]:
     """(x, y) of the most strongly stained (violet: high Lab a*, negative b*) spot, where a white cell
     most likely is: the scale search looks there when it cannot afford the whole field."""
+    from skimage.color import rgb2lab
+
     h, w = rgb.shape[:2]
     f = min(1.0, max_side / max(h, w))
     small = rescale(rgb, f)
-    lab = cv2.cvtColor(small.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)  # CIE Lab (D65), as skimage's rgb2lab
+    lab = rgb2lab(small)
     violet = np.clip(lab[..., 1] - np.median(lab[..., 1]), 0, None) * (lab[..., 2] < SETTINGS.segmentation.max_b)
     violet = cv2.GaussianBlur(violet.astype(np.float32), (0, 0), max(1.0, max(small.shape[:2]) / 40))
     y, x = np.unravel_index(int(np.argmax(violet)), violet.shape)

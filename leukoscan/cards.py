@@ -36,17 +36,18 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     return weights
 
 
-BACKENDS = ("pytorch", "onnx", "openvino")
+BACKENDS = ("pytorch", "onnx", "openvino", "openvino-int8")
 
 
 def backend_file(weights: Path, backend: str) -> Path:
     """The model for ``backend``: the .pt itself (pytorch), or what `leukoscan export` wrote beside it
-    (``name.onnx``; ``name_openvino_model/``, the folder Ultralytics writes)."""
+    (``name.onnx``; ``name_openvino_model/`` and ``name_int8_openvino_model/``, the folders Ultralytics writes)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
     weights = Path(weights)
     path = {"pytorch": weights, "onnx": weights.with_suffix(".onnx"),
-            "openvino": weights.with_name(f"{weights.stem}_openvino_model")}[backend]
+            "openvino": weights.with_name(f"{weights.stem}_openvino_model"),
+            "openvino-int8": weights.with_name(f"{weights.stem}_int8_openvino_model")}[backend]
     if not path.exists():
         hint = f" (run `leukoscan export --format {backend}` first)" if backend != "pytorch" else ""
         raise FileNotFoundError(f"{weights.stem} weights not found: {path}{hint}")

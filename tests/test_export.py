@@ -1,11 +1,12 @@
-"""`leukoscan export` + `--backend onnx|openvino`: the exported models agree with the PyTorch ones."""
+"""`leukoscan export` + `--backend onnx|openvino|openvino-int8`: the exported models agree with the PyTorch ones."""
 
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import supervision as sv
-from synth import smear
+from synth import smear, write_yolo_dataset
 from typer.testing import CliRunner
 
 from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS
@@ -47,3 +48,44 @@ def test_missing_onnx_is_a_clear_error(tmp_path):
         Models.load(tmp_path / "detector.pt", CLASSIFIER_WEIGHTS, "cpu", "onnx")
     with pytest.raises(ValueError, match="unknown backend"):
         Models.load(tmp_path / "detector.pt", CLASSIFIER_WEIGHTS, "cpu", "tensorrt")
+
+
+def write_crop_dataset(root, per_class=6):
+    """A tiny classification folder (train/ and val/, one sub-folder per class) of synthetic cell crops."""
+    from leukoscan.cells import CLASSES
+    from leukoscan.crops import crop_cells
+
+    for split in ("train", "val"):
+        for k, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                rgb, boxes = smear(n_wbc=1, seed=1000 * k + i + (500 if split == "val" else 0))
+                cv2.imwrite(str(root / split / name / f"c{i}.jpg"), crop_cells(rgb, boxes, size=64)[0][..., ::-1])
+    return root
+
+
+def test_int8_export_is_calibrated_on_the_given_sets_and_finds_the_same_cells(weights, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--detector-weights", str(weights / "detector.pt"), "--format", "openvino-int8",
+                                 "--detect-data", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "calibration data not found" in result.output
+    data = write_yolo_dataset(tmp_path / "detect", n_train=2, n_val=6)
+    crops = write_crop_dataset(tmp_path / "classify")
+    result = runner.invoke(app, ["export", "--detector-weights", str(weights / "detector.pt"),
+                                 "--classifier-weights", str(weights / "classifier.pt"), "--format", "openvino-int8",
+                                 "--detect-data", str(data), "--classify-data", str(crops)])
+    assert result.exit_code == 0, result.output
+    assert "INFO:nncf" not in result.output
+    pt = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "pytorch")
+    q = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "openvino-int8")
+    assert q.detector.weights.name == "detector_int8_openvino_model" and q.describe()["backend"] == "openvino-int8"
+    fields = [smear((224, 224), n_wbc=3, seed=s)[0] for s in range(40, 46)]
+    ious, same = [], []
+    for a, b, rgb in zip(pt.detector.detect(fields, 27), q.detector.detect(fields, 27), fields):
+        if len(a):
+            ious += list(sv.box_iou_batch(a.xyxy, b.xyxy).max(axis=1) if len(b) else np.zeros(len(a)))
+            crops = pt.classifier.crops(rgb, a)
+            same += list(pt.classifier.probs(crops).argmax(1) == q.classifier.probs(crops).argmax(1))
+    # 8-bit weights and activations move boxes by a pixel or so, not off their cells
+    assert len(ious) >= 12 and np.mean(np.array(ious) >= 0.8) >= 0.9
+    assert np.mean(same) >= 0.8
