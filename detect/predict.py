@@ -69,17 +69,18 @@ class Detector:
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
         guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
-        # the guess, and the sizes worth trying: classifiable (>= min_cell_px), whole inside a field, and
-        # leaving the field within max_side once scaled
+        # the guess, and the sizes worth trying: classifiable (>= min_cell_px), whole inside a field, leaving
+        # the field within max_side once scaled, and not within 25 % of the guess (which already covers them)
         grid = [guess, *(c for c in 12 * 2.0 ** np.arange(7)
-                         if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side)]
+                         if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side
+                         and not 0.8 < c / guess < 1.25)]
         # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
         f = min(1.0, self.geo.train_cell_px / min(grid))
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
         centres = [stain_centre(rgb) for rgb in images]
         best, best_px = (0.0, 0), None
-        for c in sorted(set(grid)):
+        for c in sorted(grid):
             cf = c * f  # the candidate cell size in the shrunk fields' pixels
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=cf)
