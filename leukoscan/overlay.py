@@ -11,8 +11,6 @@ from leukoscan.cells import LABELS
 # colour-blind-friendly (Okabe-Ito): Benign green, Early Pre-B orange, Pre-B vermilion, Pro-B blue
 HEX = ("#009E73", "#E69F00", "#D55E00", "#0072B2")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
-# where a label may go, in order of preference: above the box, below it, left- then right-aligned
-POSITIONS = (sv.Position.TOP_LEFT, sv.Position.BOTTOM_LEFT, sv.Position.TOP_RIGHT, sv.Position.BOTTOM_RIGHT)
 
 
 def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
@@ -26,44 +24,43 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
     padding = max(2, round(4 * scale))
     if len(det):
         probs = det.data["probs"]
-        labels = np.array([f"{LABELS[c]} {probs[i, c]:.2f}" for i, c in enumerate(det.class_id)])
+        labels = [f"{LABELS[c]} {probs[i, c]:.2f}" for i, c in enumerate(det.class_id)]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
         sizes = np.array([cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, text_scale, thickness)[0] for t in labels])
-        where = label_positions(det.xyxy, sizes + 2 * padding, scene.shape[1::-1])
-        for k, position in enumerate(POSITIONS):
-            idx = np.flatnonzero(where == k)
-            if len(idx):
-                scene = sv.LabelAnnotator(
-                    color=PALETTE, text_color=sv.Color.WHITE, text_scale=text_scale, text_thickness=thickness,
-                    text_padding=padding, text_position=position,
-                ).annotate(scene, det[idx], labels=list(labels[idx]))
+        rects = label_rectangles(det.xyxy, sizes + 2 * padding, scene.shape[1::-1])
+        # supervision draws a TOP_LEFT label just above its box's top-left corner: one call draws every
+        # label in its chosen rectangle from a 1-px anchor box at the rectangle's bottom-left corner
+        anchors = sv.Detections(xyxy=np.c_[rects[:, [0, 3]], rects[:, [0, 3]] + 1].astype(np.float32), class_id=det.class_id)
+        scene = sv.LabelAnnotator(
+            color=PALETTE, text_color=sv.Color.WHITE, text_scale=text_scale, text_thickness=thickness,
+            text_padding=padding, text_position=sv.Position.TOP_LEFT,
+        ).annotate(scene, anchors, labels=labels)
     return legend(scene, text_scale, thickness)
 
 
-def label_positions(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
-    """Index into ``POSITIONS`` for each box's label: greedily, largest box first, the first position whose
-    label lies inside the frame and covers no label placed before it and no other cell (else the one that
-    covers least). Linear in the cells, unlike a force-directed layout, so dense fields stay cheap."""
+def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
+    """Where each box's label goes (x1, y1, x2, y2): of four places (above the box, below it; left- or
+    right-aligned), greedily, largest box first, the first that lies inside the frame and covers no label
+    placed before it and no other cell (else the one that covers least). Linear in the cells, unlike a
+    force-directed layout, so dense fields stay cheap."""
     n, (w, h) = len(xyxy), frame_wh
     x1, y1, x2, y2 = np.asarray(xyxy, float).T
     lw, lh = np.asarray(label_wh, float).T
-    options = np.stack([  # n x 4 positions x (x1, y1, x2, y2), in POSITIONS order
+    options = np.stack([  # n x 4 places x (x1, y1, x2, y2)
         np.stack([x1, y1 - lh, x1 + lw, y1], 1), np.stack([x1, y2, x1 + lw, y2 + lh], 1),
         np.stack([x2 - lw, y1 - lh, x2, y1], 1), np.stack([x2 - lw, y2, x2, y2 + lh], 1)], 1)
     outside = (options[..., 0] < 0) | (options[..., 1] < 0) | (options[..., 2] > w) | (options[..., 3] > h)
     obstacles = np.concatenate([np.asarray(xyxy, float), np.zeros((n, 4))])  # cells, then labels as placed
     active = np.r_[np.ones(n, bool), np.zeros(n, bool)]
-    where = np.zeros(n, dtype=int)
     for i in np.argsort(-(x2 - x1) * (y2 - y1), kind="stable"):
         active[i] = False  # a label may touch its own cell
         o, b = options[i][:, None, :], obstacles[active][None]
         iw = np.minimum(o[..., 2], b[..., 2]) - np.maximum(o[..., 0], b[..., 0])
         ih = np.minimum(o[..., 3], b[..., 3]) - np.maximum(o[..., 1], b[..., 1])
         covered = (iw.clip(0) * ih.clip(0)).sum(axis=1) / max(lw[i] * lh[i], 1.0)
-        where[i] = int(np.argmin(covered + 10 * outside[i]))
         active[i] = True
-        obstacles[n + i], active[n + i] = options[i, where[i]], True
-    return where
+        obstacles[n + i], active[n + i] = options[i, int(np.argmin(covered + 10 * outside[i]))], True
+    return obstacles[n:]
 
 
 def legend(scene: np.ndarray, text_scale: float, thickness: int) -> np.ndarray:

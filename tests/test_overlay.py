@@ -3,16 +3,7 @@
 import numpy as np
 
 from leukoscan.cells import cells, with_probs
-from leukoscan.overlay import POSITIONS, label_positions, overlay
-
-
-def label_boxes(xyxy, wh, where):
-    out = []
-    for (x1, y1, x2, y2), (w, h), k in zip(xyxy, wh, where):
-        left = x1 if POSITIONS[k].value.endswith("LEFT") else x2 - w
-        top = y1 - h if POSITIONS[k].value.startswith("TOP") else y2
-        out.append((left, top, left + w, top + h))
-    return np.array(out, float)
+from leukoscan.overlay import label_rectangles, overlay
 
 
 def overlaps(a, b):
@@ -22,9 +13,9 @@ def overlaps(a, b):
 def test_labels_stay_in_frame_and_apart():
     xyxy = np.array([[10, 2, 40, 32], [50, 60, 80, 90], [52, 95, 82, 125], [150, 150, 180, 180]], float)
     wh = np.full((4, 2), (60, 14), float)
-    where = label_positions(xyxy, wh, (224, 224))
-    labels = label_boxes(xyxy, wh, where)
-    assert POSITIONS[where[0]].value.startswith("BOTTOM")  # no room above a cell at the top edge
+    labels = label_rectangles(xyxy, wh, (224, 224))
+    assert (labels[:, 2:] - labels[:, :2] == wh).all()
+    assert labels[0, 1] == xyxy[0, 3]  # no room above a cell at the top edge: below it
     assert (labels[:, :2] >= 0).all() and (labels[:, 2:] <= 224).all()
     for i in range(4):
         for j in range(4):
@@ -40,3 +31,4 @@ def test_overlay_draws_every_cell_in_its_class_colour():
     assert bgr.shape == rgb.shape and bgr.dtype == np.uint8
     assert (bgr[120, 100] == (0, 94, 213)).all()  # Pre-B box edge in vermilion #D55E00 (BGR)
     assert (bgr[170, 20] == (115, 158, 0)).all()  # Benign box edge in green #009E73 (BGR)
+    assert (bgr[97, 101:110] == (0, 94, 213)).all(axis=1).any()  # its label's background just above the box
