@@ -48,6 +48,7 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
     Tiles inherit their photograph's split (``train.txt`` / ``val.txt``), so one photograph is never on
     both sides. Rewritten from the current labels on every call; returns ``tiles/data.yaml``.
     """
+    from leukoscan.crops import crop_cells
     from leukoscan.images import load_rgb
 
     out = labset / "tiles"
@@ -61,23 +62,19 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
             h, w = rgb.shape[:2]
             boxes = read_yolo(labset / "labels" / f"{photo.stem}.txt", w, h).xyxy
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            fill = np.median(rgb[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
-            for r in range(-(-h // side)):
-                for c in range(-(-w // side)):
-                    x0, y0 = c * side, r * side
-                    part = rgb[y0 : y0 + side, x0 : x0 + side]
-                    canvas = np.empty((side, side, 3), dtype=np.uint8)
-                    canvas[:] = fill
-                    canvas[: part.shape[0], : part.shape[1]] = part
-                    clipped = sv.clip_boxes(boxes - [x0, y0, x0, y0], (part.shape[1], part.shape[0]))
-                    inside = (clipped[:, 2] - clipped[:, 0]).clip(0) * (clipped[:, 3] - clipped[:, 1]).clip(0)
-                    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - [x0, y0]
-                    home = (centre >= 0).all(axis=1) & (centre < side).all(axis=1)  # every cell kept at least once
-                    keep = home | (inside >= min_visible * np.maximum(area, 1e-6))
-                    tile = out / "images" / f"{photo.stem}__r{r}c{c}.png"
-                    cv2.imwrite(str(tile), canvas[..., ::-1])
-                    (out / "labels" / f"{tile.stem}.txt").write_text(yolo_lines(cells(clipped[keep]), side, side))
-                    listed.append(tile.resolve())
+            grid = [(r, c) for r in range(-(-h // side)) for c in range(-(-w // side))]
+            tiles = np.array([(c * side, r * side, (c + 1) * side, (r + 1) * side) for r, c in grid])
+            # a tile is a margin-free crop: crop_cells pads past the photograph with its background colour
+            for (r, c), (x0, y0, _, _), canvas in zip(grid, tiles, crop_cells(rgb, tiles, size=side, margin=0)):
+                clipped = sv.clip_boxes(boxes - [x0, y0, x0, y0], (min(side, w - x0), min(side, h - y0)))
+                inside = (clipped[:, 2] - clipped[:, 0]).clip(0) * (clipped[:, 3] - clipped[:, 1]).clip(0)
+                centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - [x0, y0]
+                home = (centre >= 0).all(axis=1) & (centre < side).all(axis=1)  # every cell kept at least once
+                keep = home | (inside >= min_visible * np.maximum(area, 1e-6))
+                tile = out / "images" / f"{photo.stem}__r{r}c{c}.png"
+                cv2.imwrite(str(tile), canvas[..., ::-1])
+                (out / "labels" / f"{tile.stem}.txt").write_text(yolo_lines(cells(clipped[keep]), side, side))
+                listed.append(tile.resolve())
         (out / f"{split}.txt").write_text("".join(f"{t}\n" for t in listed))
     data = out / "data.yaml"
     data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n")
