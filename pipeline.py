@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import leukoscan  # noqa: F401  (offline runtime before ultralytics)
 
-import copy
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -54,9 +53,6 @@ class Models:
                 "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
                            "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
                                           "temperature": self.classifier.temperature}}}
-
-    def describe(self) -> dict:
-        return copy.deepcopy(self.description)
 
 
 @app.command()
@@ -116,7 +112,9 @@ def export(
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
     from ultralytics import YOLO
 
-    known = ("onnx", "openvino", "openvino-int8")
+    from leukoscan.cards import BACKENDS
+
+    known = BACKENDS[1:]  # every backend but pytorch is an export
     if unknown := [f for f in formats if f not in known]:
         console.print(f"[red]error:[/] unknown export format {unknown[0]!r} (use {', '.join(known)})")
         raise typer.Exit(2)

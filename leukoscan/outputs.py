@@ -30,8 +30,9 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=plain) + "\n")
+def write_json(path: Path, obj, indent: int | None = 2) -> Path:
+    """``obj`` as JSON (numpy values and paths as plain ones); ``indent=None``: compact, C-encoder fast."""
+    return write_text(path, json.dumps(obj, indent=indent, default=_plain) + "\n")
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -45,8 +46,7 @@ def write_jpeg(path: Path, bgr: np.ndarray, quality: int = 90) -> Path:
     return write_bytes(path, buf.tobytes())
 
 
-def plain(o):
-    """JSON form of numpy scalars and arrays and of paths."""
+def _plain(o):
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

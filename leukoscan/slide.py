@@ -72,7 +72,7 @@ def load_state(out: Path, image: Path) -> dict | None:
 def save_state(out: Path, path: Path, state: dict) -> dict:
     """Record a finished field (compact JSON: one small file per field, read back on resume)."""
     state = {"fingerprint": fingerprint(path), **state}
-    outputs.write_text(state_path(out, path), json.dumps(state, default=outputs.plain))
+    outputs.write_json(state_path(out, path), state, indent=None)
     return state
 
 
@@ -140,7 +140,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
         **slide_verdict(cells, opts.rules, stain_z),
         "scale": scale,
-        "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.describe(),
+        "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.description,
     }
     outputs.write_csv(out / "cells.csv", cells)
     outputs.write_csv(out / "images.csv", images)

@@ -30,7 +30,7 @@ def weights(tmp_path_factory):
 def test_exported_models_agree_with_pytorch(weights, backend):
     pt = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "pytorch")
     ox = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", backend)
-    assert ox.describe()["backend"] == backend and ox.classifier.temperature == pt.classifier.temperature
+    assert ox.description["backend"] == backend and ox.classifier.temperature == pt.classifier.temperature
     assert ox.detector.weights != pt.detector.weights
     fields = [smear((224, 224), n_wbc=3, seed=s)[0] for s in range(40, 44)]
     for a, b, rgb in zip(pt.detector.detect(fields), ox.detector.detect(fields), fields):
@@ -78,7 +78,7 @@ def test_int8_export_is_calibrated_on_the_given_sets_and_finds_the_same_cells(we
     assert "INFO:nncf" not in result.output
     pt = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "pytorch")
     q = Models.load(weights / "detector.pt", weights / "classifier.pt", "cpu", "openvino-int8")
-    assert q.detector.weights.name == "detector_int8_openvino_model" and q.describe()["backend"] == "openvino-int8"
+    assert q.detector.weights.name == "detector_int8_openvino_model" and q.description["backend"] == "openvino-int8"
     fields = [smear((224, 224), n_wbc=3, seed=s)[0] for s in range(40, 46)]
     ious, same = [], []
     for a, b, rgb in zip(pt.detector.detect(fields, 27), q.detector.detect(fields, 27), fields):
