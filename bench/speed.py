@@ -2,7 +2,7 @@
 
     python bench/speed.py [--device auto] [--repeats 3] [--fields 48] [--backends pytorch onnx openvino openvino-int8]
 
-Sets: N 224x224 fields (every 40th Taleqani field when present, else synthetic smears), 16 640x480 fields
+Sets: N 224x224 fields (every 40th Taleqani field when present or the first N of --fields-from, else synthetic smears), 16 640x480 fields
 (TXL-PBC test fields of one microscope, 575x575, centre-cropped to 4:3 and resized; else synthetic) and
 one 2592x1944 photograph (the bundled Ep.jpg resized). Each set: one
 warm-up run, then `--repeats` timed runs of the whole slide screening into a fresh folder (median and
@@ -40,10 +40,13 @@ from pipeline import Models  # noqa: E402
 
 
 
-def make_sets(root: Path, n_fields: int) -> dict[str, Path]:
+def make_sets(root: Path, n_fields: int, fields_from: Path | None = None) -> dict[str, Path]:
     fields = root / "fields_224"
     fields.mkdir()
-    test = sorted((DATA_ROOT / "all-taleqani" / "Original").glob("*/*.jpg"))[::40][:n_fields]
+    if fields_from:
+        test = sorted(fields_from.rglob("*.jpg"))[:n_fields]
+    else:
+        test = sorted((DATA_ROOT / "all-taleqani" / "Original").glob("*/*.jpg"))[::40][:n_fields]
     if len(test) >= n_fields:
         for i, p in enumerate(test):
             (fields / f"{i:03d}.jpg").write_bytes(p.read_bytes())
@@ -109,6 +112,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fields", type=int, default=48)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--fields-from", type=Path, help="take the 224x224 fields from this folder (sorted, first --fields) "
+                    "instead of every 40th Taleqani field; for a machine without ../shared")
     ap.add_argument("--backends", nargs="+", default=["pytorch"],
                     help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)")
     args = ap.parse_args()
@@ -117,7 +122,7 @@ def main() -> None:
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
            "sets": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        sets = make_sets(Path(tmp), args.fields)
+        sets = make_sets(Path(tmp), args.fields, args.fields_from)
         for backend, (name, folder) in [(b, s) for b in args.backends for s in sets.items()]:
             models = Models.load(w / "detector.pt", w / "classifier.pt", args.device, backend)
             res["machine"]["device"] = models.detector.device
