@@ -12,6 +12,7 @@ from leukoscan.cards import backend_file, read_card
 from leukoscan.cells import CLASSES, with_probs
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS
 from leukoscan.crops import crop_cells
+from leukoscan.images import to_bgr
 from leukoscan.runtime import resolve_device
 
 
@@ -48,7 +49,7 @@ class Classifier:
             if chunk.shape[1:3] == (self.imgsz, self.imgsz):
                 chunk = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
             else:
-                chunk = [np.ascontiguousarray(c[..., ::-1]) for c in chunk]  # BGR arrays, resized by Ultralytics
+                chunk = [to_bgr(c) for c in chunk]  # BGR arrays, resized by Ultralytics
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
             out[start : start + len(chunk)] = np.stack([r.probs.data.cpu().numpy()[self.order] for r in results])
         return out

@@ -23,10 +23,13 @@ def crop_colour(crops: np.ndarray) -> np.ndarray:
         return np.zeros((0, 3), dtype=np.float32)
     crops = np.asarray(crops)[:, ::2, ::2]  # colour statistics need no more than every other pixel
     # OpenCV's float sRGB->Lab (D65) agrees with scikit-image's rgb2lab to ~0.1 and is faster
-    stacked = crops.reshape(-1, crops.shape[2], 3).astype(np.float32) / 255
+    stacked = crops.reshape(-1, crops.shape[2], 3).astype(np.float32)
+    stacked *= 1 / 255
     lab = cv2.cvtColor(stacked, cv2.COLOR_RGB2Lab).reshape(len(crops), -1, 3)
-    dark = lab[..., 0] <= np.median(lab[..., 0], axis=1, keepdims=True)
-    return ((lab * dark[..., None]).sum(axis=1) / dark.sum(axis=1, keepdims=True)).astype(np.float32)
+    lightness = np.ascontiguousarray(lab[..., 0])
+    dark = (lightness <= np.median(lightness, axis=1, keepdims=True)).astype(np.float32)
+    # the mean of each crop's dark pixels as one batched (1 x pixels) @ (pixels x 3) product
+    return (np.matmul(dark[:, None, :], lab)[:, 0] / dark.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def stain_reference(crops: np.ndarray) -> dict:

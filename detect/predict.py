@@ -16,7 +16,7 @@ from detect.scale import stain_centre, white_cell_px, window
 from leukoscan.cells import cells
 from leukoscan.cards import backend_file
 from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
-from leukoscan.images import rescale
+from leukoscan.images import rescale, to_bgr
 from leukoscan.runtime import resolve_device
 
 MAX_SIDE = 4096  # largest resized field (very low magnification photographs are capped here)
@@ -114,7 +114,7 @@ class Detector:
         for rgb, size in zip(images, sizes):
             s = self.scale_for(rgb, size, um_per_px)
             # resize first: the channel flip then copies the smaller image
-            scaled.append((s, np.ascontiguousarray(rescale(rgb, s)[..., ::-1])))
+            scaled.append((s, to_bgr(rescale(rgb, s))))
         out: list[sv.Detections | None] = [None] * len(images)
         small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.tile]
         # one batched pass per input size for the small fields

@@ -23,6 +23,8 @@ def crop_cells(
     margin: float = SETTINGS.geometry.crop_margin,
 ) -> np.ndarray:
     """N x size x size x 3 crops; parts outside the image are filled with the field's median colour."""
+    if not len(xyxy):
+        return np.empty((0, size, size, 3), dtype=np.uint8)
     h, w = image.shape[:2]
     fill = np.median(image[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
     squares = np.round(square_boxes(xyxy, margin)).astype(int)

@@ -7,6 +7,7 @@ import numpy as np
 import supervision as sv
 
 from leukoscan.cells import LABELS
+from leukoscan.images import to_bgr
 
 # colour-blind-friendly (Okabe-Ito): Benign green, Early Pre-B orange, Pre-B vermilion, Pro-B blue
 HEX = ("#009E73", "#E69F00", "#D55E00", "#0072B2")
@@ -15,7 +16,7 @@ PALETTE = sv.ColorPalette.from_hex(list(HEX))
 
 def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
     """BGR overlay of a classified field (``det.class_id`` and ``det.data['probs']`` set)."""
-    scene = np.ascontiguousarray(rgb[..., ::-1])
+    scene = to_bgr(rgb)
     scale = max(scene.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
     text_scale = max(0.35, 0.5 * scale)

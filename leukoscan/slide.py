@@ -19,7 +19,7 @@ from leukoscan import outputs
 from leukoscan.cells import with_probs
 from leukoscan.config import SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
-from leukoscan.images import ImageError, list_images, load_rgb
+from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.overlay import overlay
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
 from leukoscan.verdict import image_calls, slide_verdict
@@ -104,7 +104,7 @@ def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Opti
         outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det))
         uncertain = np.nonzero(det.data["probs"].max(axis=1) < opts.rules.uncertain_p)[0] if len(det) else []
         for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
-            outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", crop[..., ::-1])
+            outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", to_bgr(crop))
         colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
         states[path] = save_state(out, path, {
             "status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
