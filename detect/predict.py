@@ -78,12 +78,15 @@ class Detector:
         f = min(1.0, self.geo.train_cell_px / min(grid))
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
-        centres = [stain_centre(rgb) for rgb in images]
+        centres = None  # where to look: only needed once a window is smaller than a field (small fields never)
         best, best_px = (0.0, 0), None
         for c in sorted(grid):
             cf = c * f  # the candidate cell size in the shrunk fields' pixels
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
-            dets = self.detect([window(rgb, xy, side) for rgb, xy in zip(images, centres)], cell_size=cf)
+            if centres is None and any(side < max(rgb.shape[:2]) for rgb in images):
+                centres = [stain_centre(rgb) for rgb in images]
+            windows = images if centres is None else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
+            dets = self.detect(windows, cell_size=cf)
             conf = np.concatenate([d.confidence for d in dets])
             xyxy = np.concatenate([d.xyxy for d in dets])
             sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])

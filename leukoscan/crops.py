@@ -28,14 +28,13 @@ def crop_cells(
     h, w = image.shape[:2]
     fill = np.median(image[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
     squares = np.round(square_boxes(xyxy, margin)).astype(int)
+    sides = np.maximum(squares[:, 2] - squares[:, 0], 1)
+    # pad the field once (with its median colour) so that every square is a plain slice of it
+    pad = int(max(0, -squares[:, :2].min(), (squares[:, 0] + sides - w).max(), (squares[:, 1] + sides - h).max()))
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill.tolist())
     out = np.empty((len(squares), size, size, 3), dtype=np.uint8)
-    for i, (x0, y0, x1, y1) in enumerate(squares):
-        side = max(x1 - x0, 1)
-        canvas = np.empty((side, side, 3), dtype=np.uint8)
-        canvas[:] = fill
-        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        if sx1 > sx0 and sy1 > sy0:
-            canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    for i, ((x0, y0), side) in enumerate(zip(squares[:, :2] + pad, sides)):
         interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        out[i] = cv2.resize(canvas, (size, size), interpolation=interp)
+        out[i] = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=interp)
     return out
