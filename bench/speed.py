@@ -8,8 +8,9 @@ synthetic smears), 16 640x480 fields (TXL-PBC test fields of one microscope, 575
 warm-up run, then `--repeats` timed runs of the whole slide screening into a fresh folder (median and
 spread), per-stage milliseconds (decode, detect, crop, classify, write per field; scale search and
 aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
-inputs (overhead = end-to-end / raw; also without the slide's one-off scale search, which a slide of more
-fields, or `--cell-size`, makes smaller or nil). Writes bench/results/speed.{json,md} (speed_cuda.* on a GPU).
+inputs, timed right after each end-to-end run. Overhead = median over repeats of end-to-end / raw; also
+without the slide's one-off scale search (which a slide of more fields makes smaller, and `--cell-size`
+nil). Writes bench/results/speed.{json,md} (speed_cuda.* on a GPU).
 """
 
 from __future__ import annotations
@@ -130,19 +131,21 @@ def main() -> None:
             name = f"{name} [{backend}]"
             slide = Slide.from_path(folder)
             opts = Options(batch=args.batch, force=True)
-            screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-warm", opts)  # warm-up
-            walls, stages = [], []
+            v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-warm", opts)  # warm-up
+            images = [load_rgb(p) for p in slide.images]
+            cell_px = next(iter(v["scale"]["cell_px_by_field_size"].values()))
+            # each repeat times the pipeline and then the raw models, so that a ratio compares two timings
+            # taken seconds apart (this machine's speed drifts by up to +-30 % over minutes)
+            walls, stages, raw = [], [], []
             for r in range(args.repeats):
                 t = time.perf_counter()
                 v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-run{r}", opts)
                 walls.append(time.perf_counter() - t)
                 stages.append(v["seconds"])
-            images = [load_rgb(p) for p in slide.images]
-            cell_px = next(iter(v["scale"]["cell_px_by_field_size"].values()))
-            raw = [raw_model_seconds(models, images, args.batch, cell_px) for _ in range(args.repeats)]
+                raw.append(raw_model_seconds(models, images, args.batch, cell_px))
             n = len(slide.images)
             med = statistics.median(walls)
-            search = statistics.median(s["scale_search"] for s in stages)
+            search = [s["scale_search"] for s in stages]
             res["sets"][name] = {
                 "images": n, "wall_s_median": round(med, 3), "wall_s_min": round(min(walls), 3), "wall_s_max": round(max(walls), 3),
                 "images_per_s": round(n / med, 2), "ms_per_image": round(1000 * med / n, 1),
@@ -150,9 +153,11 @@ def main() -> None:
                                        for k in stages[0] if k.endswith("_per_image")},
                 "slide_stage_s": {k: round(statistics.median(s[k] for s in stages), 3) for k in ("scale_search", "aggregate")},
                 "raw_models_s_median": round(statistics.median(raw), 3),
-                "overhead_ratio": round(med / statistics.median(raw), 2),
+                # median over repeats of (pipeline / raw models) in the same repeat
+                "overhead_ratio": round(statistics.median(w / r for w, r in zip(walls, raw)), 2),
                 # the slide's one-off scale search (a few detector passes on 2 fields) left out: the per-field cost
-                "overhead_ratio_without_scale_search": round((med - search) / statistics.median(raw), 2),
+                "overhead_ratio_without_scale_search": round(
+                    statistics.median((w - s) / r for w, s, r in zip(walls, search, raw)), 2),
             }
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
