@@ -76,12 +76,15 @@ def save_state(out: Path, path: Path, state: dict) -> dict:
     return state
 
 
-def screen_fields(models, out: Path, images: list[Path], scale: dict, opts: Options) -> dict[Path, dict]:
-    """Process a batch of fields end to end; saves and returns one state record per field."""
-    states, loaded, t0 = {}, [], time.perf_counter()
+def screen_fields(
+    models, out: Path, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray] | None = None,
+) -> dict[Path, dict]:
+    """Process a batch of fields end to end; saves and returns one state record per field. Fields in
+    ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
+    states, loaded, t0, decoded = {}, [], time.perf_counter(), decoded if decoded is not None else {}
     for path in images:
         try:
-            loaded.append((path, load_rgb(path)))
+            loaded.append((path, decoded.pop(path) if path in decoded else load_rgb(path)))
         except ImageError as e:
             states[path] = save_state(out, path, {"status": "error", "error": str(e)})
     if not loaded:
@@ -121,10 +124,11 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     todo = [p for p, s in states.items() if s is None]
     advance(len(slide.images) - len(todo))
     t_scale = time.perf_counter()
-    scale = slide_scale(models.detector, slide, opts) if todo else previous_scale(out)
+    decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
+    scale = slide_scale(models.detector, slide, opts, decoded=decoded) if todo else previous_scale(out)
     t_fields = time.perf_counter()
     for i in range(0, len(todo), opts.batch):
-        states.update(screen_fields(models, out, todo[i : i + opts.batch], scale, opts))
+        states.update(screen_fields(models, out, todo[i : i + opts.batch], scale, opts, decoded))
         advance(len(todo[i : i + opts.batch]))
     t_aggregate = time.perf_counter()
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
@@ -157,9 +161,12 @@ def shape_key(rgb: np.ndarray) -> str:
     return f"{rgb.shape[1]}x{rgb.shape[0]}"
 
 
-def slide_scale(detector, slide: Slide, opts: Options, n_fields: int = 2) -> dict:
+def slide_scale(
+    detector, slide: Slide, opts: Options, n_fields: int = 2, decoded: dict[Path, np.ndarray] | None = None,
+) -> dict:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
-    (fields of one size come from one camera and magnification) from the first readable fields."""
+    (fields of one size come from one camera and magnification) from the first readable fields, which
+    are added to ``decoded`` when it is given."""
     if opts.cell_size:
         return {"cell_px": opts.cell_size, "source": "--cell-size"}
     if opts.um_per_px:
@@ -178,9 +185,11 @@ def slide_scale(detector, slide: Slide, opts: Options, n_fields: int = 2) -> dic
             group.append(path)
     sizes = {}
     for key, paths in samples.items():
-        fields = [rgb for rgb in map(_try_load, paths) if rgb is not None]
+        fields = {p: rgb for p, rgb in zip(paths, map(_try_load, paths)) if rgb is not None}
+        if decoded is not None:
+            decoded.update(fields)
         if fields:
-            sizes[key] = round(detector.estimate_cell_px(fields), 2)
+            sizes[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
     return {"cell_px_by_field_size": sizes, "source": f"estimated from up to {n_fields} field(s) per field size"}
 
 

@@ -112,6 +112,23 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
     assert summary.n_failed.tolist() == [5] and summary.n_images.tolist() == [9]
 
 
+def test_each_field_is_decoded_once(tmp_path, monkeypatch):
+    """The scale search's sample fields are screened from the arrays it decoded, not decoded again."""
+    import leukoscan.slide
+
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=40 + i)[0][..., ::-1])
+    decodes = []
+    real = leukoscan.slide.load_rgb
+    monkeypatch.setattr(leukoscan.slide, "load_rgb", lambda path: decodes.append(Path(path).name) or real(path))
+    assert run(slide, "--out", tmp_path / "out").exit_code == 0
+    assert sorted(decodes) == ["f0.png", "f1.png", "f2.png"]
+    cells = pd.read_csv(tmp_path / "out" / "slide" / "images.csv")
+    assert (cells.status == "ok").all()
+
+
 def test_resume_skips_finished_images_unless_forced(tmp_path):
     slide = tmp_path / "slide"
     slide.mkdir()
