@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT
 from classify.train import ClassifierRecipe
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT
 from leukoscan.progress import console
 
 app = typer.Typer(help="Cell-crop classifier: train, val, predict.", no_args_is_help=True)

@@ -68,4 +68,3 @@ def doctor(
             console.print(f"[red]problem:[/] {p}", soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]ok[/]")
-

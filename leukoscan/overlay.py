@@ -20,10 +20,10 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
     scale = max(scene.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
     text_scale = max(0.35, 0.5 * scale)
-    if len(det):  # labels no taller than about a third of a cell, so dense fields stay legible
-        text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
     padding = max(2, round(4 * scale))
     if len(det):
+        # labels no taller than about a third of a cell, so dense fields stay legible
+        text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
         probs = det.data["probs"]
         labels = [f"{LABELS[c]} {probs[i, c]:.2f}" for i, c in enumerate(det.class_id)]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)

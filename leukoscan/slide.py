@@ -77,11 +77,11 @@ def save_state(out: Path, path: Path, state: dict) -> dict:
 
 
 def screen_fields(
-    models, out: Path, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray] | None = None,
+    models, out: Path, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray],
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; saves and returns one state record per field. Fields in
     ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
-    states, loaded, t0, decoded = {}, [], time.perf_counter(), decoded if decoded is not None else {}
+    states, loaded, t0 = {}, [], time.perf_counter()
     for path in images:
         try:
             loaded.append((path, decoded.pop(path) if path in decoded else load_rgb(path)))
@@ -125,7 +125,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     advance(len(slide.images) - len(todo))
     t_scale = time.perf_counter()
     decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-    scale = slide_scale(models.detector, slide, opts, decoded=decoded) if todo else previous_scale(out)
+    scale = slide_scale(models.detector, slide, opts, decoded) if todo else previous_scale(out)
     t_fields = time.perf_counter()
     for i in range(0, len(todo), opts.batch):
         states.update(screen_fields(models, out, todo[i : i + opts.batch], scale, opts, decoded))
@@ -161,12 +161,10 @@ def shape_key(rgb: np.ndarray) -> str:
     return f"{rgb.shape[1]}x{rgb.shape[0]}"
 
 
-def slide_scale(
-    detector, slide: Slide, opts: Options, n_fields: int = 2, decoded: dict[Path, np.ndarray] | None = None,
-) -> dict:
+def slide_scale(detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], n_fields: int = 2) -> dict:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
     (fields of one size come from one camera and magnification) from the first readable fields, which
-    are added to ``decoded`` when it is given."""
+    are added to ``decoded``."""
     if opts.cell_size:
         return {"cell_px": opts.cell_size, "source": "--cell-size"}
     if opts.um_per_px:
@@ -186,8 +184,7 @@ def slide_scale(
     sizes = {}
     for key, paths in samples.items():
         fields = {p: rgb for p, rgb in zip(paths, map(_try_load, paths)) if rgb is not None}
-        if decoded is not None:
-            decoded.update(fields)
+        decoded.update(fields)
         if fields:
             sizes[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
     return {"cell_px_by_field_size": sizes, "source": f"estimated from up to {n_fields} field(s) per field size"}
