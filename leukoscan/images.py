@@ -45,7 +45,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
             with Image.open(path) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise ImageError(f"image too large ({im.width}x{im.height} pixels, limit {MAX_PIXELS:,})")
-                im = ImageOps.exif_transpose(im)
+                if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation other than "as stored"
+                    im = ImageOps.exif_transpose(im)
                 im.load()
                 return to_rgb8(im)
     except ImageError:
@@ -90,7 +91,7 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
         top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
-    arr = np.asarray(im.convert("RGB"))
+    arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
         raise ImageError(f"image too small ({im.width}x{im.height})")
     return np.ascontiguousarray(arr)

@@ -32,7 +32,7 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, obj, indent: int | None = 2) -> Path:
     """``obj`` as JSON (numpy values and paths as plain ones); ``indent=None``: compact, C-encoder fast."""
-    return write_text(path, json.dumps(obj, indent=indent, default=_plain) + "\n")
+    return write_text(path, json.dumps(obj, indent=indent, default=json_default) + "\n")
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -46,7 +46,7 @@ def write_jpeg(path: Path, bgr: np.ndarray, quality: int = 90) -> Path:
     return write_bytes(path, buf.tobytes())
 
 
-def _plain(o):
+def json_default(o):
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

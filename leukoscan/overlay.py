@@ -42,26 +42,41 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
 def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
     """Where each box's label goes (x1, y1, x2, y2): of four places (above the box, below it; left- or
     right-aligned), greedily, largest box first, the first that lies inside the frame and covers no label
-    placed before it and no other cell (else the one that covers least). Linear in the cells, unlike a
-    force-directed layout, so dense fields stay cheap."""
+    placed before it and no other cell (else the one that covers least). One pass, unlike a force-directed
+    layout, so dense fields stay cheap: what each place covers of the other cells is computed at once, and
+    what it covers of the labels is added up as they are placed."""
     n, (w, h) = len(xyxy), frame_wh
-    x1, y1, x2, y2 = np.asarray(xyxy, float).T
-    lw, lh = np.asarray(label_wh, float).T
-    options = np.stack([  # n x 4 places x (x1, y1, x2, y2)
-        np.stack([x1, y1 - lh, x1 + lw, y1], 1), np.stack([x1, y2, x1 + lw, y2 + lh], 1),
-        np.stack([x2 - lw, y1 - lh, x2, y1], 1), np.stack([x2 - lw, y2, x2, y2 + lh], 1)], 1)
+    boxes = np.asarray(xyxy, float).reshape(-1, 4)
+    x1, y1, x2, y2 = boxes.T
+    lw, lh = np.asarray(label_wh, float).reshape(-1, 2).T
+    left, top = np.stack([x1, x1, x2 - lw, x2 - lw], 1), np.stack([y1 - lh, y2, y1 - lh, y2], 1)
+    # n x 4 places (above-left, below-left, above-right, below-right) x (x1, y1, x2, y2)
+    options = np.stack([left, top, left + lw[:, None], top + lh[:, None]], 2)
     outside = (options[..., 0] < 0) | (options[..., 1] < 0) | (options[..., 2] > w) | (options[..., 3] > h)
-    obstacles = np.concatenate([np.asarray(xyxy, float), np.zeros((n, 4))])  # cells, then labels as placed
-    active = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    flat = options.reshape(-1, 4)
+    covers = np.empty((n, 4))  # area of the other cells under each place (a label may touch its own cell)
+    for start in range(0, n, 256):  # in blocks: n x n areas at once would not fit for thousands of cells
+        area = overlap_area(flat[4 * start : 4 * (start + 256)], boxes).reshape(-1, 4, n)
+        rows = np.arange(start, start + len(area))
+        area[np.arange(len(area)), :, rows] = 0
+        covers[rows] = area.sum(axis=2)
+    # what each place covers of each other place (computed at once while that fits in a few MB)
+    pairs = overlap_area(flat, flat).reshape(n, 4, n, 4) if n <= 256 else None
+    penalty, area = 10.0 * outside, np.maximum(lw * lh, 1.0)
+    under_labels = np.zeros((n, 4))  # area of the labels placed so far under each place
+    chosen = np.zeros((n, 4))
     for i in np.argsort(-(x2 - x1) * (y2 - y1), kind="stable"):
-        active[i] = False  # a label may touch its own cell
-        o, b = options[i][:, None, :], obstacles[active][None]
-        iw = np.minimum(o[..., 2], b[..., 2]) - np.maximum(o[..., 0], b[..., 0])
-        ih = np.minimum(o[..., 3], b[..., 3]) - np.maximum(o[..., 1], b[..., 1])
-        covered = (iw.clip(0) * ih.clip(0)).sum(axis=1) / max(lw[i] * lh[i], 1.0)
-        active[i] = True
-        obstacles[n + i], active[n + i] = options[i, int(np.argmin(covered + 10 * outside[i]))], True
-    return obstacles[n:]
+        k = int(np.argmin((covers[i] + under_labels[i]) / area[i] + penalty[i]))
+        chosen[i] = options[i, k]
+        under_labels += pairs[:, :, i, k] if pairs is not None else overlap_area(flat, chosen[i : i + 1]).reshape(n, 4)
+    return chosen
+
+
+def overlap_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of boxes ``a`` (N x 4) and ``b`` (M x 4): N x M."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return iw.clip(0) * ih.clip(0)
 
 
 def legend(scene: np.ndarray, text_scale: float, thickness: int) -> np.ndarray:

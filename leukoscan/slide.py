@@ -1,10 +1,9 @@
 """Screening one slide: each field is loaded, detected, cropped and classified (in batches), its record
-is saved as soon as it is done (so an interrupted run resumes), then the slide's tables, overlays and
+is appended to the slide's journal as soon as it is done (so an interrupted run resumes), then the slide's tables, overlays and
 verdict are written. Bad files become ``status=error`` rows and never stop the slide."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from leukoscan.cells import with_probs
 from leukoscan.config import SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
+from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
 from leukoscan.verdict import image_calls, slide_verdict
@@ -50,43 +50,17 @@ class Options:
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
 
 
-def state_path(out: Path, image: Path) -> Path:
-    key = hashlib.sha1(str(image.resolve()).encode()).hexdigest()[:10]
-    return out / ".state" / f"{image.name}.{key}.json"
-
-
-def fingerprint(image: Path) -> dict:
-    st = image.stat()
-    return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
-
-
-def load_state(out: Path, image: Path) -> dict | None:
-    p = state_path(out, image)
-    try:
-        state = json.loads(p.read_text())
-        return state if state.get("fingerprint") == fingerprint(image) else None
-    except (OSError, ValueError):
-        return None
-
-
-def save_state(out: Path, path: Path, state: dict) -> dict:
-    """Record a finished field (compact JSON: one small file per field, read back on resume)."""
-    state = {"fingerprint": fingerprint(path), **state}
-    outputs.write_json(state_path(out, path), state, indent=None)
-    return state
-
-
 def screen_fields(
-    models, out: Path, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray],
+    models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray],
 ) -> dict[Path, dict]:
-    """Process a batch of fields end to end; saves and returns one state record per field. Fields in
-    ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
+    """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
+    Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
     states, loaded, t0 = {}, [], time.perf_counter()
     for path in images:
         try:
             loaded.append((path, decoded.pop(path) if path in decoded else load_rgb(path)))
         except ImageError as e:
-            states[path] = save_state(out, path, {"status": "error", "error": str(e)})
+            states[path] = journal.record(path, {"status": "error", "error": str(e)})
     if not loaded:
         return states
     t1 = time.perf_counter()
@@ -109,7 +83,7 @@ def screen_fields(
         for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
             outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", to_bgr(crop))
         colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
-        states[path] = save_state(out, path, {
+        states[path] = journal.record(path, {
             "status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
             "seconds": {**seconds, "write": time.perf_counter() - t},
         })
@@ -119,17 +93,17 @@ def screen_fields(
 def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
     """Screen ``slide`` into ``out``; returns its verdict record (also written to verdict.json)."""
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    states = {p: None if opts.force else load_state(out, p) for p in slide.images}
-    todo = [p for p, s in states.items() if s is None]
-    advance(len(slide.images) - len(todo))
-    t_scale = time.perf_counter()
-    decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-    scale = slide_scale(models.detector, slide, opts, decoded) if todo else previous_scale(out)
-    t_fields = time.perf_counter()
-    for i in range(0, len(todo), opts.batch):
-        states.update(screen_fields(models, out, todo[i : i + opts.batch], scale, opts, decoded))
-        advance(len(todo[i : i + opts.batch]))
+    with Journal(out, fresh=opts.force) as journal:
+        states = {p: journal.finished(p) for p in slide.images}
+        todo = [p for p, s in states.items() if s is None]
+        advance(len(slide.images) - len(todo))
+        t_scale = time.perf_counter()
+        decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
+        scale = slide_scale(models.detector, slide, opts, decoded) if todo else previous_scale(out)
+        t_fields = time.perf_counter()
+        for i in range(0, len(todo), opts.batch):
+            states.update(screen_fields(models, out, journal, todo[i : i + opts.batch], scale, opts, decoded))
+            advance(len(todo[i : i + opts.batch]))
     t_aggregate = time.perf_counter()
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)

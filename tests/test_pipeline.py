@@ -136,18 +136,28 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
         cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=20 + i)[0][..., ::-1])
     out = tmp_path / "out"
     assert run(slide, "--out", out).exit_code == 0
-    states = sorted((out / "slide" / ".state").glob("*.json"))
-    assert len(states) == 3
-    first = {p.name: p.stat().st_mtime_ns for p in states}
-    states[0].unlink()  # as if the run had been interrupted before this image finished
+    journal = out / "slide" / ".state" / "fields.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+
+    def overlays():
+        return {p.name: p.stat().st_mtime_ns for p in (out / "slide" / "overlays").glob("*.jpg")}
+
+    first = overlays()
+    # as if the run had been interrupted while recording its last field: that line is cut short
+    journal.write_bytes(b"".join(lines[:2]) + lines[2][:25])
     assert run(slide, "--out", out).exit_code == 0
-    again = {p.name: p.stat().st_mtime_ns for p in (out / "slide" / ".state").glob("*.json")}
+    again = overlays()
     assert set(again) == set(first)
     assert sum(again[n] != first[n] for n in first) == 1  # only the unfinished image was redone
     assert len(pd.read_csv(out / "slide" / "images.csv")) == 3
+    assert len(journal.read_bytes().splitlines()) == 4  # the cut line, then the redone field on a line of its own
+    assert run(slide, "--out", out).exit_code == 0  # nothing left to do
+    assert overlays() == again
     assert run(slide, "--out", out, "--force").exit_code == 0
-    forced = {p.name: p.stat().st_mtime_ns for p in (out / "slide" / ".state").glob("*.json")}
+    forced = overlays()
     assert all(forced[n] != again[n] for n in again)
+    assert len(journal.read_bytes().splitlines()) == 3  # --force starts the journal afresh
 
 
 def test_exit_codes(tmp_path):

@@ -1,0 +1,58 @@
+"""A slide's resume journal: one JSON line per finished field, appended as each field finishes.
+
+A rerun into the same output folder reads it back and skips the fields recorded there whose file is
+unchanged (same resolved path, size and modification time). A line cut short by an interrupted run is
+skipped on reading, and the next run starts its lines on a fresh line, so nothing recorded before is lost.
+One append per field, instead of a file per field, keeps resuming cheap on slides of thousands of fields.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from leukoscan.outputs import json_default
+
+
+def fingerprint(image: Path) -> dict:
+    st = image.stat()
+    return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+
+
+class Journal:
+    def __init__(self, out: Path, fresh: bool = False):
+        """The journal of output folder ``out``; ``fresh`` forgets what it recorded (``--force``)."""
+        self.path = Path(out) / ".state" / "fields.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = b"" if fresh or not self.path.exists() else self.path.read_bytes()
+        self.recorded: dict[str, dict] = {}  # resolved image path -> its latest state
+        for line in text.splitlines():
+            try:
+                state = json.loads(line)
+                self.recorded[state["fingerprint"]["path"]] = state
+            except (ValueError, KeyError, TypeError):
+                continue  # cut short, or not a state
+        self._file = open(self.path, "wb" if fresh else "ab")
+        if text and not text.endswith(b"\n"):
+            self._file.write(b"\n")  # end the line an interrupted run cut short
+
+    def finished(self, image: Path) -> dict | None:
+        """The recorded state of ``image`` if it was finished and has not changed since."""
+        state = self.recorded.get(str(image.resolve()))
+        return state if state and state["fingerprint"] == fingerprint(image) else None
+
+    def record(self, image: Path, state: dict) -> dict:
+        """Append ``image``'s state (its outputs already written) and return it with its fingerprint."""
+        state = {"fingerprint": fingerprint(image), **state}
+        self._file.write(json.dumps(state, default=json_default).encode() + b"\n")
+        self._file.flush()
+        return state
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
