@@ -9,12 +9,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import feature, filters, morphology
+from skimage import feature, filters
 
 from leukoscan.config import SETTINGS, Geometry
 from leukoscan.images import rescale
 
 MAX_SIDE = 1024  # estimate on a downscaled copy: fast and enough resolution
+DISK1 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # skimage.morphology.disk(1)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (uint8 0/1) with every background region that does not reach the border filled, like
+    ``scipy.ndimage.binary_fill_holes`` (4-connected background), by flood-filling from a 1-px frame."""
+    framed = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    cv2.floodFill(framed, None, (0, 0), 2, flags=4)
+    return (framed[1:-1, 1:-1] != 2).astype(np.uint8)
 
 
 def rbc_diameter_px(rgb: np.ndarray) -> float | None:
@@ -26,9 +35,12 @@ def rbc_diameter_px(rgb: np.ndarray) -> float | None:
     gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
     if gray.std() < 2:
         return None
-    mask = gray < filters.threshold_otsu(gray)  # stained objects are darker than the background
-    mask = ndi.binary_fill_holes(morphology.opening(mask, morphology.disk(1)))
-    dist = ndi.distance_transform_edt(mask)
+    mask = (gray < filters.threshold_otsu(gray)).astype(np.uint8)  # stained objects are darker than the background
+    mask = fill_holes(cv2.morphologyEx(mask, cv2.MORPH_OPEN, DISK1, borderType=cv2.BORDER_REPLICATE))
+    if mask.all():  # no background at all: OpenCV's distances are undefined, scipy's run to the far corner
+        dist = ndi.distance_transform_edt(mask)
+    else:  # exact Euclidean like scipy's, in float32: squared distances are whole, so take float64 roots
+        dist = np.sqrt(np.round(cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2))
     peaks = feature.peak_local_max(dist, min_distance=3, threshold_abs=2.5, exclude_border=True)
     if len(peaks) < 3:
         return None

@@ -36,3 +36,14 @@ def test_agreement_counts_one_to_one():
     a = cells([[0, 0, 10, 10], [20, 20, 30, 30]])
     b = cells([[1, 1, 10, 10], [50, 50, 60, 60], [0, 0, 9, 9]])
     assert agreement(a, b) == (1, 2, 3)
+
+
+def test_fill_holes_matches_scipy():
+    from scipy import ndimage as ndi
+
+    from detect.scale import fill_holes
+
+    rng = np.random.default_rng(0)
+    masks = [(rng.random((60, 80)) < density).astype(np.uint8) for density in (0.3, 0.5, 0.7)]
+    for mask in [*masks, np.zeros((9, 9), np.uint8), np.ones((9, 9), np.uint8)]:
+        assert np.array_equal(fill_holes(mask).astype(bool), ndi.binary_fill_holes(mask))
