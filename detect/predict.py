@@ -64,7 +64,8 @@ class Detector:
         finds a cell). The fields are shrunk once to the largest scale any candidate needs.
         Each candidate looks at one detector pass worth of each field (``1.5 x tile`` pixels once scaled)
         around its most violet spot, so the search costs a few small passes instead of tiling every field
-        at every size.
+        at every size; candidates whose windows scale to the same input size (all of them, on large
+        photographs) share one batched pass.
         """
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
@@ -79,14 +80,19 @@ class Detector:
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
         centres = None  # where to look: only needed once a window is smaller than a field (small fields never)
-        best, best_px = (0.0, 0), None
+        windows, sizes = [], []  # every candidate's windows, detected together (one pass per input size)
         for c in sorted(grid):
             cf = c * f  # the candidate cell size in the shrunk fields' pixels
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             if centres is None and any(side < max(rgb.shape[:2]) for rgb in images):
                 centres = [stain_centre(rgb) for rgb in images]
-            windows = images if centres is None else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
-            dets = self.detect(windows, cell_size=cf)
+            windows += images if centres is None else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
+            sizes += [cf] * len(images)
+        found = self.detect(windows, cell_size=sizes)
+        best, best_px = (0.0, 0), None
+        for k, c in enumerate(sorted(grid)):
+            cf = c * f
+            dets = found[k * len(images) : (k + 1) * len(images)]
             conf = np.concatenate([d.confidence for d in dets])
             xyxy = np.concatenate([d.xyxy for d in dets])
             sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
