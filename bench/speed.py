@@ -8,7 +8,8 @@ synthetic smears), 16 640x480 fields (TXL-PBC test fields of one microscope, 575
 warm-up run, then `--repeats` timed runs of the whole slide screening into a fresh folder (median and
 spread), per-stage milliseconds (decode, detect, crop, classify, write per field; scale search and
 aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
-inputs, timed right after each end-to-end run. Overhead = median over repeats of end-to-end / raw; also
+inputs, timed before the first run and after each. Overhead = median over repeats of end-to-end / the
+mean of the raw timings just before and just after that run; also
 without the slide's one-off scale search (which a slide of more fields makes smaller, and `--cell-size`
 nil). Writes bench/results/speed.{json,md} (speed_cuda.* on a GPU).
 """
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--fields-from", type=Path, help="take the 224x224 fields from this folder (sorted, first --fields) "
                     "instead of every 40th Taleqani field; for a machine without ../shared")
+    ap.add_argument("--name", help="results file name (default speed, or speed_cuda on a GPU)")
     ap.add_argument("--backends", nargs="+", default=["pytorch"],
                     help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)")
     args = ap.parse_args()
@@ -134,15 +136,17 @@ def main() -> None:
             v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-warm", opts)  # warm-up
             images = [load_rgb(p) for p in slide.images]
             cell_px = next(iter(v["scale"]["cell_px_by_field_size"].values()))
-            # each repeat times the pipeline and then the raw models, so that a ratio compares two timings
-            # taken seconds apart (this machine's speed drifts by up to +-30 % over minutes)
-            walls, stages, raw = [], [], []
+            # the raw models are timed before the first run and after every run, and each run is compared
+            # with the mean of the raw timings on either side of it: two timings seconds apart, and a
+            # steady drift cancels (this machine's speed drifts by up to +-30 % over minutes)
+            walls, stages, raw = [], [], [raw_model_seconds(models, images, args.batch, cell_px)]
             for r in range(args.repeats):
                 t = time.perf_counter()
                 v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-run{r}", opts)
                 walls.append(time.perf_counter() - t)
                 stages.append(v["seconds"])
                 raw.append(raw_model_seconds(models, images, args.batch, cell_px))
+            around = [(a + b) / 2 for a, b in zip(raw, raw[1:])]  # raw time around each run
             n = len(slide.images)
             med = statistics.median(walls)
             search = [s["scale_search"] for s in stages]
@@ -153,11 +157,11 @@ def main() -> None:
                                        for k in stages[0] if k.endswith("_per_image")},
                 "slide_stage_s": {k: round(statistics.median(s[k] for s in stages), 3) for k in ("scale_search", "aggregate")},
                 "raw_models_s_median": round(statistics.median(raw), 3),
-                # median over repeats of (pipeline / raw models) in the same repeat
-                "overhead_ratio": round(statistics.median(w / r for w, r in zip(walls, raw)), 2),
+                # median over repeats of (pipeline / raw models timed around it)
+                "overhead_ratio": round(statistics.median(w / r for w, r in zip(walls, around)), 2),
                 # the slide's one-off scale search (a few detector passes on 2 fields) left out: the per-field cost
                 "overhead_ratio_without_scale_search": round(
-                    statistics.median((w - s) / r for w, s, r in zip(walls, search, raw)), 2),
+                    statistics.median((w - s) / r for w, s, r in zip(walls, search, around)), 2),
             }
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
@@ -173,7 +177,7 @@ def main() -> None:
                      + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "crop", "classify", "write"))
                      + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x"
                      f" | {s['overhead_ratio_without_scale_search']}x |")
-    save(f"speed{suffix}", res, "\n".join(lines))
+    save(args.name or f"speed{suffix}", res, "\n".join(lines))
 
 
 if __name__ == "__main__":
