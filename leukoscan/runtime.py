@@ -1,9 +1,12 @@
-"""Offline, quiet, all-cores runtime for Ultralytics and torch, applied once before Ultralytics is imported."""
+"""Offline, quiet, all-cores runtime for Ultralytics and torch, set once, before Ultralytics is imported."""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +28,9 @@ def home() -> Path:
 
 
 def setup() -> None:
-    """Set environment, font, settings and thread count. Safe to call more than once."""
+    """Set the environment and font now, and have Ultralytics configured (threads, settings, PIL) the
+    moment it is first imported: importing leukoscan stays cheap (``leukoscan --help`` never loads torch),
+    and nothing imports Ultralytics unconfigured. Safe to call more than once."""
     global _done
     if _done:
         return
@@ -38,10 +43,17 @@ def setup() -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(state / "matplotlib"))
     os.environ.setdefault("OMP_NUM_THREADS", n)  # ultralytics would force 1
     _place_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
+    if "ultralytics" in sys.modules:  # imported before leukoscan: configure it now
+        _configure_ultralytics()
+    else:
+        sys.meta_path.insert(0, _ConfigureOnImport())
+    _done = True
 
+
+def _configure_ultralytics() -> None:
     import ultralytics.utils as uu
 
-    use_threads(int(n))  # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all of them
+    use_threads(os.cpu_count() or 1)  # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all
     uu.SETTINGS.update({"sync": False})
     # Ultralytics patches PIL.Image.open to pip-install a HEIF plugin whenever Pillow cannot identify a
     # file; a non-image in a slide folder must be a plain error, never an install attempt.
@@ -49,7 +61,26 @@ def setup() -> None:
     from PIL import Image
 
     Image.open = patches._image_open
-    _done = True
+
+
+class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when ``ultralytics`` is about to be imported, it lets the usual finders find
+    it and has its loader run ``_configure_ultralytics`` as soon as the package has been executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "ultralytics":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                _configure_ultralytics()
+
+            spec.loader.exec_module = exec_module
+        return spec
 
 
 def use_threads(n: int) -> None:
@@ -65,14 +96,13 @@ def use_threads(n: int) -> None:
 
 def _place_font(config_dir: Path) -> None:
     """Put a bundled font where Ultralytics looks for Arial so plotting never tries to download it."""
-    import matplotlib
+    missing = [config_dir / name for name in ("Arial.ttf", "Arial.Unicode.ttf") if not (config_dir / name).exists()]
+    if missing:
+        import matplotlib
 
-    config_dir.mkdir(parents=True, exist_ok=True)
-    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        dst = config_dir / name
-        if not dst.exists():
-            shutil.copyfile(src, dst)
+        config_dir.mkdir(parents=True, exist_ok=True)
+        for dst in missing:
+            shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", dst)
 
 
 def resolve_device(device: str = "auto") -> str:

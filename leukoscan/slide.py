@@ -16,7 +16,7 @@ from PIL import Image
 from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
 from leukoscan.cells import with_probs
-from leukoscan.config import SETTINGS, VerdictRules
+from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
@@ -35,7 +35,10 @@ class Slide:
         """A folder of fields, or one image file as a slide of one image."""
         path = Path(path)
         if path.is_dir():
-            return cls(path.name or "slide", list_images(path))
+            images = list_images(path)
+            if not images:
+                raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            return cls(path.name or "slide", images)
         if path.is_file():
             return cls(path.stem, [path])
         raise FileNotFoundError(f"no such slide folder or image: {path}")
@@ -108,7 +111,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
-                           "error": [s.get("error", "") for s in states.values()]})
+                           "error": [s.get("error", "") for s in states.values()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": ""})[IMAGE_COLUMNS]

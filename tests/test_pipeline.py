@@ -168,6 +168,11 @@ def test_exit_codes(tmp_path):
     assert result.exit_code == 1 and "no image could be processed" in result.output
     result = run(tmp_path / "missing-folder", "--out", tmp_path / "o2")
     assert result.exit_code == 2 and "no such slide" in result.output
+    no_images = tmp_path / "no-images"
+    no_images.mkdir()
+    (no_images / "notes.txt").write_text("not a field")
+    result = run(no_images, "--out", tmp_path / "o3")  # refused up front, before any slide is screened
+    assert result.exit_code == 2 and "no images in slide folder" in result.output
     result = run(empty, "--out", tmp_path / "o3", "--detector-weights", tmp_path / "none.pt")
     assert result.exit_code == 2 and "weights not found" in result.output
 

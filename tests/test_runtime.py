@@ -47,3 +47,16 @@ def test_train_and_predict_smoke_opens_no_socket(tmp_path, no_network):
     assert len(result) == 1
     assert torch.get_num_threads() == os.cpu_count()  # ultralytics did not drop to cpu_count-1
     assert no_network == []
+
+
+def test_cli_starts_without_loading_torch():
+    """`leukoscan --help` stays fast: importing the CLI sets the runtime up but loads no torch or
+    Ultralytics (they are configured the moment something imports them)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "False"]
