@@ -1,7 +1,7 @@
 """Shared core of leukoscan: runtime set-up, settings, the cell data type, image loading and crop geometry.
 
-Importing this package configures the offline, quiet, all-cores runtime *before* Ultralytics is imported
-anywhere, so every entry point (CLI, tests, scripts) imports ``leukoscan`` first.
+Importing this package sets up the offline, quiet, all-cores runtime (the environment at once, Ultralytics
+the moment anything imports it), so every entry point (CLI, tests, scripts) imports ``leukoscan`` first.
 """
 
 from leukoscan import runtime as _runtime
