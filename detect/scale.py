@@ -40,7 +40,8 @@ def rbc_diameter_px(rgb: np.ndarray) -> float | None:
     if mask.all():  # no background at all: OpenCV's distances are undefined, scipy's run to the far corner
         dist = ndi.distance_transform_edt(mask)
     else:  # exact Euclidean like scipy's, in float32: squared distances are whole, so take float64 roots
-        dist = np.sqrt(np.round(cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2))
+        dist = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = np.sqrt(np.round(dist.astype(np.float64) ** 2))
     peaks = feature.peak_local_max(dist, min_distance=3, threshold_abs=2.5, exclude_border=True)
     if len(peaks) < 3:
         return None

@@ -56,10 +56,10 @@ def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int
     flat = options.reshape(-1, 4)
     covers = np.empty((n, 4))  # area of the other cells under each place (a label may touch its own cell)
     for start in range(0, n, 256):  # in blocks: n x n areas at once would not fit for thousands of cells
-        area = overlap_area(flat[4 * start : 4 * (start + 256)], boxes).reshape(-1, 4, n)
-        rows = np.arange(start, start + len(area))
-        area[np.arange(len(area)), :, rows] = 0
-        covers[rows] = area.sum(axis=2)
+        under = overlap_area(flat[4 * start : 4 * (start + 256)], boxes).reshape(-1, 4, n)
+        rows = np.arange(start, start + len(under))
+        under[np.arange(len(under)), :, rows] = 0  # its own cell
+        covers[rows] = under.sum(axis=2)
     # what each place covers of each other place (computed at once while that fits in a few MB)
     pairs = overlap_area(flat, flat).reshape(n, 4, n, 4) if n <= 256 else None
     penalty, area = 10.0 * outside, np.maximum(lw * lh, 1.0)
@@ -68,7 +68,10 @@ def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int
     for i in np.argsort(-(x2 - x1) * (y2 - y1), kind="stable"):
         k = int(np.argmin((covers[i] + under_labels[i]) / area[i] + penalty[i]))
         chosen[i] = options[i, k]
-        under_labels += pairs[:, :, i, k] if pairs is not None else overlap_area(flat, chosen[i : i + 1]).reshape(n, 4)
+        if pairs is not None:
+            under_labels += pairs[:, :, i, k]
+        else:
+            under_labels += overlap_area(flat, chosen[i : i + 1]).reshape(n, 4)
     return chosen
 
 

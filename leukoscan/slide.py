@@ -1,6 +1,7 @@
 """Screening one slide: each field is loaded, detected, cropped and classified (in batches), its record
-is appended to the slide's journal as soon as it is done (so an interrupted run resumes), then the slide's tables, overlays and
-verdict are written. Bad files become ``status=error`` rows and never stop the slide."""
+is appended to the slide's journal as soon as it is done (so an interrupted run resumes), then the
+slide's tables, overlays and verdict are written. Bad files become ``status=error`` rows and never stop
+the slide."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class Options:
 
 
 def screen_fields(
-    models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options, decoded: dict[Path, np.ndarray],
+    models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options,
+    decoded: dict[Path, np.ndarray],
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
