@@ -23,10 +23,9 @@ import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
-from datasets.build import read_yolo  # noqa: E402
-from datasets.segment import agreement  # noqa: E402
 from datasets.splits import manifest_hash  # noqa: E402
 from detect.predict import Detector  # noqa: E402
+from detect.score import score_fields  # noqa: E402
 from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.images import list_images, load_rgb  # noqa: E402
 from leukoscan.runtime import train_device  # noqa: E402
@@ -44,26 +43,18 @@ def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
 def pipeline_level(detector: Detector, data: Path, split: str) -> dict:
     out = {}
     for source, prefix in (("taleqani", "tq_"), ("txl-pbc", "txl_")):
-        tp = n_pred = n_true = 0
-        preds, targets = [], []
         files = sorted((data / "images" / split).glob(f"{prefix}*.jpg"))
         # as `leukoscan run` does for a slide: the cell size is estimated once from the first two fields;
         # TXL mosaics are already at Taleqani scale (27 px), given instead of estimated
         cell_px = 27.0 if prefix == "txl_" else detector.estimate_cell_px([load_rgb(f) for f in files[:2]])
         out[f"{source}_cell_px"] = round(cell_px, 2)
-        for img in files:
-            rgb = load_rgb(img)
-            det = detector(rgb, cell_size=cell_px)
-            truth = read_yolo(data / "labels" / split / f"{img.stem}.txt", rgb.shape[1], rgb.shape[0])
-            t, p, g = agreement(det, truth, 0.5)
-            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
+        labels = [data / "labels" / split / f"{img.stem}.txt" for img in files]
+        score = score_fields(detector, files, labels, cell_px, batch=1)  # one field at a time, as measured before
+        for det in (*score.detections, *score.truths):
             det.class_id = np.zeros(len(det), int)
-            truth.class_id = np.zeros(len(truth), int)
-            preds.append(det)
-            targets.append(truth)
-        mean_ap = sv.metrics.MeanAveragePrecision().update(preds, targets).compute()
-        out[source] = {"images": len(preds), "cells": n_true, "precision": round(tp / max(n_pred, 1), 4),
-                       "recall": round(tp / max(n_true, 1), 4), "mAP50": round(float(mean_ap.map50), 4)}
+        mean_ap = sv.metrics.MeanAveragePrecision().update(score.detections, score.truths).compute()
+        out[source] = {"images": len(score.detections), "cells": score.n_true, "precision": round(score.precision, 4),
+                       "recall": round(score.recall, 4), "mAP50": round(float(mean_ap.map50), 4)}
     return out
 
 

@@ -67,23 +67,17 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
     fields are at the training scale (the regression set, label-set tiles)."""
     from ultralytics.data.utils import check_det_dataset, img2label_paths
 
-    from datasets.build import read_yolo
-    from datasets.segment import TALEQANI_CELL_PX, agreement
+    from datasets.segment import TALEQANI_CELL_PX
     from detect.predict import Detector
-    from leukoscan.images import list_images, load_rgb
+    from detect.score import score_fields
+    from leukoscan.images import list_images
 
     source = Path(check_det_dataset(str(data))[split])
     images = [Path(p) for p in source.read_text().splitlines() if p.strip()] if source.is_file() else list_images(source)
     detector = Detector(weights, device)
-    tp = n_pred = n_true = 0
-    labels = img2label_paths([str(i) for i in images])
-    for start in range(0, len(images), 32):  # batched, as the pipeline runs it
-        fields = [load_rgb(i) for i in images[start : start + 32]]
-        for rgb, det, label in zip(fields, detector.detect(fields, TALEQANI_CELL_PX), labels[start : start + 32]):
-            t, p, g = agreement(det, read_yolo(Path(label), rgb.shape[1], rgb.shape[0]), 0.5)
-            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
-    return {"operating_conf": detector.conf, "recall_at_conf": round(tp / max(n_true, 1), 4),
-            "precision_at_conf": round(tp / max(n_pred, 1), 4)}
+    score = score_fields(detector, images, [Path(p) for p in img2label_paths([str(i) for i in images])], TALEQANI_CELL_PX)
+    return {"operating_conf": detector.conf, "recall_at_conf": round(score.recall, 4),
+            "precision_at_conf": round(score.precision, 4)}
 
 
 def registry_path(current: Path) -> Path:

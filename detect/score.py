@@ -1,0 +1,44 @@
+"""How well the detector, run as the pipeline runs it, agrees with YOLO labels (matches at IoU 0.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import supervision as sv
+
+from datasets.build import read_yolo
+from datasets.segment import agreement
+from leukoscan.images import load_rgb
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    n_pred: int = 0
+    n_true: int = 0
+    detections: list[sv.Detections] = field(default_factory=list)
+    truths: list[sv.Detections] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        return self.tp / max(self.n_true, 1)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / max(self.n_pred, 1)
+
+
+def score_fields(detector, images: list[Path], labels: list[Path], cell_px: float, batch: int = 32) -> Score:
+    """Detect ``images`` (``batch`` fields per pass, at white-cell size ``cell_px``) and match each one's
+    cells against its YOLO ``labels`` file at IoU 0.5."""
+    score = Score()
+    for start in range(0, len(images), batch):
+        fields = [load_rgb(p) for p in images[start : start + batch]]
+        for rgb, det, label in zip(fields, detector.detect(fields, cell_px), labels[start : start + batch]):
+            truth = read_yolo(Path(label), rgb.shape[1], rgb.shape[0])
+            tp, n_pred, n_true = agreement(det, truth, 0.5)
+            score.tp, score.n_pred, score.n_true = score.tp + tp, score.n_pred + n_pred, score.n_true + n_true
+            score.detections.append(det)
+            score.truths.append(truth)
+    return score
