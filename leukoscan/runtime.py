@@ -64,22 +64,28 @@ def _configure_ultralytics() -> None:
 
 
 class _ConfigureOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when ``ultralytics`` is about to be imported, it lets the usual finders find
-    it and has its loader run ``_configure_ultralytics`` as soon as the package has been executed."""
+    """Finds nothing itself: it asks the other finders for ``ultralytics`` and has the loader they return
+    run ``_configure_ultralytics`` as soon as the package has been executed (then it steps aside). A mere
+    ``importlib.util.find_spec`` without an import leaves it in place for the real import."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "ultralytics":
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            execute = spec.loader.exec_module
+        for finder in sys.meta_path:
+            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(name, path, target)
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
 
-            def exec_module(module):
-                execute(module)
-                _configure_ultralytics()
+        def exec_module(module):
+            execute(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            _configure_ultralytics()
 
-            spec.loader.exec_module = exec_module
+        spec.loader.exec_module = exec_module
         return spec
 
 

@@ -49,14 +49,17 @@ def test_train_and_predict_smoke_opens_no_socket(tmp_path, no_network):
     assert no_network == []
 
 
-def test_cli_starts_without_loading_torch():
+def test_cli_starts_without_loading_torch(tmp_path):
     """`leukoscan --help` stays fast: importing the CLI sets the runtime up but loads no torch or
     Ultralytics (they are configured the moment something imports them)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    code = "import sys, pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
+    code = ("import importlib.util, os, sys, pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules); "
+            "importlib.util.find_spec('ultralytics'); "  # a look without an import must not spend the set-up
+            "import torch, ultralytics.utils as uu; print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count())")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path)}  # fresh Ultralytics settings: sync on until set up
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
-    assert out.stdout.split() == ["False", "False"]
+                         cwd=Path(__file__).resolve().parent.parent, env=env)
+    assert out.stdout.split()[-4:] == ["False", "False", "False", "True"]
