@@ -9,9 +9,9 @@ warm-up run, then `--repeats` timed runs of the whole slide screening into a fre
 spread), per-stage milliseconds (decode, detect, crop, classify, write per field; scale search and
 aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
 inputs, timed before the first run and after each. Overhead = median over repeats of end-to-end / the
-mean of the raw timings just before and just after that run; also
-without the slide's one-off scale search (which a slide of more fields makes smaller, and `--cell-size`
-nil). Writes bench/results/speed.{json,md} (speed_cuda.* on a GPU).
+mean of the raw timings just before and just after that run; also without the slide's one-off scale
+search (which a slide of more fields makes smaller, and `--cell-size` nil). Writes
+bench/results/speed.{json,md} (speed_cuda.* on a GPU; --name for another name).
 """
 
 from __future__ import annotations

@@ -80,9 +80,9 @@ class Detector:
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
         centres = None  # where to look: only needed once a window is smaller than a field (small fields never)
+        candidates = [c * f for c in sorted(grid)]  # the candidate cell sizes in the shrunk fields' pixels
         windows, sizes = [], []  # every candidate's windows, detected together (one pass per input size)
-        for c in sorted(grid):
-            cf = c * f  # the candidate cell size in the shrunk fields' pixels
+        for cf in candidates:
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             if centres is None and any(side < max(rgb.shape[:2]) for rgb in images):
                 centres = [stain_centre(rgb) for rgb in images]
@@ -90,8 +90,7 @@ class Detector:
             sizes += [cf] * len(images)
         found = self.detect(windows, cell_size=sizes)
         best, best_px = (0.0, 0), None
-        for k, c in enumerate(sorted(grid)):
-            cf = c * f
+        for k, cf in enumerate(candidates):
             dets = found[k * len(images) : (k + 1) * len(images)]
             conf = np.concatenate([d.confidence for d in dets])
             xyxy = np.concatenate([d.xyxy for d in dets])

@@ -15,7 +15,12 @@ from leukoscan.outputs import json_default
 
 
 def fingerprint(image: Path) -> dict:
-    st = image.stat()
+    """What identifies a field's file: its resolved path, size and modification time (None for a file
+    that has gone: it is recorded as an error and never matches on resume)."""
+    try:
+        st = image.stat()
+    except OSError:
+        return {"path": str(image.resolve()), "size": None, "mtime": None}
     return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
 
 
@@ -38,8 +43,9 @@ class Journal:
 
     def finished(self, image: Path) -> dict | None:
         """The recorded state of ``image`` if it was finished and has not changed since."""
-        state = self.recorded.get(str(image.resolve()))
-        return state if state and state["fingerprint"] == fingerprint(image) else None
+        now = fingerprint(image)
+        state = self.recorded.get(now["path"])
+        return state if state and now["size"] is not None and state["fingerprint"] == now else None
 
     def record(self, image: Path, state: dict) -> dict:
         """Append ``image``'s state (its outputs already written) and return it with its fingerprint."""

@@ -216,3 +216,15 @@ def test_parallel_workers_match_serial(tmp_path):
         pd.testing.assert_frame_equal(a, b, atol=1e-3)
     s, p = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("serial", "parallel"))
     pd.testing.assert_frame_equal(s, p)
+
+
+def test_journal_records_a_field_whose_file_has_gone(tmp_path):
+    """A field deleted while its slide is screened is recorded as an error, and never counts as finished."""
+    from leukoscan.journal import Journal
+
+    gone = tmp_path / "gone.jpg"
+    with Journal(tmp_path / "out") as journal:
+        state = journal.record(gone, {"status": "error", "error": "file not found"})
+    assert state["fingerprint"]["size"] is None
+    with Journal(tmp_path / "out") as journal:
+        assert journal.finished(gone) is None
