@@ -22,19 +22,26 @@ def crop_cells(
     size: int = SETTINGS.geometry.crop_px,
     margin: float = SETTINGS.geometry.crop_margin,
 ) -> np.ndarray:
-    """N x size x size x 3 crops; parts outside the image are filled with the field's median colour."""
+    """N x size x size x 3 crops; parts outside the image are filled with the field's median colour.
+    Each crop is padded on its own, so a box at a photograph's edge never copies the whole field."""
     if not len(xyxy):
         return np.empty((0, size, size, 3), dtype=np.uint8)
     h, w = image.shape[:2]
-    fill = np.median(image[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
     squares = np.round(square_boxes(xyxy, margin)).astype(int)
     sides = np.maximum(squares[:, 2] - squares[:, 0], 1)
-    # pad the field once (with its median colour) so that every square is a plain slice of it
-    pad = int(max(0, -squares[:, :2].min(), (squares[:, 0] + sides - w).max(), (squares[:, 1] + sides - h).max()))
-    if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill.tolist())
+    fill = None
     out = np.empty((len(squares), size, size, 3), dtype=np.uint8)
-    for i, ((x0, y0), side) in enumerate(zip(squares[:, :2] + pad, sides)):
+    for i, ((x0, y0), side) in enumerate(zip(squares[:, :2], sides)):
+        x1, y1 = x0 + side, y0 + side
+        crop = image[max(y0, 0) : max(min(y1, h), 0), max(x0, 0) : max(min(x1, w), 0)]
+        if crop.shape[:2] != (side, side):  # partly (or wholly) outside the field
+            if fill is None:
+                fill = np.median(image[:: max(1, h // 64), :: max(1, w // 64)].reshape(-1, 3), axis=0).astype(np.uint8)
+            if crop.size:
+                pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
+                crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_CONSTANT, value=fill.tolist())
+            else:
+                crop = np.full((side, side, 3), fill, dtype=np.uint8)
         interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        out[i] = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=interp)
+        out[i] = cv2.resize(crop, (size, size), interpolation=interp)
     return out

@@ -1,4 +1,4 @@
-"""Atomic output files (temp file + rename): an interrupted run never leaves a half-written file."""
+"""Output files, atomic by default (temp file + rename): an interrupted run never leaves a half-written file."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import numpy as np
 import pandas as pd
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
+def write_bytes(path: Path, data: bytes, atomic: bool = True) -> Path:
+    """``data`` to ``path`` through a temporary file and a rename; ``atomic=False``: straight to ``path``
+    (for files whose completion something else records, such as a field's outputs in the journal)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not atomic:
+        path.write_bytes(data)
+        return path
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -41,11 +46,11 @@ def write_csv(path: Path, df: pd.DataFrame) -> Path:
     return write_text(path, df.round(4).to_csv(index=False))
 
 
-def write_jpeg(path: Path, bgr: np.ndarray, quality: int = 90) -> Path:
+def write_jpeg(path: Path, bgr: np.ndarray, quality: int = 90, atomic: bool = True) -> Path:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise OSError(f"could not encode {path.name}")
-    return write_bytes(path, buf.tobytes())
+    return write_bytes(path, buf.tobytes(), atomic)
 
 
 def json_default(o):

@@ -6,8 +6,11 @@ the slide."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -60,39 +63,53 @@ def screen_fields(
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
-    states, loaded, t0 = {}, [], time.perf_counter()
-    for path in images:
-        try:
-            loaded.append((path, decoded.pop(path) if path in decoded else load_rgb(path)))
-        except ImageError as e:
-            states[path] = journal.record(path, {"status": "error", "error": str(e)})
+    pool, states, loaded, t0 = field_pool(), {}, [], time.perf_counter()
+    # decoded here, not in the pool: load_rgb's warnings filter is process-wide state
+    for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
+        if isinstance(rgb, ImageError):
+            states[path] = journal.record(path, {"status": "error", "error": str(rgb)})
+        else:
+            loaded.append((path, rgb))
     if not loaded:
         return states
     t1 = time.perf_counter()
     fields = [rgb for _, rgb in loaded]
     dets = models.detector.detect(fields, [field_cell_px(scale, models.detector, rgb) for rgb in fields])
     t2 = time.perf_counter()
-    crops = [models.classifier.crops(rgb, det) for (_, rgb), det in zip(loaded, dets)]
+    crops = list(pool.map(models.classifier.crops, fields, dets))
     t3 = time.perf_counter()
     probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
     t4 = time.perf_counter()
     n = len(loaded)
     seconds = {"decode": (t1 - t0) / n, "detect": (t2 - t1) / n, "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
-    start = 0
-    for (path, rgb), det, c in zip(loaded, dets, crops):
-        t = time.perf_counter()
-        det = with_probs(det, probs[start : start + len(det)])
-        start += len(det)
-        outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det))
-        uncertain = np.nonzero(det.data["probs"].max(axis=1) < opts.rules.uncertain_p)[0] if len(det) else []
-        for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
-            outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", to_bgr(crop))
-        colour = np.median(crop_colour(c), axis=0).tolist() if len(c) else None
-        states[path] = journal.record(path, {
-            "status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
-            "seconds": {**seconds, "write": time.perf_counter() - t},
-        })
+    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
+    # the fields' outputs on every core, then recorded
+    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], fields, dets, crops, [opts.rules] * n))
+    seconds["write"] = (time.perf_counter() - t4) / n
+    for (path, _), state in zip(loaded, done):
+        states[path] = journal.record(path, {**state, "seconds": seconds})
     return states
+
+
+def write_field(out: Path, path: Path, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules) -> dict:
+    """Write a classified field's overlay and uncertain-cell crops; its state for the journal.
+
+    The files are written in place, not atomically: the journal line written after them is what marks
+    the field done, so a field cut short is screened again (and its files rewritten) on resume."""
+    outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det), atomic=False)
+    uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
+    for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
+        outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)
+    colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
+    return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det)}
+
+
+@cache
+def field_pool() -> ThreadPoolExecutor:
+    """Threads for the per-field work around the models (cropping, drawing, encoding and writing
+    release the GIL for much of their time): one per core this process may use (a ``--workers``
+    process is pinned to its share), kept for the process's life (a new thread's first OpenCV calls are slow)."""
+    return ThreadPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
@@ -162,7 +179,7 @@ def slide_scale(detector, slide: Slide, opts: Options, decoded: dict[Path, np.nd
             group.append(path)
     sizes = {}
     for key, paths in samples.items():
-        fields = {p: rgb for p, rgb in zip(paths, map(_try_load, paths)) if rgb is not None}
+        fields = {p: rgb for p, rgb in zip(paths, map(_load_or_error, paths)) if not isinstance(rgb, ImageError)}
         decoded.update(fields)
         if fields:
             sizes[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
@@ -178,11 +195,12 @@ def field_cell_px(scale: dict, detector, rgb: np.ndarray) -> float:
     return known[shape_key(rgb)]
 
 
-def _try_load(path: Path) -> np.ndarray | None:
+def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | ImageError:
+    """The field (``known`` if already decoded), or the ImageError that says why it cannot be read."""
     try:
-        return load_rgb(path)
-    except ImageError:
-        return None
+        return load_rgb(path) if known is None else known
+    except ImageError as e:
+        return e
 
 
 def previous_scale(out: Path) -> dict:

@@ -25,3 +25,16 @@ def test_tiny_and_empty_boxes():
     assert crop_cells(img, np.array([[10, 10, 10, 10]]), size=16).shape == (1, 16, 16, 3)
     assert crop_cells(img, np.zeros((0, 4)), size=16).shape == (0, 16, 16, 3)
     assert crop_cells(img, np.array([[-30, -30, -20, -20]]), size=16).shape == (1, 16, 16, 3)
+
+
+def test_a_box_at_the_edge_pads_its_crop_not_the_field():
+    import tracemalloc
+
+    img = np.full((3000, 4000, 3), 200, np.uint8)  # a 36 MB photograph
+    img[2900:, 3900:] = (120, 60, 170)
+    tracemalloc.start()
+    crops = crop_cells(img, np.array([[3900, 2900, 4000, 3000]]), size=64, margin=0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000  # the old whole-field padding copied ~37 MB here
+    assert (crops[0, 32, 32] == (120, 60, 170)).all() and (crops[0, 0, 0] == 200).all()
