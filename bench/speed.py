@@ -10,8 +10,10 @@ spread), per-stage milliseconds (decode, detect, crop, classify, write per field
 aggregation per slide), peak RSS, and the raw Ultralytics `model.predict` time of both models on the same
 inputs, timed before the first run and after each. Overhead = median over repeats of end-to-end / the
 mean of the raw timings just before and just after that run; also without the slide's one-off scale
-search (which a slide of more fields makes smaller, and `--cell-size` nil). Writes
-bench/results/speed.{json,md} (speed_cuda.* on a GPU; --name for another name).
+search (which a slide of more fields makes smaller, and `--cell-size` nil). Then, per backend, the
+224x224 set screened by `leukoscan run` in a fresh process (imports, model loading and first passes
+included: what one slide costs from the command line). Writes bench/results/speed.{json,md}
+(speed_cuda.* on a GPU; --name for another name).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -163,6 +166,15 @@ def main() -> None:
                 "overhead_ratio_without_scale_search": round(
                     statistics.median((w - s) / r for w, s, r in zip(walls, search, around)), 2),
             }
+        # one slide from the command line, in a fresh process: start-up included
+        for backend in args.backends:
+            cmd = [sys.executable, str(REPO_ROOT / "pipeline.py"), "run", str(sets["224x224 fields"]),
+                   "--out", str(Path(tmp) / f"cold-{backend}"), "--backend", backend, "--device", args.device]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            wall = time.perf_counter() - t
+            warm = res["sets"][f"224x224 fields [{backend}]"]["wall_s_median"]
+            res.setdefault("fresh_process", {})[backend] = {"wall_s": round(wall, 2), "warm_wall_s": warm}
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
     lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
@@ -177,6 +189,11 @@ def main() -> None:
                      + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "crop", "classify", "write"))
                      + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x"
                      f" | {s['overhead_ratio_without_scale_search']}x |")
+    if res.get("fresh_process"):
+        lines += ["", f"`leukoscan run` on the {args.fields} 224x224 fields in a fresh process (one slide from the command line):", "",
+                  "| backend | wall s | the same slide in a warm process s | start-up and first passes s |", "|---|---|---|---|"]
+        lines += [f"| {b} | {f['wall_s']} | {f['warm_wall_s']} | {f['wall_s'] - f['warm_wall_s']:.1f} |"
+                  for b, f in res["fresh_process"].items()]
     save(args.name or f"speed{suffix}", res, "\n".join(lines))
 
 
