@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
-from leukoscan.images import load_rgb, rescale, to_bgr  # noqa: E402
+from leukoscan.images import load_rgb  # noqa: E402
 from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
 from pipeline import Models  # noqa: E402
 
@@ -93,10 +93,7 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
     """Ultralytics predict alone, on the inputs the pipeline gives the models (fields scaled to the
     slide's cell size, crops)."""
     det, clf = models.detector, models.classifier
-    scaled = []
-    for rgb in images:
-        s = det.scale_for(rgb, cell_px)
-        scaled.append(to_bgr(rescale(rgb, s)))  # as Detector.detect scales them
+    scaled = [bgr for _, bgr in det.model_inputs(images, cell_px)]
     dets = det.detect(images, cell_px)
     crops = np.concatenate([clf.crops(rgb, d) for rgb, d in zip(images, dets)])
     t = time.perf_counter()

@@ -117,12 +117,7 @@ class Detector:
             return []
         if not cell_size and not um_per_px:
             cell_size = self.estimate_cell_px(images[:2])
-        sizes = cell_size if isinstance(cell_size, (list, tuple)) else [cell_size] * len(images)
-        scaled = []
-        for rgb, size in zip(images, sizes):
-            s = self.scale_for(rgb, size, um_per_px)
-            # resize first: the channel flip then copies the smaller image
-            scaled.append((s, to_bgr(rescale(rgb, s))))
+        scaled = self.model_inputs(images, cell_size, um_per_px)
         out: list[sv.Detections | None] = [None] * len(images)
         small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.tile]
         # one batched pass per input size for the small fields
@@ -137,6 +132,19 @@ class Detector:
             h, w = images[i].shape[:2]
             out[i].xyxy = (out[i].xyxy / s).clip(0, [w, h, w, h]).astype(np.float32)
         return out
+
+    def model_inputs(
+        self, images: list[np.ndarray], cell_size: float | list[float] | None, um_per_px: float | None = None
+    ) -> list[tuple[float, np.ndarray]]:
+        """(scale, BGR field resized so its cells are ``train_cell_px`` wide) for each RGB field: what the
+        model is given (whole, or tiled when large)."""
+        sizes = cell_size if isinstance(cell_size, (list, tuple)) else [cell_size] * len(images)
+        scaled = []
+        for rgb, size in zip(images, sizes):
+            s = self.scale_for(rgb, size, um_per_px)
+            # resize first: the channel flip then copies the smaller image
+            scaled.append((s, to_bgr(rescale(rgb, s))))
+        return scaled
 
     def tiled(self, bgr: np.ndarray) -> sv.Detections:
         slicer = sv.InferenceSlicer(
