@@ -15,7 +15,7 @@ import yaml
 from leukoscan.cells import CLASSES
 from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
-from leukoscan.images import load_rgb
+from leukoscan.images import load_rgb, to_bgr
 from leukoscan.progress import track
 from datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
 from datasets.splits import build_manifest, manifest_hash
@@ -115,7 +115,7 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
         for n, group in enumerate(track(groups, f"detection: TXL-PBC {split} (scale-normalised mosaics)")):
             canvas, boxes = txl_mosaic(txl, split, group)
             stem = f"txl_{split}_{n:04d}"
-            cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), canvas[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), to_bgr(canvas), [cv2.IMWRITE_JPEG_QUALITY, 95])
             (out / "labels" / split / f"{stem}.txt").write_text(yolo_lines(boxes, canvas.shape[1], canvas.shape[0]))
             c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0, "source_images": 0})
             c["images"] += 1
@@ -152,7 +152,7 @@ def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame,
     for row in track(list(used.itertuples()), "classification crops"):
         rgb, boxes, _ = taleqani_cells(tq, row)
         for i, crop in enumerate(crop_cells(rgb, boxes.xyxy, size=size, margin=margin)):
-            cv2.imwrite(str(out / row.split / row.class_key / f"{Path(row.file).stem}_{i:02d}.png"), crop[..., ::-1])
+            cv2.imwrite(str(out / row.split / row.class_key / f"{Path(row.file).stem}_{i:02d}.png"), to_bgr(crop))
         c = counts.setdefault(row.split, {k: 0 for k in CLASSES})
         c[row.class_key] += len(boxes)
     summary = {"counts": counts, "geometry": {"crop_margin": margin, "crop_px": size}}

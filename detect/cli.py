@@ -83,7 +83,7 @@ def predict(
 
     from detect.predict import Detector
     from leukoscan import outputs
-    from leukoscan.images import ImageError, expand_images, load_rgb
+    from leukoscan.images import ImageError, expand_images, load_rgb, to_bgr
     from leukoscan.progress import track
 
     files = expand_images(images)
@@ -99,7 +99,7 @@ def predict(
         rows += [{"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
                  for b, c in zip(det.xyxy.round(1), det.confidence.round(4))]
         scene = sv.BoxAnnotator(color=sv.Color.from_hex("#D55E00"), thickness=max(1, max(rgb.shape[:2]) // 500),
-                                color_lookup=sv.ColorLookup.INDEX).annotate(rgb[..., ::-1].copy(), det)
+                                color_lookup=sv.ColorLookup.INDEX).annotate(to_bgr(rgb), det)
         outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
         console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
     outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))

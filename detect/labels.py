@@ -17,6 +17,7 @@ import supervision as sv
 
 from datasets.build import DETECT_NAMES, read_yolo, yolo_lines
 from leukoscan.cells import cells
+from leukoscan.images import to_bgr
 
 COCO_CATEGORY = {"id": 1, "name": "white_cell", "supercategory": "cell"}
 CLASS_NAMES = {"white_cell", "wbc", "white blood cell", "leukocyte", "0"}
@@ -72,7 +73,7 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
                 home = (centre >= 0).all(axis=1) & (centre < side).all(axis=1)  # every cell kept at least once
                 keep = home | (inside >= min_visible * np.maximum(area, 1e-6))
                 tile = out / "images" / f"{photo.stem}__r{r}c{c}.png"
-                cv2.imwrite(str(tile), canvas[..., ::-1])
+                cv2.imwrite(str(tile), to_bgr(canvas))
                 (out / "labels" / f"{tile.stem}.txt").write_text(yolo_lines(cells(clipped[keep]), side, side))
                 listed.append(tile.resolve())
         (out / f"{split}.txt").write_text("".join(f"{t}\n" for t in listed))

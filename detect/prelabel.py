@@ -15,7 +15,7 @@ from detect.labels import to_coco, write_split
 from detect.scale import white_cell_px
 from leukoscan import outputs
 from leukoscan.cells import cells
-from leukoscan.images import ImageError, list_images, load_rgb, rescale
+from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr
 
 
 def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) -> sv.Detections:
@@ -51,10 +51,10 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
         det = detector(small, cell_size=TALEQANI_CELL_PX)
         boxes = merge(det, colour_boxes(small, TALEQANI_CELL_PX))
         name = f"{path.stem}.png"
-        cv2.imwrite(str(labset / "images" / name), small[..., ::-1])
+        cv2.imwrite(str(labset / "images" / name), to_bgr(small))
         (labset / "labels" / f"{path.stem}.txt").write_text(yolo_lines(boxes, small.shape[1], small.shape[0]))
         scene = sv.BoxAnnotator(color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=1).annotate(
-            small[..., ::-1].copy(), _by_source(boxes))
+            to_bgr(small), _by_source(boxes))
         outputs.write_jpeg(labset / "overlays" / f"{path.stem}.jpg", scene)
         counts["images"] += 1
         counts["detector_boxes"] += int((boxes.data["source"] == "detector").sum())
