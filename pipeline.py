@@ -88,6 +88,9 @@ def run(
             verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, device, backend), bar)
         else:
             verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
+    if not verdicts:
+        console.print("[red]error:[/] no slide's outputs could be written")
+        raise typer.Exit(1)
     outputs.write_csv(out / "summary.csv", pd.DataFrame([v for _, v in verdicts])[SUMMARY_COLUMNS])
     write_report(out, verdicts)
     show_summary(verdicts, out)
@@ -179,7 +182,10 @@ def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
             bar.advance(task, n)
             bar.advance(overall, n)
 
-        verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+        try:
+            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+        except OSError as e:
+            unwritable(name, out, e)
     return verdicts
 
 
@@ -197,9 +203,20 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
         results = []
         for name, slide, future in zip(names, slides, futures):
-            results.append((name, future.result()))
+            try:
+                results.append((name, future.result()))
+            except OSError as e:
+                unwritable(name, out, e)
             bar.advance(overall, len(slide.images))
     return results
+
+
+def unwritable(name: str, out: Path, e: OSError) -> None:
+    """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
+    way); the other slides go on."""
+    where = f": {e.filename}" if e.filename else ""
+    console.print(f"[red]error:[/] slide {escape(name)}: could not write its outputs under {escape(str(out / name))} "
+                  f"({escape(e.strerror or type(e).__name__)}{escape(where)})", soft_wrap=True)
 
 
 def unique_names(slides) -> list[str]:

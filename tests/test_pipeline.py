@@ -228,3 +228,24 @@ def test_journal_records_a_field_whose_file_has_gone(tmp_path):
     assert state["fingerprint"]["size"] is None
     with Journal(tmp_path / "out") as journal:
         assert journal.finished(gone) is None
+
+
+def test_a_slide_whose_outputs_cannot_be_written_gets_one_line_and_the_others_go_on(tmp_path):
+    slides = []
+    for k in range(2):
+        folder = tmp_path / f"slide{k}"
+        folder.mkdir()
+        cv2.imwrite(str(folder / "f0.png"), smear(seed=80 + k)[0][..., ::-1])
+        slides.append(folder)
+    out = tmp_path / "out"
+    (out / "slide0").mkdir(parents=True)
+    (out / "slide0" / "overlays").write_text("a file where the overlay folder goes")
+    result = run(*slides, "--out", out)
+    assert result.exit_code == 0, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "slide slide0: could not write its outputs" in errors[0] and "Traceback" not in result.output
+    assert list(pd.read_csv(out / "summary.csv").slide) == ["slide1"]
+    assert (out / "slide1" / "verdict.json").exists() and (out / "report.html").exists()
+    # nothing could be written: one line each and exit 1
+    result = run(slides[0], "--out", out)
+    assert result.exit_code == 1 and "no slide's outputs could be written" in result.output
