@@ -83,11 +83,16 @@ def run(
         raise typer.Exit(2)
     opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, force=force)
     names = unique_names(inputs)
-    with progress() as bar:  # one bar per slide and one overall
-        if workers > 1:
-            verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, device, backend), bar)
-        else:
-            verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
+    try:
+        with progress() as bar:  # one bar per slide and one overall
+            if workers > 1:
+                verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, device, backend), bar)
+            else:
+                verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
+                      "run the same command again to resume (--force starts afresh)", soft_wrap=True)
+        raise typer.Exit(130) from None
     if not verdicts:
         console.print("[red]error:[/] no slide's outputs could be written")
         raise typer.Exit(1)

@@ -249,3 +249,15 @@ def test_a_slide_whose_outputs_cannot_be_written_gets_one_line_and_the_others_go
     # nothing could be written: one line each and exit 1
     result = run(slides[0], "--out", out)
     assert result.exit_code == 1 and "no slide's outputs could be written" in result.output
+
+
+def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
+    import leukoscan.slide
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leukoscan.slide, "screen_slide", interrupted)
+    result = run(DEMO_SLIDE, "--out", tmp_path)
+    assert result.exit_code == 130
+    assert "interrupted:" in result.output and "run the same command again to resume" in result.output
