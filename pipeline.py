@@ -148,13 +148,16 @@ def export(
 
 
 _worker_models: Models | None = None
+_fields_done = None  # fields finished by all workers together (a shared counter the parent's progress bar reads)
 
 
-def _init_worker(model_args: tuple, threads: int, counter) -> None:
+def _init_worker(model_args: tuple, threads: int, counter, fields_done) -> None:
     """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
     too) and as many torch threads, so workers never fight over a core."""
-    global _worker_models
+    global _worker_models, _fields_done
     import os
+
+    _fields_done = fields_done
 
     from leukoscan.runtime import use_threads
 
@@ -172,7 +175,12 @@ def _init_worker(model_args: tuple, threads: int, counter) -> None:
 def _screen_in_worker(slide, out: Path, opts):
     from leukoscan.slide import screen_slide
 
-    return screen_slide(_worker_models, slide, out, opts)
+    return screen_slide(_worker_models, slide, out, opts, _count_fields)
+
+
+def _count_fields(n: int) -> None:
+    with _fields_done.get_lock():
+        _fields_done.value += n
 
 
 def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
@@ -198,21 +206,24 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
     import multiprocessing as mp
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
     ctx = mp.get_context("spawn")
+    fields_done = ctx.Value("i", 0)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(model_args, threads, ctx.Value("i", 0))) as pool:
+                             initargs=(model_args, threads, ctx.Value("i", 0), fields_done)) as pool:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
+        while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
+            bar.update(overall, completed=fields_done.value)
+        bar.update(overall, completed=fields_done.value)
         results = []
-        for name, slide, future in zip(names, slides, futures):
+        for name, future in zip(names, futures):
             try:
                 results.append((name, future.result()))
             except OSError as e:
                 unwritable(name, out, e)
-            bar.advance(overall, len(slide.images))
     return results
 
 
