@@ -1,7 +1,7 @@
-"""Screening one slide: each field is loaded, detected, cropped and classified (in batches), its record
-is appended to the slide's journal as soon as it is done (so an interrupted run resumes), then the
-slide's tables, overlays and verdict are written. Bad files become ``status=error`` rows and never stop
-the slide."""
+"""Screening one slide: fields are loaded, detected, cropped and classified in batches; each field's
+overlay and uncertain-cell crops are written (on a thread pool), then its record is appended to the
+slide's journal (so an interrupted run resumes); then the slide's tables and verdict are written. Bad
+files become ``status=error`` rows and never stop the slide."""
 
 from __future__ import annotations
 
