@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -59,10 +60,11 @@ class Options:
 
 def screen_fields(
     models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options,
-    decoded: dict[Path, np.ndarray],
+    decoded: dict[Path, np.ndarray], stems: dict[Path, str],
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
-    Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again."""
+    Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
+    ``stems`` names each field's output files."""
     pool, states, loaded, t0 = field_pool(), {}, [], time.perf_counter()
     # decoded here, not in the pool: load_rgb's warnings filter is process-wide state
     for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
@@ -84,24 +86,34 @@ def screen_fields(
     seconds = {"decode": (t1 - t0) / n, "detect": (t2 - t1) / n, "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
     dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
     # the fields' outputs on every core, then recorded
-    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], fields, dets, crops, [opts.rules] * n))
+    names = [stems[p] for p, _ in loaded]
+    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, [opts.rules] * n))
     seconds["write"] = (time.perf_counter() - t4) / n
     for (path, _), state in zip(loaded, done):
         states[path] = journal.record(path, {**state, "seconds": seconds})
     return states
 
 
-def write_field(out: Path, path: Path, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules) -> dict:
-    """Write a classified field's overlay and uncertain-cell crops; its state for the journal.
+def write_field(
+    out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules
+) -> dict:
+    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its state for the journal.
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
-    outputs.write_jpeg(out / "overlays" / f"{path.stem}.jpg", overlay(rgb, det), atomic=False)
+    outputs.write_jpeg(out / "overlays" / f"{stem}.jpg", overlay(rgb, det), atomic=False)
     uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
-        outputs.write_jpeg(out / "uncertain" / f"{path.stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)
+        outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
     return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det)}
+
+
+def output_stems(images: list[Path]) -> dict[Path, str]:
+    """The name of each field's overlay and crops: its file's stem, or stem_extension where files of the
+    slide share a stem (``f0.png`` and ``f0.jpg``; compared ignoring case, as some filesystems do)."""
+    count = Counter(p.stem.casefold() for p in images)
+    return {p: p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
 
 
 @cache
@@ -123,8 +135,9 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
         scale = slide_scale(models.detector, slide, opts, decoded) if todo else previous_scale(out)
         t_fields = time.perf_counter()
+        stems = output_stems(slide.images)
         for i in range(0, len(todo), opts.batch):
-            states.update(screen_fields(models, out, journal, todo[i : i + opts.batch], scale, opts, decoded))
+            states.update(screen_fields(models, out, journal, todo[i : i + opts.batch], scale, opts, decoded, stems))
             advance(len(todo[i : i + opts.batch]))
     t_aggregate = time.perf_counter()
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}

@@ -261,3 +261,17 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     result = run(DEMO_SLIDE, "--out", tmp_path)
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "run the same command again to resume" in result.output
+
+
+def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    a, b = smear(seed=91)[0], smear(seed=92)[0]
+    cv2.imwrite(str(slide / "f0.png"), a[..., ::-1])
+    cv2.imwrite(str(slide / "f0.jpg"), b[..., ::-1])
+    cv2.imwrite(str(slide / "f1.png"), a[..., ::-1])
+    assert run(slide, "--out", tmp_path / "out").exit_code == 0
+    overlays = tmp_path / "out" / "slide" / "overlays"
+    assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg", "f1.jpg"]
+    # each overlay is its own field's (the two f0 fields differ)
+    assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
