@@ -157,10 +157,9 @@ def _init_worker(model_args: tuple, threads: int, counter, fields_done) -> None:
     global _worker_models, _fields_done
     import os
 
-    _fields_done = fields_done
-
     from leukoscan.runtime import use_threads
 
+    _fields_done = fields_done
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -207,6 +206,7 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
@@ -224,6 +224,9 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
                 results.append((name, future.result()))
             except OSError as e:
                 unwritable(name, out, e)
+            except BrokenProcessPool:
+                console.print(f"[red]error:[/] slide {escape(name)}: its worker process stopped unexpectedly (out of "
+                              "memory?); the fields it finished are kept: rerun with fewer --workers to resume", soft_wrap=True)
     return results
 
 
