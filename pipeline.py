@@ -63,6 +63,7 @@ def run(
     cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated from red cells)."),
     um_per_px: float = typer.Option(None, help="Micrometres per pixel (alternative to --cell-size)."),
     batch: int = typer.Option(16, help="Fields per batch through the models."),
+    batch_megapixels: float = typer.Option(100.0, help="A batch also stops at this many megapixels of fields (bounds memory on large photographs)."),
     workers: int = typer.Option(1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
@@ -81,7 +82,7 @@ def run(
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/] {e}", soft_wrap=True)
         raise typer.Exit(2)
-    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, force=force)
+    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, batch_megapixels=batch_megapixels, force=force)
     names = unique_names(inputs)
     try:
         with progress() as bar:  # one bar per slide and one overall

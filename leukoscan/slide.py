@@ -54,6 +54,7 @@ class Options:
     cell_size: float | None = None
     um_per_px: float | None = None
     batch: int = 16
+    batch_megapixels: float = 100.0  # a batch also stops at this many pixels, so large photographs go fewer at a time
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
 
@@ -133,12 +134,13 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         advance(len(slide.images) - len(todo))
         t_scale = time.perf_counter()
         decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-        scale = slide_scale(models.detector, slide, opts, decoded) if todo else previous_scale(out)
+        sizes = field_sizes(slide.images) if todo else {}
+        scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous_scale(out)
         t_fields = time.perf_counter()
         stems = output_stems(slide.images)
-        for i in range(0, len(todo), opts.batch):
-            states.update(screen_fields(models, out, journal, todo[i : i + opts.batch], scale, opts, decoded, stems))
-            advance(len(todo[i : i + opts.batch]))
+        for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
+            states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems))
+            advance(len(chunk))
     t_aggregate = time.perf_counter()
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
@@ -170,24 +172,49 @@ def shape_key(rgb: np.ndarray) -> str:
     return f"{rgb.shape[1]}x{rgb.shape[0]}"
 
 
-def slide_scale(detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], n_fields: int = 2) -> dict:
+def field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
+    """(width, height) of each image as it will be loaded (EXIF rotation applied), from its header alone;
+    None when it cannot be read (reported when the field is screened)."""
+    sizes: dict[Path, tuple[int, int] | None] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                sizes[path] = (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+        except Exception:
+            sizes[path] = None
+    return sizes
+
+
+def batches(paths: list[Path], sizes: dict, n: int, max_pixels: float):
+    """``paths`` in batches of at most ``n`` fields and (unless one field alone is larger) ``max_pixels``."""
+    chunk, pixels = [], 0
+    for path in paths:
+        w, h = sizes.get(path) or (0, 0)
+        if chunk and (len(chunk) == n or pixels + w * h > max_pixels):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.append(path)
+        pixels += w * h
+    if chunk:
+        yield chunk
+
+
+def slide_scale(
+    detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], sizes: dict, n_fields: int = 2
+) -> dict:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
-    (fields of one size come from one camera and magnification) from the first readable fields, which
-    are added to ``decoded``."""
+    (``sizes``: fields of one size come from one camera and magnification) from the first readable
+    fields, which are added to ``decoded``."""
     if opts.cell_size:
         return {"cell_px": opts.cell_size, "source": "--cell-size"}
     if opts.um_per_px:
         return {"cell_px": SETTINGS.geometry.wbc_um / opts.um_per_px, "source": "--um-per-px"}
     samples: dict[str, list[Path]] = {}
     for path in slide.images:
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    w, h = h, w
-        except Exception:  # unreadable: reported when the field is screened
+        if sizes.get(path) is None:  # unreadable: reported when the field is screened
             continue
-        group = samples.setdefault(f"{w}x{h}", [])
+        group = samples.setdefault("{}x{}".format(*sizes[path]), [])
         if len(group) < n_fields:
             group.append(path)
     sizes = {}

@@ -275,3 +275,29 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg", "f1.jpg"]
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
+
+
+def test_batches_stop_at_the_field_count_or_the_pixel_budget():
+    from leukoscan.slide import batches
+
+    paths = [Path(f"f{i}.jpg") for i in range(7)]
+    sizes = {p: (1000, 1000) for p in paths} | {paths[3]: (5000, 5000), paths[5]: None}
+    assert [len(b) for b in batches(paths, sizes, n=16, max_pixels=2.5e6)] == [2, 1, 1, 3]  # 25 MP alone; unreadable = 0
+    assert [len(b) for b in batches(paths, sizes, n=2, max_pixels=1e9)] == [2, 2, 2, 1]
+    assert list(batches([], sizes, n=16, max_pixels=1e6)) == []
+
+
+def test_a_pixel_budget_splits_batches_without_changing_results(tmp_path, monkeypatch):
+    import leukoscan.slide
+
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=95 + i)[0][..., ::-1])
+    assert run(slide, "--out", tmp_path / "a").exit_code == 0
+    seen, screen_fields = [], leukoscan.slide.screen_fields
+    monkeypatch.setattr(leukoscan.slide, "screen_fields", lambda *a, **k: seen.append(len(a[3])) or screen_fields(*a, **k))
+    w, h = Image.open(slide / "f0.png").size
+    assert run(slide, "--out", tmp_path / "b", "--batch-megapixels", 1.5 * w * h / 1e6).exit_code == 0
+    assert seen == [1, 1, 1]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "slide" / "cells.csv"), pd.read_csv(tmp_path / "b" / "slide" / "cells.csv"))
