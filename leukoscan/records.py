@@ -9,7 +9,7 @@ from leukoscan.cells import CLASSES, LABELS
 
 PROB_COLUMNS = [f"p_{k}" for k in CLASSES]
 CELL_COLUMNS = ["image", "cell", "x1", "y1", "x2", "y2", "det_conf", "label", *PROB_COLUMNS]
-IMAGE_COLUMNS = ["image", "status", "error", "n_cells", "label", *PROB_COLUMNS]
+IMAGE_COLUMNS = ["image", "status", "error", "n_cells", "label", *PROB_COLUMNS, "overlay"]
 SUMMARY_COLUMNS = ["slide", "n_images", "n_failed", "n_cells", "n_blasts", "blast_fraction", "ci_low", "ci_high",
                    "predominant_subtype", "verdict", "needs_review"]
 

@@ -102,12 +102,13 @@ def write_field(
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
-    outputs.write_jpeg(out / "overlays" / f"{stem}.jpg", overlay(rgb, det), atomic=False)
+    overlay_file = outputs.write_jpeg(out / "overlays" / f"{stem}.jpg", overlay(rgb, det), atomic=False)
     uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
-    return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det)}
+    return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
+            "overlay": overlay_file.relative_to(out).as_posix()}
 
 
 def output_stems(images: list[Path]) -> dict[Path, str]:
@@ -145,7 +146,8 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
-                           "error": [s.get("error", "") for s in states.values()]}, dtype=object)
+                           "error": [s.get("error", "") for s in states.values()],
+                           "overlay": [s.get("overlay", "") for s in states.values()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": ""})[IMAGE_COLUMNS]

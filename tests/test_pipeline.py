@@ -59,8 +59,8 @@ def test_demo_run_output_contract(demo_out):
     for key in ("cells_per_class", "thresholds", "models", "version", "device", "seconds"):
         assert key in verdict
     assert len(verdict["models"]["detector"]["sha256"]) == 64
-    for stem in images.image.map(lambda n: Path(n).stem):
-        assert (slide / "overlays" / f"{stem}.jpg").is_file()
+    for image, overlay in zip(images.image, images.overlay):
+        assert overlay == f"overlays/{Path(image).stem}.jpg" and (slide / overlay).is_file()
 
 
 def test_boxes_sit_on_white_cells_of_a_synthetic_field(tmp_path):
@@ -107,6 +107,7 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
     for bad in ("truncated.jpg", "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"):
         assert images.loc[bad, "status"] == "error"
         assert images.loc[bad, "error"] and "\n" not in images.loc[bad, "error"]
+        assert images.loc[bad, "overlay"] == ""  # no overlay for a file that could not be read
     assert "too large" in images.loc["bomb.png", "error"] and "empty" in images.loc["empty.png", "error"]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary.n_failed.tolist() == [5] and summary.n_images.tolist() == [9]
@@ -273,6 +274,8 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     assert run(slide, "--out", tmp_path / "out").exit_code == 0
     overlays = tmp_path / "out" / "slide" / "overlays"
     assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg", "f1.jpg"]
+    images = pd.read_csv(tmp_path / "out" / "slide" / "images.csv").set_index("image")
+    assert images.overlay.to_dict() == {"f0.jpg": "overlays/f0_jpg.jpg", "f0.png": "overlays/f0_png.jpg", "f1.png": "overlays/f1.jpg"}
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
 
