@@ -61,10 +61,10 @@ def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
     folder = out / slide_dir
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False)
     images = pd.read_csv(folder / "images.csv", keep_default_na=False)
-    overlays = "".join(
-        f'<a href="{link(slide_dir, "overlays", p.name)}"><img src="{link(slide_dir, "overlays", p.name)}" '
-        f'alt="{html.escape(p.name)}" loading="lazy"></a>'
-        for p in sorted((folder / "overlays").glob("*.jpg"))
+    overlays = "".join(  # this run's fields only (an output folder may hold overlays of fields since removed)
+        f'<a href="{link(slide_dir, *overlay.split("/"))}"><img src="{link(slide_dir, *overlay.split("/"))}" '
+        f'alt="{html.escape(image)}" title="{html.escape(image)}" loading="lazy"></a>'
+        for image, overlay in zip(images.image, images.overlay) if overlay
     )
     gallery = "".join(
         f'<figure><img src="{link(slide_dir, "uncertain", p.name)}" alt="{html.escape(p.stem)}">'

@@ -147,7 +147,9 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
                            "error": [s.get("error", "") for s in states.values()],
-                           "overlay": [s.get("overlay", "") for s in states.values()]}, dtype=object)
+                           # journals of earlier versions have no overlay entry: their overlays are named by stem
+                           "overlay": [s.get("overlay", f"overlays/{stems[p]}.jpg" if s["status"] == "ok" else "")
+                                       for p, s in states.items()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": ""})[IMAGE_COLUMNS]

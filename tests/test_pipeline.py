@@ -276,6 +276,8 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg", "f1.jpg"]
     images = pd.read_csv(tmp_path / "out" / "slide" / "images.csv").set_index("image")
     assert images.overlay.to_dict() == {"f0.jpg": "overlays/f0_jpg.jpg", "f0.png": "overlays/f0_png.jpg", "f1.png": "overlays/f1.jpg"}
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert all(f'src="slide/{o}"' in report for o in images.overlay)
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
 
