@@ -11,6 +11,7 @@ import pandas as pd
 from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.overlay import HEX
 from leukoscan.cells import LABELS
+from leukoscan.slide import crop_field
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
 STYLE = """
@@ -61,6 +62,7 @@ def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
     folder = out / slide_dir
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False)
     images = pd.read_csv(folder / "images.csv", keep_default_na=False)
+    fields = {Path(o).stem for o in images.overlay if o}  # this run's fields (by output stem)
     overlays = "".join(  # this run's fields only (an output folder may hold overlays of fields since removed)
         f'<a href="{link(slide_dir, *overlay.split("/"))}"><img src="{link(slide_dir, *overlay.split("/"))}" '
         f'alt="{html.escape(image)}" title="{html.escape(image)}" loading="lazy"></a>'
@@ -69,7 +71,7 @@ def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
     gallery = "".join(
         f'<figure><img src="{link(slide_dir, "uncertain", p.name)}" alt="{html.escape(p.stem)}">'
         f"<figcaption>{html.escape(p.stem)}</figcaption></figure>"
-        for p in sorted((folder / "uncertain").glob("*.jpg"))
+        for p in sorted((folder / "uncertain").glob("*.jpg")) if crop_field(p) in fields
     ) or "<p>No uncertain cells.</p>"
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.get("review_reasons", []))
     return f"""

@@ -105,7 +105,7 @@ def write_field(
     overlay_file = outputs.write_jpeg(out / "overlays" / f"{stem}.jpg", overlay(rgb, det), atomic=False)
     uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
-        outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)
+        outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
     return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
             "overlay": overlay_file.relative_to(out).as_posix()}
@@ -116,6 +116,20 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     slide share a stem (``f0.png`` and ``f0.jpg``; compared ignoring case, as some filesystems do)."""
     count = Counter(p.stem.casefold() for p in images)
     return {p: p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
+
+
+def clear_crops(folder: Path, stems: set[str]) -> None:
+    """Remove the uncertain-cell crops an earlier run wrote for the fields about to be screened again
+    (``<stem>_<cell>.jpg``; one listing of the folder), so the review gallery never shows a stale one."""
+    if stems and folder.is_dir():
+        for crop in folder.glob("*.jpg"):
+            if crop_field(crop) in stems:
+                crop.unlink(missing_ok=True)
+
+
+def crop_field(crop: Path) -> str:
+    """The output stem of the field an uncertain-cell crop (``<stem>_<cell>.jpg``) belongs to."""
+    return crop.stem.rsplit("_", 1)[0]
 
 
 @cache
@@ -139,6 +153,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous_scale(out)
         t_fields = time.perf_counter()
         stems = output_stems(slide.images)
+        clear_crops(out / "uncertain", {stems[p] for p in todo})
         for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
             states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems))
             advance(len(chunk))

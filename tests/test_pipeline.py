@@ -153,12 +153,18 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
     assert sum(again[n] != first[n] for n in first) == 1  # only the unfinished image was redone
     assert len(pd.read_csv(out / "slide" / "images.csv")) == 3
     assert len(journal.read_bytes().splitlines()) == 4  # the cut line, then the redone field on a line of its own
-    assert run(slide, "--out", out).exit_code == 0  # nothing left to do
-    assert overlays() == again
+    uncertain = out / "slide" / "uncertain"
+    uncertain.mkdir(exist_ok=True)
+    stems = sorted(Path(n).stem for n in first)
+    for stem in stems:  # as if an earlier run had found cell 99 of each field uncertain
+        (uncertain / f"{stem}_099.jpg").write_bytes(b"stale")
+    assert run(slide, "--out", out).exit_code == 0  # nothing left to do: the finished fields' crops stay
+    assert overlays() == again and all((uncertain / f"{stem}_099.jpg").exists() for stem in stems)
     assert run(slide, "--out", out, "--force").exit_code == 0
     forced = overlays()
     assert all(forced[n] != again[n] for n in again)
     assert len(journal.read_bytes().splitlines()) == 3  # --force starts the journal afresh
+    assert not any(uncertain.glob("*_099.jpg"))  # screened again: the earlier run's crops are gone
 
 
 def test_exit_codes(tmp_path):
@@ -278,6 +284,13 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     assert images.overlay.to_dict() == {"f0.jpg": "overlays/f0_jpg.jpg", "f0.png": "overlays/f0_png.jpg", "f1.png": "overlays/f1.jpg"}
     report = (tmp_path / "out" / "report.html").read_text()
     assert all(f'src="slide/{o}"' in report for o in images.overlay)
+    # a field removed from the slide: its old outputs stay on disk, but the report shows this run's fields only
+    (slide / "f1.png").unlink()
+    (tmp_path / "out" / "slide" / "uncertain").mkdir(exist_ok=True)
+    (tmp_path / "out" / "slide" / "uncertain" / "f1_099.jpg").write_bytes(b"old")
+    assert run(slide, "--out", tmp_path / "out").exit_code == 0
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "overlays/f1.jpg" not in report and "f1_099" not in report
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
 
