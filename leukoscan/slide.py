@@ -102,13 +102,13 @@ def write_field(
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
-    overlay_file = outputs.write_jpeg(out / "overlays" / f"{stem}.jpg", overlay(rgb, det), atomic=False)
+    outputs.write_jpeg(out / overlay_name(stem), overlay(rgb, det), atomic=False)
     uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
     return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
-            "overlay": overlay_file.relative_to(out).as_posix()}
+            "overlay": overlay_name(stem)}
 
 
 def output_stems(images: list[Path]) -> dict[Path, str]:
@@ -116,6 +116,11 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     slide share a stem (``f0.png`` and ``f0.jpg``; compared ignoring case, as some filesystems do)."""
     count = Counter(p.stem.casefold() for p in images)
     return {p: p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
+
+
+def overlay_name(stem: str) -> str:
+    """A field's overlay, relative to its slide's output folder (as images.csv gives it)."""
+    return f"overlays/{stem}.jpg"
 
 
 def clear_crops(folder: Path, stems: set[str]) -> None:
@@ -163,7 +168,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
                            "error": [s.get("error", "") for s in states.values()],
                            # journals of earlier versions have no overlay entry: their overlays are named by stem
-                           "overlay": [s.get("overlay", f"overlays/{stems[p]}.jpg" if s["status"] == "ok" else "")
+                           "overlay": [s.get("overlay", overlay_name(stems[p]) if s["status"] == "ok" else "")
                                        for p, s in states.items()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
@@ -187,8 +192,13 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     return verdict
 
 
+def size_key(width: int, height: int) -> str:
+    """The key of a field size in the scale record (``WxH``)."""
+    return f"{width}x{height}"
+
+
 def shape_key(rgb: np.ndarray) -> str:
-    return f"{rgb.shape[1]}x{rgb.shape[0]}"
+    return size_key(rgb.shape[1], rgb.shape[0])
 
 
 def field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
@@ -233,16 +243,16 @@ def slide_scale(
     for path in slide.images:
         if sizes.get(path) is None:  # unreadable: reported when the field is screened
             continue
-        group = samples.setdefault("{}x{}".format(*sizes[path]), [])
+        group = samples.setdefault(size_key(*sizes[path]), [])
         if len(group) < n_fields:
             group.append(path)
-    sizes = {}
+    estimates = {}
     for key, paths in samples.items():
         fields = {p: rgb for p, rgb in zip(paths, map(_load_or_error, paths)) if not isinstance(rgb, ImageError)}
         decoded.update(fields)
         if fields:
-            sizes[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
-    return {"cell_px_by_field_size": sizes, "source": f"estimated from up to {n_fields} field(s) per field size"}
+            estimates[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
+    return {"cell_px_by_field_size": estimates, "source": f"estimated from up to {n_fields} field(s) per field size"}
 
 
 def field_cell_px(scale: dict, detector, rgb: np.ndarray) -> float:
