@@ -20,7 +20,7 @@ from rich.markup import escape
 from classify.cli import app as classify_app
 from datasets.cli import app as data_app
 from detect.cli import app as detect_app
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT, SUBTYPE_WEIGHTS
 from leukoscan.doctor import doctor
 from leukoscan.progress import console, progress
 
@@ -35,14 +35,18 @@ DEMO_SLIDE = REPO_ROOT / "datasets" / "samples"
 @dataclass
 class Models:
     detector: object
-    classifier: object
+    classifier: object  # cell types
+    subtype: object  # blast subtype
 
     @classmethod
-    def load(cls, detector_weights: Path, classifier_weights: Path, device: str, backend: str = "pytorch") -> Models:
-        from classify.predict import Classifier
+    def load(cls, detector_weights: Path, classifier_weights: Path, subtype_weights: Path, device: str,
+             backend: str = "pytorch") -> Models:
+        from classify.predict import CellClassifier, SubtypeClassifier
         from detect.predict import Detector
 
-        return cls(Detector(detector_weights, device, backend=backend), Classifier(classifier_weights, device, backend=backend))
+        return cls(Detector(detector_weights, device, backend=backend),
+                   CellClassifier(classifier_weights, device, backend=backend),
+                   SubtypeClassifier(subtype_weights, device, backend=backend))
 
     @cached_property
     def description(self) -> dict:
@@ -52,7 +56,9 @@ class Models:
         return {"version": leukoscan.__version__, "device": self.detector.device, "backend": self.detector.backend,
                 "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
                            "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
-                                          "temperature": self.classifier.temperature}}}
+                                          "temperature": self.classifier.temperature},
+                           "subtype": {"file": str(self.subtype.weights), "sha256": sha256(self.subtype.weights),
+                                       "temperature": self.subtype.temperature}}}
 
 
 @app.command()
@@ -67,7 +73,8 @@ def run(
     workers: int = typer.Option(1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
-    classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
+    subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
     backend: str = typer.Option("pytorch", help="pytorch, onnx, openvino or openvino-int8 (exported by `leukoscan export`; faster on CPU)."),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
@@ -78,7 +85,7 @@ def run(
 
     try:
         inputs = [Slide.from_path(p) for p in (slides or [DEMO_SLIDE])]
-        models = Models.load(detector_weights, classifier_weights, device, backend)  # also checks the weights
+        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend)  # also checks the weights
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/] {e}", soft_wrap=True)
         raise typer.Exit(2)
@@ -87,7 +94,7 @@ def run(
     try:
         with progress() as bar:  # one bar per slide and one overall
             if workers > 1:
-                verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, device, backend), bar)
+                verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, subtype_weights, device, backend), bar)
             else:
                 verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
     except KeyboardInterrupt:
@@ -108,13 +115,15 @@ def run(
 @app.command()
 def export(
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
-    classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
+    subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
     formats: list[str] = typer.Option(
         ["onnx"], "--format", help="onnx, openvino and/or openvino-int8 (repeat the option for several)."),
     detect_data: Path = typer.Option(BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."),
-    classify_data: Path = typer.Option(BUILD_DIR / "classify", help="openvino-int8: classifier calibration set (its val split)."),
+    classify_data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="openvino-int8: cell-type classifier calibration set (its val split)."),
+    subtype_data: Path = typer.Option(BUILD_DIR / "classify", help="openvino-int8: subtype classifier calibration set (its val split)."),
 ) -> None:
-    """Export both models (dynamic batch and size) beside their .pt files, for `run --backend ...`.
+    """Export the three models (dynamic batch and size) beside their .pt files, for `run --backend ...`.
 
     openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
     calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
@@ -133,13 +142,15 @@ def export(
         import nncf  # Ultralytics' INT8 OpenVINO export quantises with it; quiet its per-layer INFO lines
 
         nncf.set_log_level(logging.WARNING)
-        missing = [p for p in (detect_data, classify_data) if not p.exists()]
+        missing = [p for p in (detect_data, classify_data, subtype_data) if not p.exists()]
         if missing:
             console.print(f"[red]error:[/] calibration data not found: {missing[0]} "
-                          "(build it with `leukoscan data detect` / `leukoscan data classify`, or pass --detect-data / --classify-data)")
+                          "(build it with `leukoscan data detect` / `data cells` + `classify train-cells` / `data classify`, "
+                          "or pass --detect-data / --classify-data / --subtype-data)")
             raise typer.Exit(2)
     for fmt in formats:
-        for weights, data in ((detector_weights, detect_data), (classifier_weights, classify_data)):
+        for weights, data in ((detector_weights, detect_data), (classifier_weights, classify_data),
+                              (subtype_weights, subtype_data)):
             model = YOLO(str(weights))
             extra = {"simplify": False} if fmt == "onnx" else {}
             if fmt == "openvino-int8":  # calibrated at the size the model was trained at

@@ -23,7 +23,7 @@ import leukoscan  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS  # noqa: E402
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 from bench.results_io import save  # noqa: E402
 from pipeline import Models  # noqa: E402
@@ -39,14 +39,14 @@ def main() -> None:
     files = sorted(args.data.glob("*.jpg"))
     files = files[:: max(1, len(files) // args.images)][: args.images]
     fields = [load_rgb(f) for f in files]
-    ref = Models.load(DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, "cpu", "pytorch")
+    ref = Models.load(DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, SUBTYPE_WEIGHTS, "cpu", "pytorch")
     cell_px = 27.0  # the test split's fields are all at Taleqani scale (TXL mosaics are built at it)
     ref_dets = ref.detector.detect(fields, cell_px)
-    ref_crops = [ref.classifier.crops(rgb, d) for rgb, d in zip(fields, ref_dets)]
+    ref_crops = [ref.classifier.crops(rgb, d, cell_px) for rgb, d in zip(fields, ref_dets)]
     ref_probs = ref.classifier.probs(np.concatenate(ref_crops))
     res = {"images": len(files), "boxes": int(sum(map(len, ref_dets))), "backends": {}}
     for backend in args.backends:
-        other = Models.load(DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, "cpu", backend)
+        other = Models.load(DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, SUBTYPE_WEIGHTS, "cpu", backend)
         dets = other.detector.detect(fields, cell_px)
         matched = loose = same_count = 0
         for a, b in zip(ref_dets, dets):

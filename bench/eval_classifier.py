@@ -1,6 +1,6 @@
 """Honest evaluation of the cell classifier (and the whole-field baseline) on the held-out test split.
 
-    python bench/eval_classifier.py [--weights weights/classifier.pt] [--baseline runs/classify/fields/weights/best.pt]
+    python bench/eval_classifier.py [--weights weights/subtype.pt] [--baseline runs/classify/fields/weights/best.pt]
         [--compare "unbalanced=runs/classify/classifier_unbalanced/weights/best.pt"]
         [--compare "margin 0.75=runs/classify/m75/weights/best.pt@data/classify_m75"]
 
@@ -29,7 +29,7 @@ from classify.predict import Classifier  # noqa: E402
 from classify.train import folder_predictions  # noqa: E402
 from datasets.splits import manifest_hash  # noqa: E402
 from leukoscan.cells import CLASSES, LABELS  # noqa: E402
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS  # noqa: E402
+from leukoscan.config import BUILD_DIR, SUBTYPE_WEIGHTS  # noqa: E402
 
 
 
@@ -79,7 +79,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", type=Path, default=CLASSIFIER_WEIGHTS)
+    ap.add_argument("--weights", type=Path, default=SUBTYPE_WEIGHTS)
     ap.add_argument("--crops", type=Path, default=BUILD_DIR / "classify")
     ap.add_argument("--baseline", type=Path, default=None, help="whole-field classifier weights")
     ap.add_argument("--fields", type=Path, default=BUILD_DIR / "fields")

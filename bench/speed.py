@@ -91,11 +91,14 @@ def cpu_name() -> str:
 
 def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell_px: float) -> float:
     """Ultralytics predict alone, on the inputs the pipeline gives the models (fields scaled to the
-    slide's cell size, crops)."""
+    slide's cell size, cell crops, the blasts' subtype crops)."""
     det, clf = models.detector, models.classifier
     scaled = [bgr for _, bgr in det.model_inputs(images, cell_px)]
     dets = det.detect(images, cell_px)
-    crops = np.concatenate([clf.crops(rgb, d) for rgb, d in zip(images, dets)])
+    crops = np.concatenate([clf.crops(rgb, d, cell_px) for rgb, d in zip(images, dets)])
+    calls = np.split(clf.probs(crops).argmax(1), np.cumsum([len(d) for d in dets])[:-1])
+    blast_crops = [models.subtype.crops(rgb, d[c == 0]) for rgb, d, c in zip(images, dets, calls)]
+    blast_crops = np.concatenate(blast_crops) if blast_crops else np.zeros((0, 64, 64, 3), np.uint8)
     t = time.perf_counter()
     for i in range(0, len(scaled), batch):
         chunk = scaled[i : i + batch]
@@ -106,6 +109,8 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
             det.tiled(chunk[0])
     if len(crops):
         clf.raw_probs(crops)
+    if len(blast_crops):
+        models.subtype.raw_probs(blast_crops)
     return time.perf_counter() - t
 
 
@@ -128,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sets = make_sets(Path(tmp), args.fields, args.fields_from)
         for backend, (name, folder) in [(b, s) for b in args.backends for s in sets.items()]:
-            models = Models.load(w / "detector.pt", w / "classifier.pt", args.device, backend)
+            models = Models.load(w / "detector.pt", w / "classifier.pt", w / "subtype.pt", args.device, backend)
             res["machine"]["device"] = models.detector.device
             name = f"{name} [{backend}]"
             slide = Slide.from_path(folder)

@@ -1,3 +1,3 @@
-"""Stage two: an Ultralytics YOLOv8n-cls cell-crop classifier (Benign, Early Pre-B, Pre-B, Pro-B), calibrated."""
+"""Stage two: Ultralytics YOLOv8n-cls classifiers of cell crops: the cell type (cross-lab) and the blast subtype, calibrated."""
 
 import leukoscan  # noqa: F401  (runtime set-up before ultralytics)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from classify.train import ClassifierRecipe
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT
+from classify.train import CellRecipe, ClassifierRecipe
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.progress import console
 
-app = typer.Typer(help="Cell-crop classifier: train, val, predict.", no_args_is_help=True)
+app = typer.Typer(help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True)
 CROPS = BUILD_DIR / "classify"
 RUNS = REPO_ROOT / "runs"
 
@@ -27,9 +27,9 @@ def train(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
     name: str = typer.Option("classifier", help="Run name."),
-    ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
+    ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/subtype.pt)."),
 ) -> None:
-    """Train YOLOv8n-cls from scratch, fit a temperature on val, and optionally ship the weights."""
+    """Train the blast subtype model (YOLOv8n-cls from scratch, Taleqani crops), fit its temperature on val."""
     from classify.dataset import balance as make_balanced
     from classify.predict import Classifier
     from classify.stain import stain_reference
@@ -63,46 +63,149 @@ def train(
         console.print(f"shipped {ship_to}")
 
 
+@app.command("train-cells")
+def train_cells(
+    cells: Path = typer.Option(BUILD_DIR / "cells", help="Cell dataset folder (from `leukoscan data cells`)."),
+    exclude: list[str] = typer.Option([], help="Source left out of training (leave-one-lab-out); repeatable."),
+    cleaned: Path = typer.Option(None, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."),
+    epochs: int = typer.Option(CellRecipe.epochs, min=1, help="Training epochs."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    project: Path = typer.Option(RUNS / "cells", help="Folder for training runs."),
+    name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
+    ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
+) -> None:
+    """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
+    import pandas as pd
+
+    from classify.predict import CellClassifier
+    from classify.train import calibrate, sample_crops
+    from classify.train import train_cells as run_train
+    from classify.stain import stain_reference
+    from datasets.cells import SOURCES, read_cells, training_folder
+    from datasets.splits import manifest_hash
+    from leukoscan.cards import ship
+    from leukoscan.cells import CELL_TYPES
+
+    unknown = set(exclude) - set(SOURCES)
+    if unknown:
+        console.print(f"[red]error:[/] unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
+        raise typer.Exit(2)
+    df = read_cells(cells)
+    if cleaned:
+        df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+    name = name or ("no-" + "-".join(exclude) if exclude else "all")
+    folder = cells / "runs" / name
+    counts = training_folder(df, folder, tuple(exclude))
+    console.print(json.dumps(counts))
+    best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device)
+    clf = CellClassifier(best, device)
+    card.update(calibrate(clf, folder / "val", CELL_TYPES))
+    card["stain_reference"] = stain_reference(sample_crops(folder / "train"))
+    card["classes"] = list(CELL_TYPES)
+    card["input_px"] = clf.imgsz
+    card["geometry"] = {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px}
+    card["data"] = {"sources": [s for s in SOURCES if s not in exclude], "excluded": list(exclude),
+                    "train_counts": counts, "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
+                    "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv")}
+    best.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    console.print(json.dumps({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}))
+    if ship_to:
+        ship(best, ship_to, card)
+        console.print(f"shipped {ship_to}")
+
+
 @app.command()
-def val(
-    data: Path = typer.Option(CROPS, help="Crop dataset folder."),
-    split: str = typer.Option("val", help="Split: val or test."),
-    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+def clean(
+    cells: Path = typer.Option(BUILD_DIR / "cells", help="Cell dataset folder (from `leukoscan data cells`)."),
+    weights: Path = typer.Option(..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."),
+    out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
+    confident: float = typer.Option(0.9, min=0.5, max=1.0, help="Probability of a non-lymphoid type that relabels a weak cell."),
     device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
 ) -> None:
-    """Accuracy, macro-F1, per-class recall and ECE (calibrated) on a split of the crop dataset."""
+    """Clean Taleqani's weak labels with a model that never saw Taleqani (see classify/weak.py)."""
+    import cv2
+    import numpy as np
+
+    from classify.predict import CellClassifier
+    from classify.weak import clean_weak_labels, cleaning_summary
+    from datasets.cells import read_cells
+
+    df = read_cells(cells)
+    if "taleqani" not in read_card_sources(weights, excluded=True):
+        console.print(f"[red]error:[/] {weights} was trained on Taleqani; clean with a model that never saw it")
+        raise typer.Exit(2)
+    weak = df[df.weak]
+    crops = np.stack([cv2.imread(str(cells / c))[..., ::-1] for c in weak.crop])
+    probs = np.zeros((len(df), 9), np.float32)
+    probs[df.weak.to_numpy()] = CellClassifier(weights, device).probs(crops)
+    cleaned = clean_weak_labels(df, probs, confident)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cleaned.to_csv(out, index=False)
+    summary = cleaning_summary(cleaned)
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    console.print(json.dumps(summary))
+
+
+def read_card_sources(weights: Path, excluded: bool = False) -> list[str]:
+    """The sources a cell-type model's card says it was trained on (or, with ``excluded``, left out)."""
+    from leukoscan.cards import read_card
+
+    data = read_card(weights).get("data", {})
+    return data.get("excluded" if excluded else "sources", [])
+
+
+@app.command()
+def val(
+    data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="Folder of <split>/<class>/ crops "
+                              "(a `train-cells` run's folder; `data classify`'s for --subtype)."),
+    split: str = typer.Option("val", help="Split: val or test."),
+    weights: Path = typer.Option(None, help="Weights (default: the shipped cell-type or subtype model)."),
+    subtype: bool = typer.Option(False, help="Validate the subtype model (Benign / Early Pre-B / Pre-B / Pro-B crops)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+) -> None:
+    """Accuracy, per-class recall and ECE (calibrated) on a split of a crop folder."""
     from classify.calibrate import apply_temperature, ece
-    from classify.predict import Classifier
+    from classify.predict import CellClassifier, Classifier
     from classify.train import folder_predictions
 
-    clf = Classifier(weights, device)
-    raw, labels, _ = folder_predictions(clf, data / split)
+    folder = data / split
+    if not folder.is_dir():
+        console.print(f"[red]error:[/] {folder} not found (build it first, or pass --data)", soft_wrap=True)
+        raise typer.Exit(2)
+    clf = (Classifier if subtype else CellClassifier)(weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device)
+    raw, labels, _ = folder_predictions(clf, folder, clf.classes)
+    if not len(labels):
+        console.print(f"[red]error:[/] no crops under {folder}/<class>/", soft_wrap=True)
+        raise typer.Exit(2)
     probs = apply_temperature(raw, clf.temperature)
     pred = probs.argmax(1)
-    recall = {k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.model.names.values()) if (labels == i).any()}
+    recall = {k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()}
     console.print(json.dumps({"split": split, "n": int(len(labels)), "accuracy": round(float((pred == labels).mean()), 4),
                               "recall": recall, "ece": round(ece(probs, labels), 4)}, indent=2))
 
 
 @app.command()
 def predict(
-    crops: list[Path] = typer.Argument(..., help="Crop images or folders of crops."),
-    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Classifier weights."),
+    crops: list[Path] = typer.Argument(..., help="Crop images or folders of crops (one cell each, centred)."),
+    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
     out: Path = typer.Option(Path("predictions.csv"), help="CSV of calibrated probabilities."),
 ) -> None:
-    """Classify ready-made cell crops (batched) and write their calibrated probabilities."""
+    """Classify ready-made cell crops (batched) and write their calibrated cell-type probabilities.
+
+    Each crop is taken as it is (resized to the model's input): for the physical scale the model was
+    trained on, a crop should span about 1.6 white-cell diameters, as `leukoscan run` cuts them."""
     import cv2
     import numpy as np
     import pandas as pd
 
-    from classify.predict import Classifier
+    from classify.predict import CellClassifier
     from leukoscan import outputs
-    from leukoscan.cells import LABELS
+    from leukoscan.cells import CELL_TYPES, TYPE_LABELS
     from leukoscan.images import ImageError, expand_images, load_rgb
 
     files = expand_images(crops)
-    clf = Classifier(weights, device)
+    clf = CellClassifier(weights, device)
     good, arrays = [], []
     for f in files:
         try:
@@ -110,9 +213,9 @@ def predict(
             good.append(f)
         except ImageError as e:
             console.print(f"[yellow]skipped[/] {f}: {e}", soft_wrap=True)
-    probs = clf.probs(np.stack(arrays)) if arrays else np.zeros((0, 4))
-    df = pd.DataFrame(probs, columns=[f"p_{k}" for k in ("benign", "early_pre_b", "pre_b", "pro_b")])
-    df.insert(0, "label", [LABELS[i] for i in probs.argmax(1)] if len(probs) else [])
+    probs = clf.probs(np.stack(arrays)) if arrays else np.zeros((0, len(CELL_TYPES)))
+    df = pd.DataFrame(probs, columns=[f"p_{k}" for k in CELL_TYPES])
+    df.insert(0, "label", [TYPE_LABELS[i] for i in probs.argmax(1)] if len(probs) else [])
     df.insert(0, "crop", [str(f) for f in good])
     outputs.write_csv(out, df)
     console.print(f"{len(df)} crops classified -> {out}")

@@ -9,15 +9,19 @@ import supervision as sv
 
 from classify.calibrate import apply_temperature
 from leukoscan.cards import backend_file, read_card
-from leukoscan.cells import CLASSES, with_probs
-from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS
+from leukoscan.cells import CELL_TYPES, CLASSES, blasts, with_probs, with_subtypes
+from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
 from leukoscan.runtime import resolve_device
 
 
 class Classifier:
-    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
+    """A calibrated Ultralytics classification model over ``classes`` (its probabilities in that order)."""
+
+    classes: tuple[str, ...] = CLASSES
+
+    def __init__(self, weights: Path = SUBTYPE_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
         from ultralytics import YOLO
 
         card = read_card(weights)
@@ -29,12 +33,15 @@ class Classifier:
         self.stain_reference = card.get("stain_reference")
         self.temperature = float(card.get("temperature", 1.0))
         self.margin = float(card.get("geometry", {}).get("crop_margin", SETTINGS.geometry.crop_margin))
-        self.imgsz = int(self.model.overrides.get("imgsz") or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
+        # the model's input size: an exported model's is on its card (Ultralytics rounds a requested size up
+        # to a multiple of 32, so the recipe's size may be smaller)
+        self.imgsz = int(self.model.overrides.get("imgsz") or card.get("input_px")
+                         or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
         names = self.model.names
-        missing = set(CLASSES) - set(names.values())
+        missing = set(self.classes) - set(names.values())
         if missing:
             raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
-        self.order = [next(i for i, n in names.items() if n == key) for key in CLASSES]
+        self.order = [next(i for i, n in names.items() if n == key) for key in self.classes]
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
         """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``.
@@ -43,7 +50,7 @@ class Classifier:
         Ultralytics' resize / centre-crop / to-tensor makes of them, without its per-crop PIL round trip."""
         import torch
 
-        out = np.zeros((len(crops), len(CLASSES)), dtype=np.float32)
+        out = np.zeros((len(crops), len(self.classes)), dtype=np.float32)
         for start in range(0, len(crops), self.batch):
             chunk = np.asarray(crops[start : start + self.batch])
             if chunk.shape[1:3] == (self.imgsz, self.imgsz):
@@ -55,12 +62,46 @@ class Classifier:
         return out
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
-        return apply_temperature(self.raw_probs(crops), self.temperature) if len(crops) else np.zeros((0, len(CLASSES)), np.float32)
+        if not len(crops):
+            return np.zeros((0, len(self.classes)), np.float32)
+        return apply_temperature(self.raw_probs(crops), self.temperature)
 
     def crops(self, rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
         """The crops this model sees for ``det`` (the shared crop geometry, with the margin it was trained on)."""
         return crop_cells(rgb, det.xyxy, size=self.imgsz, margin=self.margin)
 
+
+class SubtypeClassifier(Classifier):
+    """The B-ALL subtype of blasts: the Taleqani-only 4-class model (Benign, Early Pre-B, Pre-B, Pro-B) on
+    box-relative crops, its three malignant probabilities renormalised (P(subtype | blast))."""
+
+    def subtypes(self, crops: np.ndarray) -> np.ndarray:
+        probs = self.probs(crops)[:, 1:].astype(np.float64)
+        return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
     def __call__(self, rgb: np.ndarray, det: sv.Detections) -> sv.Detections:
-        """Classify the cells of one field; adds ``class_id`` and ``data['probs']`` to ``det``."""
-        return with_probs(det, self.probs(self.crops(rgb, det)))
+        """Subtype the blasts of one classified field (``with_probs`` first), in place."""
+        which = blasts(det)
+        return with_subtypes(det, self.subtypes(self.crops(rgb, det[which])) if len(which) else np.zeros((0, 3)))
+
+
+class CellClassifier(Classifier):
+    """The cross-lab cell-type classifier: ``CELL_TYPES`` from crops of one physical window
+    (``window_cells`` slide cell diameters, from its card) around each cell."""
+
+    classes = CELL_TYPES
+
+    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
+        super().__init__(weights, device, batch, backend)
+        geometry = read_card(weights).get("geometry", {})
+        self.window_cells = float(geometry.get("window_cells", SETTINGS.geometry.window_cells))
+        self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))
+
+    def crops(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> np.ndarray:
+        """The crops this model sees for ``det`` in a field whose white cells are ``cell_px`` wide: cut at
+        the crop size it was trained on (``crop_px``), then resized to its input by Ultralytics, as in training."""
+        return crop_cells(rgb, det.xyxy, size=self.crop_px, side=self.window_cells * cell_px)
+
+    def __call__(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> sv.Detections:
+        """Classify the cells of one field, in place: ``class_id`` and ``data[PROBS]``."""
+        return with_probs(det, self.probs(self.crops(rgb, det, cell_px)))

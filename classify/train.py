@@ -29,6 +29,39 @@ class ClassifierRecipe:
     dropout: float = 0.1
 
 
+@dataclass
+class CellRecipe:
+    """The cross-lab cell-type classifier's recipe (``classify/augment.py`` adds the lab augmentation)."""
+
+    model: str = "yolov8n-cls.yaml"
+    imgsz: int = 64  # model input: the 48 px crops (SETTINGS.geometry.cell_crop_px) upsampled (a multiple of 32)
+    epochs: int = 12
+    batch: int = 128
+    workers: int = 2
+    patience: int = 50
+    seed: int = 0
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    scale: float = 0.15  # RandomResizedCrop area 0.85-1: little zoom, since a cell's physical size is a cue
+    hsv_h: float = 0.0  # colour is jittered by LabAugment (HED + HSV), not by Ultralytics
+    hsv_s: float = 0.0
+    hsv_v: float = 0.0
+    erasing: float = 0.1
+    dropout: float = 0.1
+    auto_augment: str = ""  # no RandAugment: LabAugment replaces it
+
+
+def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None = None,
+                device: str = "auto") -> tuple[Path, dict]:
+    """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``); (best.pt, card)."""
+    from classify.augment import LabAugment, cell_trainer
+
+    recipe = recipe or CellRecipe()
+    model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device, trainer=cell_trainer())
+    card = {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "train_seconds": round(seconds, 1)}
+    return Path(model.trainer.best), card
+
+
 def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,
           device: str = "auto") -> tuple[Path, dict]:
     recipe = recipe or ClassifierRecipe()
@@ -48,14 +81,14 @@ def crop_geometry(data: Path) -> dict:
     return json.loads(summary.read_text()).get("geometry", default) if summary.exists() else default
 
 
-def folder_predictions(classifier, folder: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
     import cv2
 
     from leukoscan.cells import CLASSES
 
     files, labels = [], []
-    for i, key in enumerate(CLASSES):
+    for i, key in enumerate(classes or CLASSES):
         found = sorted((folder / key).glob("*.png")) + sorted((folder / key).glob("*.jpg"))
         files += found
         labels += [i] * len(found)
@@ -72,9 +105,9 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
     return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
 
 
-def calibrate(classifier, val_folder: Path) -> dict:
+def calibrate(classifier, val_folder: Path, classes=None) -> dict:
     """Fit the temperature on the validation split; report ECE before and after."""
-    probs, labels, _ = folder_predictions(classifier, val_folder)
+    probs, labels, _ = folder_predictions(classifier, val_folder, classes)
     from classify.calibrate import apply_temperature, ece, fit_temperature
 
     t = fit_temperature(probs, labels)

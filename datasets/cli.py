@@ -78,3 +78,20 @@ def fields(
 
     df = _manifest(data_root, out / "manifest.csv")
     console.print(json.dumps(build_fields(data_root, out, df), indent=2))
+
+
+@app.command()
+def cells(
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding pbc/, munich-aml/, zheng-wbc/, all-taleqani/, txl-pbc/."),
+    out: Path = typer.Option(BUILD_DIR / "cells", help="Output folder (crops/ and cells.csv)."),
+) -> None:
+    """Cross-lab cell-type dataset: one crop of one physical scale per white cell, from five sources."""
+    from datasets.cells import FOLDER, build_cells
+    from detect.predict import Detector
+
+    missing = [name for name in FOLDER.values() if not (data_root / name).is_dir()]
+    if missing:
+        console.print(f"[red]error:[/] {', '.join(missing)} not found under {data_root} (use --data-root)")
+        raise typer.Exit(2)
+    df = build_cells(data_root, out, Detector(device="cpu"))
+    console.print(df.groupby(["source", "split"]).size().unstack().to_string())

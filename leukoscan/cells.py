@@ -1,8 +1,9 @@
 """The one data type that flows through leukoscan: ``sv.Detections`` of white cells.
 
-Boxes are ``xyxy`` pixels in the original image; ``confidence`` is the detector's. The classifier adds
-``class_id`` and ``data["probs"]`` (N x 4, in ``CLASSES`` order). Everything downstream (tables, overlays,
-verdicts) reads these fields.
+Boxes are ``xyxy`` pixels in the original image; ``confidence`` is the detector's. The cell-type
+classifier adds ``class_id`` (an index into ``CELL_TYPES``) and ``data[PROBS]`` (N x ``CELL_TYPES``,
+calibrated); the subtype model adds ``data[SUBTYPE_PROBS]`` (N x ``SUBTYPES``, given blast: NaN for cells
+that are not blasts). Everything downstream (tables, overlays, verdicts) reads these fields.
 """
 
 from __future__ import annotations
@@ -10,12 +11,23 @@ from __future__ import annotations
 import numpy as np
 import supervision as sv
 
-# Folder/column keys and the labels a user sees, in the classifier's output order.
-CLASSES = ("benign", "early_pre_b", "pre_b", "pro_b")
-LABELS = ("Benign", "Early Pre-B", "Pre-B", "Pro-B")
-# Taleqani folder name -> class index.
+# The cell-type classifier's classes (what a hematologist asks of every white cell) and their labels.
+CELL_TYPES = ("blast", "lymphocyte", "neutrophil", "monocyte", "eosinophil", "basophil", "immature_granulocyte",
+              "erythroblast", "other")
+TYPE_LABELS = ("Blast", "Lymphocyte", "Neutrophil", "Monocyte", "Eosinophil", "Basophil", "Immature granulocyte",
+               "Erythroblast", "Other")
+BLAST = CELL_TYPES.index("blast")
+# The blast subtype (asked only of blasts; learned from the Taleqani hospital alone: a morphology hint).
+SUBTYPES = ("early_pre_b", "pre_b", "pro_b")
+SUBTYPE_LABELS = ("Early Pre-B", "Pre-B", "Pro-B")
+
+# The subtype model's own classes: the Taleqani diagnoses (its folder names), whose last three are SUBTYPES.
+CLASSES = ("benign", *SUBTYPES)
+LABELS = ("Benign", *SUBTYPE_LABELS)
 TALEQANI_CLASS = {"Benign": 0, "Early": 1, "Pre": 2, "Pro": 3}
-MALIGNANT = (1, 2, 3)
+
+PROBS = "probs"  # key in sv.Detections.data: cell-type probabilities
+SUBTYPE_PROBS = "subtype_probs"  # key in sv.Detections.data: subtype probabilities given blast
 
 
 def cells(xyxy, confidence=None) -> sv.Detections:
@@ -26,8 +38,33 @@ def cells(xyxy, confidence=None) -> sv.Detections:
 
 
 def with_probs(det: sv.Detections, probs: np.ndarray) -> sv.Detections:
-    """Attach class probabilities (N x len(CLASSES)) and their argmax as ``class_id``."""
-    probs = np.asarray(probs, dtype=np.float32).reshape(len(det), len(CLASSES))
-    det.data["probs"] = probs
+    """Attach cell-type probabilities (N x len(CELL_TYPES)) and their argmax as ``class_id``, in place."""
+    probs = np.asarray(probs, dtype=np.float32).reshape(len(det), len(CELL_TYPES))
+    det.data[PROBS] = probs
     det.class_id = probs.argmax(axis=1).astype(int) if len(det) else np.zeros(0, dtype=int)
     return det
+
+
+def blasts(det: sv.Detections) -> np.ndarray:
+    """Indices of the cells called blasts."""
+    return np.nonzero(det.class_id == BLAST)[0] if len(det) else np.zeros(0, dtype=int)
+
+
+def with_subtypes(det: sv.Detections, probs: np.ndarray) -> sv.Detections:
+    """Attach subtype probabilities (one row per blast, ``blasts(det)`` order) in place; other rows NaN."""
+    full = np.full((len(det), len(SUBTYPES)), np.nan, dtype=np.float32)
+    full[blasts(det)] = np.asarray(probs, dtype=np.float32).reshape(-1, len(SUBTYPES))
+    det.data[SUBTYPE_PROBS] = full
+    return det
+
+
+def cell_labels(det: sv.Detections) -> list[str]:
+    """What a user reads for each cell: its type, and for a blast its likeliest subtype (``Blast (Pre-B)``)."""
+    sub = det.data.get(SUBTYPE_PROBS)
+    out = []
+    for i, c in enumerate(det.class_id if len(det) else []):
+        label = TYPE_LABELS[c]
+        if c == BLAST and sub is not None and np.isfinite(sub[i]).all():
+            label += f" ({SUBTYPE_LABELS[int(np.argmax(sub[i]))]})"
+        out.append(label)
+    return out

@@ -12,7 +12,8 @@ WEIGHTS_DIR = Path(os.environ.get("LEUKOSCAN_WEIGHTS", REPO_ROOT / "weights"))
 DATA_ROOT = Path(os.environ.get("LEUKOSCAN_DATA", REPO_ROOT.parent / "shared" / "datasets"))
 BUILD_DIR = Path(os.environ.get("LEUKOSCAN_BUILD", REPO_ROOT / "data"))
 DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
-CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"
+CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"  # cell types (cross-lab)
+SUBTYPE_WEIGHTS = WEIGHTS_DIR / "subtype.pt"  # B-ALL subtype of blasts (Taleqani only)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
@@ -24,7 +25,9 @@ class Geometry:
     rbc_um: float = 7.5  # red-cell diameter, the scale reference present in every smear
     wbc_um: float = 12.0  # typical white-cell diameter
     crop_margin: float = 0.25  # context added on each side of a cell box, as a fraction of its size
-    crop_px: int = 64  # classifier input size
+    crop_px: int = 64  # subtype classifier input size (box-relative crops)
+    window_cells: float = 1.6  # cell-type crops: a fixed physical window, this many slide cell diameters wide
+    cell_crop_px: int = 48  # cell-type classifier input size (Taleqani's ~30 px cells reach it: 1.6 x 30 = 48)
     min_cell_px: float = 16.0  # smallest white cell the scale search considers (fewer pixels: too few to classify)
 
 

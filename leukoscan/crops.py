@@ -8,11 +8,15 @@ import numpy as np
 from leukoscan.config import SETTINGS
 
 
-def square_boxes(xyxy: np.ndarray, margin: float = SETTINGS.geometry.crop_margin) -> np.ndarray:
-    """Square boxes centred on each cell, side = longest side x (1 + 2 x margin), in float pixels."""
+def square_boxes(xyxy: np.ndarray, margin: float = SETTINGS.geometry.crop_margin, side: float | None = None) -> np.ndarray:
+    """Square boxes centred on each cell, in float pixels: side = longest side x (1 + 2 x margin) (box-relative),
+    or the fixed ``side`` for every cell (a physical window: a cell's size relative to the others survives)."""
     xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
     centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-    side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]).clip(min=2) * (1 + 2 * margin)
+    if side is not None:
+        side = np.full(len(xyxy), max(float(side), 2.0), dtype=np.float32)
+    else:
+        side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]).clip(min=2) * (1 + 2 * margin)
     return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
 
 
@@ -21,13 +25,15 @@ def crop_cells(
     xyxy: np.ndarray,
     size: int = SETTINGS.geometry.crop_px,
     margin: float = SETTINGS.geometry.crop_margin,
+    side: float | None = None,
 ) -> np.ndarray:
-    """N x size x size x 3 crops; parts outside the image are filled with the field's median colour.
+    """N x size x size x 3 crops (box-relative with ``margin``, or a fixed ``side`` in pixels: see
+    ``square_boxes``); parts outside the image are filled with the field's median colour.
     Each crop is padded on its own, so a box at a photograph's edge never copies the whole field."""
     if not len(xyxy):
         return np.empty((0, size, size, 3), dtype=np.uint8)
     h, w = image.shape[:2]
-    squares = np.round(square_boxes(xyxy, margin)).astype(int)
+    squares = np.round(square_boxes(xyxy, margin, side)).astype(int)
     sides = np.maximum(squares[:, 2] - squares[:, 0], 1)
     fill = None
     out = np.empty((len(squares), size, size, 3), dtype=np.uint8)
@@ -45,3 +51,8 @@ def crop_cells(
         interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
         out[i] = cv2.resize(crop, (size, size), interpolation=interp)
     return out
+
+
+def window_px(cell_px: float, geo=SETTINGS.geometry) -> float:
+    """Side of the physical crop window for a slide whose white cells are ``cell_px`` wide."""
+    return geo.window_cells * float(cell_px)

@@ -6,16 +6,18 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from leukoscan.cells import LABELS
+from leukoscan.cells import PROBS, TYPE_LABELS, cell_labels
 from leukoscan.images import to_bgr
 
-# colour-blind-friendly (Okabe-Ito): Benign green, Early Pre-B orange, Pre-B vermilion, Pro-B blue
-HEX = ("#009E73", "#E69F00", "#D55E00", "#0072B2")
+# one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red,
+# the normal types in Okabe-Ito-like colour-blind-friendly hues, "other" in grey
+HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#2B7FA8", "#7A5C12", "#6E6E6E")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
 
 
 def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
-    """BGR overlay of a classified field (``det.class_id`` and ``det.data['probs']`` set)."""
+    """BGR overlay of a classified field (``det.class_id`` and ``det.data[PROBS]`` set); blasts' boxes
+    are drawn thicker. The legend lists the types present."""
     scene = to_bgr(rgb)
     scale = max(scene.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
@@ -24,9 +26,12 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
     if len(det):
         # labels no taller than about a third of a cell, so dense fields stay legible
         text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
-        probs = det.data["probs"]
-        labels = [f"{LABELS[c]} {probs[i, c]:.2f}" for i, c in enumerate(det.class_id)]
+        probs = det.data[PROBS]
+        labels = [f"{name} {probs[i, c]:.2f}" for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
+        blast = det[det.class_id == 0]
+        if len(blast):
+            scene = sv.BoxAnnotator(color=PALETTE, thickness=2 * thickness).annotate(scene, blast)
         sizes = np.array([cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, text_scale, thickness)[0] for t in labels])
         rects = label_rectangles(det.xyxy, sizes + 2 * padding, scene.shape[1::-1])
         # supervision draws a TOP_LEFT label just above its box's top-left corner: one call draws every
@@ -36,7 +41,7 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
             color=PALETTE, text_color=sv.Color.WHITE, text_scale=text_scale, text_thickness=thickness,
             text_padding=padding, text_position=sv.Position.TOP_LEFT,
         ).annotate(scene, anchors, labels=labels)
-    return legend(scene, text_scale, thickness)
+    return legend(scene, text_scale, thickness, sorted(set(det.class_id.tolist())) if len(det) else [])
 
 
 def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
@@ -82,15 +87,18 @@ def overlap_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iw.clip(0) * ih.clip(0)
 
 
-def legend(scene: np.ndarray, text_scale: float, thickness: int) -> np.ndarray:
-    """Class colour key in the top-left corner."""
+def legend(scene: np.ndarray, text_scale: float, thickness: int, types: list[int]) -> np.ndarray:
+    """Colour key of the cell ``types`` (indices) in the top-left corner."""
+    if not types:
+        return scene
     font = cv2.FONT_HERSHEY_SIMPLEX
+    names = [TYPE_LABELS[t] for t in types]
     line = int(cv2.getTextSize("Ag", font, text_scale, thickness)[0][1] * 1.9) + 2
-    width = max(cv2.getTextSize(t, font, text_scale, thickness)[0][0] for t in LABELS) + line + 12
-    height = line * len(LABELS) + 8
+    width = max(cv2.getTextSize(t, font, text_scale, thickness)[0][0] for t in names) + line + 12
+    height = line * len(names) + 8
     box = scene[0:height, 0:width]
     scene[0:height, 0:width] = (box * 0.3 + 255 * 0.7).astype(np.uint8)
-    for i, (name, color) in enumerate(zip(LABELS, PALETTE.colors)):
+    for i, (name, color) in enumerate(zip(names, [PALETTE.colors[t] for t in types])):
         y = 4 + i * line
         cv2.rectangle(scene, (4, y + 2), (4 + line - 6, y + line - 4), color.as_bgr(), -1)
         cv2.putText(scene, name, (line + 4, y + line - 6), font, text_scale, (20, 20, 20), thickness, cv2.LINE_AA)

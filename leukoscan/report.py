@@ -10,7 +10,7 @@ import pandas as pd
 
 from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.overlay import HEX
-from leukoscan.cells import LABELS
+from leukoscan.cells import CELL_TYPES, TYPE_LABELS
 from leukoscan.slide import crop_field
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
@@ -78,7 +78,8 @@ def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
 <section id="{html.escape(slide_dir)}"><h2>{html.escape(verdict["slide"])} {badge(verdict["verdict"])}</h2>
 <p>{verdict["n_cells"]} cells in {verdict["n_images"] - verdict["n_failed"]} of {verdict["n_images"]} images;
 blast fraction {verdict["blast_fraction"]:.1%} (95 % CI {verdict["ci_low"]:.1%}–{verdict["ci_high"]:.1%});
-predominant subtype: {html.escape(verdict["predominant_subtype"] or "–")}.</p>
+predominant subtype (experimental): {html.escape(verdict["predominant_subtype"] or "–")}.</p>
+<p>Differential: {html.escape(", ".join(f"{t} {verdict.get('n_' + k, 0)}" for k, t in zip(CELL_TYPES, TYPE_LABELS)))}.</p>
 {f"<p><b>Needs review:</b></p><ul>{reasons}</ul>" if reasons else ""}
 <h3>Overlays</h3><div class="overlays">{overlays or "<p>No overlays.</p>"}</div>
 <h3>Uncertain cells (for review)</h3><div class="gallery">{gallery}</div>
@@ -98,12 +99,13 @@ def write_report(out: Path, verdicts: list[tuple[str, dict]]) -> Path:
         f'<td>{v["ci_low"]:.1%}–{v["ci_high"]:.1%}</td><td>{html.escape(v["predominant_subtype"] or "–")}</td></tr>'
         for d, v in verdicts
     )
-    key = "".join(f'<span style="background:{c}">{html.escape(n)}</span>' for n, c in zip(LABELS, HEX))
+    key = "".join(f'<span style="background:{c}">{html.escape(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>leukoscan report</title>
 <style>{STYLE}</style></head><body>
 <h1>leukoscan screening report</h1>
 <p class="note"><b>Screening aid, not a diagnosis.</b> {html.escape(DISCLAIMER)} Every flagged slide must be
-reviewed by a hematologist. Cell labels are learned from patient-level diagnoses (weak labels).</p>
+reviewed by a hematologist. Cell types are learned from labelled cells of four laboratories; blast subtypes
+from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).</p>
 <h2>Slide verdicts</h2>
 <table id="verdicts"><thead><tr><th>slide</th><th>verdict</th><th>needs review</th><th>cells</th><th>blast fraction</th>
 <th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>

@@ -20,7 +20,7 @@ from PIL import Image
 
 from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
-from leukoscan.cells import with_probs
+from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
@@ -77,15 +77,17 @@ def screen_fields(
         return states
     t1 = time.perf_counter()
     fields = [rgb for _, rgb in loaded]
-    dets = models.detector.detect(fields, [field_cell_px(scale, models.detector, rgb) for rgb in fields])
+    cell_px = [field_cell_px(scale, models.detector, rgb) for rgb in fields]
+    dets = models.detector.detect(fields, cell_px)
     t2 = time.perf_counter()
-    crops = list(pool.map(models.classifier.crops, fields, dets))
+    crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
     t3 = time.perf_counter()
-    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, 4))
+    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(CELL_TYPES)))
+    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
+    dets = subtype_blasts(models.subtype, fields, dets)
     t4 = time.perf_counter()
     n = len(loaded)
     seconds = {"decode": (t1 - t0) / n, "detect": (t2 - t1) / n, "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
-    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
     # the fields' outputs on every core, then recorded
     names = [stems[p] for p, _ in loaded]
     done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, [opts.rules] * n))
@@ -93,6 +95,14 @@ def screen_fields(
     for (path, _), state in zip(loaded, done):
         states[path] = journal.record(path, {**state, "seconds": seconds})
     return states
+
+
+def subtype_blasts(subtype, fields: list[np.ndarray], dets: list) -> list:
+    """The blasts of every field subtyped in one batch (the subtype model's own box-relative crops)."""
+    which = [blasts(det) for det in dets]
+    crops = [subtype.crops(rgb, det[w]) for rgb, det, w in zip(fields, dets, which)]
+    probs = subtype.subtypes(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(SUBTYPES)))
+    return [with_subtypes(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(w) for w in which])[:-1]))]
 
 
 def write_field(
@@ -103,7 +113,7 @@ def write_field(
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
     outputs.write_jpeg(out / overlay_name(stem), overlay(rgb, det), atomic=False)
-    uncertain = np.nonzero(det.data["probs"].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
+    uncertain = np.nonzero(det.data[PROBS].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
@@ -172,7 +182,8 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
                                        for p, s in states.items()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
-    images = images.join(image_calls(cells), on="image").fillna({"label": ""})[IMAGE_COLUMNS]
+    images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0})
+    images = images.astype({"n_blasts": int})[IMAGE_COLUMNS]
     colours = [s["stain_lab"] for s in states.values() if s.get("stain_lab")]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
     verdict = {

@@ -2,60 +2,70 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from leukoscan.cells import CLASSES, LABELS, MALIGNANT
+from leukoscan.cells import BLAST, CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS, VerdictRules
-from leukoscan.records import PROB_COLUMNS
-
-VERDICTS = ("suspected", "negative", "insufficient", "indeterminate")
+from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95 % interval of a binomial proportion k/n ((0, 1) when n == 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson(k, n, z: float = 1.959964):
+    """Wilson score 95 % interval of a binomial proportion k/n ((0, 1) when n == 0); numbers or arrays."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    safe = np.maximum(n, 1)
+    p = k / safe
+    denom = 1 + z * z / safe
+    centre = (p + z * z / (2 * safe)) / denom
+    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / denom
+    low, high = np.where(n > 0, np.maximum(0.0, centre - half), 0.0), np.where(n > 0, np.minimum(1.0, centre + half), 1.0)
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
+
+
+def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.verdict):
+    """The verdict rule on counts (numbers or arrays of slides): ``insufficient`` below ``min_cells``;
+    ``suspected`` when the blast fraction's Wilson lower bound reaches ``suspect_fraction`` or
+    ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the upper bound is below
+    ``suspect_fraction``; ``indeterminate`` otherwise."""
+    n, k, c = (np.asarray(v) for v in (n_cells, n_blasts, n_confident))
+    low, high = wilson(k, n)
+    out = np.where(n < rules.min_cells, "insufficient",
+                   np.where((low >= rules.suspect_fraction) | (c >= rules.suspect_confident_blasts), "suspected",
+                            np.where(high < rules.suspect_fraction, "negative", "indeterminate")))
+    return str(out) if out.ndim == 0 else out
 
 
 def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
-    """Image-level call of each image in ``cells``: its cells' mean class probability, labelled with the
-    argmax. One row per image that has cells, indexed by image name (columns ``label``, ``p_<class>``)."""
-    mean = cells.groupby("image", sort=False)[PROB_COLUMNS].mean()
-    labels = [LABELS[i] for i in mean.to_numpy().argmax(axis=1)] if len(mean) else []
+    """Per image in ``cells``: ``n_blasts``, ``blast_fraction``, the cells' mean type probabilities
+    (``p_<type>``; ``p_blast`` is the field's mean P(blast)) and ``label``, the type of highest mean
+    probability. One row per image that has cells, indexed by image name."""
+    groups = cells.groupby("image", sort=False)
+    mean = groups[TYPE_COLUMNS].mean()
+    labels = [TYPE_LABELS[i] for i in mean.to_numpy().argmax(axis=1)] if len(mean) else []
     mean.insert(0, "label", pd.Series(labels, index=mean.index, dtype=object))
+    is_blast = cells.cell_type.eq("blast")
+    mean.insert(0, "blast_fraction", is_blast.groupby(cells.image, sort=False).mean().reindex(mean.index))
+    mean.insert(0, "n_blasts", is_blast.groupby(cells.image, sort=False).sum().reindex(mean.index).astype(int))
     return mean
 
 
 def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, stain_z: float | None = None) -> dict:
-    """Verdict of one slide from its ``cells`` table (columns ``p_<class>``)."""
+    """Verdict of one slide from its ``cells`` table (``cell_type``, ``p_<type>``, subtype columns)."""
     n = len(cells)
-    probs = cells[PROB_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CLASSES)))
+    probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CELL_TYPES)))
     top = probs.argmax(axis=1)
-    p_malignant = probs[:, list(MALIGNANT)].sum(axis=1)
-    blasts = int(np.isin(top, MALIGNANT).sum())
-    confident = int((p_malignant >= rules.confident_blast_p).sum())
+    is_blast = top == BLAST
+    blasts = int(is_blast.sum())
+    confident = int((probs[:, BLAST] >= rules.confident_blast_p).sum())
     low, high = wilson(blasts, n)
     uncertain = float((probs.max(axis=1) < rules.uncertain_p).mean()) if n else 0.0
-    if n < rules.min_cells:
-        verdict = "insufficient"
-    elif low >= rules.suspect_fraction or confident >= rules.suspect_confident_blasts:
-        verdict = "suspected"
-    elif high < rules.suspect_fraction:
-        verdict = "negative"
-    else:
-        verdict = "indeterminate"
-    per_class = {LABELS[i]: int((top == i).sum()) for i in range(len(CLASSES))}
+    verdict = verdict_of(n, blasts, confident, rules)
+    differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
     predominant = ""
-    if verdict == "suspected":
-        predominant = LABELS[max(MALIGNANT, key=lambda i: (per_class[LABELS[i]], probs[:, i].sum()))]
+    if verdict == "suspected" and blasts:  # the blasts' commonest subtype (ties: larger summed probability)
+        sub = cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)
+        counts = np.bincount(np.nanargmax(np.nan_to_num(sub, nan=-1), axis=1), minlength=len(SUBTYPES))
+        predominant = SUBTYPE_LABELS[max(range(len(SUBTYPES)), key=lambda i: (counts[i], np.nansum(sub[:, i])))]
     reasons = []
     if n and uncertain > rules.review_uncertain_fraction:
         reasons.append(f"{uncertain:.0%} of cells are uncertain (top probability < {rules.uncertain_p})")
@@ -65,5 +75,5 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
         "n_cells": n, "n_blasts": blasts, "blast_fraction": blasts / n if n else 0.0, "ci_low": low, "ci_high": high,
         "n_confident_blasts": confident, "predominant_subtype": predominant, "verdict": verdict,
         "needs_review": bool(reasons), "review_reasons": reasons, "uncertain_fraction": uncertain,
-        "cells_per_class": per_class,
+        **differential,
     }

@@ -46,12 +46,48 @@ def test_batched_equals_per_crop(tiny_model):
     assert np.allclose(batched.sum(axis=1), 1, atol=1e-4)
 
 
-def test_classifier_labels_detections(tiny_model):
-    from classify.predict import Classifier
+def test_subtype_is_asked_of_blasts_only(tiny_model):
+    from classify.predict import SubtypeClassifier
+    from leukoscan.cells import PROBS, SUBTYPE_PROBS, with_probs
 
     field = np.full((200, 200, 3), 235, np.uint8)
-    det = Classifier(tiny_model, device="cpu")(field, cells([[10, 10, 40, 40], [150, 150, 200, 200]], [0.9, 0.8]))
-    assert det.data["probs"].shape == (2, 4) and det.class_id.tolist() == det.data["probs"].argmax(1).tolist()
+    probs = np.full((3, 9), 0.01)
+    probs[[0, 1, 2], [0, 2, 0]] = 0.92  # blast, neutrophil, blast
+    det = with_probs(cells([[10, 10, 40, 40], [150, 150, 200, 200], [80, 80, 120, 120]], [0.9, 0.8, 0.7]), probs)
+    det = SubtypeClassifier(tiny_model, device="cpu")(field, det)
+    sub = det.data[SUBTYPE_PROBS]
+    assert sub.shape == (3, 3) and np.isnan(sub[1]).all() and np.allclose(sub[[0, 2]].sum(1), 1, atol=1e-5)
+    assert det.class_id.tolist() == det.data[PROBS].argmax(1).tolist() == [0, 2, 0]
+
+
+def test_cell_type_trainer_smoke_and_physical_crops(tmp_path):
+    """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes; the model crops a fixed
+    physical window: the same cell at two magnifications gives the same crop (up to resampling)."""
+    from classify.predict import CellClassifier
+    from classify.train import CellRecipe, train_cells
+    from leukoscan.cells import CELL_TYPES
+
+    for split, n in (("train", 6), ("val", 2)):
+        for k, key in enumerate(CELL_TYPES):
+            (tmp_path / split / key).mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(tmp_path / split / key / f"{i}.png"), crop("benign", k * 10 + i))
+    best, card = train_cells(tmp_path, tmp_path / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0),
+                             device="cpu")
+    assert best.is_file() and card["augment"]["p_blur"] > 0
+    clf = CellClassifier(best, device="cpu")
+    assert clf.classes == CELL_TYPES
+    rng = np.random.default_rng(0)
+    field = cv2.GaussianBlur(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8), (0, 0), 3)
+    field[50:70, 40:60] = (120, 60, 170)  # a 20 px cell
+    twice = cv2.resize(field, (240, 240), interpolation=cv2.INTER_LINEAR)
+    small = clf.crops(field, cells([[40, 50, 60, 70]]), cell_px=20)
+    # at 2x the detector's box may be looser, and the slide's cell size is twice as large: same crop
+    large = clf.crops(twice, cells([[76, 96, 124, 144]]), cell_px=40)
+    assert small.shape == large.shape == (1, clf.crop_px, clf.crop_px, 3)
+    assert np.abs(small.astype(int) - large.astype(int)).mean() < 6
+    box_relative = clf.crops(twice, cells([[70, 90, 130, 150]]), cell_px=40)  # the box does not set the window
+    assert np.array_equal(large, box_relative)
 
 
 def test_crop_geometry_comes_from_the_card(tiny_model, tmp_path):

@@ -23,12 +23,13 @@ def test_labels_stay_in_frame_and_apart():
             assert i == j or not overlaps(labels[i], xyxy[j])
 
 
-def test_overlay_draws_every_cell_in_its_class_colour():
+def test_overlay_draws_every_cell_in_its_type_colour():
     rgb = np.full((224, 224, 3), 230, np.uint8)
-    det = with_probs(cells([[100, 100, 140, 140], [20, 150, 60, 190]], [0.9, 0.8]),
-                     np.array([[0.1, 0.1, 0.7, 0.1], [0.9, 0.05, 0.03, 0.02]]))
+    probs = np.full((2, 9), 0.02)
+    probs[0, 0], probs[1, 2] = 0.84, 0.84  # a blast, a neutrophil
+    det = with_probs(cells([[100, 100, 140, 140], [20, 150, 60, 190]], [0.9, 0.8]), probs)
     bgr = overlay(rgb, det)
     assert bgr.shape == rgb.shape and bgr.dtype == np.uint8
-    assert (bgr[120, 100] == (0, 94, 213)).all()  # Pre-B box edge in vermilion #D55E00 (BGR)
-    assert (bgr[170, 20] == (115, 158, 0)).all()  # Benign box edge in green #009E73 (BGR)
-    assert (bgr[97, 101:110] == (0, 94, 213)).all(axis=1).any()  # its label's background just above the box
+    assert (bgr[120, 100] == (0, 0, 208)).all() and (bgr[120, 101] == (0, 0, 208)).all()  # blast: red #D00000, thick
+    assert (bgr[170, 20] == (115, 158, 0)).all()  # neutrophil box edge in green #009E73 (BGR)
+    assert (bgr[96, 101:110] == (0, 0, 208)).all(axis=1).any()  # its label's background just above the box

@@ -16,7 +16,8 @@ from synth import smear
 from typer.testing import CliRunner
 
 from leukoscan.images import MAX_PIXELS
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUMMARY_COLUMNS
+from leukoscan.cells import CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
 from pipeline import DEMO_SLIDE, app
 
 runner = CliRunner()
@@ -50,13 +51,27 @@ def test_demo_run_output_contract(demo_out):
     images = pd.read_csv(slide / "images.csv", keep_default_na=False)
     assert list(cells.columns) == CELL_COLUMNS and list(images.columns) == IMAGE_COLUMNS
     assert len(images) == 7 and (images.status == "ok").all()
-    assert len(cells) > 0 and set(cells.label) <= {"Benign", "Early Pre-B", "Pre-B", "Pro-B"}
-    probs = cells[["p_benign", "p_early_pre_b", "p_pre_b", "p_pro_b"]].to_numpy()
-    assert np.allclose(probs.sum(axis=1), 1, atol=2e-3)
+    assert len(cells) > 0 and set(cells.cell_type) <= set(CELL_TYPES)
+    assert np.allclose(cells[TYPE_COLUMNS].to_numpy().sum(axis=1), 1, atol=2e-3)
+    # the subtype is asked of blasts only: filled (summing to 1) for them, empty for every other cell
+    blast = cells.cell_type == "blast"
+    assert cells.loc[~blast, ["subtype", *SUBTYPE_COLUMNS]].isna().all().all()
+    assert np.allclose(cells.loc[blast, SUBTYPE_COLUMNS].to_numpy().sum(axis=1), 1, atol=2e-3)
+    assert set(cells.subtype[blast]) <= set(SUBTYPES)
+    labels = [TYPE_LABELS[CELL_TYPES.index(t)] for t in cells.cell_type]
+    expected = [f"{lab} ({SUBTYPE_LABELS[SUBTYPES.index(s)]})" if t == "blast" else lab
+                for lab, t, s in zip(labels, cells.cell_type, cells.subtype)]
+    assert cells.label.tolist() == expected
+    # images.csv: blast counts per field add up to the cells table
+    ok = images[images.status == "ok"]
+    assert ok.n_blasts.sum() == blast.sum() and (ok.n_cells.sum() == len(cells))
     assert ((cells.x2 > cells.x1) & (cells.y2 > cells.y1)).all()
     verdict = json.loads((slide / "verdict.json").read_text())
     assert verdict["verdict"] in {"suspected", "negative", "insufficient", "indeterminate"}
-    for key in ("cells_per_class", "thresholds", "models", "version", "device", "seconds"):
+    assert sum(verdict[f"n_{t}"] for t in CELL_TYPES) == verdict["n_cells"] == len(cells)
+    assert summary.n_blast.tolist() == [blast.sum()]
+    assert set(verdict["models"]) == {"detector", "classifier", "subtype"}
+    for key in ("thresholds", "models", "version", "device", "seconds"):
         assert key in verdict
     assert len(verdict["models"]["detector"]["sha256"]) == 64
     for image, overlay in zip(images.image, images.overlay):

@@ -4,17 +4,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leukoscan.cells import CELL_TYPES
 from leukoscan.config import VerdictRules
-from leukoscan.verdict import PROB_COLUMNS, image_calls, slide_verdict, wilson
+from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
+from leukoscan.verdict import image_calls, slide_verdict, wilson
 
 
-def table(n_benign, n_blast, p=0.95, blast_class=2):
+def table(n_normal, n_blast, p=0.95, subtype=1, normal_type=2):
+    """Cells: ``n_normal`` of type ``normal_type`` (neutrophil) then ``n_blast`` blasts of ``subtype``."""
     rows = []
-    for i in range(n_benign + n_blast):
-        probs = np.full(4, (1 - p) / 3)
-        probs[0 if i < n_benign else blast_class] = p
-        rows.append(dict(zip(PROB_COLUMNS, probs)))
-    return pd.DataFrame(rows, columns=PROB_COLUMNS)
+    for i in range(n_normal + n_blast):
+        probs = np.full(len(CELL_TYPES), (1 - p) / (len(CELL_TYPES) - 1))
+        kind = normal_type if i < n_normal else 0
+        probs[kind] = p
+        sub = np.full(3, np.nan)
+        if kind == 0:
+            sub = np.full(3, 0.1)
+            sub[subtype] = 0.8
+        rows.append({"cell_type": CELL_TYPES[kind], **dict(zip(TYPE_COLUMNS, probs)), **dict(zip(SUBTYPE_COLUMNS, sub))})
+    return pd.DataFrame(rows, columns=["cell_type", *TYPE_COLUMNS, *SUBTYPE_COLUMNS])
 
 
 def test_wilson_known_values():
@@ -42,10 +50,16 @@ def test_indeterminate_between_thresholds():
 
 
 def test_predominant_subtype_only_when_suspected():
-    v = slide_verdict(table(10, 40, blast_class=3))
+    v = slide_verdict(table(10, 40, subtype=2))
     assert v["verdict"] == "suspected" and v["predominant_subtype"] == "Pro-B"
-    assert v["cells_per_class"] == {"Benign": 10, "Early Pre-B": 0, "Pre-B": 0, "Pro-B": 40}
     assert slide_verdict(table(100, 0))["predominant_subtype"] == ""
+
+
+def test_differential_counts_every_type():
+    v = slide_verdict(pd.concat([table(10, 3), table(5, 0, normal_type=1)], ignore_index=True))
+    assert {k: v[f"n_{k}"] for k in CELL_TYPES} == {**dict.fromkeys(CELL_TYPES, 0), "neutrophil": 10, "blast": 3,
+                                                     "lymphocyte": 5}
+    assert v["n_blasts"] == 3 and v["n_cells"] == 18
 
 
 def test_needs_review_for_uncertain_cells_and_stain():
@@ -61,8 +75,9 @@ def test_rules_are_configurable():
 
 
 def test_image_calls_are_mean_probabilities():
-    cells = pd.concat([table(1, 3, blast_class=1).assign(image="a.jpg"), table(2, 0).assign(image="b.jpg")])
+    cells = pd.concat([table(1, 3).assign(image="a.jpg"), table(2, 0).assign(image="b.jpg")])
     calls = image_calls(cells)
-    assert list(calls.index) == ["a.jpg", "b.jpg"] and list(calls.label) == ["Early Pre-B", "Benign"]
-    assert calls.loc["a.jpg", "p_early_pre_b"] == pytest.approx((3 * 0.95 + 0.05 / 3) / 4)
+    assert list(calls.index) == ["a.jpg", "b.jpg"] and list(calls.label) == ["Blast", "Neutrophil"]
+    assert calls.loc["a.jpg", "p_blast"] == pytest.approx((3 * 0.95 + 0.05 / 8) / 4)
+    assert calls.n_blasts.tolist() == [3, 0] and calls.blast_fraction.tolist() == [0.75, 0.0]
     assert image_calls(table(0, 0).assign(image=[])).empty

@@ -1,19 +1,33 @@
-"""Both shipped weight files load offline from the repository and match their cards."""
+"""The shipped weight files load offline from the repository and match their cards."""
 
 import json
 
 from leukoscan.cards import sha256
-from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS
+from leukoscan.cells import CELL_TYPES
+from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
 
 
-def test_classifier_card():
+def test_cell_type_classifier_card():
     card = json.loads(CLASSIFIER_WEIGHTS.with_suffix(".json").read_text())
     assert card["sha256"] == sha256(CLASSIFIER_WEIGHTS)
-    assert card["classes"] == ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
+    assert card["classes"] == list(CELL_TYPES)
     assert card["temperature"] > 0 and "val_ece_before" in card and "stain_reference" in card
-    from classify.predict import Classifier
+    assert card["geometry"]["window_cells"] > 0 and card["data"]["cells_csv_sha256"]
+    from classify.predict import CellClassifier
 
-    clf = Classifier(CLASSIFIER_WEIGHTS, device="cpu")
+    clf = CellClassifier(CLASSIFIER_WEIGHTS, device="cpu")
+    assert clf.temperature == card["temperature"] and clf.imgsz == card["input_px"]
+    assert clf.crop_px == card["geometry"]["crop_px"]
+    assert clf.window_cells == card["geometry"]["window_cells"]
+
+
+def test_subtype_classifier_card():
+    card = json.loads(SUBTYPE_WEIGHTS.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256(SUBTYPE_WEIGHTS)
+    assert card["classes"] == ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
+    from classify.predict import SubtypeClassifier
+
+    clf = SubtypeClassifier(SUBTYPE_WEIGHTS, device="cpu")
     assert clf.temperature == card["temperature"] and clf.imgsz == card["recipe"]["imgsz"]
 
 

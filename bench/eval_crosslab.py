@@ -1,0 +1,240 @@
+"""Leave-one-lab-out table of the cell-type classifier (README's main table) and the shipped model's figures.
+
+For each source held out of training (weights/lolo/no-<source>.pt, trained on the others with the same
+recipe) the figures are taken on the held-out source: every image of it for Munich, PBC and Zheng (none
+was seen), the test blocks for Taleqani. The shipped model (weights/classifier.pt, all sources) is scored
+on every source's test split. Crops come from ``leukoscan data cells`` (built here when missing).
+
+    python bench/eval_crosslab.py            # writes bench/results/crosslab.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import leukoscan  # noqa: E402,F401  (runtime set-up)
+from leukoscan.cells import CELL_TYPES, SUBTYPES  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NORMAL = [t for t in CELL_TYPES if t not in ("blast", "other")]
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); None when a side is empty."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    if not len(pos) or not len(neg):
+        return None
+    ranks = pd.Series(np.concatenate([pos, neg])).rank().to_numpy()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def load_crops(cells: pd.DataFrame, root: Path) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.imread(str(root / c))[..., ::-1] for c in cells.crop])
+
+
+def lab_stats(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of every pixel's CIE Lab colour over a set of RGB crops."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(crops.reshape(-1, crops.shape[2], 3)).reshape(-1, 3)
+    return lab.mean(axis=0), lab.std(axis=0)
+
+
+def reinhard(crops: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Reinhard colour normalisation of a set of crops (one lab's, as one slide's) to ``reference``:
+    their pooled Lab mean and SD mapped onto the training crops'."""
+    from skimage.color import lab2rgb, rgb2lab
+
+    mean, sd = lab_stats(crops)
+    lab = rgb2lab(crops.reshape(-1, crops.shape[2], 3))
+    lab = (lab - mean) / np.maximum(sd, 1e-6) * reference[1] + reference[0]
+    return (lab2rgb(lab).reshape(crops.shape) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normalise: bool = False) -> np.ndarray:
+    """Calibrated CELL_TYPES probabilities of each crop (rows of ``cells``); with ``normalise``, the crops
+    are first Reinhard-normalised to 1,000 training crops of the sources the model was trained on."""
+    from classify.predict import CellClassifier
+    from leukoscan.cards import read_card
+
+    clf = CellClassifier(weights, device="cpu")
+    root = all_cells.attrs["root"]
+    crops = load_crops(cells, root)
+    if normalise:
+        sources = read_card(weights)["data"]["sources"]
+        train = all_cells[all_cells.source.isin(sources) & (all_cells.split == "train")].sample(1000, random_state=0)
+        crops = reinhard(crops, lab_stats(load_crops(train, root)))
+    return clf.probs(crops)
+
+
+def per_type(cells: pd.DataFrame, probs: np.ndarray) -> dict:
+    """Accuracy per true type and the share of normal cells called blast."""
+    call = np.asarray(CELL_TYPES)[probs.argmax(1)]
+    acc = {t: round(float((call[cells.type == t] == t).mean()), 4) for t in CELL_TYPES if (cells.type == t).any()}
+    normal = cells.type.isin(NORMAL).to_numpy()
+    return {"n": int(len(cells)), "per_type_accuracy": acc,
+            "accuracy": round(float((call == cells.type.to_numpy()).mean()), 4),
+            "normal_called_blast": round(float((call[normal] == "blast").mean()), 4) if normal.any() else None}
+
+
+def munich(cells: pd.DataFrame, probs: np.ndarray) -> dict:
+    p = probs[:, 0]
+    blast = (cells.type == "blast").to_numpy()
+    return {"n_blasts": int(blast.sum()), "n_neutrophils": int((~blast).sum()),
+            "auc_blast_vs_neutrophil": round(auc(p[blast], p[~blast]), 4),
+            "blast_recall": round(float((probs[blast].argmax(1) == 0).mean()), 4),
+            "neutrophils_called_blast": round(float((probs[~blast].argmax(1) == 0).mean()), 4)}
+
+
+def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None) -> dict:
+    """Image level on Taleqani fields: a field's score is its cells' mean P(blast) (images.csv's mean_p_blast)."""
+    df = cells.assign(p_blast=probs[:, 0], is_blast=probs.argmax(1) == 0)
+    img = df.groupby("file").agg(p_blast=("p_blast", "mean"), diagnosis=("original_type", "first"),
+                                 subtype=("subtype_truth", "first"), blast_fraction=("is_blast", "mean"))
+    all_ = img.diagnosis == "blast"
+    out = {"n_images": int(len(img)), "n_all": int(all_.sum()), "n_benign": int((~all_).sum()),
+           "image_auc_all_vs_benign": round(auc(img.p_blast[all_], img.p_blast[~all_]), 4),
+           "all_fields_flagged": round(float((img.blast_fraction[all_] >= 0.5).mean()), 4),
+           "benign_fields_flagged": round(float((img.blast_fraction[~all_] >= 0.5).mean()), 4),
+           "cell_blast_recall_all_fields": round(float(df.is_blast[df.original_type == "blast"].mean()), 4),
+           "benign_cells_called_blast": round(float(df.is_blast[df.original_type != "blast"].mean()), 4)}
+    if subtype is not None:  # image 4-class: Benign unless most cells are blasts, then the blasts' mean subtype
+        sub = pd.DataFrame(subtype, columns=list(SUBTYPES), index=df.index)[df.is_blast.to_numpy()]
+        mean_sub = sub.groupby(df.file[df.is_blast]).mean().idxmax(axis=1)
+        call = np.where(img.blast_fraction >= 0.5, mean_sub.reindex(img.index).fillna("benign"), "benign")
+        truth = np.where(all_, img.subtype, "benign")
+        out["image_4class_accuracy"] = round(float((call == truth).mean()), 4)
+    return out
+
+
+def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
+    """The subtype model's P(subtype | blast) for Taleqani cells, on its own box-relative crops of the fields
+    (the boxes ``leukoscan data cells`` cut the cells at, recomputed)."""
+    from types import SimpleNamespace
+
+    from datasets.build import taleqani_cells
+    from leukoscan.crops import crop_cells
+
+    out = np.zeros((len(cells), len(SUBTYPES)), np.float32)
+    for file, idx in cells.groupby("file").indices.items():
+        rel = Path(file).relative_to("all-taleqani/Original")
+        rgb, boxes, _ = taleqani_cells(data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name))
+        crops = crop_cells(rgb, boxes.xyxy[cells.cell.to_numpy()[idx]], size=model.imgsz, margin=model.margin)
+        out[idx] = model.subtypes(crops)
+    return out
+
+
+def confusion(cells: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """Rows: true type; columns: predicted type (counts)."""
+    call = pd.Categorical(np.asarray(CELL_TYPES)[probs.argmax(1)], categories=CELL_TYPES)
+    true = pd.Categorical(cells.type.to_numpy(), categories=CELL_TYPES)
+    table = pd.crosstab(true, call, dropna=False)
+    return table.loc[[t for t in CELL_TYPES if (cells.type == t).any()]]
+
+
+def held_out_row(source: str, subset: pd.DataFrame, probs: np.ndarray) -> dict:
+    return {"munich": munich, "taleqani": taleqani}.get(source, per_type)(subset, probs)
+
+
+HEADLINE = {  # held-out source -> (metric, target, higher is better)
+    "munich": ("auc_blast_vs_neutrophil", 0.95, True),
+    "taleqani": ("image_auc_all_vs_benign", 0.90, True),
+    "pbc": ("normal_called_blast", 0.03, False),
+    "zheng": ("normal_called_blast", 0.03, False),
+}
+
+
+def markdown(result: dict) -> str:
+    lines = ["Leave one lab out: each source held out of training, the figures on it (cells never seen).", "",
+             "| held out | n | headline metric | target | plain | Reinhard-normalised | other figures (plain) |",
+             "|---|---|---|---|---|---|---|"]
+    for source, rows in result["leave_one_lab_out"].items():
+        key, target, higher = HEADLINE[source]
+        plain, norm = rows["plain"], rows["reinhard"]
+        other = {k: v for k, v in plain.items() if k not in (key, "per_type_accuracy") and not k.startswith("n")}
+        if "per_type_accuracy" in plain:
+            other["per-type accuracy"] = plain["per_type_accuracy"]
+        n = plain.get("n", plain.get("n_images", plain.get("n_blasts", 0) + plain.get("n_neutrophils", 0)))
+        lines.append(f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {plain[key]:.3f} | "
+                     f"{norm[key]:.3f} | {json.dumps(other)} |")
+    lines += ["", "Shipped model (all sources) on each source's test split:", "",
+              "| source | n | accuracy | normal cells called blast | other figures |", "|---|---|---|---|---|"]
+    for source, row in result["shipped"].items():
+        other = {k: v for k, v in row.items() if k not in ("n", "accuracy", "normal_called_blast")}
+        ncb = "–" if row["normal_called_blast"] is None else f"{row['normal_called_blast']:.3f}"
+        lines.append(f"| {source} | {row['n']} | {row['accuracy']:.3f} | {ncb} | {json.dumps(other)} |")
+    lines += ["", "Confusion of the shipped model on the labelled test cells of PBC, Munich, Zheng and TXL-PBC "
+              "(rows: true type, columns: predicted):", "", result["confusion_md"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
+    ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--name", default="crosslab")
+    args = ap.parse_args()
+    if not (args.cells / "cells.csv").exists():
+        from datasets.cells import build_cells
+        from detect.predict import Detector
+
+        build_cells(args.data_root, args.cells, Detector(device="cpu"))
+    from classify.predict import SubtypeClassifier
+    from datasets.cells import read_cells
+
+    cells = read_cells(args.cells)
+    cells["original_type"] = cells["type"]
+    cells["subtype_truth"] = cells["subtype"]
+    root = args.cells
+    result: dict = {"leave_one_lab_out": {}, "shipped": {}}
+    held = {"munich": cells[cells.source == "munich"], "pbc": cells[cells.source == "pbc"],
+            "zheng": cells[cells.source == "zheng"],
+            "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")]}
+    for source, subset in held.items():
+        weights = args.weights / "lolo" / f"no-{source}.pt"
+        if not weights.exists():
+            print(f"skipped: {weights} missing (python bench/train_crosslab.py --only {source})")
+            continue
+        rows = {}
+        for variant, normalise in (("plain", False), ("reinhard", True)):
+            rows[variant] = held_out_row(source, subset, predict(weights, subset, cells, normalise))
+        result["leave_one_lab_out"][source] = rows
+        print(source, json.dumps(rows), flush=True)
+    test = cells[cells.split == "test"]
+    probs = predict(args.weights / "classifier.pt", test, cells)
+    subtype_model = SubtypeClassifier(args.weights / "subtype.pt", device="cpu")
+    for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
+        m = (test.source == source).to_numpy()
+        row = per_type(test[m], probs[m])
+        if source == "munich":
+            row.update(munich(test[m], probs[m]))
+        if source == "taleqani":
+            row.update(taleqani(test[m], probs[m], subtype_probs(subtype_model, test[m], args.data_root)))
+        result["shipped"][source] = row
+        print("shipped", source, json.dumps(row), flush=True)
+    labelled = (test.source != "taleqani").to_numpy()
+    table = confusion(test[labelled], probs[labelled])
+    result["confusion"] = {t: table.loc[t].to_dict() for t in table.index}
+    result["confusion_md"] = table.to_markdown()
+    RESULTS.mkdir(exist_ok=True)
+    md = markdown(result)
+    del result["confusion_md"]
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

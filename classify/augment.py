@@ -1,0 +1,75 @@
+"""Training-time augmentation that hides what tells the labs apart: stain, colour, sharpness and resolution.
+
+Ultralytics' classification trainer brings flips, a mild random resized crop and erasing; ``LabAugment``
+runs before them on each training crop: HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
+down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source).
+``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from classify.stain import hed_jitter
+
+
+@dataclass(frozen=True)
+class LabAugment:
+    hed_sigma: float = 0.06  # HED stain scale: uniform in 1 +- 4 sigma
+    hed_bias: float = 0.03
+    hue: float = 8.0  # OpenCV hue units (180 = full circle)
+    saturation: float = 0.35  # multiplied by 1 +- this
+    value: float = 0.25
+    p_gray: float = 0.1
+    p_blur: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # in pixels of the crop
+    p_resample: float = 0.3
+    resample: tuple[float, float] = (0.35, 0.9)  # shrink to this fraction, then back
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)
+        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-self.hue, self.hue)) % 180
+        hsv[..., 1] *= rng.uniform(1 - self.saturation, 1 + self.saturation)
+        hsv[..., 2] *= rng.uniform(1 - self.value, 1 + self.value)
+        out = cv2.cvtColor(hsv.clip(0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+        if rng.random() < self.p_gray:
+            out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        if rng.random() < self.p_blur:
+            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(*self.blur_sigma))
+        if rng.random() < self.p_resample:
+            h, w = out.shape[:2]
+            f = rng.uniform(*self.resample)
+            small = cv2.resize(out, (max(4, round(w * f)), max(4, round(h * f))), interpolation=cv2.INTER_AREA)
+            out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return out
+
+
+def cell_trainer(augment: LabAugment = LabAugment()):
+    """An Ultralytics ``ClassificationTrainer`` subclass whose training set applies ``augment`` first
+    (built on demand: importing this module does not import Ultralytics)."""
+    import torch
+    from PIL import Image
+    from ultralytics.data.dataset import ClassificationDataset
+    from ultralytics.models.yolo.classify.train import ClassificationTrainer
+
+    class AugmentedCells(ClassificationDataset):
+        rng: np.random.Generator | None = None
+
+        def __getitem__(self, i: int) -> dict:
+            if self.rng is None:  # one generator per dataloader worker, from torch's per-worker seed
+                self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
+            f, j, _, _ = self.samples[i]
+            rgb = cv2.cvtColor(self.imread(f), cv2.COLOR_BGR2RGB)
+            return {"img": self.torch_transforms(Image.fromarray(augment(rgb, self.rng))), "cls": j}
+
+    class CellTrainer(ClassificationTrainer):
+        def build_dataset(self, img_path: str, mode: str = "train", batch=None):
+            if mode != "train":
+                return super().build_dataset(img_path, mode, batch)
+            return AugmentedCells(img_path, self.args, augment=True, prefix="train", names=self.data["names"])
+
+    return CellTrainer

@@ -1,0 +1,273 @@
+"""The cross-lab white-cell dataset: crops of one physical scale from five sources, with their cell type.
+
+Sources (``../shared/datasets``): ``pbc`` (Barcelona, 8 normal types), ``munich-aml`` (Munich, myeloblasts
+and segmented neutrophils), ``zheng-wbc`` (two labs, 5 normal types), ``all-taleqani`` (ALL fields; weak
+per-image labels) and ``txl-pbc`` (red-cell boxes from several labs: the ``other`` class, a red cell boxed
+by mistake). Every crop is a square of ``window_cells`` white-cell diameters around the cell, the cell
+diameter being the lab's median of ``Detector.estimate_cell_px`` (the estimate ``leukoscan run`` makes per
+slide): a blast stays larger than a lymphocyte in its crop on every source.
+
+Splits are per source and deterministic, after exact (sha256) and near (perceptual hash) duplicates are
+dropped: Taleqani keeps its contiguous file-number blocks (``datasets/splits.py``); PBC, Munich, Zheng and
+TXL-PBC have no patient ids, so their images are split by a hash of the file name (70/15/15; a patient's
+cells may sit in two splits of one source, which is why no figure is ever reported on a source's own
+test split alone: the leave-one-lab-out table holds each source out whole).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from leukoscan.cells import CELL_TYPES, SUBTYPES
+from leukoscan.config import SETTINGS
+from leukoscan.crops import crop_cells, window_px
+from leukoscan.images import load_rgb, to_bgr
+from leukoscan.progress import track
+
+SOURCES = ("pbc", "munich", "zheng", "taleqani", "txl")
+# folder class -> cell type, per single-cell source
+TYPE_OF = {
+    "pbc": {"lymphocyte": "lymphocyte", "monocyte": "monocyte", "basophil": "basophil", "neutrophil": "neutrophil",
+            "eosinophil": "eosinophil", "ig": "immature_granulocyte", "erythroblast": "erythroblast",
+            "platelet": "other"},
+    "munich": {"myeloblast": "blast", "seg_neutrophil": "neutrophil"},
+    "zheng": {k: k for k in ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")},
+}
+FOLDER = {"pbc": "pbc", "munich": "munich-aml", "zheng": "zheng-wbc", "taleqani": "all-taleqani", "txl": "txl-pbc"}
+TALEQANI_SUBTYPE = {"Early": "early_pre_b", "Pre": "pre_b", "Pro": "pro_b"}
+CELL_COLUMNS = ["crop", "source", "lab", "file", "cell", "type", "subtype", "weak", "split", "cell_px", "box"]
+TXL_PER_SPLIT = {"train": 800, "val": 150, "test": 150}  # red-cell and platelet crops ("other") from TXL-PBC
+
+
+def hash_split(name: str, val: float = 0.15, test: float = 0.15) -> str:
+    """Deterministic split of a file with no patient id, from a hash of its name."""
+    u = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 2**32
+    return "test" if u < test else "val" if u < test + val else "train"
+
+
+def near_duplicates(phashes: list[str], bits: int = SETTINGS.splits.near_dup_bits) -> np.ndarray:
+    """True for each image within ``bits`` of an earlier one (the first copy is kept)."""
+    h = np.array([int(p, 16) for p in phashes], dtype=np.uint64)
+    drop = np.zeros(len(h), dtype=bool)
+    for i in range(len(h)):
+        if not drop[i]:
+            later = np.bitwise_count(h[i + 1 :] ^ h[i]) <= bits
+            drop[i + 1 :] |= later
+    return drop
+
+
+def single_cell_images(data_root: Path) -> pd.DataFrame:
+    """One row per single-cell image (source, lab, file, type, split), duplicates dropped."""
+    rows = []
+    for source in ("pbc", "munich", "zheng"):
+        root = data_root / FOLDER[source]
+        m = pd.read_csv(root / "manifest.csv")
+        for rec in m.itertuples():
+            name = Path(rec.file).name
+            lab = f"zheng-{name[:2]}" if source == "zheng" else source  # Zheng's two labs: d1_*, d2_*
+            rows.append({"source": source, "lab": lab, "file": f"{FOLDER[source]}/{rec.file}",
+                         "type": TYPE_OF[source][rec[2]], "split": hash_split(name)})
+    df = pd.DataFrame(rows)
+    sha, ph = [], []
+    for f in track(df.file, "hashing single-cell images"):
+        data = (data_root / f).read_bytes()
+        sha.append(hashlib.sha256(data).hexdigest())
+        with Image.open(data_root / f) as im:
+            ph.append(str(imagehash.phash(im)))
+    df["sha256"], df["phash"] = sha, ph
+    keep = ~df.duplicated("sha256")
+    for source in df.source.unique():
+        idx = df.index[(df.source == source) & keep]
+        keep[idx[near_duplicates(df.loc[idx, "phash"].tolist())]] = False
+    return df[keep].reset_index(drop=True)
+
+
+def lab_cell_px(detector, images: list[np.ndarray], pairs: int = 20, seed: int = 0) -> float:
+    """A lab's white-cell diameter: the median of the detector's per-slide estimate over pairs of its images."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(images), size=min(2 * pairs, len(images)), replace=False)
+    return float(np.median([detector.estimate_cell_px([images[i] for i in pick[k : k + 2]])
+                            for k in range(0, len(pick), 2)]))
+
+
+def central_box(det, shape: tuple[int, int], cell_px: float) -> tuple[np.ndarray, str]:
+    """The detected box nearest the image centre (a single-cell image is centred on its cell), or a
+    cell-sized box at the centre when the detector finds none near it."""
+    h, w = shape
+    centre = np.array([w / 2, h / 2])
+    if len(det):
+        d = np.linalg.norm((det.xyxy[:, :2] + det.xyxy[:, 2:]) / 2 - centre, axis=1)
+        i = int(d.argmin())
+        if d[i] < 0.25 * min(h, w):
+            return det.xyxy[i], "detector"
+    r = cell_px / 2
+    return np.array([centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r], dtype=np.float32), "centre"
+
+
+def write_crops(out: Path, rows: list[dict], crops: np.ndarray) -> None:
+    for row, crop in zip(rows, crops):
+        path = out / row["crop"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), to_bgr(crop))
+
+
+def build_single_cells(data_root: Path, out: Path, detector, batch: int = 64) -> list[dict]:
+    geo = SETTINGS.geometry
+    images = single_cell_images(data_root)
+    rows = []
+    for lab, group in images.groupby("lab", sort=True):
+        rgb = [load_rgb(data_root / f) for f in track(group.file, f"{lab}: loading")]
+        cell_px = lab_cell_px(detector, rgb)
+        side = window_px(cell_px)
+        for start in track(range(0, len(rgb), batch), f"{lab}: cells at {cell_px:.1f} px"):
+            chunk = rgb[start : start + batch]
+            dets = detector.detect(chunk, cell_size=cell_px)
+            recs, crops = [], []
+            for rec, im, det in zip(group.iloc[start : start + batch].itertuples(), chunk, dets):
+                box, how = central_box(det, im.shape[:2], cell_px)
+                recs.append({"crop": f"crops/{rec.source}/{Path(rec.file).stem}.png", "source": rec.source, "lab": lab,
+                             "file": rec.file, "cell": 0, "type": rec.type, "subtype": "", "weak": False,
+                             "split": rec.split, "cell_px": round(cell_px, 2), "box": how})
+                crops.append(crop_cells(im, box[None], size=geo.cell_crop_px, side=side)[0])
+            write_crops(out, recs, crops)
+            rows += recs
+    return rows
+
+
+def build_taleqani(data_root: Path, out: Path, detector, manifest: pd.DataFrame) -> list[dict]:
+    """Every white cell of the used Taleqani fields (mask or colour boxes, as the detection set), labelled
+    with the field's diagnosis: ``blast`` (subtype from the diagnosis) or, for Benign fields, ``lymphocyte``
+    (weak: hematogones and normal lymphocytes); ``weak`` marks them for cleaning."""
+    from datasets.build import taleqani_cells
+
+    geo = SETTINGS.geometry
+    root = data_root / "all-taleqani"
+    used = manifest[manifest.split != ""]
+    sample = used.iloc[np.linspace(0, len(used) - 1, 40).astype(int)]
+    cell_px = lab_cell_px(detector, [load_rgb(root / "Original" / f) for f in sample.file])
+    side = window_px(cell_px)
+    rows = []
+    for row in track(list(used.itertuples()), f"taleqani: cells at {cell_px:.1f} px"):
+        rgb, boxes, _ = taleqani_cells(root, row)
+        benign = row.class_dir == "Benign"
+        recs = [{"crop": f"crops/taleqani/{Path(row.file).stem}_{i:02d}.png", "source": "taleqani", "lab": "taleqani",
+                 "file": f"all-taleqani/Original/{row.file}", "cell": i, "type": "lymphocyte" if benign else "blast",
+                 "subtype": "" if benign else TALEQANI_SUBTYPE[row.class_dir], "weak": True, "split": row.split,
+                 "cell_px": round(cell_px, 2), "box": "mask" if row.class_dir != "Pro" else "colour"}
+                for i in range(len(boxes))]
+        write_crops(out, recs, crop_cells(rgb, boxes.xyxy, size=geo.cell_crop_px, side=side))
+        rows += recs
+    return rows
+
+
+def inside_fraction(squares: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fraction of each square box (xyxy) that lies inside a ``width`` x ``height`` image."""
+    x0, y0 = squares[:, 0].clip(0, width), squares[:, 1].clip(0, height)
+    x1, y1 = squares[:, 2].clip(0, width), squares[:, 3].clip(0, height)
+    return (x1 - x0) * (y1 - y0) / np.maximum((squares[:, 2] - squares[:, 0]) * (squares[:, 3] - squares[:, 1]), 1e-6)
+
+
+def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
+    """Red cells and platelets from TXL-PBC fields (several labs) as ``other``: what a red cell or a platelet
+    clump boxed by mistake looks like. The field's cell diameter is the median of its white-cell boxes;
+    only objects whose crop window lies (almost) wholly inside the field are used, so padding never marks
+    the class."""
+    from datasets.build import read_yolo
+    from leukoscan.crops import square_boxes
+
+    geo = SETTINGS.geometry
+    txl = data_root / "txl-pbc"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in TXL_PER_SPLIT.items():
+        files = sorted((txl / "images" / split).glob("*.jpg"))
+        files = [files[i] for i in rng.permutation(len(files))]
+        picked = 0
+        for img in track(files, f"txl-pbc {split}: red cells and platelets"):
+            if picked >= n:
+                break
+            rgb = load_rgb(img)
+            h, w = rgb.shape[:2]
+            label = txl / "labels" / split / f"{img.stem}.txt"
+            wbc = read_yolo(label, w, h, 0)
+            if not len(wbc):
+                continue
+            objects = np.concatenate([read_yolo(label, w, h, 1).xyxy, read_yolo(label, w, h, 2).xyxy])
+            cell_px = float(np.median(np.maximum(wbc.xyxy[:, 2] - wbc.xyxy[:, 0], wbc.xyxy[:, 3] - wbc.xyxy[:, 1])))
+            side = window_px(cell_px)
+            ok = np.nonzero(inside_fraction(square_boxes(objects, side=side), w, h) >= 0.9)[0]
+            if not len(ok):
+                continue
+            pick = rng.choice(ok, size=min(2, len(ok)), replace=False)
+            recs = [{"crop": f"crops/txl/{img.stem}_{i:02d}.png", "source": "txl", "lab": "txl",
+                     "file": f"txl-pbc/images/{split}/{img.name}", "cell": int(i), "type": "other", "subtype": "",
+                     "weak": False, "split": split, "cell_px": round(cell_px, 2), "box": "label"} for i in pick]
+            write_crops(out, recs, crop_cells(rgb, objects[pick], size=geo.cell_crop_px, side=side))
+            rows += recs
+            picked += len(recs)
+    return rows
+
+
+def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
+    """Write ``out/crops/<source>/…png`` and ``out/cells.csv`` (one row per crop, ``CELL_COLUMNS``)."""
+    from datasets.splits import build_manifest
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = build_manifest(data_root / "all-taleqani", out / "taleqani_manifest.csv", progress=track)
+    rows = build_single_cells(data_root, out, detector)
+    rows += build_txl_other(data_root, out)
+    rows += build_taleqani(data_root, out, detector, manifest)
+    df = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    assert set(df.type) <= set(CELL_TYPES) and set(df.subtype) - {""} <= set(SUBTYPES)
+    df.to_csv(out / "cells.csv", index=False)
+    summary = {"geometry": {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px},
+               "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
+               "counts": {f"{s}/{sp}": g.type.value_counts().to_dict() for (s, sp), g in df.groupby(["source", "split"])}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return df
+
+
+def training_folder(df: pd.DataFrame, out: Path, exclude: tuple[str, ...] = (), min_per_type: int = 400,
+                    blasts_per_field: int = 2, seed: int = 0) -> dict[str, dict[str, int]]:
+    """Link a training run's crops into ``out/{train,val}/<type>/`` (Ultralytics' folder layout) from every
+    source but ``exclude``. Crops labelled ``drop`` (weak-label cleaning) are left out; a Taleqani ALL field
+    gives at most ``blasts_per_field`` blasts (its crowded fields would otherwise outnumber every other
+    source); types with fewer than ``min_per_type`` training crops are repeated up to it (links under other
+    names: the augmentation makes each copy different)."""
+    import os
+    import shutil
+
+    rng = np.random.default_rng(seed)
+    if out.exists():
+        shutil.rmtree(out)
+    use = df[~df.source.isin(exclude) & (df.type != "drop") & df.split.isin(["train", "val"])]
+    field_blasts = (use.source == "taleqani") & (use.type == "blast")
+    order = use[field_blasts].sample(frac=1, random_state=seed).groupby("file").cumcount()
+    use = use.drop(order.index[order >= blasts_per_field])
+    counts: dict[str, dict[str, int]] = {}
+    for (split, kind), group in use.groupby(["split", "type"]):
+        folder = out / split / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        crops = list(group.crop)
+        extra = [] if split != "train" else list(rng.choice(crops, size=max(0, min_per_type - len(crops))))
+        for n, crop in enumerate(crops + extra):
+            name = Path(crop).name if n < len(crops) else f"{Path(crop).stem}_r{n}.png"
+            os.link(df.attrs["root"] / crop, folder / f"{Path(crop).parent.name}_{name}")
+        counts.setdefault(split, {})[kind] = len(crops) + len(extra)
+    return counts
+
+
+def read_cells(folder: Path) -> pd.DataFrame:
+    """``cells.csv`` of a built cell dataset (``attrs['root']`` is its folder, where the crops are)."""
+    df = pd.read_csv(folder / "cells.csv", keep_default_na=False)
+    df["weak"] = df.weak.astype(str) == "True"
+    df.attrs["root"] = Path(folder)
+    return df
