@@ -63,7 +63,8 @@ class Models:
 
 @app.command()
 def run(
-    slides: list[Path] = typer.Argument(None, help="Slide folders (or single images). Default: the bundled demo slide."),
+    slides: list[Path] = typer.Argument(None, help="Slide folders (or single images). Default: the bundled demo "
+                                        "photographs, each its own slide (they come from different labs)."),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
     cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated from red cells)."),
@@ -79,12 +80,13 @@ def run(
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
+    from leukoscan.images import list_images
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
     from leukoscan.slide import Options, Slide
 
     try:
-        inputs = [Slide.from_path(p) for p in (slides or [DEMO_SLIDE])]
+        inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
         models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend)  # also checks the weights
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/] {e}", soft_wrap=True)
@@ -262,14 +264,18 @@ def unique_names(slides) -> list[str]:
 def show_summary(verdicts, out: Path) -> None:
     from rich.table import Table
 
+    from leukoscan.verdict import percent
+
     table = Table(title=f"leukoscan: {leukoscan.DISCLAIMER}", title_justify="left")
     for col in ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review"):
         table.add_column(col)
     for _, v in verdicts:
         table.add_row(escape(v["slide"]), str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
-                      f"{v['blast_fraction']:.1%} ({v['ci_low']:.1%}–{v['ci_high']:.1%})", v["predominant_subtype"] or "–",
-                      v["verdict"], "yes" if v["needs_review"] else "no")
+                      f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
+                      v["predominant_subtype"] or "–", v["verdict"], "yes" if v["needs_review"] else "no")
     console.print(table)
+    for _, v in verdicts:
+        console.print(f"{escape(v['slide'])}: {v['verdict']} ({escape(v.get('reason', ''))})", soft_wrap=True)
     console.print(f"report: {out / 'report.html'}")
 
 

@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--name", default="crosslab")
+    ap.add_argument("--update-card", action="store_true",
+                    help="write the figures and the sources' manifest hashes into weights/classifier.json")
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         from datasets.cells import build_cells
@@ -233,7 +235,27 @@ def main() -> None:
     del result["confusion_md"]
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(md)
+    if args.update_card:
+        update_card(args.weights / "classifier.json", result, args.data_root)
     print(md)
+
+
+def update_card(card_path: Path, result: dict, data_root: Path) -> None:
+    """Put the leave-one-lab-out table, the shipped model's figures and every source's manifest hash on
+    the shipped model's card (the weights and their sha256 are unchanged)."""
+    from datasets.cells import FOLDER
+    from datasets.splits import manifest_hash
+
+    card = json.loads(card_path.read_text())
+    manifests = {}
+    for source, folder in FOLDER.items():
+        for name in ("manifest.csv", "manifest.sha256"):
+            if (data_root / folder / name).exists():
+                manifests[f"{folder}/{name}"] = manifest_hash(data_root / folder / name)
+    card["data"]["source_manifests_sha256"] = manifests
+    card["metrics"] = {"leave_one_lab_out": result["leave_one_lab_out"], "shipped_test": result["shipped"],
+                       "from": "python bench/eval_crosslab.py --update-card (bench/results/crosslab.md)"}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":

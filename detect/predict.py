@@ -69,7 +69,8 @@ class Detector:
         """
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
-        guess = float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images]))  # red-cell based
+        # red-cell based, never below the smallest cell worth classifying (noise can fake tiny "red cells")
+        guess = max(float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images])), self.geo.min_cell_px)
         # the guess, and the sizes worth trying: classifiable (>= min_cell_px), whole inside a field, leaving
         # the field within max_side once scaled, and not within 25 % of the guess (which already covers them)
         grid = [guess, *(c for c in 12 * 2.0 ** np.arange(7)
@@ -101,7 +102,7 @@ class Detector:
             score = (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum()))
             if score > best:
                 best, best_px = score, float(np.median(sides[consistent])) / f
-        return float(guess if best_px is None else best_px)
+        return max(float(guess if best_px is None else best_px), self.geo.min_cell_px)
 
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]

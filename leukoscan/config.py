@@ -68,6 +68,7 @@ class VerdictRules:
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops
+    subtype_min_blasts: int = 10  # the predominant subtype (a hint) is named only with at least this many blasts
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.overlay import HEX
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS
 from leukoscan.slide import crop_field
+from leukoscan.verdict import percent
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
 STYLE = """
@@ -76,8 +77,9 @@ def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.get("review_reasons", []))
     return f"""
 <section id="{html.escape(slide_dir)}"><h2>{html.escape(verdict["slide"])} {badge(verdict["verdict"])}</h2>
+<p><b>Why:</b> {html.escape(verdict.get("reason", ""))}</p>
 <p>{verdict["n_cells"]} cells in {verdict["n_images"] - verdict["n_failed"]} of {verdict["n_images"]} images;
-blast fraction {verdict["blast_fraction"]:.1%} (95 % CI {verdict["ci_low"]:.1%}–{verdict["ci_high"]:.1%});
+blast fraction {percent(verdict["blast_fraction"])} (95 % CI {percent(verdict["ci_low"])}–{percent(verdict["ci_high"])});
 predominant subtype (experimental): {html.escape(verdict["predominant_subtype"] or "–")}.</p>
 <p>Differential: {html.escape(", ".join(f"{t} {verdict.get('n_' + k, 0)}" for k, t in zip(CELL_TYPES, TYPE_LABELS)))}.</p>
 {f"<p><b>Needs review:</b></p><ul>{reasons}</ul>" if reasons else ""}
@@ -95,8 +97,8 @@ def write_report(out: Path, verdicts: list[tuple[str, dict]]) -> Path:
                              "predominant_subtype": v["predominant_subtype"]} for _, v in verdicts])
     rows = "".join(
         f'<tr><td><a href="#{html.escape(d)}">{html.escape(v["slide"])}</a></td><td>{badge(v["verdict"])}</td>'
-        f'<td>{"yes" if v["needs_review"] else "no"}</td><td>{v["n_cells"]}</td><td>{v["blast_fraction"]:.1%}</td>'
-        f'<td>{v["ci_low"]:.1%}–{v["ci_high"]:.1%}</td><td>{html.escape(v["predominant_subtype"] or "–")}</td></tr>'
+        f'<td>{"yes" if v["needs_review"] else "no"}</td><td>{v["n_cells"]}</td><td>{percent(v["blast_fraction"])}</td>'
+        f'<td>{percent(v["ci_low"])}–{percent(v["ci_high"])}</td><td>{html.escape(v["predominant_subtype"] or "–")}</td></tr>'
         for d, v in verdicts
     )
     key = "".join(f'<span style="background:{c}">{html.escape(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))

@@ -62,7 +62,7 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
     verdict = verdict_of(n, blasts, confident, rules)
     differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
     predominant = ""
-    if verdict == "suspected" and blasts:  # the blasts' commonest subtype (ties: larger summed probability)
+    if verdict == "suspected" and blasts >= rules.subtype_min_blasts:  # the blasts' commonest subtype (ties: larger summed probability)
         sub = cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)
         counts = np.bincount(np.nanargmax(np.nan_to_num(sub, nan=-1), axis=1), minlength=len(SUBTYPES))
         predominant = SUBTYPE_LABELS[max(range(len(SUBTYPES)), key=lambda i: (counts[i], np.nansum(sub[:, i])))]
@@ -71,9 +71,33 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
         reasons.append(f"{uncertain:.0%} of cells are uncertain (top probability < {rules.uncertain_p})")
     if stain_z is not None and stain_z > rules.review_stain_z:
         reasons.append(f"stain colour is {stain_z:.1f} SD from the training data")
+    fraction: float | None = blasts / n if n else 0.0
+    if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
+        fraction = low = high = None
+        reasons.insert(0, f"only {n} cells (at least {rules.min_cells} are needed for a verdict)")
     return {
-        "n_cells": n, "n_blasts": blasts, "blast_fraction": blasts / n if n else 0.0, "ci_low": low, "ci_high": high,
+        "n_cells": n, "n_blasts": blasts, "blast_fraction": fraction, "ci_low": low, "ci_high": high,
         "n_confident_blasts": confident, "predominant_subtype": predominant, "verdict": verdict,
+        "reason": verdict_reason(verdict, n, confident, low, high, rules),
         "needs_review": bool(reasons), "review_reasons": reasons, "uncertain_fraction": uncertain,
         **differential,
     }
+
+
+def verdict_reason(verdict: str, n: int, confident: int, low, high, rules: VerdictRules) -> str:
+    """The rule that gave ``verdict``, in words (shown in verdict.json, the report and the terminal)."""
+    frac, k, p = rules.suspect_fraction, rules.suspect_confident_blasts, rules.confident_blast_p
+    if verdict == "insufficient":
+        return f"{n} cells < {rules.min_cells}"
+    if verdict == "suspected":
+        fired = [f"lower bound of the blast fraction {low:.1%} >= {frac:.0%}"] if low >= frac else []
+        fired += [f"{confident} cells with P(blast) >= {p}"] if confident >= k else []
+        return "; ".join(fired)
+    if verdict == "negative":
+        return f"upper bound of the blast fraction {high:.1%} < {frac:.0%} and {confident} cells with P(blast) >= {p} (< {k})"
+    return f"blast fraction interval {low:.1%}-{high:.1%} includes {frac:.0%}; {confident} cells with P(blast) >= {p} (< {k})"
+
+
+def percent(value, digits: int = 1) -> str:
+    """A fraction as a percentage for people; '–' when there is none (an insufficient slide)."""
+    return "–" if value is None else f"{value:.{digits}%}"

@@ -75,3 +75,11 @@ def test_slide_scale_search_recovers_cell_size(detector, wbc):
     fields = [smear(size, rbc_px=rbc, wbc_px=wbc, n_rbc=size[0] * size[1] // int(4 * rbc * rbc), n_wbc=3, seed=s)[0]
               for s in (70, 71)]
     assert detector.estimate_cell_px(fields) == pytest.approx(wbc, rel=0.3)
+
+
+def test_scale_estimate_never_goes_below_the_smallest_classifiable_cell(detector):
+    """Pure noise fakes tiny 'red cells' (an 11 px guess once): the estimate stays at min_cell_px or above."""
+    from leukoscan.config import SETTINGS
+
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    assert detector.estimate_cell_px([noise]) >= SETTINGS.geometry.min_cell_px

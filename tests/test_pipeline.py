@@ -15,7 +15,7 @@ from PIL import Image
 from synth import smear
 from typer.testing import CliRunner
 
-from leukoscan.images import MAX_PIXELS
+from leukoscan.images import MAX_PIXELS, list_images
 from leukoscan.cells import CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
 from pipeline import DEMO_SLIDE, app
@@ -44,17 +44,20 @@ def demo_out(tmp_path_factory):
 
 
 def test_demo_run_output_contract(demo_out):
+    # the bundled photographs come from different labs: each is its own slide, never one verdict over all
+    photos = list_images(DEMO_SLIDE)
     summary = pd.read_csv(demo_out / "summary.csv", keep_default_na=False)
-    assert list(summary.columns) == SUMMARY_COLUMNS and summary.slide.tolist() == ["samples"]
-    slide = demo_out / "samples"
-    cells = pd.read_csv(slide / "cells.csv")
-    images = pd.read_csv(slide / "images.csv", keep_default_na=False)
+    assert list(summary.columns) == SUMMARY_COLUMNS and summary.slide.tolist() == [p.stem for p in photos]
+    slides = [demo_out / p.stem for p in photos]
+    cells = pd.concat([pd.read_csv(s / "cells.csv") for s in slides], ignore_index=True)
+    images = pd.concat([pd.read_csv(s / "images.csv", keep_default_na=False) for s in slides], ignore_index=True)
     assert list(cells.columns) == CELL_COLUMNS and list(images.columns) == IMAGE_COLUMNS
     assert len(images) == 7 and (images.status == "ok").all()
     assert len(cells) > 0 and set(cells.cell_type) <= set(CELL_TYPES)
     assert np.allclose(cells[TYPE_COLUMNS].to_numpy().sum(axis=1), 1, atol=2e-3)
     # the subtype is asked of blasts only: filled (summing to 1) for them, empty for every other cell
     blast = cells.cell_type == "blast"
+    assert blast.any() and (~blast).any()
     assert cells.loc[~blast, ["subtype", *SUBTYPE_COLUMNS]].isna().all().all()
     assert np.allclose(cells.loc[blast, SUBTYPE_COLUMNS].to_numpy().sum(axis=1), 1, atol=2e-3)
     assert set(cells.subtype[blast]) <= set(SUBTYPES)
@@ -63,18 +66,17 @@ def test_demo_run_output_contract(demo_out):
                 for lab, t, s in zip(labels, cells.cell_type, cells.subtype)]
     assert cells.label.tolist() == expected
     # images.csv: blast counts per field add up to the cells table
-    ok = images[images.status == "ok"]
-    assert ok.n_blasts.sum() == blast.sum() and (ok.n_cells.sum() == len(cells))
+    assert images.n_blasts.sum() == blast.sum() and images.n_cells.sum() == len(cells)
     assert ((cells.x2 > cells.x1) & (cells.y2 > cells.y1)).all()
-    verdict = json.loads((slide / "verdict.json").read_text())
-    assert verdict["verdict"] in {"suspected", "negative", "insufficient", "indeterminate"}
-    assert sum(verdict[f"n_{t}"] for t in CELL_TYPES) == verdict["n_cells"] == len(cells)
-    assert summary.n_blast.tolist() == [blast.sum()]
-    assert set(verdict["models"]) == {"detector", "classifier", "subtype"}
-    for key in ("thresholds", "models", "version", "device", "seconds"):
-        assert key in verdict
-    assert len(verdict["models"]["detector"]["sha256"]) == 64
-    for image, overlay in zip(images.image, images.overlay):
+    assert summary.n_blast.sum() == blast.sum() and summary.n_cells.sum() == len(cells)
+    for slide, image, overlay in zip(slides, images.image, images.overlay):
+        verdict = json.loads((slide / "verdict.json").read_text())
+        assert verdict["verdict"] in {"suspected", "negative", "insufficient", "indeterminate"} and verdict["reason"]
+        assert sum(verdict[f"n_{t}"] for t in CELL_TYPES) == verdict["n_cells"]
+        assert set(verdict["models"]) == {"detector", "classifier", "subtype"}
+        for key in ("thresholds", "models", "version", "device", "seconds"):
+            assert key in verdict
+        assert len(verdict["models"]["detector"]["sha256"]) == 64
         assert overlay == f"overlays/{Path(image).stem}.jpg" and (slide / overlay).is_file()
 
 
@@ -186,8 +188,14 @@ def test_exit_codes(tmp_path):
     empty = tmp_path / "nothing"
     empty.mkdir()
     (empty / "x.jpg").write_bytes(b"")
+    (empty / "y.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = run(empty, "--out", tmp_path / "o1")
     assert result.exit_code == 1 and "no image could be processed" in result.output
+    # a slide whose every file failed is insufficient: no blast fraction, no interval, and a person looks
+    verdict = json.loads((tmp_path / "o1" / "nothing" / "verdict.json").read_text())
+    assert verdict["verdict"] == "insufficient" and verdict["needs_review"] and verdict["n_failed"] == 2
+    assert verdict["blast_fraction"] is None and verdict["ci_low"] is None and verdict["ci_high"] is None
+    assert "0 cells" in verdict["review_reasons"][0] and "insufficient (0 cells < 10)" in result.output
     result = run(tmp_path / "missing-folder", "--out", tmp_path / "o2")
     assert result.exit_code == 2 and "no such slide" in result.output
     no_images = tmp_path / "no-images"
@@ -218,7 +226,7 @@ def test_report_loads_in_chromium(demo_out, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
-    verdict = json.loads((demo_out / "samples" / "verdict.json").read_text())["verdict"]
+    verdict = json.loads((demo_out / "new" / "verdict.json").read_text())["verdict"]
     assert 'id="verdicts"' in proc.stdout and verdict in proc.stdout
 
 

@@ -81,3 +81,23 @@ def test_image_calls_are_mean_probabilities():
     assert calls.loc["a.jpg", "p_blast"] == pytest.approx((3 * 0.95 + 0.05 / 8) / 4)
     assert calls.n_blasts.tolist() == [3, 0] and calls.blast_fraction.tolist() == [0.75, 0.0]
     assert image_calls(table(0, 0).assign(image=[])).empty
+
+
+def test_verdict_says_which_rule_fired():
+    assert slide_verdict(table(10, 40))["reason"].startswith("lower bound of the blast fraction")
+    assert slide_verdict(table(95, 5))["reason"] == "5 cells with P(blast) >= 0.9"
+    assert slide_verdict(table(100, 0))["reason"].startswith("upper bound of the blast fraction 3.7% < 10%")
+    assert "includes 10%" in slide_verdict(table(37, 3, p=0.7))["reason"]
+
+
+def test_insufficient_slide_gives_no_fraction_and_needs_review():
+    for cells in (table(3, 2), table(0, 0)):
+        v = slide_verdict(cells)
+        assert v["verdict"] == "insufficient" and v["needs_review"]
+        assert v["blast_fraction"] is None and v["ci_low"] is None and v["ci_high"] is None
+        assert "cells" in v["review_reasons"][0] and v["reason"].endswith("< 10")
+
+
+def test_subtype_hint_needs_enough_blasts():
+    assert slide_verdict(table(0, 12))["predominant_subtype"] == "Pre-B"
+    assert slide_verdict(table(0, 12), VerdictRules(subtype_min_blasts=20))["predominant_subtype"] == ""
