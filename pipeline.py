@@ -271,6 +271,7 @@ def show_summary(verdicts, out: Path) -> None:
         table.add_column(col)
     for _, v in verdicts:
         table.add_row(escape(v["slide"]), str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
+                      "–" if v["blast_fraction"] is None else
                       f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
                       v["predominant_subtype"] or "–", v["verdict"], "yes" if v["needs_review"] else "no")
     console.print(table)

@@ -236,11 +236,11 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(md)
     if args.update_card:
-        update_card(args.weights / "classifier.json", result, args.data_root)
+        update_card(args.weights / "classifier.json", result, args.data_root, args.cells / "cleaned" / "clean.json")
     print(md)
 
 
-def update_card(card_path: Path, result: dict, data_root: Path) -> None:
+def update_card(card_path: Path, result: dict, data_root: Path, cleaning: Path) -> None:
     """Put the leave-one-lab-out table, the shipped model's figures and every source's manifest hash on
     the shipped model's card (the weights and their sha256 are unchanged)."""
     from datasets.cells import FOLDER
@@ -253,6 +253,8 @@ def update_card(card_path: Path, result: dict, data_root: Path) -> None:
             if (data_root / folder / name).exists():
                 manifests[f"{folder}/{name}"] = manifest_hash(data_root / folder / name)
     card["data"]["source_manifests_sha256"] = manifests
+    if cleaning.exists():  # what the weak-label cleaning did to the shipped model's training labels
+        card["data"]["weak_label_cleaning"] = json.loads(cleaning.read_text())
     card["metrics"] = {"leave_one_lab_out": result["leave_one_lab_out"], "shipped_test": result["shipped"],
                        "from": "python bench/eval_crosslab.py --update-card (bench/results/crosslab.md)"}
     card_path.write_text(json.dumps(card, indent=2) + "\n")

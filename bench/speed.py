@@ -181,14 +181,14 @@ def main() -> None:
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
     lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
              f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.", "",
-             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / crop / classify / write ms "
+             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / quality / crop / classify / write ms "
              "per image | scale search / aggregate s per slide | raw models s | overhead | overhead without the scale search |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
         st, sl = s["stage_ms_per_image"], s["slide_stage_s"]
         lines.append(f"| {name} | {s['images']} | {s['images_per_s']} | {s['ms_per_image']} "
                      f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
-                     + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "crop", "classify", "write"))
+                     + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "quality", "crop", "classify", "write"))
                      + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x"
                      f" | {s['overhead_ratio_without_scale_search']}x |")
     if res.get("fresh_process"):

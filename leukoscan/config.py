@@ -43,6 +43,23 @@ class Segmentation:
 
 
 @dataclass(frozen=True)
+class FieldQuality:
+    """When a field is not a usable smear (``leukoscan/quality.py``): its cells do not count. Calibrated on
+    Taleqani and TXL-PBC fields and the demo photographs (every one usable) against noise, text, blank,
+    over-exposed, dark, blurred and grayscale fields (each caught): see tests/test_quality.py."""
+
+    lit_grey: int = 25  # pixels darker than this are outside the field of view (an eyepiece photo's black ring)
+    min_lit_fraction: float = 0.05  # less of the image lit: too dark to screen
+    min_contrast: float = 5.0  # grey-level SD of the lit area below this: a blank field (real fields >= 15)
+    max_saturated: float = 0.6  # more of the lit area at >= 250 in every channel: over-exposed (real <= 0.4)
+    max_noise_ratio: float = 5.0  # pixel-level Laplacian variance / grey variance above this: noise (real <= 1.3)
+    min_focus: float = 8.0  # Laplacian variance at the detector's cell scale below this: out of focus (real >= 19)
+    min_chroma: float = 4.0  # 90th percentile of Lab chroma below this: no stain colour (real >= 8.8)
+    max_cell_cover: float = 1.0  # white cells covering more than the lit area (n x cell_px^2): implausible density
+    sample_side: int = 512  # the exposure, colour and noise checks look at a copy this large at most
+
+
+@dataclass(frozen=True)
 class Splits:
     blocks: int = 10  # contiguous file-number blocks per class
     val_blocks: tuple[int, ...] = (4,)
@@ -68,6 +85,7 @@ class VerdictRules:
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops
+    review_unusable_fraction: float = 0.2  # needs_review when more of the slide's fields are not usable smears
     subtype_min_blasts: int = 10  # the predominant subtype (a hint) is named only with at least this many blasts
 
 
@@ -76,6 +94,7 @@ class Settings:
     geometry: Geometry = field(default_factory=Geometry)
     segmentation: Segmentation = field(default_factory=Segmentation)
     splits: Splits = field(default_factory=Splits)
+    quality: FieldQuality = field(default_factory=FieldQuality)
     verdict: VerdictRules = field(default_factory=VerdictRules)
 
 

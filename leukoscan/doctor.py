@@ -16,13 +16,13 @@ from leukoscan.progress import console
 
 PACKAGES = ("leukoscan", "torch", "torchvision", "ultralytics", "supervision", "opencv-python", "scikit-image",
             "numpy", "pandas", "typer", "onnxruntime", "openvino")
-DATASETS = ("all-taleqani", "txl-pbc", "labs-samples")
-REQUIRED_WEIGHTS = ("detector.pt", "classifier.pt")
+DATASETS = ("all-taleqani", "pbc", "munich-aml", "zheng-wbc", "txl-pbc", "labs-samples")
+REQUIRED_WEIGHTS = ("detector.pt", "classifier.pt", "subtype.pt")
 
 
 def doctor(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding the public datasets."),
-    weights_dir: Path = typer.Option(WEIGHTS_DIR, help="Folder holding detector.pt and classifier.pt."),
+    weights_dir: Path = typer.Option(WEIGHTS_DIR, help="Folder holding detector.pt, classifier.pt and subtype.pt."),
 ) -> None:
     """Check the installation: versions, device, weights (sha256) and dataset paths."""
     import torch

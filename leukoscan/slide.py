@@ -26,6 +26,7 @@ from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
+from leukoscan.quality import field_problem
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
 from leukoscan.verdict import image_calls, slide_verdict
 
@@ -79,6 +80,10 @@ def screen_fields(
     fields = [rgb for _, rgb in loaded]
     cell_px = [field_cell_px(scale, models.detector, rgb) for rgb in fields]
     dets = models.detector.detect(fields, cell_px)
+    t_quality = time.perf_counter()
+    # a field that is not a usable smear keeps its overlay and says why; its cells do not count
+    problems = list(pool.map(field_problem, fields, map(len, dets), cell_px))
+    dets = [det[np.zeros(0, dtype=int)] if problem else det for det, problem in zip(dets, problems)]
     t2 = time.perf_counter()
     crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
     t3 = time.perf_counter()
@@ -87,10 +92,12 @@ def screen_fields(
     dets = subtype_blasts(models.subtype, fields, dets)
     t4 = time.perf_counter()
     n = len(loaded)
-    seconds = {"decode": (t1 - t0) / n, "detect": (t2 - t1) / n, "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
+    seconds = {"decode": (t1 - t0) / n, "detect": (t_quality - t1) / n, "quality": (t2 - t_quality) / n,
+               "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
     # the fields' outputs on every core, then recorded
     names = [stems[p] for p, _ in loaded]
-    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, [opts.rules] * n))
+    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, [opts.rules] * n,
+                         problems))
     seconds["write"] = (time.perf_counter() - t4) / n
     for (path, _), state in zip(loaded, done):
         states[path] = journal.record(path, {**state, "seconds": seconds})
@@ -106,9 +113,10 @@ def subtype_blasts(subtype, fields: list[np.ndarray], dets: list) -> list:
 
 
 def write_field(
-    out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules
+    out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules, problem: str = ""
 ) -> dict:
-    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its state for the journal.
+    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its state for the
+    journal (``unusable`` with the ``problem`` when the field is not a usable smear).
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
@@ -117,8 +125,8 @@ def write_field(
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
-    return {"status": "ok", "error": "", "stain_lab": colour, "cells": cell_records(path.name, det),
-            "overlay": overlay_name(stem)}
+    return {"status": "unusable" if problem else "ok", "error": problem, "stain_lab": colour,
+            "cells": cell_records(path.name, det), "overlay": overlay_name(stem)}
 
 
 def output_stems(images: list[Path]) -> dict[Path, str]:
@@ -178,7 +186,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
                            "error": [s.get("error", "") for s in states.values()],
                            # journals of earlier versions have no overlay entry: their overlays are named by stem
-                           "overlay": [s.get("overlay", overlay_name(stems[p]) if s["status"] == "ok" else "")
+                           "overlay": [s.get("overlay", overlay_name(stems[p]) if s["status"] != "error" else "")
                                        for p, s in states.items()]}, dtype=object)
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
@@ -188,10 +196,15 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
     verdict = {
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
+        "n_unusable": int((images.status == "unusable").sum()),
         **slide_verdict(cells, opts.rules, stain_z),
         "scale": scale,
         "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.description,
     }
+    if verdict["n_unusable"] > opts.rules.review_unusable_fraction * len(slide.images):
+        verdict["review_reasons"].append(f"{verdict['n_unusable']} of {len(slide.images)} fields are not usable "
+                                         "smears (images.csv says why)")
+        verdict["needs_review"] = True
     outputs.write_csv(out / "cells.csv", cells)
     outputs.write_csv(out / "images.csv", images)
     verdict["seconds"] = {

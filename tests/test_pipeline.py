@@ -342,3 +342,23 @@ def test_a_pixel_budget_splits_batches_without_changing_results(tmp_path, monkey
     assert run(slide, "--out", tmp_path / "b", "--batch-megapixels", 1.5 * w * h / 1e6).exit_code == 0
     assert seen == [1, 1, 1]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "slide" / "cells.csv"), pd.read_csv(tmp_path / "b" / "slide" / "cells.csv"))
+
+
+def test_fields_that_are_not_smears_are_unusable_and_their_cells_do_not_count(tmp_path):
+    from test_quality import bad_fields
+
+    slide = tmp_path / "bad"
+    slide.mkdir()
+    for name, (rgb, _) in bad_fields().items():
+        cv2.imwrite(str(slide / f"{name}.png"), rgb[..., ::-1])
+    result = run(slide, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    images = pd.read_csv(tmp_path / "out" / "bad" / "images.csv", keep_default_na=False).set_index("image")
+    for name, (_, reason) in bad_fields().items():
+        row = images.loc[f"{name}.png"]
+        assert row.status == "unusable" and reason in row.error and row.n_cells == 0 and row.n_blasts == 0
+        assert (tmp_path / "out" / "bad" / row.overlay).is_file()  # still shown for review
+    assert len(pd.read_csv(tmp_path / "out" / "bad" / "cells.csv")) == 0
+    verdict = json.loads((tmp_path / "out" / "bad" / "verdict.json").read_text())
+    assert verdict["verdict"] == "insufficient" and verdict["n_blasts"] == 0 and verdict["needs_review"]
+    assert verdict["n_unusable"] == len(bad_fields()) and any("not usable" in r for r in verdict["review_reasons"])
