@@ -119,7 +119,7 @@ def tune(bags: dict, scores: pd.DataFrame, cells: pd.DataFrame, base: VerdictRul
     """Grid search on validation bags: rules meeting every target, the most sensitive at 1-2 % blasts; when
     none meets them all, the one meeting most (then the most sensitive)."""
     trials = []
-    for frac, k, p in itertools.product((0.02, 0.03, 0.05, 0.07, 0.10, 0.15), (3, 5, 8, 12, 20, 10**6),
+    for frac, k, p in itertools.product((0.02, 0.03, 0.05, 0.07, 0.10, 0.15, 0.20, 0.30), (3, 5, 8, 12, 20, 40, 10**6),
                                         (0.8, 0.9, 0.95, 0.98, 0.99)):
         rules = replace(base, suspect_fraction=frac, suspect_confident_blasts=k, confident_blast_p=p)
         sub = {key: b for key, b in bags.items() if key[0] == 200}
@@ -192,7 +192,9 @@ def main() -> None:
     cells["original_type"] = cells["type"]
     if cleaned.exists():
         cells["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(cells.crop).to_numpy()
-    cells = cells[cells.split.isin(["val", "test"]) & (cells.source != "txl")]
+    root = cells.attrs["root"]
+    cells = cells[cells.split.isin(["val", "test"]) & (cells.source != "txl")].reset_index(drop=True)
+    cells.attrs["root"] = root  # bags index cells by position
     rng = np.random.default_rng(args.seed)
     bags = {split: {(size, f): draw_bags(pools(cells, split), size, f, args.bags, rng) for size in SIZES for f in FRACTIONS}
             for split in ("val", "test")}

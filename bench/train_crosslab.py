@@ -34,8 +34,10 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
     out = cells / "cleaned" / f"{name}.csv"
     if not out.exists():
         excluded = ["--exclude", "taleqani"] + (["--exclude", source] if source else [])
+        trained = (runs / name / "weights" / "best.pt").exists() and (runs / name / "results.csv").exists() and \
+            len((runs / name / "results.csv").read_text().splitlines()) == epochs + 1  # every epoch done: finish it
         leukoscan("classify", "train-cells", "--cells", str(cells), *excluded, "--name", name,
-                  "--epochs", str(epochs), "--device", device, "--project", str(runs))
+                  "--epochs", str(epochs), "--device", device, "--project", str(runs), *(["--reuse"] if trained else []))
         leukoscan("classify", "clean", "--cells", str(cells), "--weights", str(runs / name / "weights" / "best.pt"),
                   "--out", str(out), "--device", device)
     return out

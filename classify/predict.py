@@ -21,7 +21,8 @@ class Classifier:
 
     classes: tuple[str, ...] = CLASSES
 
-    def __init__(self, weights: Path = SUBTYPE_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
+    def __init__(self, weights: Path = SUBTYPE_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
+                 strict: bool = True):
         from ultralytics import YOLO
 
         card = read_card(weights)
@@ -39,9 +40,10 @@ class Classifier:
                          or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
         names = self.model.names
         missing = set(self.classes) - set(names.values())
-        if missing:
+        if missing and strict:
             raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
-        self.order = [next(i for i, n in names.items() if n == key) for key in self.classes]
+        # a model trained without a class (not strict: a cleaning model that saw no blasts) gives it probability 0
+        self.order = [next((i for i, n in names.items() if n == key), -1) for key in self.classes]
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
         """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``.
@@ -58,7 +60,8 @@ class Classifier:
             else:
                 chunk = [to_bgr(c) for c in chunk]  # BGR arrays, resized by Ultralytics
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
-            out[start : start + len(chunk)] = np.stack([r.probs.data.cpu().numpy()[self.order] for r in results])
+            probs = np.stack([r.probs.data.cpu().numpy() for r in results])
+            out[start : start + len(chunk)] = np.where(np.array(self.order) >= 0, probs[:, self.order], 0)
         return out
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
@@ -91,8 +94,9 @@ class CellClassifier(Classifier):
 
     classes = CELL_TYPES
 
-    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch"):
-        super().__init__(weights, device, batch, backend)
+    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
+                 strict: bool = True):
+        super().__init__(weights, device, batch, backend, strict)
         geometry = read_card(weights).get("geometry", {})
         self.window_cells = float(geometry.get("window_cells", SETTINGS.geometry.window_cells))
         self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))

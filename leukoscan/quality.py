@@ -34,7 +34,7 @@ def field_problem(rgb: np.ndarray, n_cells: int, cell_px: float, q: FieldQuality
     lab = cv2.cvtColor(small.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
     if np.percentile(np.hypot(lab[..., 1], lab[..., 2])[lit], 90) < q.min_chroma:
         return "no stain colour (grayscale, or not a stained smear)"
-    if n_cells * float(cell_px) ** 2 > q.max_cell_cover * lit.mean() * h * w:
+    if n_cells * np.pi / 4 * float(cell_px) ** 2 > q.max_cell_cover * lit.mean() * h * w:
         return f"implausible cell density ({n_cells} white cells of {cell_px:.0f} px)"
     return ""
 

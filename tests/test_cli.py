@@ -28,7 +28,7 @@ def test_doctor_reports_missing_weights(tmp_path):
 
 
 def test_doctor_ok_with_weights(tmp_path):
-    for name in ("detector.pt", "classifier.pt"):
+    for name in ("detector.pt", "classifier.pt", "subtype.pt"):
         (tmp_path / name).write_bytes(b"x")
     out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output

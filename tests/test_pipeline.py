@@ -119,8 +119,10 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
     images = pd.read_csv(tmp_path / "out" / bad_slide.name / "images.csv", keep_default_na=False).set_index("image")
     assert set(images.index) == {"good field.jpg", "gray.png", "rgba.png", "deep16.png", "truncated.jpg",
                                  "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"}
-    for ok in ("good field.jpg", "gray.png", "rgba.png", "deep16.png"):
+    for ok in ("good field.jpg", "rgba.png"):
         assert images.loc[ok, "status"] == "ok", images.loc[ok, "error"]
+    for gray in ("gray.png", "deep16.png"):  # decoded, but a stain's colour is what the cell types are read from
+        assert images.loc[gray, "status"] == "unusable" and "grayscale" in images.loc[gray, "error"]
     for bad in ("truncated.jpg", "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"):
         assert images.loc[bad, "status"] == "error"
         assert images.loc[bad, "error"] and "\n" not in images.loc[bad, "error"]
