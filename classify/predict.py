@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -55,6 +56,10 @@ class Classifier:
         out = np.zeros((len(crops), len(self.classes)), dtype=np.float32)
         for start in range(0, len(crops), self.batch):
             chunk = np.asarray(crops[start : start + self.batch])
+            if chunk.shape[1] == chunk.shape[2] < self.imgsz:  # smaller square crops (the cell-type model's 48 px):
+                # bilinear upsampling, as Ultralytics' PIL resize (measured: within 0.02, the same call on 300 crops), without its
+                # per-crop PIL round trip
+                chunk = np.stack([cv2.resize(c, (self.imgsz, self.imgsz), interpolation=cv2.INTER_LINEAR) for c in chunk])
             if chunk.shape[1:3] == (self.imgsz, self.imgsz):
                 chunk = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
             else:
