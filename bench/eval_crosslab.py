@@ -68,7 +68,7 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
     from classify.predict import CellClassifier
     from leukoscan.cards import read_card
 
-    clf = CellClassifier(weights, device="cpu")
+    clf = CellClassifier(weights, device="cpu", strict=False)  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
     root = all_cells.attrs["root"]
     crops = load_crops(cells, root)
     if normalise:

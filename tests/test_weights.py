@@ -4,7 +4,9 @@ import json
 
 from leukoscan.cards import sha256
 from leukoscan.cells import CELL_TYPES
-from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
+import pytest
+
+from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS, WEIGHTS_DIR
 
 
 def test_cell_type_classifier_card():
@@ -29,6 +31,14 @@ def test_subtype_classifier_card():
 
     clf = SubtypeClassifier(SUBTYPE_WEIGHTS, device="cpu")
     assert clf.temperature == card["temperature"] and clf.imgsz == card["recipe"]["imgsz"]
+
+
+@pytest.mark.parametrize("source", ["taleqani", "munich", "pbc", "zheng"])
+def test_leave_one_lab_out_models_never_saw_their_source(source):
+    weights = WEIGHTS_DIR / "lolo" / f"no-{source}.pt"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256(weights)
+    assert card["data"]["excluded"] == [source] and source not in card["data"]["sources"]
 
 
 def test_detector_loads():
