@@ -2,10 +2,10 @@
 
 import json
 
-from leukoscan.cards import sha256
-from leukoscan.cells import CELL_TYPES
 import pytest
 
+from leukoscan.cards import sha256
+from leukoscan.cells import CELL_TYPES
 from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS, WEIGHTS_DIR
 
 
