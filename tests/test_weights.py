@@ -36,6 +36,8 @@ def test_subtype_classifier_card():
 @pytest.mark.parametrize("source", ["taleqani", "munich", "pbc", "zheng"])
 def test_leave_one_lab_out_models_never_saw_their_source(source):
     weights = WEIGHTS_DIR / "lolo" / f"no-{source}.pt"
+    if not weights.exists():
+        pytest.skip(f"{weights} not shipped (python bench/train_crosslab.py --only {source})")
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["sha256"] == sha256(weights)
     assert card["data"]["excluded"] == [source] and source not in card["data"]["sources"]
