@@ -37,12 +37,6 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def load_crops(cells: pd.DataFrame, root: Path) -> np.ndarray:
-    import cv2
-
-    return np.stack([cv2.imread(str(root / c))[..., ::-1] for c in cells.crop])
-
-
 def lab_stats(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD of every pixel's CIE Lab colour over a set of RGB crops."""
     from skimage.color import rgb2lab
@@ -68,13 +62,14 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
     from classify.predict import CellClassifier
     from leukoscan.cards import read_card
 
+    from datasets.cells import read_crops
+
     clf = CellClassifier(weights, device="cpu", strict=False)  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
-    root = all_cells.attrs["root"]
-    crops = load_crops(cells, root)
+    crops = read_crops(cells)
     if normalise:
         sources = read_card(weights)["data"]["sources"]
         train = all_cells[all_cells.source.isin(sources) & (all_cells.split == "train")].sample(1000, random_state=0)
-        crops = reinhard(crops, lab_stats(load_crops(train, root)))
+        crops = reinhard(crops, lab_stats(read_crops(train)))
     return clf.probs(crops)
 
 
@@ -199,7 +194,6 @@ def main() -> None:
     cells = read_cells(args.cells)
     cells["original_type"] = cells["type"]
     cells["subtype_truth"] = cells["subtype"]
-    root = args.cells
     result: dict = {"leave_one_lab_out": {}, "shipped": {}}
     held = {"munich": cells[cells.source == "munich"], "pbc": cells[cells.source == "pbc"],
             "zheng": cells[cells.source == "zheng"],

@@ -79,7 +79,7 @@ def train_cells(
     import pandas as pd
 
     from classify.predict import CellClassifier
-    from classify.train import calibrate, sample_crops
+    from classify.train import calibrate, cell_card, sample_crops
     from classify.train import train_cells as run_train
     from classify.stain import stain_reference
     from datasets.cells import SOURCES, read_cells, training_folder
@@ -99,15 +99,11 @@ def train_cells(
     counts = training_folder(df, folder, tuple(exclude))
     console.print(json.dumps(counts))
     if reuse:
-        from dataclasses import asdict
-
-        from classify.augment import LabAugment
-
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
             console.print(f"[red]error:[/] --reuse: {best} not found", soft_wrap=True)
             raise typer.Exit(2)
-        card = {"recipe": asdict(CellRecipe(epochs=epochs)), "augment": asdict(LabAugment()), "train_seconds": None}
+        card = cell_card(CellRecipe(epochs=epochs), None)
     else:
         best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device)
     clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
@@ -131,39 +127,30 @@ def clean(
     cells: Path = typer.Option(BUILD_DIR / "cells", help="Cell dataset folder (from `leukoscan data cells`)."),
     weights: Path = typer.Option(..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."),
     out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
-    confident: float = typer.Option(0.9, min=0.5, max=1.0, help="Probability of a non-lymphoid type that relabels a weak cell."),
+    confident: float = typer.Option(0.9, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."),
     device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
 ) -> None:
     """Clean Taleqani's weak labels with a model that never saw Taleqani (see classify/weak.py)."""
-    import cv2
     import numpy as np
 
     from classify.predict import CellClassifier
     from classify.weak import clean_weak_labels, cleaning_summary
-    from datasets.cells import read_cells
+    from datasets.cells import read_cells, read_crops
+    from leukoscan.cards import read_card
+    from leukoscan.cells import CELL_TYPES
 
     df = read_cells(cells)
-    if "taleqani" not in read_card_sources(weights, excluded=True):
+    if "taleqani" not in read_card(weights).get("data", {}).get("excluded", []):
         console.print(f"[red]error:[/] {weights} was trained on Taleqani; clean with a model that never saw it")
         raise typer.Exit(2)
-    weak = df[df.weak]
-    crops = np.stack([cv2.imread(str(cells / c))[..., ::-1] for c in weak.crop])
-    probs = np.zeros((len(df), 9), np.float32)
-    probs[df.weak.to_numpy()] = CellClassifier(weights, device, strict=False).probs(crops)
+    probs = np.zeros((len(df), len(CELL_TYPES)), np.float32)
+    probs[df.weak.to_numpy()] = CellClassifier(weights, device, strict=False).probs(read_crops(df[df.weak]))
     cleaned = clean_weak_labels(df, probs, confident)
     out.parent.mkdir(parents=True, exist_ok=True)
     cleaned.to_csv(out, index=False)
     summary = cleaning_summary(cleaned)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     console.print(json.dumps(summary))
-
-
-def read_card_sources(weights: Path, excluded: bool = False) -> list[str]:
-    """The sources a cell-type model's card says it was trained on (or, with ``excluded``, left out)."""
-    from leukoscan.cards import read_card
-
-    data = read_card(weights).get("data", {})
-    return data.get("excluded" if excluded else "sources", [])
 
 
 @app.command()

@@ -10,7 +10,7 @@ import supervision as sv
 
 from classify.calibrate import apply_temperature
 from leukoscan.cards import backend_file, read_card
-from leukoscan.cells import CELL_TYPES, CLASSES, blasts, with_probs, with_subtypes
+from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
@@ -87,10 +87,16 @@ class SubtypeClassifier(Classifier):
         probs = self.probs(crops)[:, 1:].astype(np.float64)
         return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
+    def subtype_fields(self, fields: list[np.ndarray], dets: list[sv.Detections]) -> list[sv.Detections]:
+        """Subtype the blasts of classified fields (``with_probs`` first) in one batch, in place."""
+        which = [blasts(det) for det in dets]
+        crops = [self.crops(rgb, det[w]) for rgb, det, w in zip(fields, dets, which)]
+        probs = self.subtypes(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(SUBTYPES)))
+        return [with_subtypes(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(w) for w in which])[:-1]))]
+
     def __call__(self, rgb: np.ndarray, det: sv.Detections) -> sv.Detections:
-        """Subtype the blasts of one classified field (``with_probs`` first), in place."""
-        which = blasts(det)
-        return with_subtypes(det, self.subtypes(self.crops(rgb, det[which])) if len(which) else np.zeros((0, 3)))
+        """Subtype the blasts of one classified field, in place."""
+        return self.subtype_fields([rgb], [det])[0]
 
 
 class CellClassifier(Classifier):

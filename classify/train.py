@@ -54,12 +54,18 @@ class CellRecipe:
 def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None = None,
                 device: str = "auto") -> tuple[Path, dict]:
     """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``); (best.pt, card)."""
-    from classify.augment import LabAugment, cell_trainer
+    from classify.augment import cell_trainer
 
     recipe = recipe or CellRecipe()
     model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device, trainer=cell_trainer())
-    card = {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "train_seconds": round(seconds, 1)}
-    return Path(model.trainer.best), card
+    return Path(model.trainer.best), cell_card(recipe, round(seconds, 1))
+
+
+def cell_card(recipe: CellRecipe, train_seconds: float | None) -> dict:
+    """What a cell-type model's card says of its training (the augmentation is LabAugment's defaults)."""
+    from classify.augment import LabAugment
+
+    return {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "train_seconds": train_seconds}
 
 
 def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,

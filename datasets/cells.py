@@ -265,6 +265,11 @@ def training_folder(df: pd.DataFrame, out: Path, exclude: tuple[str, ...] = (), 
     return counts
 
 
+def read_crops(cells: pd.DataFrame) -> np.ndarray:
+    """The RGB crops of rows of a ``read_cells`` table (N x crop_px x crop_px x 3)."""
+    return np.stack([cv2.imread(str(cells.attrs["root"] / c))[..., ::-1] for c in cells.crop])
+
+
 def read_cells(folder: Path) -> pd.DataFrame:
     """``cells.csv`` of a built cell dataset (``attrs['root']`` is its folder, where the crops are)."""
     df = pd.read_csv(folder / "cells.csv", keep_default_na=False)

@@ -58,13 +58,15 @@ def with_subtypes(det: sv.Detections, probs: np.ndarray) -> sv.Detections:
     return det
 
 
-def cell_labels(det: sv.Detections) -> list[str]:
-    """What a user reads for each cell: its type, and for a blast its likeliest subtype (``Blast (Pre-B)``)."""
+def subtype_indices(det: sv.Detections) -> list[int | None]:
+    """Each cell's likeliest subtype (an index into ``SUBTYPES``), None for a cell not subtyped."""
     sub = det.data.get(SUBTYPE_PROBS)
-    out = []
-    for i, c in enumerate(det.class_id if len(det) else []):
-        label = TYPE_LABELS[c]
-        if c == BLAST and sub is not None and np.isfinite(sub[i]).all():
-            label += f" ({SUBTYPE_LABELS[int(np.argmax(sub[i]))]})"
-        out.append(label)
-    return out
+    if sub is None:
+        return [None] * len(det)
+    return [int(np.argmax(s)) if np.isfinite(s).all() else None for s in sub]
+
+
+def cell_labels(det: sv.Detections) -> list[str]:
+    """What a user reads for each cell: its type, and for a subtyped blast its likeliest subtype (``Blast (Pre-B)``)."""
+    return [TYPE_LABELS[c] + ("" if s is None else f" ({SUBTYPE_LABELS[s]})")
+            for c, s in zip(det.class_id if len(det) else [], subtype_indices(det))]

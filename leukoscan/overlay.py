@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from leukoscan.cells import PROBS, TYPE_LABELS, cell_labels
+from leukoscan.cells import BLAST, PROBS, TYPE_LABELS, cell_labels
 from leukoscan.images import to_bgr
 
 # one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red,
@@ -29,7 +29,7 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
         probs = det.data[PROBS]
         labels = [f"{name} {probs[i, c]:.2f}" for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
-        blast = det[det.class_id == 0]
+        blast = det[det.class_id == BLAST]
         if len(blast):
             scene = sv.BoxAnnotator(color=PALETTE, thickness=2 * thickness).annotate(scene, blast)
         sizes = np.array([cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, text_scale, thickness)[0] for t in labels])

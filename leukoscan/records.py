@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import supervision as sv
 
-from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, cell_labels
+from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, cell_labels, subtype_indices
 
 TYPE_COLUMNS = [f"p_{t}" for t in CELL_TYPES]  # sum to 1 (calibrated)
 SUBTYPE_COLUMNS = [f"p_{s}" for s in SUBTYPES]  # given blast: filled for blasts only, sum to 1
@@ -24,9 +24,9 @@ def cell_records(image: str, det: sv.Detections) -> list[dict]:
     ``cells.csv`` is one DataFrame of all of them."""
     n = len(det)
     probs = np.asarray(det.data.get(PROBS, np.zeros((n, len(CELL_TYPES)))) if n else np.zeros((0, len(CELL_TYPES))), float)
-    sub = np.asarray(det.data.get(SUBTYPE_PROBS, np.full((n, len(SUBTYPES)), np.nan)) if n else np.zeros((0, 3)), float)
+    sub = np.asarray(det.data.get(SUBTYPE_PROBS, np.full((n, len(SUBTYPES)), np.nan)) if n else np.zeros((0, len(SUBTYPES))), float)
     conf = np.asarray(det.confidence if det.confidence is not None else np.ones(n), float)
-    subtype = [SUBTYPES[int(np.argmax(s))] if np.isfinite(s).all() else "" for s in sub]
+    subtype = ["" if s is None else SUBTYPES[s] for s in subtype_indices(det)]
     sub_values = [[None if not np.isfinite(v) else v for v in col] for col in sub.round(4).T.tolist()]
     columns = [
         [image] * n, list(range(n)), *np.asarray(det.xyxy, float).round(1).T.tolist(), conf.round(4).tolist(),

@@ -20,7 +20,7 @@ from PIL import Image
 
 from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
-from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPES, blasts, with_probs, with_subtypes
+from leukoscan.cells import CELL_TYPES, PROBS, with_probs
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, VerdictRules
 from leukoscan.crops import crop_cells
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
@@ -89,7 +89,7 @@ def screen_fields(
     t3 = time.perf_counter()
     probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(CELL_TYPES)))
     dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
-    dets = subtype_blasts(models.subtype, fields, dets)
+    dets = models.subtype.subtype_fields(fields, dets)
     t4 = time.perf_counter()
     n = len(loaded)
     seconds = {"decode": (t1 - t0) / n, "detect": (t_quality - t1) / n, "quality": (t2 - t_quality) / n,
@@ -102,14 +102,6 @@ def screen_fields(
     for (path, _), state in zip(loaded, done):
         states[path] = journal.record(path, {**state, "seconds": seconds})
     return states
-
-
-def subtype_blasts(subtype, fields: list[np.ndarray], dets: list) -> list:
-    """The blasts of every field subtyped in one batch (the subtype model's own box-relative crops)."""
-    which = [blasts(det) for det in dets]
-    crops = [subtype.crops(rgb, det[w]) for rgb, det, w in zip(fields, dets, which)]
-    probs = subtype.subtypes(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(SUBTYPES)))
-    return [with_subtypes(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(w) for w in which])[:-1]))]
 
 
 def write_field(
