@@ -189,7 +189,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     verdict = {
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
         "n_unusable": int((images.status == "unusable").sum()),
-        **slide_verdict(cells, opts.rules, stain_z),
+        **slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum())),
         "scale": scale,
         "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.description,
     }

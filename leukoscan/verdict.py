@@ -22,16 +22,25 @@ def wilson(k, n, z: float = 1.959964):
     return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
+def _off(threshold) -> float:
+    """A threshold that ``None`` turns off (never reached)."""
+    return np.inf if threshold is None else threshold
+
+
 def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.verdict):
-    """The verdict rule on counts (numbers or arrays of slides): ``insufficient`` below ``min_cells``;
-    ``suspected`` when the blast fraction's Wilson lower bound reaches ``suspect_fraction`` or
-    ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the upper bound is below
-    ``suspect_fraction``; ``indeterminate`` otherwise."""
+    """The verdict rules on counts (numbers or arrays of slides), as ``VerdictRules`` describes them:
+    ``insufficient`` below ``min_cells``; ``suspected`` when a Wilson 95 % lower bound reaches its threshold
+    (the blast fraction's ``suspect_fraction``, the confident-blast share's ``suspect_confident_fraction``)
+    or ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the ``negative_z`` upper
+    bounds of both are below their thresholds; ``indeterminate`` otherwise."""
     n, k, c = (np.asarray(v) for v in (n_cells, n_blasts, n_confident))
-    low, high = wilson(k, n)
+    frac, share = _off(rules.suspect_fraction), _off(rules.suspect_confident_fraction)
+    low, c_low = wilson(k, n)[0], wilson(c, n)[0]
+    high, c_high = wilson(k, n, rules.negative_z)[1], wilson(c, n, rules.negative_z)[1]
+    suspected = (low >= frac) | (c_low >= share) | (c >= _off(rules.suspect_confident_blasts))
+    negative = (high < frac) & (c_high < share) & (c < _off(rules.suspect_confident_blasts))
     out = np.where(n < rules.min_cells, "insufficient",
-                   np.where((low >= rules.suspect_fraction) | (c >= rules.suspect_confident_blasts), "suspected",
-                            np.where(high < rules.suspect_fraction, "negative", "indeterminate")))
+                   np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")))
     return str(out) if out.ndim == 0 else out
 
 
@@ -49,8 +58,10 @@ def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
     return mean
 
 
-def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, stain_z: float | None = None) -> dict:
-    """Verdict of one slide from its ``cells`` table (``cell_type``, ``p_<type>``, subtype columns)."""
+def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, stain_z: float | None = None,
+                  usable_fields: int | None = None) -> dict:
+    """Verdict of one slide from its ``cells`` table (``cell_type``, ``p_<type>``, subtype columns);
+    ``insufficient`` also with fewer than ``rules.min_fields`` usable fields (when ``usable_fields`` is given)."""
     n = len(cells)
     probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CELL_TYPES)))
     top = probs.argmax(axis=1)
@@ -60,6 +71,9 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
     low, high = wilson(blasts, n)
     uncertain = float((probs.max(axis=1) < rules.uncertain_p).mean()) if n else 0.0
     verdict = verdict_of(n, blasts, confident, rules)
+    few_fields = usable_fields is not None and usable_fields < rules.min_fields
+    if few_fields:
+        verdict = "insufficient"
     differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
     predominant = ""
     if verdict == "suspected" and blasts >= rules.subtype_min_blasts:  # the blasts' commonest subtype (ties: larger summed probability)
@@ -74,28 +88,38 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
     fraction: float | None = blasts / n if n else 0.0
     if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
         fraction = low = high = None
-        reasons.insert(0, f"only {n} cells (at least {rules.min_cells} are needed for a verdict)")
+        reasons.insert(0, f"only {usable_fields} usable fields (a verdict needs at least {rules.min_fields})"
+                       if few_fields else f"only {n} cells (at least {rules.min_cells} are needed for a verdict)")
     return {
         "n_cells": n, "n_blasts": blasts, "blast_fraction": fraction, "ci_low": low, "ci_high": high,
         "n_confident_blasts": confident, "predominant_subtype": predominant, "verdict": verdict,
-        "reason": verdict_reason(verdict, n, confident, low, high, rules),
+        "reason": f"{usable_fields} usable fields < {rules.min_fields}" if few_fields
+        else verdict_reason(verdict, n, blasts, confident, rules),
         "needs_review": bool(reasons), "review_reasons": reasons, "uncertain_fraction": uncertain,
         **differential,
     }
 
 
-def verdict_reason(verdict: str, n: int, confident: int, low, high, rules: VerdictRules) -> str:
+def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: VerdictRules) -> str:
     """The rule that gave ``verdict``, in words (shown in verdict.json, the report and the terminal)."""
-    frac, k, p = rules.suspect_fraction, rules.suspect_confident_blasts, rules.confident_blast_p
     if verdict == "insufficient":
         return f"{n} cells < {rules.min_cells}"
+    p, z = rules.confident_blast_p, rules.negative_z
+    tests = []  # (what, lower bound, upper bound used for "negative", threshold) of each rule that is on
+    if rules.suspect_fraction is not None:
+        tests.append(("blast fraction", wilson(blasts, n)[0], wilson(blasts, n, z)[1], rules.suspect_fraction))
+    if rules.suspect_confident_fraction is not None:
+        tests.append((f"share of cells with P(blast) >= {p}", wilson(confident, n)[0], wilson(confident, n, z)[1],
+                      rules.suspect_confident_fraction))
+    count = rules.suspect_confident_blasts
+    bound = "upper bound of the" if z > 0 else ""
     if verdict == "suspected":
-        fired = [f"lower bound of the blast fraction {low:.1%} >= {frac:.0%}"] if low >= frac else []
-        fired += [f"{confident} cells with P(blast) >= {p}"] if confident >= k else []
+        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, low, _, t in tests if low >= t]
+        fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
-    if verdict == "negative":
-        return f"upper bound of the blast fraction {high:.1%} < {frac:.0%} and {confident} cells with P(blast) >= {p} (< {k})"
-    return f"blast fraction interval {low:.1%}-{high:.1%} includes {frac:.0%}; {confident} cells with P(blast) >= {p} (< {k})"
+    parts = [f"{bound or 'the'} {what} {high:.1%} {'<' if high < t else '>='} {t:.0%}".strip() for what, _, high, t in tests]
+    parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
+    return " and ".join(parts) if verdict == "negative" else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
 
 
 def percent(value, digits: int = 1) -> str:

@@ -197,7 +197,7 @@ def test_exit_codes(tmp_path):
     verdict = json.loads((tmp_path / "o1" / "nothing" / "verdict.json").read_text())
     assert verdict["verdict"] == "insufficient" and verdict["needs_review"] and verdict["n_failed"] == 2
     assert verdict["blast_fraction"] is None and verdict["ci_low"] is None and verdict["ci_high"] is None
-    assert "0 cells" in verdict["review_reasons"][0] and "insufficient (0 cells < 10)" in result.output
+    assert "0 usable fields" in verdict["review_reasons"][0] and "insufficient (0 usable fields < 1)" in result.output
     result = run(tmp_path / "missing-folder", "--out", tmp_path / "o2")
     assert result.exit_code == 2 and "no such slide" in result.output
     no_images = tmp_path / "no-images"

@@ -34,19 +34,30 @@ def test_wilson_known_values():
 
 @pytest.mark.parametrize("benign,blast,expected", [
     (3, 2, "insufficient"),     # fewer than min_cells
-    (100, 0, "negative"),       # no blasts, upper bound < 10 %
-    (10, 40, "suspected"),      # lower bound well above 10 %
-    (95, 5, "suspected"),       # 5 confident blasts are enough even at 5 %
+    (100, 0, "negative"),       # no blasts
+    (10, 40, "suspected"),      # lower bounds well above both thresholds
+    (95, 5, "suspected"),       # 5 % confident blasts: lower bound 2.2 % >= 2 %
+    (38, 2, "indeterminate"),   # 5 % confident blasts of 40 cells: lower bound 1.4 % < 2 % <= 5 %
 ])
 def test_verdicts(benign, blast, expected):
     assert slide_verdict(table(benign, blast))["verdict"] == expected
 
 
-def test_indeterminate_between_thresholds():
-    # 3 blasts of 40 cells, none confident: CI straddles 10 %
-    v = slide_verdict(table(37, 3, p=0.7))
-    assert v["n_confident_blasts"] == 0 and v["ci_low"] < 0.10 <= v["ci_high"]
+def test_blasts_below_the_confident_threshold_count_only_in_the_blast_fraction():
+    # 30 % blasts, none confident (P(blast) 0.7 < 0.95): the blast fraction's lower bound (17 %) is below 20 %
+    v = slide_verdict(table(28, 12, p=0.7))
+    assert v["n_confident_blasts"] == 0 and v["ci_low"] < 0.20 <= v["blast_fraction"]
     assert v["verdict"] == "indeterminate"
+    assert slide_verdict(table(10, 40, p=0.7))["verdict"] == "suspected"  # lower bound 67 % >= 20 %
+
+
+def test_rules_can_be_turned_off_and_a_count_rule_on():
+    counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
+    assert slide_verdict(table(195, 5), counting)["verdict"] == "suspected"
+    assert slide_verdict(table(196, 4), counting)["verdict"] == "negative"
+    strict_negative = VerdictRules(negative_z=1.96)  # "negative" needs the 95 % upper bounds below the thresholds
+    assert slide_verdict(table(100, 0), strict_negative)["verdict"] == "indeterminate"  # upper bound 3.7 % >= 2 %
+    assert slide_verdict(table(300, 0), strict_negative)["verdict"] == "negative"  # upper bound 1.3 %
 
 
 def test_predominant_subtype_only_when_suspected():
@@ -84,10 +95,14 @@ def test_image_calls_are_mean_probabilities():
 
 
 def test_verdict_says_which_rule_fired():
-    assert slide_verdict(table(10, 40))["reason"].startswith("lower bound of the blast fraction")
-    assert slide_verdict(table(95, 5))["reason"] == "5 cells with P(blast) >= 0.9"
-    assert slide_verdict(table(100, 0))["reason"].startswith("upper bound of the blast fraction 3.7% < 10%")
-    assert "includes 10%" in slide_verdict(table(37, 3, p=0.7))["reason"]
+    assert slide_verdict(table(10, 40))["reason"] == ("lower bound of the blast fraction 67.0% >= 20%; lower bound of "
+                                                      "the share of cells with P(blast) >= 0.95 67.0% >= 2%")
+    assert slide_verdict(table(95, 5))["reason"] == "lower bound of the share of cells with P(blast) >= 0.95 2.2% >= 2%"
+    assert slide_verdict(table(100, 0))["reason"] == ("the blast fraction 0.0% < 20% and the share of cells with "
+                                                      "P(blast) >= 0.95 0.0% < 2%")
+    assert slide_verdict(table(38, 2))["reason"].startswith("not significantly above, nor below, the thresholds")
+    counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
+    assert slide_verdict(table(95, 5), counting)["reason"] == "5 cells with P(blast) >= 0.95"
 
 
 def test_insufficient_slide_gives_no_fraction_and_needs_review():
@@ -101,3 +116,10 @@ def test_insufficient_slide_gives_no_fraction_and_needs_review():
 def test_subtype_hint_needs_enough_blasts():
     assert slide_verdict(table(0, 12))["predominant_subtype"] == "Pre-B"
     assert slide_verdict(table(0, 12), VerdictRules(subtype_min_blasts=20))["predominant_subtype"] == ""
+
+
+def test_too_few_usable_fields_is_insufficient():
+    v = slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=2)
+    assert v["verdict"] == "insufficient" and v["reason"] == "2 usable fields < 3" and v["blast_fraction"] is None
+    assert v["needs_review"] and "usable fields" in v["review_reasons"][0]
+    assert slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=3)["verdict"] == "negative"
