@@ -10,8 +10,9 @@ from __future__ import annotations
 import leukoscan  # noqa: F401  (offline runtime before ultralytics)
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import typer
@@ -20,16 +21,45 @@ from rich.markup import escape
 from classify.cli import app as classify_app
 from datasets.cli import app as data_app
 from detect.cli import app as detect_app
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT, SUBTYPE_WEIGHTS
+from leukoscan.cards import Backend, ExportFormat
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT, SUBTYPE_WEIGHTS, Export
 from leukoscan.doctor import doctor
-from leukoscan.progress import console, progress
+from leukoscan.progress import (NOTHING_PROCESSED, OneLineErrors, console, device_option, error, fail, max_megapixels_option,
+                                positive, progress, user_errors)
 
-app = typer.Typer(help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER}", no_args_is_help=True)
+app = typer.Typer(help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER} Exit codes, the same in "
+                  "every command: 0 done, 1 nothing could be processed, 2 usage or input error.",
+                  no_args_is_help=True, cls=OneLineErrors)
 app.command()(doctor)
 app.add_typer(data_app, name="data")
 app.add_typer(detect_app, name="detect")
 app.add_typer(classify_app, name="classify")
 DEMO_SLIDE = REPO_ROOT / "datasets" / "samples"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"leukoscan {leukoscan.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """The options of ``leukoscan`` itself (its help is the app's)."""
+
+
+class Unloaded:
+    """A model not loaded yet: the facts given (``weights``, ``device``, ...) are known at once, and asking
+    for anything else loads it (``load()``) and answers from the loaded model."""
+
+    def __init__(self, load: Callable[[], object], **known):
+        self.__dict__.update(known, _load=load, _model=None)
+
+    def __getattr__(self, name: str):  # called only for what is not known
+        if self._model is None:
+            self._model = self._load()
+        return getattr(self._model, name)
 
 
 @dataclass
@@ -40,13 +70,23 @@ class Models:
 
     @classmethod
     def load(cls, detector_weights: Path, classifier_weights: Path, subtype_weights: Path, device: str,
-             backend: str = "pytorch") -> Models:
+             backend: str = "pytorch", lazy: bool = False) -> Models:
+        """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
+        its weight file, device, backend, temperature and stain reference (read from the files and cards):
+        a resume with nothing left to screen loads no model."""
         from classify.predict import CellClassifier, SubtypeClassifier
         from detect.predict import Detector
+        from leukoscan.cards import backend_file, read_card
+        from leukoscan.runtime import resolve_device
 
-        return cls(Detector(detector_weights, device, backend=backend),
-                   CellClassifier(classifier_weights, device, backend=backend),
-                   SubtypeClassifier(subtype_weights, device, backend=backend))
+        def unloaded(kind: type, weights: Path) -> Unloaded:
+            card = read_card(weights)
+            return Unloaded(partial(kind, weights, device, backend=backend), weights=Path(backend_file(weights, backend)),
+                            device=resolve_device(device), backend=backend,
+                            temperature=float(card.get("temperature", 1.0)), stain_reference=card.get("stain_reference"))
+
+        models = ((Detector, detector_weights), (CellClassifier, classifier_weights), (SubtypeClassifier, subtype_weights))
+        return cls(*(unloaded(kind, weights) if lazy else kind(weights, device, backend=backend) for kind, weights in models))
 
     @cached_property
     def description(self) -> dict:
@@ -66,37 +106,42 @@ def run(
     slides: list[Path] = typer.Argument(None, help="Slide folders (or single images). Default: the bundled demo "
                                         "photographs, each its own slide (they come from different labs)."),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
-    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated from red cells)."),
-    um_per_px: float = typer.Option(None, help="Micrometres per pixel (alternative to --cell-size)."),
-    batch: int = typer.Option(16, help="Fields per batch through the models."),
-    batch_megapixels: float = typer.Option(100.0, help="A batch also stops at this many megapixels of fields (bounds memory on large photographs)."),
-    workers: int = typer.Option(1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
+    device: str = device_option(),
+    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."),
+    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel (alternative to --cell-size)."),
+    batch: int = typer.Option(16, min=1, help="Fields per batch through the models."),
+    batch_megapixels: float = typer.Option(100.0, callback=positive, help="A batch also stops at this many megapixels of fields (bounds memory on large photographs)."),
+    max_megapixels: float = max_megapixels_option(),
+    workers: int = typer.Option(1, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
-    backend: str = typer.Option("pytorch", help="pytorch, onnx, openvino or openvino-int8 (exported by `leukoscan export`; faster on CPU)."),
+    backend: Backend = typer.Option("pytorch", help="Exported by `leukoscan export`; faster on CPU."),
+    export: list[Export] = typer.Option([], help="Also write the cells for other tools (repeatable): geojson (QuPath, "
+                                        "one file per field) or coco (one file per slide)."),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
-    from leukoscan.images import list_images
+    from leukoscan.images import list_images, pixel_limit
+    from leukoscan.journal import all_finished
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
     from leukoscan.slide import Options, Slide
 
-    try:
+    model_args = (detector_weights, classifier_weights, subtype_weights, device, backend)
+    with user_errors():
         inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
-        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend)  # also checks the weights
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(2)
-    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, batch_megapixels=batch_megapixels, force=force)
-    names = unique_names(inputs)
+        names = unique_names(inputs)
+        # a resume with every field finished loads no model (the verdicts are aggregated again from the journals)
+        done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
+        models = Models.load(*model_args, lazy=done)  # also checks the weights
+    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, batch_megapixels=batch_megapixels, force=force,
+                   exports=tuple(e.value for e in export))
     try:
-        with progress() as bar:  # one bar per slide and one overall
-            if workers > 1:
-                verdicts = screen_in_parallel(inputs, names, out, opts, workers, (detector_weights, classifier_weights, subtype_weights, device, backend), bar)
+        with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
+            if workers > 1 and not done:
+                verdicts = screen_in_parallel(inputs, names, out, opts, workers, model_args, max_megapixels, bar)
             else:
                 verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
     except KeyboardInterrupt:
@@ -104,14 +149,12 @@ def run(
                       "run the same command again to resume (--force starts afresh)", soft_wrap=True)
         raise typer.Exit(130) from None
     if not verdicts:
-        console.print("[red]error:[/] no slide's outputs could be written")
-        raise typer.Exit(1)
+        fail("no slide's outputs could be written", NOTHING_PROCESSED)
     outputs.write_csv(out / "summary.csv", pd.DataFrame([v for _, v in verdicts])[SUMMARY_COLUMNS])
     write_report(out, verdicts)
     show_summary(verdicts, out)
     if all(v["n_failed"] == v["n_images"] for _, v in verdicts):
-        console.print("[red]error:[/] no image could be processed (see images.csv in each slide folder)")
-        raise typer.Exit(1)
+        fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
 
 @app.command()
@@ -119,8 +162,7 @@ def export(
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
-    formats: list[str] = typer.Option(
-        ["onnx"], "--format", help="onnx, openvino and/or openvino-int8 (repeat the option for several)."),
+    formats: list[ExportFormat] = typer.Option(["onnx"], "--format", help="Repeat the option for several."),
     detect_data: Path = typer.Option(BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."),
     classify_data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="openvino-int8: cell-type classifier calibration set (its val split)."),
     subtype_data: Path = typer.Option(BUILD_DIR / "classify", help="openvino-int8: subtype classifier calibration set (its val split)."),
@@ -130,30 +172,25 @@ def export(
     openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
     calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
-    from ultralytics import YOLO
+    from leukoscan.cards import load_model
 
-    from leukoscan.cards import BACKENDS
-
-    known = BACKENDS[1:]  # every backend but pytorch is an export
-    if unknown := [f for f in formats if f not in known]:
-        console.print(f"[red]error:[/] unknown export format {unknown[0]!r} (use {', '.join(known)})")
-        raise typer.Exit(2)
+    models = ((detector_weights, "detect", detect_data), (classifier_weights, "classify", classify_data),
+              (subtype_weights, "classify", subtype_data))
+    if "openvino-int8" in formats and (missing := [data for _, _, data in models if not data.exists()]):
+        fail(f"calibration data not found: {missing[0]} (build it with `leukoscan data detect` / `data cells` + "
+             "`classify train-cells` / `data classify`, or pass --detect-data / --classify-data / --subtype-data)")
+    with user_errors():  # every model loads before anything is exported
+        for weights, task, _ in models:
+            load_model(weights, task)
     if "openvino-int8" in formats:
         import logging
 
         import nncf  # Ultralytics' INT8 OpenVINO export quantises with it; quiet its per-layer INFO lines
 
         nncf.set_log_level(logging.WARNING)
-        missing = [p for p in (detect_data, classify_data, subtype_data) if not p.exists()]
-        if missing:
-            console.print(f"[red]error:[/] calibration data not found: {missing[0]} "
-                          "(build it with `leukoscan data detect` / `data cells` + `classify train-cells` / `data classify`, "
-                          "or pass --detect-data / --classify-data / --subtype-data)")
-            raise typer.Exit(2)
     for fmt in formats:
-        for weights, data in ((detector_weights, detect_data), (classifier_weights, classify_data),
-                              (subtype_weights, subtype_data)):
-            model = YOLO(str(weights))
+        for weights, task, data in models:
+            model = load_model(weights, task)
             extra = {"simplify": False} if fmt == "onnx" else {}
             if fmt == "openvino-int8":  # calibrated at the size the model was trained at
                 extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
@@ -165,13 +202,16 @@ _worker_models: Models | None = None
 _fields_done = None  # fields finished by all workers together (a shared counter the parent's progress bar reads)
 
 
-def _init_worker(model_args: tuple, threads: int, counter, fields_done) -> None:
+def _init_worker(model_args: tuple, threads: int, counter, fields_done, max_megapixels: float) -> None:
     """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
-    too) and as many torch threads, so workers never fight over a core."""
+    too) and as many torch threads, so workers never fight over a core; and the run's image size limit."""
     global _worker_models, _fields_done
     import os
 
+    from leukoscan.images import limit_megapixels
     from leukoscan.runtime import use_threads
+
+    limit_megapixels(max_megapixels)
 
     _fields_done = fields_done
     with counter.get_lock():
@@ -215,7 +255,7 @@ def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
     return verdicts
 
 
-def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args: tuple, bar) -> list:
+def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args: tuple, max_megapixels: float, bar) -> list:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
     import multiprocessing as mp
     import os
@@ -227,7 +267,7 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
     ctx = mp.get_context("spawn")
     fields_done = ctx.Value("i", 0)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(model_args, threads, ctx.Value("i", 0), fields_done)) as pool:
+                             initargs=(model_args, threads, ctx.Value("i", 0), fields_done, max_megapixels)) as pool:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
             bar.update(overall, completed=fields_done.value)
@@ -239,8 +279,8 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
             except OSError as e:
                 unwritable(name, out, e)
             except BrokenProcessPool:
-                console.print(f"[red]error:[/] slide {escape(name)}: its worker process stopped unexpectedly (out of "
-                              "memory?); the fields it finished are kept: rerun with fewer --workers to resume", soft_wrap=True)
+                error(f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
+                      "finished are kept: rerun with fewer --workers to resume")
     return results
 
 
@@ -248,8 +288,7 @@ def unwritable(name: str, out: Path, e: OSError) -> None:
     """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
     way); the other slides go on."""
     where = f": {e.filename}" if e.filename else ""
-    console.print(f"[red]error:[/] slide {escape(name)}: could not write its outputs under {escape(str(out / name))} "
-                  f"({escape(e.strerror or type(e).__name__)}{escape(where)})", soft_wrap=True)
+    error(f"slide {name}: could not write its outputs under {out / name} ({e.strerror or type(e).__name__}{where})")
 
 
 def unique_names(slides) -> list[str]:
@@ -262,22 +301,33 @@ def unique_names(slides) -> list[str]:
 
 
 def show_summary(verdicts, out: Path) -> None:
+    """The run's summary on stdout (progress and logs are on stderr): a table on a terminal; plain columns,
+    never cut to a width, when stdout is piped or redirected."""
+    from rich.console import Console
     from rich.table import Table
 
     from leukoscan.verdict import percent
 
-    table = Table(title=f"leukoscan: {leukoscan.DISCLAIMER}", title_justify="left")
-    for col in ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review"):
-        table.add_column(col)
+    columns = ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review")
+    rows = [(v["slide"], str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
+             "–" if v["blast_fraction"] is None else
+             f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
+             v["predominant_subtype"] or "–", v["verdict"], "yes" if v["needs_review"] else "no") for _, v in verdicts]
+    title = f"leukoscan: {leukoscan.DISCLAIMER}"
+    stdout = Console(highlight=False, emoji=False)
+    if stdout.is_terminal:  # wrapped to the terminal's width, never cut
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*map(escape, row))
+        stdout.print(table)
+    else:
+        widths = [max(map(len, column)) for column in zip(columns, *rows)]
+        typer.echo("\n".join([title, *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (columns, *rows))]))
     for _, v in verdicts:
-        table.add_row(escape(v["slide"]), str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
-                      "–" if v["blast_fraction"] is None else
-                      f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
-                      v["predominant_subtype"] or "–", v["verdict"], "yes" if v["needs_review"] else "no")
-    console.print(table)
-    for _, v in verdicts:
-        console.print(f"{escape(v['slide'])}: {v['verdict']} ({escape(v.get('reason', ''))})", soft_wrap=True)
-    console.print(f"report: {out / 'report.html'}")
+        stdout.print(f"{escape(v['slide'])}: {v['verdict']} ({escape(v.get('reason', ''))})", soft_wrap=True)
+    stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)
 
 
 if __name__ == "__main__":

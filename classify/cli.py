@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
+from rich.markup import escape
 
 from classify.train import CellRecipe, ClassifierRecipe
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
-from leukoscan.progress import console
+from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True)
 CROPS = BUILD_DIR / "classify"
@@ -18,13 +20,13 @@ RUNS = REPO_ROOT / "runs"
 
 @app.command()
 def train(
-    data: Path = typer.Option(CROPS, help="Crop dataset folder (from `leukoscan data classify`)."),
-    epochs: int = typer.Option(ClassifierRecipe.epochs, help="Training epochs."),
-    imgsz: int = typer.Option(64, help="Crop size the model sees."),
+    data: Path = typer.Option(CROPS, exists=True, file_okay=False, help="Crop dataset folder (from `leukoscan data classify`)."),
+    epochs: int = typer.Option(ClassifierRecipe.epochs, min=1, help="Training epochs."),
+    imgsz: int = typer.Option(64, min=32, help="Crop size the model sees."),
     balance: bool = typer.Option(False, help="Balance classes: subsample large ones, fill small ones with stain-jittered "
                                  "copies (measured: worse than all the crops as they are; see README)."),
-    per_class: int = typer.Option(3000, help="Training crops per class after balancing."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    per_class: int = typer.Option(3000, min=1, help="Training crops per class after balancing."),
+    device: str = device_option(),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
     name: str = typer.Option("classifier", help="Run name."),
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/subtype.pt)."),
@@ -38,6 +40,8 @@ def train(
     from datasets.splits import manifest_hash
     from leukoscan.cards import ship
 
+    if missing := [split for split in ("train", "val") if not (data / split).is_dir()]:
+        fail(f"{data} has no {missing[0]}/ folder of <class>/ crops (build it with `leukoscan data classify`)")
     train_data = data
     counts = None
     if balance:
@@ -65,11 +69,11 @@ def train(
 
 @app.command("train-cells")
 def train_cells(
-    cells: Path = typer.Option(BUILD_DIR / "cells", help="Cell dataset folder (from `leukoscan data cells`)."),
+    cells: Path = typer.Option(BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."),
     exclude: list[str] = typer.Option([], help="Source left out of training (leave-one-lab-out); repeatable."),
-    cleaned: Path = typer.Option(None, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."),
+    cleaned: Path = typer.Option(None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."),
     epochs: int = typer.Option(CellRecipe.epochs, min=1, help="Training epochs."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    device: str = device_option(),
     project: Path = typer.Option(RUNS / "cells", help="Folder for training runs."),
     name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
@@ -89,11 +93,11 @@ def train_cells(
 
     unknown = set(exclude) - set(SOURCES)
     if unknown:
-        console.print(f"[red]error:[/] unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
-        raise typer.Exit(2)
-    df = read_cells(cells)
-    if cleaned:
-        df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+        fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
+    with user_errors():
+        df = read_cells(cells)
+        if cleaned:
+            df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
     counts = training_folder(df, folder, tuple(exclude))
@@ -101,8 +105,7 @@ def train_cells(
     if reuse:
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
-            console.print(f"[red]error:[/] --reuse: {best} not found", soft_wrap=True)
-            raise typer.Exit(2)
+            fail(f"--reuse: {best} not found")
         card = cell_card(CellRecipe(epochs=epochs), None)
     else:
         best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device)
@@ -112,6 +115,8 @@ def train_cells(
     card["classes"] = list(CELL_TYPES)
     card["input_px"] = clf.imgsz
     card["geometry"] = {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px}
+    if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
+        card["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
     card["data"] = {"sources": [s for s in SOURCES if s not in exclude], "excluded": list(exclude),
                     "train_counts": counts, "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
                     "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv")}
@@ -124,11 +129,11 @@ def train_cells(
 
 @app.command()
 def clean(
-    cells: Path = typer.Option(BUILD_DIR / "cells", help="Cell dataset folder (from `leukoscan data cells`)."),
+    cells: Path = typer.Option(BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."),
     weights: Path = typer.Option(..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."),
     out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
     confident: float = typer.Option(0.9, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    device: str = device_option(),
 ) -> None:
     """Clean Taleqani's weak labels with a model that never saw Taleqani (see classify/weak.py)."""
     import numpy as np
@@ -139,12 +144,13 @@ def clean(
     from leukoscan.cards import read_card
     from leukoscan.cells import CELL_TYPES
 
-    df = read_cells(cells)
+    with user_errors():
+        df = read_cells(cells)
+        classifier = CellClassifier(weights, device, strict=False)
     if "taleqani" not in read_card(weights).get("data", {}).get("excluded", []):
-        console.print(f"[red]error:[/] {weights} was trained on Taleqani; clean with a model that never saw it")
-        raise typer.Exit(2)
+        fail(f"{weights} was trained on Taleqani; clean with a model that never saw it")
     probs = np.zeros((len(df), len(CELL_TYPES)), np.float32)
-    probs[df.weak.to_numpy()] = CellClassifier(weights, device, strict=False).probs(read_crops(df[df.weak]))
+    probs[df.weak.to_numpy()] = classifier.probs(read_crops(df[df.weak]))
     cleaned = clean_weak_labels(df, probs, confident)
     out.parent.mkdir(parents=True, exist_ok=True)
     cleaned.to_csv(out, index=False)
@@ -157,10 +163,10 @@ def clean(
 def val(
     data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="Folder of <split>/<class>/ crops "
                               "(a `train-cells` run's folder; `data classify`'s for --subtype)."),
-    split: str = typer.Option("val", help="Split: val or test."),
+    split: Literal["val", "test"] = typer.Option("val", help="Split."),
     weights: Path = typer.Option(None, help="Weights (default: the shipped cell-type or subtype model)."),
     subtype: bool = typer.Option(False, help="Validate the subtype model (Benign / Early Pre-B / Pre-B / Pro-B crops)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    device: str = device_option(),
 ) -> None:
     """Accuracy, per-class recall and ECE (calibrated) on a split of a crop folder."""
     from classify.calibrate import apply_temperature, ece
@@ -169,13 +175,12 @@ def val(
 
     folder = data / split
     if not folder.is_dir():
-        console.print(f"[red]error:[/] {folder} not found (build it first, or pass --data)", soft_wrap=True)
-        raise typer.Exit(2)
-    clf = (Classifier if subtype else CellClassifier)(weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device)
+        fail(f"{folder} not found (build it first, or pass --data)")
+    with user_errors():
+        clf = (Classifier if subtype else CellClassifier)(weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device)
     raw, labels, _ = folder_predictions(clf, folder, clf.classes)
     if not len(labels):
-        console.print(f"[red]error:[/] no crops under {folder}/<class>/", soft_wrap=True)
-        raise typer.Exit(2)
+        fail(f"no crops under {folder}/<class>/ (classes: {', '.join(clf.classes)})")
     probs = apply_temperature(raw, clf.temperature)
     pred = probs.argmax(1)
     recall = {k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()}
@@ -185,9 +190,9 @@ def val(
 
 @app.command()
 def predict(
-    crops: list[Path] = typer.Argument(..., help="Crop images or folders of crops (one cell each, centred)."),
+    crops: list[Path] = typer.Argument(..., exists=True, help="Crop images or folders of crops (one cell each, centred)."),
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    device: str = device_option(),
     out: Path = typer.Option(Path("predictions.csv"), help="CSV of calibrated probabilities."),
 ) -> None:
     """Classify ready-made cell crops (batched) and write their calibrated cell-type probabilities.
@@ -203,18 +208,21 @@ def predict(
     from leukoscan.cells import CELL_TYPES, TYPE_LABELS
     from leukoscan.images import ImageError, expand_images, load_rgb
 
-    files = expand_images(crops)
-    clf = CellClassifier(weights, device)
+    with user_errors():
+        files = expand_images(crops)
+        clf = CellClassifier(weights, device)
     good, arrays = [], []
     for f in files:
         try:
             arrays.append(cv2.resize(load_rgb(f), (clf.imgsz, clf.imgsz), interpolation=cv2.INTER_AREA))
             good.append(f)
         except ImageError as e:
-            console.print(f"[yellow]skipped[/] {f}: {e}", soft_wrap=True)
+            console.print(f"[yellow]skipped[/] {escape(str(f))}: {escape(str(e))}", soft_wrap=True)
     probs = clf.probs(np.stack(arrays)) if arrays else np.zeros((0, len(CELL_TYPES)))
     df = pd.DataFrame(probs, columns=[f"p_{k}" for k in CELL_TYPES])
     df.insert(0, "label", [TYPE_LABELS[i] for i in probs.argmax(1)] if len(probs) else [])
     df.insert(0, "crop", [str(f) for f in good])
     outputs.write_csv(out, df)
-    console.print(f"{len(df)} crops classified -> {out}")
+    console.print(f"{len(df)} crops classified -> {escape(str(out))}", soft_wrap=True)
+    if not good:
+        fail("no crop could be processed (each is listed above with why)", NOTHING_PROCESSED)

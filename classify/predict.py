@@ -9,7 +9,8 @@ import numpy as np
 import supervision as sv
 
 from classify.calibrate import apply_temperature
-from leukoscan.cards import backend_file, read_card
+from classify.stain import reinhard
+from leukoscan.cards import backend_file, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.crops import crop_cells
@@ -24,11 +25,9 @@ class Classifier:
 
     def __init__(self, weights: Path = SUBTYPE_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
                  strict: bool = True):
-        from ultralytics import YOLO
-
         card = read_card(weights)
         weights = backend_file(weights, backend)
-        self.model = YOLO(str(weights), task="classify")
+        self.model = load_model(weights, "classify")
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.batch = batch
@@ -108,15 +107,27 @@ class CellClassifier(Classifier):
     def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
                  strict: bool = True):
         super().__init__(weights, device, batch, backend, strict)
-        geometry = read_card(weights).get("geometry", {})
+        card = read_card(weights)
+        geometry = card.get("geometry", {})
         self.window_cells = float(geometry.get("window_cells", SETTINGS.geometry.window_cells))
         self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))
+        # trained on crops whose colour was normalised slide by slide: its input is normalised the same way
+        self.stain_normalisation: dict | None = card.get("stain_normalisation")
+
+    def normalise(self, crops: np.ndarray, stats: dict | None) -> np.ndarray:
+        """Crops of one slide mapped onto the colour this model was trained on (Reinhard in CIE Lab, from the
+        slide's ``stats``: ``{"mean", "sd"}``, see ``slide_stain``); unchanged for a model trained without."""
+        if not self.stain_normalisation or stats is None or not len(crops):
+            return crops
+        reference = (self.stain_normalisation["mean"], self.stain_normalisation["sd"])
+        return reinhard(crops, (stats["mean"], stats["sd"]), reference)
 
     def crops(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> np.ndarray:
         """The crops this model sees for ``det`` in a field whose white cells are ``cell_px`` wide: cut at
         the crop size it was trained on (``crop_px``), then resized to its input by Ultralytics, as in training."""
         return crop_cells(rgb, det.xyxy, size=self.crop_px, side=self.window_cells * cell_px)
 
-    def __call__(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> sv.Detections:
-        """Classify the cells of one field, in place: ``class_id`` and ``data[PROBS]``."""
-        return with_probs(det, self.probs(self.crops(rgb, det, cell_px)))
+    def __call__(self, rgb: np.ndarray, det: sv.Detections, cell_px: float, stats: dict | None = None) -> sv.Detections:
+        """Classify the cells of one field, in place: ``class_id`` and ``data[PROBS]`` (``stats``: its slide's
+        colour, for a model trained on normalised crops)."""
+        return with_probs(det, self.probs(self.normalise(self.crops(rgb, det, cell_px), stats)))

@@ -45,3 +45,30 @@ def stain_distance(median_lab, reference: dict | None) -> float | None:
         return None
     z = np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(np.array(reference["lab_std"]), 1e-3)
     return float(z.max())
+
+
+def lab_stats(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of every pixel's CIE Lab colour over a set of RGB crops (uint8, N x h x w x 3)."""
+    import cv2
+
+    crops = np.asarray(crops)
+    lab = cv2.cvtColor(crops.reshape(-1, crops.shape[-2], 3).astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    return lab.mean(axis=0).astype(np.float64), lab.std(axis=0).astype(np.float64)
+
+
+def reinhard(crops: np.ndarray, stats: tuple, reference: tuple) -> np.ndarray:
+    """Reinhard colour normalisation: crops whose pooled Lab mean and SD are ``stats`` (one slide's, one
+    lab's) mapped onto ``reference`` (the training crops'), pixel by pixel in CIE Lab."""
+    import cv2
+
+    crops = np.asarray(crops)
+    if not len(crops):
+        return crops
+    mean, sd = (np.asarray(v, np.float32) for v in stats)
+    ref_mean, ref_sd = (np.asarray(v, np.float32) for v in reference)
+    flat = crops.reshape(-1, crops.shape[-2], 3).astype(np.float32) / 255
+    lab = cv2.cvtColor(flat, cv2.COLOR_RGB2Lab)
+    lab = (lab - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
+    lab[..., 0] = lab[..., 0].clip(0, 100)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return (rgb.clip(0, 1) * 255).round().astype(np.uint8).reshape(crops.shape)

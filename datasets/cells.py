@@ -265,6 +265,43 @@ def training_folder(df: pd.DataFrame, out: Path, exclude: tuple[str, ...] = (), 
     return counts
 
 
+def stain_groups(cells: pd.DataFrame) -> pd.Series:
+    """The colour-normalisation group of each crop, what one slide is at inference: its lab, or for Taleqani
+    its contiguous block of one class (about one patient)."""
+    manifest = pd.read_csv(cells.attrs["root"] / "taleqani_manifest.csv", keep_default_na=False)
+    block = dict(zip("all-taleqani/Original/" + manifest.file, manifest.class_dir + "-" + manifest.block.astype(str)))
+    return pd.Series(np.where(cells.source == "taleqani", "taleqani/" + cells.file.map(block).fillna(""), cells.lab),
+                     index=cells.index)
+
+
+def stain_reference(cells: pd.DataFrame, n: int = 2000, seed: int = 0) -> dict:
+    """The colour every crop is normalised to: the pooled Lab mean and SD of ``n`` Taleqani training crops
+    (a source every leave-one-lab-out model but one trains on; any fixed colour would do)."""
+    from classify.stain import lab_stats
+
+    rows = cells[(cells.source == "taleqani") & (cells.split == "train")].sample(n, random_state=seed)
+    mean, sd = lab_stats(read_crops(rows))
+    return {"method": "reinhard-lab", "per": "slide", "mean": mean.round(4).tolist(), "sd": sd.round(4).tolist()}
+
+
+def normalised_copy(cells: pd.DataFrame, out: Path, seed: int = 0) -> dict:
+    """Write every crop Reinhard-normalised by its group (``stain_groups``: the group's pooled Lab statistics,
+    from up to 1,000 of its crops, mapped onto ``stain_reference``) into ``out`` (same layout and tables),
+    with ``normalisation.json``; the normalisation record."""
+    from classify.stain import lab_stats, reinhard
+
+    record = stain_reference(cells, seed=seed)
+    reference = (record["mean"], record["sd"])
+    for group, rows in track(list(cells.groupby(stain_groups(cells))), "colour-normalised crops"):
+        stats = lab_stats(read_crops(rows.sample(min(len(rows), 1000), random_state=seed)))
+        write_crops(out, rows.to_dict("records"), reinhard(read_crops(rows), stats, reference))
+    cells[CELL_COLUMNS].to_csv(out / "cells.csv", index=False)
+    for name in ("taleqani_manifest.csv", "summary.json"):
+        (out / name).write_bytes((cells.attrs["root"] / name).read_bytes())
+    (out / "normalisation.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
 def read_crops(cells: pd.DataFrame) -> np.ndarray:
     """The RGB crops of rows of a ``read_cells`` table (N x crop_px x crop_px x 3)."""
     return np.stack([cv2.imread(str(cells.attrs["root"] / c))[..., ::-1] for c in cells.crop])

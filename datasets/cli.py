@@ -9,9 +9,10 @@ import pandas as pd
 import typer
 
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
-from leukoscan.progress import console, track
+from leukoscan.progress import NOTHING_PROCESSED, console, fail, track
 
-app = typer.Typer(help="Build the training datasets (splits manifest, detection, classification).", no_args_is_help=True)
+app = typer.Typer(help="Build the training datasets from the public ones: split (the manifest), detect, classify, "
+                  "fields, cells.", no_args_is_help=True)
 
 
 def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
@@ -19,13 +20,11 @@ def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
 
     tq = data_root / "all-taleqani"
     if not (tq / "Original").is_dir():
-        console.print(f"[red]error:[/] {tq / 'Original'} not found (use --data-root)")
-        raise typer.Exit(2)
+        fail(f"{tq / 'Original'} not found (use --data-root)")
     df = build_manifest(tq, out, progress=track)
     problems = leaks(df)
     if problems:
-        console.print(f"[red]error:[/] split leaks: {problems[:3]}")
-        raise typer.Exit(1)
+        fail(f"split leaks: {problems[:3]}", NOTHING_PROCESSED)
     console.print(f"manifest: {out}  ({(df.split != '').sum()} images used, {(df.split == '').sum()} dropped)")
     console.print(df[df.split != ""].groupby(["class_dir", "split"]).size().unstack().to_string())
     return df
@@ -57,8 +56,8 @@ def detect(
 def classify(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
     out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
-    margin: float = typer.Option(SETTINGS.geometry.crop_margin, help="Context around each cell, as a fraction of its size per side."),
-    size: int = typer.Option(SETTINGS.geometry.crop_px, help="Crop side in pixels."),
+    margin: float = typer.Option(SETTINGS.geometry.crop_margin, min=0.0, help="Context around each cell, as a fraction of its size per side."),
+    size: int = typer.Option(SETTINGS.geometry.crop_px, min=8, help="Crop side in pixels."),
 ) -> None:
     """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
     from datasets.build import build_classification
@@ -91,7 +90,6 @@ def cells(
 
     missing = [name for name in FOLDER.values() if not (data_root / name).is_dir()]
     if missing:
-        console.print(f"[red]error:[/] {', '.join(missing)} not found under {data_root} (use --data-root)")
-        raise typer.Exit(2)
+        fail(f"{', '.join(missing)} not found under {data_root} (use --data-root)")
     df = build_cells(data_root, out, Detector(device="cpu"))
     console.print(df.groupby(["source", "split"]).size().unstack().to_string())

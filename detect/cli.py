@@ -4,26 +4,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
+from rich.markup import escape
 
 from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT
-from leukoscan.progress import console
+from leukoscan.progress import (NOTHING_PROCESSED, USAGE_ERROR, console, device_option, fail, max_megapixels_option, one_line,
+                                positive, user_errors)
 
-app = typer.Typer(help="White-cell detector: train, val, predict.", no_args_is_help=True)
+app = typer.Typer(help="White-cell detector: train, val, predict; retraining on a lab's photographs: prelabel, "
+                  "import-labels, finetune, promote, rollback.", no_args_is_help=True)
 DATA_YAML = BUILD_DIR / "detect" / "data.yaml"
 RUNS = REPO_ROOT / "runs"
 
 
+def data_yaml(path: Path, *splits: str) -> Path:
+    """``path`` if it is a YOLO data.yaml that names each of ``splits`` and whose images Ultralytics finds;
+    else one error line, exit 2."""
+    import yaml
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        spec = yaml.safe_load(path.read_text())
+        if missing := [s for s in splits if not isinstance(spec, dict) or not spec.get(s)]:
+            raise ValueError(f"no {missing[0]} split")
+        check_det_dataset(str(path), autodownload=False)
+    except (OSError, ValueError, SyntaxError, TypeError, yaml.YAMLError) as e:  # what Ultralytics raises for a bad one
+        fail(f"{path}: not a usable YOLO data.yaml ({one_line(e)})")
+    return path
+
+
+def _labset(labset: Path) -> Path:
+    missing = [name for name in ("images", "labels", "train.txt", "val.txt") if not (labset / name).exists()]
+    if missing:
+        raise typer.BadParameter(f"{labset} is not a label set from `leukoscan detect prelabel` (no {', '.join(missing)})")
+    return labset
+
+
+def labset_argument(help: str) -> Path:
+    """``LABSET``, the same argument in every command that takes a label set, checked by typer."""
+    return typer.Argument(..., callback=_labset, help=help)
+
+
 @app.command()
 def train(
-    data: Path = typer.Option(DATA_YAML, help="YOLO data.yaml (from `leukoscan data detect`)."),
-    epochs: int = typer.Option(16, help="Training epochs."),
-    imgsz: int = typer.Option(320, help="Training image size."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda:N."),
+    data: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml (from `leukoscan data detect`)."),
+    epochs: int = typer.Option(16, min=1, help="Training epochs."),
+    imgsz: int = typer.Option(320, min=32, help="Training image size."),
+    device: str = device_option(),
     project: Path = typer.Option(RUNS / "detect", help="Folder for training runs."),
     name: str = typer.Option("detector", help="Run name."),
-    fraction: float = typer.Option(1.0, help="Fraction of the training images to use."),
+    fraction: float = typer.Option(1.0, max=1.0, callback=positive, help="Fraction of the training images to use."),
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/detector.pt)."),
 ) -> None:
     """Train a YOLOv8n detector from scratch (yolov8n.yaml) with the shipped recipe."""
@@ -32,6 +64,7 @@ def train(
     from leukoscan.cards import ship
     from datasets.splits import manifest_hash
 
+    data_yaml(data, "train", "val")
     recipe = DetectorRecipe(epochs=epochs, imgsz=imgsz)
     best, card = run_train(data, project, name, recipe, device, fraction=fraction)
     console.print(json.dumps(card, indent=2))
@@ -49,18 +82,20 @@ def train(
 
 @app.command()
 def val(
-    data: Path = typer.Option(DATA_YAML, help="YOLO data.yaml."),
+    data: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
-    split: str = typer.Option("val", help="Dataset split: val or test."),
-    imgsz: int = typer.Option(320, help="Validation image size."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    split: Literal["val", "test"] = typer.Option("val", help="Dataset split."),
+    imgsz: int = typer.Option(320, min=32, help="Validation image size."),
+    device: str = device_option(),
 ) -> None:
     """Ultralytics validation metrics (precision, recall, mAP50, mAP50-95) on a split."""
-    from ultralytics import YOLO
-
+    from leukoscan.cards import load_model
     from leukoscan.runtime import train_device
 
-    metrics = YOLO(str(weights), task="detect").val(
+    data_yaml(data, split)
+    with user_errors():
+        model = load_model(weights, "detect")
+    metrics = model.val(
         data=str(data), split=split, imgsz=imgsz, device=train_device(device), plots=False, verbose=False,
         project=str(RUNS / "val"), name="detect", exist_ok=True,
     )
@@ -69,13 +104,14 @@ def val(
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    images: list[Path] = typer.Argument(..., exists=True, help="Image files or folders."),
     out: Path = typer.Option(Path("detections"), help="Output folder (boxes.csv and overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
-    conf: float = typer.Option(0.25, help="Confidence threshold."),
-    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated)."),
-    um_per_px: float = typer.Option(None, help="Micrometres per pixel."),
+    device: str = device_option(),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Confidence threshold."),
+    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated)."),
+    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
+    max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Detect white cells; write boxes.csv and an overlay per image."""
     import pandas as pd
@@ -86,15 +122,17 @@ def predict(
     from leukoscan.images import ImageError, expand_images, load_rgb, to_bgr
     from leukoscan.progress import track
 
-    files = expand_images(images)
-    detector = Detector(weights, device, conf=conf)
-    rows = []
+    with user_errors():
+        files = expand_images(images)
+        detector = Detector(weights, device, conf=conf)
+    rows, done = [], 0
     for path in track(files, "detecting"):
         try:
-            rgb = load_rgb(path)
+            rgb = load_rgb(path, max_megapixels)
         except ImageError as e:
-            console.print(f"[yellow]skipped[/] {path}: {e}", soft_wrap=True)
+            console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(str(e))}", soft_wrap=True)
             continue
+        done += 1
         det = detector(rgb, cell_size, um_per_px)
         rows += [{"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
                  for b, c in zip(det.xyxy.round(1), det.confidence.round(4))]
@@ -103,31 +141,39 @@ def predict(
         outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
         console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
     outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
+    if not done:
+        fail("no image could be processed (each is listed above with why)", NOTHING_PROCESSED)
 
 
 @app.command()
 def prelabel(
-    images: Path = typer.Argument(..., help="Folder of the lab's new photographs."),
+    images: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of the lab's new photographs."),
     out: Path = typer.Option(..., "--out", help="Label set folder to write (YOLO + COCO + overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
-    cell_size: float = typer.Option(None, help="White-cell diameter in pixels (default: estimated)."),
-    um_per_px: float = typer.Option(None, help="Micrometres per pixel."),
+    device: str = device_option(),
+    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated)."),
+    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
+    max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Step 1: boxes from the detector merged with colour-segmentation proposals, for review."""
     from detect.predict import Detector
     from detect.prelabel import prelabel as run_prelabel
+    from leukoscan.images import expand_images, pixel_limit
 
-    counts = run_prelabel(Detector(weights, device), images, out, cell_size, um_per_px,
-                          log=lambda m: console.print(m, soft_wrap=True, markup=False))
+    with user_errors():
+        expand_images([images])  # a folder without images is refused before the detector loads
+        detector = Detector(weights, device)
+    with user_errors(NOTHING_PROCESSED), pixel_limit(max_megapixels):  # e.g. no image could be read
+        counts = run_prelabel(detector, images, out, cell_size, um_per_px,
+                              log=lambda m: console.print(m, soft_wrap=True, markup=False))
     console.print(json.dumps(counts, indent=2))
     console.print(f"review {out / 'annotations.coco.json'} (COCO: CVAT, Label Studio) or {out / 'labels'} (YOLO)")
 
 
 @app.command("import-labels")
 def import_labels(
-    labset: Path = typer.Argument(..., help="Label set folder from `prelabel`."),
-    source: Path = typer.Argument(..., help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."),
+    labset: Path = labset_argument("Label set folder from `prelabel`."),
+    source: Path = typer.Argument(..., exists=True, help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."),
 ) -> None:
     """Step 2: bring corrected boxes back, validated (nothing is written if anything is wrong)."""
     from detect.labels import LabelError
@@ -137,46 +183,55 @@ def import_labels(
         report = run_import(labset, source)
     except LabelError as e:
         for p in e.problems:
-            console.print(f"[red]problem:[/] {p}", soft_wrap=True, markup=False)
-        console.print(f"[red]error:[/] {len(e.problems)} problem(s); no labels were changed")
-        raise typer.Exit(1)
+            console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
+        fail(f"{len(e.problems)} problem(s) in {source} (listed above); no labels were changed", USAGE_ERROR)
     console.print(json.dumps(report, indent=2))
 
 
 @app.command()
 def finetune(
-    labset: Path = typer.Argument(..., help="Reviewed label set folder."),
+    labset: Path = labset_argument("Reviewed label set folder."),
     start: Path = typer.Option(DETECTOR_WEIGHTS, "--from", help="Weights to start from."),
     out: Path = typer.Option(RUNS / "finetune", help="Folder for the candidate weights and recipe."),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
-    replay_n: int = typer.Option(200, help="How many original training images to replay."),
-    epochs: int = typer.Option(10, help="Fine-tuning epochs."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
+    epochs: int = typer.Option(10, min=1, help="Fine-tuning epochs."),
+    device: str = device_option(),
 ) -> None:
     """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
     from dataclasses import replace
 
     from detect.registry import FINETUNE
     from detect.registry import finetune as run_finetune
+    from leukoscan.cards import load_model
 
+    with user_errors():
+        load_model(start, "detect")
     candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
     console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
 
 
 @app.command()
 def promote(
+    labset: Path = labset_argument("Label set whose held-out images (val.txt) score the lab."),
     candidate: Path = typer.Argument(..., help="Candidate weights from `finetune`."),
-    labset: Path = typer.Option(..., help="Label set whose held-out images (val.txt) score the lab."),
     current: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights (replaced only if better)."),
-    regression: Path = typer.Option(DATA_YAML, help="Frozen regression set: data.yaml whose test split is used."),
-    tolerance: float = typer.Option(0.02, help="Largest allowed drop of regression mAP50."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda:N."),
+    regression: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False,
+                                    help="Frozen regression set: data.yaml whose test split is used."),
+    tolerance: float = typer.Option(0.02, min=0.0, help="Largest allowed drop of regression mAP50."),
+    device: str = device_option(),
 ) -> None:
     """Step 4: promote the candidate only if the lab improves and the regression set holds."""
     from detect.labels import tile_labset
     from detect.registry import promote as run_promote
+    from leukoscan.cards import load_model
 
-    result = run_promote(candidate, current, regression, tile_labset(labset), tolerance, device=device)
+    data_yaml(regression, "test")
+    with user_errors():
+        for weights in (candidate, current):
+            load_model(weights, "detect")
+        lab = tile_labset(labset)
+    result = run_promote(candidate, current, regression, lab, tolerance, device=device)
     console.print(json.dumps(result, indent=2))
     console.print(("[green]promoted[/]" if result["promoted"] else "[yellow]rejected[/]") + f": {result['reason']}")
 
@@ -192,6 +247,5 @@ def rollback(
     try:
         run_rollback(current, sha)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(1)
+        fail(str(e))
     console.print(f"restored {sha[:12]} as {current}")

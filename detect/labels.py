@@ -16,11 +16,11 @@ import numpy as np
 import supervision as sv
 
 from datasets.build import DETECT_NAMES, read_yolo, yolo_lines
-from leukoscan.cells import cells
+from leukoscan.cells import CELL_TYPES, cells
 from leukoscan.images import to_bgr
 
 COCO_CATEGORY = {"id": 1, "name": "white_cell", "supercategory": "cell"}
-CLASS_NAMES = {"white_cell", "wbc", "white blood cell", "leukocyte", "0"}
+CLASS_NAMES = {"white_cell", "wbc", "white blood cell", "leukocyte", "0"}  # and the cell types of `run --export coco`
 
 
 class LabelError(ValueError):
@@ -174,7 +174,9 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
         if a.get("image_id") not in by_id:
             problems.append(f"annotation {a.get('id')}: unknown image_id {a.get('image_id')}")
             continue
-        if cats.get(a.get("category_id")) not in CLASS_NAMES:
+        if cats.get(a.get("category_id")) == "other":  # a leukoscan export's non-white-cell (debris, a red cell)
+            continue
+        if cats.get(a.get("category_id")) not in CLASS_NAMES | set(CELL_TYPES):
             problems.append(f"{by_id[a['image_id']]}: annotation {a.get('id')} has unknown class "
                             f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)")
             continue

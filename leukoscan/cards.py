@@ -6,7 +6,9 @@ import hashlib
 import json
 import shutil
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
+from typing import Literal, get_args
 
 
 def sha256(path: Path) -> str:
@@ -36,7 +38,33 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     return weights
 
 
-BACKENDS = ("pytorch", "onnx", "openvino", "openvino-int8")
+Backend = Literal["pytorch", "onnx", "openvino", "openvino-int8"]  # what `--backend` runs
+BACKENDS: tuple[str, ...] = get_args(Backend)
+ExportFormat = StrEnum("ExportFormat", {b: b for b in BACKENDS[1:]})  # what `leukoscan export` writes: the others
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used: missing, not a loadable model, or a model for another task (one line)."""
+
+
+def load_model(weights: Path, task: str):
+    """The Ultralytics model (``task``: detect or classify) in ``weights``: a .pt file, or an export that
+    ``backend_file`` found (those load on first use); a ``WeightsError`` when it is missing, cannot be
+    loaded or was made for another task."""
+    from ultralytics import YOLO
+
+    weights = Path(weights)
+    if not weights.exists():
+        raise WeightsError(f"weights not found: {weights}")
+    try:
+        model = YOLO(str(weights), task=task)
+    except Exception as e:  # a foreign file fails anywhere in torch or Ultralytics, with any exception type
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = reason.removeprefix("ERROR ❌️ ").replace(str(weights), "it")  # Ultralytics' words, without the path again
+        raise WeightsError(f"cannot load {weights} as a {task} model: {reason}") from None
+    if model.task != task:
+        raise WeightsError(f"{weights} is a {model.task} model, not a {task} model")
+    return model
 
 
 def backend_file(weights: Path, backend: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from leukoscan.runtime import REPO_ROOT
@@ -15,6 +16,16 @@ DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
 CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"  # cell types (cross-lab)
 SUBTYPE_WEIGHTS = WEIGHTS_DIR / "subtype.pt"  # B-ALL subtype of blasts (Taleqani only)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+class Export(str, Enum):
+    """Cell exports for other tools (``run --export``; written by ``leukoscan/exports.py``)."""
+
+    geojson = "geojson"  # QuPath GeoJSON, one file per field
+    coco = "coco"  # COCO predictions, one file per slide
+
+
+MAX_MEGAPIXELS = 80.0  # larger images are refused before decoding (~ a 10k x 8k photograph; `--max-megapixels`)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,8 @@ class Geometry:
     window_cells: float = 1.6  # cell-type crops: a fixed physical window, this many slide cell diameters wide
     cell_crop_px: int = 48  # cell-type classifier input size (Taleqani's ~30 px cells reach it: 1.6 x 30 = 48)
     min_cell_px: float = 16.0  # smallest white cell the scale search considers (fewer pixels: too few to classify)
+    gallery_px: int = 96  # the review page's cell pictures (box-relative, crop_margin x 2 around the cell)
+    gallery_columns: int = 16  # cell pictures per row of a field's gallery sheet (gallery/<field>.jpg)
 
 
 @dataclass(frozen=True)
@@ -79,9 +92,9 @@ class VerdictRules:
     cells blasts on labs it saw, far more on others), so the rules count shares, with Wilson 95 % intervals:
     a slide is ``suspected`` when the lower bound of the share of confident blasts (P(blast) >= 0.95)
     reaches 2 %, or the lower bound of the blast fraction reaches 20 % (WHO's threshold of acute leukemia);
-    ``negative`` when both estimates are below their thresholds (``negative_z`` 0: the estimates themselves;
-    1.96 would ask their 95 % upper bounds, and leave most normal slides ``indeterminate``);
-    ``indeterminate`` between. ``None`` turns a rule off.
+    ``negative`` when the 95 % upper bound of the blast fraction is below 20 % and the confident-blast share
+    below 2 % (its upper bound would leave most normal slides ``indeterminate``); ``indeterminate``
+    between. ``None`` turns a rule off.
     """
 
     min_cells: int = 10  # fewer cells than this: "insufficient"
@@ -90,7 +103,7 @@ class VerdictRules:
     confident_blast_p: float = 0.95  # P(blast) that makes a cell a confident blast
     suspect_confident_fraction: float | None = 0.02  # Wilson lower bound of the confident-blast share: "suspected"
     suspect_confident_blasts: int | None = None  # this many confident blasts also make a slide "suspected" (off)
-    negative_z: float = 0.0  # "negative" when the z-level upper bounds are below both thresholds (0: the estimates)
+    negative_z: float = 1.959964  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops

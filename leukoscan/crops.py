@@ -56,3 +56,13 @@ def crop_cells(
 def window_px(cell_px: float, geo=SETTINGS.geometry) -> float:
     """Side of the physical crop window for a slide whose white cells are ``cell_px`` wide."""
     return geo.window_cells * float(cell_px)
+
+
+def contact_sheet(crops: np.ndarray, columns: int) -> np.ndarray:
+    """Crops (N x s x s x 3) in a grid of ``columns`` (row-major, blank cells white): crop ``i`` at
+    ``(i % columns) * s, (i // columns) * s``, so a page can show each from one image per field."""
+    n, s = len(crops), crops.shape[1]
+    rows = max(1, -(-n // columns))
+    grid = np.full((rows * columns, s, s, 3), 255, np.uint8)
+    grid[:n] = crops
+    return grid.reshape(rows, columns, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, columns * s, 3)

@@ -8,11 +8,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from leukoscan.cards import BACKENDS, backend_file, sha256
-from leukoscan.config import DATA_ROOT, WEIGHTS_DIR
-from leukoscan.progress import console
+from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
+from leukoscan.progress import NOTHING_PROCESSED, console, fail, one_line
 
 PACKAGES = ("leukoscan", "torch", "torchvision", "ultralytics", "supervision", "opencv-python", "scikit-image",
             "numpy", "pandas", "typer", "onnxruntime", "openvino")
@@ -24,7 +25,7 @@ def doctor(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding the public datasets."),
     weights_dir: Path = typer.Option(WEIGHTS_DIR, help="Folder holding detector.pt, classifier.pt and subtype.pt."),
 ) -> None:
-    """Check the installation: versions, device, weights (sha256) and dataset paths."""
+    """Check the installation: versions, device, weights (each model loaded and run once) and dataset paths."""
     import torch
 
     problems = []
@@ -44,12 +45,16 @@ def doctor(
     table.add_row("ultralytics config", os.environ.get("YOLO_CONFIG_DIR", "?"))
     for name in REQUIRED_WEIGHTS:
         path = weights_dir / name
-        if path.is_file():
-            table.add_row(f"weights {name}", f"{sha256(path)[:16]}…  ({path.stat().st_size / 1e6:.1f} MB)")
-        else:
+        if not path.is_file():
             table.add_row(f"weights {name}", "[red]missing[/]")
             problems.append(f"weights {path} not found")
             continue
+        table.add_row(f"weights {name}", f"{sha256(path)[:16]}…  ({path.stat().st_size / 1e6:.1f} MB)")
+        if problem := model_problem(name, path):
+            table.add_row("  loads and runs", "[red]no[/]")
+            problems.append(f"weights {name}: {problem}")
+            continue
+        table.add_row("  loads and runs", "yes (one pass on the CPU)")
         exported = []
         for backend in BACKENDS[1:]:
             try:
@@ -65,6 +70,26 @@ def doctor(
     console.print(table)
     if problems:
         for p in problems:
-            console.print(f"[red]problem:[/] {p}", soft_wrap=True)
-        raise typer.Exit(1)
+            console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
+        fail(f"{len(problems)} problem(s) found (listed above)", NOTHING_PROCESSED)
     console.print("[green]ok[/]")
+
+
+def model_problem(name: str, weights: Path) -> str | None:
+    """Load the model in ``weights`` (``name``: one of ``REQUIRED_WEIGHTS``) on the CPU and run it once on a
+    tiny blank input; None when it works, else what is wrong, in one line."""
+    import numpy as np
+
+    from classify.predict import CellClassifier, SubtypeClassifier
+    from detect.predict import Detector
+
+    blank = np.full((64, 64, 3), 200, np.uint8)
+    try:
+        if name == "detector.pt":
+            Detector(weights, "cpu").detect([blank], cell_size=SETTINGS.geometry.train_cell_px)
+        else:
+            classifier = (CellClassifier if name == "classifier.pt" else SubtypeClassifier)(weights, "cpu")
+            classifier.probs(blank[None, : classifier.imgsz, : classifier.imgsz])
+    except Exception as e:  # a diagnosis: whatever stops the model is the answer
+        return one_line(e)
+    return None

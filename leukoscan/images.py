@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from leukoscan.config import IMAGE_SUFFIXES
+from leukoscan.config import IMAGE_SUFFIXES, MAX_MEGAPIXELS
 
-MAX_PIXELS = 80_000_000  # ~ a 10k x 8k photograph; larger files are refused as decompression bombs
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_PIXELS = int(MAX_MEGAPIXELS * 1e6)  # the default limit of ``load_rgb``
+# Pillow's own guard is off: above its limit it warns on stderr, and at twice it refuses with its own text,
+# before ``load_rgb`` can apply the project's limit (checked from the header, before any pixel is decoded)
+Image.MAX_IMAGE_PIXELS = None
+_limit = {"megapixels": MAX_MEGAPIXELS}  # what ``load_rgb`` refuses above, unless told otherwise
 
 
 class ImageError(ValueError):
     """A file that cannot be used as a smear field; the message is one line for the user."""
+
+
+def limit_megapixels(megapixels: float) -> float:
+    """From now on ``load_rgb`` refuses images over ``megapixels`` (a command's ``--max-megapixels``), in this
+    process (a worker process sets its own); returns the limit before."""
+    before, _limit["megapixels"] = _limit["megapixels"], megapixels
+    return before
+
+
+@contextmanager
+def pixel_limit(megapixels: float) -> Iterator[None]:
+    """``limit_megapixels`` within the block; the limit before is restored after it."""
+    before = limit_megapixels(megapixels)
+    try:
+        yield
+    finally:
+        limit_megapixels(before)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -28,31 +49,37 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
-    """Image files named directly, plus the images directly inside named folders."""
-    return [f for p in map(Path, paths) for f in (list_images(p) if p.is_dir() else [p])]
+    """Image files named directly, plus the images directly inside named folders; a ``ValueError`` for a
+    named folder that holds none."""
+    files = []
+    for p in map(Path, paths):
+        found = list_images(p) if p.is_dir() else [p]
+        if not found:
+            raise ValueError(f"no images in {p} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        files += found
+    return files
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read ``path`` as an H x W x 3 uint8 RGB array, EXIF orientation applied."""
+def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarray:
+    """Read ``path`` as an H x W x 3 uint8 RGB array, EXIF orientation applied. Images over ``max_megapixels``
+    (default: the ``pixel_limit`` in force, 80) are refused from their header, undecoded."""
     path = Path(path)
+    limit = _limit["megapixels"] if max_megapixels is None else max_megapixels
     if not path.is_file():
         raise ImageError("file not found")
     if path.stat().st_size == 0:
         raise ImageError("empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise ImageError(f"image too large ({im.width}x{im.height} pixels, limit {MAX_PIXELS:,})")
-                if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation other than "as stored"
-                    im = ImageOps.exif_transpose(im)
-                im.load()
-                return to_rgb8(im)
+        with Image.open(path) as im:
+            if im.width * im.height > limit * 1e6:
+                raise ImageError(f"image over {limit:g} megapixels: {im.width}x{im.height} "
+                                 f"({im.width * im.height / 1e6:.1f} megapixels); use --max-megapixels to raise it")
+            if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation other than "as stored"
+                im = ImageOps.exif_transpose(im)
+            im.load()
+            return to_rgb8(im)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"image too large (decompression bomb guard): {e}") from None
     except UnidentifiedImageError:
         raise ImageError("not an image file or unsupported format") from None
     except (OSError, SyntaxError, ValueError) as e:

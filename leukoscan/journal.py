@@ -24,28 +24,51 @@ def fingerprint(image: Path) -> dict:
     return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
 
 
+def journal_path(out: Path) -> Path:
+    return Path(out) / ".state" / "fields.jsonl"
+
+
+def read_states(text: bytes) -> dict[str, dict]:
+    """Resolved image path -> its latest state, from a journal's ``text``."""
+    recorded = {}
+    for line in text.splitlines():
+        try:
+            state = json.loads(line)
+            recorded[state["fingerprint"]["path"]] = state
+        except (ValueError, KeyError, TypeError):
+            continue  # cut short, or not a state
+    return recorded
+
+
+def finished_state(recorded: dict[str, dict], image: Path) -> dict | None:
+    """The state of ``image`` in ``recorded`` if it was finished and has not changed since."""
+    now = fingerprint(image)
+    state = recorded.get(now["path"])
+    return state if state and now["size"] is not None and state["fingerprint"] == now else None
+
+
+def all_finished(out: Path, images: list[Path]) -> bool:
+    """Whether output folder ``out``'s journal records every one of ``images`` finished and unchanged (read
+    only, nothing is created): a resume with nothing left to screen."""
+    path = journal_path(out)
+    recorded = read_states(path.read_bytes()) if path.is_file() else {}
+    return all(finished_state(recorded, image) is not None for image in images)
+
+
 class Journal:
     def __init__(self, out: Path, fresh: bool = False):
         """The journal of output folder ``out``; ``fresh`` forgets what it recorded (``--force``)."""
-        self.path = Path(out) / ".state" / "fields.jsonl"
+        self.path = journal_path(out)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = b"" if fresh or not self.path.exists() else self.path.read_bytes()
-        self.recorded: dict[str, dict] = {}  # resolved image path -> its latest state
-        for line in text.splitlines():
-            try:
-                state = json.loads(line)
-                self.recorded[state["fingerprint"]["path"]] = state
-            except (ValueError, KeyError, TypeError):
-                continue  # cut short, or not a state
+        self.recorded = read_states(text)  # resolved image path -> its latest state
         self._file = open(self.path, "wb" if fresh else "ab")
         if text and not text.endswith(b"\n"):
             self._file.write(b"\n")  # end the line an interrupted run cut short
 
     def finished(self, image: Path) -> dict | None:
         """The recorded state of ``image`` if it was finished and has not changed since."""
-        now = fingerprint(image)
-        state = self.recorded.get(now["path"])
-        return state if state and now["size"] is not None and state["fingerprint"] == now else None
+        return finished_state(self.recorded, image)
 
     def record(self, image: Path, state: dict) -> dict:
         """Append ``image``'s state (its outputs already written) and return it with its fingerprint."""

@@ -1,4 +1,5 @@
-"""Annotated overlays: every cell boxed and coloured by class, labelled with class and probability."""
+"""Annotated overlays: every cell boxed and coloured by type, labelled with type and probability (in a dense
+field with its index, the ``cell`` of cells.csv), above a strip with the colour key of the types present."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from leukoscan.images import to_bgr
 # the normal types in Okabe-Ito-like colour-blind-friendly hues, "other" in grey
 HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#2B7FA8", "#7A5C12", "#6E6E6E")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
+DENSE_CELLS = 25  # more cells than this in a field: boxes carry their index, not type and probability
 
 
-def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
-    """BGR overlay of a classified field (``det.class_id`` and ``det.data[PROBS]`` set); blasts' boxes
-    are drawn thicker. The legend lists the types present."""
+def overlay(rgb: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS) -> np.ndarray:
+    """BGR overlay of a classified field (``det.class_id`` and ``det.data[PROBS]`` set): the field (same
+    pixels, so boxes keep their coordinates) above a legend strip of the types present. Blasts' boxes are
+    drawn thicker; with more than ``dense_cells`` cells the labels are the cells' indices."""
     scene = to_bgr(rgb)
     scale = max(scene.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
@@ -27,7 +30,8 @@ def overlay(rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
         # labels no taller than about a third of a cell, so dense fields stay legible
         text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
         probs = det.data[PROBS]
-        labels = [f"{name} {probs[i, c]:.2f}" for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
+        labels = [str(i) if len(det) > dense_cells else f"{name} {probs[i, c]:.2f}"
+                  for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
         blast = det[det.class_id == BLAST]
         if len(blast):
@@ -88,18 +92,23 @@ def overlap_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def legend(scene: np.ndarray, text_scale: float, thickness: int, types: list[int]) -> np.ndarray:
-    """Colour key of the cell ``types`` (indices) in the top-left corner."""
+    """``scene`` above a white strip with the colour key of the cell ``types`` (indices), in rows as wide
+    as the field (the key never covers a cell)."""
     if not types:
         return scene
     font = cv2.FONT_HERSHEY_SIMPLEX
-    names = [TYPE_LABELS[t] for t in types]
     line = int(cv2.getTextSize("Ag", font, text_scale, thickness)[0][1] * 1.9) + 2
-    width = max(cv2.getTextSize(t, font, text_scale, thickness)[0][0] for t in names) + line + 12
-    height = line * len(names) + 8
-    box = scene[0:height, 0:width]
-    scene[0:height, 0:width] = (box * 0.3 + 255 * 0.7).astype(np.uint8)
-    for i, (name, color) in enumerate(zip(names, [PALETTE.colors[t] for t in types])):
-        y = 4 + i * line
-        cv2.rectangle(scene, (4, y + 2), (4 + line - 6, y + line - 4), color.as_bgr(), -1)
-        cv2.putText(scene, name, (line + 4, y + line - 6), font, text_scale, (20, 20, 20), thickness, cv2.LINE_AA)
-    return scene
+    entries = [(TYPE_LABELS[t], PALETTE.colors[t], cv2.getTextSize(TYPE_LABELS[t], font, text_scale, thickness)[0][0] + line + 12)
+               for t in types]
+    width = scene.shape[1]
+    places, x, row = [], 4, 0
+    for _, _, w in entries:  # left to right, a new row when the next entry would not fit
+        if x > 4 and x + w > width:
+            x, row = 4, row + 1
+        places.append((x, 4 + row * line))
+        x += w
+    strip = np.full((line * (row + 1) + 8, width, 3), 255, np.uint8)
+    for (name, color, _), (x, y) in zip(entries, places):
+        cv2.rectangle(strip, (x, y + 2), (x + line - 6, y + line - 4), color.as_bgr(), -1)
+        cv2.putText(strip, name, (x + line, y + line - 6), font, text_scale, (20, 20, 20), thickness, cv2.LINE_AA)
+    return np.vstack([scene, strip])

@@ -1,15 +1,30 @@
-"""Rich progress bars shared by the CLI commands."""
+"""What the CLI commands share on the console: progress bars, one-line errors with the documented exit
+codes, and the option checks typer applies before a command runs.
+
+Exit codes, the same in every command: 0 done; 1 nothing could be processed (or ``doctor`` found a
+problem); 2 a usage or input error (a bad option value, a missing or malformed path, unusable weights).
+Progress, logs and errors go to stderr; what a command reports as its result may go to stdout.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TypeVar
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
 
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperGroup
+
+from leukoscan.config import MAX_MEGAPIXELS
 
 T = TypeVar("T")
 console = Console(stderr=True)
+NOTHING_PROCESSED, USAGE_ERROR = 1, 2  # exit codes (0: done)
 
 
 def progress() -> Progress:
@@ -26,3 +41,79 @@ def track(items: Sequence[T] | Iterable[T], description: str) -> Iterable[T]:
         for item in items:
             yield item
             bar.advance(task)
+
+
+def error(message: str) -> None:
+    """One ``error:`` line on stderr, never wrapped (``message`` is shown as it is, brackets and all)."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
+    """End the command with one ``error:`` line and exit code ``code``."""
+    error(message)
+    raise typer.Exit(code)
+
+
+def one_line(e: BaseException) -> str:
+    """What an exception says, on one line: an OSError's reason and file, anything else its first line."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@contextmanager
+def user_errors(code: int = USAGE_ERROR) -> Iterator[None]:
+    """Around the part of a command that reads what the user named (paths, weights, label sets, images): a
+    missing, unreadable or unusable one (``OSError``, ``ValueError``) ends it with one line and ``code``."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        fail(one_line(e), code)
+
+
+class OneLineErrors(TyperGroup):
+    """The command group of ``leukoscan``: a usage error in any command (an unknown option, a value typer
+    refuses, a missing argument) is one ``error:`` line and exit code 2, instead of a boxed panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as e:  # typer's own click: a usage error, or a group's help shown
+            if type(e).__name__ != "NoArgsIsHelpError":
+                ctx = getattr(e, "ctx", None)
+                error(e.format_message() + (f" (see '{ctx.command_path} --help')" if ctx else ""))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value.strip().lower()):
+        raise typer.BadParameter(f"{value!r} is not a device (use auto, cpu or cuda:N)")
+    return value
+
+
+def device_option() -> Any:
+    """``--device``, checked by typer: auto (CUDA when present), cpu or cuda:N."""
+    return typer.Option("auto", callback=_device, help="auto (CUDA when present), cpu or cuda:N.")
+
+
+def positive(value: float | None) -> float | None:
+    """A typer callback: a number above 0 (or no value)."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value:g} is not above 0")
+    return value
+
+
+def max_megapixels_option() -> Any:
+    """``--max-megapixels``: larger images are refused, each with a one-line reason."""
+    return typer.Option(MAX_MEGAPIXELS, callback=positive, help="Larger images are refused (one line each, the "
+                        "others go on): a guard against decompression bombs and out-of-memory crashes.")

@@ -1,118 +1,320 @@
-"""``report.html``: one self-contained page (relative links to the overlays) for review by eye."""
+"""``report.html``: one self-contained review page (relative links to the overlays and gallery sheets).
+
+Per slide: the verdict and the rule that fired, the differential count, quality flags, scale, models and
+run; a gallery of every cell grouped by type (blasts first, by P(blast); then uncertain cells; then the
+other types), each picture linked to its field's overlay (the cell highlighted) and to its row of the
+cell table, filterable by type and probability, where a reviewer can reassign a type and download the
+corrections as CSV; the overlays; the field and cell tables, each sortable on its own. No server, no
+network: it works from ``file://``. A print stylesheet puts one slide per page.
+"""
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 
 from leukoscan import DISCLAIMER, __version__, outputs
-from leukoscan.overlay import HEX
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS
-from leukoscan.slide import crop_field
-from leukoscan.verdict import percent
+from leukoscan.config import SETTINGS
+from leukoscan.overlay import HEX
+from leukoscan.slide import gallery_name
+from leukoscan.verdict import percent, wilson
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
+GALLERY_CAP = 120  # cell pictures shown per slide before "show all" (the rest load only when shown)
+CORRECTION_COLUMNS = ("slide", "image", "cell", "x1", "y1", "x2", "y2", "predicted", "reviewed")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 .note{background:#fff4e5;border-left:4px solid #b26a00;padding:.6em 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-th{background:#f3f3f3;cursor:pointer}.badge{color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}
-.overlays img{max-width:460px;margin:4px;border:1px solid #ccc}.gallery img{width:96px;margin:2px}
-.gallery figure{display:inline-block;margin:4px;font-size:11px;text-align:center}
+th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{background:#e4e4e4}
+.badge{color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}
+.facts td:first-child{font-weight:600;background:#fafafa}
+.overlays figure{display:inline-block;position:relative;margin:4px}.overlays img{max-width:460px;border:1px solid #ccc;display:block}
+.overlays figcaption{font-size:11px}.hl{position:absolute;border:3px solid #ff0;outline:2px solid #000;pointer-events:none}
+.gallery figure{display:inline-block;margin:3px;width:112px;font-size:11px;vertical-align:top}
+.gallery .pic{display:block;width:96px;height:96px;border:3px solid #ccc;background-repeat:no-repeat}
+.gallery figure.reviewed .pic{outline:3px dashed #000}.gallery select{width:104px;font-size:11px}
+.gallery h4{margin:.6em 0 .2em}.controls{margin:.4em 0;font-size:13px}.controls>*{margin-right:1em}
+tr.target{background:#ffffb0}
 .key span{display:inline-block;padding:1px 8px;margin-right:6px;color:#fff;border-radius:3px}
+@media print{section.slide{break-before:page}.controls,.gallery select,.no-print{display:none}
+ body{margin:0}.overlays img{max-width:45%}}
 """
 SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function(th, col) {
-  th.addEventListener('click', function() {
-    var body = th.closest('table').tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    var asc = th.dataset.asc !== 'true'; th.dataset.asc = asc;
-    rows.sort(function(a, b) {
-      var x = a.cells[col].textContent, y = b.cells[col].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var r = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return asc ? r : -r;
-    });
-    rows.forEach(function(r) { body.appendChild(r); });
+function sortTable(th) {  // sorts the header's own table, by the header's own column
+  var body = th.closest('table').tBodies[0], col = th.cellIndex;
+  var rows = Array.prototype.slice.call(body.rows), asc = th.dataset.asc !== 'true';
+  th.dataset.asc = asc;
+  rows.sort(function(a, b) {
+    var x = a.cells[col].textContent, y = b.cells[col].textContent, nx = parseFloat(x), ny = parseFloat(y);
+    var r = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+    return asc ? r : -r;
+  });
+  rows.forEach(function(r) { body.appendChild(r); });
+}
+document.querySelectorAll('table.sortable th').forEach(function(th) {
+  th.addEventListener('click', function() { sortTable(th); });
+});
+function highlight(figure, box) {  // a frame over one cell of a field's overlay (box in field pixels)
+  var img = figure.querySelector('img'), s = img.clientWidth / (img.naturalWidth || 1);
+  var hl = figure.querySelector('.hl') || figure.appendChild(document.createElement('div'));
+  hl.className = 'hl';
+  hl.style.left = (box[0] * s - 3) + 'px'; hl.style.top = (box[1] * s - 3) + 'px';
+  hl.style.width = ((box[2] - box[0]) * s) + 'px'; hl.style.height = ((box[3] - box[1]) * s) + 'px';
+}
+document.querySelectorAll('a.to-field').forEach(function(a) {
+  a.addEventListener('click', function() {
+    var figure = document.getElementById(decodeURIComponent(a.hash.slice(1)));
+    if (figure) highlight(figure, JSON.parse(a.closest('figure').dataset.box));
   });
 });
-"""
+document.querySelectorAll('a.to-row').forEach(function(a) {
+  a.addEventListener('click', function() {
+    document.querySelectorAll('tr.target').forEach(function(r) { r.classList.remove('target'); });
+    var row = document.getElementById(decodeURIComponent(a.hash.slice(1)));
+    if (row) row.classList.add('target');
+  });
+});
+function filterGallery(gallery) {  // type, least probability and "show all" of one slide's gallery
+  var controls = gallery.previousElementSibling, kind = controls.querySelector('.kind').value;
+  var least = parseFloat(controls.querySelector('.least').value) || 0, all = gallery.dataset.all === 'true';
+  gallery.querySelectorAll('figure').forEach(function(f) {
+    var ok = (kind === '' || f.dataset.group === kind) && parseFloat(f.dataset.p) >= least;
+    f.hidden = !ok || (!all && f.classList.contains('more'));
+  });
+  gallery.querySelectorAll('h4').forEach(function(h) {
+    var group = h.dataset.group, shown = gallery.querySelector('figure[data-group="' + group + '"]:not([hidden])');
+    h.hidden = !shown;
+  });
+}
+document.querySelectorAll('.controls').forEach(function(c) {
+  var gallery = c.nextElementSibling;
+  c.querySelector('.kind').addEventListener('change', function() { filterGallery(gallery); });
+  c.querySelector('.least').addEventListener('input', function() { filterGallery(gallery); });
+  var more = c.querySelector('.show-all');
+  if (more) more.addEventListener('click', function() {
+    gallery.dataset.all = gallery.dataset.all !== 'true';
+    more.textContent = gallery.dataset.all === 'true' ? 'show the first ' + more.dataset.cap : more.dataset.label;
+    filterGallery(gallery);
+  });
+});
+var corrections = {};  // "slide|image|cell" -> correction row; the page keeps them until it is closed
+var COLUMNS = %(columns)s;
+function correctionsCsv() {
+  var quote = function(v) { v = String(v); return /[",\\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; };
+  var lines = [COLUMNS.join(',')];
+  Object.keys(corrections).sort().forEach(function(k) {
+    lines.push(COLUMNS.map(function(c) { return quote(corrections[k][c]); }).join(','));
+  });
+  return lines.join('\\n') + '\\n';
+}
+function updateCount() {
+  var n = Object.keys(corrections).length;
+  document.querySelectorAll('.download').forEach(function(b) { b.textContent = 'download corrections (' + n + ')'; });
+}
+document.querySelectorAll('.gallery select').forEach(function(select) {
+  select.addEventListener('change', function() {
+    var f = select.closest('figure'), d = f.dataset, box = JSON.parse(d.box);
+    var key = [d.slide, d.image, d.cell].join('|');
+    if (select.value === d.type) { delete corrections[key]; f.classList.remove('reviewed'); }
+    else {
+      corrections[key] = {slide: d.slide, image: d.image, cell: d.cell, x1: box[0], y1: box[1], x2: box[2], y2: box[3],
+                          predicted: d.type, reviewed: select.value};
+      f.classList.add('reviewed');
+    }
+    updateCount();
+  });
+});
+document.querySelectorAll('.download').forEach(function(b) {
+  b.addEventListener('click', function() {
+    var a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([correctionsCsv()], {type: 'text/csv'}));
+    a.download = 'corrections.csv';
+    document.body.appendChild(a); a.click(); a.remove();
+  });
+});
+""" % {"columns": json.dumps(list(CORRECTION_COLUMNS))}
 
 
 def link(*parts: str) -> str:
     return "/".join(quote(p) for p in parts)
 
 
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def interval(low, high) -> str:
+    """A 95 % interval for people; '–' when there is none (an insufficient slide)."""
+    return "–" if low is None or high is None else f"{percent(low)}–{percent(high)}"
+
+
 def badge(verdict: str) -> str:
-    return f'<span class="badge" style="background:{COLOURS.get(verdict, "#555")}">{html.escape(verdict)}</span>'
+    return f'<span class="badge" style="background:{COLOURS.get(verdict, "#555")}">{esc(verdict)}</span>'
 
 
-def table(df: pd.DataFrame, sortable: bool = False, cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(f'{v:.3f}' if isinstance(v, float) else str(v))}</td>" for v in row) + "</tr>"
-        for row in df.itertuples(index=False)
-    )
+def cell_text(v) -> str:
+    return esc(f"{v:.3f}" if isinstance(v, float) else v)
+
+
+def table(df: pd.DataFrame, sortable: bool = False, cls: str = "", row_ids: list[str] | None = None) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+    ids = row_ids or [""] * len(df)
+    body = "".join(f'<tr{f" id={chr(34)}{esc(i)}{chr(34)}" if i else ""}>' + "".join(f"<td>{cell_text(v)}</td>" for v in row)
+                   + "</tr>" for i, row in zip(ids, df.itertuples(index=False)))
     return f'<table class="{"sortable " if sortable else ""}{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def slide_section(out: Path, slide_dir: str, verdict: dict) -> str:
+def facts(verdict: dict) -> str:
+    """The slide's record for a reviewer: counts, quality flags, scale, models and run."""
+    scale = verdict.get("scale") or {}
+    if "cell_px" in scale:
+        scale_text = f'{scale["cell_px"]:.1f} px per white cell ({scale.get("source", "")})'
+    else:
+        sizes = ", ".join(f"{k}: {v:.1f} px" for k, v in scale.get("cell_px_by_field_size", {}).items())
+        scale_text = f'{sizes or "–"} ({scale.get("source", "")})'
+    models = "; ".join(f'{name}: {Path(m["file"]).name} (sha256 {m["sha256"][:12]}…)'
+                       for name, m in verdict.get("models", {}).items())
+    reasons = verdict.get("review_reasons", [])
+    n_ok = verdict["n_images"] - verdict["n_failed"] - verdict.get("n_unusable", 0)
+    stain = verdict.get("stain_z")
+    rows = [
+        ("Verdict", f'{badge(verdict["verdict"])} {esc(verdict.get("reason", ""))}'),
+        ("Cells", f'{verdict["n_cells"]} cells in {n_ok} usable of {verdict["n_images"]} fields '
+                  f'({verdict["n_failed"]} unreadable, {verdict.get("n_unusable", 0)} not usable smears)'),
+        ("Blast fraction", f'{percent(verdict["blast_fraction"])} (95 % CI {interval(verdict["ci_low"], verdict["ci_high"])}); '
+                           f'{verdict.get("n_confident_blasts", 0)} confident blasts'),
+        ("Subtype (experimental)", esc(verdict["predominant_subtype"] or "–")),
+        ("Quality flags", "<br>".join(esc(r) for r in reasons) if reasons else "none"),
+        ("Scale", esc(scale_text)),
+        ("Stain distance", "–" if stain is None else f"{stain:.1f} SD from the training crops"),
+        ("Models", esc(models)),
+        ("Run", esc(f'{verdict.get("screened_at", "")} · leukoscan {verdict.get("version", __version__)} · '
+                    f'{verdict.get("device", "")}')),
+    ]
+    return '<table class="facts">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def differential(verdict: dict) -> str:
+    """Count and share of each cell type; blasts with their 95 % interval."""
+    n = verdict["n_cells"]
+    rows = []
+    for key, label in zip(CELL_TYPES, TYPE_LABELS):
+        k = verdict.get(f"n_{key}", 0)
+        ci = ""
+        if key == "blast" and n:
+            low, high = wilson(k, n)
+            ci = f"{low:.1%}–{high:.1%}"
+        rows.append(f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
+                    f'<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>' if n else
+                    f"<tr><td>{esc(label)}</td><td>0</td><td>–</td><td></td></tr>")
+    return ('<table class="differential sortable"><thead><tr><th>type</th><th>count</th><th>%</th><th>95 % CI</th>'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def gallery_order(cells: pd.DataFrame, uncertain_p: float) -> pd.DataFrame:
+    """The gallery's cells in review order, with ``group`` (blast, uncertain or the type) and ``p`` (the
+    probability of the predicted type): blasts by P(blast), then uncertain cells, then each other type."""
+    cols = [f"p_{t}" for t in CELL_TYPES]
+    df = cells.assign(row=range(len(cells)), p=cells[cols].max(axis=1) if len(cells) else [])
+    df["group"] = df.cell_type.where((df.cell_type == "blast") | (df.p >= uncertain_p), "uncertain")
+    order = {g: i for i, g in enumerate(["blast", "uncertain", *(t for t in CELL_TYPES if t != "blast")])}
+    return df.assign(rank=df.group.map(order)).sort_values(["rank", "p"], ascending=[True, False], kind="stable")
+
+
+def gallery(sid: str, slide: str, slide_dir: str, cells: pd.DataFrame, stems: dict[str, str], overlay_ids: dict[str, str],
+            uncertain_p: float) -> str:
+    geo = SETTINGS.geometry
+    ordered = gallery_order(cells, uncertain_p)
+    options = "".join(f'<option value="{t}">{esc(label)}</option>' for t, label in zip(CELL_TYPES, TYPE_LABELS))
+    parts, group = [], None
+    for n, c in enumerate(ordered.itertuples(index=False)):
+        if c.group != group:
+            group = c.group
+            title = "Uncertain cells" if group == "uncertain" else TYPE_LABELS[CELL_TYPES.index(group)]
+            parts.append(f'<h4 data-group="{group}">{esc(title)} ({int((ordered.group == group).sum())})</h4>')
+        i = int(c.cell)
+        x, y = (i % geo.gallery_columns) * geo.gallery_px, (i // geo.gallery_columns) * geo.gallery_px
+        sheet = link(slide_dir, *gallery_name(stems[c.image]).split("/"))
+        colour = HEX[CELL_TYPES.index(c.cell_type)]
+        box = json.dumps([c.x1, c.y1, c.x2, c.y2])
+        select = options.replace(f'value="{c.cell_type}"', f'value="{c.cell_type}" selected')
+        parts.append(
+            f'<figure class="cell{" more" if n >= GALLERY_CAP else ""}"{" hidden" if n >= GALLERY_CAP else ""} '
+            f'data-slide="{esc(slide)}" data-image="{esc(c.image)}" data-cell="{i}" data-type="{c.cell_type}" '
+            f'data-group="{c.group}" data-p="{c.p:.4f}" data-box="{esc(box)}">'
+            f'<a class="to-field" href="#{quote(overlay_ids[c.image])}" title="show in its field">'
+            f'<span class="pic" style="background-image:url(\'{sheet}\');background-position:-{x}px -{y}px;'
+            f'border-color:{colour}"></span></a>'
+            f'<figcaption>{esc(c.label)} {c.p:.2f}<br><a class="to-row" href="#{quote(f"{sid}-row-{c.row}")}" '
+            f'title="its row in the cell table">{esc(c.image)} #{i}</a><br>'
+            f'<select aria-label="reviewed type">{select}</select></figcaption></figure>')
+    kinds = "".join(f'<option value="{g}">{esc(t)}</option>'
+                    for g, t in [("blast", "Blasts"), ("uncertain", "Uncertain"),
+                                 *((t, label) for t, label in zip(CELL_TYPES, TYPE_LABELS) if t != "blast")])
+    more = (f'<button class="show-all" data-cap="{GALLERY_CAP}" data-label="show all {len(ordered)}">show all '
+            f'{len(ordered)}</button>' if len(ordered) > GALLERY_CAP else "")
+    controls = (f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
+                f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
+                f'<button class="download">download corrections (0)</button></div>')
+    return controls + f'<div class="gallery" data-all="false">{"".join(parts) or "<p>No cells.</p>"}</div>'
+
+
+def slide_section(out: Path, sid: str, slide_dir: str, verdict: dict) -> str:
     folder = out / slide_dir
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False)
     images = pd.read_csv(folder / "images.csv", keep_default_na=False)
-    fields = {Path(o).stem for o in images.overlay if o}  # this run's fields (by output stem)
-    overlays = "".join(  # this run's fields only (an output folder may hold overlays of fields since removed)
-        f'<a href="{link(slide_dir, *overlay.split("/"))}"><img src="{link(slide_dir, *overlay.split("/"))}" '
-        f'alt="{html.escape(image)}" title="{html.escape(image)}" loading="lazy"></a>'
+    stems = {image: Path(overlay).stem for image, overlay in zip(images.image, images.overlay) if overlay}
+    overlay_ids = {image: f"{sid}-field-{j}" for j, image in enumerate(images.image)}
+    overlays = "".join(
+        f'<figure id="{esc(overlay_ids[image])}"><a href="{link(slide_dir, *overlay.split("/"))}">'
+        f'<img src="{link(slide_dir, *overlay.split("/"))}" alt="{esc(image)}" loading="lazy"></a>'
+        f"<figcaption>{esc(image)}</figcaption></figure>"
         for image, overlay in zip(images.image, images.overlay) if overlay
     )
-    gallery = "".join(
-        f'<figure><img src="{link(slide_dir, "uncertain", p.name)}" alt="{html.escape(p.stem)}">'
-        f"<figcaption>{html.escape(p.stem)}</figcaption></figure>"
-        for p in sorted((folder / "uncertain").glob("*.jpg")) if crop_field(p) in fields
-    ) or "<p>No uncertain cells.</p>"
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.get("review_reasons", []))
+    uncertain_p = float(verdict.get("thresholds", {}).get("uncertain_p", SETTINGS.verdict.uncertain_p))
+    cell_ids = [f"{sid}-row-{k}" for k in range(len(cells))]
     return f"""
-<section id="{html.escape(slide_dir)}"><h2>{html.escape(verdict["slide"])} {badge(verdict["verdict"])}</h2>
-<p><b>Why:</b> {html.escape(verdict.get("reason", ""))}</p>
-<p>{verdict["n_cells"]} cells in {verdict["n_images"] - verdict["n_failed"]} of {verdict["n_images"]} images;
-blast fraction {percent(verdict["blast_fraction"])} (95 % CI {percent(verdict["ci_low"])}–{percent(verdict["ci_high"])});
-predominant subtype (experimental): {html.escape(verdict["predominant_subtype"] or "–")}.</p>
-<p>Differential: {html.escape(", ".join(f"{t} {verdict.get('n_' + k, 0)}" for k, t in zip(CELL_TYPES, TYPE_LABELS)))}.</p>
-{f"<p><b>Needs review:</b></p><ul>{reasons}</ul>" if reasons else ""}
+<section class="slide" id="{esc(sid)}"><h2>{esc(verdict["slide"])} {badge(verdict["verdict"])}</h2>
+{facts(verdict)}
+<h3>Differential</h3>{differential(verdict)}
+<h3>Cells for review</h3>
+<p class="no-print">Blasts first (by P(blast)), then uncertain cells, then the other types. A picture shows the cell
+in its field; the name links to its row of the cell table; choose another type to correct a call, then download the
+corrections (slide, image, cell, box, predicted, reviewed) for retraining.</p>
+{gallery(sid, verdict["slide"], slide_dir, cells, stems, overlay_ids, uncertain_p)}
 <h3>Overlays</h3><div class="overlays">{overlays or "<p>No overlays.</p>"}</div>
-<h3>Uncertain cells (for review)</h3><div class="gallery">{gallery}</div>
-<h3>Images</h3>{table(images)}
-<h3>Cells (click a column to sort)</h3>{table(cells, sortable=True, cls="cells")}
+<h3>Fields</h3>{table(images, sortable=True, cls="images")}
+<h3>Cells (click a column to sort)</h3>{table(cells, sortable=True, cls="cells", row_ids=cell_ids)}
 </section>"""
 
 
 def write_report(out: Path, verdicts: list[tuple[str, dict]]) -> Path:
     """``verdicts``: (slide output folder name, verdict record) pairs."""
-    summary = pd.DataFrame([{"slide": v["slide"], "verdict": v["verdict"], "needs_review": v["needs_review"],
-                             "n_cells": v["n_cells"], "blast_fraction": v["blast_fraction"],
-                             "predominant_subtype": v["predominant_subtype"]} for _, v in verdicts])
     rows = "".join(
-        f'<tr><td><a href="#{html.escape(d)}">{html.escape(v["slide"])}</a></td><td>{badge(v["verdict"])}</td>'
-        f'<td>{"yes" if v["needs_review"] else "no"}</td><td>{v["n_cells"]}</td><td>{percent(v["blast_fraction"])}</td>'
-        f'<td>{percent(v["ci_low"])}–{percent(v["ci_high"])}</td><td>{html.escape(v["predominant_subtype"] or "–")}</td></tr>'
-        for d, v in verdicts
+        f'<tr><td><a href="#s{k}">{esc(v["slide"])}</a></td><td>{badge(v["verdict"])}</td>'
+        f'<td>{esc(v.get("reason", ""))}</td><td>{"yes" if v["needs_review"] else "no"}</td><td>{v["n_cells"]}</td>'
+        f'<td>{percent(v["blast_fraction"])}</td><td>{interval(v["ci_low"], v["ci_high"])}</td>'
+        f'<td>{esc(v["predominant_subtype"] or "–")}</td></tr>'
+        for k, (_, v) in enumerate(verdicts)
     )
-    key = "".join(f'<span style="background:{c}">{html.escape(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))
+    key = "".join(f'<span style="background:{c}">{esc(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>leukoscan report</title>
 <style>{STYLE}</style></head><body>
 <h1>leukoscan screening report</h1>
-<p class="note"><b>Screening aid, not a diagnosis.</b> {html.escape(DISCLAIMER)} Every flagged slide must be
+<p class="note"><b>Screening aid, not a diagnosis.</b> {esc(DISCLAIMER)} Every flagged slide must be
 reviewed by a hematologist. Cell types are learned from labelled cells of four laboratories; blast subtypes
 from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).</p>
 <h2>Slide verdicts</h2>
-<table id="verdicts"><thead><tr><th>slide</th><th>verdict</th><th>needs review</th><th>cells</th><th>blast fraction</th>
-<th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>
-<p class="key">Overlay colours: {key}</p>
-{"".join(slide_section(out, d, v) for d, v in verdicts)}
-<footer><p>leukoscan {__version__}. {len(summary)} slide(s).</p></footer>
+<table id="verdicts" class="sortable"><thead><tr><th>slide</th><th>verdict</th><th>why</th><th>needs review</th>
+<th>cells</th><th>blast fraction</th><th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>
+<p class="key">Cell type colours: {key}</p>
+{"".join(slide_section(out, f"s{k}", d, v) for k, (d, v) in enumerate(verdicts))}
+<footer><p>leukoscan {__version__}. {len(verdicts)} slide(s).</p></footer>
 <script>{SCRIPT}</script></body></html>"""
     return outputs.write_text(out / "report.html", page)

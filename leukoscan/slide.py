@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, VerdictRules
-from leukoscan.crops import crop_cells
+from leukoscan.crops import contact_sheet, crop_cells
+from leukoscan.exports import write_exports
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
@@ -58,15 +60,16 @@ class Options:
     batch_megapixels: float = 100.0  # a batch also stops at this many pixels, so large photographs go fewer at a time
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
+    exports: tuple[str, ...] = ()  # cell exports for other tools: "geojson", "coco" (leukoscan/exports.py)
 
 
 def screen_fields(
     models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options,
-    decoded: dict[Path, np.ndarray], stems: dict[Path, str],
+    decoded: dict[Path, np.ndarray], stems: dict[Path, str], stain: dict | None = None,
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
-    ``stems`` names each field's output files."""
+    ``stems`` names each field's output files; ``stain``: the slide's colour (``slide_stain``)."""
     pool, states, loaded, t0 = field_pool(), {}, [], time.perf_counter()
     # decoded here, not in the pool: load_rgb's warnings filter is process-wide state
     for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
@@ -87,7 +90,8 @@ def screen_fields(
     t2 = time.perf_counter()
     crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
     t3 = time.perf_counter()
-    probs = models.classifier.probs(np.concatenate(crops)) if sum(map(len, crops)) else np.zeros((0, len(CELL_TYPES)))
+    probs = (models.classifier.probs(models.classifier.normalise(np.concatenate(crops), stain)) if sum(map(len, crops))
+             else np.zeros((0, len(CELL_TYPES))))
     dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
     dets = models.subtype.subtype_fields(fields, dets)
     t4 = time.perf_counter()
@@ -113,6 +117,10 @@ def write_field(
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
     outputs.write_jpeg(out / overlay_name(stem), overlay(rgb, det), atomic=False)
+    if len(det):  # every cell's picture for the review page's gallery, in one sheet (see gallery_name)
+        geo = SETTINGS.geometry
+        pictures = crop_cells(rgb, det.xyxy, size=geo.gallery_px, margin=2 * geo.crop_margin)
+        outputs.write_jpeg(out / gallery_name(stem), to_bgr(contact_sheet(pictures, geo.gallery_columns)), atomic=False)
     uncertain = np.nonzero(det.data[PROBS].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
@@ -131,6 +139,12 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
 def overlay_name(stem: str) -> str:
     """A field's overlay, relative to its slide's output folder (as images.csv gives it)."""
     return f"overlays/{stem}.jpg"
+
+
+def gallery_name(stem: str) -> str:
+    """A field's gallery sheet, relative to its slide's output folder: cell ``i`` of the field (cells.csv's
+    ``cell``) is the ``gallery_px`` square at column ``i % gallery_columns``, row ``i // gallery_columns``."""
+    return f"gallery/{stem}.jpg"
 
 
 def clear_crops(folder: Path, stems: set[str]) -> None:
@@ -165,12 +179,13 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         t_scale = time.perf_counter()
         decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
         sizes = field_sizes(slide.images) if todo else {}
-        scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous_scale(out)
+        scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous(out, "scale") or {}
+        stain = slide_stain(models, slide, scale, decoded, sizes) if todo else previous(out, "stain_normalisation")
         t_fields = time.perf_counter()
         stems = output_stems(slide.images)
         clear_crops(out / "uncertain", {stems[p] for p in todo})
         for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
-            states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems))
+            states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems, stain))
             advance(len(chunk))
     t_aggregate = time.perf_counter()
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
@@ -190,7 +205,7 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
         "n_unusable": int((images.status == "unusable").sum()),
         **slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum())),
-        "scale": scale,
+        "scale": scale, "stain_normalisation": stain, "screened_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.description,
     }
     if verdict["n_unusable"] > opts.rules.review_unusable_fraction * len(slide.images):
@@ -199,6 +214,10 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         verdict["needs_review"] = True
     outputs.write_csv(out / "cells.csv", cells)
     outputs.write_csv(out / "images.csv", images)
+    if opts.exports:
+        read = [p for p in slide.images if states[p]["status"] != "error"]
+        sizes = field_sizes(read)
+        write_exports(out, cells, {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}, opts.exports)
     verdict["seconds"] = {
         "total": round(time.perf_counter() - start, 3), "scale_search": round(t_fields - t_scale, 3),
         "fields": round(t_aggregate - t_fields, 3), "aggregate": round(time.perf_counter() - t_aggregate, 3),
@@ -271,6 +290,37 @@ def slide_scale(
     return {"cell_px_by_field_size": estimates, "source": f"estimated from up to {n_fields} field(s) per field size"}
 
 
+def slide_stain(models, slide: Slide, scale: dict, decoded: dict[Path, np.ndarray], sizes: dict,
+                min_cells: int = 200, max_fields: int = 8) -> dict | None:
+    """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
+    trained without): the pooled CIE Lab mean and SD of the classifier's crops of its first usable fields
+    (until ``min_cells`` cells or ``max_fields`` fields; the same fields on every run and resume), which are
+    added to ``decoded``."""
+    from classify.stain import lab_stats
+
+    if not models.classifier.stain_normalisation:
+        return None
+    crops, fields = [], 0
+    for path in slide.images:
+        if fields >= max_fields or sum(map(len, crops)) >= min_cells:
+            break
+        rgb = decoded.get(path) if path in decoded else _load_or_error(path) if sizes.get(path) else None
+        if rgb is None or isinstance(rgb, ImageError):
+            continue
+        decoded[path] = rgb
+        cell_px = field_cell_px(scale, models.detector, rgb)
+        det = models.detector.detect([rgb], [cell_px])[0]
+        if field_problem(rgb, len(det), cell_px):  # not a usable smear: its colour says nothing of the slide's
+            continue
+        crops.append(models.classifier.crops(rgb, det, cell_px))
+        fields += 1
+    n = sum(map(len, crops))
+    if not n:
+        return None
+    mean, sd = lab_stats(np.concatenate(crops))
+    return {"mean": mean.round(4).tolist(), "sd": sd.round(4).tolist(), "n_cells": n, "n_fields": fields}
+
+
 def field_cell_px(scale: dict, detector, rgb: np.ndarray) -> float:
     if "cell_px" in scale:
         return scale["cell_px"]
@@ -288,11 +338,12 @@ def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | 
         return e
 
 
-def previous_scale(out: Path) -> dict:
+def previous(out: Path, key: str):
+    """What an earlier run of this slide recorded under ``key`` in verdict.json (a resume with nothing left to do)."""
     try:
-        return json.loads((out / "verdict.json").read_text()).get("scale", {})
+        return json.loads((out / "verdict.json").read_text()).get(key)
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def mean_seconds(states) -> dict:

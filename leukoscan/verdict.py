@@ -31,14 +31,15 @@ def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.ve
     """The verdict rules on counts (numbers or arrays of slides), as ``VerdictRules`` describes them:
     ``insufficient`` below ``min_cells``; ``suspected`` when a Wilson 95 % lower bound reaches its threshold
     (the blast fraction's ``suspect_fraction``, the confident-blast share's ``suspect_confident_fraction``)
-    or ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the ``negative_z`` upper
-    bounds of both are below their thresholds; ``indeterminate`` otherwise."""
+    or ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the blast fraction's
+    ``negative_z`` upper bound and the confident-blast share are below their thresholds; ``indeterminate``
+    otherwise."""
     n, k, c = (np.asarray(v) for v in (n_cells, n_blasts, n_confident))
     frac, share = _off(rules.suspect_fraction), _off(rules.suspect_confident_fraction)
     low, c_low = wilson(k, n)[0], wilson(c, n)[0]
-    high, c_high = wilson(k, n, rules.negative_z)[1], wilson(c, n, rules.negative_z)[1]
+    high, c_share = wilson(k, n, rules.negative_z)[1], c / np.maximum(n, 1)
     suspected = (low >= frac) | (c_low >= share) | (c >= _off(rules.suspect_confident_blasts))
-    negative = (high < frac) & (c_high < share) & (c < _off(rules.suspect_confident_blasts))
+    negative = (high < frac) & (c_share < share) & (c < _off(rules.suspect_confident_blasts))
     out = np.where(n < rules.min_cells, "insufficient",
                    np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")))
     return str(out) if out.ndim == 0 else out
@@ -105,19 +106,19 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
     if verdict == "insufficient":
         return f"{n} cells < {rules.min_cells}"
     p, z = rules.confident_blast_p, rules.negative_z
-    tests = []  # (what, lower bound, upper bound used for "negative", threshold) of each rule that is on
+    tests = []  # (what, lower bound, the value "negative" compares, threshold, its words) of each rule that is on
     if rules.suspect_fraction is not None:
-        tests.append(("blast fraction", wilson(blasts, n)[0], wilson(blasts, n, z)[1], rules.suspect_fraction))
+        tests.append(("blast fraction", wilson(blasts, n)[0], wilson(blasts, n, z)[1], rules.suspect_fraction,
+                      f"{z:g}-z upper bound of the " if z not in (0, 1.959964) else "upper bound of the " if z else ""))
     if rules.suspect_confident_fraction is not None:
-        tests.append((f"share of cells with P(blast) >= {p}", wilson(confident, n)[0], wilson(confident, n, z)[1],
-                      rules.suspect_confident_fraction))
+        tests.append((f"share of cells with P(blast) >= {p}", wilson(confident, n)[0], confident / max(n, 1),
+                      rules.suspect_confident_fraction, ""))
     count = rules.suspect_confident_blasts
-    bound = "upper bound of the" if z > 0 else ""
     if verdict == "suspected":
-        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, low, _, t in tests if low >= t]
+        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, low, _, t, _ in tests if low >= t]
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
-    parts = [f"{bound or 'the'} {what} {high:.1%} {'<' if high < t else '>='} {t:.0%}".strip() for what, _, high, t in tests]
+    parts = [f"{bound or 'the '}{what} {value:.1%} {'<' if value < t else '>='} {t:.0%}" for what, _, value, t, bound in tests]
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
     return " and ".join(parts) if verdict == "negative" else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
 

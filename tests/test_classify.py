@@ -138,3 +138,38 @@ def test_stain_jitter_and_distance():
     green[..., 1] = np.minimum(green[..., 1].astype(int) + 120, 255)
     assert stain_distance(np.median(crop_colour(green), axis=0), ref) > 3.0
     assert stain_distance(None, ref) is None and stain_distance([50, 0, 0], None) is None
+
+
+def test_reinhard_maps_two_labs_colours_of_the_same_cells_onto_one():
+    """The same cells under another lab's stain and camera (a colour cast and a contrast change) come out of
+    the slide-level normalisation as they do from the first lab."""
+    from classify.stain import lab_stats, reinhard
+
+    crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES * 3)])
+    other_lab = np.clip(crops.astype(np.float32) * [0.85, 1.0, 1.1] + [10, -5, 0], 0, 255).astype(np.uint8)
+    reference = ([75.0, 10.0, -15.0], [12.0, 14.0, 18.0])
+    a, b = (reinhard(c, lab_stats(c), reference) for c in (crops, other_lab))
+    assert np.abs(a.astype(int) - b).mean() < 4 < np.abs(crops.astype(int) - other_lab).mean()
+    mean, sd = lab_stats(a)
+    assert np.allclose(mean, reference[0], atol=1.5) and np.allclose(sd, reference[1], atol=1.5)
+
+
+def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    from classify.predict import CellClassifier
+    from classify.stain import lab_stats
+
+    weights = tmp_path / "cells.pt"
+    shutil.copyfile(tiny_model, weights)
+    crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES)])
+    plain = CellClassifier(weights, device="cpu", strict=False)
+    assert plain.stain_normalisation is None and plain.normalise(crops, {"mean": [1, 2, 3], "sd": [1, 1, 1]}) is crops
+    reference = {"method": "reinhard-lab", "per": "slide", "mean": [75.0, 10.0, -15.0], "sd": [12.0, 14.0, 18.0]}
+    weights.with_suffix(".json").write_text(json.dumps({"stain_normalisation": reference}))
+    clf = CellClassifier(weights, device="cpu", strict=False)
+    mean, sd = lab_stats(crops)
+    out = clf.normalise(crops, {"mean": mean.tolist(), "sd": sd.tolist()})
+    assert out.shape == crops.shape and np.allclose(lab_stats(out)[0], reference["mean"], atol=1.5)
+    assert clf.normalise(crops, None) is crops  # no slide colour (no cell found): as they are

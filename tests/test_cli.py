@@ -1,7 +1,10 @@
-"""The console command: help shows defaults, doctor reports and fails clearly on missing weights."""
+"""The console command: help shows defaults, doctor reports and fails clearly on missing or broken weights."""
+
+import shutil
 
 from typer.testing import CliRunner
 
+from leukoscan.config import WEIGHTS_DIR
 from pipeline import app
 
 runner = CliRunner()
@@ -27,9 +30,19 @@ def test_doctor_reports_missing_weights(tmp_path):
     assert "detector.pt" in out.output and "not found" in out.output
 
 
-def test_doctor_ok_with_weights(tmp_path):
-    for name in ("detector.pt", "classifier.pt", "subtype.pt"):
-        (tmp_path / name).write_bytes(b"x")
-    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
+def test_doctor_loads_and_runs_each_model(tmp_path):
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(WEIGHTS_DIR)])
     assert out.exit_code == 0, out.output
-    assert "sha" in out.output or "MB" in out.output
+    assert out.output.count("yes (one pass on the CPU)") == 3 and "ok" in out.output
+    # a garbage weight file (it hashes fine) and a model of another task: one line each, what is wrong
+    for name in ("detector.pt", "classifier.pt", "subtype.pt"):
+        shutil.copyfile(WEIGHTS_DIR / name, tmp_path / name)
+        shutil.copyfile(WEIGHTS_DIR / name.replace(".pt", ".json"), tmp_path / name.replace(".pt", ".json"))
+    (tmp_path / "classifier.pt").write_bytes(b"x")
+    shutil.copyfile(WEIGHTS_DIR / "detector.pt", tmp_path / "subtype.pt")
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
+    assert out.exit_code == 1, out.output
+    problems = [line for line in out.stderr.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 2 and [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert "classifier.pt: cannot load" in problems[0] and "not a loadable checkpoint" in problems[0]
+    assert "subtype.pt" in problems[1] and "is a detect model, not a classify model" in problems[1]

@@ -83,3 +83,16 @@ def test_scale_estimate_never_goes_below_the_smallest_classifiable_cell(detector
 
     noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     assert detector.estimate_cell_px([noise]) >= SETTINGS.geometry.min_cell_px
+
+
+def test_one_box_per_cell_on_the_bundled_photograph(detector):
+    # 60d50441...jpg: the neutrophil and the monocyte each used to get a second box inside the first
+    from leukoscan.config import REPO_ROOT
+    from leukoscan.images import load_rgb
+    from leukoscan.overlay import overlap_area
+
+    det = detector(load_rgb(next((REPO_ROOT / "datasets" / "samples").glob("60d50441*.jpg"))))
+    area = (det.xyxy[:, 2] - det.xyxy[:, 0]) * (det.xyxy[:, 3] - det.xyxy[:, 1])
+    ios = overlap_area(det.xyxy, det.xyxy) / np.minimum(area[:, None], area[None, :])
+    np.fill_diagonal(ios, 0)
+    assert len(det) == 4 and ios.max() < detector.merge_ios

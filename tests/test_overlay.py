@@ -29,7 +29,21 @@ def test_overlay_draws_every_cell_in_its_type_colour():
     probs[0, 0], probs[1, 2] = 0.84, 0.84  # a blast, a neutrophil
     det = with_probs(cells([[100, 100, 140, 140], [20, 150, 60, 190]], [0.9, 0.8]), probs)
     bgr = overlay(rgb, det)
-    assert bgr.shape == rgb.shape and bgr.dtype == np.uint8
+    assert bgr.shape[1:] == rgb.shape[1:] and bgr.shape[0] > rgb.shape[0] and bgr.dtype == np.uint8  # + legend strip
+    assert (bgr[224:, :, :] == 255).mean() > 0.8  # the key sits in a white strip below the field
     assert (bgr[120, 100] == (0, 0, 208)).all() and (bgr[120, 101] == (0, 0, 208)).all()  # blast: red #D00000, thick
     assert (bgr[170, 20] == (115, 158, 0)).all()  # neutrophil box edge in green #009E73 (BGR)
     assert (bgr[96, 101:110] == (0, 0, 208)).all(axis=1).any()  # its label's background just above the box
+
+
+def test_dense_field_boxes_carry_their_index_and_the_key_never_covers_a_cell():
+    rgb = np.full((224, 224, 3), 230, np.uint8)
+    xyxy = [[x, y, x + 14, y + 14] for x in range(4, 200, 20) for y in range(4, 60, 20)]  # 30 small cells
+    probs = np.full((len(xyxy), 9), 0.02)
+    probs[:, 2] = 0.84
+    det = with_probs(cells(xyxy, [0.9] * len(xyxy)), probs)
+    dense, sparse = overlay(rgb, det), overlay(rgb, det, dense_cells=100)
+    # index labels ("0".."29") are narrower than "Neutrophil 0.84": less of the field is label colour
+    green = lambda img: (img[:224] == (115, 158, 0)).all(axis=2).sum()
+    assert green(dense) < green(sparse)
+    assert (dense[4, 4] == (115, 158, 0)).all()  # the top-left cell's box, not a legend, in the corner

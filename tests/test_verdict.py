@@ -55,9 +55,9 @@ def test_rules_can_be_turned_off_and_a_count_rule_on():
     counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
     assert slide_verdict(table(195, 5), counting)["verdict"] == "suspected"
     assert slide_verdict(table(196, 4), counting)["verdict"] == "negative"
-    strict_negative = VerdictRules(negative_z=1.96)  # "negative" needs the 95 % upper bounds below the thresholds
-    assert slide_verdict(table(100, 0), strict_negative)["verdict"] == "indeterminate"  # upper bound 3.7 % >= 2 %
-    assert slide_verdict(table(300, 0), strict_negative)["verdict"] == "negative"  # upper bound 1.3 %
+    # 17 % blasts, none confident: the blast fraction's 95 % upper bound (26 %) is not below 20 %, its estimate is
+    assert slide_verdict(table(83, 17, p=0.7))["verdict"] == "indeterminate"
+    assert slide_verdict(table(83, 17, p=0.7), VerdictRules(negative_z=0))["verdict"] == "negative"
 
 
 def test_predominant_subtype_only_when_suspected():
@@ -98,8 +98,8 @@ def test_verdict_says_which_rule_fired():
     assert slide_verdict(table(10, 40))["reason"] == ("lower bound of the blast fraction 67.0% >= 20%; lower bound of "
                                                       "the share of cells with P(blast) >= 0.95 67.0% >= 2%")
     assert slide_verdict(table(95, 5))["reason"] == "lower bound of the share of cells with P(blast) >= 0.95 2.2% >= 2%"
-    assert slide_verdict(table(100, 0))["reason"] == ("the blast fraction 0.0% < 20% and the share of cells with "
-                                                      "P(blast) >= 0.95 0.0% < 2%")
+    assert slide_verdict(table(100, 0))["reason"] == ("upper bound of the blast fraction 3.7% < 20% and the share of "
+                                                      "cells with P(blast) >= 0.95 0.0% < 2%")
     assert slide_verdict(table(38, 2))["reason"].startswith("not significantly above, nor below, the thresholds")
     counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
     assert slide_verdict(table(95, 5), counting)["reason"] == "5 cells with P(blast) >= 0.95"

@@ -1,0 +1,248 @@
+"""Every command, used wrongly: one `error:` line on stderr, the documented exit code (1 nothing could be
+processed, 2 usage or input error), never a traceback. Then the run's summary on stdout, a resume with
+nothing left to do loading no model, the image size limit, `--version` and the groups' help."""
+
+import json
+import re
+import shlex
+import shutil
+import warnings
+
+import cv2
+import pandas as pd
+import pytest
+from PIL import Image
+from synth import smear
+from typer.testing import CliRunner
+
+from leukoscan.config import DETECTOR_WEIGHTS
+from pipeline import app
+
+runner = CliRunner()
+
+NOTHING, USAGE = 1, 2
+# the exit code, then the arguments (split as a shell would); {placeholders} name the workspace's paths (see `ws`)
+TABLE = """
+# run
+2 run {missing}
+2 run {empty}
+2 run {bad} --batch 0
+2 run {bad} --batch many
+2 run {bad} --cell-size -5
+2 run {bad} --um-per-px 0
+2 run {bad} --workers 0
+2 run {bad} --batch-megapixels 0
+2 run {bad} --max-megapixels -1
+2 run {bad} --backend tensorrt
+2 run {bad} --device gpu
+2 run {bad} --detector-weights {garbage}
+2 run {bad} --classifier-weights {missing}.pt
+2 run {bad} --subtype-weights {detector_pt}  # a model for another task
+2 run {bad} --labset {labset}  # no such option
+2 frobnicate
+# export
+2 export --format tensorrt
+2 export --detector-weights {garbage}
+2 export --format openvino-int8 --detect-data {missing}.yaml
+# doctor (a problem found is exit 1)
+1 doctor --weights-dir {empty}
+2 doctor --verbose
+# data
+2 data split --data-root {missing}
+2 data detect --data-root {missing}
+2 data classify --data-root {missing}
+2 data classify --size 0
+2 data fields --data-root {missing}
+2 data cells --data-root {missing}
+# detect
+2 detect train --data {missing}.yaml
+2 detect train --data {no_val_yaml}
+2 detect train --data {broken_yaml}
+2 detect train --epochs 0
+2 detect train --fraction 0
+2 detect val --data {missing}.yaml
+2 detect val --data {yaml} --weights {garbage}
+2 detect val --data {yaml} --split test  # the yaml has no test split
+2 detect val --data {no_images_yaml}
+2 detect val --data {no_names_yaml}
+2 detect val --split train
+2 detect predict
+2 detect predict {missing}
+2 detect predict {empty}
+2 detect predict {bad} --weights {garbage}
+2 detect predict {bad} --conf 2
+1 detect predict {bad} --out {out}
+2 detect prelabel {missing} --out {out}
+2 detect prelabel {empty} --out {out}
+2 detect prelabel {bad}  # --out is required
+2 detect prelabel {bad} --out {out} --weights {garbage}
+1 detect prelabel {bad} --out {out}
+2 detect import-labels {missing} {coco}
+2 detect import-labels {empty} {coco}
+2 detect import-labels {labset} {missing}.json
+2 detect import-labels {labset} {coco}  # not valid JSON: a problem listed
+2 detect finetune {missing}
+2 detect finetune {labset} --from {garbage}
+2 detect finetune {labset} --epochs 0
+2 detect promote {missing} {garbage}
+2 detect promote {labset} {missing}.pt --regression {test_yaml}
+2 detect promote {labset} {garbage} --regression {test_yaml}
+2 detect promote {labset} {garbage} --regression {yaml}  # no test split
+2 detect promote {garbage} --labset {labset}  # the label set is an argument
+2 detect rollback abc --current {empty}/detector.pt
+# classify
+2 classify train --data {missing}
+2 classify train --data {empty}
+2 classify train --epochs 0
+2 classify train-cells --cells {empty}
+2 classify train-cells --cells {empty} --exclude nowhere
+2 classify train-cells --cleaned {missing}.csv
+2 classify clean --out {out}/c.csv  # --weights is required
+2 classify clean --cells {empty} --weights {garbage} --out {out}/c.csv
+2 classify val --data {missing}
+2 classify val --data {crops} --weights {garbage}
+2 classify val --data {crops}  # no crops in it
+2 classify val --split train
+2 classify predict {missing}
+2 classify predict {empty}
+2 classify predict {bad} --weights {garbage}
+2 classify predict {bad} --device tpu
+1 classify predict {bad} --out {out}/p.csv
+"""
+CASES = [(int(code), args) for code, *args in filter(None, (shlex.split(line, comments=True) for line in TABLE.splitlines()))]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Paths the wrong usages name: missing, empty, unreadable or malformed ones."""
+    root = tmp_path_factory.mktemp("usage")
+    paths = {name: root / name for name in ("missing", "empty", "bad", "labset", "crops", "out")}
+    paths["empty"].mkdir()
+    paths["bad"].mkdir()
+    (paths["bad"] / "field.jpg").write_text("not an image")
+    for sub in ("images", "labels"):
+        (paths["labset"] / sub).mkdir(parents=True)
+    for split in ("train.txt", "val.txt"):
+        (paths["labset"] / split).write_text("")
+    (paths["crops"] / "val").mkdir(parents=True)
+    splits = f"path: {paths['labset']}\ntrain: train.txt\nval: val.txt\n"  # a data.yaml Ultralytics takes
+    files = {"garbage": ("garbage.pt", "not a model"), "coco": ("reviewed.json", "{not json"),
+             "yaml": ("data.yaml", splits + "names:\n  0: white_cell\n"),
+             "test_yaml": ("regression.yaml", splits + "test: val.txt\nnames:\n  0: white_cell\n"),
+             "no_names_yaml": ("no_names.yaml", splits), "no_val_yaml": ("no_val.yaml", "path: .\ntrain: train.txt\n"),
+             "no_images_yaml": ("no_images.yaml", splits.replace("val.txt", "images/val") + "names:\n  0: white_cell\n"),
+             "broken_yaml": ("broken.yaml", "train: [\n")}
+    for key, (name, text) in files.items():
+        paths[key] = root / name
+        paths[key].write_text(text)
+    paths["detector_pt"] = DETECTOR_WEIGHTS
+    return paths
+
+
+@pytest.mark.parametrize("code, args", CASES, ids=[" ".join(a) for _, a in CASES])
+def test_wrong_usage_is_one_error_line_and_the_documented_code(ws, code, args):
+    result = runner.invoke(app, [a.format(**ws) for a in args])
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.output and "╭" not in result.stderr  # no traceback, no boxed panel
+
+
+def test_import_labels_lists_its_problems_without_markup(ws):
+    result = runner.invoke(app, ["detect", "import-labels", str(ws["labset"]), str(ws["coco"])])
+    assert result.exit_code == USAGE
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem:")]
+    assert problems and "not valid JSON" in problems[0] and "[red]" not in result.stderr
+
+
+def test_version_and_group_help_list_what_is_there():
+    import leukoscan
+    from pipeline import classify_app, data_app, detect_app
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"leukoscan {leukoscan.__version__}"
+    for group in (detect_app, classify_app, data_app):
+        names = [c.name or c.callback.__name__ for c in group.registered_commands]
+        assert len(names) >= 5 and all(re.search(rf"\b{name}\b", group.info.help) for name in names), group.info.help
+
+
+def test_the_label_set_is_one_argument_everywhere():
+    for command in ("import-labels", "finetune", "promote"):
+        result = runner.invoke(app, ["detect", command, "--help"])
+        assert "LABSET" in result.stdout.upper() and "--labset" not in result.stdout
+
+
+def write_slide(folder, seeds):
+    folder.mkdir(parents=True)
+    for seed in seeds:
+        cv2.imwrite(str(folder / f"f{seed}.png"), smear((300, 300), n_wbc=5, seed=seed)[0][..., ::-1])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    """One small slide screened: (slide folder, output folder, the run's result)."""
+    root = tmp_path_factory.mktemp("screened")
+    slide = write_slide(root / "slide", (301, 302, 303))  # enough cells for a blast fraction
+    result = runner.invoke(app, ["run", str(slide), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return slide, root / "out", result
+
+
+def test_the_summary_is_on_stdout_in_full(screened):
+    _, out, result = screened
+    summary = pd.read_csv(out / "summary.csv")
+    assert result.stdout.splitlines()[1].split() == ["slide", "images", "failed", "cells", "blasts", "(95%", "CI)",
+                                                     "subtype", "verdict", "review"]
+    row = result.stdout.splitlines()[2]
+    assert row.startswith("slide ") and summary.verdict[0] in row
+    assert re.search(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", row), row  # the interval whole, not cut at 80 columns
+    assert f"report: {out / 'report.html'}" in result.stdout
+    assert "report:" not in result.stderr and "verdict" not in result.stderr  # only progress on stderr
+    assert not any(set("│┃━─") & set(line) for line in result.stdout.splitlines())  # plain text when piped
+
+
+def test_a_resume_with_nothing_left_loads_no_model(screened, tmp_path, monkeypatch):
+    import classify.predict
+    import detect.predict
+
+    slide, first, _ = screened
+    out = tmp_path / "out"
+    shutil.copytree(first, out)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(detect.predict.Detector, "__init__", refuse)
+    monkeypatch.setattr(classify.predict.Classifier, "__init__", refuse)
+    result = runner.invoke(app, ["run", str(slide), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    for name in ("summary.csv", "slide/cells.csv", "slide/images.csv"):
+        assert (out / name).read_bytes() == (first / name).read_bytes(), name
+    moment = ("seconds", "screened_at")
+    before, after = (json.loads((folder / "slide" / "verdict.json").read_text()) for folder in (first, out))
+    assert {k: v for k, v in after.items() if k not in moment} == {k: v for k, v in before.items() if k not in moment}
+    # screening again needs the models
+    result = runner.invoke(app, ["run", str(slide), "--out", str(out), "--force"])
+    assert result.exit_code != 0 and "a model was loaded" in repr(result.exception)
+
+
+def test_images_over_the_limit_get_the_projects_line_and_no_warning(tmp_path):
+    slide = tmp_path / "scans"
+    slide.mkdir()
+    Image.new("1", (12000, 9000)).save(slide / "huge.png")  # 108 megapixels in a 13 kB file
+    cv2.imwrite(str(slide / "field.png"), smear((1500, 2000), rbc_px=40, wbc_px=68, n_wbc=3, seed=5)[0][..., ::-1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["run", str(slide), "--out", str(tmp_path / "out"), "--max-megapixels", "2"])
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert result.exit_code == 1, result.output  # neither field is screened
+    images = pd.read_csv(tmp_path / "out" / "scans" / "images.csv").set_index("image")
+    assert images.error["huge.png"] == ("image over 2 megapixels: 12000x9000 (108.0 megapixels); "
+                                        "use --max-megapixels to raise it")
+    assert images.error["field.png"].startswith("image over 2 megapixels: 2000x1500 (3.0 megapixels)")
+    assert "bomb" not in result.output.lower() and "Warning" not in result.output
+    from leukoscan.images import MAX_MEGAPIXELS, _limit
+
+    assert _limit["megapixels"] == MAX_MEGAPIXELS  # the option holds for its run only

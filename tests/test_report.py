@@ -1,0 +1,173 @@
+"""The review page in real headless Chromium (two slides), and the cell exports for QuPath and COCO tools."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leukoscan.cells import CELL_TYPES
+from pipeline import DEMO_SLIDE, app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
+
+# run in the page after its own script: what a reviewer does, with what the page shows written into it
+PROBE = """
+<script>
+window.addEventListener('load', function() {  // once the page's pictures have loaded (or failed)
+  var out = {errors: []};
+  try {
+    var second = document.querySelectorAll('section.slide')[1];
+    var table = second.querySelector('table.cells'), col = -1;
+    table.querySelectorAll('th').forEach(function(th, i) { if (th.textContent === 'p_blast') col = i; });
+    table.querySelectorAll('th')[col].click();
+    out.sorted_p_blast = Array.prototype.map.call(table.tBodies[0].rows, function(r) { return parseFloat(r.cells[col].textContent); });
+    var first = document.querySelector('section.slide table.cells');
+    out.first_table_cell_column = Array.prototype.map.call(first.tBodies[0].rows, function(r) { return r.cells[1].textContent; });
+    var fig = second.querySelector('.gallery figure');
+    var toRow = fig.querySelector('a.to-row'), toField = fig.querySelector('a.to-field');
+    var row = document.getElementById(decodeURIComponent(toRow.hash.slice(1)));
+    var field = document.getElementById(decodeURIComponent(toField.hash.slice(1)));
+    out.caption = fig.querySelector('figcaption').textContent;
+    out.row_cells = row ? [row.cells[0].textContent, row.cells[1].textContent] : null;
+    out.field_img = field ? field.querySelector('img').getAttribute('src') : null;
+    out.figure = {image: fig.dataset.image, cell: fig.dataset.cell, type: fig.dataset.type};
+    toField.click();
+    out.highlighted = !!field.querySelector('.hl');
+    var select = fig.querySelector('select');
+    select.value = fig.dataset.type === 'monocyte' ? 'lymphocyte' : 'monocyte';
+    select.dispatchEvent(new Event('change'));
+    out.csv = correctionsCsv();
+    out.download_label = second.querySelector('.download').textContent;
+    second.querySelector('.download').click();
+    var shown = function() { return second.querySelectorAll('.gallery figure:not([hidden])').length; };
+    out.gallery_shown = shown();
+    second.querySelector('.kind').value = 'blast';
+    second.querySelector('.kind').dispatchEvent(new Event('change'));
+    out.blasts_shown = shown();
+    // every URL the page can load: sources, links, stylesheets' pictures (Chromium keeps no resource timing for file:)
+    out.resources = [];
+    document.querySelectorAll('*').forEach(function(el) {
+      ['src', 'href'].forEach(function(a) { if (el[a] && typeof el[a] === 'string') out.resources.push(el[a]); });
+      var bg = getComputedStyle(el).backgroundImage;
+      if (bg && bg !== 'none') out.resources.push(bg.replace(/^url\("?|"?\)$/g, ''));
+    });
+  } catch (e) { out.errors.push(String(e)); }
+  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def two_slides(tmp_path_factory):
+    out = tmp_path_factory.mktemp("review")
+    result = CliRunner().invoke(app, ["run", *(str(DEMO_SLIDE / s) for s in SLIDES), "--out", str(out),
+                                      "--export", "geojson", "--export", "coco"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", *extra, page.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path):
+    page = (two_slides / "report.html").read_text()
+    probe = two_slides / "probe.html"  # beside the report, so its relative links resolve the same way
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    proc = chromium(probe, tmp_path, "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line for line in proc.stderr.splitlines() if ":CONSOLE" in line] == []
+    out = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S).group(1).replace("&quot;", '"')
+                     .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    assert out["errors"] == []
+    # the second slide's header sorts the second slide's table, and only it
+    cells2 = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
+    assert out["sorted_p_blast"] == sorted(out["sorted_p_blast"]) and len(out["sorted_p_blast"]) == len(cells2)
+    assert out["first_table_cell_column"] == [str(i) for i in range(len(pd.read_csv(two_slides / "2" / "cells.csv")))]
+    # the gallery opens with the most likely blast, captioned with its type, probability and field; its links lead
+    # to its row of the cell table and to its field's overlay (an existing file), where it is highlighted
+    top = cells2.sort_values("p_blast", ascending=False).iloc[0] if (cells2.cell_type == "blast").any() else None
+    fig = out["figure"]
+    if top is not None:
+        assert (fig["image"], int(fig["cell"]), fig["type"]) == ("EarlyPreb.jpeg", top.cell, "blast")
+        assert out["caption"].startswith(f"{top.label} {top.p_blast:.2f}")
+    assert out["row_cells"] == [fig["image"], fig["cell"]]
+    assert (two_slides / unquote(out["field_img"])).is_file() and out["highlighted"]
+    # a reassignment is one downloadable CSV row
+    lines = out["csv"].strip().split("\n")
+    assert lines[0] == "slide,image,cell,x1,y1,x2,y2,predicted,reviewed" and len(lines) == 2
+    row = cells2.set_index("cell").loc[int(fig["cell"])]
+    reviewed = "lymphocyte" if fig["type"] == "monocyte" else "monocyte"
+    assert lines[1].split(",") == ["EarlyPreb", "EarlyPreb.jpeg", fig["cell"], *(f"{row[c]:g}" for c in ("x1", "y1", "x2", "y2")),
+                                   fig["type"], reviewed]
+    assert out["download_label"] == "download corrections (1)"
+    # 91 cells: the first 120 would all show; the type filter leaves the blasts
+    assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
+    # nothing but the output folder's own files is loaded
+    assert out["resources"] and all(r.startswith(("file://", "blob:")) for r in out["resources"]), out["resources"]
+    assert any("/gallery/" in r for r in out["resources"])
+
+
+def test_report_top_has_the_differential_flags_scale_models_and_run(two_slides):
+    page = (two_slides / "report.html").read_text()
+    for text in ("Differential", "Quality flags", "Scale", "Models", "detector.pt (sha256", "leukoscan 0.",
+                 "Cells for review", "download corrections", "@media print", "break-before:page"):
+        assert text in page, text
+    assert page.count('class="slide"') == 2 and page.count('class="cells sortable"') == 0
+    assert page.count('class="sortable cells"') == 2
+
+
+def test_geojson_export_is_valid_and_has_every_cell(two_slides):
+    geojson = pytest.importorskip("geojson")
+    for slide in ("2", "EarlyPreb"):
+        cells = pd.read_csv(two_slides / slide / "cells.csv")
+        files = sorted((two_slides / slide / "geojson").glob("*.geojson"))
+        assert len(files) == 1  # one per field: QuPath imports objects into one image at a time
+        collection = geojson.loads(files[0].read_text())
+        assert collection.is_valid and len(collection["features"]) == len(cells)
+        feature = collection["features"][0]
+        assert feature["properties"]["objectType"] == "detection"
+        assert feature["properties"]["classification"]["name"] == cells.label[0].split(" (")[0]
+        assert feature["properties"]["measurements"]["p_blast"] == pytest.approx(cells.p_blast[0], abs=1e-4)
+        x1, y1 = feature["geometry"]["coordinates"][0][0]
+        assert (x1, y1) == pytest.approx((cells.x1[0], cells.y1[0]), abs=0.06)
+
+
+def test_coco_export_loads_in_pycocotools_and_round_trips_through_import_labels(two_slides, tmp_path):
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+
+    from detect.labels import import_labels
+    from detect.predict import Detector
+    from detect.prelabel import prelabel
+
+    path = two_slides / "EarlyPreb" / "cells.coco.json"
+    coco = COCO(str(path))
+    cells = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
+    assert len(coco.getAnnIds()) == len(cells) and [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CELL_TYPES)
+    ann = coco.loadAnns(coco.getAnnIds())[0]
+    assert ann["bbox"] == pytest.approx([cells.x1[0], cells.y1[0], cells.x2[0] - cells.x1[0], cells.y2[0] - cells.y1[0]], abs=0.06)
+    # the predictions as a label set's corrected labels: every white cell (not "other") comes back as a box
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(DEMO_SLIDE / "EarlyPreb.jpeg", photos)
+    labset = tmp_path / "labset"
+    prelabel(Detector(device="cpu"), photos, labset, log=lambda m: None)
+    report = import_labels(labset, path)
+    assert report["boxes"] == int((cells.cell_type != "other").sum()) and report["labelled_images"] == 1
