@@ -49,10 +49,6 @@ def hash_images(root: Path, progress=None) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["class_dir", "number"], ignore_index=True)
 
 
-def hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
-
-
 def phash_matrix(hashes: pd.Series) -> np.ndarray:
     """Pairwise Hamming distances of hex perceptual hashes (N x N)."""
     bits = np.array([[int(c) for c in f"{int(h, 16):064b}"] for h in hashes], dtype=np.uint8)

@@ -1,8 +1,11 @@
 """Lab label sets: YOLO + COCO export for annotation tools, and validated import of corrected labels.
 
-A label set folder holds ``images/`` (copies of the lab's fields, resized to the detector's training
-scale so that boxes drawn on them train the detector directly), ``labels/`` (YOLO txt), ``train.txt`` /
-``val.txt`` (a deterministic held-out split), ``data.yaml`` and ``annotations.coco.json``.
+A label set folder holds ``images/`` (the lab's fields at their own resolution, as PNG: what a reviewer
+corrects), ``labels/`` (YOLO txt; COCO and YOLO boxes are in those images' pixels), ``train.txt`` /
+``val.txt`` (a deterministic held-out split), ``data.yaml``, ``annotations.coco.json`` and ``cell_px.json``
+(each field's white-cell diameter in its pixels: ``tile_labset`` scales the fields from it to the
+detector's training scale when it cuts the training tiles). Lists and data.yaml hold paths relative to
+the folder, so a label set can be moved or copied to another machine.
 """
 
 from __future__ import annotations
@@ -31,15 +34,50 @@ class LabelError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in the labels:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+CELL_PX = "cell_px.json"  # {image name: white-cell diameter in its pixels}, written by ``detect prelabel``
+
+
 def image_files(labset: Path) -> list[Path]:
     return sorted(p for p in (labset / "images").iterdir() if p.suffix.lower() in {".jpg", ".png"})
+
+
+def write_list(txt: Path, files: list[Path]) -> None:
+    """List ``files`` (inside ``txt``'s folder) as ``./images/...``: Ultralytics reads a line starting with
+    ``./`` relative to the list's folder, so the folder can move."""
+    txt.write_text("".join(f"./{f.relative_to(txt.parent).as_posix()}\n" for f in files))
+
+
+def read_list(txt: Path) -> list[Path]:
+    """The images of a list written by ``write_list`` (or of an earlier version's absolute paths)."""
+    lines = [line.strip() for line in txt.read_text().splitlines() if line.strip()]
+    return [txt.parent / line[2:] if line.startswith("./") else Path(line) for line in lines]
+
+
+def write_data_yaml(folder: Path) -> Path:
+    """``folder/data.yaml`` for ``train.txt`` / ``val.txt`` there. No ``path:`` key: Ultralytics then takes
+    the yaml's own folder as the root (a relative ``path:`` would be read against its datasets folder)."""
+    data = folder / "data.yaml"
+    data.write_text(f"# paths relative to this file's folder\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n")
+    return data
+
+
+def training_scales(labset: Path) -> dict[str, float]:
+    """Each image's factor to the detector's training scale (white cells ``TALEQANI_CELL_PX`` wide), by name,
+    from ``cell_px.json``; an image without a recorded size is taken as already at that scale (the label
+    sets of earlier versions held copies shrunk to it)."""
+    from datasets.segment import TALEQANI_CELL_PX
+
+    path = labset / CELL_PX
+    cell_px = json.loads(path.read_text()) if path.is_file() else {}
+    return {f.name: TALEQANI_CELL_PX / cell_px[f.name] if f.name in cell_px else 1.0 for f in image_files(labset)}
 
 
 TILE = 224  # the field size the detector was trained on (Taleqani fields, TXL-PBC mosaics ~240 px)
 
 
 def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Path:
-    """Cut the label set's photographs into ``side`` x ``side`` tiles for training and validation.
+    """Cut the label set's photographs, scaled to the detector's training scale (``training_scales``), into
+    ``side`` x ``side`` tiles for training and validation.
 
     Ultralytics resizes every image's long side to ``imgsz``; only fields of the training field size keep
     their cells at the scale the detector learnt (a whole 1400 px photograph would shrink its cells
@@ -50,16 +88,17 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
     both sides. Rewritten from the current labels on every call; returns ``tiles/data.yaml``.
     """
     from leukoscan.crops import crop_cells
-    from leukoscan.images import load_rgb
+    from leukoscan.images import load_rgb, rescale
 
     out = labset / "tiles"
     shutil.rmtree(out, ignore_errors=True)
     (out / "images").mkdir(parents=True)
     (out / "labels").mkdir()
+    scales = training_scales(labset)
     for split in ("train", "val"):
         listed = []
-        for photo in (Path(line.strip()) for line in (labset / f"{split}.txt").read_text().splitlines() if line.strip()):
-            rgb = load_rgb(photo)
+        for photo in read_list(labset / f"{split}.txt"):
+            rgb = rescale(load_rgb(photo), scales.get(photo.name, 1.0))  # YOLO boxes are normalised: read at this size
             h, w = rgb.shape[:2]
             boxes = read_yolo(labset / "labels" / f"{photo.stem}.txt", w, h).xyxy
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -75,11 +114,9 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
                 tile = out / "images" / f"{photo.stem}__r{r}c{c}.png"
                 cv2.imwrite(str(tile), to_bgr(canvas))
                 (out / "labels" / f"{tile.stem}.txt").write_text(yolo_lines(cells(clipped[keep]), side, side))
-                listed.append(tile.resolve())
-        (out / f"{split}.txt").write_text("".join(f"{t}\n" for t in listed))
-    data = out / "data.yaml"
-    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n")
-    return data
+                listed.append(tile)
+        write_list(out / f"{split}.txt", listed)
+    return write_data_yaml(out)
 
 
 def write_split(labset: Path, val_every: int = 4) -> None:
@@ -87,11 +124,9 @@ def write_split(labset: Path, val_every: int = 4) -> None:
     files = image_files(labset)
     val = [f for i, f in enumerate(files) if i % val_every == val_every - 1] or files[-1:]
     train = [f for f in files if f not in val] or files
-    (labset / "train.txt").write_text("".join(f"{f.resolve()}\n" for f in train))
-    (labset / "val.txt").write_text("".join(f"{f.resolve()}\n" for f in val))
-    (labset / "data.yaml").write_text(
-        f"path: {labset.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n"
-    )
+    write_list(labset / "train.txt", train)
+    write_list(labset / "val.txt", val)
+    write_data_yaml(labset)
 
 
 def to_coco(labset: Path) -> dict:
@@ -128,12 +163,15 @@ def import_labels(labset: Path, source: Path) -> dict:
         boxes, problems = _read_yolo_dir(source, files)
     else:
         raise LabelError([f"{source}: expected a COCO .json file or a folder of YOLO .txt files"])
+    # a box may overhang an edge by a pixel at the training scale (clipped when written): a few of a large photograph's
+    scales = training_scales(labset)
     for name, det in boxes.items():
         h, w = _size(files[name])
+        slack = max(1.0, 1 / scales[name])
         for x0, y0, x1, y1 in det.xyxy:
             if x1 <= x0 or y1 <= y0:
                 problems.append(f"{name}: empty box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f})")
-            elif x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
+            elif x0 < -slack or y0 < -slack or x1 > w + slack or y1 > h + slack:
                 problems.append(f"{name}: box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) lies outside the {w}x{h} image")
     if problems:
         raise LabelError(problems)
@@ -149,7 +187,8 @@ def import_labels(labset: Path, source: Path) -> dict:
 
 def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detections], list[str]]:
     """White-cell boxes per image name of ``files`` from a COCO file, scaled to those files' sizes when the
-    COCO images are another size (drawn on the original photographs), and every problem found."""
+    COCO images are another size (drawn on a resized copy, or on the originals of an earlier version's
+    shrunk label set), and every problem found."""
     problems = []
     try:
         coco = json.loads(path.read_text())
@@ -162,12 +201,12 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
     by_id, scale = {}, {}
     for im in coco["images"]:
         name = Path(str(im.get("file_name", ""))).name
-        name = name if name in files else stems.get(Path(name).stem, name)  # drawn on the original photograph
+        name = name if name in files else stems.get(Path(name).stem, name)  # e.g. drawn on the original .jpg
         if name not in files:
             problems.append(f"COCO image {name!r} is not in the label set's images/")
             continue
         by_id[im["id"]] = name
-        # boxes drawn on the original photograph (another size) are scaled to the label set's copy
+        # boxes drawn on an image of another size are scaled to the label set's
         scale[name] = _size(files[name])[1] / float(im["width"]) if im.get("width") else 1.0
     found: dict[str, list] = {name: [] for name in by_id.values()}
     for a in coco["annotations"]:

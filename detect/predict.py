@@ -26,6 +26,19 @@ def ceil32(n: float) -> int:
     return int(np.ceil(n / 32) * 32)
 
 
+def self_consistent(dets: list[sv.Detections], cell_px: float) -> tuple[tuple[float, int], float] | None:
+    """How well ``cell_px`` explains what the detector found assuming it: the boxes of about that size
+    (0.6-1.7x) with confidence >= 0.5 score (mean confidence of the three most confident, their number);
+    returns the score and the median side of those boxes, or None when there are none."""
+    conf = np.concatenate([d.confidence for d in dets])
+    xyxy = np.concatenate([d.xyxy for d in dets])
+    sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+    consistent = (sides >= 0.6 * cell_px) & (sides <= 1.7 * cell_px) & (conf >= 0.5)
+    if not consistent.any():
+        return None
+    return (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum())), float(np.median(sides[consistent]))
+
+
 class Detector:
     def __init__(
         self, weights: Path = DETECTOR_WEIGHTS, device: str = "auto", conf: float = 0.25, iou: float = 0.5,
@@ -70,6 +83,23 @@ class Detector:
         at every size; candidates whose windows scale to the same input size (all of them, on large
         photographs) share one batched pass.
         """
+        guess, grid = self.candidate_sizes(images, max_side)
+        # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
+        f = min(1.0, self.geo.train_cell_px / min(grid))
+        if f < 1:
+            images = [rescale(rgb, f) for rgb in images]
+        candidates = [c * f for c in sorted(grid)]  # the candidate cell sizes in the shrunk fields' pixels
+        windows, sizes = self.search_windows(images, candidates)
+        found = self.detect(windows, cell_size=sizes)  # every candidate's windows together (one pass per input size)
+        best, best_px = (0.0, 0), None
+        for k, cf in enumerate(candidates):
+            fit = self_consistent(found[k * len(images) : (k + 1) * len(images)], cf)
+            if fit is not None and fit[0] > best:
+                best, best_px = fit[0], fit[1] / f
+        return max(float(guess if best_px is None else best_px), self.geo.min_cell_px)
+
+    def candidate_sizes(self, images: list[np.ndarray], max_side: int) -> tuple[float, list[float]]:
+        """The red-cell guess of the white-cell diameter, and the sizes the search tries (the guess first)."""
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
         # red-cell based, never below the smallest cell worth classifying (noise can fake tiny "red cells")
@@ -79,33 +109,21 @@ class Detector:
         grid = [guess, *(c for c in 12 * 2.0 ** np.arange(7)
                          if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side
                          and not 0.8 < c / guess < 1.25)]
-        # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
-        f = min(1.0, self.geo.train_cell_px / min(grid))
-        if f < 1:
-            images = [rescale(rgb, f) for rgb in images]
+        return guess, grid
+
+    def search_windows(self, images: list[np.ndarray], candidates: list[float]) -> tuple[list[np.ndarray], list[float]]:
+        """What each candidate cell size looks at in each field (candidate after candidate, the fields in
+        order), with that size for each: one detector pass worth of the field around its most violet spot,
+        or the whole field when it is no larger."""
         centres = None  # where to look: only needed once a window is smaller than a field (small fields never)
-        candidates = [c * f for c in sorted(grid)]  # the candidate cell sizes in the shrunk fields' pixels
-        windows, sizes = [], []  # every candidate's windows, detected together (one pass per input size)
+        windows, sizes = [], []
         for cf in candidates:
             side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             if centres is None and any(side < max(rgb.shape[:2]) for rgb in images):
                 centres = [stain_centre(rgb) for rgb in images]
             windows += images if centres is None else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
             sizes += [cf] * len(images)
-        found = self.detect(windows, cell_size=sizes)
-        best, best_px = (0.0, 0), None
-        for k, cf in enumerate(candidates):
-            dets = found[k * len(images) : (k + 1) * len(images)]
-            conf = np.concatenate([d.confidence for d in dets])
-            xyxy = np.concatenate([d.xyxy for d in dets])
-            sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
-            consistent = (sides >= 0.6 * cf) & (sides <= 1.7 * cf) & (conf >= 0.5)
-            if not consistent.any():
-                continue
-            score = (float(np.sort(conf[consistent])[-3:].mean()), int(consistent.sum()))
-            if score > best:
-                best, best_px = score, float(np.median(sides[consistent])) / f
-        return max(float(guess if best_px is None else best_px), self.geo.min_cell_px)
+        return windows, sizes
 
     def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]

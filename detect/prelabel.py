@@ -11,7 +11,7 @@ import supervision as sv
 
 from datasets.build import yolo_lines
 from datasets.segment import TALEQANI_CELL_PX, colour_boxes
-from detect.labels import to_coco, write_split
+from detect.labels import CELL_PX, to_coco, write_split
 from detect.scale import white_cell_px
 from leukoscan import outputs
 from leukoscan.cells import cells
@@ -32,10 +32,12 @@ def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) ->
 
 def prelabel(detector, images: Path, labset: Path, cell_size: float | None = None, um_per_px: float | None = None,
              log=print) -> dict:
-    """Write a YOLO + COCO label set from ``images`` (copies resized to the detector's training scale)."""
+    """Write a YOLO + COCO label set from ``images`` (PNG copies at their own resolution, boxes in their
+    pixels) with each one's white-cell size (``cell_px.json``, from which fine-tuning scales them)."""
     for sub in ("images", "labels", "overlays"):
         (labset / sub).mkdir(parents=True, exist_ok=True)
     counts = {"images": 0, "detector_boxes": 0, "segmentation_boxes": 0, "skipped": []}
+    cell_px = json.loads((labset / CELL_PX).read_text()) if (labset / CELL_PX).is_file() else {}
     for path in list_images(images):
         try:
             rgb = load_rgb(path)
@@ -43,18 +45,16 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
             counts["skipped"].append(f"{path.name}: {e}")
             log(f"skipped {path.name}: {e}")
             continue
-        # the training scale: white cells ~27 px (Taleqani fields), what the detector learnt from
         cell = (white_cell_px(rgb, cell_size, um_per_px, detector.geo) if cell_size or um_per_px
                 else detector.estimate_cell_px([rgb]))
-        s = TALEQANI_CELL_PX / cell
-        small = rescale(rgb, s)
-        det = detector(small, cell_size=TALEQANI_CELL_PX)
-        boxes = merge(det, colour_boxes(small, TALEQANI_CELL_PX))
+        det = detector(rgb, cell_size=cell)
+        boxes = merge(det, segmentation_boxes(rgb, cell))
         name = f"{path.stem}.png"
-        cv2.imwrite(str(labset / "images" / name), to_bgr(small))
-        (labset / "labels" / f"{path.stem}.txt").write_text(yolo_lines(boxes, small.shape[1], small.shape[0]))
-        scene = sv.BoxAnnotator(color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=1).annotate(
-            to_bgr(small), _by_source(boxes))
+        cv2.imwrite(str(labset / "images" / name), to_bgr(rgb))
+        cell_px[name] = cell
+        (labset / "labels" / f"{path.stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
+        scene = sv.BoxAnnotator(color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]),
+                                thickness=max(1, max(rgb.shape[:2]) // 500)).annotate(to_bgr(rgb), _by_source(boxes))
         outputs.write_jpeg(labset / "overlays" / f"{path.stem}.jpg", scene)
         counts["images"] += 1
         counts["detector_boxes"] += int((boxes.data["source"] == "detector").sum())
@@ -62,10 +62,22 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
         log(f"{path.name}: {len(det)} detected + {len(boxes) - len(det)} proposed by segmentation")
     if counts["images"] == 0:
         raise ValueError(f"no readable images in {images}")
+    (labset / CELL_PX).write_text(json.dumps(cell_px, indent=1))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
     (labset / "prelabel.json").write_text(json.dumps({"source": str(images), "detector": str(detector.weights), **counts}, indent=2))
     return counts
+
+
+def segmentation_boxes(rgb: np.ndarray, cell_px: float) -> sv.Detections:
+    """The colour segmentation's cells of ``rgb``, found on a copy at the scale it was tuned on (white cells
+    ``TALEQANI_CELL_PX`` wide, the Taleqani fields'), boxes in ``rgb``'s pixels."""
+    h, w = rgb.shape[:2]
+    small = rescale(rgb, TALEQANI_CELL_PX / cell_px)
+    found = colour_boxes(small, TALEQANI_CELL_PX)
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    found.xyxy = (found.xyxy / [sx, sy, sx, sy]).clip(0, [w, h, w, h]).astype(np.float32)
+    return found
 
 
 def _by_source(boxes: sv.Detections) -> sv.Detections:

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from detect.labels import tile_labset
+from detect.labels import read_list, tile_labset
 from detect.train import DetectorRecipe
 from leukoscan.cards import sha256
 from leukoscan.runtime import train_device
@@ -31,7 +31,7 @@ def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, r
     the candidate path."""
     out.mkdir(parents=True, exist_ok=True)
     tiles = tile_labset(labset).parent
-    train = (tiles / "train.txt").read_text().splitlines()
+    train = [str(p.resolve()) for p in read_list(tiles / "train.txt")]
     replay = []
     if replay_images and replay_images.is_dir():
         pool = sorted(str(p.resolve()) for p in replay_images.glob("*.jpg"))
@@ -43,7 +43,7 @@ def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, r
     candidate = out / "candidate.pt"
     shutil.copyfile(model.trainer.best, candidate)
     card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset),
-            "lab_train_photos": len((labset / "train.txt").read_text().splitlines()), "lab_train_tiles": len(train),
+            "lab_train_photos": len(read_list(labset / "train.txt")), "lab_train_tiles": len(train),
             "replay_images": len(replay), "recipe": {**asdict(recipe), "model": str(start)}, "train_seconds": round(seconds, 1),
             "sha256": sha256(candidate)}
     (out / "candidate.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -73,7 +73,7 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
     from leukoscan.images import list_images
 
     source = Path(check_det_dataset(str(data))[split])
-    images = [Path(p) for p in source.read_text().splitlines() if p.strip()] if source.is_file() else list_images(source)
+    images = read_list(source) if source.is_file() else list_images(source)
     detector = Detector(weights, device)
     score = score_fields(detector, images, [Path(p) for p in img2label_paths([str(i) for i in images])], TALEQANI_CELL_PX)
     return {"operating_conf": detector.conf, "recall_at_conf": round(score.recall, 4),

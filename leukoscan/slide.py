@@ -71,7 +71,7 @@ def screen_fields(
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
     ``stems`` names each field's output files; ``stain``: the slide's colour (``slide_stain``)."""
     pool, states, loaded, t0 = field_pool(), {}, [], time.perf_counter()
-    # decoded here, not in the pool: load_rgb's warnings filter is process-wide state
+    # decoded here, one field after another (a field that cannot be read is journalled as an error at once)
     for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
         if isinstance(rgb, ImageError):
             states[path] = journal.record(path, {"status": "error", "error": str(rgb)})
@@ -170,8 +170,33 @@ def field_pool() -> ThreadPoolExecutor:
 
 
 def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
-    """Screen ``slide`` into ``out``; returns its verdict record (also written to verdict.json)."""
+    """Screen ``slide`` into ``out``: its fields (``screen_unfinished``), then its tables (``slide_tables``)
+    and verdict (``verdict_record``); returns the verdict record (also written to verdict.json)."""
     start = time.perf_counter()
+    stems = output_stems(slide.images)
+    states, scale, stain, seconds = screen_unfinished(models, slide, out, opts, stems, advance)
+    t_aggregate = time.perf_counter()
+    cells, images = slide_tables(states, stems)
+    verdict = verdict_record(models, slide, opts, cells, images, states, scale, stain)
+    outputs.write_csv(out / "cells.csv", cells)
+    outputs.write_csv(out / "images.csv", images)
+    if opts.exports:
+        read = [p for p in slide.images if states[p]["status"] != "error"]
+        sizes = field_sizes(read)
+        write_exports(out, cells, {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}, opts.exports)
+    verdict["seconds"] = {"total": round(time.perf_counter() - start, 3), **seconds,
+                          "aggregate": round(time.perf_counter() - t_aggregate, 3), **mean_seconds(states.values())}
+    outputs.write_json(out / "verdict.json", verdict)
+    return verdict
+
+
+def screen_unfinished(
+    models, slide: Slide, out: Path, opts: Options, stems: dict[Path, str], advance
+) -> tuple[dict[Path, dict], dict, dict | None, dict]:
+    """Screen the fields of ``slide`` that the journal in ``out`` does not hold finished (all of them with
+    ``opts.force``), in batches, after the slide's scale and colour are found on sample fields (taken from
+    the earlier run's verdict.json when nothing is left to do). Returns every field's state (journalled or
+    new), the scale, the colour and the seconds of the scale search and of the fields."""
     with Journal(out, fresh=opts.force) as journal:
         states = {p: journal.finished(p) for p in slide.images}
         todo = [p for p, s in states.items() if s is None]
@@ -182,13 +207,17 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous(out, "scale") or {}
         stain = slide_stain(models, slide, scale, decoded, sizes) if todo else previous(out, "stain_normalisation")
         t_fields = time.perf_counter()
-        stems = output_stems(slide.images)
         clear_crops(out / "uncertain", {stems[p] for p in todo})
         for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
             states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems, stain))
             advance(len(chunk))
-    t_aggregate = time.perf_counter()
+    seconds = {"scale_search": round(t_fields - t_scale, 3), "fields": round(time.perf_counter() - t_fields, 3)}
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
+    return states, scale, stain, seconds
+
+
+def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The slide's cells.csv and images.csv tables from its fields' states."""
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
     images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
                            "error": [s.get("error", "") for s in states.values()],
@@ -198,7 +227,13 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0})
-    images = images.astype({"n_blasts": int})[IMAGE_COLUMNS]
+    return cells, images.astype({"n_blasts": int})[IMAGE_COLUMNS]
+
+
+def verdict_record(models, slide: Slide, opts: Options, cells: pd.DataFrame, images: pd.DataFrame,
+                   states: dict[Path, dict], scale: dict, stain: dict | None) -> dict:
+    """The slide's verdict (``slide_verdict``) with what it was screened with, needing review when too many
+    fields are not usable smears."""
     colours = [s["stain_lab"] for s in states.values() if s.get("stain_lab")]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
     verdict = {
@@ -212,18 +247,6 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
         verdict["review_reasons"].append(f"{verdict['n_unusable']} of {len(slide.images)} fields are not usable "
                                          "smears (images.csv says why)")
         verdict["needs_review"] = True
-    outputs.write_csv(out / "cells.csv", cells)
-    outputs.write_csv(out / "images.csv", images)
-    if opts.exports:
-        read = [p for p in slide.images if states[p]["status"] != "error"]
-        sizes = field_sizes(read)
-        write_exports(out, cells, {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}, opts.exports)
-    verdict["seconds"] = {
-        "total": round(time.perf_counter() - start, 3), "scale_search": round(t_fields - t_scale, 3),
-        "fields": round(t_aggregate - t_fields, 3), "aggregate": round(time.perf_counter() - t_aggregate, 3),
-        **mean_seconds(states.values()),
-    }
-    outputs.write_json(out / "verdict.json", verdict)
     return verdict
 
 

@@ -1,5 +1,6 @@
 """The lab retraining loop end to end on a tiny fixture set:
-pre-label -> import edited labels -> 1-epoch fine-tune -> promotion gate (a worse candidate is rejected)."""
+pre-label -> import edited labels -> move the label set -> 1-epoch fine-tune -> promotion gate (a worse
+candidate is rejected)."""
 
 import json
 import shutil
@@ -7,9 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from synth import smear, write_yolo_dataset
 
+from datasets.build import read_yolo
 from detect.labels import LabelError, import_labels, tile_labset
 from detect.predict import Detector
 from detect.prelabel import prelabel
@@ -44,11 +47,19 @@ def test_prelabel_writes_yolo_coco_and_overlays(loop):
     assert len(list((labset / "labels").glob("*.txt"))) == 6 and len(list((labset / "overlays").glob("*.jpg"))) == 6
     coco = json.loads((labset / "annotations.coco.json").read_text())
     assert len(coco["images"]) == 6 and coco["categories"][0]["name"] == "white_cell"
-    # cells are proposed on every photo (detector or segmentation), at the detector's training scale
+    # cells are proposed on every photo (detector or segmentation), at the photographs' own resolution:
+    # review images as large as the photographs, boxes (COCO and YOLO) in their pixels
     assert len(coco["annotations"]) >= 6 * 3 * 0.8
-    img = cv2.imread(str(labset / "images" / "photo 0.png"))
-    assert img.shape[1] < 800  # shrunk: cells 68 px -> ~27 px
-    assert (labset / "train.txt").read_text() and (labset / "val.txt").read_text()
+    assert cv2.imread(str(labset / "images" / "photo 0.png")).shape == (600, 800, 3)
+    assert {(im["width"], im["height"]) for im in coco["images"]} == {(800, 600)}
+    assert 0.7 * 68 < np.median([a["bbox"][2] for a in coco["annotations"]]) < 1.4 * 68
+    yolo = read_yolo(labset / "labels" / "photo 0.txt", 800, 600).xyxy
+    assert 0.7 * 68 < np.median(yolo[:, 2] - yolo[:, 0]) < 1.4 * 68
+    # each photograph's cell size, for the tiles; lists relative to the label set (it can move)
+    assert set(json.loads((labset / "cell_px.json").read_text())) == {f"photo {i}.png" for i in range(6)}
+    listed = (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()
+    assert sorted(listed) == [f"./images/photo {i}.png" for i in range(6)]
+    assert str(loop["root"]) not in (labset / "data.yaml").read_text()
 
 
 def reviewed_coco(labset: Path, truth: dict) -> dict:
@@ -95,12 +106,13 @@ def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
     photo = lambda t: Path(t).stem.rsplit("__", 1)[0]  # noqa: E731
     assert not {photo(t) for t in train} & {photo(t) for t in val}  # a photograph is on one side only
     for t in train + val:
-        assert cv2.imread(t).shape == (224, 224, 3)
-    # every labelled cell survives tiling at least once, at the same size (no rescaling)
+        assert t.startswith("./images/") and cv2.imread(str(tiles / t)).shape == (224, 224, 3)
+    # every labelled cell survives tiling at least once, at the training scale (68 px cells -> ~27 px)
     stems = [Path(p).stem for p in (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()]
     n_boxes = sum(len((labset / "labels" / f"{s}.txt").read_text().splitlines()) for s in stems)
-    n_tile_boxes = sum(len((tiles / "labels" / f"{Path(t).stem}.txt").read_text().splitlines()) for t in train + val)
-    assert n_tile_boxes >= n_boxes
+    tile_boxes = np.concatenate([read_yolo(tiles / "labels" / f"{Path(t).stem}.txt", 224, 224).xyxy for t in train + val])
+    assert len(tile_boxes) >= n_boxes
+    assert 0.7 * 27 < np.median(tile_boxes[:, 2:] - tile_boxes[:, :2]) < 1.4 * 27
 
 
 def test_fine_tuning_starts_from_the_given_weights(loop):
@@ -119,11 +131,17 @@ def test_fine_tuning_starts_from_the_given_weights(loop):
     assert conv and all(torch.allclose(start[k], after[k]) for k in conv)
 
 
-def test_import_finetune_and_gate(loop):
+def test_import_move_finetune_and_gate(loop):
     labset = loop["root"] / "labset"
     (loop["root"] / "reviewed.json").write_text(json.dumps(reviewed_coco(labset, loop["truth"])))
     report = import_labels(labset, loop["root"] / "reviewed.json")
     assert report["boxes"] == 18 and report["images_without_boxes"] == []
+    # the label set moved to another folder (another machine): nothing in it names where it was
+    moved = loop["root"] / "elsewhere" / "labset"
+    moved.parent.mkdir()
+    shutil.move(labset, moved)
+    labset = moved
+    assert not any(str(loop["root"] / "labset") in f.read_text() for f in labset.glob("*.*"))
     tiny = replace(FINETUNE, epochs=1, batch=4, workers=0, imgsz=320)
     replay = loop["regression"].parent / "images" / "train"
     candidate = finetune(labset, loop["current"], replay, loop["root"] / "ft", tiny, replay_n=3, device="cpu")
