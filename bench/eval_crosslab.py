@@ -140,36 +140,51 @@ HEADLINE = {  # held-out source -> (metric, target, higher is better)
 }
 
 
-def markdown(result: dict, before: dict) -> str:
-    """The README's tables; ``before``: the figures of the models trained on plain crops (crosslab_plain.json)."""
-    lines = ["Leave one lab out: each source held out of training, the figures on it (cells never seen). "
-             "Models trained on colour-normalised crops (each slide's colour mapped onto one reference), beside "
-             "the same recipe on plain crops (before), and plain crops with Reinhard at inference only.", "",
-             "| held out | n | headline metric | target | normalised training | plain training (before) | "
-             "plain + Reinhard at inference | other figures |", "|---|---|---|---|---|---|---|---|"]
+def markdown(result: dict) -> str:
+    lines = ["Leave one lab out: each source held out of training, the figures on it (cells never seen).", "",
+             "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
+             "|---|---|---|---|---|---|---|"]
     for source, rows in result["leave_one_lab_out"].items():
         key, target, higher = HEADLINE[source]
-        row, old = rows["model"], before.get("leave_one_lab_out", {}).get(source, {})
+        row, norm = rows["model"], rows.get("reinhard")
         other = {k: v for k, v in row.items() if k not in (key, "per_type_accuracy") and not k.startswith("n")}
         if "per_type_accuracy" in row:
             other["per-type accuracy"] = row["per_type_accuracy"]
         n = row.get("n", row.get("n_images", row.get("n_blasts", 0) + row.get("n_neutrophils", 0)))
-        was = [f"{old[v][key]:.3f}" if v in old else "–" for v in ("plain", "reinhard")]
         lines.append(f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f} | "
-                     f"{was[0]} | {was[1]} | {json.dumps(other)} |")
-    lines += ["", "Shipped model (all sources) on each source's test split (before: trained on plain crops):", "",
-              "| source | n | accuracy | normal cells called blast | before: accuracy, normal called blast | other figures |",
-              "|---|---|---|---|---|---|"]
-    for source, row in result["shipped"].items():
-        other = {k: v for k, v in row.items() if k not in ("n", "accuracy", "normal_called_blast")}
-        ncb = "–" if row["normal_called_blast"] is None else f"{row['normal_called_blast']:.3f}"
-        old = before.get("shipped", {}).get(source, {})
-        was = (f"{old['accuracy']:.3f}, " + ("–" if old.get("normal_called_blast") is None else f"{old['normal_called_blast']:.3f}")
-               if old else "–")
-        lines.append(f"| {source} | {row['n']} | {row['accuracy']:.3f} | {ncb} | {was} | {json.dumps(other)} |")
-    lines += ["", "Confusion of the shipped model on the labelled test cells of PBC, Munich, Zheng and TXL-PBC "
-              "(rows: true type, columns: predicted):", "", result["confusion_md"]]
+                     f"{'–' if norm is None else f'{norm[key]:.3f}'} | {json.dumps(other)} |")
+    if result["shipped"]:
+        lines += ["", "Shipped model (all sources) on each source's test split:", "",
+                  "| source | n | accuracy | normal cells called blast | other figures |", "|---|---|---|---|---|"]
+        for source, row in result["shipped"].items():
+            other = {k: v for k, v in row.items() if k not in ("n", "accuracy", "normal_called_blast")}
+            ncb = "–" if row["normal_called_blast"] is None else f"{row['normal_called_blast']:.3f}"
+            lines.append(f"| {source} | {row['n']} | {row['accuracy']:.3f} | {ncb} | {json.dumps(other)} |")
+        lines += ["", "Confusion of the shipped model on the labelled test cells of PBC, Munich, Zheng and TXL-PBC "
+                  "(rows: true type, columns: predicted):", "", result["confusion_md"]]
     return "\n".join(lines) + "\n"
+
+
+def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -> None:
+    """The shipped model (``weights/classifier.pt``) on every source's test split, and its confusion matrix."""
+    from classify.predict import SubtypeClassifier
+
+    test = cells[cells.split == "test"]
+    probs = predict(weights / "classifier.pt", test, cells)
+    subtype_model = SubtypeClassifier(weights / "subtype.pt", device="cpu")
+    for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
+        m = (test.source == source).to_numpy()
+        row = per_type(test[m], probs[m])
+        if source == "munich":
+            row.update(munich(test[m], probs[m]))
+        if source == "taleqani":
+            row.update(taleqani(test[m], probs[m], subtype_probs(subtype_model, test[m], data_root)))
+        result["shipped"][source] = row
+        print("shipped", source, json.dumps(row), flush=True)
+    labelled = (test.source != "taleqani").to_numpy()
+    table = confusion(test[labelled], probs[labelled])
+    result["confusion"] = {t: table.loc[t].to_dict() for t in table.index}
+    result["confusion_md"] = table.to_markdown()
 
 
 def main() -> None:
@@ -186,8 +201,8 @@ def main() -> None:
         from detect.predict import Detector
 
         build_cells(args.data_root, args.cells, Detector(device="cpu"))
-    from classify.predict import SubtypeClassifier
     from datasets.cells import read_cells
+    from leukoscan.cards import read_card
 
     cells = read_cells(args.cells)
     cells["original_type"] = cells["type"]
@@ -202,28 +217,15 @@ def main() -> None:
             print(f"skipped: {weights} missing (python bench/train_crosslab.py --only {source})")
             continue
         rows = {"model": held_out_row(source, subset, predict(weights, subset, cells))}
+        if not read_card(weights).get("stain_normalisation"):  # the inference-only trial, for a model trained without
+            rows["reinhard"] = held_out_row(source, subset, predict(weights, subset, cells, normalise=True))
         result["leave_one_lab_out"][source] = rows
         print(source, json.dumps(rows), flush=True)
-    test = cells[cells.split == "test"]
-    probs = predict(args.weights / "classifier.pt", test, cells)
-    subtype_model = SubtypeClassifier(args.weights / "subtype.pt", device="cpu")
-    for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
-        m = (test.source == source).to_numpy()
-        row = per_type(test[m], probs[m])
-        if source == "munich":
-            row.update(munich(test[m], probs[m]))
-        if source == "taleqani":
-            row.update(taleqani(test[m], probs[m], subtype_probs(subtype_model, test[m], args.data_root)))
-        result["shipped"][source] = row
-        print("shipped", source, json.dumps(row), flush=True)
-    labelled = (test.source != "taleqani").to_numpy()
-    table = confusion(test[labelled], probs[labelled])
-    result["confusion"] = {t: table.loc[t].to_dict() for t in table.index}
-    result["confusion_md"] = table.to_markdown()
+    if (args.weights / "classifier.pt").exists():  # a trial's folder may hold leave-one-lab-out models only
+        shipped(result, cells, args.weights, args.data_root)
     RESULTS.mkdir(exist_ok=True)
-    before = RESULTS / "crosslab_plain.json"  # the models trained on plain crops (history)
-    md = markdown(result, json.loads(before.read_text()) if before.exists() else {})
-    del result["confusion_md"]
+    md = markdown(result)
+    result.pop("confusion_md", None)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(md)
     if args.update_card:

@@ -3,9 +3,12 @@
 For each held-out source X (munich, pbc, zheng), Taleqani's weak labels are cleaned by a model that saw
 neither Taleqani nor X, so nothing of X reaches its leave-X-out model; the Taleqani-out model needs no
 cleaning, and the shipped model's cleaning model is trained on every labelled source but Taleqani.
-The cleaning models see plain crops; the models themselves are trained on a colour-normalised copy of the
-crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped onto one reference colour,
-as ``leukoscan run`` maps each slide), which left-out labs showed to transfer better (README).
+With ``--normalise`` the models (not the cleaning models) are trained on a colour-normalised copy of the
+crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped onto one reference colour;
+``leukoscan run`` then maps each slide the same way): the trial in the README, not the shipped recipe.
+
+    python bench/train_crosslab.py --normalise --ship-dir runs/normalised-weights   # then
+    python bench/eval_crosslab.py --weights runs/normalised-weights --name crosslab_normalised
 
     python bench/train_crosslab.py                 # ~1.5 h on 2 CPU cores; writes weights/lolo/ and weights/classifier.pt
     python bench/train_crosslab.py --only munich   # one leave-one-lab-out model
@@ -49,9 +52,11 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
+    ap.add_argument("--normalise", action="store_true", help="train on the colour-normalised copy (the trial)")
     ap.add_argument("--normalised", type=Path, default=BUILD_DIR / "cells-reinhard", help="colour-normalised copy")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "cells-reinhard")
+    ap.add_argument("--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)")
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
+    ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
@@ -59,24 +64,25 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         leukoscan("data", "cells", "--out", str(args.cells))
-    if not (args.normalised / "normalisation.json").exists():
+    if args.normalise and not (args.normalised / "normalisation.json").exists():
         from datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised)
+    runs = args.runs or ROOT / "runs" / ("cells-reinhard" if args.normalise else "cells")
     for target in args.only or ["shipped", *HELD_OUT]:
-        common = ["--cells", str(args.normalised), "--epochs", str(args.epochs), "--device", args.device,
-                  "--project", str(args.runs)]
+        common = ["--cells", str(args.normalised if args.normalise else args.cells), "--epochs", str(args.epochs),
+                  "--device", args.device, "--project", str(runs)]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)
             leukoscan("classify", "train-cells", *common, "--cleaned", str(clean), "--name", "all",
-                      "--ship-to", str(WEIGHTS_DIR / "classifier.pt"))
+                      "--ship-to", str(args.ship_dir / "classifier.pt"))
         elif target == "taleqani":
             leukoscan("classify", "train-cells", *common, "--exclude", "taleqani", "--name", "no-taleqani",
-                      "--ship-to", str(WEIGHTS_DIR / "lolo" / "no-taleqani.pt"))
+                      "--ship-to", str(args.ship_dir / "lolo" / "no-taleqani.pt"))
         else:
             clean = cleaned_labels(args.cells, args.clean_runs, target, args.clean_epochs, args.device)
             leukoscan("classify", "train-cells", *common, "--exclude", target, "--cleaned", str(clean),
-                      "--name", f"no-{target}", "--ship-to", str(WEIGHTS_DIR / "lolo" / f"no-{target}.pt"))
+                      "--name", f"no-{target}", "--ship-to", str(args.ship_dir / "lolo" / f"no-{target}.pt"))
 
 
 if __name__ == "__main__":
