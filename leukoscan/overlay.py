@@ -12,7 +12,7 @@ from leukoscan.images import to_bgr
 
 # one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red,
 # the normal types in Okabe-Ito-like colour-blind-friendly hues, "other" in grey
-HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#2B7FA8", "#7A5C12", "#6E6E6E")
+HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#1F3A93", "#556B2F", "#6E6E6E")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
 DENSE_CELLS = 25  # more cells than this in a field: boxes carry their index, not type and probability
 
