@@ -21,8 +21,9 @@ from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS
 from leukoscan.overlay import HEX
+from leukoscan.records import TYPE_COLUMNS
 from leukoscan.slide import gallery_name
-from leukoscan.verdict import percent, wilson
+from leukoscan.verdict import percent
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
 GALLERY_CAP = 120  # cell pictures shown per slide before "show all" (the rest load only when shown)
@@ -206,10 +207,7 @@ def differential(verdict: dict) -> str:
     rows = []
     for key, label in zip(CELL_TYPES, TYPE_LABELS):
         k = verdict.get(f"n_{key}", 0)
-        ci = ""
-        if key == "blast" and n:
-            low, high = wilson(k, n)
-            ci = f"{low:.1%}–{high:.1%}"
+        ci = interval(verdict["ci_low"], verdict["ci_high"]) if key == "blast" else ""  # the verdict's own interval
         rows.append(f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
                     f'<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>' if n else
                     f"<tr><td>{esc(label)}</td><td>0</td><td>–</td><td></td></tr>")
@@ -220,8 +218,7 @@ def differential(verdict: dict) -> str:
 def gallery_order(cells: pd.DataFrame, uncertain_p: float) -> pd.DataFrame:
     """The gallery's cells in review order, with ``group`` (blast, uncertain or the type) and ``p`` (the
     probability of the predicted type): blasts by P(blast), then uncertain cells, then each other type."""
-    cols = [f"p_{t}" for t in CELL_TYPES]
-    df = cells.assign(row=range(len(cells)), p=cells[cols].max(axis=1) if len(cells) else [])
+    df = cells.assign(row=range(len(cells)), p=cells[TYPE_COLUMNS].max(axis=1) if len(cells) else [])
     df["group"] = df.cell_type.where((df.cell_type == "blast") | (df.p >= uncertain_p), "uncertain")
     order = {g: i for i, g in enumerate(["blast", "uncertain", *(t for t in CELL_TYPES if t != "blast")])}
     return df.assign(rank=df.group.map(order)).sort_values(["rank", "p"], ascending=[True, False], kind="stable")
