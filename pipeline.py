@@ -137,7 +137,7 @@ def run(
         done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
         models = Models.load(*model_args, lazy=done)  # also checks the weights
     opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, batch_megapixels=batch_megapixels, force=force,
-                   exports=tuple(e.value for e in export))
+                   exports=tuple(export))
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             if workers > 1 and not done:

@@ -51,7 +51,8 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
     clf = CellClassifier(weights, device="cpu", strict=False)  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
     crops = read_crops(cells)
     if clf.stain_normalisation:
-        for _, idx in stain_groups(cells).groupby(stain_groups(cells)).indices.items():
+        groups = stain_groups(cells)
+        for _, idx in groups.groupby(groups).indices.items():
             sample = np.random.default_rng(0).choice(idx, size=min(len(idx), 1000), replace=False)
             mean, sd = lab_stats(crops[np.sort(sample)])
             crops[idx] = clf.normalise(crops[idx], {"mean": mean, "sd": sd})

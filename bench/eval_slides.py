@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import leukoscan  # noqa: E402,F401  (runtime set-up)
 from eval_crosslab import predict  # noqa: E402
 from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
-from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, VerdictRules  # noqa: E402
+from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
 from leukoscan.verdict import verdict_of  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +44,7 @@ SIZES = (100, 200, 500)
 VERDICTS = ("suspected", "indeterminate", "negative", "insufficient")
 # the rules before this benchmark tuned them: 10 % lower bound of the blast fraction or 5 confident blasts
 BEFORE = VerdictRules(suspect_fraction=0.10, confident_blast_p=0.90, suspect_confident_fraction=None,
-                      suspect_confident_blasts=5, negative_z=1.959964)
+                      suspect_confident_blasts=5, negative_z=Z95)
 
 
 def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool) -> pd.DataFrame:
@@ -133,7 +133,7 @@ def tune(bags: dict, scores: dict[str, pd.DataFrame], cells: pd.DataFrame, base:
     trials = []
     for frac, p, share, count, z in itertools.product((0.10, 0.20, 0.30, None), (0.5, 0.8, 0.9, 0.95, 0.98, 0.99),
                                                       (0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.20, None), (None, 5, 20),
-                                                      (0.0, 1.0, 1.959964)):
+                                                      (0.0, 1.0, Z95)):
         if frac is None and share is None and count is None:
             continue
         rules = replace(base, suspect_fraction=frac, confident_blast_p=p, suspect_confident_fraction=share,

@@ -15,17 +15,23 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, b
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
-def crop_colour(crops: np.ndarray) -> np.ndarray:
-    """Mean CIE Lab colour of each RGB crop's stained (darker than median) pixels: N x 3."""
+def to_lab(crops: np.ndarray) -> np.ndarray:
+    """CIE Lab (float32, L 0-100) of RGB uint8 crops (N x h x w x 3), as (N x h) x w x 3. OpenCV's float
+    sRGB->Lab (D65) agrees with scikit-image's rgb2lab to ~0.1 and is faster."""
     import cv2
 
+    crops = np.asarray(crops)
+    stacked = crops.reshape(-1, crops.shape[-2], 3).astype(np.float32)
+    stacked *= 1 / 255
+    return cv2.cvtColor(stacked, cv2.COLOR_RGB2Lab)
+
+
+def crop_colour(crops: np.ndarray) -> np.ndarray:
+    """Mean CIE Lab colour of each RGB crop's stained (darker than median) pixels: N x 3."""
     if not len(crops):
         return np.zeros((0, 3), dtype=np.float32)
     crops = np.asarray(crops)[:, ::2, ::2]  # colour statistics need no more than every other pixel
-    # OpenCV's float sRGB->Lab (D65) agrees with scikit-image's rgb2lab to ~0.1 and is faster
-    stacked = crops.reshape(-1, crops.shape[2], 3).astype(np.float32)
-    stacked *= 1 / 255
-    lab = cv2.cvtColor(stacked, cv2.COLOR_RGB2Lab).reshape(len(crops), -1, 3)
+    lab = to_lab(crops).reshape(len(crops), -1, 3)
     lightness = np.ascontiguousarray(lab[..., 0])
     dark = (lightness <= np.median(lightness, axis=1, keepdims=True)).astype(np.float32)
     # the mean of each crop's dark pixels as one batched (1 x pixels) @ (pixels x 3) product
@@ -49,10 +55,7 @@ def stain_distance(median_lab, reference: dict | None) -> float | None:
 
 def lab_stats(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD of every pixel's CIE Lab colour over a set of RGB crops (uint8, N x h x w x 3)."""
-    import cv2
-
-    crops = np.asarray(crops)
-    lab = cv2.cvtColor(crops.reshape(-1, crops.shape[-2], 3).astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    lab = to_lab(crops).reshape(-1, 3)
     return lab.mean(axis=0).astype(np.float64), lab.std(axis=0).astype(np.float64)
 
 
@@ -66,9 +69,7 @@ def reinhard(crops: np.ndarray, stats: tuple, reference: tuple) -> np.ndarray:
         return crops
     mean, sd = (np.asarray(v, np.float32) for v in stats)
     ref_mean, ref_sd = (np.asarray(v, np.float32) for v in reference)
-    flat = crops.reshape(-1, crops.shape[-2], 3).astype(np.float32) / 255
-    lab = cv2.cvtColor(flat, cv2.COLOR_RGB2Lab)
-    lab = (lab - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
+    lab = (to_lab(crops) - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
     lab[..., 0] = lab[..., 0].clip(0, 100)
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     return (rgb.clip(0, 1) * 255).round().astype(np.uint8).reshape(crops.shape)

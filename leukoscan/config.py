@@ -25,6 +25,7 @@ class Export(str, Enum):
     coco = "coco"  # COCO predictions, one file per slide
 
 
+Z95 = 1.959964  # the standard normal quantile of a two-sided 95 % interval
 MAX_MEGAPIXELS = 80.0  # larger images are refused before decoding (~ a 10k x 8k photograph; `--max-megapixels`)
 
 
@@ -103,7 +104,7 @@ class VerdictRules:
     confident_blast_p: float = 0.95  # P(blast) that makes a cell a confident blast
     suspect_confident_fraction: float | None = 0.02  # Wilson lower bound of the confident-blast share: "suspected"
     suspect_confident_blasts: int | None = None  # this many confident blasts also make a slide "suspected" (off)
-    negative_z: float = 1.959964  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
+    negative_z: float = Z95  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops

@@ -18,13 +18,9 @@ import pandas as pd
 
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS
-from leukoscan.overlay import HEX
-from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
 from leukoscan.config import Export
-
-
-def rgb_of(hex_colour: str) -> list[int]:
-    return [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+from leukoscan.overlay import PALETTE
+from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
 
 
 def _number(v) -> float | None:
@@ -43,7 +39,7 @@ def field_geojson(cells: pd.DataFrame) -> dict:
             "type": "Feature", "id": f"{c.image}#{c.cell}",
             "geometry": {"type": "Polygon", "coordinates": [[[float(x), float(y)] for x, y in ring]]},
             "properties": {"objectType": "detection", "name": f"{c.cell}: {c.label}",
-                           "classification": {"name": TYPE_LABELS[k], "color": rgb_of(HEX[k])},
+                           "classification": {"name": TYPE_LABELS[k], "color": list(PALETTE.colors[k].as_rgb())},
                            "measurements": measurements},
         })
     return {"type": "FeatureCollection", "features": features}
@@ -66,10 +62,9 @@ def slide_coco(cells: pd.DataFrame, sizes: dict[str, tuple[int, int] | None]) ->
 
 
 def write_exports(out: Path, cells: pd.DataFrame, stems: dict[str, str], sizes: dict[str, tuple[int, int] | None],
-                  formats) -> list[Path]:
+                  formats: tuple[Export, ...]) -> list[Path]:
     """Write the ``formats`` of a slide whose output folder is ``out``; ``stems``: each field's output stem."""
     written = []
-    formats = {Export(f) for f in formats}
     if Export.geojson in formats:
         for image, stem in stems.items():
             written.append(outputs.write_text(out / "geojson" / f"{stem}.geojson",

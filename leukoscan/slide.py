@@ -22,7 +22,7 @@ from PIL import Image
 from classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
-from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, VerdictRules
+from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import write_exports
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
@@ -60,7 +60,7 @@ class Options:
     batch_megapixels: float = 100.0  # a batch also stops at this many pixels, so large photographs go fewer at a time
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
-    exports: tuple[str, ...] = ()  # cell exports for other tools: "geojson", "coco" (leukoscan/exports.py)
+    exports: tuple[Export, ...] = ()  # cell exports for other tools (leukoscan/exports.py)
 
 
 def screen_fields(

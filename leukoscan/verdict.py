@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 
 from leukoscan.cells import BLAST, CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
-from leukoscan.config import SETTINGS, VerdictRules
+from leukoscan.config import SETTINGS, Z95, VerdictRules
 from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
 
 
-def wilson(k, n, z: float = 1.959964):
+def wilson(k, n, z: float = Z95):
     """Wilson score 95 % interval of a binomial proportion k/n ((0, 1) when n == 0); numbers or arrays."""
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     safe = np.maximum(n, 1)
@@ -22,24 +22,34 @@ def wilson(k, n, z: float = 1.959964):
     return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
-def _off(threshold) -> float:
-    """A threshold that ``None`` turns off (never reached)."""
-    return np.inf if threshold is None else threshold
+def rule_tests(n, k, c, rules: VerdictRules) -> list[tuple[str, str, object, object, float]]:
+    """The share rules that are on, on counts (numbers or arrays of slides): (what, the words of the value
+    "negative" compares, its 95 % lower bound, that value, threshold) for the blast fraction (``k`` of ``n``;
+    its ``negative_z`` upper bound) and the confident-blast share (``c`` of ``n``; its estimate)."""
+    tests = []
+    if rules.suspect_fraction is not None:
+        z = rules.negative_z
+        words = "the " if z == 0 else "upper bound of the " if z == Z95 else f"{z:g}-z upper bound of the "
+        tests.append(("blast fraction", words, wilson(k, n)[0], wilson(k, n, z)[1], rules.suspect_fraction))
+    if rules.suspect_confident_fraction is not None:
+        tests.append((f"share of cells with P(blast) >= {rules.confident_blast_p}", "the ", wilson(c, n)[0],
+                      np.asarray(c) / np.maximum(n, 1), rules.suspect_confident_fraction))
+    return tests
 
 
 def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.verdict):
     """The verdict rules on counts (numbers or arrays of slides), as ``VerdictRules`` describes them:
     ``insufficient`` below ``min_cells``; ``suspected`` when a Wilson 95 % lower bound reaches its threshold
-    (the blast fraction's ``suspect_fraction``, the confident-blast share's ``suspect_confident_fraction``)
-    or ``suspect_confident_blasts`` cells are confident blasts; ``negative`` when the blast fraction's
-    ``negative_z`` upper bound and the confident-blast share are below their thresholds; ``indeterminate``
-    otherwise."""
+    (``rule_tests``: the blast fraction's ``suspect_fraction``, the confident-blast share's
+    ``suspect_confident_fraction``) or ``suspect_confident_blasts`` cells are confident blasts; ``negative``
+    when the blast fraction's ``negative_z`` upper bound and the confident-blast share are below their
+    thresholds; ``indeterminate`` otherwise."""
     n, k, c = (np.asarray(v) for v in (n_cells, n_blasts, n_confident))
-    frac, share = _off(rules.suspect_fraction), _off(rules.suspect_confident_fraction)
-    low, c_low = wilson(k, n)[0], wilson(c, n)[0]
-    high, c_share = wilson(k, n, rules.negative_z)[1], c / np.maximum(n, 1)
-    suspected = (low >= frac) | (c_low >= share) | (c >= _off(rules.suspect_confident_blasts))
-    negative = (high < frac) & (c_share < share) & (c < _off(rules.suspect_confident_blasts))
+    tests = rule_tests(n, k, c, rules)
+    count = np.inf if rules.suspect_confident_blasts is None else rules.suspect_confident_blasts
+    suspected, negative = c >= count, c < count
+    for _, _, low, value, threshold in tests:
+        suspected, negative = suspected | (low >= threshold), negative & (value < threshold)
     out = np.where(n < rules.min_cells, "insufficient",
                    np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")))
     return str(out) if out.ndim == 0 else out
@@ -105,20 +115,13 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
     """The rule that gave ``verdict``, in words (shown in verdict.json, the report and the terminal)."""
     if verdict == "insufficient":
         return f"{n} cells < {rules.min_cells}"
-    p, z = rules.confident_blast_p, rules.negative_z
-    tests = []  # (what, lower bound, the value "negative" compares, threshold, its words) of each rule that is on
-    if rules.suspect_fraction is not None:
-        tests.append(("blast fraction", wilson(blasts, n)[0], wilson(blasts, n, z)[1], rules.suspect_fraction,
-                      f"{z:g}-z upper bound of the " if z not in (0, 1.959964) else "upper bound of the " if z else ""))
-    if rules.suspect_confident_fraction is not None:
-        tests.append((f"share of cells with P(blast) >= {p}", wilson(confident, n)[0], confident / max(n, 1),
-                      rules.suspect_confident_fraction, ""))
-    count = rules.suspect_confident_blasts
+    tests = rule_tests(n, blasts, confident, rules)
+    p, count = rules.confident_blast_p, rules.suspect_confident_blasts
     if verdict == "suspected":
-        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, low, _, t, _ in tests if low >= t]
+        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, _, low, _, t in tests if low >= t]
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
-    parts = [f"{bound or 'the '}{what} {value:.1%} {'<' if value < t else '>='} {t:.0%}" for what, _, value, t, bound in tests]
+    parts = [f"{words}{what} {float(value):.1%} {'<' if value < t else '>='} {t:.0%}" for what, words, _, value, t in tests]
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
     return " and ".join(parts) if verdict == "negative" else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
 
