@@ -10,6 +10,9 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
     python bench/train_crosslab.py --normalise --ship-dir runs/normalised-weights   # then
     python bench/eval_crosslab.py --weights runs/normalised-weights --name crosslab_normalised
 
+    python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
+    python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
+
     python bench/train_crosslab.py                 # ~1.5 h on 2 CPU cores; writes weights/lolo/ and weights/classifier.pt
     python bench/train_crosslab.py --only munich   # one leave-one-lab-out model
 """
@@ -53,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
     ap.add_argument("--normalise", action="store_true", help="train on the colour-normalised copy (the trial)")
+    ap.add_argument("--colour", choices=("rgb", "gray"), default="rgb", help="the models' input colour (gray: the trial)")
     ap.add_argument("--normalised", type=Path, default=BUILD_DIR / "cells-reinhard", help="colour-normalised copy")
     ap.add_argument("--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)")
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
@@ -68,10 +72,10 @@ def main() -> None:
         from datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised)
-    runs = args.runs or ROOT / "runs" / ("cells-reinhard" if args.normalise else "cells")
+    runs = args.runs or ROOT / "runs" / ("cells-reinhard" if args.normalise else "cells-gray" if args.colour == "gray" else "cells")
     for target in args.only or ["shipped", *HELD_OUT]:
         common = ["--cells", str(args.normalised if args.normalise else args.cells), "--epochs", str(args.epochs),
-                  "--device", args.device, "--project", str(runs)]
+                  "--device", args.device, "--project", str(runs), "--colour", args.colour]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)
             leukoscan("classify", "train-cells", *common, "--cleaned", str(clean), "--name", "all",

@@ -48,9 +48,20 @@ class LabAugment:
         return out
 
 
-def cell_trainer(augment: LabAugment = LabAugment()):
-    """An Ultralytics ``ClassificationTrainer`` subclass whose training set applies ``augment`` first
-    (built on demand: importing this module does not import Ultralytics)."""
+def as_input(crops: np.ndarray, colour: str) -> np.ndarray:
+    """Crops (one RGB crop, or N of them) as a model trained on ``colour`` input sees them: unchanged for
+    ``rgb``; for ``gray``, the luminance in all three channels (the stain's colour, which names a lab, gone)."""
+    if colour == "rgb":
+        return crops
+    crops = np.asarray(crops)
+    gray = crops[..., 0] * 0.299 + crops[..., 1] * 0.587 + crops[..., 2] * 0.114  # OpenCV's RGB2GRAY weights
+    return np.repeat(gray.round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
+    """An Ultralytics ``ClassificationTrainer`` subclass whose training set applies ``augment`` first and
+    whose training and validation crops are ``as_input(…, colour)`` (built on demand: importing this module
+    does not import Ultralytics)."""
     import torch
     from PIL import Image
     from ultralytics.data.dataset import ClassificationDataset
@@ -59,17 +70,24 @@ def cell_trainer(augment: LabAugment = LabAugment()):
     class AugmentedCells(ClassificationDataset):
         rng: np.random.Generator | None = None
 
+        def __init__(self, *args, lab_augment: bool, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lab_augment = lab_augment
+
         def __getitem__(self, i: int) -> dict:
             if self.rng is None:  # one generator per dataloader worker, from torch's per-worker seed
                 self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
             f, j, _, _ = self.samples[i]
             rgb = cv2.cvtColor(self.imread(f), cv2.COLOR_BGR2RGB)
-            return {"img": self.torch_transforms(Image.fromarray(augment(rgb, self.rng))), "cls": j}
+            rgb = augment(rgb, self.rng) if self.lab_augment else rgb
+            return {"img": self.torch_transforms(Image.fromarray(as_input(rgb, colour))), "cls": j}
 
     class CellTrainer(ClassificationTrainer):
         def build_dataset(self, img_path: str, mode: str = "train", batch=None):
-            if mode != "train":
+            if mode != "train" and colour == "rgb":
                 return super().build_dataset(img_path, mode, batch)
-            return AugmentedCells(img_path, self.args, augment=True, prefix="train", names=self.data["names"])
+            train = mode == "train"
+            return AugmentedCells(img_path, self.args, augment=train, prefix=mode, names=self.data["names"],
+                                  lab_augment=train)
 
     return CellTrainer

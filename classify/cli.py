@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, Colour, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True)
@@ -78,6 +78,8 @@ def train_cells(
     name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
     reuse: bool = typer.Option(False, help="Finish a run already trained (its best.pt): calibration and card only."),
+    colour: Colour = typer.Option(Colour.rgb, help="Input colour: rgb, or gray (every crop's luminance only, in "
+                                  "training and at inference: the trial of a stain-blind model, see README)."),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
     import pandas as pd
@@ -106,10 +108,11 @@ def train_cells(
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
             fail(f"--reuse: {best} not found")
-        card = cell_card(CellRecipe(epochs=epochs), None)
+        card = cell_card(CellRecipe(epochs=epochs), None, colour.value)
     else:
-        best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device)
+        best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value)
     clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
+    clf.colour = colour.value  # (its card is not written yet)
     card.update(calibrate(clf, folder / "val", CELL_TYPES))
     card["stain_reference"] = stain_reference(sample_crops(folder / "train"))
     card["classes"] = list(CELL_TYPES)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from classify.augment import as_input
 from classify.calibrate import apply_temperature
 from classify.stain import reinhard
 from leukoscan.cards import backend_file, load_model, read_card
@@ -113,6 +114,10 @@ class CellClassifier(Classifier):
         self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))
         # trained on crops whose colour was normalised slide by slide: its input is normalised the same way
         self.stain_normalisation: dict | None = card.get("stain_normalisation")
+        self.colour: str = card.get("input_colour", "rgb")  # trained on gray crops: sees gray crops
+
+    def raw_probs(self, crops: np.ndarray) -> np.ndarray:
+        return super().raw_probs(as_input(crops, self.colour))
 
     def normalise(self, crops: np.ndarray, stats: dict | None) -> np.ndarray:
         """Crops of one slide mapped onto the colour this model was trained on (Reinhard in CIE Lab, from the

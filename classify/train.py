@@ -52,20 +52,24 @@ class CellRecipe:
 
 
 def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None = None,
-                device: str = "auto") -> tuple[Path, dict]:
-    """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``); (best.pt, card)."""
+                device: str = "auto", colour: str = "rgb") -> tuple[Path, dict]:
+    """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``) with crops of ``colour``
+    (``rgb``, or ``gray``: ``classify.augment.as_input``); (best.pt, card)."""
     from classify.augment import cell_trainer
 
     recipe = recipe or CellRecipe()
-    model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device, trainer=cell_trainer())
-    return Path(model.trainer.best), cell_card(recipe, round(seconds, 1))
+    trainer = cell_trainer(colour=colour)
+    model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device, trainer=trainer)
+    return Path(model.trainer.best), cell_card(recipe, round(seconds, 1), colour)
 
 
-def cell_card(recipe: CellRecipe, train_seconds: float | None) -> dict:
-    """What a cell-type model's card says of its training (the augmentation is LabAugment's defaults)."""
+def cell_card(recipe: CellRecipe, train_seconds: float | None, colour: str = "rgb") -> dict:
+    """What a cell-type model's card says of its training (the augmentation is LabAugment's defaults) and
+    the colour of its input (``input_colour``, which inference follows)."""
     from classify.augment import LabAugment
 
-    return {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "train_seconds": train_seconds}
+    return {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "input_colour": colour,
+            "train_seconds": train_seconds}
 
 
 def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,

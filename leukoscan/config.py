@@ -25,6 +25,13 @@ class Export(str, Enum):
     coco = "coco"  # COCO predictions, one file per slide
 
 
+class Colour(str, Enum):
+    """What colour a cell-type model sees (``classify train-cells --colour``; its card's ``input_colour``)."""
+
+    rgb = "rgb"
+    gray = "gray"  # luminance only: blind to the stain's colour
+
+
 Z95 = 1.959964  # the standard normal quantile of a two-sided 95 % interval
 MAX_MEGAPIXELS = 80.0  # larger images are refused before decoding (~ a 10k x 8k photograph; `--max-megapixels`)
 

@@ -173,3 +173,25 @@ def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, t
     out = clf.normalise(crops, {"mean": mean.tolist(), "sd": sd.tolist()})
     assert out.shape == crops.shape and np.allclose(lab_stats(out)[0], reference["mean"], atol=1.5)
     assert clf.normalise(crops, None) is crops  # no slide colour (no cell found): as they are
+
+
+def test_a_model_trained_on_gray_crops_sees_gray_crops(tiny_model, tmp_path):
+    """``input_colour: gray`` on the card: the model sees each crop's luminance only, so two crops that differ
+    in stain colour alone get the same probabilities; ``as_input`` leaves RGB crops as they are."""
+    import json
+    import shutil
+
+    from classify.augment import as_input
+    from classify.predict import CellClassifier
+
+    crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES)])
+    assert as_input(crops, "rgb") is crops
+    gray = as_input(crops, "gray")
+    assert gray.shape == crops.shape and (gray[..., 0] == gray[..., 2]).all()
+    assert np.abs(gray[..., 0].astype(int) - np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops])).max() <= 1
+    weights = tmp_path / "gray.pt"
+    shutil.copyfile(tiny_model, weights)
+    weights.with_suffix(".json").write_text(json.dumps({"input_colour": "gray"}))
+    clf = CellClassifier(weights, device="cpu", strict=False)
+    assert clf.colour == "gray"
+    assert np.allclose(clf.raw_probs(crops), clf.raw_probs(gray), atol=1e-6)
