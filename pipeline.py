@@ -7,8 +7,6 @@ aggregated into a slide verdict, and the tables, overlays and an HTML report are
 
 from __future__ import annotations
 
-import leukoscan  # noqa: F401  (offline runtime before ultralytics)
-
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -18,11 +16,13 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from classify.cli import app as classify_app
-from datasets.cli import app as data_app
-from detect.cli import app as detect_app
+from leukoscan.classify.cli import app as classify_app
+from leukoscan.datasets.cli import app as data_app
+from leukoscan.detect.cli import app as detect_app
+import leukoscan
+from leukoscan import runtime
 from leukoscan.cards import Backend, ExportFormat
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, REPO_ROOT, SUBTYPE_WEIGHTS, Export
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DEMO_SLIDE, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS, Export
 from leukoscan.doctor import doctor
 from leukoscan.progress import (NOTHING_PROCESSED, OneLineErrors, console, device_option, error, fail, max_megapixels_option,
                                 positive, progress, user_errors)
@@ -34,7 +34,6 @@ app.command()(doctor)
 app.add_typer(data_app, name="data")
 app.add_typer(detect_app, name="detect")
 app.add_typer(classify_app, name="classify")
-DEMO_SLIDE = REPO_ROOT / "datasets" / "samples"
 
 
 def _show_version(value: bool) -> None:
@@ -46,7 +45,8 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                       help="Show the version and exit.")) -> None:
-    """The options of ``leukoscan`` itself (its help is the app's)."""
+    """The options of ``leukoscan`` itself (its help is the app's); every command starts with the runtime set-up."""
+    runtime.setup()
 
 
 class Unloaded:
@@ -74,8 +74,8 @@ class Models:
         """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
         its weight file, device, backend, temperature and stain reference (read from the files and cards):
         a resume with nothing left to screen loads no model."""
-        from classify.predict import CellClassifier, SubtypeClassifier
-        from detect.predict import Detector
+        from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
+        from leukoscan.detect.predict import Detector
         from leukoscan.cards import backend_file, read_card
         from leukoscan.runtime import resolve_device
 

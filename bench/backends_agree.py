@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
@@ -26,11 +26,12 @@ import supervision as sv  # noqa: E402
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 from bench.results_io import save  # noqa: E402
-from pipeline import Models  # noqa: E402
+from leukoscan.pipeline import Models  # noqa: E402
 
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", nargs="+", default=["onnx", "openvino", "openvino-int8"])
     ap.add_argument("--images", type=int, default=200)

@@ -11,12 +11,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from leukoscan import runtime  # noqa: E402
+
 import pandas as pd  # noqa: E402
 
 from leukoscan.config import BUILD_DIR  # noqa: E402
 
 
 def main() -> None:
+    runtime.setup()
     manifest = pd.read_csv(BUILD_DIR / "detect" / "manifest.csv", keep_default_na=False)
     used = manifest[manifest.split != ""]
     images = used.groupby(["class_dir", "split"]).size().unstack()[["train", "val", "test"]]

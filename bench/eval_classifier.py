@@ -18,16 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
-from classify.calibrate import apply_temperature, ece  # noqa: E402
-from classify.predict import Classifier  # noqa: E402
-from classify.train import folder_predictions  # noqa: E402
-from datasets.splits import manifest_hash  # noqa: E402
+from leukoscan.classify.calibrate import apply_temperature, ece  # noqa: E402
+from leukoscan.classify.predict import Classifier  # noqa: E402
+from leukoscan.classify.train import folder_predictions  # noqa: E402
+from leukoscan.datasets.splits import manifest_hash  # noqa: E402
 from leukoscan.cells import CLASSES, LABELS  # noqa: E402
 from leukoscan.config import BUILD_DIR, SUBTYPE_WEIGHTS  # noqa: E402
 
@@ -78,6 +78,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, default=SUBTYPE_WEIGHTS)
     ap.add_argument("--crops", type=Path, default=BUILD_DIR / "classify")

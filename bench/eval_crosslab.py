@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import leukoscan  # noqa: E402,F401  (runtime set-up)
+from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES, SUBTYPES  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
@@ -43,9 +43,9 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
     slide) normalised with that group's own colour, as ``leukoscan run`` does with a slide; with
     ``normalise``, a model trained without gets them Reinhard-normalised to 1,000 training crops of its
     sources (the inference-only trial)."""
-    from classify.predict import CellClassifier
-    from classify.stain import lab_stats, reinhard
-    from datasets.cells import read_crops, stain_groups
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.stain import lab_stats, reinhard
+    from leukoscan.datasets.cells import read_crops, stain_groups
     from leukoscan.cards import read_card
 
     clf = CellClassifier(weights, device="cpu", strict=False)  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
@@ -109,7 +109,7 @@ def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     (the boxes ``leukoscan data cells`` cut the cells at, recomputed)."""
     from types import SimpleNamespace
 
-    from datasets.build import taleqani_cells
+    from leukoscan.datasets.build import taleqani_cells
     from leukoscan.crops import crop_cells
 
     out = np.zeros((len(cells), len(SUBTYPES)), np.float32)
@@ -168,7 +168,7 @@ def markdown(result: dict) -> str:
 
 def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -> None:
     """The shipped model (``weights/classifier.pt``) on every source's test split, and its confusion matrix."""
-    from classify.predict import SubtypeClassifier
+    from leukoscan.classify.predict import SubtypeClassifier
 
     test = cells[cells.split == "test"]
     probs = predict(weights / "classifier.pt", test, cells)
@@ -189,6 +189,7 @@ def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
@@ -198,11 +199,11 @@ def main() -> None:
                     help="write the figures and the sources' manifest hashes into weights/classifier.json")
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
-        from datasets.cells import build_cells
-        from detect.predict import Detector
+        from leukoscan.datasets.cells import build_cells
+        from leukoscan.detect.predict import Detector
 
         build_cells(args.data_root, args.cells, Detector(device="cpu"))
-    from datasets.cells import read_cells
+    from leukoscan.datasets.cells import read_cells
     from leukoscan.cards import read_card
 
     cells = read_cells(args.cells)
@@ -237,8 +238,8 @@ def main() -> None:
 def update_card(card_path: Path, result: dict, data_root: Path, cleaning: Path) -> None:
     """Put the leave-one-lab-out table, the shipped model's figures and every source's manifest hash on
     the shipped model's card (the weights and their sha256 are unchanged)."""
-    from datasets.cells import FOLDER
-    from datasets.splits import manifest_hash
+    from leukoscan.datasets.cells import FOLDER
+    from leukoscan.datasets.splits import manifest_hash
 
     card = json.loads(card_path.read_text())
     manifests = {}

@@ -17,15 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
-from datasets.splits import manifest_hash  # noqa: E402
-from detect.predict import Detector  # noqa: E402
-from detect.score import score_fields  # noqa: E402
+from leukoscan.datasets.splits import manifest_hash  # noqa: E402
+from leukoscan.detect.predict import Detector  # noqa: E402
+from leukoscan.detect.score import score_fields  # noqa: E402
 from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.images import list_images, load_rgb  # noqa: E402
 from leukoscan.runtime import train_device  # noqa: E402
@@ -63,6 +63,7 @@ def lab_counts(detector: Detector) -> dict:
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, default=DETECTOR_WEIGHTS)
     ap.add_argument("--data", type=Path, default=BUILD_DIR / "detect")

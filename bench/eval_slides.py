@@ -31,7 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import leukoscan  # noqa: E402,F401  (runtime set-up)
+from leukoscan import runtime  # noqa: E402
 from eval_crosslab import predict  # noqa: E402
 from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
@@ -199,13 +199,14 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--bags", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from datasets.cells import read_cells
+    from leukoscan.datasets.cells import read_cells
 
     cells = read_cells(args.cells)
     cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 
 from bench.results_io import save  # noqa: E402
-from datasets.segment import agreement  # noqa: E402
-from detect.labels import read_coco  # noqa: E402
-from detect.predict import Detector  # noqa: E402
+from leukoscan.datasets.segment import agreement  # noqa: E402
+from leukoscan.detect.labels import read_coco  # noqa: E402
+from leukoscan.detect.predict import Detector  # noqa: E402
 from leukoscan.config import DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.images import list_images, load_rgb  # noqa: E402
 
@@ -59,6 +59,7 @@ def pooled(rows: dict, names) -> dict:
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--truth", type=Path, default=SAMPLES / "cells.coco.json")

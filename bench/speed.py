@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,7 +42,7 @@ from bench.results_io import save  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
-from pipeline import Models  # noqa: E402
+from leukoscan.pipeline import Models  # noqa: E402
 
 
 
@@ -115,6 +115,7 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)

@@ -69,7 +69,7 @@ def main() -> None:
     if not (args.cells / "cells.csv").exists():
         leukoscan("data", "cells", "--out", str(args.cells))
     if args.normalise and not (args.normalised / "normalisation.json").exists():
-        from datasets.cells import normalised_copy, read_cells
+        from leukoscan.datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised)
     runs = args.runs or ROOT / "runs" / ("cells-reinhard" if args.normalise else "cells-gray" if args.colour == "gray" else "cells")

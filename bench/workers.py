@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import leukoscan  # noqa: E402,F401
+from leukoscan import runtime  # noqa: E402
 
 import cv2  # noqa: E402
 
@@ -50,6 +50,7 @@ def make_slides(root: Path, n_slides: int, n_fields: int) -> list[Path]:
 
 
 def main() -> None:
+    runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slides", type=int, default=4)
     ap.add_argument("--fields", type=int, default=24)

@@ -1,3 +1,1 @@
 """Stage two: Ultralytics YOLOv8n-cls classifiers of cell crops: the cell type (cross-lab) and the blast subtype, calibrated."""
-
-import leukoscan  # noqa: F401  (runtime set-up before ultralytics)

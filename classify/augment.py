@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from classify.stain import hed_jitter
+from leukoscan.classify.stain import hed_jitter
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
     does not import Ultralytics)."""
     import torch
     from PIL import Image
-    from ultralytics.data.dataset import ClassificationDataset
-    from ultralytics.models.yolo.classify.train import ClassificationTrainer
+    from leukoscan.runtime import ultralytics
+
+    ClassificationDataset = ultralytics("ultralytics.data.dataset").ClassificationDataset
+    ClassificationTrainer = ultralytics("ultralytics.models.yolo.classify.train").ClassificationTrainer
 
     class AugmentedCells(ClassificationDataset):
         rng: np.random.Generator | None = None

@@ -9,7 +9,7 @@ from typing import Literal
 import typer
 from rich.markup import escape
 
-from classify.train import CellRecipe, ClassifierRecipe
+from leukoscan.classify.train import CellRecipe, ClassifierRecipe
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, Colour, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
@@ -32,12 +32,12 @@ def train(
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/subtype.pt)."),
 ) -> None:
     """Train the blast subtype model (YOLOv8n-cls from scratch, Taleqani crops), fit its temperature on val."""
-    from classify.dataset import balance as make_balanced
-    from classify.predict import Classifier
-    from classify.stain import stain_reference
-    from classify.train import calibrate, crop_geometry, sample_crops
-    from classify.train import train as run_train
-    from datasets.splits import manifest_hash
+    from leukoscan.classify.dataset import balance as make_balanced
+    from leukoscan.classify.predict import Classifier
+    from leukoscan.classify.stain import stain_reference
+    from leukoscan.classify.train import calibrate, crop_geometry, sample_crops
+    from leukoscan.classify.train import train as run_train
+    from leukoscan.datasets.splits import manifest_hash
     from leukoscan.cards import ship
 
     if missing := [split for split in ("train", "val") if not (data / split).is_dir()]:
@@ -84,12 +84,12 @@ def train_cells(
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
     import pandas as pd
 
-    from classify.predict import CellClassifier
-    from classify.train import calibrate, cell_card, sample_crops
-    from classify.train import train_cells as run_train
-    from classify.stain import stain_reference
-    from datasets.cells import SOURCES, read_cells, training_folder
-    from datasets.splits import manifest_hash
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.train import calibrate, cell_card, sample_crops
+    from leukoscan.classify.train import train_cells as run_train
+    from leukoscan.classify.stain import stain_reference
+    from leukoscan.datasets.cells import SOURCES, read_cells, training_folder
+    from leukoscan.datasets.splits import manifest_hash
     from leukoscan.cards import ship
     from leukoscan.cells import CELL_TYPES
 
@@ -141,9 +141,9 @@ def clean(
     """Clean Taleqani's weak labels with a model that never saw Taleqani (see classify/weak.py)."""
     import numpy as np
 
-    from classify.predict import CellClassifier
-    from classify.weak import clean_weak_labels, cleaning_summary
-    from datasets.cells import read_cells, read_crops
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
+    from leukoscan.datasets.cells import read_cells, read_crops
     from leukoscan.cards import read_card
     from leukoscan.cells import CELL_TYPES
 
@@ -172,9 +172,9 @@ def val(
     device: str = device_option(),
 ) -> None:
     """Accuracy, per-class recall and ECE (calibrated) on a split of a crop folder."""
-    from classify.calibrate import apply_temperature, ece
-    from classify.predict import CellClassifier, Classifier
-    from classify.train import folder_predictions
+    from leukoscan.classify.calibrate import apply_temperature, ece
+    from leukoscan.classify.predict import CellClassifier, Classifier
+    from leukoscan.classify.train import folder_predictions
 
     folder = data / split
     if not folder.is_dir():
@@ -206,7 +206,7 @@ def predict(
     import numpy as np
     import pandas as pd
 
-    from classify.predict import CellClassifier
+    from leukoscan.classify.predict import CellClassifier
     from leukoscan import outputs
     from leukoscan.cells import CELL_TYPES, TYPE_LABELS
     from leukoscan.images import ImageError, expand_images, load_rgb

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from classify.stain import hed_jitter
+from leukoscan.classify.stain import hed_jitter
 from leukoscan.cells import CLASSES
 from leukoscan.progress import track
 

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from classify.augment import as_input
-from classify.calibrate import apply_temperature
-from classify.stain import reinhard
+from leukoscan.classify.augment import as_input
+from leukoscan.classify.calibrate import apply_temperature
+from leukoscan.classify.stain import reinhard
 from leukoscan.cards import backend_file, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS

@@ -55,7 +55,7 @@ def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None 
                 device: str = "auto", colour: str = "rgb") -> tuple[Path, dict]:
     """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``) with crops of ``colour``
     (``rgb``, or ``gray``: ``classify.augment.as_input``); (best.pt, card)."""
-    from classify.augment import cell_trainer
+    from leukoscan.classify.augment import cell_trainer
 
     recipe = recipe or CellRecipe()
     trainer = cell_trainer(colour=colour)
@@ -66,7 +66,7 @@ def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None 
 def cell_card(recipe: CellRecipe, train_seconds: float | None, colour: str = "rgb") -> dict:
     """What a cell-type model's card says of its training (the augmentation is LabAugment's defaults) and
     the colour of its input (``input_colour``, which inference follows)."""
-    from classify.augment import LabAugment
+    from leukoscan.classify.augment import LabAugment
 
     return {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "input_colour": colour,
             "train_seconds": train_seconds}
@@ -118,7 +118,7 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
 def calibrate(classifier, val_folder: Path, classes=None) -> dict:
     """Fit the temperature on the validation split; report ECE before and after."""
     probs, labels, _ = folder_predictions(classifier, val_folder, classes)
-    from classify.calibrate import apply_temperature, ece, fit_temperature
+    from leukoscan.classify.calibrate import apply_temperature, ece, fit_temperature
 
     t = fit_temperature(probs, labels)
     return {

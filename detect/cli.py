@@ -23,7 +23,9 @@ def data_yaml(path: Path, *splits: str) -> Path:
     """``path`` if it is a YOLO data.yaml that names each of ``splits`` and whose images Ultralytics finds;
     else one error line, exit 2."""
     import yaml
-    from ultralytics.data.utils import check_det_dataset
+    from leukoscan.runtime import ultralytics
+
+    check_det_dataset = ultralytics("ultralytics.data.utils").check_det_dataset
 
     try:
         spec = yaml.safe_load(path.read_text())
@@ -59,10 +61,10 @@ def train(
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/detector.pt)."),
 ) -> None:
     """Train a YOLOv8n detector from scratch (yolov8n.yaml) with the shipped recipe."""
-    from detect.train import DetectorRecipe
-    from detect.train import train as run_train
+    from leukoscan.detect.train import DetectorRecipe
+    from leukoscan.detect.train import train as run_train
     from leukoscan.cards import ship
-    from datasets.splits import manifest_hash
+    from leukoscan.datasets.splits import manifest_hash
 
     data_yaml(data, "train", "val")
     recipe = DetectorRecipe(epochs=epochs, imgsz=imgsz)
@@ -117,7 +119,7 @@ def predict(
     import pandas as pd
     import supervision as sv
 
-    from detect.predict import Detector
+    from leukoscan.detect.predict import Detector
     from leukoscan import outputs
     from leukoscan.images import ImageError, expand_images, load_rgb, to_bgr
     from leukoscan.progress import track
@@ -156,8 +158,8 @@ def prelabel(
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Step 1: boxes from the detector merged with colour-segmentation proposals, for review."""
-    from detect.predict import Detector
-    from detect.prelabel import prelabel as run_prelabel
+    from leukoscan.detect.predict import Detector
+    from leukoscan.detect.prelabel import prelabel as run_prelabel
     from leukoscan.images import expand_images, pixel_limit
 
     with user_errors():
@@ -176,8 +178,8 @@ def import_labels(
     source: Path = typer.Argument(..., exists=True, help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."),
 ) -> None:
     """Step 2: bring corrected boxes back, validated (nothing is written if anything is wrong)."""
-    from detect.labels import LabelError
-    from detect.labels import import_labels as run_import
+    from leukoscan.detect.labels import LabelError
+    from leukoscan.detect.labels import import_labels as run_import
 
     try:
         report = run_import(labset, source)
@@ -201,8 +203,8 @@ def finetune(
     """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
     from dataclasses import replace
 
-    from detect.registry import FINETUNE
-    from detect.registry import finetune as run_finetune
+    from leukoscan.detect.registry import FINETUNE
+    from leukoscan.detect.registry import finetune as run_finetune
     from leukoscan.cards import load_model
 
     with user_errors():
@@ -222,8 +224,8 @@ def promote(
     device: str = device_option(),
 ) -> None:
     """Step 4: promote the candidate only if the lab improves and the regression set holds."""
-    from detect.labels import tile_labset
-    from detect.registry import promote as run_promote
+    from leukoscan.detect.labels import tile_labset
+    from leukoscan.detect.registry import promote as run_promote
     from leukoscan.cards import load_model
 
     data_yaml(regression, "test")
@@ -242,7 +244,7 @@ def rollback(
     current: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights to restore into."),
 ) -> None:
     """Restore an earlier detector from weights/archive (see weights/registry.json)."""
-    from detect.registry import rollback as run_rollback
+    from leukoscan.detect.registry import rollback as run_rollback
 
     try:
         run_rollback(current, sha)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from datasets.build import DETECT_NAMES, read_yolo, yolo_lines
+from leukoscan.datasets.build import DETECT_NAMES, read_yolo, yolo_lines
 from leukoscan.cells import CELL_TYPES, cells
 from leukoscan.images import to_bgr
 
@@ -65,7 +65,7 @@ def training_scales(labset: Path) -> dict[str, float]:
     """Each image's factor to the detector's training scale (white cells ``TALEQANI_CELL_PX`` wide), by name,
     from ``cell_px.json``; an image without a recorded size is taken as already at that scale (the label
     sets of earlier versions held copies shrunk to it)."""
-    from datasets.segment import TALEQANI_CELL_PX
+    from leukoscan.datasets.segment import TALEQANI_CELL_PX
 
     path = labset / CELL_PX
     cell_px = json.loads(path.read_text()) if path.is_file() else {}

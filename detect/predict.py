@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from detect.scale import stain_centre, white_cell_px, window
+from leukoscan.detect.scale import stain_centre, white_cell_px, window
 from leukoscan.cells import cells
 from leukoscan.cards import backend_file, load_model
 from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from datasets.build import yolo_lines
-from datasets.segment import TALEQANI_CELL_PX, colour_boxes
-from detect.labels import CELL_PX, to_coco, write_split
-from detect.scale import white_cell_px
+from leukoscan.datasets.build import yolo_lines
+from leukoscan.datasets.segment import TALEQANI_CELL_PX, colour_boxes
+from leukoscan.detect.labels import CELL_PX, to_coco, write_split
+from leukoscan.detect.scale import white_cell_px
 from leukoscan import outputs
 from leukoscan.cells import cells
 from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr

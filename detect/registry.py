@@ -14,8 +14,8 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from detect.labels import read_list, tile_labset
-from detect.train import DetectorRecipe
+from leukoscan.detect.labels import read_list, tile_labset
+from leukoscan.detect.train import DetectorRecipe
 from leukoscan.cards import sha256
 from leukoscan.runtime import train_device
 from leukoscan.training import fit
@@ -53,9 +53,9 @@ def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, r
 def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto") -> dict:
     """Ultralytics val (mAP50 over all confidences) plus recall and precision at the pipeline's operating
     confidence, where a screening run actually counts cells."""
-    from ultralytics import YOLO
+    from leukoscan.runtime import yolo
 
-    m = YOLO(str(weights), task="detect").val(data=str(data), split=split, imgsz=imgsz, device=train_device(device),
+    m = yolo(weights, "detect").val(data=str(data), split=split, imgsz=imgsz, device=train_device(device),
                                               plots=False, verbose=False, project=str(Path(weights).parent / "val"),
                                               name="gate", exist_ok=True)
     return {"mAP50": round(float(m.box.map50), 4), "recall": round(float(m.box.mr), 4), "precision": round(float(m.box.mp), 4),
@@ -65,11 +65,13 @@ def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto
 def operating_point(weights: Path, data: Path, split: str, device: str = "auto") -> dict:
     """Recall and precision (IoU 0.5) of the ``Detector`` at its operating confidence on a YOLO split whose
     fields are at the training scale (the regression set, label-set tiles)."""
-    from ultralytics.data.utils import check_det_dataset, img2label_paths
+    from leukoscan.runtime import ultralytics
 
-    from datasets.segment import TALEQANI_CELL_PX
-    from detect.predict import Detector
-    from detect.score import score_fields
+    utils = ultralytics("ultralytics.data.utils")
+    check_det_dataset, img2label_paths = utils.check_det_dataset, utils.img2label_paths
+    from leukoscan.datasets.segment import TALEQANI_CELL_PX
+    from leukoscan.detect.predict import Detector
+    from leukoscan.detect.score import score_fields
     from leukoscan.images import list_images
 
     source = Path(check_det_dataset(str(data))[split])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import supervision as sv
 
-from datasets.build import read_yolo
-from datasets.segment import agreement
+from leukoscan.datasets.build import read_yolo
+from leukoscan.datasets.segment import agreement
 from leukoscan.images import load_rgb
 
 

@@ -1,12 +1,9 @@
-"""Shared core of leukoscan: runtime set-up, settings, the cell data type, image loading and crop geometry.
-
-Importing this package sets up the offline, quiet, all-cores runtime (the environment at once, Ultralytics
-the moment anything imports it), so every entry point (CLI, tests, scripts) imports ``leukoscan`` first.
+"""leukoscan: the shared core (settings, the cell data type, image loading, crop geometry, a slide's run) and,
+under this one namespace, the stages kept in the repository's top-level folders: ``leukoscan.detect``
+(``detect/``), ``leukoscan.classify`` (``classify/``), ``leukoscan.datasets`` (``datasets/``) and the command
+line ``leukoscan.pipeline`` (``pipeline.py``). Importing it changes nothing in the process: entry points call
+``leukoscan.runtime.setup()`` (and ``runtime.ultralytics()``, the only importer of Ultralytics, calls it too).
 """
-
-from leukoscan import runtime as _runtime
-
-_runtime.setup()
 
 __version__ = "0.1.0"
 DISCLAIMER = (

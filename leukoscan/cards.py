@@ -51,13 +51,13 @@ def load_model(weights: Path, task: str):
     """The Ultralytics model (``task``: detect or classify) in ``weights``: a .pt file, or an export that
     ``backend_file`` found (those load on first use); a ``WeightsError`` when it is missing, cannot be
     loaded or was made for another task."""
-    from ultralytics import YOLO
+    from leukoscan.runtime import yolo
 
     weights = Path(weights)
     if not weights.exists():
         raise WeightsError(f"weights not found: {weights}")
     try:
-        model = YOLO(str(weights), task=task)
+        model = yolo(weights, task)
     except Exception as e:  # a foreign file fails anywhere in torch or Ultralytics, with any exception type
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         reason = reason.removeprefix("ERROR ❌️ ").replace(str(weights), "it")  # Ultralytics' words, without the path again

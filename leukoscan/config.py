@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from leukoscan.runtime import REPO_ROOT
+from leukoscan.runtime import REPO_ROOT, package_path
 
-WEIGHTS_DIR = Path(os.environ.get("LEUKOSCAN_WEIGHTS", REPO_ROOT / "weights"))
+WEIGHTS_DIR = Path(os.environ.get("LEUKOSCAN_WEIGHTS", package_path("weights")))  # the repository's, or the wheel's
 DATA_ROOT = Path(os.environ.get("LEUKOSCAN_DATA", REPO_ROOT.parent / "shared" / "datasets"))
 BUILD_DIR = Path(os.environ.get("LEUKOSCAN_BUILD", REPO_ROOT / "data"))
 DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
 CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"  # cell types (cross-lab)
 SUBTYPE_WEIGHTS = WEIGHTS_DIR / "subtype.pt"  # B-ALL subtype of blasts (Taleqani only)
+DEMO_SLIDE = package_path("datasets/samples")  # the bundled lab photographs (`leukoscan run` with no slide)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 

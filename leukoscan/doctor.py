@@ -80,8 +80,8 @@ def model_problem(name: str, weights: Path) -> str | None:
     tiny blank input; None when it works, else what is wrong, in one line."""
     import numpy as np
 
-    from classify.predict import CellClassifier, SubtypeClassifier
-    from detect.predict import Detector
+    from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
+    from leukoscan.detect.predict import Detector
 
     blank = np.full((64, 64, 3), 200, np.uint8)
     try:

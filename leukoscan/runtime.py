@@ -1,22 +1,56 @@
-"""Offline, quiet, all-cores runtime for Ultralytics and torch, set once, before Ultralytics is imported."""
+"""The process-wide set-up leukoscan needs, in one place, and the one door through which it imports Ultralytics.
+
+Every entry point calls ``setup()`` first (the CLI's callback, the tests' conftest, each benchmark's
+``main``); ``ultralytics()`` calls it too, so no code path imports Ultralytics unconfigured whatever the
+import order. Importing ``leukoscan`` changes nothing. What ``setup()`` changes, and why:
+
+- environment: ``YOLO_OFFLINE``, ``YOLO_AUTOINSTALL=false`` (no download, no pip install at run time),
+  ``YOLO_VERBOSE=false`` (unless set), ``YOLO_CONFIG_DIR`` and ``MPLCONFIGDIR`` under ``home()`` (writable
+  state), ``OMP_NUM_THREADS`` = all cores (Ultralytics would set 1 when it is unset);
+- a font copied to where Ultralytics looks for Arial (its plots would otherwise download it);
+- Pillow's decompression-bomb guard off: the project's own limit (``--max-megapixels``, checked from the
+  header by ``images.load_rgb``) replaces it, with its own one-line message.
+
+and what ``ultralytics()`` patches after the first import (each one tested in ``tests/test_runtime.py``,
+which fails when an upgrade makes it wrong):
+
+- ``NUM_THREADS`` = all cores: Ultralytics' ``select_device`` resets torch to ``cpu_count - 1`` threads
+  (one core of two) on every CPU load or predict, and offers no setting for it;
+- ``PIL.Image.open`` back to Pillow's own: Ultralytics swaps it for one that pip-installs a HEIF plugin
+  when Pillow cannot identify a file (and, with installs off, raises ``ModuleNotFoundError``); a
+  non-image in a slide folder must be a plain ``UnidentifiedImageError``;
+- its settings' ``sync`` off (through its settings API: no usage events).
+"""
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
+import importlib
 import os
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_done = False
+PACKAGE = Path(__file__).resolve().parent
+# a source checkout (an editable install, or the repository on sys.path): the repository's folders are used;
+# an installed wheel carries its weights and demo slide inside the package (``package_path``)
+SOURCE_TREE: Path | None = PACKAGE.parent if (PACKAGE.parent / "pyproject.toml").is_file() else None
+REPO_ROOT = SOURCE_TREE or Path.cwd()  # where data/ and runs/ go by default (the working folder when installed)
+_state: dict[str, object] = {"setup": False, "patched": False, "pil_open": None}
+
+
+def package_path(name: str) -> Path:
+    """A folder shipped with leukoscan (``weights``, ``datasets/samples``): in the repository for a source
+    checkout, inside the installed package otherwise (the wheel's package data)."""
+    return (SOURCE_TREE or PACKAGE) / name
 
 
 def home() -> Path:
-    """Project-local writable state (Ultralytics config, matplotlib cache); ``LEUKOSCAN_HOME`` overrides."""
+    """Writable state (Ultralytics config, matplotlib cache): ``LEUKOSCAN_HOME``, else ``.leukoscan`` in a
+    source checkout, else ``~/.cache/leukoscan``."""
     env = os.environ.get("LEUKOSCAN_HOME")
-    candidates = [Path(env)] if env else [REPO_ROOT / ".leukoscan", Path.home() / ".cache" / "leukoscan"]
+    candidates = [Path(env)] if env else [p for p in (SOURCE_TREE and SOURCE_TREE / ".leukoscan",
+                                                      Path.home() / ".cache" / "leukoscan") if p]
     for path in candidates:
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -28,70 +62,55 @@ def home() -> Path:
 
 
 def setup() -> None:
-    """Set the environment and font now, and have Ultralytics configured (threads, settings, PIL) the
-    moment it is first imported: importing leukoscan stays cheap (``leukoscan --help`` never loads torch),
-    and nothing imports Ultralytics unconfigured. Safe to call more than once."""
-    global _done
-    if _done:
+    """Every process-wide change leukoscan makes (listed in the module docstring); cheap (no torch, no
+    Ultralytics), and safe to call more than once."""
+    if _state["setup"]:
         return
+    from PIL import Image
+
     state = home()
-    n = str(os.cpu_count() or 1)
     os.environ["YOLO_OFFLINE"] = "true"
     os.environ["YOLO_AUTOINSTALL"] = "false"
-    os.environ["YOLO_VERBOSE"] = os.environ.get("YOLO_VERBOSE", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(state / "config"))
     os.environ.setdefault("MPLCONFIGDIR", str(state / "matplotlib"))
-    os.environ.setdefault("OMP_NUM_THREADS", n)  # ultralytics would force 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     _place_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
-    if "ultralytics" in sys.modules:  # imported before leukoscan: configure it now
-        _configure_ultralytics()
-    else:
-        sys.meta_path.insert(0, _ConfigureOnImport())
-    _done = True
+    Image.MAX_IMAGE_PIXELS = None
+    if "ultralytics" not in sys.modules:
+        _state["pil_open"] = Image.open  # Pillow's own, before Ultralytics replaces it
+    _state["setup"] = True
 
 
-def _configure_ultralytics() -> None:
+def ultralytics(module: str = "ultralytics") -> ModuleType:
+    """``module`` of Ultralytics (``ultralytics``, ``ultralytics.data.dataset``, …), imported after
+    ``setup()`` and patched once: the only way leukoscan imports Ultralytics."""
+    setup()
+    imported = importlib.import_module(module)
+    if not _state["patched"]:
+        _patch_ultralytics()
+        _state["patched"] = True
+    return imported
+
+
+def yolo(source: str | Path, task: str):
+    """An Ultralytics model from a yaml (untrained) or weights, for ``task`` (detect or classify)."""
+    return ultralytics().YOLO(str(source), task=task)
+
+
+def _patch_ultralytics() -> None:
     import ultralytics.utils as uu
-
-    use_threads(os.cpu_count() or 1)  # Ultralytics uses cpu_count-1 threads (one core on a 2-core machine): use all
-    uu.SETTINGS.update({"sync": False})
-    # Ultralytics patches PIL.Image.open to pip-install a HEIF plugin whenever Pillow cannot identify a
-    # file; a non-image in a slide folder must be a plain error, never an install attempt.
     import ultralytics.utils.patches as patches
     from PIL import Image
 
-    Image.open = patches._image_open
-
-
-class _ConfigureOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: it asks the other finders for ``ultralytics`` and has the loader they return
-    run ``_configure_ultralytics`` as soon as the package has been executed (then it steps aside). A mere
-    ``importlib.util.find_spec`` without an import leaves it in place for the real import."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "ultralytics":
-            return None
-        for finder in sys.meta_path:
-            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(name, path, target)
-            if spec is not None:
-                break
-        if spec is None or spec.loader is None:
-            return spec
-        execute = spec.loader.exec_module
-
-        def exec_module(module):
-            execute(module)
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            _configure_ultralytics()
-
-        spec.loader.exec_module = exec_module
-        return spec
+    use_threads(os.cpu_count() or 1)
+    uu.SETTINGS.update({"sync": False})
+    Image.open = _state["pil_open"] or patches._image_open  # imported before setup(): Ultralytics kept the original
 
 
 def use_threads(n: int) -> None:
-    """Run torch on ``n`` threads, and make Ultralytics keep it so: its ``select_device`` resets torch to
-    its own ``NUM_THREADS`` whenever a model is loaded or predicts on the CPU."""
+    """Run torch on ``n`` threads, and make Ultralytics keep it so (its ``select_device`` resets torch to
+    its own ``NUM_THREADS`` whenever a model is loaded or predicts on the CPU)."""
     import torch
     import ultralytics.utils as uu
     import ultralytics.utils.torch_utils as tu

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from classify.stain import crop_colour, stain_distance
+from leukoscan.classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
@@ -319,7 +319,7 @@ def slide_stain(models, slide: Slide, scale: dict, decoded: dict[Path, np.ndarra
     trained without): the pooled CIE Lab mean and SD of the classifier's crops of its first usable fields
     (until ``min_cells`` cells or ``max_fields`` fields; the same fields on every run and resume), which are
     added to ``decoded``."""
-    from classify.stain import lab_stats
+    from leukoscan.classify.stain import lab_stats
 
     if not models.classifier.stain_normalisation:
         return None

@@ -6,15 +6,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from leukoscan.runtime import train_device
+from leukoscan.runtime import train_device, yolo
 
 
 def fit(start: str | Path, task: str, data: Path, project: Path, name: str, recipe, device: str = "auto", **extra):
     """Train from ``start`` (a model yaml: from scratch; or weights: fine-tuning them) with the dataclass
     ``recipe``; return (model, seconds)."""
-    from ultralytics import YOLO
-
-    model = YOLO(str(start), task=task)
+    model = yolo(start, task)
     args = {k: v for k, v in asdict(recipe).items() if k != "model"}
     # from a yaml nothing may be downloaded (pretrained=False); from weights, pretrained=True keeps them
     # (Ultralytics re-initialises a loaded model when told pretrained=False)

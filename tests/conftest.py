@@ -7,7 +7,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import leukoscan  # noqa: E402,F401  (offline runtime first)
+from leukoscan import runtime  # noqa: E402
+
+runtime.setup()  # as every entry point does
 from leukoscan.config import DATA_ROOT  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"

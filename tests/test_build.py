@@ -8,8 +8,8 @@ import pytest
 import yaml
 from synth import smear
 
-from datasets.build import build_classification, build_detection, read_yolo
-from datasets.splits import build_manifest
+from leukoscan.datasets.build import build_classification, build_detection, read_yolo
+from leukoscan.datasets.splits import build_manifest
 from leukoscan.cells import CLASSES
 
 PER_CLASS = 30

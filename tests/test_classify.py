@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from classify.calibrate import apply_temperature, ece, fit_temperature
-from classify.stain import crop_colour, hed_jitter, stain_distance, stain_reference
+from leukoscan.classify.calibrate import apply_temperature, ece, fit_temperature
+from leukoscan.classify.stain import crop_colour, hed_jitter, stain_distance, stain_reference
 from leukoscan.cells import CLASSES, cells
 
 COLOURS = {"benign": (90, 40, 150), "early_pre_b": (150, 110, 200), "pre_b": (120, 60, 120), "pro_b": (180, 150, 230)}
@@ -20,7 +20,7 @@ def crop(key, seed):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from classify.train import ClassifierRecipe, train
+    from leukoscan.classify.train import ClassifierRecipe, train
 
     root = tmp_path_factory.mktemp("crops")
     for split, n in (("train", 12), ("val", 4)):
@@ -35,7 +35,7 @@ def tiny_model(tmp_path_factory):
 
 
 def test_batched_equals_per_crop(tiny_model):
-    from classify.predict import Classifier
+    from leukoscan.classify.predict import Classifier
 
     clf = Classifier(tiny_model, device="cpu")
     crops = np.stack([crop(k, i) for i, k in enumerate(CLASSES * 2)])
@@ -47,7 +47,7 @@ def test_batched_equals_per_crop(tiny_model):
 
 
 def test_subtype_is_asked_of_blasts_only(tiny_model):
-    from classify.predict import SubtypeClassifier
+    from leukoscan.classify.predict import SubtypeClassifier
     from leukoscan.cells import PROBS, SUBTYPE_PROBS, with_probs
 
     field = np.full((200, 200, 3), 235, np.uint8)
@@ -63,8 +63,8 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
 def test_cell_type_trainer_smoke_and_physical_crops(tmp_path):
     """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes; the model crops a fixed
     physical window: the same cell at two magnifications gives the same crop (up to resampling)."""
-    from classify.predict import CellClassifier
-    from classify.train import CellRecipe, train_cells
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.train import CellRecipe, train_cells
     from leukoscan.cells import CELL_TYPES
 
     for split, n in (("train", 6), ("val", 2)):
@@ -95,7 +95,7 @@ def test_crop_geometry_comes_from_the_card(tiny_model, tmp_path):
     import json
     import shutil
 
-    from classify.predict import Classifier
+    from leukoscan.classify.predict import Classifier
     from leukoscan.config import SETTINGS
     from leukoscan.crops import crop_cells
 
@@ -143,7 +143,7 @@ def test_stain_jitter_and_distance():
 def test_reinhard_maps_two_labs_colours_of_the_same_cells_onto_one():
     """The same cells under another lab's stain and camera (a colour cast and a contrast change) come out of
     the slide-level normalisation as they do from the first lab."""
-    from classify.stain import lab_stats, reinhard
+    from leukoscan.classify.stain import lab_stats, reinhard
 
     crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES * 3)])
     other_lab = np.clip(crops.astype(np.float32) * [0.85, 1.0, 1.1] + [10, -5, 0], 0, 255).astype(np.uint8)
@@ -158,8 +158,8 @@ def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, t
     import json
     import shutil
 
-    from classify.predict import CellClassifier
-    from classify.stain import lab_stats
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.stain import lab_stats
 
     weights = tmp_path / "cells.pt"
     shutil.copyfile(tiny_model, weights)
@@ -181,8 +181,8 @@ def test_a_model_trained_on_gray_crops_sees_gray_crops(tiny_model, tmp_path):
     import json
     import shutil
 
-    from classify.augment import as_input
-    from classify.predict import CellClassifier
+    from leukoscan.classify.augment import as_input
+    from leukoscan.classify.predict import CellClassifier
 
     crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES)])
     assert as_input(crops, "rgb") is crops

@@ -5,7 +5,7 @@ import shutil
 from typer.testing import CliRunner
 
 from leukoscan.config import WEIGHTS_DIR
-from pipeline import app
+from leukoscan.pipeline import app
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from synth import smear
 from typer.testing import CliRunner
 
 from leukoscan.config import DETECTOR_WEIGHTS
-from pipeline import app
+from leukoscan.pipeline import app
 
 runner = CliRunner()
 
@@ -158,7 +158,7 @@ def test_import_labels_lists_its_problems_without_markup(ws):
 
 def test_version_and_group_help_list_what_is_there():
     import leukoscan
-    from pipeline import classify_app, data_app, detect_app
+    from leukoscan.pipeline import classify_app, data_app, detect_app
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"leukoscan {leukoscan.__version__}"
@@ -204,8 +204,8 @@ def test_the_summary_is_on_stdout_in_full(screened):
 
 
 def test_a_resume_with_nothing_left_loads_no_model(screened, tmp_path, monkeypatch):
-    import classify.predict
-    import detect.predict
+    import leukoscan.classify.predict
+    import leukoscan.detect.predict
 
     slide, first, _ = screened
     out = tmp_path / "out"
@@ -214,8 +214,8 @@ def test_a_resume_with_nothing_left_loads_no_model(screened, tmp_path, monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(detect.predict.Detector, "__init__", refuse)
-    monkeypatch.setattr(classify.predict.Classifier, "__init__", refuse)
+    monkeypatch.setattr(leukoscan.detect.predict.Detector, "__init__", refuse)
+    monkeypatch.setattr(leukoscan.classify.predict.Classifier, "__init__", refuse)
     result = runner.invoke(app, ["run", str(slide), "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
     for name in ("summary.csv", "slide/cells.csv", "slide/images.csv"):

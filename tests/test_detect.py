@@ -7,7 +7,7 @@ import pytest
 import supervision as sv
 from synth import smear
 
-from detect.predict import Detector
+from leukoscan.detect.predict import Detector
 from leukoscan.config import DETECTOR_WEIGHTS
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from leukoscan.images import MAX_PIXELS, list_images
 from leukoscan.cells import CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
-from pipeline import DEMO_SLIDE, app
+from leukoscan.pipeline import DEMO_SLIDE, app
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES
-from pipeline import DEMO_SLIDE, app
+from leukoscan.pipeline import DEMO_SLIDE, app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
@@ -153,9 +153,9 @@ def test_coco_export_loads_in_pycocotools_and_round_trips_through_import_labels(
     pytest.importorskip("pycocotools")
     from pycocotools.coco import COCO
 
-    from detect.labels import import_labels
-    from detect.predict import Detector
-    from detect.prelabel import prelabel
+    from leukoscan.detect.labels import import_labels
+    from leukoscan.detect.predict import Detector
+    from leukoscan.detect.prelabel import prelabel
 
     path = two_slides / "EarlyPreb" / "cells.coco.json"
     coco = COCO(str(path))

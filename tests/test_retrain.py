@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from synth import smear, write_yolo_dataset
 
-from datasets.build import read_yolo
-from detect.labels import LabelError, import_labels, tile_labset
-from detect.predict import Detector
-from detect.prelabel import prelabel
-from detect.registry import FINETUNE, finetune, promote, read_registry, rollback
+from leukoscan.datasets.build import read_yolo
+from leukoscan.detect.labels import LabelError, import_labels, tile_labset
+from leukoscan.detect.predict import Detector
+from leukoscan.detect.prelabel import prelabel
+from leukoscan.detect.registry import FINETUNE, finetune, promote, read_registry, rollback
 from leukoscan.cards import sha256
 from leukoscan.config import DETECTOR_WEIGHTS
 
@@ -149,7 +149,7 @@ def test_import_move_finetune_and_gate(loop):
     assert recipe["replay_images"] == 3 and recipe["parent_sha256"] == sha256(loop["current"])
 
     # a worse candidate (one epoch from scratch) must be rejected, and the registry records both models
-    from detect.train import DetectorRecipe, train
+    from leukoscan.detect.train import DetectorRecipe, train
 
     worse, _ = train(loop["regression"], loop["root"] / "scratch", "worse",
                      DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0), device="cpu")

@@ -1,4 +1,5 @@
-"""Offline runtime: environment, threads, font, and no socket opened by a train + predict smoke run."""
+"""Offline runtime: environment, threads, font, the patches on Ultralytics (each tested for its effect, so an
+upgrade that makes one wrong fails here), and no socket opened by a train + predict smoke run."""
 
 import os
 import socket
@@ -9,7 +10,9 @@ from synth import smear, write_yolo_dataset
 
 
 def test_runtime_environment():
-    from ultralytics.utils import SETTINGS
+    from leukoscan.runtime import ultralytics
+
+    SETTINGS = ultralytics("ultralytics.utils").SETTINGS
 
     assert os.environ["YOLO_OFFLINE"] == "true" and os.environ["YOLO_AUTOINSTALL"] == "false"
     assert torch.get_num_threads() == os.cpu_count()
@@ -34,32 +37,52 @@ def no_network(monkeypatch):
 
 
 def test_train_and_predict_smoke_opens_no_socket(tmp_path, no_network):
-    from ultralytics import YOLO
-
-    from detect.train import DetectorRecipe, train
+    from leukoscan.detect.train import DetectorRecipe, train
+    from leukoscan.runtime import yolo
 
     data = write_yolo_dataset(tmp_path / "ds", n_train=4, n_val=2)
     recipe = DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0)
     best, card = train(data, tmp_path / "runs", "smoke", recipe, device="cpu")
     assert best.is_file() and card["train_seconds"] > 0 and "mAP50(B)" in card["val_metrics"]
     img, _ = smear()
-    result = YOLO(str(best)).predict(img[..., ::-1], imgsz=64, verbose=False, device="cpu")
+    result = yolo(best, "detect").predict(img[..., ::-1], imgsz=64, verbose=False, device="cpu")
     assert len(result) == 1
     assert torch.get_num_threads() == os.cpu_count()  # ultralytics did not drop to cpu_count-1
     assert no_network == []
 
 
+def test_pillow_open_is_pillows_own_after_ultralytics():
+    """Ultralytics replaces ``PIL.Image.open`` with one that tries to pip-install a HEIF plugin for a file
+    Pillow cannot identify; the runtime puts Pillow's back, so a non-image is a plain UnidentifiedImageError."""
+    import io
+
+    import ultralytics.utils.patches as patches
+    from PIL import Image, UnidentifiedImageError
+
+    from leukoscan.runtime import ultralytics
+
+    ultralytics()
+    assert Image.open is patches._image_open and Image.open.__module__ == "PIL.Image"
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"not an image at all"))
+
+
 def test_cli_starts_without_loading_torch(tmp_path):
-    """`leukoscan --help` stays fast: importing the CLI sets the runtime up but loads no torch or
-    Ultralytics (they are configured the moment something imports them)."""
+    """`leukoscan --help` stays fast: importing the CLI changes nothing in the process and loads no torch or
+    Ultralytics; the runtime's importer sets up and patches Ultralytics, even when it was imported first."""
     import subprocess
     import sys
     from pathlib import Path
 
-    code = ("import importlib.util, os, sys, pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules); "
-            "importlib.util.find_spec('ultralytics'); "  # a look without an import must not spend the set-up
-            "import torch, ultralytics.utils as uu; print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count())")
-    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path)}  # fresh Ultralytics settings: sync on until set up
+    code = ("import os, sys, leukoscan.pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules, "
+            "'YOLO_OFFLINE' in os.environ); "
+            "import ultralytics.utils as uu; from PIL import Image; patched = Image.open; "  # imported before set-up
+            "from leukoscan.runtime import ultralytics; ultralytics(); import torch; "
+            "print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count(), Image.open is not patched, "
+            "os.environ['YOLO_OFFLINE'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    env["YOLO_CONFIG_DIR"] = str(tmp_path)  # fresh Ultralytics settings: sync on until set up
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent, env=env)
-    assert out.stdout.split()[-4:] == ["False", "False", "False", "True"]
+    lines = out.stdout.splitlines()  # (Ultralytics, imported unconfigured, may print its settings notice between)
+    assert lines[0].split() == ["False", "False", "False"] and lines[-1].split() == ["False", "True", "True", "true"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from synth import smear
 
-from datasets.segment import agreement, colour_boxes
-from detect.scale import rbc_diameter_px, white_cell_px
+from leukoscan.datasets.segment import agreement, colour_boxes
+from leukoscan.detect.scale import rbc_diameter_px, white_cell_px
 from leukoscan.cells import cells
 
 
@@ -41,7 +41,7 @@ def test_agreement_counts_one_to_one():
 def test_fill_holes_matches_scipy():
     from scipy import ndimage as ndi
 
-    from detect.scale import fill_holes
+    from leukoscan.detect.scale import fill_holes
 
     rng = np.random.default_rng(0)
     masks = [(rng.random((60, 80)) < density).astype(np.uint8) for density in (0.3, 0.5, 0.7)]

@@ -3,7 +3,7 @@
 import pandas as pd
 from conftest import TALEQANI, needs_taleqani
 
-from datasets.splits import assign_splits, build_manifest, leaks
+from leukoscan.datasets.splits import assign_splits, build_manifest, leaks
 from leukoscan.config import Splits
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from classify.weak import clean_weak_labels, cleaning_summary
+from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
 from leukoscan.cells import CELL_TYPES
 
 

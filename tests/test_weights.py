@@ -15,7 +15,7 @@ def test_cell_type_classifier_card():
     assert card["classes"] == list(CELL_TYPES)
     assert card["temperature"] > 0 and "val_ece_before" in card and "stain_reference" in card
     assert card["geometry"]["window_cells"] > 0 and card["data"]["cells_csv_sha256"]
-    from classify.predict import CellClassifier
+    from leukoscan.classify.predict import CellClassifier
 
     clf = CellClassifier(CLASSIFIER_WEIGHTS, device="cpu")
     assert clf.temperature == card["temperature"] and clf.imgsz == card["input_px"]
@@ -27,7 +27,7 @@ def test_subtype_classifier_card():
     card = json.loads(SUBTYPE_WEIGHTS.with_suffix(".json").read_text())
     assert card["sha256"] == sha256(SUBTYPE_WEIGHTS)
     assert card["classes"] == ["Benign", "Early Pre-B", "Pre-B", "Pro-B"]
-    from classify.predict import SubtypeClassifier
+    from leukoscan.classify.predict import SubtypeClassifier
 
     clf = SubtypeClassifier(SUBTYPE_WEIGHTS, device="cpu")
     assert clf.temperature == card["temperature"] and clf.imgsz == card["recipe"]["imgsz"]
