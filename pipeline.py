@@ -209,8 +209,9 @@ def _init_worker(model_args: tuple, threads: int, counter, fields_done, max_mega
     import os
 
     from leukoscan.images import limit_megapixels
-    from leukoscan.runtime import use_threads
+    from leukoscan.runtime import setup, use_threads
 
+    setup()  # a spawned process: the set-up of an entry point
     limit_megapixels(max_megapixels)
 
     _fields_done = fields_done

@@ -13,9 +13,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from leukoscan.config import IMAGE_SUFFIXES, MAX_MEGAPIXELS
 
 MAX_PIXELS = int(MAX_MEGAPIXELS * 1e6)  # the default limit of ``load_rgb``
-# Pillow's own guard is off: above its limit it warns on stderr, and at twice it refuses with its own text,
-# before ``load_rgb`` can apply the project's limit (checked from the header, before any pixel is decoded)
-Image.MAX_IMAGE_PIXELS = None
+# (Pillow's own guard, which warns on stderr above its limit and refuses with its own text at twice, is
+# switched off by ``runtime.setup()``: the project's limit, checked from the header, replaces it)
 _limit = {"megapixels": MAX_MEGAPIXELS}  # what ``load_rgb`` refuses above, unless told otherwise
 
 
@@ -82,6 +81,9 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         raise
     except UnidentifiedImageError:
         raise ImageError("not an image file or unsupported format") from None
+    except Image.DecompressionBombError:  # Pillow's guard on (no ``runtime.setup()`` in this process)
+        raise ImageError(f"image over {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise "
+                         "it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 

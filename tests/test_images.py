@@ -85,3 +85,18 @@ def test_decompression_bomb(tmp_path):
     assert one_line_error(tmp_path / "bomb.png") == (f"image over 80 megapixels: {side}x{side} ({side * side / 1e6:.1f} "
                                                      "megapixels); use --max-megapixels to raise it")
     assert load_rgb(tmp_path / "bomb.png", max_megapixels=side * side / 1e6).shape == (side, side, 3)  # the limit raised
+
+
+def test_a_huge_image_is_refused_in_one_line_without_the_runtime_set_up(tmp_path):
+    """A library user who never called ``runtime.setup()`` keeps Pillow's guard: past it, the refusal is
+    still the project's one line (not Pillow's decompression-bomb text)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("1", (20000, 10000)).save(tmp_path / "huge.png")  # 200 megapixels, over twice Pillow's limit
+    code = ("from leukoscan.images import ImageError, load_rgb\ntry:\n    load_rgb('huge.png')\n"
+            "except ImageError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "image over 80 megapixels and over Pillow's limit; use --max-megapixels to raise it"
