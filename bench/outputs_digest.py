@@ -6,7 +6,7 @@ Taleqani slide, timings and run dates aside, compared with the one saved before 
 
 Each run is the real command in a fresh process. JSON files are compared without their ``seconds`` and
 ``screened_at`` keys, the review page without its timestamps; every other file (tables, overlays, gallery
-sheets, crops) byte for byte. The Taleqani slide is skipped, with a line, when the dataset is absent.
+sheets, crops) byte for byte; the journal (``.state/``, timings) is left out. The Taleqani slide is skipped, with a line, when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run_digest(slides: list[Path], out: Path) -> dict[str, str]:
     subprocess.run([sys.executable, str(ROOT / "pipeline.py"), "run", *map(str, slides), "--out", str(out),
                     "--device", "cpu"], check=True, stdout=subprocess.DEVNULL)
     return {str(p.relative_to(out)): file_digest(p) for p in sorted(out.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")}
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}  # not the journal
 
 
 def taleqani_slide(folder: Path) -> Path | None:
