@@ -16,20 +16,33 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from leukoscan.classify.cli import app as classify_app
-from leukoscan.datasets.cli import app as data_app
-from leukoscan.detect.cli import app as detect_app
 import leukoscan
 from leukoscan import runtime
 from leukoscan.cards import Backend, ExportFormat
+from leukoscan.classify.cli import app as classify_app
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DEMO_SLIDE, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS, Export
+from leukoscan.datasets.cli import app as data_app
+from leukoscan.detect.cli import app as detect_app
 from leukoscan.doctor import doctor
-from leukoscan.progress import (NOTHING_PROCESSED, OneLineErrors, console, device_option, error, fail, max_megapixels_option,
-                                positive, progress, user_errors)
+from leukoscan.progress import (
+    NOTHING_PROCESSED,
+    OneLineErrors,
+    console,
+    device_option,
+    error,
+    fail,
+    max_megapixels_option,
+    positive,
+    progress,
+    user_errors,
+)
 
-app = typer.Typer(help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER} Exit codes, the same in "
-                  "every command: 0 done, 1 nothing could be processed, 2 usage or input error.",
-                  no_args_is_help=True, cls=OneLineErrors)
+app = typer.Typer(
+    help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER} Exit codes, the same in "
+    "every command: 0 done, 1 nothing could be processed, 2 usage or input error.",
+    no_args_is_help=True,
+    cls=OneLineErrors,
+)
 app.command()(doctor)
 app.add_typer(data_app, name="data")
 app.add_typer(detect_app, name="detect")
@@ -43,8 +56,11 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                      help="Show the version and exit.")) -> None:
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
     """The options of ``leukoscan`` itself (its help is the app's); every command starts with the runtime set-up."""
     runtime.setup()
 
@@ -69,57 +85,103 @@ class Models:
     subtype: object  # blast subtype
 
     @classmethod
-    def load(cls, detector_weights: Path, classifier_weights: Path, subtype_weights: Path, device: str,
-             backend: str = "pytorch", lazy: bool = False) -> Models:
+    def load(
+        cls,
+        detector_weights: Path,
+        classifier_weights: Path,
+        subtype_weights: Path,
+        device: str,
+        backend: str = "pytorch",
+        lazy: bool = False,
+    ) -> Models:
         """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
         its weight file, device, backend, temperature and stain reference (read from the files and cards):
         a resume with nothing left to screen loads no model."""
+        from leukoscan.cards import backend_file, read_card
         from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
         from leukoscan.detect.predict import Detector
-        from leukoscan.cards import backend_file, read_card
         from leukoscan.runtime import resolve_device
 
         def unloaded(kind: type, weights: Path) -> Unloaded:
             card = read_card(weights)
-            return Unloaded(partial(kind, weights, device, backend=backend), weights=Path(backend_file(weights, backend)),
-                            device=resolve_device(device), backend=backend,
-                            temperature=float(card.get("temperature", 1.0)), stain_reference=card.get("stain_reference"))
+            return Unloaded(
+                partial(kind, weights, device, backend=backend),
+                weights=Path(backend_file(weights, backend)),
+                device=resolve_device(device),
+                backend=backend,
+                temperature=float(card.get("temperature", 1.0)),
+                stain_reference=card.get("stain_reference"),
+            )
 
-        models = ((Detector, detector_weights), (CellClassifier, classifier_weights), (SubtypeClassifier, subtype_weights))
-        return cls(*(unloaded(kind, weights) if lazy else kind(weights, device, backend=backend) for kind, weights in models))
+        models = (
+            (Detector, detector_weights),
+            (CellClassifier, classifier_weights),
+            (SubtypeClassifier, subtype_weights),
+        )
+        return cls(
+            *(unloaded(kind, weights) if lazy else kind(weights, device, backend=backend) for kind, weights in models)
+        )
 
     @cached_property
     def description(self) -> dict:
         """What screened a slide (version, device, backend, weight files and their hashes), hashed once."""
         from leukoscan.cards import sha256
 
-        return {"version": leukoscan.__version__, "device": self.detector.device, "backend": self.detector.backend,
-                "models": {"detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
-                           "classifier": {"file": str(self.classifier.weights), "sha256": sha256(self.classifier.weights),
-                                          "temperature": self.classifier.temperature},
-                           "subtype": {"file": str(self.subtype.weights), "sha256": sha256(self.subtype.weights),
-                                       "temperature": self.subtype.temperature}}}
+        return {
+            "version": leukoscan.__version__,
+            "device": self.detector.device,
+            "backend": self.detector.backend,
+            "models": {
+                "detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
+                "classifier": {
+                    "file": str(self.classifier.weights),
+                    "sha256": sha256(self.classifier.weights),
+                    "temperature": self.classifier.temperature,
+                },
+                "subtype": {
+                    "file": str(self.subtype.weights),
+                    "sha256": sha256(self.subtype.weights),
+                    "temperature": self.subtype.temperature,
+                },
+            },
+        }
 
 
 @app.command()
 def run(
-    slides: list[Path] = typer.Argument(None, help="Slide folders (or single images). Default: the bundled demo "
-                                        "photographs, each its own slide (they come from different labs)."),
+    slides: list[Path] = typer.Argument(
+        None,
+        help="Slide folders (or single images). Default: the bundled demo "
+        "photographs, each its own slide (they come from different labs).",
+    ),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
     device: str = device_option(),
-    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."),
-    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel (alternative to --cell-size)."),
+    cell_size: float = typer.Option(
+        None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."
+    ),
+    um_per_px: float = typer.Option(
+        None, callback=positive, help="Micrometres per pixel (alternative to --cell-size)."
+    ),
     batch: int = typer.Option(16, min=1, help="Fields per batch through the models."),
-    batch_megapixels: float = typer.Option(100.0, callback=positive, help="A batch also stops at this many megapixels of fields (bounds memory on large photographs)."),
+    batch_megapixels: float = typer.Option(
+        100.0,
+        callback=positive,
+        help="A batch also stops at this many megapixels of fields (bounds memory on large photographs).",
+    ),
     max_megapixels: float = max_megapixels_option(),
-    workers: int = typer.Option(1, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."),
+    workers: int = typer.Option(
+        1, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."
+    ),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
     backend: Backend = typer.Option("pytorch", help="Exported by `leukoscan export`; faster on CPU."),
-    export: list[Export] = typer.Option([], help="Also write the cells for other tools (repeatable): geojson (QuPath, "
-                                        "one file per field) or coco (one file per slide)."),
+    export: list[Export] = typer.Option(
+        [],
+        help="Also write the cells for other tools (repeatable): geojson (QuPath, "
+        "one file per field) or coco (one file per slide).",
+    ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
@@ -136,8 +198,14 @@ def run(
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals)
         done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
         models = Models.load(*model_args, lazy=done)  # also checks the weights
-    opts = Options(cell_size=cell_size, um_per_px=um_per_px, batch=batch, batch_megapixels=batch_megapixels, force=force,
-                   exports=tuple(export))
+    opts = Options(
+        cell_size=cell_size,
+        um_per_px=um_per_px,
+        batch=batch,
+        batch_megapixels=batch_megapixels,
+        force=force,
+        exports=tuple(export),
+    )
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             if workers > 1 and not done:
@@ -145,8 +213,11 @@ def run(
             else:
                 verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
-                      "run the same command again to resume (--force starts afresh)", soft_wrap=True)
+        console.print(
+            f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
+            "run the same command again to resume (--force starts afresh)",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     if not verdicts:
         fail("no slide's outputs could be written", NOTHING_PROCESSED)
@@ -163,9 +234,16 @@ def export(
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
     formats: list[ExportFormat] = typer.Option(["onnx"], "--format", help="Repeat the option for several."),
-    detect_data: Path = typer.Option(BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."),
-    classify_data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="openvino-int8: cell-type classifier calibration set (its val split)."),
-    subtype_data: Path = typer.Option(BUILD_DIR / "classify", help="openvino-int8: subtype classifier calibration set (its val split)."),
+    detect_data: Path = typer.Option(
+        BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."
+    ),
+    classify_data: Path = typer.Option(
+        BUILD_DIR / "cells" / "runs" / "all",
+        help="openvino-int8: cell-type classifier calibration set (its val split).",
+    ),
+    subtype_data: Path = typer.Option(
+        BUILD_DIR / "classify", help="openvino-int8: subtype classifier calibration set (its val split)."
+    ),
 ) -> None:
     """Export the three models (dynamic batch and size) beside their .pt files, for `run --backend ...`.
 
@@ -174,11 +252,16 @@ def export(
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
     from leukoscan.cards import load_model
 
-    models = ((detector_weights, "detect", detect_data), (classifier_weights, "classify", classify_data),
-              (subtype_weights, "classify", subtype_data))
+    models = (
+        (detector_weights, "detect", detect_data),
+        (classifier_weights, "classify", classify_data),
+        (subtype_weights, "classify", subtype_data),
+    )
     if "openvino-int8" in formats and (missing := [data for _, _, data in models if not data.exists()]):
-        fail(f"calibration data not found: {missing[0]} (build it with `leukoscan data detect` / `data cells` + "
-             "`classify train-cells` / `data classify`, or pass --detect-data / --classify-data / --subtype-data)")
+        fail(
+            f"calibration data not found: {missing[0]} (build it with `leukoscan data detect` / `data cells` + "
+            "`classify train-cells` / `data classify`, or pass --detect-data / --classify-data / --subtype-data)"
+        )
     with user_errors():  # every model loads before anything is exported
         for weights, task, _ in models:
             load_model(weights, task)
@@ -256,7 +339,9 @@ def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
     return verdicts
 
 
-def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args: tuple, max_megapixels: float, bar) -> list:
+def screen_in_parallel(
+    slides, names, out: Path, opts, workers: int, model_args: tuple, max_megapixels: float, bar
+) -> list:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
     import multiprocessing as mp
     import os
@@ -267,8 +352,12 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
     overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
     ctx = mp.get_context("spawn")
     fields_done = ctx.Value("i", 0)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(model_args, threads, ctx.Value("i", 0), fields_done, max_megapixels)) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(model_args, threads, ctx.Value("i", 0), fields_done, max_megapixels),
+    ) as pool:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
             bar.update(overall, completed=fields_done.value)
@@ -280,8 +369,10 @@ def screen_in_parallel(slides, names, out: Path, opts, workers: int, model_args:
             except OSError as e:
                 unwritable(name, out, e)
             except BrokenProcessPool:
-                error(f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
-                      "finished are kept: rerun with fewer --workers to resume")
+                error(
+                    f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
+                    "finished are kept: rerun with fewer --workers to resume"
+                )
     return results
 
 
@@ -310,10 +401,21 @@ def show_summary(verdicts, out: Path) -> None:
     from leukoscan.verdict import percent
 
     columns = ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review")
-    rows = [(v["slide"], str(v["n_images"]), str(v["n_failed"]), str(v["n_cells"]),
-             "–" if v["blast_fraction"] is None else
-             f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
-             v["predominant_subtype"] or "–", v["verdict"], "yes" if v["needs_review"] else "no") for _, v in verdicts]
+    rows = [
+        (
+            v["slide"],
+            str(v["n_images"]),
+            str(v["n_failed"]),
+            str(v["n_cells"]),
+            "–"
+            if v["blast_fraction"] is None
+            else f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
+            v["predominant_subtype"] or "–",
+            v["verdict"],
+            "yes" if v["needs_review"] else "no",
+        )
+        for _, v in verdicts
+    ]
     title = f"leukoscan: {leukoscan.DISCLAIMER}"
     stdout = Console(highlight=False, emoji=False)
     if stdout.is_terminal:  # wrapped to the terminal's width, never cut
@@ -325,7 +427,11 @@ def show_summary(verdicts, out: Path) -> None:
         stdout.print(table)
     else:
         widths = [max(map(len, column)) for column in zip(columns, *rows)]
-        typer.echo("\n".join([title, *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (columns, *rows))]))
+        typer.echo(
+            "\n".join(
+                [title, *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (columns, *rows))]
+            )
+        )
     for _, v in verdicts:
         stdout.print(f"{escape(v['slide'])}: {v['verdict']} ({escape(v.get('reason', ''))})", soft_wrap=True)
     stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)

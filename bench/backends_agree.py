@@ -18,16 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leukoscan import runtime  # noqa: E402
-
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
+from bench.results_io import save  # noqa: E402
+from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
-from bench.results_io import save  # noqa: E402
 from leukoscan.pipeline import Models  # noqa: E402
-
 
 
 def main() -> None:
@@ -64,13 +62,19 @@ def main() -> None:
             "max_prob_difference": float(f"{np.abs(probs - ref_probs).max():.2e}"),
             "mean_prob_difference": float(f"{np.abs(probs - ref_probs).mean():.2e}"),
         }
-    lines = [f"{res['images']} held-out test fields, {res['boxes']} PyTorch boxes.", "",
-             "| backend | fields with the same box count | boxes matched at IoU ≥ 0.99 | at IoU ≥ 0.5 | same label | "
-             "max / mean probability difference |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"{res['images']} held-out test fields, {res['boxes']} PyTorch boxes.",
+        "",
+        "| backend | fields with the same box count | boxes matched at IoU ≥ 0.99 | at IoU ≥ 0.5 | same label | "
+        "max / mean probability difference |",
+        "|---|---|---|---|---|---|",
+    ]
     for b, r in res["backends"].items():
-        lines.append(f"| {b} | {r['fields_with_same_box_count']:.3f} | {r['boxes_matched_iou_0.99']:.3f} | "
-                     f"{r['boxes_matched_iou_0.5']:.3f} | {r['same_label']:.3f} | "
-                     f"{r['max_prob_difference']:.1e} / {r['mean_prob_difference']:.1e} |")
+        lines.append(
+            f"| {b} | {r['fields_with_same_box_count']:.3f} | {r['boxes_matched_iou_0.99']:.3f} | "
+            f"{r['boxes_matched_iou_0.5']:.3f} | {r['same_label']:.3f} | "
+            f"{r['max_prob_difference']:.1e} / {r['mean_prob_difference']:.1e} |"
+        )
     save("backends_agree", res, "\n".join(lines))
 
 

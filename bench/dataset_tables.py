@@ -1,6 +1,6 @@
 """Markdown tables of the built datasets (split counts, detection labels, crop counts, segmentation agreement).
 
-    python bench/dataset_tables.py      # after `leukoscan data detect` and `leukoscan data classify`
+python bench/dataset_tables.py      # after `leukoscan data detect` and `leukoscan data classify`
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leukoscan import runtime  # noqa: E402
-
 import pandas as pd  # noqa: E402
 
+from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR  # noqa: E402
 
 
@@ -32,8 +31,10 @@ def main() -> None:
     print("Detection dataset (images, white-cell boxes):\n")
     print(pd.DataFrame(rows).astype(object).fillna("").to_markdown(index=False))
     a = det["colour_vs_mask"]
-    print(f"\nColour segmentation vs mask boxes on Benign/Early/Pre (all used images, IoU {a['iou']}): "
-          f"precision {a['precision']:.3f}, recall {a['recall']:.3f} ({a['true_positives']} matched boxes).\n")
+    print(
+        f"\nColour segmentation vs mask boxes on Benign/Early/Pre (all used images, IoU {a['iou']}): "
+        f"precision {a['precision']:.3f}, recall {a['recall']:.3f} ({a['true_positives']} matched boxes).\n"
+    )
     cls = json.loads((BUILD_DIR / "classify" / "summary.json").read_text())
     print("Classification crops (weak labels) per split and class:\n")
     print(pd.DataFrame(cls["counts"]).T.to_markdown())

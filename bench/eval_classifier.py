@@ -18,19 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leukoscan import runtime  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
+from leukoscan import runtime  # noqa: E402
+from leukoscan.cells import CLASSES, LABELS  # noqa: E402
 from leukoscan.classify.calibrate import apply_temperature, ece  # noqa: E402
 from leukoscan.classify.predict import Classifier  # noqa: E402
 from leukoscan.classify.train import folder_predictions  # noqa: E402
-from leukoscan.datasets.splits import manifest_hash  # noqa: E402
-from leukoscan.cells import CLASSES, LABELS  # noqa: E402
 from leukoscan.config import BUILD_DIR, SUBTYPE_WEIGHTS  # noqa: E402
-
+from leukoscan.datasets.splits import manifest_hash  # noqa: E402
 
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -40,8 +38,10 @@ def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     precision = cm.diagonal() / np.maximum(cm.sum(axis=0), 1)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
     return {
-        "n": int(len(labels)), "accuracy": round(float((pred == labels).mean()), 4),
-        "macro_f1": round(float(f1.mean()), 4), "ece": round(ece(probs, labels), 4),
+        "n": int(len(labels)),
+        "accuracy": round(float((pred == labels).mean()), 4),
+        "macro_f1": round(float(f1.mean()), 4),
+        "ece": round(ece(probs, labels), 4),
         "recall": {LABELS[i]: round(float(r), 4) for i, r in enumerate(recall)},
         "confusion": cm.tolist(),
     }
@@ -58,7 +58,11 @@ def evaluate(weights: Path, folder: Path, per_image: bool, backend: str = "pytor
     clf = Classifier(weights, device="auto", backend=backend)
     raw, labels, files = folder_predictions(clf, folder)
     probs = apply_temperature(raw, clf.temperature)
-    out = {"weights": str(weights), "temperature": clf.temperature, "cell" if per_image else "image": metrics(probs, labels)}
+    out = {
+        "weights": str(weights),
+        "temperature": clf.temperature,
+        "cell" if per_image else "image": metrics(probs, labels),
+    }
     if per_image:
         out["cell"]["ece_uncalibrated"] = round(ece(raw, labels), 4)
         out["image"] = image_level(probs, labels, files)
@@ -66,14 +70,19 @@ def evaluate(weights: Path, folder: Path, per_image: bool, backend: str = "pytor
 
 
 def markdown(results: dict) -> str:
-    rows = ["| model | level | n | accuracy | macro-F1 | " + " | ".join(f"recall {n}" for n in LABELS) + " | ECE |",
-            "|---|---|---|---|---|" + "---|" * len(LABELS) + "---|"]
+    rows = [
+        "| model | level | n | accuracy | macro-F1 | " + " | ".join(f"recall {n}" for n in LABELS) + " | ECE |",
+        "|---|---|---|---|---|" + "---|" * len(LABELS) + "---|",
+    ]
     for name, res in results["models"].items():
         for level in ("cell", "image"):
             if level in res:
                 m = res[level]
-                rows.append(f"| {name} | {level} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                            + " | ".join(f"{m['recall'][n]:.3f}" for n in LABELS) + f" | {m['ece']:.3f} |")
+                rows.append(
+                    f"| {name} | {level} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                    + " | ".join(f"{m['recall'][n]:.3f}" for n in LABELS)
+                    + f" | {m['ece']:.3f} |"
+                )
     return "\n".join(rows) + "\n"
 
 
@@ -85,9 +94,16 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, help="whole-field classifier weights")
     ap.add_argument("--fields", type=Path, default=BUILD_DIR / "fields")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--backend", default="pytorch", help="the shipped classifier's backend (an exported one: results get its name)")
-    ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS[@CROPS]",
-                    help="another cell classifier in the same table (its crop folder if built with other geometry)")
+    ap.add_argument(
+        "--backend", default="pytorch", help="the shipped classifier's backend (an exported one: results get its name)"
+    )
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=WEIGHTS[@CROPS]",
+        help="another cell classifier in the same table (its crop folder if built with other geometry)",
+    )
     args = ap.parse_args()
     results = {"split": args.split, "manifest_sha256": manifest_hash(args.crops / "manifest.csv"), "models": {}}
     shipped = "cell classifier (shipped)" + ("" if args.backend == "pytorch" else f" [{args.backend}]")
@@ -101,7 +117,11 @@ def main() -> None:
         results["models"][name] = evaluate(Path(weights), crops / args.split, per_image=True)
     if args.baseline:
         results["models"]["whole-field baseline"] = evaluate(args.baseline, args.fields / args.split, per_image=False)
-    name = "classifier" + ("" if args.split == "test" else f"_{args.split}") + ("" if args.backend == "pytorch" else f"_{args.backend}")
+    name = (
+        "classifier"
+        + ("" if args.split == "test" else f"_{args.split}")
+        + ("" if args.backend == "pytorch" else f"_{args.backend}")
+    )
     save(name, results, markdown(results))
     for name, res in results["models"].items():
         for level in ("cell", "image"):

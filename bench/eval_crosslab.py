@@ -43,12 +43,14 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
     slide) normalised with that group's own colour, as ``leukoscan run`` does with a slide; with
     ``normalise``, a model trained without gets them Reinhard-normalised to 1,000 training crops of its
     sources (the inference-only trial)."""
+    from leukoscan.cards import read_card
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import lab_stats, reinhard
     from leukoscan.datasets.cells import read_crops, stain_groups
-    from leukoscan.cards import read_card
 
-    clf = CellClassifier(weights, device="cpu", strict=False)  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
+    clf = CellClassifier(
+        weights, device="cpu", strict=False
+    )  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
     crops = read_crops(cells)
     if clf.stain_normalisation:
         groups = stain_groups(cells)
@@ -69,32 +71,46 @@ def per_type(cells: pd.DataFrame, probs: np.ndarray) -> dict:
     call = np.asarray(CELL_TYPES)[probs.argmax(1)]
     acc = {t: round(float((call[cells.type == t] == t).mean()), 4) for t in CELL_TYPES if (cells.type == t).any()}
     normal = cells.type.isin(NORMAL).to_numpy()
-    return {"n": int(len(cells)), "per_type_accuracy": acc,
-            "accuracy": round(float((call == cells.type.to_numpy()).mean()), 4),
-            "normal_called_blast": round(float((call[normal] == "blast").mean()), 4) if normal.any() else None}
+    return {
+        "n": int(len(cells)),
+        "per_type_accuracy": acc,
+        "accuracy": round(float((call == cells.type.to_numpy()).mean()), 4),
+        "normal_called_blast": round(float((call[normal] == "blast").mean()), 4) if normal.any() else None,
+    }
 
 
 def munich(cells: pd.DataFrame, probs: np.ndarray) -> dict:
     p = probs[:, 0]
     blast = (cells.type == "blast").to_numpy()
-    return {"n_blasts": int(blast.sum()), "n_neutrophils": int((~blast).sum()),
-            "auc_blast_vs_neutrophil": round(auc(p[blast], p[~blast]), 4),
-            "blast_recall": round(float((probs[blast].argmax(1) == 0).mean()), 4),
-            "neutrophils_called_blast": round(float((probs[~blast].argmax(1) == 0).mean()), 4)}
+    return {
+        "n_blasts": int(blast.sum()),
+        "n_neutrophils": int((~blast).sum()),
+        "auc_blast_vs_neutrophil": round(auc(p[blast], p[~blast]), 4),
+        "blast_recall": round(float((probs[blast].argmax(1) == 0).mean()), 4),
+        "neutrophils_called_blast": round(float((probs[~blast].argmax(1) == 0).mean()), 4),
+    }
 
 
 def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None) -> dict:
     """Image level on Taleqani fields: a field's score is its cells' mean P(blast) (images.csv's mean_p_blast)."""
     df = cells.assign(p_blast=probs[:, 0], is_blast=probs.argmax(1) == 0)
-    img = df.groupby("file").agg(p_blast=("p_blast", "mean"), diagnosis=("original_type", "first"),
-                                 subtype=("subtype_truth", "first"), blast_fraction=("is_blast", "mean"))
+    img = df.groupby("file").agg(
+        p_blast=("p_blast", "mean"),
+        diagnosis=("original_type", "first"),
+        subtype=("subtype_truth", "first"),
+        blast_fraction=("is_blast", "mean"),
+    )
     all_ = img.diagnosis == "blast"
-    out = {"n_images": int(len(img)), "n_all": int(all_.sum()), "n_benign": int((~all_).sum()),
-           "image_auc_all_vs_benign": round(auc(img.p_blast[all_], img.p_blast[~all_]), 4),
-           "all_fields_flagged": round(float((img.blast_fraction[all_] >= 0.5).mean()), 4),
-           "benign_fields_flagged": round(float((img.blast_fraction[~all_] >= 0.5).mean()), 4),
-           "cell_blast_recall_all_fields": round(float(df.is_blast[df.original_type == "blast"].mean()), 4),
-           "benign_cells_called_blast": round(float(df.is_blast[df.original_type != "blast"].mean()), 4)}
+    out = {
+        "n_images": int(len(img)),
+        "n_all": int(all_.sum()),
+        "n_benign": int((~all_).sum()),
+        "image_auc_all_vs_benign": round(auc(img.p_blast[all_], img.p_blast[~all_]), 4),
+        "all_fields_flagged": round(float((img.blast_fraction[all_] >= 0.5).mean()), 4),
+        "benign_fields_flagged": round(float((img.blast_fraction[~all_] >= 0.5).mean()), 4),
+        "cell_blast_recall_all_fields": round(float(df.is_blast[df.original_type == "blast"].mean()), 4),
+        "benign_cells_called_blast": round(float(df.is_blast[df.original_type != "blast"].mean()), 4),
+    }
     if subtype is not None:  # image 4-class: Benign unless most cells are blasts, then the blasts' mean subtype
         sub = pd.DataFrame(subtype, columns=list(SUBTYPES), index=df.index)[df.is_blast.to_numpy()]
         mean_sub = sub.groupby(df.file[df.is_blast]).mean().idxmax(axis=1)
@@ -109,13 +125,15 @@ def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     (the boxes ``leukoscan data cells`` cut the cells at, recomputed)."""
     from types import SimpleNamespace
 
-    from leukoscan.datasets.build import taleqani_cells
     from leukoscan.crops import crop_cells
+    from leukoscan.datasets.build import taleqani_cells
 
     out = np.zeros((len(cells), len(SUBTYPES)), np.float32)
     for file, idx in cells.groupby("file").indices.items():
         rel = Path(file).relative_to("all-taleqani/Original")
-        rgb, boxes, _ = taleqani_cells(data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name))
+        rgb, boxes, _ = taleqani_cells(
+            data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name)
+        )
         crops = crop_cells(rgb, boxes.xyxy[cells.cell.to_numpy()[idx]], size=model.imgsz, margin=model.margin)
         out[idx] = model.subtypes(crops)
     return out
@@ -142,9 +160,12 @@ HEADLINE = {  # held-out source -> (metric, target, higher is better)
 
 
 def markdown(result: dict) -> str:
-    lines = ["Leave one lab out: each source held out of training, the figures on it (cells never seen).", "",
-             "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "Leave one lab out: each source held out of training, the figures on it (cells never seen).",
+        "",
+        "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for source, rows in result["leave_one_lab_out"].items():
         key, target, higher = HEADLINE[source]
         row, norm = rows["model"], rows.get("reinhard")
@@ -152,17 +173,29 @@ def markdown(result: dict) -> str:
         if "per_type_accuracy" in row:
             other["per-type accuracy"] = row["per_type_accuracy"]
         n = row.get("n", row.get("n_images", row.get("n_blasts", 0) + row.get("n_neutrophils", 0)))
-        lines.append(f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f} | "
-                     f"{'–' if norm is None else f'{norm[key]:.3f}'} | {json.dumps(other)} |")
+        lines.append(
+            f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f} | "
+            f"{'–' if norm is None else f'{norm[key]:.3f}'} | {json.dumps(other)} |"
+        )
     if result["shipped"]:
-        lines += ["", "Shipped model (all sources) on each source's test split:", "",
-                  "| source | n | accuracy | normal cells called blast | other figures |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Shipped model (all sources) on each source's test split:",
+            "",
+            "| source | n | accuracy | normal cells called blast | other figures |",
+            "|---|---|---|---|---|",
+        ]
         for source, row in result["shipped"].items():
             other = {k: v for k, v in row.items() if k not in ("n", "accuracy", "normal_called_blast")}
             ncb = "–" if row["normal_called_blast"] is None else f"{row['normal_called_blast']:.3f}"
             lines.append(f"| {source} | {row['n']} | {row['accuracy']:.3f} | {ncb} | {json.dumps(other)} |")
-        lines += ["", "Confusion of the shipped model on the labelled test cells of PBC, Munich, Zheng and TXL-PBC "
-                  "(rows: true type, columns: predicted):", "", result["confusion_md"]]
+        lines += [
+            "",
+            "Confusion of the shipped model on the labelled test cells of PBC, Munich, Zheng and TXL-PBC "
+            "(rows: true type, columns: predicted):",
+            "",
+            result["confusion_md"],
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -195,24 +228,30 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--name", default="crosslab")
-    ap.add_argument("--update-card", action="store_true",
-                    help="write the figures and the sources' manifest hashes into weights/classifier.json")
+    ap.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the figures and the sources' manifest hashes into weights/classifier.json",
+    )
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         from leukoscan.datasets.cells import build_cells
         from leukoscan.detect.predict import Detector
 
         build_cells(args.data_root, args.cells, Detector(device="cpu"))
-    from leukoscan.datasets.cells import read_cells
     from leukoscan.cards import read_card
+    from leukoscan.datasets.cells import read_cells
 
     cells = read_cells(args.cells)
     cells["original_type"] = cells["type"]
     cells["subtype_truth"] = cells["subtype"]
     result: dict = {"leave_one_lab_out": {}, "shipped": {}}
-    held = {"munich": cells[cells.source == "munich"], "pbc": cells[cells.source == "pbc"],
-            "zheng": cells[cells.source == "zheng"],
-            "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")]}
+    held = {
+        "munich": cells[cells.source == "munich"],
+        "pbc": cells[cells.source == "pbc"],
+        "zheng": cells[cells.source == "zheng"],
+        "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")],
+    }
     for source, subset in held.items():
         weights = args.weights / "lolo" / f"no-{source}.pt"
         if not weights.exists():
@@ -250,8 +289,11 @@ def update_card(card_path: Path, result: dict, data_root: Path, cleaning: Path) 
     card["data"]["source_manifests_sha256"] = manifests
     if cleaning.exists():  # what the weak-label cleaning did to the shipped model's training labels
         card["data"]["weak_label_cleaning"] = json.loads(cleaning.read_text())
-    card["metrics"] = {"leave_one_lab_out": result["leave_one_lab_out"], "shipped_test": result["shipped"],
-                       "from": "python bench/eval_crosslab.py --update-card (bench/results/crosslab.md)"}
+    card["metrics"] = {
+        "leave_one_lab_out": result["leave_one_lab_out"],
+        "shipped_test": result["shipped"],
+        "from": "python bench/eval_crosslab.py --update-card (bench/results/crosslab.md)",
+    }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 

@@ -17,26 +17,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leukoscan import runtime  # noqa: E402
-
 import numpy as np  # noqa: E402
 import supervision as sv  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
+from leukoscan import runtime  # noqa: E402
+from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.datasets.splits import manifest_hash  # noqa: E402
 from leukoscan.detect.predict import Detector  # noqa: E402
 from leukoscan.detect.score import score_fields  # noqa: E402
-from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
 from leukoscan.images import list_images, load_rgb  # noqa: E402
 from leukoscan.runtime import train_device  # noqa: E402
-
 
 
 def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
     from ultralytics import YOLO
 
-    m = YOLO(str(weights)).val(data=str(data / "data.yaml"), split=split, imgsz=imgsz, device=train_device("auto"),
-                               plots=False, verbose=False, project=str(REPO_ROOT / "runs" / "val"), name="bench", exist_ok=True)
+    m = YOLO(str(weights)).val(
+        data=str(data / "data.yaml"),
+        split=split,
+        imgsz=imgsz,
+        device=train_device("auto"),
+        plots=False,
+        verbose=False,
+        project=str(REPO_ROOT / "runs" / "val"),
+        name="bench",
+        exist_ok=True,
+    )
     return {k.replace("metrics/", ""): round(float(v), 4) for k, v in m.results_dict.items()}
 
 
@@ -53,8 +60,13 @@ def pipeline_level(detector: Detector, data: Path, split: str) -> dict:
         for det in (*score.detections, *score.truths):
             det.class_id = np.zeros(len(det), int)
         mean_ap = sv.metrics.MeanAveragePrecision().update(score.detections, score.truths).compute()
-        out[source] = {"images": len(score.detections), "cells": score.n_true, "precision": round(score.precision, 4),
-                       "recall": round(score.recall, 4), "mAP50": round(float(mean_ap.map50), 4)}
+        out[source] = {
+            "images": len(score.detections),
+            "cells": score.n_true,
+            "precision": round(score.precision, 4),
+            "recall": round(score.recall, 4),
+            "mAP50": round(float(mean_ap.map50), 4),
+        }
     return out
 
 
@@ -73,22 +85,31 @@ def main() -> None:
     args = ap.parse_args()
     detector = Detector(args.weights, backend=args.backend)
     res = {
-        "split": args.split, "manifest_sha256": manifest_hash(args.data / "manifest.csv"), "weights": str(detector.weights),
-        "backend": args.backend, "operating_conf": detector.conf,
+        "split": args.split,
+        "manifest_sha256": manifest_hash(args.data / "manifest.csv"),
+        "weights": str(detector.weights),
+        "backend": args.backend,
+        "operating_conf": detector.conf,
         "model_level_ultralytics_val": model_level(detector.weights, args.data, args.split, args.imgsz),
         "pipeline_level": pipeline_level(detector, args.data, args.split),
         "lab_samples_detected": lab_counts(detector),
     }
     m = res["model_level_ultralytics_val"]
-    lines = [f"Split `{args.split}`, manifest sha256 `{res['manifest_sha256'][:12]}`.", "",
-             "| level | source | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|---|",
-             f"| model (Ultralytics val, imgsz {args.imgsz}) | all | {m['precision(B)']:.3f} | {m['recall(B)']:.3f} | "
-             f"{m['mAP50(B)']:.3f} | {m['mAP50-95(B)']:.3f} |"]
+    lines = [
+        f"Split `{args.split}`, manifest sha256 `{res['manifest_sha256'][:12]}`.",
+        "",
+        "| level | source | precision | recall | mAP50 | mAP50-95 |",
+        "|---|---|---|---|---|---|",
+        f"| model (Ultralytics val, imgsz {args.imgsz}) | all | {m['precision(B)']:.3f} | {m['recall(B)']:.3f} | "
+        f"{m['mAP50(B)']:.3f} | {m['mAP50-95(B)']:.3f} |",
+    ]
     for src, v in res["pipeline_level"].items():
         if not isinstance(v, dict):
             continue
-        lines.append(f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
-                     f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |")
+        lines.append(
+            f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
+            f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |"
+        )
     save("detector" + ("" if args.backend == "pytorch" else f"_{args.backend}"), res, "\n".join(lines))
     print(json.dumps(res["lab_samples_detected"], indent=2))
 

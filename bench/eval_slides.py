@@ -31,9 +31,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from leukoscan import runtime  # noqa: E402
 from eval_crosslab import predict  # noqa: E402
-from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
+
+from leukoscan import runtime  # noqa: E402
+from leukoscan.cells import BLAST  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
 from leukoscan.verdict import verdict_of  # noqa: E402
 
@@ -43,8 +44,13 @@ FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.50, 0.90)
 SIZES = (100, 200, 500)
 VERDICTS = ("suspected", "indeterminate", "negative", "insufficient")
 # the rules before this benchmark tuned them: 10 % lower bound of the blast fraction or 5 confident blasts
-BEFORE = VerdictRules(suspect_fraction=0.10, confident_blast_p=0.90, suspect_confident_fraction=None,
-                      suspect_confident_blasts=5, negative_z=Z95)
+BEFORE = VerdictRules(
+    suspect_fraction=0.10,
+    confident_blast_p=0.90,
+    suspect_confident_fraction=None,
+    suspect_confident_blasts=5,
+    negative_z=Z95,
+)
 
 
 def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool) -> pd.DataFrame:
@@ -66,7 +72,9 @@ def pools(cells: pd.DataFrame, split: str, scores: pd.DataFrame) -> dict[str, np
     """Indices (into ``cells``) of the held-out cells of each normal type and of blasts, in ``split`` (those
     with a score)."""
     c = cells[(cells.split == split) & scores.p_blast.notna().to_numpy()]
-    normal_sources = c.source.isin(["pbc", "zheng", "munich"]) | ((c.source == "taleqani") & (c.original_type != "blast"))
+    normal_sources = c.source.isin(["pbc", "zheng", "munich"]) | (
+        (c.source == "taleqani") & (c.original_type != "blast")
+    )
     out = {t: c.index[normal_sources & (c.type == t)].to_numpy() for t in DIFFERENTIAL}
     out["blast"] = c.index[(c.type == "blast") & c.source.isin(["taleqani", "munich"])].to_numpy()
     return out
@@ -117,13 +125,18 @@ def limit_of_detection(rates: dict, size: int) -> float | None:
 
 def meets(rates: dict, real: dict) -> dict[str, bool]:
     n = rates["200|0.0"]
-    return {"normal suspected <= 2 %": n["suspected"] <= 0.02, "normal negative >= 90 %": n["negative"] >= 0.90,
-            ">= 20 % blasts suspected >= 99 %": rates["200|0.2"]["suspected"] >= 0.99,
-            "5 % blasts suspected >= 90 %": rates["200|0.05"]["suspected"] >= 0.90,
-            "Taleqani Benign block not suspected": real.get("Benign") != "suspected"}
+    return {
+        "normal suspected <= 2 %": n["suspected"] <= 0.02,
+        "normal negative >= 90 %": n["negative"] >= 0.90,
+        ">= 20 % blasts suspected >= 99 %": rates["200|0.2"]["suspected"] >= 0.99,
+        "5 % blasts suspected >= 90 %": rates["200|0.05"]["suspected"] >= 0.90,
+        "Taleqani Benign block not suspected": real.get("Benign") != "suspected",
+    }
 
 
-def tune(bags: dict, scores: dict[str, pd.DataFrame], cells: pd.DataFrame, base: VerdictRules) -> tuple[VerdictRules, list]:
+def tune(
+    bags: dict, scores: dict[str, pd.DataFrame], cells: pd.DataFrame, base: VerdictRules
+) -> tuple[VerdictRules, list]:
     """Grid search on validation bags of 200 cells. False flags on normal slides are the hard limit (<= 2 %
     with seen-lab and with unseen-lab scores: the rules must hold on a new lab too); among the rules within
     it, the one meeting most targets with seen-lab scores (unseen-lab scores flag no leukemia under any rule),
@@ -131,20 +144,39 @@ def tune(bags: dict, scores: dict[str, pd.DataFrame], cells: pd.DataFrame, base:
     fewest unseen-lab slides with 20 % blasts called negative."""
     sub = {key: b for key, b in bags.items() if key[0] == 200}
     trials = []
-    for frac, p, share, count, z in itertools.product((0.10, 0.20, 0.30, None), (0.5, 0.8, 0.9, 0.95, 0.98, 0.99),
-                                                      (0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.20, None), (None, 5, 20),
-                                                      (0.0, 1.0, Z95)):
+    for frac, p, share, count, z in itertools.product(
+        (0.10, 0.20, 0.30, None),
+        (0.5, 0.8, 0.9, 0.95, 0.98, 0.99),
+        (0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.20, None),
+        (None, 5, 20),
+        (0.0, 1.0, Z95),
+    ):
         if frac is None and share is None and count is None:
             continue
-        rules = replace(base, suspect_fraction=frac, confident_blast_p=p, suspect_confident_fraction=share,
-                        suspect_confident_blasts=count, negative_z=z)
+        rules = replace(
+            base,
+            suspect_fraction=frac,
+            confident_blast_p=p,
+            suspect_confident_fraction=share,
+            suspect_confident_blasts=count,
+            negative_z=z,
+        )
         rates = {name: table(sub, s, rules) for name, s in scores.items()}
         seen = rates["seen lab"]
         ok = meets(seen, real_slides(cells, scores["seen lab"], "val", rules))
         within = all(r["200|0.0"]["suspected"] <= 0.02 for r in rates.values())
-        trials.append((within, sum(ok.values()), seen["200|0.05"]["suspected"],
-                       seen["200|0.02"]["suspected"] + seen["200|0.01"]["suspected"], seen["200|0.0"]["negative"],
-                       -rates["unseen lab"]["200|0.2"]["negative"], rules, ok))
+        trials.append(
+            (
+                within,
+                sum(ok.values()),
+                seen["200|0.05"]["suspected"],
+                seen["200|0.02"]["suspected"] + seen["200|0.01"]["suspected"],
+                seen["200|0.0"]["negative"],
+                -rates["unseen lab"]["200|0.2"]["negative"],
+                rules,
+                ok,
+            )
+        )
     trials.sort(key=lambda t: t[:6], reverse=True)
     return trials[0][6], trials[:5]
 
@@ -152,25 +184,41 @@ def tune(bags: dict, scores: dict[str, pd.DataFrame], cells: pd.DataFrame, base:
 def markdown(res: dict) -> str:
     lines = []
     for name, block in res["test"].items():
-        lines += [f"**{name}** (test bags, {res['bags_per_point']} per point): P(suspected) by bag size and "
-                  "blast fraction; false flags = normal slides called suspected; LoD = blast fraction "
-                  "flagged with >= 95 % probability.", "",
-                  "| rules | cells | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " | LoD | normal: negative |",
-                  "|---|---|" + "---|" * len(FRACTIONS) + "---|---|"]
+        lines += [
+            f"**{name}** (test bags, {res['bags_per_point']} per point): P(suspected) by bag size and "
+            "blast fraction; false flags = normal slides called suspected; LoD = blast fraction "
+            "flagged with >= 95 % probability.",
+            "",
+            "| rules | cells | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " | LoD | normal: negative |",
+            "|---|---|" + "---|" * len(FRACTIONS) + "---|---|",
+        ]
         for rules_name, rates in block["rates"].items():
             for size in SIZES:
                 row = [f"{rates[f'{size}|{f}']['suspected']:.2f}" for f in FRACTIONS]
                 lod = block["lod"][rules_name][str(size)]
-                lines.append(f"| {rules_name} | {size} | " + " | ".join(row) + f" | {'–' if lod is None else f'{lod:.0%}'}"
-                             f" | {rates[f'{size}|0.0']['negative']:.2f} |")
-        lines += ["", "Real slides (Taleqani test blocks): " + "; ".join(
-            f"{r}: " + ", ".join(f"{k} {v}" for k, v in block["real"][r].items()) for r in block["real"]), "",
-            "Targets (200 cells): " + "; ".join(f"{r}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}"
-                                                                      for k, v in block["targets"][r].items())
-                                                 for r in block["targets"]), ""]
-    lines += ["Tuned rules (on validation bags): " + json.dumps(res["tuned_rules"]),
-              "", "config.py's rules are the tuned ones." if res["config_is_tuned"] else
-              "**config.py's rules differ from the tuned ones**: " + json.dumps(res["config_rules"])]
+                lines.append(
+                    f"| {rules_name} | {size} | " + " | ".join(row) + f" | {'–' if lod is None else f'{lod:.0%}'}"
+                    f" | {rates[f'{size}|0.0']['negative']:.2f} |"
+                )
+        lines += [
+            "",
+            "Real slides (Taleqani test blocks): "
+            + "; ".join(f"{r}: " + ", ".join(f"{k} {v}" for k, v in block["real"][r].items()) for r in block["real"]),
+            "",
+            "Targets (200 cells): "
+            + "; ".join(
+                f"{r}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in block["targets"][r].items())
+                for r in block["targets"]
+            ),
+            "",
+        ]
+    lines += [
+        "Tuned rules (on validation bags): " + json.dumps(res["tuned_rules"]),
+        "",
+        "config.py's rules are the tuned ones."
+        if res["config_is_tuned"]
+        else "**config.py's rules differ from the tuned ones**: " + json.dumps(res["config_rules"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -185,11 +233,20 @@ def plot(res: dict, path: Path) -> None:
         for size, style in zip(SIZES, (":", "--", "-")):
             for rules_name, colour in (("before", "grey"), ("tuned", "C3")):
                 y = [block["rates"][rules_name][f"{size}|{f}"]["suspected"] for f in FRACTIONS]
-                ax.plot([max(f, 0.003) for f in FRACTIONS], y, style, color=colour, marker="o", ms=3,
-                        label=f"{rules_name}, {size} cells")
+                ax.plot(
+                    [max(f, 0.003) for f in FRACTIONS],
+                    y,
+                    style,
+                    color=colour,
+                    marker="o",
+                    ms=3,
+                    label=f"{rules_name}, {size} cells",
+                )
         ax.axhline(0.95, color="k", lw=0.5)
         ax.set_xscale("log")
-        ax.set_xticks([0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.9], ["0", "1%", "2%", "5%", "10%", "20%", "50%", "90%"])
+        ax.set_xticks(
+            [0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.9], ["0", "1%", "2%", "5%", "10%", "20%", "50%", "90%"]
+        )
         ax.set_xlabel("true blast fraction")
         ax.set_title(name)
     axes[0].set_ylabel("P(verdict = suspected)")
@@ -212,22 +269,39 @@ def main() -> None:
     cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)
     cells["original_type"] = cells["type"]
     if cleaned.exists():
-        cells["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(cells.crop).to_numpy()
+        cells["type"] = (
+            pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(cells.crop).to_numpy()
+        )
     root = cells.attrs["root"]
     cells = cells[cells.split.isin(["val", "test"]) & (cells.source != "txl")].reset_index(drop=True)
     cells.attrs["root"] = root  # bags index cells by position
-    scores = {"unseen lab": cell_scores(cells, args.weights, unseen=True),
-              "seen lab": cell_scores(cells, args.weights, unseen=False)}
+    scores = {
+        "unseen lab": cell_scores(cells, args.weights, unseen=True),
+        "seen lab": cell_scores(cells, args.weights, unseen=False),
+    }
     rng = np.random.default_rng(args.seed)  # the same bags for both score sets (the cells both score)
     scored = scores["unseen lab"]
-    bags = {split: {(size, f): draw_bags(pools(cells, split, scored), size, f, args.bags, rng) for size in SIZES
-                    for f in FRACTIONS} for split in ("val", "test")}
+    bags = {
+        split: {
+            (size, f): draw_bags(pools(cells, split, scored), size, f, args.bags, rng)
+            for size in SIZES
+            for f in FRACTIONS
+        }
+        for split in ("val", "test")
+    }
     tuned, best = tune(bags["val"], scores, cells, SETTINGS.verdict)
-    res = {"bags_per_point": args.bags, "seed": args.seed, "differential": DIFFERENTIAL,
-           "sources_in_bags": sorted(cells.source[scored.p_blast.notna().to_numpy()].unique()),
-           "before_rules": asdict(BEFORE), "tuned_rules": asdict(tuned), "config_rules": asdict(SETTINGS.verdict),
-           "config_is_tuned": SETTINGS.verdict == tuned,
-           "tuning_top5": [{"targets_met": t[1], "rules": asdict(t[6]), "targets": t[7]} for t in best], "test": {}}
+    res = {
+        "bags_per_point": args.bags,
+        "seed": args.seed,
+        "differential": DIFFERENTIAL,
+        "sources_in_bags": sorted(cells.source[scored.p_blast.notna().to_numpy()].unique()),
+        "before_rules": asdict(BEFORE),
+        "tuned_rules": asdict(tuned),
+        "config_rules": asdict(SETTINGS.verdict),
+        "config_is_tuned": SETTINGS.verdict == tuned,
+        "tuning_top5": [{"targets_met": t[1], "rules": asdict(t[6]), "targets": t[7]} for t in best],
+        "test": {},
+    }
     for name, s in scores.items():
         block = {"rates": {}, "lod": {}, "real": {}, "targets": {}}
         for rules_name, rules in (("before", BEFORE), ("tuned", tuned)):

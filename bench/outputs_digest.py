@@ -6,7 +6,8 @@ Taleqani slide, timings and run dates aside, compared with the one saved before 
 
 Each run is the real command in a fresh process. JSON files are compared without their ``seconds`` and
 ``screened_at`` keys, the review page without its timestamps; every other file (tables, overlays, gallery
-sheets, crops) byte for byte; the journal (``.state/``, timings) is left out. The Taleqani slide is skipped, with a line, when the dataset is absent.
+sheets, crops) byte for byte; the journal (``.state/``, timings) is left out. The Taleqani slide is skipped,
+with a line, when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leukoscan.config import DATA_ROOT, DEMO_SLIDE  # noqa: E402
+from leukoscan.config import DATA_ROOT  # noqa: E402
 
 SAVED = ROOT / "bench" / "results" / "outputs_digest.json"
 VARYING_KEYS = {"seconds", "screened_at"}
@@ -49,10 +50,16 @@ def file_digest(path: Path) -> str:
 
 def run_digest(slides: list[Path], out: Path) -> dict[str, str]:
     """Screen ``slides`` (none: the demo) into ``out`` with the real command; every output file's digest."""
-    subprocess.run([sys.executable, str(ROOT / "pipeline.py"), "run", *map(str, slides), "--out", str(out),
-                    "--device", "cpu"], check=True, stdout=subprocess.DEVNULL)
-    return {str(p.relative_to(out)): file_digest(p) for p in sorted(out.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}  # not the journal
+    subprocess.run(
+        [sys.executable, str(ROOT / "pipeline.py"), "run", *map(str, slides), "--out", str(out), "--device", "cpu"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return {
+        str(p.relative_to(out)): file_digest(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+    }  # not the journal
 
 
 def taleqani_slide(folder: Path) -> Path | None:
@@ -82,10 +89,13 @@ def main() -> None:
         print(f"saved {sum(map(len, digest.values()))} file digests to {SAVED.relative_to(ROOT)}")
         return
     saved = json.loads(SAVED.read_text())
-    differ = [f"{run}/{name}: {'missing' if name not in digest.get(run, {}) else 'new' if name not in files else 'differs'}"
-              for run in saved.keys() & digest.keys()
-              for files in [saved[run]] for name in sorted(files.keys() | digest[run].keys())
-              if files.get(name) != digest[run].get(name)]
+    differ = [
+        f"{run}/{name}: {'missing' if name not in digest.get(run, {}) else 'new' if name not in files else 'differs'}"
+        for run in saved.keys() & digest.keys()
+        for files in [saved[run]]
+        for name in sorted(files.keys() | digest[run].keys())
+        if files.get(name) != digest[run].get(name)
+    ]
     print("\n".join(differ) if differ else f"unchanged: {sum(map(len, digest.values()))} files identical")
     sys.exit(1 if differ else 0)
 

@@ -31,19 +31,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from leukoscan import runtime  # noqa: E402
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
+from leukoscan import runtime  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
-from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
 from leukoscan.pipeline import Models  # noqa: E402
-
+from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
 
 
 def make_sets(root: Path, n_fields: int, fields_from: Path | None = None) -> dict[str, Path]:
@@ -63,7 +61,9 @@ def make_sets(root: Path, n_fields: int, fields_from: Path | None = None) -> dic
             cv2.imwrite(str(fields / f"{i:03d}.jpg"), smear(seed=i)[0][..., ::-1])
     vga = root / "fields_640x480"
     vga.mkdir()
-    square = [p for p in sorted((DATA_ROOT / "txl-pbc" / "images" / "test").glob("*.jpg")) if Image.open(p).size == (575, 575)]
+    square = [
+        p for p in sorted((DATA_ROOT / "txl-pbc" / "images" / "test").glob("*.jpg")) if Image.open(p).size == (575, 575)
+    ]
     for i in range(16):
         if len(square) >= 16:  # one TXL-PBC microscope: 4:3 centre crop, resized as a 640x480 camera would
             rgb = load_rgb(square[i])[72:503]
@@ -104,7 +104,9 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
         chunk = scaled[i : i + batch]
         sizes = {max(c.shape[:2]) for c in chunk}
         if max(sizes) <= 1.5 * det.tile:
-            det.model.predict(chunk, imgsz=max(int(np.ceil(s / 32) * 32) for s in sizes), device=det.device, verbose=False)
+            det.model.predict(
+                chunk, imgsz=max(int(np.ceil(s / 32) * 32) for s in sizes), device=det.device, verbose=False
+            )
         else:
             det.tiled(chunk[0])
     if len(crops):
@@ -121,16 +123,30 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fields", type=int, default=48)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--fields-from", type=Path, help="take the 224x224 fields from this folder (sorted, first --fields) "
-                    "instead of every 40th Taleqani field; for a machine without ../shared")
+    ap.add_argument(
+        "--fields-from",
+        type=Path,
+        help="take the 224x224 fields from this folder (sorted, first --fields) "
+        "instead of every 40th Taleqani field; for a machine without ../shared",
+    )
     ap.add_argument("--name", help="results file name (default speed, or speed_cuda on a GPU)")
-    ap.add_argument("--backends", nargs="+", default=["pytorch"],
-                    help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)")
+    ap.add_argument(
+        "--backends",
+        nargs="+",
+        default=["pytorch"],
+        help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)",
+    )
     args = ap.parse_args()
     w = REPO_ROOT / "weights"
-    res = {"machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": args.device,
-                       "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-           "sets": {}}
+    res = {
+        "machine": {
+            "cpu": cpu_name(),
+            "torch_threads": torch.get_num_threads(),
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "sets": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         sets = make_sets(Path(tmp), args.fields, args.fields_from)
         for backend, (name, folder) in [(b, s) for b in args.backends for s in sets.items()]:
@@ -157,22 +173,42 @@ def main() -> None:
             med = statistics.median(walls)
             search = [s["scale_search"] for s in stages]
             res["sets"][name] = {
-                "images": n, "wall_s_median": round(med, 3), "wall_s_min": round(min(walls), 3), "wall_s_max": round(max(walls), 3),
-                "images_per_s": round(n / med, 2), "ms_per_image": round(1000 * med / n, 1),
-                "stage_ms_per_image": {k.replace("_per_image", ""): round(1000 * statistics.median(s[k] for s in stages), 1)
-                                       for k in stages[0] if k.endswith("_per_image")},
-                "slide_stage_s": {k: round(statistics.median(s[k] for s in stages), 3) for k in ("scale_search", "aggregate")},
+                "images": n,
+                "wall_s_median": round(med, 3),
+                "wall_s_min": round(min(walls), 3),
+                "wall_s_max": round(max(walls), 3),
+                "images_per_s": round(n / med, 2),
+                "ms_per_image": round(1000 * med / n, 1),
+                "stage_ms_per_image": {
+                    k.replace("_per_image", ""): round(1000 * statistics.median(s[k] for s in stages), 1)
+                    for k in stages[0]
+                    if k.endswith("_per_image")
+                },
+                "slide_stage_s": {
+                    k: round(statistics.median(s[k] for s in stages), 3) for k in ("scale_search", "aggregate")
+                },
                 "raw_models_s_median": round(statistics.median(raw), 3),
                 # median over repeats of (pipeline / raw models timed around it)
                 "overhead_ratio": round(statistics.median(w / r for w, r in zip(walls, around)), 2),
                 # the slide's one-off scale search (a few detector passes on 2 fields) left out: the per-field cost
                 "overhead_ratio_without_scale_search": round(
-                    statistics.median((w - s) / r for w, s, r in zip(walls, search, around)), 2),
+                    statistics.median((w - s) / r for w, s, r in zip(walls, search, around)), 2
+                ),
             }
         # one slide from the command line, in a fresh process: start-up included
         for backend in args.backends:
-            cmd = [sys.executable, str(REPO_ROOT / "pipeline.py"), "run", str(sets["224x224 fields"]),
-                   "--out", str(Path(tmp) / f"cold-{backend}"), "--backend", backend, "--device", args.device]
+            cmd = [
+                sys.executable,
+                str(REPO_ROOT / "pipeline.py"),
+                "run",
+                str(sets["224x224 fields"]),
+                "--out",
+                str(Path(tmp) / f"cold-{backend}"),
+                "--backend",
+                backend,
+                "--device",
+                args.device,
+            ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             wall = time.perf_counter() - t
@@ -180,23 +216,37 @@ def main() -> None:
             res.setdefault("fresh_process", {})[backend] = {"wall_s": round(wall, 2), "warm_wall_s": warm}
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
-    lines = [f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
-             f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.", "",
-             "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / quality / crop / classify / write ms "
-             "per image | scale search / aggregate s per slide | raw models s | overhead | overhead without the scale search |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device `{res['machine']['device']}` ({res['machine']['gpu'] or res['machine']['cpu']}), "
+        f"{res['machine']['torch_threads']} torch threads, peak RSS {res['peak_rss_mb']} MB.",
+        "",
+        "| set | images | end-to-end images/s | ms/image (min–max run) | decode / detect / quality / crop / classify / "
+        "write ms per image | scale search / aggregate s per slide | raw models s | overhead | "
+        "overhead without the scale search |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in res["sets"].items():
         st, sl = s["stage_ms_per_image"], s["slide_stage_s"]
-        lines.append(f"| {name} | {s['images']} | {s['images_per_s']} | {s['ms_per_image']} "
-                     f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
-                     + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "quality", "crop", "classify", "write"))
-                     + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x"
-                     f" | {s['overhead_ratio_without_scale_search']}x |")
+        lines.append(
+            f"| {name} | {s['images']} | {s['images_per_s']} | {s['ms_per_image']} "
+            f"({1000 * s['wall_s_min'] / s['images']:.0f}–{1000 * s['wall_s_max'] / s['images']:.0f}) | "
+            + " / ".join(str(st.get(k, 0)) for k in ("decode", "detect", "quality", "crop", "classify", "write"))
+            + f" | {sl['scale_search']} / {sl['aggregate']} | {s['raw_models_s_median']} | {s['overhead_ratio']}x"
+            f" | {s['overhead_ratio_without_scale_search']}x |"
+        )
     if res.get("fresh_process"):
-        lines += ["", f"`leukoscan run` on the {args.fields} 224x224 fields in a fresh process (one slide from the command line):", "",
-                  "| backend | wall s | the same slide in a warm process s | start-up and first passes s |", "|---|---|---|---|"]
-        lines += [f"| {b} | {f['wall_s']} | {f['warm_wall_s']} | {f['wall_s'] - f['warm_wall_s']:.1f} |"
-                  for b, f in res["fresh_process"].items()]
+        lines += [
+            "",
+            f"`leukoscan run` on the {args.fields} 224x224 fields in a fresh process "
+            "(one slide from the command line):",
+            "",
+            "| backend | wall s | the same slide in a warm process s | start-up and first passes s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {b} | {f['wall_s']} | {f['warm_wall_s']} | {f['wall_s'] - f['warm_wall_s']:.1f} |"
+            for b, f in res["fresh_process"].items()
+        ]
     save(args.name or f"speed{suffix}", res, "\n".join(lines))
 
 

@@ -13,7 +13,7 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
-    python bench/train_crosslab.py                 # ~1.5 h on 2 CPU cores; writes weights/lolo/ and weights/classifier.pt
+    python bench/train_crosslab.py                 # ~1.5 h on 2 CPU cores: weights/lolo/, weights/classifier.pt
     python bench/train_crosslab.py --only munich   # one leave-one-lab-out model
 """
 
@@ -43,12 +43,39 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
     out = cells / "cleaned" / f"{name}.csv"
     if not out.exists():
         excluded = ["--exclude", "taleqani"] + (["--exclude", source] if source else [])
-        trained = (runs / name / "weights" / "best.pt").exists() and (runs / name / "results.csv").exists() and \
-            len((runs / name / "results.csv").read_text().splitlines()) == epochs + 1  # every epoch done: finish it
-        leukoscan("classify", "train-cells", "--cells", str(cells), *excluded, "--name", name,
-                  "--epochs", str(epochs), "--device", device, "--project", str(runs), *(["--reuse"] if trained else []))
-        leukoscan("classify", "clean", "--cells", str(cells), "--weights", str(runs / name / "weights" / "best.pt"),
-                  "--out", str(out), "--device", device)
+        trained = (
+            (runs / name / "weights" / "best.pt").exists()
+            and (runs / name / "results.csv").exists()
+            and len((runs / name / "results.csv").read_text().splitlines()) == epochs + 1
+        )  # every epoch done: finish it
+        leukoscan(
+            "classify",
+            "train-cells",
+            "--cells",
+            str(cells),
+            *excluded,
+            "--name",
+            name,
+            "--epochs",
+            str(epochs),
+            "--device",
+            device,
+            "--project",
+            str(runs),
+            *(["--reuse"] if trained else []),
+        )
+        leukoscan(
+            "classify",
+            "clean",
+            "--cells",
+            str(cells),
+            "--weights",
+            str(runs / name / "weights" / "best.pt"),
+            "--out",
+            str(out),
+            "--device",
+            device,
+        )
     return out
 
 
@@ -56,9 +83,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
     ap.add_argument("--normalise", action="store_true", help="train on the colour-normalised copy (the trial)")
-    ap.add_argument("--colour", choices=("rgb", "gray"), default="rgb", help="the models' input colour (gray: the trial)")
+    ap.add_argument(
+        "--colour", choices=("rgb", "gray"), default="rgb", help="the models' input colour (gray: the trial)"
+    )
     ap.add_argument("--normalised", type=Path, default=BUILD_DIR / "cells-reinhard", help="colour-normalised copy")
-    ap.add_argument("--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)")
+    ap.add_argument(
+        "--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)"
+    )
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
     ap.add_argument("--epochs", type=int, default=30)
@@ -72,21 +103,62 @@ def main() -> None:
         from leukoscan.datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised)
-    runs = args.runs or ROOT / "runs" / ("cells-reinhard" if args.normalise else "cells-gray" if args.colour == "gray" else "cells")
+    runs = args.runs or ROOT / "runs" / (
+        "cells-reinhard" if args.normalise else "cells-gray" if args.colour == "gray" else "cells"
+    )
     for target in args.only or ["shipped", *HELD_OUT]:
-        common = ["--cells", str(args.normalised if args.normalise else args.cells), "--epochs", str(args.epochs),
-                  "--device", args.device, "--project", str(runs), "--colour", args.colour]
+        common = [
+            "--cells",
+            str(args.normalised if args.normalise else args.cells),
+            "--epochs",
+            str(args.epochs),
+            "--device",
+            args.device,
+            "--project",
+            str(runs),
+            "--colour",
+            args.colour,
+        ]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)
-            leukoscan("classify", "train-cells", *common, "--cleaned", str(clean), "--name", "all",
-                      "--ship-to", str(args.ship_dir / "classifier.pt"))
+            leukoscan(
+                "classify",
+                "train-cells",
+                *common,
+                "--cleaned",
+                str(clean),
+                "--name",
+                "all",
+                "--ship-to",
+                str(args.ship_dir / "classifier.pt"),
+            )
         elif target == "taleqani":
-            leukoscan("classify", "train-cells", *common, "--exclude", "taleqani", "--name", "no-taleqani",
-                      "--ship-to", str(args.ship_dir / "lolo" / "no-taleqani.pt"))
+            leukoscan(
+                "classify",
+                "train-cells",
+                *common,
+                "--exclude",
+                "taleqani",
+                "--name",
+                "no-taleqani",
+                "--ship-to",
+                str(args.ship_dir / "lolo" / "no-taleqani.pt"),
+            )
         else:
             clean = cleaned_labels(args.cells, args.clean_runs, target, args.clean_epochs, args.device)
-            leukoscan("classify", "train-cells", *common, "--exclude", target, "--cleaned", str(clean),
-                      "--name", f"no-{target}", "--ship-to", str(args.ship_dir / "lolo" / f"no-{target}.pt"))
+            leukoscan(
+                "classify",
+                "train-cells",
+                *common,
+                "--exclude",
+                target,
+                "--cleaned",
+                str(clean),
+                "--name",
+                f"no-{target}",
+                "--ship-to",
+                str(args.ship_dir / "lolo" / f"no-{target}.pt"),
+            )
 
 
 if __name__ == "__main__":

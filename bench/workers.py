@@ -22,13 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from leukoscan import runtime  # noqa: E402
-
 import cv2  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
+from leukoscan import runtime  # noqa: E402
 from leukoscan.config import DATA_ROOT  # noqa: E402
-
 
 
 def make_slides(root: Path, n_slides: int, n_fields: int) -> list[Path]:
@@ -58,14 +56,31 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--backend", default="pytorch")
     args = ap.parse_args()
-    res = {"cpu_count": os.cpu_count(), "slides": args.slides, "fields_per_slide": args.fields,
-           "backend": args.backend, "runs": {}}
+    res = {
+        "cpu_count": os.cpu_count(),
+        "slides": args.slides,
+        "fields_per_slide": args.fields,
+        "backend": args.backend,
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         slides = make_slides(Path(tmp), args.slides, args.fields)
         for r in range(args.repeats):
             for w in args.workers:  # interleaved, so drift in machine load hits every configuration alike
-                cmd = [sys.executable, str(ROOT / "pipeline.py"), "run", *map(str, slides), "--out",
-                       str(Path(tmp) / f"out-w{w}-r{r}"), "--workers", str(w), "--backend", args.backend, "--device", "cpu"]
+                cmd = [
+                    sys.executable,
+                    str(ROOT / "pipeline.py"),
+                    "run",
+                    *map(str, slides),
+                    "--out",
+                    str(Path(tmp) / f"out-w{w}-r{r}"),
+                    "--workers",
+                    str(w),
+                    "--backend",
+                    args.backend,
+                    "--device",
+                    "cpu",
+                ]
                 t = time.perf_counter()
                 subprocess.run(cmd, check=True, capture_output=True)
                 res["runs"].setdefault(str(w), []).append(round(time.perf_counter() - t, 2))
@@ -74,7 +89,12 @@ def main() -> None:
     for w, walls in res["runs"].items():
         med = statistics.median(walls)
         rows.append(f"| {w} | {max(1, (os.cpu_count() or 1) // int(w))} | {med:.1f} | {walls} | {n / med:.1f} |")
-    save("workers", res, f"{args.slides} slides x {args.fields} fields, backend {args.backend}, {os.cpu_count()} cores.\n\n" + "\n".join(rows))
+    save(
+        "workers",
+        res,
+        f"{args.slides} slides x {args.fields} fields, backend {args.backend}, {os.cpu_count()} cores.\n\n"
+        + "\n".join(rows),
+    )
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""Stage two: Ultralytics YOLOv8n-cls classifiers of cell crops: the cell type (cross-lab) and the blast subtype, calibrated."""
+"""Stage two: Ultralytics YOLOv8n-cls classifiers of cell crops: the cell type (cross-lab) and the blast
+subtype, calibrated."""

@@ -64,6 +64,7 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
     does not import Ultralytics)."""
     import torch
     from PIL import Image
+
     from leukoscan.runtime import ultralytics
 
     ClassificationDataset = ultralytics("ultralytics.data.dataset").ClassificationDataset
@@ -89,7 +90,8 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
             if mode != "train" and colour == "rgb":
                 return super().build_dataset(img_path, mode, batch)
             train = mode == "train"
-            return AugmentedCells(img_path, self.args, augment=train, prefix=mode, names=self.data["names"],
-                                  lab_augment=train)
+            return AugmentedCells(
+                img_path, self.args, augment=train, prefix=mode, names=self.data["names"], lab_augment=train
+            )
 
     return CellTrainer

@@ -10,21 +10,28 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, Colour, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS, Colour
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
-app = typer.Typer(help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True)
+app = typer.Typer(
+    help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True
+)
 CROPS = BUILD_DIR / "classify"
 RUNS = REPO_ROOT / "runs"
 
 
 @app.command()
 def train(
-    data: Path = typer.Option(CROPS, exists=True, file_okay=False, help="Crop dataset folder (from `leukoscan data classify`)."),
+    data: Path = typer.Option(
+        CROPS, exists=True, file_okay=False, help="Crop dataset folder (from `leukoscan data classify`)."
+    ),
     epochs: int = typer.Option(ClassifierRecipe.epochs, min=1, help="Training epochs."),
     imgsz: int = typer.Option(64, min=32, help="Crop size the model sees."),
-    balance: bool = typer.Option(False, help="Balance classes: subsample large ones, fill small ones with stain-jittered "
-                                 "copies (measured: worse than all the crops as they are; see README)."),
+    balance: bool = typer.Option(
+        False,
+        help="Balance classes: subsample large ones, fill small ones with stain-jittered "
+        "copies (measured: worse than all the crops as they are; see README).",
+    ),
     per_class: int = typer.Option(3000, min=1, help="Training crops per class after balancing."),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "classify", help="Folder for training runs."),
@@ -32,13 +39,13 @@ def train(
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/subtype.pt)."),
 ) -> None:
     """Train the blast subtype model (YOLOv8n-cls from scratch, Taleqani crops), fit its temperature on val."""
+    from leukoscan.cards import ship
     from leukoscan.classify.dataset import balance as make_balanced
     from leukoscan.classify.predict import Classifier
     from leukoscan.classify.stain import stain_reference
     from leukoscan.classify.train import calibrate, crop_geometry, sample_crops
     from leukoscan.classify.train import train as run_train
     from leukoscan.datasets.splits import manifest_hash
-    from leukoscan.cards import ship
 
     if missing := [split for split in ("train", "val") if not (data / split).is_dir()]:
         fail(f"{data} has no {missing[0]}/ folder of <class>/ crops (build it with `leukoscan data classify`)")
@@ -57,7 +64,8 @@ def train(
     card["geometry"] = crop_geometry(data)
     manifest = data / "manifest.csv"
     card["data"] = {
-        "folder": str(data), "split": "all-taleqani contiguous blocks (manifest)",
+        "folder": str(data),
+        "split": "all-taleqani contiguous blocks (manifest)",
         "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
     }
     best.with_suffix(".json").write_text(json.dumps(card, indent=2))  # read_card finds it beside best.pt
@@ -67,31 +75,55 @@ def train(
         console.print(f"shipped {ship_to}")
 
 
+def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: Path) -> dict:
+    """What a trained cell-type model's card says of it: temperature (fitted on ``folder/val``), the training
+    crops' colour, classes, input size, crop geometry, and the slide normalisation it was trained with."""
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.stain import stain_reference
+    from leukoscan.classify.train import calibrate, sample_crops
+
+    clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
+    clf.colour = colour  # (its card is not written yet)
+    facts = calibrate(clf, folder / "val", CELL_TYPES)
+    facts["stain_reference"] = stain_reference(sample_crops(folder / "train"))
+    facts["classes"] = list(CELL_TYPES)
+    facts["input_px"] = clf.imgsz
+    facts["geometry"] = {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px}
+    if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
+        facts["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
+    return facts
+
+
 @app.command("train-cells")
 def train_cells(
-    cells: Path = typer.Option(BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."),
+    cells: Path = typer.Option(
+        BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."
+    ),
     exclude: list[str] = typer.Option([], help="Source left out of training (leave-one-lab-out); repeatable."),
-    cleaned: Path = typer.Option(None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."),
+    cleaned: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."
+    ),
     epochs: int = typer.Option(CellRecipe.epochs, min=1, help="Training epochs."),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "cells", help="Folder for training runs."),
     name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/classifier.pt)."),
     reuse: bool = typer.Option(False, help="Finish a run already trained (its best.pt): calibration and card only."),
-    colour: Colour = typer.Option(Colour.rgb, help="Input colour: rgb, or gray (every crop's luminance only, in "
-                                  "training and at inference: the trial of a stain-blind model, see README)."),
+    colour: Colour = typer.Option(
+        Colour.rgb,
+        help="Input colour: rgb, or gray (every crop's luminance only, in "
+        "training and at inference: the trial of a stain-blind model, see README).",
+    ),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
     import pandas as pd
 
-    from leukoscan.classify.predict import CellClassifier
-    from leukoscan.classify.train import calibrate, cell_card, sample_crops
+    from leukoscan.cards import ship
+    from leukoscan.classify.train import cell_card
     from leukoscan.classify.train import train_cells as run_train
-    from leukoscan.classify.stain import stain_reference
     from leukoscan.datasets.cells import SOURCES, read_cells, training_folder
     from leukoscan.datasets.splits import manifest_hash
-    from leukoscan.cards import ship
-    from leukoscan.cells import CELL_TYPES
 
     unknown = set(exclude) - set(SOURCES)
     if unknown:
@@ -111,18 +143,14 @@ def train_cells(
         card = cell_card(CellRecipe(epochs=epochs), None, colour.value)
     else:
         best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value)
-    clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
-    clf.colour = colour.value  # (its card is not written yet)
-    card.update(calibrate(clf, folder / "val", CELL_TYPES))
-    card["stain_reference"] = stain_reference(sample_crops(folder / "train"))
-    card["classes"] = list(CELL_TYPES)
-    card["input_px"] = clf.imgsz
-    card["geometry"] = {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px}
-    if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
-        card["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
-    card["data"] = {"sources": [s for s in SOURCES if s not in exclude], "excluded": list(exclude),
-                    "train_counts": counts, "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
-                    "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv")}
+    card.update(cell_model_facts(best, device, colour.value, folder, cells))
+    card["data"] = {
+        "sources": [s for s in SOURCES if s not in exclude],
+        "excluded": list(exclude),
+        "train_counts": counts,
+        "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
+        "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
+    }
     best.with_suffix(".json").write_text(json.dumps(card, indent=2))
     console.print(json.dumps({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}))
     if ship_to:
@@ -132,20 +160,26 @@ def train_cells(
 
 @app.command()
 def clean(
-    cells: Path = typer.Option(BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."),
-    weights: Path = typer.Option(..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."),
+    cells: Path = typer.Option(
+        BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."
+    ),
+    weights: Path = typer.Option(
+        ..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."
+    ),
     out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
-    confident: float = typer.Option(0.9, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."),
+    confident: float = typer.Option(
+        0.9, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."
+    ),
     device: str = device_option(),
 ) -> None:
     """Clean Taleqani's weak labels with a model that never saw Taleqani (see classify/weak.py)."""
     import numpy as np
 
+    from leukoscan.cards import read_card
+    from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
     from leukoscan.datasets.cells import read_cells, read_crops
-    from leukoscan.cards import read_card
-    from leukoscan.cells import CELL_TYPES
 
     with user_errors():
         df = read_cells(cells)
@@ -164,11 +198,15 @@ def clean(
 
 @app.command()
 def val(
-    data: Path = typer.Option(BUILD_DIR / "cells" / "runs" / "all", help="Folder of <split>/<class>/ crops "
-                              "(a `train-cells` run's folder; `data classify`'s for --subtype)."),
+    data: Path = typer.Option(
+        BUILD_DIR / "cells" / "runs" / "all",
+        help="Folder of <split>/<class>/ crops (a `train-cells` run's folder; `data classify`'s for --subtype).",
+    ),
     split: Literal["val", "test"] = typer.Option("val", help="Split."),
     weights: Path = typer.Option(None, help="Weights (default: the shipped cell-type or subtype model)."),
-    subtype: bool = typer.Option(False, help="Validate the subtype model (Benign / Early Pre-B / Pre-B / Pro-B crops)."),
+    subtype: bool = typer.Option(
+        False, help="Validate the subtype model (Benign / Early Pre-B / Pre-B / Pro-B crops)."
+    ),
     device: str = device_option(),
 ) -> None:
     """Accuracy, per-class recall and ECE (calibrated) on a split of a crop folder."""
@@ -180,20 +218,36 @@ def val(
     if not folder.is_dir():
         fail(f"{folder} not found (build it first, or pass --data)")
     with user_errors():
-        clf = (Classifier if subtype else CellClassifier)(weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device)
+        clf = (Classifier if subtype else CellClassifier)(
+            weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device
+        )
     raw, labels, _ = folder_predictions(clf, folder, clf.classes)
     if not len(labels):
         fail(f"no crops under {folder}/<class>/ (classes: {', '.join(clf.classes)})")
     probs = apply_temperature(raw, clf.temperature)
     pred = probs.argmax(1)
-    recall = {k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()}
-    console.print(json.dumps({"split": split, "n": int(len(labels)), "accuracy": round(float((pred == labels).mean()), 4),
-                              "recall": recall, "ece": round(ece(probs, labels), 4)}, indent=2))
+    recall = {
+        k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()
+    }
+    console.print(
+        json.dumps(
+            {
+                "split": split,
+                "n": int(len(labels)),
+                "accuracy": round(float((pred == labels).mean()), 4),
+                "recall": recall,
+                "ece": round(ece(probs, labels), 4),
+            },
+            indent=2,
+        )
+    )
 
 
 @app.command()
 def predict(
-    crops: list[Path] = typer.Argument(..., exists=True, help="Crop images or folders of crops (one cell each, centred)."),
+    crops: list[Path] = typer.Argument(
+        ..., exists=True, help="Crop images or folders of crops (one cell each, centred)."
+    ),
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     device: str = device_option(),
     out: Path = typer.Option(Path("predictions.csv"), help="CSV of calibrated probabilities."),
@@ -206,9 +260,9 @@ def predict(
     import numpy as np
     import pandas as pd
 
-    from leukoscan.classify.predict import CellClassifier
     from leukoscan import outputs
     from leukoscan.cells import CELL_TYPES, TYPE_LABELS
+    from leukoscan.classify.predict import CellClassifier
     from leukoscan.images import ImageError, expand_images, load_rgb
 
     with user_errors():

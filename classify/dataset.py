@@ -15,15 +15,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from leukoscan.classify.stain import hed_jitter
 from leukoscan.cells import CLASSES
+from leukoscan.classify.stain import hed_jitter
 from leukoscan.progress import track
 
 
 def balance(src: Path, dst: Path, per_class: int = 3000, seed: int = 0) -> dict[str, int]:
     """Write a balanced copy of ``src/train`` to ``dst/train`` and link ``val``/``test``; return train counts."""
     rng = np.random.default_rng(seed)
-    files = {k: sorted(f for f in (src / "train" / k).iterdir() if f.suffix.lower() in (".png", ".jpg")) for k in CLASSES}
+    files = {
+        k: sorted(f for f in (src / "train" / k).iterdir() if f.suffix.lower() in (".png", ".jpg")) for k in CLASSES
+    }
     target = per_class
     counts = {}
     if dst.exists():

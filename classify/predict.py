@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from leukoscan.cards import backend_file, load_model, read_card
+from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
 from leukoscan.classify.calibrate import apply_temperature
 from leukoscan.classify.stain import reinhard
-from leukoscan.cards import backend_file, load_model, read_card
-from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
@@ -24,8 +24,14 @@ class Classifier:
 
     classes: tuple[str, ...] = CLASSES
 
-    def __init__(self, weights: Path = SUBTYPE_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
-                 strict: bool = True):
+    def __init__(
+        self,
+        weights: Path = SUBTYPE_WEIGHTS,
+        device: str = "auto",
+        batch: int = 256,
+        backend: str = "pytorch",
+        strict: bool = True,
+    ):
         card = read_card(weights)
         weights = backend_file(weights, backend)
         self.model = load_model(weights, "classify")
@@ -37,8 +43,12 @@ class Classifier:
         self.margin = float(card.get("geometry", {}).get("crop_margin", SETTINGS.geometry.crop_margin))
         # the model's input size: an exported model's is on its card (Ultralytics rounds a requested size up
         # to a multiple of 32, so the recipe's size may be smaller)
-        self.imgsz = int(self.model.overrides.get("imgsz") or card.get("input_px")
-                         or card.get("recipe", {}).get("imgsz") or SETTINGS.geometry.crop_px)
+        self.imgsz = int(
+            self.model.overrides.get("imgsz")
+            or card.get("input_px")
+            or card.get("recipe", {}).get("imgsz")
+            or SETTINGS.geometry.crop_px
+        )
         names = self.model.names
         missing = set(self.classes) - set(names.values())
         if missing and strict:
@@ -57,9 +67,12 @@ class Classifier:
         for start in range(0, len(crops), self.batch):
             chunk = np.asarray(crops[start : start + self.batch])
             if chunk.shape[1] == chunk.shape[2] < self.imgsz:  # smaller square crops (the cell-type model's 48 px):
-                # bilinear upsampling, as Ultralytics' PIL resize (measured: within 0.02, the same call on 300 crops), without its
+                # bilinear upsampling, as Ultralytics' PIL resize (measured: within 0.02, the same call on 300
+                # crops), without its
                 # per-crop PIL round trip
-                chunk = np.stack([cv2.resize(c, (self.imgsz, self.imgsz), interpolation=cv2.INTER_LINEAR) for c in chunk])
+                chunk = np.stack(
+                    [cv2.resize(c, (self.imgsz, self.imgsz), interpolation=cv2.INTER_LINEAR) for c in chunk]
+                )
             if chunk.shape[1:3] == (self.imgsz, self.imgsz):
                 chunk = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
             else:
@@ -105,8 +118,14 @@ class CellClassifier(Classifier):
 
     classes = CELL_TYPES
 
-    def __init__(self, weights: Path = CLASSIFIER_WEIGHTS, device: str = "auto", batch: int = 256, backend: str = "pytorch",
-                 strict: bool = True):
+    def __init__(
+        self,
+        weights: Path = CLASSIFIER_WEIGHTS,
+        device: str = "auto",
+        batch: int = 256,
+        backend: str = "pytorch",
+        strict: bool = True,
+    ):
         super().__init__(weights, device, batch, backend, strict)
         card = read_card(weights)
         geometry = card.get("geometry", {})

@@ -41,15 +41,19 @@ def crop_colour(crops: np.ndarray) -> np.ndarray:
 def stain_reference(crops: np.ndarray) -> dict:
     """Mean and spread of the training crops' colour, stored in the classifier card."""
     colour = crop_colour(crops)
-    return {"lab_mean": [round(float(v), 3) for v in colour.mean(axis=0)],
-            "lab_std": [round(float(v), 3) for v in colour.std(axis=0)]}
+    return {
+        "lab_mean": [round(float(v), 3) for v in colour.mean(axis=0)],
+        "lab_std": [round(float(v), 3) for v in colour.std(axis=0)],
+    }
 
 
 def stain_distance(median_lab, reference: dict | None) -> float | None:
     """How far (in training-crop SDs, worst Lab channel) a slide's median cell colour is from training."""
     if not reference or median_lab is None or not np.isfinite(median_lab).all():
         return None
-    z = np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(np.array(reference["lab_std"]), 1e-3)
+    z = np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(
+        np.array(reference["lab_std"]), 1e-3
+    )
     return float(z.max())
 
 

@@ -51,8 +51,9 @@ class CellRecipe:
     auto_augment: str = ""  # no RandAugment: LabAugment replaces it
 
 
-def train_cells(data: Path, project: Path, name: str, recipe: CellRecipe | None = None,
-                device: str = "auto", colour: str = "rgb") -> tuple[Path, dict]:
+def train_cells(
+    data: Path, project: Path, name: str, recipe: CellRecipe | None = None, device: str = "auto", colour: str = "rgb"
+) -> tuple[Path, dict]:
     """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``) with crops of ``colour``
     (``rgb``, or ``gray``: ``classify.augment.as_input``); (best.pt, card)."""
     from leukoscan.classify.augment import cell_trainer
@@ -68,12 +69,17 @@ def cell_card(recipe: CellRecipe, train_seconds: float | None, colour: str = "rg
     the colour of its input (``input_colour``, which inference follows)."""
     from leukoscan.classify.augment import LabAugment
 
-    return {"recipe": asdict(recipe), "augment": asdict(LabAugment()), "input_colour": colour,
-            "train_seconds": train_seconds}
+    return {
+        "recipe": asdict(recipe),
+        "augment": asdict(LabAugment()),
+        "input_colour": colour,
+        "train_seconds": train_seconds,
+    }
 
 
-def train(data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None,
-          device: str = "auto") -> tuple[Path, dict]:
+def train(
+    data: Path, project: Path, name: str = "classifier", recipe: ClassifierRecipe | None = None, device: str = "auto"
+) -> tuple[Path, dict]:
     recipe = recipe or ClassifierRecipe()
     model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device)
     card = {"recipe": asdict(recipe), "train_seconds": round(seconds, 1)}

@@ -44,5 +44,8 @@ def cleaning_summary(cleaned: pd.DataFrame) -> dict:
     """How many weak cells were touched, by diagnosis and new type (for the README and the card)."""
     weak = cleaned[cleaned["weak"]]
     moved = weak[weak.cleaning == "relabelled"].groupby(["original_type", "type"]).size()
-    return {"weak_cells": int(len(weak)), "relabelled": int((weak.cleaning == "relabelled").sum()),
-            "moves": {f"{a} -> {b}": int(n) for (a, b), n in moved.items()}}
+    return {
+        "weak_cells": int(len(weak)),
+        "relabelled": int((weak.cleaning == "relabelled").sum()),
+        "moves": {f"{a} -> {b}": int(n) for (a, b), n in moved.items()},
+    }

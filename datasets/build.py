@@ -12,13 +12,13 @@ import pandas as pd
 import supervision as sv
 import yaml
 
+from datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
+from datasets.splits import build_manifest, manifest_hash
 from leukoscan.cells import CLASSES
 from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
 from leukoscan.images import load_rgb, to_bgr
 from leukoscan.progress import track
-from datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
-from datasets.splits import build_manifest, manifest_hash
 
 SPLITS = ("train", "val", "test")
 DETECT_NAMES = {0: "white_cell"}
@@ -39,7 +39,9 @@ def read_yolo(label: Path, width: int, height: int, keep_class: int = 0) -> sv.D
     rows = [r.split() for r in label.read_text().splitlines() if r.strip()] if label.exists() else []
     rows = np.array([[float(v) for v in r[1:5]] for r in rows if int(float(r[0])) == keep_class]).reshape(-1, 4)
     cx, cy, w, h = rows.T
-    return cells(np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1))
+    return cells(
+        np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+    )
 
 
 TXL_GRID = 3  # TXL-PBC fields are shrunk to Taleqani scale and packed 3x3 into one training image
@@ -129,16 +131,24 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
         "manifest_sha256": manifest_hash(out / "manifest.csv") if (out / "manifest.csv").exists() else None,
         "counts": counts,
         "colour_vs_mask": {
-            "classes": ["Benign", "Early", "Pre"], "iou": 0.5, "true_positives": tp,
-            "precision": round(tp / max(n_pred, 1), 4), "recall": round(tp / max(n_true, 1), 4),
+            "classes": ["Benign", "Early", "Pre"],
+            "iou": 0.5,
+            "true_positives": tp,
+            "precision": round(tp / max(n_pred, 1), 4),
+            "recall": round(tp / max(n_true, 1), 4),
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def build_classification(data_root: Path, out: Path, manifest: pd.DataFrame,
-                         margin: float = SETTINGS.geometry.crop_margin, size: int = SETTINGS.geometry.crop_px) -> dict:
+def build_classification(
+    data_root: Path,
+    out: Path,
+    manifest: pd.DataFrame,
+    margin: float = SETTINGS.geometry.crop_margin,
+    size: int = SETTINGS.geometry.crop_px,
+) -> dict:
     """Write cell crops to ``out/<split>/<class>/`` (weak labels: the image's diagnosis).
 
     The crop geometry goes into ``summary.json`` so that training can put it on the classifier's card

@@ -35,9 +35,16 @@ from leukoscan.progress import track
 SOURCES = ("pbc", "munich", "zheng", "taleqani", "txl")
 # folder class -> cell type, per single-cell source
 TYPE_OF = {
-    "pbc": {"lymphocyte": "lymphocyte", "monocyte": "monocyte", "basophil": "basophil", "neutrophil": "neutrophil",
-            "eosinophil": "eosinophil", "ig": "immature_granulocyte", "erythroblast": "erythroblast",
-            "platelet": "other"},
+    "pbc": {
+        "lymphocyte": "lymphocyte",
+        "monocyte": "monocyte",
+        "basophil": "basophil",
+        "neutrophil": "neutrophil",
+        "eosinophil": "eosinophil",
+        "ig": "immature_granulocyte",
+        "erythroblast": "erythroblast",
+        "platelet": "other",
+    },
     "munich": {"myeloblast": "blast", "seg_neutrophil": "neutrophil"},
     "zheng": {k: k for k in ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")},
 }
@@ -73,8 +80,15 @@ def single_cell_images(data_root: Path) -> pd.DataFrame:
         for rec in m.itertuples():
             name = Path(rec.file).name
             lab = f"zheng-{name[:2]}" if source == "zheng" else source  # Zheng's two labs: d1_*, d2_*
-            rows.append({"source": source, "lab": lab, "file": f"{FOLDER[source]}/{rec.file}",
-                         "type": TYPE_OF[source][rec[2]], "split": hash_split(name)})
+            rows.append(
+                {
+                    "source": source,
+                    "lab": lab,
+                    "file": f"{FOLDER[source]}/{rec.file}",
+                    "type": TYPE_OF[source][rec[2]],
+                    "split": hash_split(name),
+                }
+            )
     df = pd.DataFrame(rows)
     sha, ph = [], []
     for f in track(df.file, "hashing single-cell images"):
@@ -94,8 +108,9 @@ def lab_cell_px(detector, images: list[np.ndarray], pairs: int = 20, seed: int =
     """A lab's white-cell diameter: the median of the detector's per-slide estimate over pairs of its images."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), size=min(2 * pairs, len(images)), replace=False)
-    return float(np.median([detector.estimate_cell_px([images[i] for i in pick[k : k + 2]])
-                            for k in range(0, len(pick), 2)]))
+    return float(
+        np.median([detector.estimate_cell_px([images[i] for i in pick[k : k + 2]]) for k in range(0, len(pick), 2)])
+    )
 
 
 def central_box(det, shape: tuple[int, int], cell_px: float) -> tuple[np.ndarray, str]:
@@ -133,9 +148,21 @@ def build_single_cells(data_root: Path, out: Path, detector, batch: int = 64) ->
             recs, crops = [], []
             for rec, im, det in zip(group.iloc[start : start + batch].itertuples(), chunk, dets):
                 box, how = central_box(det, im.shape[:2], cell_px)
-                recs.append({"crop": f"crops/{rec.source}/{Path(rec.file).stem}.png", "source": rec.source, "lab": lab,
-                             "file": rec.file, "cell": 0, "type": rec.type, "subtype": "", "weak": False,
-                             "split": rec.split, "cell_px": round(cell_px, 2), "box": how})
+                recs.append(
+                    {
+                        "crop": f"crops/{rec.source}/{Path(rec.file).stem}.png",
+                        "source": rec.source,
+                        "lab": lab,
+                        "file": rec.file,
+                        "cell": 0,
+                        "type": rec.type,
+                        "subtype": "",
+                        "weak": False,
+                        "split": rec.split,
+                        "cell_px": round(cell_px, 2),
+                        "box": how,
+                    }
+                )
                 crops.append(crop_cells(im, box[None], size=geo.cell_crop_px, side=side)[0])
             write_crops(out, recs, crops)
             rows += recs
@@ -158,11 +185,22 @@ def build_taleqani(data_root: Path, out: Path, detector, manifest: pd.DataFrame)
     for row in track(list(used.itertuples()), f"taleqani: cells at {cell_px:.1f} px"):
         rgb, boxes, _ = taleqani_cells(root, row)
         benign = row.class_dir == "Benign"
-        recs = [{"crop": f"crops/taleqani/{Path(row.file).stem}_{i:02d}.png", "source": "taleqani", "lab": "taleqani",
-                 "file": f"all-taleqani/Original/{row.file}", "cell": i, "type": "lymphocyte" if benign else "blast",
-                 "subtype": "" if benign else TALEQANI_SUBTYPE[row.class_dir], "weak": True, "split": row.split,
-                 "cell_px": round(cell_px, 2), "box": "mask" if row.class_dir != "Pro" else "colour"}
-                for i in range(len(boxes))]
+        recs = [
+            {
+                "crop": f"crops/taleqani/{Path(row.file).stem}_{i:02d}.png",
+                "source": "taleqani",
+                "lab": "taleqani",
+                "file": f"all-taleqani/Original/{row.file}",
+                "cell": i,
+                "type": "lymphocyte" if benign else "blast",
+                "subtype": "" if benign else TALEQANI_SUBTYPE[row.class_dir],
+                "weak": True,
+                "split": row.split,
+                "cell_px": round(cell_px, 2),
+                "box": "mask" if row.class_dir != "Pro" else "colour",
+            }
+            for i in range(len(boxes))
+        ]
         write_crops(out, recs, crop_cells(rgb, boxes.xyxy, size=geo.cell_crop_px, side=side))
         rows += recs
     return rows
@@ -207,9 +245,22 @@ def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
             if not len(ok):
                 continue
             pick = rng.choice(ok, size=min(2, len(ok)), replace=False)
-            recs = [{"crop": f"crops/txl/{img.stem}_{i:02d}.png", "source": "txl", "lab": "txl",
-                     "file": f"txl-pbc/images/{split}/{img.name}", "cell": int(i), "type": "other", "subtype": "",
-                     "weak": False, "split": split, "cell_px": round(cell_px, 2), "box": "label"} for i in pick]
+            recs = [
+                {
+                    "crop": f"crops/txl/{img.stem}_{i:02d}.png",
+                    "source": "txl",
+                    "lab": "txl",
+                    "file": f"txl-pbc/images/{split}/{img.name}",
+                    "cell": int(i),
+                    "type": "other",
+                    "subtype": "",
+                    "weak": False,
+                    "split": split,
+                    "cell_px": round(cell_px, 2),
+                    "box": "label",
+                }
+                for i in pick
+            ]
             write_crops(out, recs, crop_cells(rgb, objects[pick], size=geo.cell_crop_px, side=side))
             rows += recs
             picked += len(recs)
@@ -228,15 +279,23 @@ def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
     assert set(df.type) <= set(CELL_TYPES) and set(df.subtype) - {""} <= set(SUBTYPES)
     df.to_csv(out / "cells.csv", index=False)
-    summary = {"geometry": {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px},
-               "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
-               "counts": {f"{s}/{sp}": g.type.value_counts().to_dict() for (s, sp), g in df.groupby(["source", "split"])}}
+    summary = {
+        "geometry": {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px},
+        "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
+        "counts": {f"{s}/{sp}": g.type.value_counts().to_dict() for (s, sp), g in df.groupby(["source", "split"])},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return df
 
 
-def training_folder(df: pd.DataFrame, out: Path, exclude: tuple[str, ...] = (), min_per_type: int = 400,
-                    blasts_per_field: int = 2, seed: int = 0) -> dict[str, dict[str, int]]:
+def training_folder(
+    df: pd.DataFrame,
+    out: Path,
+    exclude: tuple[str, ...] = (),
+    min_per_type: int = 400,
+    blasts_per_field: int = 2,
+    seed: int = 0,
+) -> dict[str, dict[str, int]]:
     """Link a training run's crops into ``out/{train,val}/<type>/`` (Ultralytics' folder layout) from every
     source but ``exclude``. Crops labelled ``drop`` (weak-label cleaning) are left out; a Taleqani ALL field
     gives at most ``blasts_per_field`` blasts (its crowded fields would otherwise outnumber every other
@@ -270,8 +329,10 @@ def stain_groups(cells: pd.DataFrame) -> pd.Series:
     its contiguous block of one class (about one patient)."""
     manifest = pd.read_csv(cells.attrs["root"] / "taleqani_manifest.csv", keep_default_na=False)
     block = dict(zip("all-taleqani/Original/" + manifest.file, manifest.class_dir + "-" + manifest.block.astype(str)))
-    return pd.Series(np.where(cells.source == "taleqani", "taleqani/" + cells.file.map(block).fillna(""), cells.lab),
-                     index=cells.index)
+    return pd.Series(
+        np.where(cells.source == "taleqani", "taleqani/" + cells.file.map(block).fillna(""), cells.lab),
+        index=cells.index,
+    )
 
 
 def stain_reference(cells: pd.DataFrame, n: int = 2000, seed: int = 0) -> dict:

@@ -11,8 +11,10 @@ import typer
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
 from leukoscan.progress import NOTHING_PROCESSED, console, fail, track
 
-app = typer.Typer(help="Build the training datasets from the public ones: split (the manifest), detect, classify, "
-                  "fields, cells.", no_args_is_help=True)
+app = typer.Typer(
+    help="Build the training datasets from the public ones: split (the manifest), detect, classify, fields, cells.",
+    no_args_is_help=True,
+)
 
 
 def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
@@ -56,7 +58,9 @@ def detect(
 def classify(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
     out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
-    margin: float = typer.Option(SETTINGS.geometry.crop_margin, min=0.0, help="Context around each cell, as a fraction of its size per side."),
+    margin: float = typer.Option(
+        SETTINGS.geometry.crop_margin, min=0.0, help="Context around each cell, as a fraction of its size per side."
+    ),
     size: int = typer.Option(SETTINGS.geometry.crop_px, min=8, help="Crop side in pixels."),
 ) -> None:
     """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
@@ -81,7 +85,9 @@ def fields(
 
 @app.command()
 def cells(
-    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding pbc/, munich-aml/, zheng-wbc/, all-taleqani/, txl-pbc/."),
+    data_root: Path = typer.Option(
+        DATA_ROOT, help="Folder holding pbc/, munich-aml/, zheng-wbc/, all-taleqani/, txl-pbc/."
+    ),
     out: Path = typer.Option(BUILD_DIR / "cells", help="Output folder (crops/ and cells.csv)."),
 ) -> None:
     """Cross-lab cell-type dataset: one crop of one physical scale per white cell, from five sources."""

@@ -53,7 +53,10 @@ def split_boxes(
     dist = ndi.distance_transform_edt(mask)
     labels0 = measure.label(mask)
     peaks = feature.peak_local_max(
-        dist, min_distance=max(2, int(cell_px * 0.3)), threshold_abs=cell_px * 0.15, labels=labels0,
+        dist,
+        min_distance=max(2, int(cell_px * 0.3)),
+        threshold_abs=cell_px * 0.15,
+        labels=labels0,
         exclude_border=False,
     )
     markers = np.zeros(mask.shape, dtype=np.int32)

@@ -38,14 +38,16 @@ def hash_images(root: Path, progress=None) -> pd.DataFrame:
         data = path.read_bytes()
         with Image.open(path) as im:
             ph = str(imagehash.phash(im))
-        rows.append({
-            "file": f"{path.parent.name}/{path.name}",
-            "class_dir": path.parent.name,
-            "class_key": CLASSES[TALEQANI_CLASS[path.parent.name]],
-            "number": file_number(path.name),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "phash": ph,
-        })
+        rows.append(
+            {
+                "file": f"{path.parent.name}/{path.name}",
+                "class_dir": path.parent.name,
+                "class_key": CLASSES[TALEQANI_CLASS[path.parent.name]],
+                "number": file_number(path.name),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "phash": ph,
+            }
+        )
     return pd.DataFrame(rows).sort_values(["class_dir", "number"], ignore_index=True)
 
 
@@ -83,7 +85,9 @@ def assign_splits(df: pd.DataFrame, cfg: Splits = SETTINGS.splits) -> pd.DataFra
         order = group.sort_values("number").index
         blocks = np.minimum(np.arange(len(order)) * cfg.blocks // len(order), cfg.blocks - 1)
         df.loc[order, "block"] = blocks
-        split = np.where(np.isin(blocks, cfg.val_blocks), "val", np.where(np.isin(blocks, cfg.test_blocks), "test", "train"))
+        split = np.where(
+            np.isin(blocks, cfg.val_blocks), "val", np.where(np.isin(blocks, cfg.test_blocks), "test", "train")
+        )
         # guard band: drop the training images next to a border with val/test (likely the same patient)
         for k in np.nonzero(split[1:] != split[:-1])[0]:
             lo, hi = (max(0, k + 1 - cfg.guard), k + 1) if split[k] == "train" else (k + 1, k + 1 + cfg.guard)

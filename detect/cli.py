@@ -10,11 +10,23 @@ import typer
 from rich.markup import escape
 
 from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT
-from leukoscan.progress import (NOTHING_PROCESSED, USAGE_ERROR, console, device_option, fail, max_megapixels_option, one_line,
-                                positive, user_errors)
+from leukoscan.progress import (
+    NOTHING_PROCESSED,
+    USAGE_ERROR,
+    console,
+    device_option,
+    fail,
+    max_megapixels_option,
+    one_line,
+    positive,
+    user_errors,
+)
 
-app = typer.Typer(help="White-cell detector: train, val, predict; retraining on a lab's photographs: prelabel, "
-                  "import-labels, finetune, promote, rollback.", no_args_is_help=True)
+app = typer.Typer(
+    help="White-cell detector: train, val, predict; retraining on a lab's photographs: prelabel, "
+    "import-labels, finetune, promote, rollback.",
+    no_args_is_help=True,
+)
 DATA_YAML = BUILD_DIR / "detect" / "data.yaml"
 RUNS = REPO_ROOT / "runs"
 
@@ -23,6 +35,7 @@ def data_yaml(path: Path, *splits: str) -> Path:
     """``path`` if it is a YOLO data.yaml that names each of ``splits`` and whose images Ultralytics finds;
     else one error line, exit 2."""
     import yaml
+
     from leukoscan.runtime import ultralytics
 
     check_det_dataset = ultralytics("ultralytics.data.utils").check_det_dataset
@@ -40,7 +53,9 @@ def data_yaml(path: Path, *splits: str) -> Path:
 def _labset(labset: Path) -> Path:
     missing = [name for name in ("images", "labels", "train.txt", "val.txt") if not (labset / name).exists()]
     if missing:
-        raise typer.BadParameter(f"{labset} is not a label set from `leukoscan detect prelabel` (no {', '.join(missing)})")
+        raise typer.BadParameter(
+            f"{labset} is not a label set from `leukoscan detect prelabel` (no {', '.join(missing)})"
+        )
     return labset
 
 
@@ -51,7 +66,9 @@ def labset_argument(help: str) -> Path:
 
 @app.command()
 def train(
-    data: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml (from `leukoscan data detect`)."),
+    data: Path = typer.Option(
+        DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml (from `leukoscan data detect`)."
+    ),
     epochs: int = typer.Option(16, min=1, help="Training epochs."),
     imgsz: int = typer.Option(320, min=32, help="Training image size."),
     device: str = device_option(),
@@ -61,10 +78,10 @@ def train(
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/detector.pt)."),
 ) -> None:
     """Train a YOLOv8n detector from scratch (yolov8n.yaml) with the shipped recipe."""
-    from leukoscan.detect.train import DetectorRecipe
-    from leukoscan.detect.train import train as run_train
     from leukoscan.cards import ship
     from leukoscan.datasets.splits import manifest_hash
+    from leukoscan.detect.train import DetectorRecipe
+    from leukoscan.detect.train import train as run_train
 
     data_yaml(data, "train", "val")
     recipe = DetectorRecipe(epochs=epochs, imgsz=imgsz)
@@ -73,10 +90,12 @@ def train(
     if ship_to:
         manifest = Path(data).parent / "manifest.csv"
         card["data"] = {
-            "data_yaml": str(data), "split": "all-taleqani contiguous blocks (manifest) + txl-pbc official split",
+            "data_yaml": str(data),
+            "split": "all-taleqani contiguous blocks (manifest) + txl-pbc official split",
             "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
             "counts": json.loads((Path(data).parent / "summary.json").read_text()).get("counts")
-            if (Path(data).parent / "summary.json").exists() else None,
+            if (Path(data).parent / "summary.json").exists()
+            else None,
         }
         ship(best, ship_to, card)
         console.print(f"shipped {ship_to}")
@@ -98,8 +117,15 @@ def val(
     with user_errors():
         model = load_model(weights, "detect")
     metrics = model.val(
-        data=str(data), split=split, imgsz=imgsz, device=train_device(device), plots=False, verbose=False,
-        project=str(RUNS / "val"), name="detect", exist_ok=True,
+        data=str(data),
+        split=split,
+        imgsz=imgsz,
+        device=train_device(device),
+        plots=False,
+        verbose=False,
+        project=str(RUNS / "val"),
+        name="detect",
+        exist_ok=True,
     )
     console.print(json.dumps({k: round(float(v), 4) for k, v in metrics.results_dict.items()}, indent=2))
 
@@ -111,7 +137,9 @@ def predict(
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     device: str = device_option(),
     conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Confidence threshold."),
-    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated)."),
+    cell_size: float = typer.Option(
+        None, callback=positive, help="White-cell diameter in pixels (default: estimated)."
+    ),
     um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
@@ -119,8 +147,8 @@ def predict(
     import pandas as pd
     import supervision as sv
 
-    from leukoscan.detect.predict import Detector
     from leukoscan import outputs
+    from leukoscan.detect.predict import Detector
     from leukoscan.images import ImageError, expand_images, load_rgb, to_bgr
     from leukoscan.progress import track
 
@@ -136,10 +164,15 @@ def predict(
             continue
         done += 1
         det = detector(rgb, cell_size, um_per_px)
-        rows += [{"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
-                 for b, c in zip(det.xyxy.round(1), det.confidence.round(4))]
-        scene = sv.BoxAnnotator(color=sv.Color.from_hex("#D55E00"), thickness=max(1, max(rgb.shape[:2]) // 500),
-                                color_lookup=sv.ColorLookup.INDEX).annotate(to_bgr(rgb), det)
+        rows += [
+            {"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
+            for b, c in zip(det.xyxy.round(1), det.confidence.round(4))
+        ]
+        scene = sv.BoxAnnotator(
+            color=sv.Color.from_hex("#D55E00"),
+            thickness=max(1, max(rgb.shape[:2]) // 500),
+            color_lookup=sv.ColorLookup.INDEX,
+        ).annotate(to_bgr(rgb), det)
         outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
         console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
     outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
@@ -153,7 +186,9 @@ def prelabel(
     out: Path = typer.Option(..., "--out", help="Label set folder to write (YOLO + COCO + overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights."),
     device: str = device_option(),
-    cell_size: float = typer.Option(None, callback=positive, help="White-cell diameter in pixels (default: estimated)."),
+    cell_size: float = typer.Option(
+        None, callback=positive, help="White-cell diameter in pixels (default: estimated)."
+    ),
     um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
@@ -166,8 +201,9 @@ def prelabel(
         expand_images([images])  # a folder without images is refused before the detector loads
         detector = Detector(weights, device)
     with user_errors(NOTHING_PROCESSED), pixel_limit(max_megapixels):  # e.g. no image could be read
-        counts = run_prelabel(detector, images, out, cell_size, um_per_px,
-                              log=lambda m: console.print(m, soft_wrap=True, markup=False))
+        counts = run_prelabel(
+            detector, images, out, cell_size, um_per_px, log=lambda m: console.print(m, soft_wrap=True, markup=False)
+        )
     console.print(json.dumps(counts, indent=2))
     console.print(f"review {out / 'annotations.coco.json'} (COCO: CVAT, Label Studio) or {out / 'labels'} (YOLO)")
 
@@ -175,7 +211,9 @@ def prelabel(
 @app.command("import-labels")
 def import_labels(
     labset: Path = labset_argument("Label set folder from `prelabel`."),
-    source: Path = typer.Argument(..., exists=True, help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."),
+    source: Path = typer.Argument(
+        ..., exists=True, help="Corrected labels: a COCO .json file or a folder of YOLO .txt files."
+    ),
 ) -> None:
     """Step 2: bring corrected boxes back, validated (nothing is written if anything is wrong)."""
     from leukoscan.detect.labels import LabelError
@@ -203,9 +241,9 @@ def finetune(
     """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
     from dataclasses import replace
 
+    from leukoscan.cards import load_model
     from leukoscan.detect.registry import FINETUNE
     from leukoscan.detect.registry import finetune as run_finetune
-    from leukoscan.cards import load_model
 
     with user_errors():
         load_model(start, "detect")
@@ -218,15 +256,16 @@ def promote(
     labset: Path = labset_argument("Label set whose held-out images (val.txt) score the lab."),
     candidate: Path = typer.Argument(..., help="Candidate weights from `finetune`."),
     current: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights (replaced only if better)."),
-    regression: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False,
-                                    help="Frozen regression set: data.yaml whose test split is used."),
+    regression: Path = typer.Option(
+        DATA_YAML, exists=True, dir_okay=False, help="Frozen regression set: data.yaml whose test split is used."
+    ),
     tolerance: float = typer.Option(0.02, min=0.0, help="Largest allowed drop of regression mAP50."),
     device: str = device_option(),
 ) -> None:
     """Step 4: promote the candidate only if the lab improves and the regression set holds."""
+    from leukoscan.cards import load_model
     from leukoscan.detect.labels import tile_labset
     from leukoscan.detect.registry import promote as run_promote
-    from leukoscan.cards import load_model
 
     data_yaml(regression, "test")
     with user_errors():

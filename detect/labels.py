@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from leukoscan.datasets.build import DETECT_NAMES, read_yolo, yolo_lines
 from leukoscan.cells import CELL_TYPES, cells
+from leukoscan.datasets.build import DETECT_NAMES, read_yolo, yolo_lines
 from leukoscan.images import to_bgr
 
 COCO_CATEGORY = {"id": 1, "name": "white_cell", "supercategory": "cell"}
@@ -57,7 +57,9 @@ def write_data_yaml(folder: Path) -> Path:
     """``folder/data.yaml`` for ``train.txt`` / ``val.txt`` there. No ``path:`` key: Ultralytics then takes
     the yaml's own folder as the root (a relative ``path:`` would be read against its datasets folder)."""
     data = folder / "data.yaml"
-    data.write_text(f"# paths relative to this file's folder\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n")
+    data.write_text(
+        f"# paths relative to this file's folder\ntrain: train.txt\nval: val.txt\nnames:\n  0: {DETECT_NAMES[0]}\n"
+    )
     return data
 
 
@@ -136,9 +138,16 @@ def to_coco(labset: Path) -> dict:
         images.append({"id": i, "file_name": f.name, "width": w, "height": h})
         for box in read_yolo(labset / "labels" / f"{f.stem}.txt", w, h).xyxy:
             x0, y0, x1, y1 = (float(v) for v in box)
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1, "iscrowd": 0,
-                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                                "area": round((x1 - x0) * (y1 - y0), 2)})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                    "area": round((x1 - x0) * (y1 - y0), 2),
+                }
+            )
     return {"images": images, "annotations": annotations, "categories": [COCO_CATEGORY]}
 
 
@@ -181,8 +190,12 @@ def import_labels(labset: Path, source: Path) -> dict:
         (labset / "labels" / f"{f.stem}.txt").write_text(yolo_lines(det, w, h))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
-    return {"images": len(files), "labelled_images": len(boxes), "boxes": int(sum(len(d) for d in boxes.values())),
-            "images_without_boxes": sorted(n for n in files if len(boxes.get(n, [])) == 0)}
+    return {
+        "images": len(files),
+        "labelled_images": len(boxes),
+        "boxes": int(sum(len(d) for d in boxes.values())),
+        "images_without_boxes": sorted(n for n in files if len(boxes.get(n, [])) == 0),
+    }
 
 
 def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detections], list[str]]:
@@ -216,8 +229,10 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
         if cats.get(a.get("category_id")) == "other":  # a leukoscan export's non-white-cell (debris, a red cell)
             continue
         if cats.get(a.get("category_id")) not in CLASS_NAMES | set(CELL_TYPES):
-            problems.append(f"{by_id[a['image_id']]}: annotation {a.get('id')} has unknown class "
-                            f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)")
+            problems.append(
+                f"{by_id[a['image_id']]}: annotation {a.get('id')} has unknown class "
+                f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)"
+            )
             continue
         x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in a.get("bbox", [0, 0, 0, 0]))
         found[by_id[a["image_id"]]].append((x, y, x + w, y + h))

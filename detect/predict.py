@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from leukoscan.detect.scale import stain_centre, white_cell_px, window
-from leukoscan.cells import cells
 from leukoscan.cards import backend_file, load_model
+from leukoscan.cells import cells
 from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
+from leukoscan.detect.scale import stain_centre, white_cell_px, window
 from leukoscan.images import rescale, to_bgr
 from leukoscan.runtime import resolve_device
 
@@ -41,8 +41,15 @@ def self_consistent(dets: list[sv.Detections], cell_px: float) -> tuple[tuple[fl
 
 class Detector:
     def __init__(
-        self, weights: Path = DETECTOR_WEIGHTS, device: str = "auto", conf: float = 0.25, iou: float = 0.5,
-        tile: int = 320, overlap: int = 96, geo: Geometry = SETTINGS.geometry, backend: str = "pytorch",
+        self,
+        weights: Path = DETECTOR_WEIGHTS,
+        device: str = "auto",
+        conf: float = 0.25,
+        iou: float = 0.5,
+        tile: int = 320,
+        overlap: int = 96,
+        geo: Geometry = SETTINGS.geometry,
+        backend: str = "pytorch",
         merge_ios: float = 0.6,
     ):
         weights = backend_file(weights, backend)
@@ -61,7 +68,13 @@ class Detector:
         if not images:
             return []
         results = self.model.predict(
-            images, imgsz=imgsz, conf=self.conf, iou=self.iou, device=self.device, verbose=False, max_det=1000,
+            images,
+            imgsz=imgsz,
+            conf=self.conf,
+            iou=self.iou,
+            device=self.device,
+            verbose=False,
+            max_det=1000,
         )
         return [cells(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
 
@@ -106,9 +119,16 @@ class Detector:
         guess = max(float(np.median([white_cell_px(rgb, geo=self.geo) for rgb in images])), self.geo.min_cell_px)
         # the guess, and the sizes worth trying: classifiable (>= min_cell_px), whole inside a field, leaving
         # the field within max_side once scaled, and not within 25 % of the guess (which already covers them)
-        grid = [guess, *(c for c in 12 * 2.0 ** np.arange(7)
-                         if self.geo.min_cell_px <= c <= shortest and self.geo.train_cell_px * longest / c <= max_side
-                         and not 0.8 < c / guess < 1.25)]
+        grid = [
+            guess,
+            *(
+                c
+                for c in 12 * 2.0 ** np.arange(7)
+                if self.geo.min_cell_px <= c <= shortest
+                and self.geo.train_cell_px * longest / c <= max_side
+                and not 0.8 < c / guess < 1.25
+            ),
+        ]
         return guess, grid
 
     def search_windows(self, images: list[np.ndarray], candidates: list[float]) -> tuple[list[np.ndarray], list[float]]:
@@ -125,7 +145,9 @@ class Detector:
             sizes += [cf] * len(images)
         return windows, sizes
 
-    def __call__(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> sv.Detections:
+    def __call__(
+        self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None
+    ) -> sv.Detections:
         return self.detect([rgb], cell_size, um_per_px)[0]
 
     def detect(
@@ -173,7 +195,11 @@ class Detector:
     def tiled(self, bgr: np.ndarray) -> sv.Detections:
         slicer = sv.InferenceSlicer(
             callback=lambda tiles: self.predict_bgr(list(tiles), self.tile),
-            slice_wh=self.tile, overlap_wh=self.overlap, overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
-            overlap_metric=sv.OverlapMetric.IOS, iou_threshold=0.5, batch_size=8,
+            slice_wh=self.tile,
+            overlap_wh=self.overlap,
+            overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
+            overlap_metric=sv.OverlapMetric.IOS,
+            iou_threshold=0.5,
+            batch_size=8,
         )
         return slicer(bgr)

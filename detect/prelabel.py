@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from leukoscan import outputs
+from leukoscan.cells import cells
 from leukoscan.datasets.build import yolo_lines
 from leukoscan.datasets.segment import TALEQANI_CELL_PX, colour_boxes
 from leukoscan.detect.labels import CELL_PX, to_coco, write_split
 from leukoscan.detect.scale import white_cell_px
-from leukoscan import outputs
-from leukoscan.cells import cells
 from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr
 
 
@@ -23,15 +23,17 @@ def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) ->
     if len(proposed) and len(detected):
         keep = sv.box_iou_batch(proposed.xyxy, detected.xyxy).max(axis=1) < iou
         proposed = proposed[keep]
-    conf = np.concatenate([detected.confidence if detected.confidence is not None else np.ones(len(detected)),
-                           np.zeros(len(proposed))])
+    conf = np.concatenate(
+        [detected.confidence if detected.confidence is not None else np.ones(len(detected)), np.zeros(len(proposed))]
+    )
     merged = cells(np.concatenate([detected.xyxy, proposed.xyxy]), conf)
     merged.data["source"] = np.array(["detector"] * len(detected) + ["segmentation"] * len(proposed))
     return merged
 
 
-def prelabel(detector, images: Path, labset: Path, cell_size: float | None = None, um_per_px: float | None = None,
-             log=print) -> dict:
+def prelabel(
+    detector, images: Path, labset: Path, cell_size: float | None = None, um_per_px: float | None = None, log=print
+) -> dict:
     """Write a YOLO + COCO label set from ``images`` (PNG copies at their own resolution, boxes in their
     pixels) with each one's white-cell size (``cell_px.json``, from which fine-tuning scales them)."""
     for sub in ("images", "labels", "overlays"):
@@ -45,16 +47,20 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
             counts["skipped"].append(f"{path.name}: {e}")
             log(f"skipped {path.name}: {e}")
             continue
-        cell = (white_cell_px(rgb, cell_size, um_per_px, detector.geo) if cell_size or um_per_px
-                else detector.estimate_cell_px([rgb]))
+        cell = (
+            white_cell_px(rgb, cell_size, um_per_px, detector.geo)
+            if cell_size or um_per_px
+            else detector.estimate_cell_px([rgb])
+        )
         det = detector(rgb, cell_size=cell)
         boxes = merge(det, segmentation_boxes(rgb, cell))
         name = f"{path.stem}.png"
         cv2.imwrite(str(labset / "images" / name), to_bgr(rgb))
         cell_px[name] = cell
         (labset / "labels" / f"{path.stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
-        scene = sv.BoxAnnotator(color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]),
-                                thickness=max(1, max(rgb.shape[:2]) // 500)).annotate(to_bgr(rgb), _by_source(boxes))
+        scene = sv.BoxAnnotator(
+            color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=max(1, max(rgb.shape[:2]) // 500)
+        ).annotate(to_bgr(rgb), _by_source(boxes))
         outputs.write_jpeg(labset / "overlays" / f"{path.stem}.jpg", scene)
         counts["images"] += 1
         counts["detector_boxes"] += int((boxes.data["source"] == "detector").sum())
@@ -65,7 +71,9 @@ def prelabel(detector, images: Path, labset: Path, cell_size: float | None = Non
     (labset / CELL_PX).write_text(json.dumps(cell_px, indent=1))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
-    (labset / "prelabel.json").write_text(json.dumps({"source": str(images), "detector": str(detector.weights), **counts}, indent=2))
+    (labset / "prelabel.json").write_text(
+        json.dumps({"source": str(images), "detector": str(detector.weights), **counts}, indent=2)
+    )
     return counts
 
 

@@ -14,17 +14,25 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from leukoscan.cards import sha256
 from leukoscan.detect.labels import read_list, tile_labset
 from leukoscan.detect.train import DetectorRecipe
-from leukoscan.cards import sha256
 from leukoscan.runtime import train_device
 from leukoscan.training import fit
 
 FINETUNE = replace(DetectorRecipe(), epochs=10, patience=10, mosaic=0.5, close_mosaic=2)
 
 
-def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, recipe: DetectorRecipe = FINETUNE,
-             replay_n: int = 200, device: str = "auto", seed: int = 0) -> Path:
+def finetune(
+    labset: Path,
+    start: Path,
+    replay_images: Path | None,
+    out: Path,
+    recipe: DetectorRecipe = FINETUNE,
+    replay_n: int = 200,
+    device: str = "auto",
+    seed: int = 0,
+) -> Path:
     """Train from ``start`` on the lab's training photographs (as training-size tiles, ``tile_labset``) plus
     ``replay_n`` original training images (so the detector does not forget); validate on the lab's
     held-out photographs. Writes ``candidate.pt`` and ``candidate.json`` (the recipe) in ``out``; returns
@@ -38,14 +46,23 @@ def finetune(labset: Path, start: Path, replay_images: Path | None, out: Path, r
         replay = random.Random(seed).sample(pool, min(replay_n, len(pool)))
     (out / "train.txt").write_text("".join(f"{p}\n" for p in train + replay))
     data = out / "data.yaml"
-    data.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: {(tiles / 'val.txt').resolve()}\nnames:\n  0: white_cell\n")
+    data.write_text(
+        f"path: {out.resolve()}\ntrain: train.txt\nval: {(tiles / 'val.txt').resolve()}\nnames:\n  0: white_cell\n"
+    )
     model, seconds = fit(start, "detect", data, out / "runs", "finetune", recipe, device)
     candidate = out / "candidate.pt"
     shutil.copyfile(model.trainer.best, candidate)
-    card = {"parent": str(start), "parent_sha256": sha256(start), "labset": str(labset),
-            "lab_train_photos": len(read_list(labset / "train.txt")), "lab_train_tiles": len(train),
-            "replay_images": len(replay), "recipe": {**asdict(recipe), "model": str(start)}, "train_seconds": round(seconds, 1),
-            "sha256": sha256(candidate)}
+    card = {
+        "parent": str(start),
+        "parent_sha256": sha256(start),
+        "labset": str(labset),
+        "lab_train_photos": len(read_list(labset / "train.txt")),
+        "lab_train_tiles": len(train),
+        "replay_images": len(replay),
+        "recipe": {**asdict(recipe), "model": str(start)},
+        "train_seconds": round(seconds, 1),
+        "sha256": sha256(candidate),
+    }
     (out / "candidate.json").write_text(json.dumps(card, indent=2) + "\n")
     return candidate
 
@@ -55,11 +72,23 @@ def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto
     confidence, where a screening run actually counts cells."""
     from leukoscan.runtime import yolo
 
-    m = yolo(weights, "detect").val(data=str(data), split=split, imgsz=imgsz, device=train_device(device),
-                                              plots=False, verbose=False, project=str(Path(weights).parent / "val"),
-                                              name="gate", exist_ok=True)
-    return {"mAP50": round(float(m.box.map50), 4), "recall": round(float(m.box.mr), 4), "precision": round(float(m.box.mp), 4),
-            **operating_point(weights, data, split, device)}
+    m = yolo(weights, "detect").val(
+        data=str(data),
+        split=split,
+        imgsz=imgsz,
+        device=train_device(device),
+        plots=False,
+        verbose=False,
+        project=str(Path(weights).parent / "val"),
+        name="gate",
+        exist_ok=True,
+    )
+    return {
+        "mAP50": round(float(m.box.map50), 4),
+        "recall": round(float(m.box.mr), 4),
+        "precision": round(float(m.box.mp), 4),
+        **operating_point(weights, data, split, device),
+    }
 
 
 def operating_point(weights: Path, data: Path, split: str, device: str = "auto") -> dict:
@@ -77,9 +106,14 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
     source = Path(check_det_dataset(str(data))[split])
     images = read_list(source) if source.is_file() else list_images(source)
     detector = Detector(weights, device)
-    score = score_fields(detector, images, [Path(p) for p in img2label_paths([str(i) for i in images])], TALEQANI_CELL_PX)
-    return {"operating_conf": detector.conf, "recall_at_conf": round(score.recall, 4),
-            "precision_at_conf": round(score.precision, 4)}
+    score = score_fields(
+        detector, images, [Path(p) for p in img2label_paths([str(i) for i in images])], TALEQANI_CELL_PX
+    )
+    return {
+        "operating_conf": detector.conf,
+        "recall_at_conf": round(score.recall, 4),
+        "precision_at_conf": round(score.precision, 4),
+    }
 
 
 def registry_path(current: Path) -> Path:
@@ -96,32 +130,67 @@ def _record(current: Path, entry: dict) -> None:
     registry_path(current).write_text(json.dumps(entries, indent=2) + "\n")
 
 
-def promote(candidate: Path, current: Path, regression_data: Path, lab_data: Path, tolerance: float = 0.02,
-            imgsz: int = 320, device: str = "auto") -> dict:
+def promote(
+    candidate: Path,
+    current: Path,
+    regression_data: Path,
+    lab_data: Path,
+    tolerance: float = 0.02,
+    imgsz: int = 320,
+    device: str = "auto",
+) -> dict:
     """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves, the lab's recall at the
     operating confidence does not drop (a screening tool must not start missing cells), and the regression
     set's mAP50 drops by at most ``tolerance``. Both outcomes are recorded in the registry."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scores = {
-        "current": {"regression": score(current, regression_data, "test", imgsz, device), "lab": score(current, lab_data, "val", imgsz, device)},
-        "candidate": {"regression": score(candidate, regression_data, "test", imgsz, device), "lab": score(candidate, lab_data, "val", imgsz, device)},
+        "current": {
+            "regression": score(current, regression_data, "test", imgsz, device),
+            "lab": score(current, lab_data, "val", imgsz, device),
+        },
+        "candidate": {
+            "regression": score(candidate, regression_data, "test", imgsz, device),
+            "lab": score(candidate, lab_data, "val", imgsz, device),
+        },
     }
     lab_gain = scores["candidate"]["lab"]["mAP50"] - scores["current"]["lab"]["mAP50"]
     regression_drop = scores["current"]["regression"]["mAP50"] - scores["candidate"]["regression"]["mAP50"]
     recall_change = scores["candidate"]["lab"]["recall_at_conf"] - scores["current"]["lab"]["recall_at_conf"]
     promoted = lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance
-    reason = (f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
-              f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})")
+    reason = (
+        f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
+        f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})"
+    )
     if not read_registry(current):  # first use: record the weights that were current until now
-        _record(current, {"file": current.name, "sha256": sha256(current), "parent": None, "date": now,
-                          "status": "current", "metrics": scores["current"]})
-    entry = {"file": candidate.name, "sha256": sha256(candidate), "parent": sha256(current), "date": now,
-             "status": "promoted" if promoted else "rejected", "reason": reason, "metrics": scores["candidate"]}
+        _record(
+            current,
+            {
+                "file": current.name,
+                "sha256": sha256(current),
+                "parent": None,
+                "date": now,
+                "status": "current",
+                "metrics": scores["current"],
+            },
+        )
+    entry = {
+        "file": candidate.name,
+        "sha256": sha256(candidate),
+        "parent": sha256(current),
+        "date": now,
+        "status": "promoted" if promoted else "rejected",
+        "reason": reason,
+        "metrics": scores["candidate"],
+    }
     if promoted:
         _archive(current, current.with_suffix(".json"))
         card = candidate.with_suffix(".json")
-        new_card = {**(json.loads(card.read_text()) if card.is_file() else {}), "file": current.name,
-                    "sha256": entry["sha256"], "promotion": {"date": now, "reason": reason, "scores": scores}}
+        new_card = {
+            **(json.loads(card.read_text()) if card.is_file() else {}),
+            "file": current.name,
+            "sha256": entry["sha256"],
+            "promotion": {"date": now, "reason": reason, "scores": scores},
+        }
         _install(candidate, current)
         current.with_suffix(".json").write_text(json.dumps(new_card, indent=2) + "\n")
         _archive(current, current.with_suffix(".json"))
@@ -139,8 +208,16 @@ def rollback(current: Path, sha: str) -> Path:
     card = matches[0].with_suffix(".json")
     if card.is_file():
         shutil.copyfile(card, current.with_suffix(".json"))
-    _record(current, {"file": matches[0].name, "sha256": sha256(current), "parent": None,
-                      "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "status": "rolled back"})
+    _record(
+        current,
+        {
+            "file": matches[0].name,
+            "sha256": sha256(current),
+            "parent": None,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "rolled back",
+        },
+    )
     return current
 
 

@@ -83,4 +83,3 @@ def window(rgb: np.ndarray, centre: tuple[int, int], side: int) -> np.ndarray:
     x0 = int(np.clip(centre[0] - side // 2, 0, max(0, w - side)))
     y0 = int(np.clip(centre[1] - side // 2, 0, max(0, h - side)))
     return rgb[y0 : y0 + side, x0 : x0 + side]
-

@@ -34,8 +34,13 @@ class DetectorRecipe:
 
 
 def train(
-    data_yaml: Path, project: Path, name: str = "detector", recipe: DetectorRecipe | None = None,
-    device: str = "auto", weights: Path | None = None, fraction: float = 1.0,
+    data_yaml: Path,
+    project: Path,
+    name: str = "detector",
+    recipe: DetectorRecipe | None = None,
+    device: str = "auto",
+    weights: Path | None = None,
+    fraction: float = 1.0,
 ) -> tuple[Path, dict]:
     """Train; returns (best.pt path, card dict with recipe, time and final validation metrics)."""
     recipe = recipe or DetectorRecipe()

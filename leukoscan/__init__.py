@@ -6,7 +6,4 @@ line ``leukoscan.pipeline`` (``pipeline.py``). Importing it changes nothing in t
 """
 
 __version__ = "0.1.0"
-DISCLAIMER = (
-    "leukoscan is a screening aid that flags slides for review by a hematologist. "
-    "It is not a diagnosis."
-)
+DISCLAIMER = "leukoscan is a screening aid that flags slides for review by a hematologist. It is not a diagnosis."

@@ -33,7 +33,12 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     tmp = weights.with_suffix(".tmp")
     shutil.copyfile(best, tmp)
     tmp.replace(weights)
-    full = {"file": weights.name, "sha256": sha256(weights), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **card}
+    full = {
+        "file": weights.name,
+        "sha256": sha256(weights),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **card,
+    }
     weights.with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
     return weights
 
@@ -60,7 +65,9 @@ def load_model(weights: Path, task: str):
         model = yolo(weights, task)
     except Exception as e:  # a foreign file fails anywhere in torch or Ultralytics, with any exception type
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        reason = reason.removeprefix("ERROR ❌️ ").replace(str(weights), "it")  # Ultralytics' words, without the path again
+        reason = reason.removeprefix("ERROR ❌️ ").replace(
+            str(weights), "it"
+        )  # Ultralytics' words, without the path again
         raise WeightsError(f"cannot load {weights} as a {task} model: {reason}") from None
     if model.task != task:
         raise WeightsError(f"{weights} is a {model.task} model, not a {task} model")
@@ -73,9 +80,12 @@ def backend_file(weights: Path, backend: str) -> Path:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
     weights = Path(weights)
-    path = {"pytorch": weights, "onnx": weights.with_suffix(".onnx"),
-            "openvino": weights.with_name(f"{weights.stem}_openvino_model"),
-            "openvino-int8": weights.with_name(f"{weights.stem}_int8_openvino_model")}[backend]
+    path = {
+        "pytorch": weights,
+        "onnx": weights.with_suffix(".onnx"),
+        "openvino": weights.with_name(f"{weights.stem}_openvino_model"),
+        "openvino-int8": weights.with_name(f"{weights.stem}_int8_openvino_model"),
+    }[backend]
     if not path.exists():
         hint = f" (run `leukoscan export --format {backend}` first)" if backend != "pytorch" else ""
         raise FileNotFoundError(f"{weights.stem} weights not found: {path}{hint}")

@@ -12,10 +12,28 @@ import numpy as np
 import supervision as sv
 
 # The cell-type classifier's classes (what a hematologist asks of every white cell) and their labels.
-CELL_TYPES = ("blast", "lymphocyte", "neutrophil", "monocyte", "eosinophil", "basophil", "immature_granulocyte",
-              "erythroblast", "other")
-TYPE_LABELS = ("Blast", "Lymphocyte", "Neutrophil", "Monocyte", "Eosinophil", "Basophil", "Immature granulocyte",
-               "Erythroblast", "Other")
+CELL_TYPES = (
+    "blast",
+    "lymphocyte",
+    "neutrophil",
+    "monocyte",
+    "eosinophil",
+    "basophil",
+    "immature_granulocyte",
+    "erythroblast",
+    "other",
+)
+TYPE_LABELS = (
+    "Blast",
+    "Lymphocyte",
+    "Neutrophil",
+    "Monocyte",
+    "Eosinophil",
+    "Basophil",
+    "Immature granulocyte",
+    "Erythroblast",
+    "Other",
+)
 BLAST = CELL_TYPES.index("blast")
 # The blast subtype (asked only of blasts; learned from the Taleqani hospital alone: a morphology hint).
 SUBTYPES = ("early_pre_b", "pre_b", "pro_b")
@@ -68,5 +86,7 @@ def subtype_indices(det: sv.Detections) -> list[int | None]:
 
 def cell_labels(det: sv.Detections) -> list[str]:
     """What a user reads for each cell: its type, and for a subtyped blast its likeliest subtype (``Blast (Pre-B)``)."""
-    return [TYPE_LABELS[c] + ("" if s is None else f" ({SUBTYPE_LABELS[s]})")
-            for c, s in zip(det.class_id if len(det) else [], subtype_indices(det))]
+    return [
+        TYPE_LABELS[c] + ("" if s is None else f" ({SUBTYPE_LABELS[s]})")
+        for c, s in zip(det.class_id if len(det) else [], subtype_indices(det))
+    ]

@@ -77,7 +77,9 @@ class FieldQuality:
     max_noise_ratio: float = 5.0  # pixel-level Laplacian variance / grey variance above this: noise (real <= 1.3)
     min_focus: float = 8.0  # Laplacian variance at the detector's cell scale below this: out of focus (real >= 19)
     min_chroma: float = 4.0  # 90th percentile of Lab chroma below this: no stain colour (real >= 8.8)
-    max_cell_cover: float = 0.9  # white cells (discs of cell_px) covering more of the lit area: implausible (packing bound)
+    max_cell_cover: float = (
+        0.9  # white cells (discs of cell_px) covering more of the lit area: implausible (packing bound)
+    )
     sample_side: int = 512  # the exposure, colour and noise checks look at a copy this large at most
 
 

@@ -8,7 +8,9 @@ import numpy as np
 from leukoscan.config import SETTINGS
 
 
-def square_boxes(xyxy: np.ndarray, margin: float = SETTINGS.geometry.crop_margin, side: float | None = None) -> np.ndarray:
+def square_boxes(
+    xyxy: np.ndarray, margin: float = SETTINGS.geometry.crop_margin, side: float | None = None
+) -> np.ndarray:
     """Square boxes centred on each cell, in float pixels: side = longest side x (1 + 2 x margin) (box-relative),
     or the fixed ``side`` for every cell (a physical window: a cell's size relative to the others survives)."""
     xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)

@@ -15,8 +15,20 @@ from leukoscan.cards import BACKENDS, backend_file, sha256
 from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
 from leukoscan.progress import NOTHING_PROCESSED, console, fail, one_line
 
-PACKAGES = ("leukoscan", "torch", "torchvision", "ultralytics", "supervision", "opencv-python", "scikit-image",
-            "numpy", "pandas", "typer", "onnxruntime", "openvino")
+PACKAGES = (
+    "leukoscan",
+    "torch",
+    "torchvision",
+    "ultralytics",
+    "supervision",
+    "opencv-python",
+    "scikit-image",
+    "numpy",
+    "pandas",
+    "typer",
+    "onnxruntime",
+    "openvino",
+)
 DATASETS = ("all-taleqani", "pbc", "munich-aml", "zheng-wbc", "txl-pbc", "labs-samples")
 REQUIRED_WEIGHTS = ("detector.pt", "classifier.pt", "subtype.pt")
 
@@ -26,12 +38,29 @@ def doctor(
     weights_dir: Path = typer.Option(WEIGHTS_DIR, help="Folder holding detector.pt, classifier.pt and subtype.pt."),
 ) -> None:
     """Check the installation: versions, device, weights (each model loaded and run once) and dataset paths."""
-    import torch
-
-    problems = []
     table = Table(title="leukoscan doctor", show_header=True)
     table.add_column("item")
     table.add_column("value")
+    problems = environment_rows(table)
+    for name in REQUIRED_WEIGHTS:
+        problems += weights_rows(table, name, weights_dir / name)
+    for name in DATASETS:
+        path = data_root / name
+        ok = path.is_dir() and os.access(path, os.R_OK)
+        table.add_row(f"dataset {name}", f"{path} ({'readable' if ok else 'not found'})")
+    console.print(table)
+    if problems:
+        for p in problems:
+            console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
+        fail(f"{len(problems)} problem(s) found (listed above)", NOTHING_PROCESSED)
+    console.print("[green]ok[/]")
+
+
+def environment_rows(table: Table) -> list[str]:
+    """Python, the packages, threads, CUDA and Ultralytics' config folder into ``table``; the problems."""
+    import torch
+
+    problems = []
     table.add_row("python", platform.python_version())
     for name in PACKAGES:
         try:
@@ -43,36 +72,28 @@ def doctor(
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU will be used)"
     table.add_row("cuda", cuda)
     table.add_row("ultralytics config", os.environ.get("YOLO_CONFIG_DIR", "?"))
-    for name in REQUIRED_WEIGHTS:
-        path = weights_dir / name
-        if not path.is_file():
-            table.add_row(f"weights {name}", "[red]missing[/]")
-            problems.append(f"weights {path} not found")
-            continue
-        table.add_row(f"weights {name}", f"{sha256(path)[:16]}…  ({path.stat().st_size / 1e6:.1f} MB)")
-        if problem := model_problem(name, path):
-            table.add_row("  loads and runs", "[red]no[/]")
-            problems.append(f"weights {name}: {problem}")
-            continue
-        table.add_row("  loads and runs", "yes (one pass on the CPU)")
-        exported = []
-        for backend in BACKENDS[1:]:
-            try:
-                backend_file(path, backend)
-                exported.append(backend)
-            except FileNotFoundError:
-                pass
-        table.add_row("  exported for --backend", ", ".join(exported) or "none (`leukoscan export` writes them)")
-    for name in DATASETS:
-        path = data_root / name
-        ok = path.is_dir() and os.access(path, os.R_OK)
-        table.add_row(f"dataset {name}", f"{path} ({'readable' if ok else 'not found'})")
-    console.print(table)
-    if problems:
-        for p in problems:
-            console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
-        fail(f"{len(problems)} problem(s) found (listed above)", NOTHING_PROCESSED)
-    console.print("[green]ok[/]")
+    return problems
+
+
+def weights_rows(table: Table, name: str, path: Path) -> list[str]:
+    """One weights file into ``table``: its hash and size, whether it loads and runs, its exports; the problems."""
+    if not path.is_file():
+        table.add_row(f"weights {name}", "[red]missing[/]")
+        return [f"weights {path} not found"]
+    table.add_row(f"weights {name}", f"{sha256(path)[:16]}…  ({path.stat().st_size / 1e6:.1f} MB)")
+    if problem := model_problem(name, path):
+        table.add_row("  loads and runs", "[red]no[/]")
+        return [f"weights {name}: {problem}"]
+    table.add_row("  loads and runs", "yes (one pass on the CPU)")
+    exported = []
+    for backend in BACKENDS[1:]:
+        try:
+            backend_file(path, backend)
+            exported.append(backend)
+        except FileNotFoundError:
+            pass
+    table.add_row("  exported for --backend", ", ".join(exported) or "none (`leukoscan export` writes them)")
+    return []
 
 
 def model_problem(name: str, weights: Path) -> str | None:

@@ -35,40 +35,69 @@ def field_geojson(cells: pd.DataFrame) -> dict:
         ring = [[c.x1, c.y1], [c.x2, c.y1], [c.x2, c.y2], [c.x1, c.y2], [c.x1, c.y1]]
         measurements = {"det_conf": float(c.det_conf), **{col: float(getattr(c, col)) for col in TYPE_COLUMNS}}
         measurements.update({col: v for col in SUBTYPE_COLUMNS if (v := _number(getattr(c, col))) is not None})
-        features.append({
-            "type": "Feature", "id": f"{c.image}#{c.cell}",
-            "geometry": {"type": "Polygon", "coordinates": [[[float(x), float(y)] for x, y in ring]]},
-            "properties": {"objectType": "detection", "name": f"{c.cell}: {c.label}",
-                           "classification": {"name": TYPE_LABELS[k], "color": list(PALETTE.colors[k].as_rgb())},
-                           "measurements": measurements},
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "id": f"{c.image}#{c.cell}",
+                "geometry": {"type": "Polygon", "coordinates": [[[float(x), float(y)] for x, y in ring]]},
+                "properties": {
+                    "objectType": "detection",
+                    "name": f"{c.cell}: {c.label}",
+                    "classification": {"name": TYPE_LABELS[k], "color": list(PALETTE.colors[k].as_rgb())},
+                    "measurements": measurements,
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
 def slide_coco(cells: pd.DataFrame, sizes: dict[str, tuple[int, int] | None]) -> dict:
     """COCO of a slide's cells; ``sizes``: (width, height) of each field by name (every field with cells)."""
-    images = [{"id": i + 1, "file_name": name, "width": wh[0], "height": wh[1]}
-              for i, (name, wh) in enumerate((n, s) for n, s in sizes.items() if s)]
+    images = [
+        {"id": i + 1, "file_name": name, "width": wh[0], "height": wh[1]}
+        for i, (name, wh) in enumerate((n, s) for n, s in sizes.items() if s)
+    ]
     ids = {im["file_name"]: im["id"] for im in images}
     annotations = []
     for n, c in enumerate(cells.itertuples(index=False)):
         w, h = float(c.x2 - c.x1), float(c.y2 - c.y1)
-        annotations.append({"id": n + 1, "image_id": ids[c.image], "category_id": CELL_TYPES.index(c.cell_type) + 1,
-                            "bbox": [float(c.x1), float(c.y1), w, h], "area": w * h, "iscrowd": 0,
-                            "score": float(getattr(c, f"p_{c.cell_type}")), "cell": int(c.cell),
-                            "det_conf": float(c.det_conf)})
-    return {"info": {"description": "leukoscan cells (predictions)"}, "images": images, "annotations": annotations,
-            "categories": [{"id": k + 1, "name": t, "supercategory": "white_cell"} for k, t in enumerate(CELL_TYPES)]}
+        annotations.append(
+            {
+                "id": n + 1,
+                "image_id": ids[c.image],
+                "category_id": CELL_TYPES.index(c.cell_type) + 1,
+                "bbox": [float(c.x1), float(c.y1), w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "score": float(getattr(c, f"p_{c.cell_type}")),
+                "cell": int(c.cell),
+                "det_conf": float(c.det_conf),
+            }
+        )
+    return {
+        "info": {"description": "leukoscan cells (predictions)"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": t, "supercategory": "white_cell"} for k, t in enumerate(CELL_TYPES)],
+    }
 
 
-def write_exports(out: Path, cells: pd.DataFrame, stems: dict[str, str], sizes: dict[str, tuple[int, int] | None],
-                  formats: tuple[Export, ...]) -> list[Path]:
+def write_exports(
+    out: Path,
+    cells: pd.DataFrame,
+    stems: dict[str, str],
+    sizes: dict[str, tuple[int, int] | None],
+    formats: tuple[Export, ...],
+) -> list[Path]:
     """Write the ``formats`` of a slide whose output folder is ``out``; ``stems``: each field's output stem."""
     written = []
     if Export.geojson in formats:
         for image, stem in stems.items():
-            written.append(outputs.write_text(out / "geojson" / f"{stem}.geojson",
-                                              json.dumps(field_geojson(cells[cells.image == image]))))
+            written.append(
+                outputs.write_text(
+                    out / "geojson" / f"{stem}.geojson", json.dumps(field_geojson(cells[cells.image == image]))
+                )
+            )
     if Export.coco in formats:
         written.append(outputs.write_text(out / "cells.coco.json", json.dumps(slide_coco(cells, sizes))))
     return written

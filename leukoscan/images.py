@@ -42,7 +42,8 @@ def pixel_limit(megapixels: float) -> Iterator[None]:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (sorted; hidden files skipped)."""
     return sorted(
-        p for p in Path(folder).iterdir()
+        p
+        for p in Path(folder).iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
@@ -71,8 +72,10 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
     try:
         with Image.open(path) as im:
             if im.width * im.height > limit * 1e6:
-                raise ImageError(f"image over {limit:g} megapixels: {im.width}x{im.height} "
-                                 f"({im.width * im.height / 1e6:.1f} megapixels); use --max-megapixels to raise it")
+                raise ImageError(
+                    f"image over {limit:g} megapixels: {im.width}x{im.height} "
+                    f"({im.width * im.height / 1e6:.1f} megapixels); use --max-megapixels to raise it"
+                )
             if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation other than "as stored"
                 im = ImageOps.exif_transpose(im)
             im.load()
@@ -82,10 +85,13 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
     except UnidentifiedImageError:
         raise ImageError("not an image file or unsupported format") from None
     except Image.DecompressionBombError:  # Pillow's guard on (no ``runtime.setup()`` in this process)
-        raise ImageError(f"image over {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise "
-                         "it") from None
+        raise ImageError(
+            f"image over {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise it"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ImageError(
+            f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
 
 
 def rescale(image: np.ndarray, f: float) -> np.ndarray:

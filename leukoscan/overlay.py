@@ -30,8 +30,10 @@ def overlay(rgb: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS)
         # labels no taller than about a third of a cell, so dense fields stay legible
         text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
         probs = det.data[PROBS]
-        labels = [str(i) if len(det) > dense_cells else f"{name} {probs[i, c]:.2f}"
-                  for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
+        labels = [
+            str(i) if len(det) > dense_cells else f"{name} {probs[i, c]:.2f}"
+            for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))
+        ]
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
         blast = det[det.class_id == BLAST]
         if len(blast):
@@ -40,10 +42,16 @@ def overlay(rgb: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS)
         rects = label_rectangles(det.xyxy, sizes + 2 * padding, scene.shape[1::-1])
         # supervision draws a TOP_LEFT label just above its box's top-left corner: one call draws every
         # label in its chosen rectangle from a 1-px anchor box at the rectangle's bottom-left corner
-        anchors = sv.Detections(xyxy=np.c_[rects[:, [0, 3]], rects[:, [0, 3]] + 1].astype(np.float32), class_id=det.class_id)
+        anchors = sv.Detections(
+            xyxy=np.c_[rects[:, [0, 3]], rects[:, [0, 3]] + 1].astype(np.float32), class_id=det.class_id
+        )
         scene = sv.LabelAnnotator(
-            color=PALETTE, text_color=sv.Color.WHITE, text_scale=text_scale, text_thickness=thickness,
-            text_padding=padding, text_position=sv.Position.TOP_LEFT,
+            color=PALETTE,
+            text_color=sv.Color.WHITE,
+            text_scale=text_scale,
+            text_thickness=thickness,
+            text_padding=padding,
+            text_position=sv.Position.TOP_LEFT,
         ).annotate(scene, anchors, labels=labels)
     return legend(scene, text_scale, thickness, sorted(set(det.class_id.tolist())) if len(det) else [])
 
@@ -98,8 +106,14 @@ def legend(scene: np.ndarray, text_scale: float, thickness: int, types: list[int
         return scene
     font = cv2.FONT_HERSHEY_SIMPLEX
     line = int(cv2.getTextSize("Ag", font, text_scale, thickness)[0][1] * 1.9) + 2
-    entries = [(TYPE_LABELS[t], PALETTE.colors[t], cv2.getTextSize(TYPE_LABELS[t], font, text_scale, thickness)[0][0] + line + 12)
-               for t in types]
+    entries = [
+        (
+            TYPE_LABELS[t],
+            PALETTE.colors[t],
+            cv2.getTextSize(TYPE_LABELS[t], font, text_scale, thickness)[0][0] + line + 12,
+        )
+        for t in types
+    ]
     width = scene.shape[1]
     places, x, row = [], 4, 0
     for _, _, w in entries:  # left to right, a new row when the next entry would not fit

@@ -29,8 +29,12 @@ NOTHING_PROCESSED, USAGE_ERROR = 1, 2  # exit codes (0: done)
 
 def progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -115,5 +119,9 @@ def positive(value: float | None) -> float | None:
 
 def max_megapixels_option() -> Any:
     """``--max-megapixels``: larger images are refused, each with a one-line reason."""
-    return typer.Option(MAX_MEGAPIXELS, callback=positive, help="Larger images are refused (one line each, the "
-                        "others go on): a guard against decompression bombs and out-of-memory crashes.")
+    return typer.Option(
+        MAX_MEGAPIXELS,
+        callback=positive,
+        help="Larger images are refused (one line each, the "
+        "others go on): a guard against decompression bombs and out-of-memory crashes.",
+    )

@@ -14,8 +14,9 @@ from leukoscan.config import SETTINGS, FieldQuality, Geometry
 from leukoscan.images import rescale
 
 
-def field_problem(rgb: np.ndarray, n_cells: int, cell_px: float, q: FieldQuality = SETTINGS.quality,
-                  geo: Geometry = SETTINGS.geometry) -> str:
+def field_problem(
+    rgb: np.ndarray, n_cells: int, cell_px: float, q: FieldQuality = SETTINGS.quality, geo: Geometry = SETTINGS.geometry
+) -> str:
     """'' for a usable field, else why it is not (one line)."""
     h, w = rgb.shape[:2]
     small = rescale(rgb, min(1.0, q.sample_side / max(h, w)))
@@ -39,7 +40,9 @@ def field_problem(rgb: np.ndarray, n_cells: int, cell_px: float, q: FieldQuality
     return ""
 
 
-def focus(rgb: np.ndarray, cell_px: float, q: FieldQuality = SETTINGS.quality, geo: Geometry = SETTINGS.geometry) -> float:
+def focus(
+    rgb: np.ndarray, cell_px: float, q: FieldQuality = SETTINGS.quality, geo: Geometry = SETTINGS.geometry
+) -> float:
     """Laplacian variance of the lit field once its cells are the detector's size (sharpness where it matters)."""
     small = cv2.cvtColor(rescale(rgb, min(1.0, geo.train_cell_px / max(float(cell_px), 1.0))), cv2.COLOR_RGB2GRAY)
     lit = cv2.erode((small > q.lit_grey).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

@@ -166,37 +166,54 @@ def cell_text(v) -> str:
 def table(df: pd.DataFrame, sortable: bool = False, cls: str = "", row_ids: list[str] | None = None) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
     ids = row_ids or [""] * len(df)
-    body = "".join(f'<tr{f" id={chr(34)}{esc(i)}{chr(34)}" if i else ""}>' + "".join(f"<td>{cell_text(v)}</td>" for v in row)
-                   + "</tr>" for i, row in zip(ids, df.itertuples(index=False)))
-    return f'<table class="{"sortable " if sortable else ""}{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    body = "".join(
+        f"<tr{f' id={chr(34)}{esc(i)}{chr(34)}' if i else ''}>"
+        + "".join(f"<td>{cell_text(v)}</td>" for v in row)
+        + "</tr>"
+        for i, row in zip(ids, df.itertuples(index=False))
+    )
+    classes = f"{'sortable ' if sortable else ''}{cls}"
+    return f'<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def facts(verdict: dict) -> str:
     """The slide's record for a reviewer: counts, quality flags, scale, models and run."""
     scale = verdict.get("scale") or {}
     if "cell_px" in scale:
-        scale_text = f'{scale["cell_px"]:.1f} px per white cell ({scale.get("source", "")})'
+        scale_text = f"{scale['cell_px']:.1f} px per white cell ({scale.get('source', '')})"
     else:
         sizes = ", ".join(f"{k}: {v:.1f} px" for k, v in scale.get("cell_px_by_field_size", {}).items())
-        scale_text = f'{sizes or "–"} ({scale.get("source", "")})'
-    models = "; ".join(f'{name}: {Path(m["file"]).name} (sha256 {m["sha256"][:12]}…)'
-                       for name, m in verdict.get("models", {}).items())
+        scale_text = f"{sizes or '–'} ({scale.get('source', '')})"
+    models = "; ".join(
+        f"{name}: {Path(m['file']).name} (sha256 {m['sha256'][:12]}…)" for name, m in verdict.get("models", {}).items()
+    )
     reasons = verdict.get("review_reasons", [])
     n_ok = verdict["n_images"] - verdict["n_failed"] - verdict.get("n_unusable", 0)
     stain = verdict.get("stain_z")
     rows = [
-        ("Verdict", f'{badge(verdict["verdict"])} {esc(verdict.get("reason", ""))}'),
-        ("Cells", f'{verdict["n_cells"]} cells in {n_ok} usable of {verdict["n_images"]} fields '
-                  f'({verdict["n_failed"]} unreadable, {verdict.get("n_unusable", 0)} not usable smears)'),
-        ("Blast fraction", f'{percent(verdict["blast_fraction"])} (95 % CI {interval(verdict["ci_low"], verdict["ci_high"])}); '
-                           f'{verdict.get("n_confident_blasts", 0)} confident blasts'),
+        ("Verdict", f"{badge(verdict['verdict'])} {esc(verdict.get('reason', ''))}"),
+        (
+            "Cells",
+            f"{verdict['n_cells']} cells in {n_ok} usable of {verdict['n_images']} fields "
+            f"({verdict['n_failed']} unreadable, {verdict.get('n_unusable', 0)} not usable smears)",
+        ),
+        (
+            "Blast fraction",
+            f"{percent(verdict['blast_fraction'])} (95 % CI {interval(verdict['ci_low'], verdict['ci_high'])}); "
+            f"{verdict.get('n_confident_blasts', 0)} confident blasts",
+        ),
         ("Subtype (experimental)", esc(verdict["predominant_subtype"] or "–")),
         ("Quality flags", "<br>".join(esc(r) for r in reasons) if reasons else "none"),
         ("Scale", esc(scale_text)),
         ("Stain distance", "–" if stain is None else f"{stain:.1f} SD from the training crops"),
         ("Models", esc(models)),
-        ("Run", esc(f'{verdict.get("screened_at", "")} · leukoscan {verdict.get("version", __version__)} · '
-                    f'{verdict.get("device", "")}')),
+        (
+            "Run",
+            esc(
+                f"{verdict.get('screened_at', '')} · leukoscan {verdict.get('version', __version__)} · "
+                f"{verdict.get('device', '')}"
+            ),
+        ),
     ]
     return '<table class="facts">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
@@ -208,11 +225,16 @@ def differential(verdict: dict) -> str:
     for key, label in zip(CELL_TYPES, TYPE_LABELS):
         k = verdict.get(f"n_{key}", 0)
         ci = interval(verdict["ci_low"], verdict["ci_high"]) if key == "blast" else ""  # the verdict's own interval
-        rows.append(f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
-                    f'<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>' if n else
-                    f"<tr><td>{esc(label)}</td><td>0</td><td>–</td><td></td></tr>")
-    return ('<table class="differential sortable"><thead><tr><th>type</th><th>count</th><th>%</th><th>95 % CI</th>'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        rows.append(
+            f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
+            f"<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>"
+            if n
+            else f"<tr><td>{esc(label)}</td><td>0</td><td>–</td><td></td></tr>"
+        )
+    return (
+        '<table class="differential sortable"><thead><tr><th>type</th><th>count</th><th>%</th><th>95 % CI</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def gallery_order(cells: pd.DataFrame, uncertain_p: float) -> pd.DataFrame:
@@ -224,8 +246,15 @@ def gallery_order(cells: pd.DataFrame, uncertain_p: float) -> pd.DataFrame:
     return df.assign(rank=df.group.map(order)).sort_values(["rank", "p"], ascending=[True, False], kind="stable")
 
 
-def gallery(sid: str, slide: str, slide_dir: str, cells: pd.DataFrame, stems: dict[str, str], overlay_ids: dict[str, str],
-            uncertain_p: float) -> str:
+def gallery(
+    sid: str,
+    slide: str,
+    slide_dir: str,
+    cells: pd.DataFrame,
+    stems: dict[str, str],
+    overlay_ids: dict[str, str],
+    uncertain_p: float,
+) -> str:
     geo = SETTINGS.geometry
     ordered = gallery_order(cells, uncertain_p)
     options = "".join(f'<option value="{t}">{esc(label)}</option>' for t, label in zip(CELL_TYPES, TYPE_LABELS))
@@ -250,15 +279,27 @@ def gallery(sid: str, slide: str, slide_dir: str, cells: pd.DataFrame, stems: di
             f'border-color:{colour}"></span></a>'
             f'<figcaption>{esc(c.label)} {c.p:.2f}<br><a class="to-row" href="#{quote(f"{sid}-row-{c.row}")}" '
             f'title="its row in the cell table">{esc(c.image)} #{i}</a><br>'
-            f'<select aria-label="reviewed type">{select}</select></figcaption></figure>')
-    kinds = "".join(f'<option value="{g}">{esc(t)}</option>'
-                    for g, t in [("blast", "Blasts"), ("uncertain", "Uncertain"),
-                                 *((t, label) for t, label in zip(CELL_TYPES, TYPE_LABELS) if t != "blast")])
-    more = (f'<button class="show-all" data-cap="{GALLERY_CAP}" data-label="show all {len(ordered)}">show all '
-            f'{len(ordered)}</button>' if len(ordered) > GALLERY_CAP else "")
-    controls = (f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
-                f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
-                f'<button class="download">download corrections (0)</button></div>')
+            f'<select aria-label="reviewed type">{select}</select></figcaption></figure>'
+        )
+    kinds = "".join(
+        f'<option value="{g}">{esc(t)}</option>'
+        for g, t in [
+            ("blast", "Blasts"),
+            ("uncertain", "Uncertain"),
+            *((t, label) for t, label in zip(CELL_TYPES, TYPE_LABELS) if t != "blast"),
+        ]
+    )
+    more = (
+        f'<button class="show-all" data-cap="{GALLERY_CAP}" data-label="show all {len(ordered)}">show all '
+        f"{len(ordered)}</button>"
+        if len(ordered) > GALLERY_CAP
+        else ""
+    )
+    controls = (
+        f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
+        f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
+        f'<button class="download">download corrections (0)</button></div>'
+    )
     return controls + f'<div class="gallery" data-all="false">{"".join(parts) or "<p>No cells.</p>"}</div>'
 
 
@@ -272,7 +313,8 @@ def slide_section(out: Path, sid: str, slide_dir: str, verdict: dict) -> str:
         f'<figure id="{esc(overlay_ids[image])}"><a href="{link(slide_dir, *overlay.split("/"))}">'
         f'<img src="{link(slide_dir, *overlay.split("/"))}" alt="{esc(image)}" loading="lazy"></a>'
         f"<figcaption>{esc(image)}</figcaption></figure>"
-        for image, overlay in zip(images.image, images.overlay) if overlay
+        for image, overlay in zip(images.image, images.overlay)
+        if overlay
     )
     uncertain_p = float(verdict.get("thresholds", {}).get("uncertain_p", SETTINGS.verdict.uncertain_p))
     cell_ids = [f"{sid}-row-{k}" for k in range(len(cells))]
@@ -295,9 +337,9 @@ def write_report(out: Path, verdicts: list[tuple[str, dict]]) -> Path:
     """``verdicts``: (slide output folder name, verdict record) pairs."""
     rows = "".join(
         f'<tr><td><a href="#s{k}">{esc(v["slide"])}</a></td><td>{badge(v["verdict"])}</td>'
-        f'<td>{esc(v.get("reason", ""))}</td><td>{"yes" if v["needs_review"] else "no"}</td><td>{v["n_cells"]}</td>'
-        f'<td>{percent(v["blast_fraction"])}</td><td>{interval(v["ci_low"], v["ci_high"])}</td>'
-        f'<td>{esc(v["predominant_subtype"] or "–")}</td></tr>'
+        f"<td>{esc(v.get('reason', ''))}</td><td>{'yes' if v['needs_review'] else 'no'}</td><td>{v['n_cells']}</td>"
+        f"<td>{percent(v['blast_fraction'])}</td><td>{interval(v['ci_low'], v['ci_high'])}</td>"
+        f"<td>{esc(v['predominant_subtype'] or '–')}</td></tr>"
         for k, (_, v) in enumerate(verdicts)
     )
     key = "".join(f'<span style="background:{c}">{esc(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))

@@ -49,8 +49,11 @@ def home() -> Path:
     """Writable state (Ultralytics config, matplotlib cache): ``LEUKOSCAN_HOME``, else ``.leukoscan`` in a
     source checkout, else ``~/.cache/leukoscan``."""
     env = os.environ.get("LEUKOSCAN_HOME")
-    candidates = [Path(env)] if env else [p for p in (SOURCE_TREE and SOURCE_TREE / ".leukoscan",
-                                                      Path.home() / ".cache" / "leukoscan") if p]
+    candidates = (
+        [Path(env)]
+        if env
+        else [p for p in (SOURCE_TREE and SOURCE_TREE / ".leukoscan", Path.home() / ".cache" / "leukoscan") if p]
+    )
     for path in candidates:
         try:
             path.mkdir(parents=True, exist_ok=True)

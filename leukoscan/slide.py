@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from leukoscan.classify.stain import crop_colour, stain_distance
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
+from leukoscan.classify.stain import crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import write_exports
@@ -30,6 +29,7 @@ from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
+from leukoscan.timing import Stopwatch
 from leukoscan.verdict import image_calls, slide_verdict
 
 
@@ -64,48 +64,61 @@ class Options:
 
 
 def screen_fields(
-    models, out: Path, journal: Journal, images: list[Path], scale: dict, opts: Options,
-    decoded: dict[Path, np.ndarray], stems: dict[Path, str], stain: dict | None = None,
+    models,
+    out: Path,
+    journal: Journal,
+    images: list[Path],
+    scale: dict,
+    opts: Options,
+    decoded: dict[Path, np.ndarray],
+    stems: dict[Path, str],
+    stain: dict | None = None,
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
     ``stems`` names each field's output files; ``stain``: the slide's colour (``slide_stain``)."""
-    pool, states, loaded, t0 = field_pool(), {}, [], time.perf_counter()
-    # decoded here, one field after another (a field that cannot be read is journalled as an error at once)
-    for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
-        if isinstance(rgb, ImageError):
-            states[path] = journal.record(path, {"status": "error", "error": str(rgb)})
-        else:
-            loaded.append((path, rgb))
+    pool, states, loaded, watch = field_pool(), {}, [], Stopwatch()
+    with watch("decode"):  # one field after another (a field that cannot be read is journalled as an error at once)
+        for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
+            if isinstance(rgb, ImageError):
+                states[path] = journal.record(path, {"status": "error", "error": str(rgb)})
+            else:
+                loaded.append((path, rgb))
     if not loaded:
         return states
-    t1 = time.perf_counter()
     fields = [rgb for _, rgb in loaded]
-    cell_px = [field_cell_px(scale, models.detector, rgb) for rgb in fields]
-    dets = models.detector.detect(fields, cell_px)
-    t_quality = time.perf_counter()
-    # a field that is not a usable smear keeps its overlay and says why; its cells do not count
-    problems = list(pool.map(field_problem, fields, map(len, dets), cell_px))
-    dets = [det[np.zeros(0, dtype=int)] if problem else det for det, problem in zip(dets, problems)]
-    t2 = time.perf_counter()
-    crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
-    t3 = time.perf_counter()
-    probs = (models.classifier.probs(models.classifier.normalise(np.concatenate(crops), stain)) if sum(map(len, crops))
-             else np.zeros((0, len(CELL_TYPES))))
-    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
-    dets = models.subtype.subtype_fields(fields, dets)
-    t4 = time.perf_counter()
+    with watch("detect"):
+        cell_px = [field_cell_px(scale, models.detector, rgb) for rgb in fields]
+        dets = models.detector.detect(fields, cell_px)
+    with watch("quality"):  # a field that is not a usable smear keeps its overlay and says why; its cells do not count
+        problems = list(pool.map(field_problem, fields, map(len, dets), cell_px))
+        dets = [det[np.zeros(0, dtype=int)] if problem else det for det, problem in zip(dets, problems)]
+    with watch("crop"):
+        crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
+    with watch("classify"):
+        dets = classify_fields(models, fields, dets, crops, stain)
     n = len(loaded)
-    seconds = {"decode": (t1 - t0) / n, "detect": (t_quality - t1) / n, "quality": (t2 - t_quality) / n,
-               "crop": (t3 - t2) / n, "classify": (t4 - t3) / n}
-    # the fields' outputs on every core, then recorded
-    names = [stems[p] for p, _ in loaded]
-    done = list(pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, [opts.rules] * n,
-                         problems))
-    seconds["write"] = (time.perf_counter() - t4) / n
+    with watch("write"):  # the fields' outputs on every core, then recorded
+        names, rules = [stems[p] for p, _ in loaded], [opts.rules] * n
+        done = list(
+            pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, rules, problems)
+        )
+    seconds = watch.per(n)
     for (path, _), state in zip(loaded, done):
         states[path] = journal.record(path, {**state, "seconds": seconds})
     return states
+
+
+def classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None) -> list:
+    """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
+    colour for a model trained on normalised crops), then the blasts subtyped."""
+    probs = (
+        models.classifier.probs(models.classifier.normalise(np.concatenate(crops), stain))
+        if sum(map(len, crops))
+        else np.zeros((0, len(CELL_TYPES)))
+    )
+    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
+    return models.subtype.subtype_fields(fields, dets)
 
 
 def write_field(
@@ -125,8 +138,13 @@ def write_field(
     for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
-    return {"status": "unusable" if problem else "ok", "error": problem, "stain_lab": colour,
-            "cells": cell_records(path.name, det), "overlay": overlay_name(stem)}
+    return {
+        "status": "unusable" if problem else "ok",
+        "error": problem,
+        "stain_lab": colour,
+        "cells": cell_records(path.name, det),
+        "overlay": overlay_name(stem),
+    }
 
 
 def output_stems(images: list[Path]) -> dict[Path, str]:
@@ -172,80 +190,102 @@ def field_pool() -> ThreadPoolExecutor:
 def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
     """Screen ``slide`` into ``out``: its fields (``screen_unfinished``), then its tables (``slide_tables``)
     and verdict (``verdict_record``); returns the verdict record (also written to verdict.json)."""
-    start = time.perf_counter()
-    stems = output_stems(slide.images)
-    states, scale, stain, seconds = screen_unfinished(models, slide, out, opts, stems, advance)
-    t_aggregate = time.perf_counter()
-    cells, images = slide_tables(states, stems)
-    verdict = verdict_record(models, slide, opts, cells, images, states, scale, stain)
-    outputs.write_csv(out / "cells.csv", cells)
-    outputs.write_csv(out / "images.csv", images)
-    if opts.exports:
-        read = [p for p in slide.images if states[p]["status"] != "error"]
-        sizes = field_sizes(read)
-        write_exports(out, cells, {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}, opts.exports)
-    verdict["seconds"] = {"total": round(time.perf_counter() - start, 3), **seconds,
-                          "aggregate": round(time.perf_counter() - t_aggregate, 3), **mean_seconds(states.values())}
+    watch = Stopwatch()
+    with watch("total"):
+        stems = output_stems(slide.images)
+        states, scale, stain = screen_unfinished(models, slide, out, opts, stems, advance, watch)
+        with watch("aggregate"):
+            cells, images = slide_tables(states, stems)
+            verdict = verdict_record(models, slide, opts, cells, images, states, scale, stain)
+            outputs.write_csv(out / "cells.csv", cells)
+            outputs.write_csv(out / "images.csv", images)
+            if opts.exports:
+                read = [p for p in slide.images if states[p]["status"] != "error"]
+                sizes = field_sizes(read)
+                names, shapes = {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}
+                write_exports(out, cells, names, shapes, opts.exports)
+    verdict["seconds"] = {**watch.per(1, digits=3), **mean_seconds(states.values())}
     outputs.write_json(out / "verdict.json", verdict)
     return verdict
 
 
 def screen_unfinished(
-    models, slide: Slide, out: Path, opts: Options, stems: dict[Path, str], advance
-) -> tuple[dict[Path, dict], dict, dict | None, dict]:
+    models, slide: Slide, out: Path, opts: Options, stems: dict[Path, str], advance, watch: Stopwatch
+) -> tuple[dict[Path, dict], dict, dict | None]:
     """Screen the fields of ``slide`` that the journal in ``out`` does not hold finished (all of them with
     ``opts.force``), in batches, after the slide's scale and colour are found on sample fields (taken from
     the earlier run's verdict.json when nothing is left to do). Returns every field's state (journalled or
-    new), the scale, the colour and the seconds of the scale search and of the fields."""
+    new), the scale and the colour; ``watch`` times the scale search and the fields."""
     with Journal(out, fresh=opts.force) as journal:
         states = {p: journal.finished(p) for p in slide.images}
         todo = [p for p, s in states.items() if s is None]
         advance(len(slide.images) - len(todo))
-        t_scale = time.perf_counter()
-        decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-        sizes = field_sizes(slide.images) if todo else {}
-        scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous(out, "scale") or {}
-        stain = slide_stain(models, slide, scale, decoded, sizes) if todo else previous(out, "stain_normalisation")
-        t_fields = time.perf_counter()
-        clear_crops(out / "uncertain", {stems[p] for p in todo})
-        for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
-            states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems, stain))
-            advance(len(chunk))
-    seconds = {"scale_search": round(t_fields - t_scale, 3), "fields": round(time.perf_counter() - t_fields, 3)}
+        with watch("scale_search"):
+            decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
+            sizes = field_sizes(slide.images) if todo else {}
+            scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous(out, "scale") or {}
+            stain = slide_stain(models, slide, scale, decoded, sizes) if todo else previous(out, "stain_normalisation")
+        with watch("fields"):
+            clear_crops(out / "uncertain", {stems[p] for p in todo})
+            for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
+                states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems, stain))
+                advance(len(chunk))
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
-    return states, scale, stain, seconds
+    return states, scale, stain
 
 
 def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The slide's cells.csv and images.csv tables from its fields' states."""
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
-    images = pd.DataFrame({"image": [p.name for p in states], "status": [s["status"] for s in states.values()],
-                           "error": [s.get("error", "") for s in states.values()],
-                           # journals of earlier versions have no overlay entry: their overlays are named by stem
-                           "overlay": [s.get("overlay", overlay_name(stems[p]) if s["status"] != "error" else "")
-                                       for p, s in states.items()]}, dtype=object)
+    images = pd.DataFrame(
+        {
+            "image": [p.name for p in states],
+            "status": [s["status"] for s in states.values()],
+            "error": [s.get("error", "") for s in states.values()],
+            # journals of earlier versions have no overlay entry: their overlays are named by stem
+            "overlay": [
+                s.get("overlay", overlay_name(stems[p]) if s["status"] != "error" else "") for p, s in states.items()
+            ],
+        },
+        dtype=object,
+    )
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0})
     return cells, images.astype({"n_blasts": int})[IMAGE_COLUMNS]
 
 
-def verdict_record(models, slide: Slide, opts: Options, cells: pd.DataFrame, images: pd.DataFrame,
-                   states: dict[Path, dict], scale: dict, stain: dict | None) -> dict:
+def verdict_record(
+    models,
+    slide: Slide,
+    opts: Options,
+    cells: pd.DataFrame,
+    images: pd.DataFrame,
+    states: dict[Path, dict],
+    scale: dict,
+    stain: dict | None,
+) -> dict:
     """The slide's verdict (``slide_verdict``) with what it was screened with, needing review when too many
     fields are not usable smears."""
     colours = [s["stain_lab"] for s in states.values() if s.get("stain_lab")]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
     verdict = {
-        "slide": slide.name, "n_images": len(slide.images), "n_failed": int((images.status == "error").sum()),
+        "slide": slide.name,
+        "n_images": len(slide.images),
+        "n_failed": int((images.status == "error").sum()),
         "n_unusable": int((images.status == "unusable").sum()),
         **slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum())),
-        "scale": scale, "stain_normalisation": stain, "screened_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "stain_z": stain_z, "thresholds": opts.rules.__dict__, **models.description,
+        "scale": scale,
+        "stain_normalisation": stain,
+        "screened_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stain_z": stain_z,
+        "thresholds": opts.rules.__dict__,
+        **models.description,
     }
     if verdict["n_unusable"] > opts.rules.review_unusable_fraction * len(slide.images):
-        verdict["review_reasons"].append(f"{verdict['n_unusable']} of {len(slide.images)} fields are not usable "
-                                         "smears (images.csv says why)")
+        verdict["review_reasons"].append(
+            f"{verdict['n_unusable']} of {len(slide.images)} fields are not usable smears (images.csv says why)"
+        )
         verdict["needs_review"] = True
     return verdict
 
@@ -313,8 +353,15 @@ def slide_scale(
     return {"cell_px_by_field_size": estimates, "source": f"estimated from up to {n_fields} field(s) per field size"}
 
 
-def slide_stain(models, slide: Slide, scale: dict, decoded: dict[Path, np.ndarray], sizes: dict,
-                min_cells: int = 200, max_fields: int = 8) -> dict | None:
+def slide_stain(
+    models,
+    slide: Slide,
+    scale: dict,
+    decoded: dict[Path, np.ndarray],
+    sizes: dict,
+    min_cells: int = 200,
+    max_fields: int = 8,
+) -> dict | None:
     """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
     trained without): the pooled CIE Lab mean and SD of the classifier's crops of its first usable fields
     (until ``min_cells`` cells or ``max_fields`` fields; the same fields on every run and resume), which are

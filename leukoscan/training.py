@@ -19,7 +19,16 @@ def fit(start: str | Path, task: str, data: Path, project: Path, name: str, reci
     scratch = Path(str(start)).suffix in (".yaml", ".yml")
     t = time.time()
     model.train(
-        data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True, device=train_device(device),
-        amp=False, plots=False, pretrained=not scratch, verbose=False, **args, **extra,
+        data=str(data),
+        project=str(Path(project).resolve()),
+        name=name,
+        exist_ok=True,
+        device=train_device(device),
+        amp=False,
+        plots=False,
+        pretrained=not scratch,
+        verbose=False,
+        **args,
+        **extra,
     )
     return model, time.time() - t

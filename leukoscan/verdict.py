@@ -18,7 +18,10 @@ def wilson(k, n, z: float = Z95):
     denom = 1 + z * z / safe
     centre = (p + z * z / (2 * safe)) / denom
     half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / denom
-    low, high = np.where(n > 0, np.maximum(0.0, centre - half), 0.0), np.where(n > 0, np.minimum(1.0, centre + half), 1.0)
+    low, high = (
+        np.where(n > 0, np.maximum(0.0, centre - half), 0.0),
+        np.where(n > 0, np.minimum(1.0, centre + half), 1.0),
+    )
     return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
@@ -32,8 +35,15 @@ def rule_tests(n, k, c, rules: VerdictRules) -> list[tuple[str, str, object, obj
         words = "the " if z == 0 else "upper bound of the " if z == Z95 else f"{z:g}-z upper bound of the "
         tests.append(("blast fraction", words, wilson(k, n)[0], wilson(k, n, z)[1], rules.suspect_fraction))
     if rules.suspect_confident_fraction is not None:
-        tests.append((f"share of cells with P(blast) >= {rules.confident_blast_p}", "the ", wilson(c, n)[0],
-                      np.asarray(c) / np.maximum(n, 1), rules.suspect_confident_fraction))
+        tests.append(
+            (
+                f"share of cells with P(blast) >= {rules.confident_blast_p}",
+                "the ",
+                wilson(c, n)[0],
+                np.asarray(c) / np.maximum(n, 1),
+                rules.suspect_confident_fraction,
+            )
+        )
     return tests
 
 
@@ -50,8 +60,11 @@ def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.ve
     suspected, negative = c >= count, c < count
     for _, _, low, value, threshold in tests:
         suspected, negative = suspected | (low >= threshold), negative & (value < threshold)
-    out = np.where(n < rules.min_cells, "insufficient",
-                   np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")))
+    out = np.where(
+        n < rules.min_cells,
+        "insufficient",
+        np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")),
+    )
     return str(out) if out.ndim == 0 else out
 
 
@@ -69,8 +82,12 @@ def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
     return mean
 
 
-def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, stain_z: float | None = None,
-                  usable_fields: int | None = None) -> dict:
+def slide_verdict(
+    cells: pd.DataFrame,
+    rules: VerdictRules = SETTINGS.verdict,
+    stain_z: float | None = None,
+    usable_fields: int | None = None,
+) -> dict:
     """Verdict of one slide from its ``cells`` table (``cell_type``, ``p_<type>``, subtype columns);
     ``insufficient`` also with fewer than ``rules.min_fields`` usable fields (when ``usable_fields`` is given)."""
     n = len(cells)
@@ -87,7 +104,9 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
         verdict = "insufficient"
     differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
     predominant = ""
-    if verdict == "suspected" and blasts >= rules.subtype_min_blasts:  # the blasts' commonest subtype (ties: larger summed probability)
+    if (
+        verdict == "suspected" and blasts >= rules.subtype_min_blasts
+    ):  # the blasts' commonest subtype (ties: larger summed probability)
         sub = cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)
         counts = np.bincount(np.nanargmax(np.nan_to_num(sub, nan=-1), axis=1), minlength=len(SUBTYPES))
         predominant = SUBTYPE_LABELS[max(range(len(SUBTYPES)), key=lambda i: (counts[i], np.nansum(sub[:, i])))]
@@ -99,14 +118,27 @@ def slide_verdict(cells: pd.DataFrame, rules: VerdictRules = SETTINGS.verdict, s
     fraction: float | None = blasts / n if n else 0.0
     if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
         fraction = low = high = None
-        reasons.insert(0, f"only {usable_fields} usable fields (a verdict needs at least {rules.min_fields})"
-                       if few_fields else f"only {n} cells (at least {rules.min_cells} are needed for a verdict)")
+        reasons.insert(
+            0,
+            f"only {usable_fields} usable fields (a verdict needs at least {rules.min_fields})"
+            if few_fields
+            else f"only {n} cells (at least {rules.min_cells} are needed for a verdict)",
+        )
     return {
-        "n_cells": n, "n_blasts": blasts, "blast_fraction": fraction, "ci_low": low, "ci_high": high,
-        "n_confident_blasts": confident, "predominant_subtype": predominant, "verdict": verdict,
-        "reason": f"{usable_fields} usable fields < {rules.min_fields}" if few_fields
+        "n_cells": n,
+        "n_blasts": blasts,
+        "blast_fraction": fraction,
+        "ci_low": low,
+        "ci_high": high,
+        "n_confident_blasts": confident,
+        "predominant_subtype": predominant,
+        "verdict": verdict,
+        "reason": f"{usable_fields} usable fields < {rules.min_fields}"
+        if few_fields
         else verdict_reason(verdict, n, blasts, confident, rules),
-        "needs_review": bool(reasons), "review_reasons": reasons, "uncertain_fraction": uncertain,
+        "needs_review": bool(reasons),
+        "review_reasons": reasons,
+        "uncertain_fraction": uncertain,
         **differential,
     }
 
@@ -121,9 +153,15 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
         fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, _, low, _, t in tests if low >= t]
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
-    parts = [f"{words}{what} {float(value):.1%} {'<' if value < t else '>='} {t:.0%}" for what, words, _, value, t in tests]
+    parts = [
+        f"{words}{what} {float(value):.1%} {'<' if value < t else '>='} {t:.0%}" for what, words, _, value, t in tests
+    ]
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
-    return " and ".join(parts) if verdict == "negative" else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
+    return (
+        " and ".join(parts)
+        if verdict == "negative"
+        else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
+    )
 
 
 def percent(value, digits: int = 1) -> str:

@@ -49,8 +49,8 @@ def smear(size=(224, 224), rbc_px=16.0, wbc_px=27.0, n_rbc=40, n_wbc=3, seed=0, 
 
 def write_yolo_dataset(root: Path, n_train=8, n_val=4, size=(224, 224)) -> Path:
     """A tiny single-class YOLO dataset of synthetic smears; returns data.yaml."""
-    from leukoscan.datasets.build import yolo_lines
     from leukoscan.cells import cells
+    from leukoscan.datasets.build import yolo_lines
 
     for split, n in (("train", n_train), ("val", n_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)

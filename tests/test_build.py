@@ -8,9 +8,9 @@ import pytest
 import yaml
 from synth import smear
 
+from leukoscan.cells import CLASSES
 from leukoscan.datasets.build import build_classification, build_detection, read_yolo
 from leukoscan.datasets.splits import build_manifest
-from leukoscan.cells import CLASSES
 
 PER_CLASS = 30
 
@@ -19,8 +19,14 @@ PER_CLASS = 30
 def fake_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("shared")
     tq = root / "all-taleqani"
-    for k, (cls, prefix) in enumerate([("Benign", "WBC-Benign"), ("Early", "WBC-Malignant-Early"),
-                                       ("Pre", "WBC-Malignant-Pre"), ("Pro", "WBC-Malignant-Pro")]):
+    for k, (cls, prefix) in enumerate(
+        [
+            ("Benign", "WBC-Benign"),
+            ("Early", "WBC-Malignant-Early"),
+            ("Pre", "WBC-Malignant-Pre"),
+            ("Pro", "WBC-Malignant-Pro"),
+        ]
+    ):
         for sub in ("Original", "Segmented"):
             (tq / sub / cls).mkdir(parents=True)
         for i in range(PER_CLASS):

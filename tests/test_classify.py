@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from leukoscan.cells import CLASSES, cells
 from leukoscan.classify.calibrate import apply_temperature, ece, fit_temperature
 from leukoscan.classify.stain import crop_colour, hed_jitter, stain_distance, stain_reference
-from leukoscan.cells import CLASSES, cells
 
 COLOURS = {"benign": (90, 40, 150), "early_pre_b": (150, 110, 200), "pre_b": (120, 60, 120), "pro_b": (180, 150, 230)}
 
@@ -47,8 +47,8 @@ def test_batched_equals_per_crop(tiny_model):
 
 
 def test_subtype_is_asked_of_blasts_only(tiny_model):
-    from leukoscan.classify.predict import SubtypeClassifier
     from leukoscan.cells import PROBS, SUBTYPE_PROBS, with_probs
+    from leukoscan.classify.predict import SubtypeClassifier
 
     field = np.full((200, 200, 3), 235, np.uint8)
     probs = np.full((3, 9), 0.01)
@@ -63,17 +63,18 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
 def test_cell_type_trainer_smoke_and_physical_crops(tmp_path):
     """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes; the model crops a fixed
     physical window: the same cell at two magnifications gives the same crop (up to resampling)."""
+    from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.train import CellRecipe, train_cells
-    from leukoscan.cells import CELL_TYPES
 
     for split, n in (("train", 6), ("val", 2)):
         for k, key in enumerate(CELL_TYPES):
             (tmp_path / split / key).mkdir(parents=True)
             for i in range(n):
                 cv2.imwrite(str(tmp_path / split / key / f"{i}.png"), crop("benign", k * 10 + i))
-    best, card = train_cells(tmp_path, tmp_path / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0),
-                             device="cpu")
+    best, card = train_cells(
+        tmp_path, tmp_path / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0), device="cpu"
+    )
     assert best.is_file() and card["augment"]["p_blur"] > 0
     clf = CellClassifier(best, device="cpu")
     assert clf.classes == CELL_TYPES

@@ -109,7 +109,9 @@ TABLE = """
 2 classify predict {bad} --device tpu
 1 classify predict {bad} --out {out}/p.csv
 """
-CASES = [(int(code), args) for code, *args in filter(None, (shlex.split(line, comments=True) for line in TABLE.splitlines()))]
+CASES = [
+    (int(code), args) for code, *args in filter(None, (shlex.split(line, comments=True) for line in TABLE.splitlines()))
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +128,16 @@ def ws(tmp_path_factory):
         (paths["labset"] / split).write_text("")
     (paths["crops"] / "val").mkdir(parents=True)
     splits = f"path: {paths['labset']}\ntrain: train.txt\nval: val.txt\n"  # a data.yaml Ultralytics takes
-    files = {"garbage": ("garbage.pt", "not a model"), "coco": ("reviewed.json", "{not json"),
-             "yaml": ("data.yaml", splits + "names:\n  0: white_cell\n"),
-             "test_yaml": ("regression.yaml", splits + "test: val.txt\nnames:\n  0: white_cell\n"),
-             "no_names_yaml": ("no_names.yaml", splits), "no_val_yaml": ("no_val.yaml", "path: .\ntrain: train.txt\n"),
-             "no_images_yaml": ("no_images.yaml", splits.replace("val.txt", "images/val") + "names:\n  0: white_cell\n"),
-             "broken_yaml": ("broken.yaml", "train: [\n")}
+    files = {
+        "garbage": ("garbage.pt", "not a model"),
+        "coco": ("reviewed.json", "{not json"),
+        "yaml": ("data.yaml", splits + "names:\n  0: white_cell\n"),
+        "test_yaml": ("regression.yaml", splits + "test: val.txt\nnames:\n  0: white_cell\n"),
+        "no_names_yaml": ("no_names.yaml", splits),
+        "no_val_yaml": ("no_val.yaml", "path: .\ntrain: train.txt\n"),
+        "no_images_yaml": ("no_images.yaml", splits.replace("val.txt", "images/val") + "names:\n  0: white_cell\n"),
+        "broken_yaml": ("broken.yaml", "train: [\n"),
+    }
     for key, (name, text) in files.items():
         paths[key] = root / name
         paths[key].write_text(text)
@@ -193,8 +199,18 @@ def screened(tmp_path_factory):
 def test_the_summary_is_on_stdout_in_full(screened):
     _, out, result = screened
     summary = pd.read_csv(out / "summary.csv")
-    assert result.stdout.splitlines()[1].split() == ["slide", "images", "failed", "cells", "blasts", "(95%", "CI)",
-                                                     "subtype", "verdict", "review"]
+    assert result.stdout.splitlines()[1].split() == [
+        "slide",
+        "images",
+        "failed",
+        "cells",
+        "blasts",
+        "(95%",
+        "CI)",
+        "subtype",
+        "verdict",
+        "review",
+    ]
     row = result.stdout.splitlines()[2]
     assert row.startswith("slide ") and summary.verdict[0] in row
     assert re.search(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", row), row  # the interval whole, not cut at 80 columns
@@ -239,8 +255,9 @@ def test_images_over_the_limit_get_the_projects_line_and_no_warning(tmp_path):
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     assert result.exit_code == 1, result.output  # neither field is screened
     images = pd.read_csv(tmp_path / "out" / "scans" / "images.csv").set_index("image")
-    assert images.error["huge.png"] == ("image over 2 megapixels: 12000x9000 (108.0 megapixels); "
-                                        "use --max-megapixels to raise it")
+    assert images.error["huge.png"] == (
+        "image over 2 megapixels: 12000x9000 (108.0 megapixels); use --max-megapixels to raise it"
+    )
     assert images.error["field.png"].startswith("image over 2 megapixels: 2000x1500 (3.0 megapixels)")
     assert "bomb" not in result.output.lower() and "Warning" not in result.output
     from leukoscan.images import MAX_MEGAPIXELS, _limit

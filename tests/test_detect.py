@@ -7,8 +7,8 @@ import pytest
 import supervision as sv
 from synth import smear
 
-from leukoscan.detect.predict import Detector
 from leukoscan.config import DETECTOR_WEIGHTS
+from leukoscan.detect.predict import Detector
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,10 @@ def test_batch_equals_single(detector):
 def test_slide_scale_search_recovers_cell_size(detector, wbc):
     size = (224, 224) if wbc == 27 else (600, 800) if wbc == 68 else (1200, 1600)
     rbc = wbc / 1.7
-    fields = [smear(size, rbc_px=rbc, wbc_px=wbc, n_rbc=size[0] * size[1] // int(4 * rbc * rbc), n_wbc=3, seed=s)[0]
-              for s in (70, 71)]
+    fields = [
+        smear(size, rbc_px=rbc, wbc_px=wbc, n_rbc=size[0] * size[1] // int(4 * rbc * rbc), n_wbc=3, seed=s)[0]
+        for s in (70, 71)
+    ]
     assert detector.estimate_cell_px(fields) == pytest.approx(wbc, rel=0.3)
 
 

@@ -26,8 +26,14 @@ def load(folder, backend):
 
 
 def weight_options(folder):
-    return ["--detector-weights", str(folder / "detector.pt"), "--classifier-weights", str(folder / "classifier.pt"),
-            "--subtype-weights", str(folder / "subtype.pt")]
+    return [
+        "--detector-weights",
+        str(folder / "detector.pt"),
+        "--classifier-weights",
+        str(folder / "classifier.pt"),
+        "--subtype-weights",
+        str(folder / "subtype.pt"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +95,39 @@ def write_crop_dataset(root, classes, per_class=6):
 
 def test_int8_export_is_calibrated_on_the_given_sets_and_finds_the_same_cells(weights, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["export", "--detector-weights", str(weights / "detector.pt"), "--format", "openvino-int8",
-                                 "--detect-data", str(tmp_path / "missing.yaml")])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--detector-weights",
+            str(weights / "detector.pt"),
+            "--format",
+            "openvino-int8",
+            "--detect-data",
+            str(tmp_path / "missing.yaml"),
+        ],
+    )
     assert result.exit_code == 2 and "calibration data not found" in result.output
     from leukoscan.cells import CELL_TYPES, CLASSES
 
     data = write_yolo_dataset(tmp_path / "detect", n_train=2, n_val=6)
     crops = write_crop_dataset(tmp_path / "cells", CELL_TYPES, per_class=3)
     subtype_crops = write_crop_dataset(tmp_path / "classify", CLASSES)
-    result = runner.invoke(app, ["export", *weight_options(weights), "--format", "openvino-int8",
-                                 "--detect-data", str(data), "--classify-data", str(crops),
-                                 "--subtype-data", str(subtype_crops)])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            *weight_options(weights),
+            "--format",
+            "openvino-int8",
+            "--detect-data",
+            str(data),
+            "--classify-data",
+            str(crops),
+            "--subtype-data",
+            str(subtype_crops),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "INFO:nncf" not in result.output
     pt = load(weights, "pytorch")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukoscan.images import ImageError, MAX_PIXELS, load_rgb
+from leukoscan.images import MAX_PIXELS, ImageError, load_rgb
 
 
 def save(path, arr, **kw):
@@ -36,7 +36,7 @@ def test_grayscale_rgba_16bit_palette(tmp_path, rgb):
     assert gray.shape == (40, 50, 3) and (gray[..., 0] == gray[..., 1]).all()
     rgba = np.dstack([rgb, np.full((40, 50), 0, np.uint8)])  # fully transparent -> white
     assert (load_rgb(save(tmp_path / "a.png", rgba)) == 255).all()
-    deep = (rgb[..., 0].astype(np.uint16) * 257)
+    deep = rgb[..., 0].astype(np.uint16) * 257
     out = load_rgb(save(tmp_path / "d.png", deep))
     assert out.dtype == np.uint8 and abs(int(out[..., 0].max()) - int(rgb[..., 0].max())) <= 1
     tif16 = tmp_path / "d.tif"
@@ -82,9 +82,15 @@ def test_decompression_bomb(tmp_path):
     side = int(MAX_PIXELS**0.5) + 100
     Image.new("1", (side, side)).save(tmp_path / "bomb.png")  # tiny file, huge canvas
     assert (tmp_path / "bomb.png").stat().st_size < 5_000_000
-    assert one_line_error(tmp_path / "bomb.png") == (f"image over 80 megapixels: {side}x{side} ({side * side / 1e6:.1f} "
-                                                     "megapixels); use --max-megapixels to raise it")
-    assert load_rgb(tmp_path / "bomb.png", max_megapixels=side * side / 1e6).shape == (side, side, 3)  # the limit raised
+    assert one_line_error(tmp_path / "bomb.png") == (
+        f"image over 80 megapixels: {side}x{side} ({side * side / 1e6:.1f} "
+        "megapixels); use --max-megapixels to raise it"
+    )
+    assert load_rgb(tmp_path / "bomb.png", max_megapixels=side * side / 1e6).shape == (
+        side,
+        side,
+        3,
+    )  # the limit raised
 
 
 def test_a_huge_image_is_refused_in_one_line_without_the_runtime_set_up(tmp_path):
@@ -96,7 +102,9 @@ def test_a_huge_image_is_refused_in_one_line_without_the_runtime_set_up(tmp_path
     from PIL import Image
 
     Image.new("1", (20000, 10000)).save(tmp_path / "huge.png")  # 200 megapixels, over twice Pillow's limit
-    code = ("from leukoscan.images import ImageError, load_rgb\ntry:\n    load_rgb('huge.png')\n"
-            "except ImageError as e:\n    print(e)")
+    code = (
+        "from leukoscan.images import ImageError, load_rgb\ntry:\n    load_rgb('huge.png')\n"
+        "except ImageError as e:\n    print(e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "image over 80 megapixels and over Pillow's limit; use --max-megapixels to raise it"

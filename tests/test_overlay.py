@@ -43,7 +43,10 @@ def test_dense_field_boxes_carry_their_index_and_the_key_never_covers_a_cell():
     probs[:, 2] = 0.84
     det = with_probs(cells(xyxy, [0.9] * len(xyxy)), probs)
     dense, sparse = overlay(rgb, det), overlay(rgb, det, dense_cells=100)
+
     # index labels ("0".."29") are narrower than "Neutrophil 0.84": less of the field is label colour
-    green = lambda img: (img[:224] == (115, 158, 0)).all(axis=2).sum()
+    def green(img):
+        return (img[:224] == (115, 158, 0)).all(axis=2).sum()
+
     assert green(dense) < green(sparse)
     assert (dense[4, 4] == (115, 158, 0)).all()  # the top-left cell's box, not a legend, in the corner

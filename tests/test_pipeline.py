@@ -15,10 +15,10 @@ from PIL import Image
 from synth import smear
 from typer.testing import CliRunner
 
-from leukoscan.images import MAX_PIXELS, list_images
 from leukoscan.cells import CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
+from leukoscan.images import MAX_PIXELS, list_images
 from leukoscan.pipeline import DEMO_SLIDE, app
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,8 +62,10 @@ def test_demo_run_output_contract(demo_out):
     assert np.allclose(cells.loc[blast, SUBTYPE_COLUMNS].to_numpy().sum(axis=1), 1, atol=2e-3)
     assert set(cells.subtype[blast]) <= set(SUBTYPES)
     labels = [TYPE_LABELS[CELL_TYPES.index(t)] for t in cells.cell_type]
-    expected = [f"{lab} ({SUBTYPE_LABELS[SUBTYPES.index(s)]})" if t == "blast" else lab
-                for lab, t, s in zip(labels, cells.cell_type, cells.subtype)]
+    expected = [
+        f"{lab} ({SUBTYPE_LABELS[SUBTYPES.index(s)]})" if t == "blast" else lab
+        for lab, t, s in zip(labels, cells.cell_type, cells.subtype)
+    ]
     assert cells.label.tolist() == expected
     # images.csv: blast counts per field add up to the cells table
     assert images.n_blasts.sum() == blast.sum() and images.n_cells.sum() == len(cells)
@@ -117,8 +119,17 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
     assert result.exit_code == 0, result.output
     assert digest(bad_slide) == before
     images = pd.read_csv(tmp_path / "out" / bad_slide.name / "images.csv", keep_default_na=False).set_index("image")
-    assert set(images.index) == {"good field.jpg", "gray.png", "rgba.png", "deep16.png", "truncated.jpg",
-                                 "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"}
+    assert set(images.index) == {
+        "good field.jpg",
+        "gray.png",
+        "rgba.png",
+        "deep16.png",
+        "truncated.jpg",
+        "corrupt.jpg",
+        "empty.png",
+        "notes.tif",
+        "bomb.png",
+    }
     for ok in ("good field.jpg", "rgba.png"):
         assert images.loc[ok, "status"] == "ok", images.loc[ok, "error"]
     for gray in ("gray.png", "deep16.png"):  # decoded, but a stain's colour is what the cell types are read from
@@ -219,11 +230,26 @@ def test_report_loads_in_chromium(demo_out, tmp_path):
 
         assert (demo_out / unquote(link)).is_file(), link
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=3000", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
@@ -275,7 +301,11 @@ def test_a_slide_whose_outputs_cannot_be_written_gets_one_line_and_the_others_go
     result = run(*slides, "--out", out)
     assert result.exit_code == 0, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "slide slide0: could not write its outputs" in errors[0] and "Traceback" not in result.output
+    assert (
+        len(errors) == 1
+        and "slide slide0: could not write its outputs" in errors[0]
+        and "Traceback" not in result.output
+    )
     assert list(pd.read_csv(out / "summary.csv").slide) == ["slide1"]
     assert (out / "slide1" / "verdict.json").exists() and (out / "report.html").exists()
     # nothing could be written: one line each and exit 1
@@ -306,7 +336,11 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     overlays = tmp_path / "out" / "slide" / "overlays"
     assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg", "f1.jpg"]
     images = pd.read_csv(tmp_path / "out" / "slide" / "images.csv").set_index("image")
-    assert images.overlay.to_dict() == {"f0.jpg": "overlays/f0_jpg.jpg", "f0.png": "overlays/f0_png.jpg", "f1.png": "overlays/f1.jpg"}
+    assert images.overlay.to_dict() == {
+        "f0.jpg": "overlays/f0_jpg.jpg",
+        "f0.png": "overlays/f0_png.jpg",
+        "f1.png": "overlays/f1.jpg",
+    }
     report = (tmp_path / "out" / "report.html").read_text()
     assert all(f'src="slide/{o}"' in report for o in images.overlay)
     # a field removed from the slide: its old outputs stay on disk, but the report shows this run's fields only
@@ -325,7 +359,12 @@ def test_batches_stop_at_the_field_count_or_the_pixel_budget():
 
     paths = [Path(f"f{i}.jpg") for i in range(7)]
     sizes = {p: (1000, 1000) for p in paths} | {paths[3]: (5000, 5000), paths[5]: None}
-    assert [len(b) for b in batches(paths, sizes, n=16, max_pixels=2.5e6)] == [2, 1, 1, 3]  # 25 MP alone; unreadable = 0
+    assert [len(b) for b in batches(paths, sizes, n=16, max_pixels=2.5e6)] == [
+        2,
+        1,
+        1,
+        3,
+    ]  # 25 MP alone; unreadable = 0
     assert [len(b) for b in batches(paths, sizes, n=2, max_pixels=1e9)] == [2, 2, 2, 1]
     assert list(batches([], sizes, n=16, max_pixels=1e6)) == []
 
@@ -339,11 +378,15 @@ def test_a_pixel_budget_splits_batches_without_changing_results(tmp_path, monkey
         cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=95 + i)[0][..., ::-1])
     assert run(slide, "--out", tmp_path / "a").exit_code == 0
     seen, screen_fields = [], leukoscan.slide.screen_fields
-    monkeypatch.setattr(leukoscan.slide, "screen_fields", lambda *a, **k: seen.append(len(a[3])) or screen_fields(*a, **k))
+    monkeypatch.setattr(
+        leukoscan.slide, "screen_fields", lambda *a, **k: seen.append(len(a[3])) or screen_fields(*a, **k)
+    )
     w, h = Image.open(slide / "f0.png").size
     assert run(slide, "--out", tmp_path / "b", "--batch-megapixels", 1.5 * w * h / 1e6).exit_code == 0
     assert seen == [1, 1, 1]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "slide" / "cells.csv"), pd.read_csv(tmp_path / "b" / "slide" / "cells.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / "slide" / "cells.csv"), pd.read_csv(tmp_path / "b" / "slide" / "cells.csv")
+    )
 
 
 def test_fields_that_are_not_smears_are_unusable_and_their_cells_do_not_count(tmp_path):

@@ -13,8 +13,16 @@ from leukoscan.quality import field_problem
 def text_photo():
     img = np.full((600, 800, 3), 245, np.uint8)
     for i in range(12):
-        cv2.putText(img, "The quick brown fox jumps over", (20, 40 + 45 * i), cv2.FONT_HERSHEY_SIMPLEX, 1.1,
-                    (20, 20, 20), 2, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            "The quick brown fox jumps over",
+            (20, 40 + 45 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.1,
+            (20, 20, 20),
+            2,
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -45,8 +53,15 @@ def test_implausible_density():
 def test_real_smears_are_usable():
     """The demo photographs (an eyepiece photo with its black ring among them) and synthetic smears pass;
     so do Taleqani and TXL-PBC fields when the datasets are at hand."""
-    cell_px = {"2": 115, "38e21132-cb80-4a2c-a71b-b6f04ff15017": 82, "60d50441-5c92-4745-91fd-9231cc2fcbb7": 65,
-               "EarlyPreb": 30, "Ep": 254, "Sap_148 Prob": 121, "new": 160}  # leukoscan run's estimates
+    cell_px = {
+        "2": 115,
+        "38e21132-cb80-4a2c-a71b-b6f04ff15017": 82,
+        "60d50441-5c92-4745-91fd-9231cc2fcbb7": 65,
+        "EarlyPreb": 30,
+        "Ep": 254,
+        "Sap_148 Prob": 121,
+        "new": 160,
+    }  # leukoscan run's estimates
     for path in list_images(REPO_ROOT / "datasets" / "samples"):
         assert field_problem(load_rgb(path), n_cells=10, cell_px=cell_px[path.stem]) == "", path.name
     for seed in range(5):

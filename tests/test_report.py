@@ -69,19 +69,36 @@ window.addEventListener('load', function() {  // once the page's pictures have l
 @pytest.fixture(scope="module")
 def two_slides(tmp_path_factory):
     out = tmp_path_factory.mktemp("review")
-    result = CliRunner().invoke(app, ["run", *(str(DEMO_SLIDE / s) for s in SLIDES), "--out", str(out),
-                                      "--export", "geojson", "--export", "coco"])
+    result = CliRunner().invoke(
+        app,
+        ["run", *(str(DEMO_SLIDE / s) for s in SLIDES), "--out", str(out), "--export", "geojson", "--export", "coco"],
+    )
     assert result.exit_code == 0, result.output
     return out
 
 
 def chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *extra,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -93,8 +110,14 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     proc = chromium(probe, tmp_path, "--dump-dom")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [line for line in proc.stderr.splitlines() if ":CONSOLE" in line] == []
-    out = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S).group(1).replace("&quot;", '"')
-                     .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    out = json.loads(
+        re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+        .group(1)
+        .replace("&quot;", '"')
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+    )
     assert out["errors"] == []
     # the second slide's header sorts the second slide's table, and only it
     cells2 = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
@@ -114,8 +137,14 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     assert lines[0] == "slide,image,cell,x1,y1,x2,y2,predicted,reviewed" and len(lines) == 2
     row = cells2.set_index("cell").loc[int(fig["cell"])]
     reviewed = "lymphocyte" if fig["type"] == "monocyte" else "monocyte"
-    assert lines[1].split(",") == ["EarlyPreb", "EarlyPreb.jpeg", fig["cell"], *(f"{row[c]:g}" for c in ("x1", "y1", "x2", "y2")),
-                                   fig["type"], reviewed]
+    assert lines[1].split(",") == [
+        "EarlyPreb",
+        "EarlyPreb.jpeg",
+        fig["cell"],
+        *(f"{row[c]:g}" for c in ("x1", "y1", "x2", "y2")),
+        fig["type"],
+        reviewed,
+    ]
     assert out["download_label"] == "download corrections (1)"
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
@@ -126,8 +155,18 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
 
 def test_report_top_has_the_differential_flags_scale_models_and_run(two_slides):
     page = (two_slides / "report.html").read_text()
-    for text in ("Differential", "Quality flags", "Scale", "Models", "detector.pt (sha256", "leukoscan 0.",
-                 "Cells for review", "download corrections", "@media print", "break-before:page"):
+    for text in (
+        "Differential",
+        "Quality flags",
+        "Scale",
+        "Models",
+        "detector.pt (sha256",
+        "leukoscan 0.",
+        "Cells for review",
+        "download corrections",
+        "@media print",
+        "break-before:page",
+    ):
         assert text in page, text
     assert page.count('class="slide"') == 2 and page.count('class="cells sortable"') == 0
     assert page.count('class="sortable cells"') == 2
@@ -160,9 +199,13 @@ def test_coco_export_loads_in_pycocotools_and_round_trips_through_import_labels(
     path = two_slides / "EarlyPreb" / "cells.coco.json"
     coco = COCO(str(path))
     cells = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
-    assert len(coco.getAnnIds()) == len(cells) and [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CELL_TYPES)
+    assert len(coco.getAnnIds()) == len(cells) and [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(
+        CELL_TYPES
+    )
     ann = coco.loadAnns(coco.getAnnIds())[0]
-    assert ann["bbox"] == pytest.approx([cells.x1[0], cells.y1[0], cells.x2[0] - cells.x1[0], cells.y2[0] - cells.y1[0]], abs=0.06)
+    assert ann["bbox"] == pytest.approx(
+        [cells.x1[0], cells.y1[0], cells.x2[0] - cells.x1[0], cells.y2[0] - cells.y1[0]], abs=0.06
+    )
     # the predictions as a label set's corrected labels: every white cell (not "other") comes back as a box
     photos = tmp_path / "photos"
     photos.mkdir()

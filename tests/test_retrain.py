@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from synth import smear, write_yolo_dataset
 
+from leukoscan.cards import sha256
+from leukoscan.config import DETECTOR_WEIGHTS
 from leukoscan.datasets.build import read_yolo
 from leukoscan.detect.labels import LabelError, import_labels, tile_labset
 from leukoscan.detect.predict import Detector
 from leukoscan.detect.prelabel import prelabel
 from leukoscan.detect.registry import FINETUNE, finetune, promote, read_registry, rollback
-from leukoscan.cards import sha256
-from leukoscan.config import DETECTOR_WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,14 @@ def reviewed_coco(labset: Path, truth: dict) -> dict:
         s = w / 800
         images.append({"id": i, "file_name": f"{stem}.png", "width": w, "height": h})
         for x0, y0, x1, y1 in boxes * s:
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1,
-                                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                }
+            )
     return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "white_cell"}]}
 
 
@@ -108,9 +114,14 @@ def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
     for t in train + val:
         assert t.startswith("./images/") and cv2.imread(str(tiles / t)).shape == (224, 224, 3)
     # every labelled cell survives tiling at least once, at the training scale (68 px cells -> ~27 px)
-    stems = [Path(p).stem for p in (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()]
+    stems = [
+        Path(p).stem
+        for p in (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()
+    ]
     n_boxes = sum(len((labset / "labels" / f"{s}.txt").read_text().splitlines()) for s in stems)
-    tile_boxes = np.concatenate([read_yolo(tiles / "labels" / f"{Path(t).stem}.txt", 224, 224).xyxy for t in train + val])
+    tile_boxes = np.concatenate(
+        [read_yolo(tiles / "labels" / f"{Path(t).stem}.txt", 224, 224).xyxy for t in train + val]
+    )
     assert len(tile_boxes) >= n_boxes
     assert 0.7 * 27 < np.median(tile_boxes[:, 2:] - tile_boxes[:, :2]) < 1.4 * 27
 
@@ -123,8 +134,18 @@ def test_fine_tuning_starts_from_the_given_weights(loop):
     from leukoscan.training import fit
 
     recipe = replace(FINETUNE, epochs=1, batch=4, workers=0, imgsz=64, mosaic=0.0)
-    model, _ = fit(loop["current"], "detect", loop["regression"], loop["root"] / "zero_lr", "zero", recipe, "cpu",
-                   optimizer="SGD", lr0=0.0, warmup_epochs=0)
+    model, _ = fit(
+        loop["current"],
+        "detect",
+        loop["regression"],
+        loop["root"] / "zero_lr",
+        "zero",
+        recipe,
+        "cpu",
+        optimizer="SGD",
+        lr0=0.0,
+        warmup_epochs=0,
+    )
     start = torch.load(loop["current"], map_location="cpu", weights_only=False)["model"].float().state_dict()
     after = torch.load(model.trainer.last, map_location="cpu", weights_only=False)["model"].float().state_dict()
     conv = [k for k in start if k.endswith("conv.weight")]
@@ -151,14 +172,22 @@ def test_import_move_finetune_and_gate(loop):
     # a worse candidate (one epoch from scratch) must be rejected, and the registry records both models
     from leukoscan.detect.train import DetectorRecipe, train
 
-    worse, _ = train(loop["regression"], loop["root"] / "scratch", "worse",
-                     DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0), device="cpu")
+    worse, _ = train(
+        loop["regression"],
+        loop["root"] / "scratch",
+        "worse",
+        DetectorRecipe(imgsz=64, epochs=1, batch=4, workers=0, mosaic=0.0),
+        device="cpu",
+    )
     original = sha256(loop["current"])
     result = promote(worse, loop["current"], loop["regression"], tile_labset(labset), device="cpu")
     assert result["promoted"] is False and sha256(loop["current"]) == original
     entries = read_registry(loop["current"])
     assert [e["status"] for e in entries] == ["current", "rejected"]
-    assert entries[1]["parent"] == original and entries[1]["metrics"]["lab"]["mAP50"] < entries[0]["metrics"]["lab"]["mAP50"]
+    assert (
+        entries[1]["parent"] == original
+        and entries[1]["metrics"]["lab"]["mAP50"] < entries[0]["metrics"]["lab"]["mAP50"]
+    )
 
     # the fine-tuned candidate goes through the same gate; if promoted, rollback restores the original
     result = promote(candidate, loop["current"], loop["regression"], tile_labset(labset), device="cpu")

@@ -74,15 +74,23 @@ def test_cli_starts_without_loading_torch(tmp_path):
     import sys
     from pathlib import Path
 
-    code = ("import os, sys, leukoscan.pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules, "
-            "'YOLO_OFFLINE' in os.environ); "
-            "import ultralytics.utils as uu; from PIL import Image; patched = Image.open; "  # imported before set-up
-            "from leukoscan.runtime import ultralytics; ultralytics(); import torch; "
-            "print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count(), Image.open is not patched, "
-            "os.environ['YOLO_OFFLINE'])")
+    code = (
+        "import os, sys, leukoscan.pipeline; print('torch' in sys.modules, 'ultralytics' in sys.modules, "
+        "'YOLO_OFFLINE' in os.environ); "
+        "import ultralytics.utils as uu; from PIL import Image; patched = Image.open; "  # imported before set-up
+        "from leukoscan.runtime import ultralytics; ultralytics(); import torch; "
+        "print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count(), Image.open is not patched, "
+        "os.environ['YOLO_OFFLINE'])"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env["YOLO_CONFIG_DIR"] = str(tmp_path)  # fresh Ultralytics settings: sync on until set up
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+    )
     lines = out.stdout.splitlines()  # (Ultralytics, imported unconfigured, may print its settings notice between)
     assert lines[0].split() == ["False", "False", "False"] and lines[-1].split() == ["False", "True", "True", "true"]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from synth import smear
 
+from leukoscan.cells import cells
 from leukoscan.datasets.segment import agreement, colour_boxes
 from leukoscan.detect.scale import rbc_diameter_px, white_cell_px
-from leukoscan.cells import cells
 
 
 @pytest.mark.parametrize("rbc,wbc,size", [(16, 27, (224, 224)), (40, 70, (600, 800)), (80, 140, (1200, 1600))])

@@ -3,8 +3,8 @@
 import pandas as pd
 from conftest import TALEQANI, needs_taleqani
 
-from leukoscan.datasets.splits import assign_splits, build_manifest, leaks
 from leukoscan.config import Splits
+from leukoscan.datasets.splits import assign_splits, build_manifest, leaks
 
 
 def synthetic(n=100, cls="Benign"):
@@ -13,10 +13,16 @@ def synthetic(n=100, cls="Benign"):
 
     rng = np.random.default_rng(0)
     hashes = [f"{int(x):016x}" for x in rng.integers(0, 2**63, n)]
-    return pd.DataFrame({
-        "file": [f"{cls}/WBC-{cls}-{i:03d}.jpg" for i in range(n)], "class_dir": cls, "class_key": "benign",
-        "number": range(n), "sha256": [f"s{i}" for i in range(n)], "phash": hashes,
-    })
+    return pd.DataFrame(
+        {
+            "file": [f"{cls}/WBC-{cls}-{i:03d}.jpg" for i in range(n)],
+            "class_dir": cls,
+            "class_key": "benign",
+            "number": range(n),
+            "sha256": [f"s{i}" for i in range(n)],
+            "phash": hashes,
+        }
+    )
 
 
 def test_blocks_are_contiguous_and_deterministic():

@@ -21,7 +21,9 @@ def table(n_normal, n_blast, p=0.95, subtype=1, normal_type=2):
         if kind == 0:
             sub = np.full(3, 0.1)
             sub[subtype] = 0.8
-        rows.append({"cell_type": CELL_TYPES[kind], **dict(zip(TYPE_COLUMNS, probs)), **dict(zip(SUBTYPE_COLUMNS, sub))})
+        rows.append(
+            {"cell_type": CELL_TYPES[kind], **dict(zip(TYPE_COLUMNS, probs)), **dict(zip(SUBTYPE_COLUMNS, sub))}
+        )
     return pd.DataFrame(rows, columns=["cell_type", *TYPE_COLUMNS, *SUBTYPE_COLUMNS])
 
 
@@ -32,13 +34,16 @@ def test_wilson_known_values():
     assert wilson(20, 20)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("benign,blast,expected", [
-    (3, 2, "insufficient"),     # fewer than min_cells
-    (100, 0, "negative"),       # no blasts
-    (10, 40, "suspected"),      # lower bounds well above both thresholds
-    (95, 5, "suspected"),       # 5 % confident blasts: lower bound 2.2 % >= 2 %
-    (38, 2, "indeterminate"),   # 5 % confident blasts of 40 cells: lower bound 1.4 % < 2 % <= 5 %
-])
+@pytest.mark.parametrize(
+    "benign,blast,expected",
+    [
+        (3, 2, "insufficient"),  # fewer than min_cells
+        (100, 0, "negative"),  # no blasts
+        (10, 40, "suspected"),  # lower bounds well above both thresholds
+        (95, 5, "suspected"),  # 5 % confident blasts: lower bound 2.2 % >= 2 %
+        (38, 2, "indeterminate"),  # 5 % confident blasts of 40 cells: lower bound 1.4 % < 2 % <= 5 %
+    ],
+)
 def test_verdicts(benign, blast, expected):
     assert slide_verdict(table(benign, blast))["verdict"] == expected
 
@@ -68,8 +73,12 @@ def test_predominant_subtype_only_when_suspected():
 
 def test_differential_counts_every_type():
     v = slide_verdict(pd.concat([table(10, 3), table(5, 0, normal_type=1)], ignore_index=True))
-    assert {k: v[f"n_{k}"] for k in CELL_TYPES} == {**dict.fromkeys(CELL_TYPES, 0), "neutrophil": 10, "blast": 3,
-                                                     "lymphocyte": 5}
+    assert {k: v[f"n_{k}"] for k in CELL_TYPES} == {
+        **dict.fromkeys(CELL_TYPES, 0),
+        "neutrophil": 10,
+        "blast": 3,
+        "lymphocyte": 5,
+    }
     assert v["n_blasts"] == 3 and v["n_cells"] == 18
 
 
@@ -95,11 +104,14 @@ def test_image_calls_are_mean_probabilities():
 
 
 def test_verdict_says_which_rule_fired():
-    assert slide_verdict(table(10, 40))["reason"] == ("lower bound of the blast fraction 67.0% >= 20%; lower bound of "
-                                                      "the share of cells with P(blast) >= 0.95 67.0% >= 2%")
+    assert slide_verdict(table(10, 40))["reason"] == (
+        "lower bound of the blast fraction 67.0% >= 20%; lower bound of "
+        "the share of cells with P(blast) >= 0.95 67.0% >= 2%"
+    )
     assert slide_verdict(table(95, 5))["reason"] == "lower bound of the share of cells with P(blast) >= 0.95 2.2% >= 2%"
-    assert slide_verdict(table(100, 0))["reason"] == ("upper bound of the blast fraction 3.7% < 20% and the share of "
-                                                      "cells with P(blast) >= 0.95 0.0% < 2%")
+    assert slide_verdict(table(100, 0))["reason"] == (
+        "upper bound of the blast fraction 3.7% < 20% and the share of cells with P(blast) >= 0.95 0.0% < 2%"
+    )
     assert slide_verdict(table(38, 2))["reason"].startswith("not significantly above, nor below, the thresholds")
     counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
     assert slide_verdict(table(95, 5), counting)["reason"] == "5 cells with P(blast) >= 0.95"

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
 from leukoscan.cells import CELL_TYPES
+from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
 
 
 def probs(kind, p):
@@ -14,26 +14,33 @@ def probs(kind, p):
 
 
 def test_weak_cells_called_granulocytes_are_relabelled():
-    cells = pd.DataFrame({
-        "crop": [f"c{i}.png" for i in range(7)],
-        "type": ["blast", "blast", "blast", "lymphocyte", "lymphocyte", "neutrophil", "blast"],
-        "subtype": ["pre_b", "pro_b", "pre_b", "", "", "", "early_pre_b"],
-        "weak": [True, True, True, True, True, False, True],
-    })
-    p = np.stack([
-        probs("neutrophil", 0.95),  # an ALL field's neutrophil: relabelled, its subtype cleared
-        probs("neutrophil", 0.6),  # not confident: stays a blast
-        probs("other", 0.99),  # the domain gap talking (never taken)
-        probs("eosinophil", 0.93),  # a Benign field's eosinophil: relabelled
-        probs("monocyte", 0.99),  # monocyte calls are not taken: stays lymphocyte
-        probs("blast", 0.99),  # not weak: never touched
-        probs("basophil", 0.91),
-    ])
+    cells = pd.DataFrame(
+        {
+            "crop": [f"c{i}.png" for i in range(7)],
+            "type": ["blast", "blast", "blast", "lymphocyte", "lymphocyte", "neutrophil", "blast"],
+            "subtype": ["pre_b", "pro_b", "pre_b", "", "", "", "early_pre_b"],
+            "weak": [True, True, True, True, True, False, True],
+        }
+    )
+    p = np.stack(
+        [
+            probs("neutrophil", 0.95),  # an ALL field's neutrophil: relabelled, its subtype cleared
+            probs("neutrophil", 0.6),  # not confident: stays a blast
+            probs("other", 0.99),  # the domain gap talking (never taken)
+            probs("eosinophil", 0.93),  # a Benign field's eosinophil: relabelled
+            probs("monocyte", 0.99),  # monocyte calls are not taken: stays lymphocyte
+            probs("blast", 0.99),  # not weak: never touched
+            probs("basophil", 0.91),
+        ]
+    )
     out = clean_weak_labels(cells, p, confident=0.9)
     assert out.type.tolist() == ["neutrophil", "blast", "blast", "eosinophil", "lymphocyte", "neutrophil", "basophil"]
     assert out.subtype.tolist() == ["", "pro_b", "pre_b", "", "", "", ""]
     assert out.original_type.tolist() == cells.type.tolist()
     assert cells.type.tolist()[0] == "blast"  # the input is not changed
     summary = cleaning_summary(out)
-    assert summary == {"weak_cells": 6, "relabelled": 3,
-                       "moves": {"blast -> basophil": 1, "blast -> neutrophil": 1, "lymphocyte -> eosinophil": 1}}
+    assert summary == {
+        "weak_cells": 6,
+        "relabelled": 3,
+        "moves": {"blast -> basophil": 1, "blast -> neutrophil": 1, "lymphocyte -> eosinophil": 1},
+    }
