@@ -7,10 +7,7 @@ aggregated into a slide verdict, and the tables, overlays and an HTML report are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property, partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import typer
@@ -29,7 +26,6 @@ from leukoscan.progress import (
     OneLineErrors,
     console,
     device_option,
-    error,
     fail,
     max_megapixels_option,
     positive,
@@ -63,88 +59,6 @@ def main(
 ) -> None:
     """The options of ``leukoscan`` itself (its help is the app's); every command starts with the runtime set-up."""
     runtime.setup()
-
-
-class Unloaded:
-    """A model not loaded yet: the facts given (``weights``, ``device``, ...) are known at once, and asking
-    for anything else loads it (``load()``) and answers from the loaded model."""
-
-    def __init__(self, load: Callable[[], object], **known):
-        self.__dict__.update(known, _load=load, _model=None)
-
-    def __getattr__(self, name: str):  # called only for what is not known
-        if self._model is None:
-            self._model = self._load()
-        return getattr(self._model, name)
-
-
-@dataclass
-class Models:
-    detector: object
-    classifier: object  # cell types
-    subtype: object  # blast subtype
-
-    @classmethod
-    def load(
-        cls,
-        detector_weights: Path,
-        classifier_weights: Path,
-        subtype_weights: Path,
-        device: str,
-        backend: str = "pytorch",
-        lazy: bool = False,
-    ) -> Models:
-        """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
-        its weight file, device, backend, temperature and stain reference (read from the files and cards):
-        a resume with nothing left to screen loads no model."""
-        from leukoscan.cards import backend_file, read_card
-        from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
-        from leukoscan.detect.predict import Detector
-        from leukoscan.runtime import resolve_device
-
-        def unloaded(kind: type, weights: Path) -> Unloaded:
-            card = read_card(weights)
-            return Unloaded(
-                partial(kind, weights, device, backend=backend),
-                weights=Path(backend_file(weights, backend)),
-                device=resolve_device(device),
-                backend=backend,
-                temperature=float(card.get("temperature", 1.0)),
-                stain_reference=card.get("stain_reference"),
-            )
-
-        models = (
-            (Detector, detector_weights),
-            (CellClassifier, classifier_weights),
-            (SubtypeClassifier, subtype_weights),
-        )
-        return cls(
-            *(unloaded(kind, weights) if lazy else kind(weights, device, backend=backend) for kind, weights in models)
-        )
-
-    @cached_property
-    def description(self) -> dict:
-        """What screened a slide (version, device, backend, weight files and their hashes), hashed once."""
-        from leukoscan.cards import sha256
-
-        return {
-            "version": leukoscan.__version__,
-            "device": self.detector.device,
-            "backend": self.detector.backend,
-            "models": {
-                "detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
-                "classifier": {
-                    "file": str(self.classifier.weights),
-                    "sha256": sha256(self.classifier.weights),
-                    "temperature": self.classifier.temperature,
-                },
-                "subtype": {
-                    "file": str(self.subtype.weights),
-                    "sha256": sha256(self.subtype.weights),
-                    "temperature": self.subtype.temperature,
-                },
-            },
-        }
 
 
 @app.command()
@@ -185,19 +99,20 @@ def run(
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
+    from leukoscan.engine import screen_slides, unique_names
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import all_finished
+    from leukoscan.models import Models
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
     from leukoscan.slide import Options, Slide
 
-    model_args = (detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
         inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
         names = unique_names(inputs)
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals)
         done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
-        models = Models.load(*model_args, lazy=done)  # also checks the weights
+        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend, lazy=done)
     opts = Options(
         cell_size=cell_size,
         um_per_px=um_per_px,
@@ -208,10 +123,8 @@ def run(
     )
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
-            if workers > 1 and not done:
-                verdicts = screen_in_parallel(inputs, names, out, opts, workers, model_args, max_megapixels, bar)
-            else:
-                verdicts = screen_in_turn(models, inputs, names, out, opts, bar)
+            parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
+            verdicts = screen_slides(models, inputs, names, out, opts, bar, parallel, max_megapixels)
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
@@ -279,117 +192,6 @@ def export(
                 extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
             path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
             console.print(f"exported {path}")
-
-
-_worker_models: Models | None = None
-_fields_done = None  # fields finished by all workers together (a shared counter the parent's progress bar reads)
-
-
-def _init_worker(model_args: tuple, threads: int, counter, fields_done, max_megapixels: float) -> None:
-    """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
-    too) and as many torch threads, so workers never fight over a core; and the run's image size limit."""
-    global _worker_models, _fields_done
-    import os
-
-    from leukoscan.images import limit_megapixels
-    from leukoscan.runtime import setup, use_threads
-
-    setup()  # a spawned process: the set-up of an entry point
-    limit_megapixels(max_megapixels)
-
-    _fields_done = fields_done
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cores) >= 2 * threads:
-        start = (index * threads) % len(cores)
-        os.sched_setaffinity(0, cores[start : start + threads])
-    use_threads(threads)
-    _worker_models = Models.load(*model_args)
-
-
-def _screen_in_worker(slide, out: Path, opts):
-    from leukoscan.slide import screen_slide
-
-    return screen_slide(_worker_models, slide, out, opts, _count_fields)
-
-
-def _count_fields(n: int) -> None:
-    with _fields_done.get_lock():
-        _fields_done.value += n
-
-
-def screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
-    from leukoscan.slide import screen_slide
-
-    overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
-    verdicts = []
-    for name, slide in zip(names, slides):
-        task = bar.add_task(escape(slide.name), total=len(slide.images))
-
-        def advance(n, task=task):
-            bar.advance(task, n)
-            bar.advance(overall, n)
-
-        try:
-            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
-        except OSError as e:
-            unwritable(name, out, e)
-    return verdicts
-
-
-def screen_in_parallel(
-    slides, names, out: Path, opts, workers: int, model_args: tuple, max_megapixels: float, bar
-) -> list:
-    """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
-    ctx = mp.get_context("spawn")
-    fields_done = ctx.Value("i", 0)
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(model_args, threads, ctx.Value("i", 0), fields_done, max_megapixels),
-    ) as pool:
-        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
-        while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
-            bar.update(overall, completed=fields_done.value)
-        bar.update(overall, completed=fields_done.value)
-        results = []
-        for name, future in zip(names, futures):
-            try:
-                results.append((name, future.result()))
-            except OSError as e:
-                unwritable(name, out, e)
-            except BrokenProcessPool:
-                error(
-                    f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
-                    "finished are kept: rerun with fewer --workers to resume"
-                )
-    return results
-
-
-def unwritable(name: str, out: Path, e: OSError) -> None:
-    """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
-    way); the other slides go on."""
-    where = f": {e.filename}" if e.filename else ""
-    error(f"slide {name}: could not write its outputs under {out / name} ({e.strerror or type(e).__name__}{where})")
-
-
-def unique_names(slides) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for s in slides:
-        seen[s.name] = seen.get(s.name, 0) + 1
-        names.append(s.name if seen[s.name] == 1 else f"{s.name}-{seen[s.name]}")
-    return names
 
 
 def show_summary(verdicts, out: Path) -> None:

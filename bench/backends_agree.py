@@ -25,7 +25,7 @@ from bench.results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
-from leukoscan.pipeline import Models  # noqa: E402
+from leukoscan.models import Models  # noqa: E402
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from bench.results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
-from leukoscan.pipeline import Models  # noqa: E402
+from leukoscan.models import Models  # noqa: E402
 from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
 
 

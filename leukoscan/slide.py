@@ -5,6 +5,7 @@ files become ``status=error`` rows and never stop the slide."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections import Counter
@@ -187,22 +188,25 @@ def field_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda n: None) -> dict:
+def screen_slide(
+    models, slide: Slide, out: Path, opts: Options, advance=lambda n: None, plan: SlidePlan | None = None
+) -> dict:
     """Screen ``slide`` into ``out``: its fields (``screen_unfinished``), then its tables (``slide_tables``)
-    and verdict (``verdict_record``); returns the verdict record (also written to verdict.json)."""
+    and verdict (``verdict_record``); returns the verdict record (also written to verdict.json). ``plan``: the
+    slide's plan when its fields were screened elsewhere (``plan_slide``, ``screen_batch``): its scale and
+    colour are the slide's."""
     watch = Stopwatch()
     with watch("total"):
-        stems = output_stems(slide.images)
-        states, scale, stain = screen_unfinished(models, slide, out, opts, stems, advance, watch)
+        states, plan = screen_unfinished(models, slide, out, opts, advance, watch, plan)
         with watch("aggregate"):
-            cells, images = slide_tables(states, stems)
-            verdict = verdict_record(models, slide, opts, cells, images, states, scale, stain)
+            cells, images = slide_tables(states, plan.stems)
+            verdict = verdict_record(models, slide, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
             if opts.exports:
                 read = [p for p in slide.images if states[p]["status"] != "error"]
                 sizes = field_sizes(read)
-                names, shapes = {p.name: stems[p] for p in read}, {p.name: sizes[p] for p in read}
+                names, shapes = {p.name: plan.stems[p] for p in read}, {p.name: sizes[p] for p in read}
                 write_exports(out, cells, names, shapes, opts.exports)
     verdict["seconds"] = {**watch.per(1, digits=3), **mean_seconds(states.values())}
     outputs.write_json(out / "verdict.json", verdict)
@@ -210,28 +214,68 @@ def screen_slide(models, slide: Slide, out: Path, opts: Options, advance=lambda 
 
 
 def screen_unfinished(
-    models, slide: Slide, out: Path, opts: Options, stems: dict[Path, str], advance, watch: Stopwatch
-) -> tuple[dict[Path, dict], dict, dict | None]:
+    models, slide: Slide, out: Path, opts: Options, advance, watch: Stopwatch, plan: SlidePlan | None = None
+) -> tuple[dict[Path, dict], SlidePlan]:
     """Screen the fields of ``slide`` that the journal in ``out`` does not hold finished (all of them with
-    ``opts.force``), in batches, after the slide's scale and colour are found on sample fields (taken from
-    the earlier run's verdict.json when nothing is left to do). Returns every field's state (journalled or
-    new), the scale and the colour; ``watch`` times the scale search and the fields."""
-    with Journal(out, fresh=opts.force) as journal:
+    ``opts.force``), in batches, after the slide's scale and colour are found on sample fields (``plan_slide``,
+    unless a ``plan`` is given). Returns every field's state (journalled or new) and the plan; ``watch``
+    times the scale search and the fields."""
+    decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
+    with watch("scale_search"):
+        plan = plan or plan_slide(models, slide, out, opts, decoded)
+    with Journal(out) as journal:
         states = {p: journal.finished(p) for p in slide.images}
-        todo = [p for p, s in states.items() if s is None]
+        todo = [p for p in plan.todo if states[p] is None]  # (a plan's fields may have been screened elsewhere)
         advance(len(slide.images) - len(todo))
-        with watch("scale_search"):
-            decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-            sizes = field_sizes(slide.images) if todo else {}
-            scale = slide_scale(models.detector, slide, opts, decoded, sizes) if todo else previous(out, "scale") or {}
-            stain = slide_stain(models, slide, scale, decoded, sizes) if todo else previous(out, "stain_normalisation")
         with watch("fields"):
-            clear_crops(out / "uncertain", {stems[p] for p in todo})
-            for chunk in batches(todo, sizes, opts.batch, opts.batch_megapixels * 1e6):
-                states.update(screen_fields(models, out, journal, chunk, scale, opts, decoded, stems, stain))
+            for chunk in batches(todo, plan.sizes, opts.batch, opts.batch_megapixels * 1e6):
+                states.update(
+                    screen_fields(models, out, journal, chunk, plan.scale, opts, decoded, plan.stems, plan.stain)
+                )
                 advance(len(chunk))
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
-    return states, scale, stain
+    return states, plan
+
+
+@dataclass
+class SlidePlan:
+    """What screening a slide's remaining fields takes (``plan_slide``), for ``screen_slide`` or for an engine
+    that screens them elsewhere (``screen_batch`` on any machine, then ``screen_slide`` with the plan to
+    aggregate): the fields left, the slide's scale and colour (found on its sample fields, or an earlier run's
+    when nothing is left), each field's output name and size."""
+
+    todo: list[Path]
+    scale: dict
+    stain: dict | None
+    stems: dict[Path, str]
+    sizes: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
+
+
+def plan_slide(
+    models, slide: Slide, out: Path, opts: Options, decoded: dict[Path, np.ndarray] | None = None
+) -> SlidePlan:
+    """The fields of ``slide`` the journal in ``out`` does not hold finished (all with ``opts.force``, whose
+    journal is started afresh here), and the slide's scale and colour; the sample fields decoded to find them
+    are added to ``decoded``."""
+    with Journal(out, fresh=opts.force) as journal:
+        todo = [p for p in slide.images if journal.finished(p) is None]
+    stems = output_stems(slide.images)
+    if not todo:
+        return SlidePlan([], previous(out, "scale") or {}, previous(out, "stain_normalisation"), stems)
+    decoded = {} if decoded is None else decoded
+    sizes = field_sizes(slide.images)
+    scale = slide_scale(models.detector, slide, opts, decoded, sizes)
+    stain = slide_stain(models, slide, scale, decoded, sizes)
+    clear_crops(out / "uncertain", {stems[p] for p in todo})
+    return SlidePlan(todo, scale, stain, stems, sizes)
+
+
+def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list[Path]) -> dict[Path, dict]:
+    """Screen ``fields`` (some of ``plan.todo``) of the slide whose outputs go to ``out``, each recorded in its
+    journal as it finishes (appended: batches of one slide may run at once, in several processes)."""
+    with Journal(out) as journal:
+        scale = copy.deepcopy(plan.scale)  # a field size first met here is added to this batch's copy
+        return screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
 
 
 def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,7 +10,8 @@ from synth import smear, write_yolo_dataset
 from typer.testing import CliRunner
 
 from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
-from leukoscan.pipeline import Models, app
+from leukoscan.models import Models
+from leukoscan.pipeline import app
 
 
 def bf16_cpu() -> bool:

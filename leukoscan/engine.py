@@ -1,0 +1,131 @@
+"""The local engine: the slides of a run screened one after another in this process, or ``--workers`` at a
+time in worker processes (one slide each, the cores split between them), with one progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+
+from leukoscan.models import ModelFiles, Models
+from leukoscan.progress import error
+
+
+def screen_slides(models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = 80.0):
+    """Screen each slide into ``out/<name>``: in turn in this process, or ``workers`` slides at a time in worker
+    processes that load their own models (from ``models.files``) with the run's image size limit. Returns
+    (name, verdict) for every slide whose outputs could be written; the others get one error line each."""
+    if workers > 1:
+        return _screen_in_parallel(slides, names, out, opts, workers, models.files, max_megapixels, bar)
+    return _screen_in_turn(models, slides, names, out, opts, bar)
+
+
+_worker_models: Models | None = None
+_fields_done = None  # fields finished by all workers together (a shared counter the parent's progress bar reads)
+
+
+def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_megapixels: float) -> None:
+    """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
+    too) and as many torch threads, so workers never fight over a core; and the run's image size limit."""
+    global _worker_models, _fields_done
+    import os
+
+    from leukoscan.images import limit_megapixels
+    from leukoscan.runtime import setup, use_threads
+
+    setup()  # a spawned process: the set-up of an entry point
+    limit_megapixels(max_megapixels)
+
+    _fields_done = fields_done
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) >= 2 * threads:
+        start = (index * threads) % len(cores)
+        os.sched_setaffinity(0, cores[start : start + threads])
+    use_threads(threads)
+    _worker_models = Models.load(files.detector, files.classifier, files.subtype, files.device, files.backend)
+
+
+def _screen_in_worker(slide, out: Path, opts):
+    from leukoscan.slide import screen_slide
+
+    return screen_slide(_worker_models, slide, out, opts, _count_fields)
+
+
+def _count_fields(n: int) -> None:
+    with _fields_done.get_lock():
+        _fields_done.value += n
+
+
+def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
+    from leukoscan.slide import screen_slide
+
+    overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
+    verdicts = []
+    for name, slide in zip(names, slides):
+        task = bar.add_task(escape(slide.name), total=len(slide.images))
+
+        def advance(n, task=task):
+            bar.advance(task, n)
+            bar.advance(overall, n)
+
+        try:
+            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+        except OSError as e:
+            _unwritable(name, out, e)
+    return verdicts
+
+
+def _screen_in_parallel(
+    slides, names, out: Path, opts, workers: int, files: ModelFiles, max_megapixels: float, bar
+) -> list:
+    """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
+    ctx = mp.get_context("spawn")
+    fields_done = ctx.Value("i", 0)
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(files, threads, ctx.Value("i", 0), fields_done, max_megapixels),
+    ) as pool:
+        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
+        while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
+            bar.update(overall, completed=fields_done.value)
+        bar.update(overall, completed=fields_done.value)
+        results = []
+        for name, future in zip(names, futures):
+            try:
+                results.append((name, future.result()))
+            except OSError as e:
+                _unwritable(name, out, e)
+            except BrokenProcessPool:
+                error(
+                    f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
+                    "finished are kept: rerun with fewer --workers to resume"
+                )
+    return results
+
+
+def _unwritable(name: str, out: Path, e: OSError) -> None:
+    """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
+    way); the other slides go on."""
+    where = f": {e.filename}" if e.filename else ""
+    error(f"slide {name}: could not write its outputs under {out / name} ({e.strerror or type(e).__name__}{where})")
+
+
+def unique_names(slides) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for s in slides:
+        seen[s.name] = seen.get(s.name, 0) + 1
+        names.append(s.name if seen[s.name] == 1 else f"{s.name}-{seen[s.name]}")
+    return names
