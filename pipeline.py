@@ -17,7 +17,15 @@ import leukoscan
 from leukoscan import runtime
 from leukoscan.cards import Backend, ExportFormat
 from leukoscan.classify.cli import app as classify_app
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DEMO_SLIDE, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS, Export
+from leukoscan.config import (
+    BUILD_DIR,
+    CLASSIFIER_WEIGHTS,
+    DEMO_SLIDE,
+    DETECTOR_WEIGHTS,
+    SETTINGS,
+    SUBTYPE_WEIGHTS,
+    Export,
+)
 from leukoscan.datasets.cli import app as data_app
 from leukoscan.detect.cli import app as detect_app
 from leukoscan.doctor import doctor
@@ -76,15 +84,15 @@ def run(
     um_per_px: float = typer.Option(
         None, callback=positive, help="Micrometres per pixel (alternative to --cell-size)."
     ),
-    batch: int = typer.Option(16, min=1, help="Fields per batch through the models."),
+    batch: int = typer.Option(SETTINGS.run.batch, min=1, help="Fields per batch through the models."),
     batch_megapixels: float = typer.Option(
-        100.0,
+        SETTINGS.run.batch_megapixels,
         callback=positive,
         help="A batch also stops at this many megapixels of fields (bounds memory on large photographs).",
     ),
     max_megapixels: float = max_megapixels_option(),
     workers: int = typer.Option(
-        1, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."
+        SETTINGS.run.workers, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."
     ),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),

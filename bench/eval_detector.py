@@ -89,7 +89,7 @@ def main() -> None:
         "manifest_sha256": manifest_hash(args.data / "manifest.csv"),
         "weights": str(detector.weights),
         "backend": args.backend,
-        "operating_conf": detector.conf,
+        "operating_conf": detector.settings.conf,
         "model_level_ultralytics_val": model_level(detector.weights, args.data, args.split, args.imgsz),
         "pipeline_level": pipeline_level(detector, args.data, args.split),
         "lab_samples_detected": lab_counts(detector),
@@ -107,7 +107,7 @@ def main() -> None:
         if not isinstance(v, dict):
             continue
         lines.append(
-            f"| pipeline (conf {detector.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
+            f"| pipeline (conf {detector.settings.conf}) | {src} ({v['images']} images, {v['cells']} cells) | "
             f"{v['precision']:.3f} | {v['recall']:.3f} | {v['mAP50']:.3f} | |"
         )
     save("detector" + ("" if args.backend == "pytorch" else f"_{args.backend}"), res, "\n".join(lines))

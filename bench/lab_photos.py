@@ -86,7 +86,7 @@ def main() -> None:
         seen = [n for n in rows if n not in args.held_out]
         res["models"][name] = {
             "weights": path,
-            "conf": det.conf,
+            "conf": det.settings.conf,
             "photos": rows,
             "all": pooled(rows, list(rows)),
             "fine-tuning photos": pooled(rows, seen),

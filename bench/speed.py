@@ -93,7 +93,7 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
     """Ultralytics predict alone, on the inputs the pipeline gives the models (fields scaled to the
     slide's cell size, cell crops, the blasts' subtype crops)."""
     det, clf = models.detector, models.classifier
-    scaled = [bgr for _, bgr in det.model_inputs(images, cell_px)]
+    scaled = [bgr for _, bgr in det._model_inputs(images, cell_px)]  # the detector's internals, timed alone
     dets = det.detect(images, cell_px)
     crops = np.concatenate([clf.crops(rgb, d, cell_px) for rgb, d in zip(images, dets)])
     calls = np.split(clf.probs(crops).argmax(1), np.cumsum([len(d) for d in dets])[:-1])
@@ -103,12 +103,12 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
     for i in range(0, len(scaled), batch):
         chunk = scaled[i : i + batch]
         sizes = {max(c.shape[:2]) for c in chunk}
-        if max(sizes) <= 1.5 * det.tile:
+        if max(sizes) <= 1.5 * det.settings.tile:
             det.model.predict(
                 chunk, imgsz=max(int(np.ceil(s / 32) * 32) for s in sizes), device=det.device, verbose=False
             )
         else:
-            det.tiled(chunk[0])
+            det._tiled(chunk[0])
     if len(crops):
         clf.raw_probs(crops)
     if len(blast_crops):

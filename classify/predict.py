@@ -28,7 +28,7 @@ class Classifier:
         self,
         weights: Path = SUBTYPE_WEIGHTS,
         device: str = "auto",
-        batch: int = 256,
+        batch: int = SETTINGS.run.classifier_batch,
         backend: str = "pytorch",
         strict: bool = True,
     ):
@@ -122,7 +122,7 @@ class CellClassifier(Classifier):
         self,
         weights: Path = CLASSIFIER_WEIGHTS,
         device: str = "auto",
-        batch: int = 256,
+        batch: int = SETTINGS.run.classifier_batch,
         backend: str = "pytorch",
         strict: bool = True,
     ):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import typer
 from rich.markup import escape
 
-from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT
+from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT, SETTINGS
 from leukoscan.progress import (
     NOTHING_PROCESSED,
     USAGE_ERROR,
@@ -136,7 +137,7 @@ def predict(
     out: Path = typer.Option(Path("detections"), help="Output folder (boxes.csv and overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     device: str = device_option(),
-    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Confidence threshold."),
+    conf: float = typer.Option(SETTINGS.detection.conf, min=0.0, max=1.0, help="Confidence threshold."),
     cell_size: float = typer.Option(
         None, callback=positive, help="White-cell diameter in pixels (default: estimated)."
     ),
@@ -154,7 +155,7 @@ def predict(
 
     with user_errors():
         files = expand_images(images)
-        detector = Detector(weights, device, conf=conf)
+        detector = Detector(weights, device, settings=replace(SETTINGS.detection, conf=conf))
     rows, done = [], 0
     for path in track(files, "detecting"):
         try:

@@ -14,12 +14,10 @@ import supervision as sv
 
 from leukoscan.cards import backend_file, load_model
 from leukoscan.cells import cells
-from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Geometry
+from leukoscan.config import DETECTOR_WEIGHTS, SETTINGS, Detection, Geometry
 from leukoscan.detect.scale import stain_centre, white_cell_px, window
 from leukoscan.images import rescale, to_bgr
 from leukoscan.runtime import resolve_device
-
-MAX_SIDE = 4096  # largest resized field (very low magnification photographs are capped here)
 
 
 def ceil32(n: float) -> int:
@@ -40,49 +38,47 @@ def self_consistent(dets: list[sv.Detections], cell_px: float) -> tuple[tuple[fl
 
 
 class Detector:
+    """White cells of RGB fields, one box each (``detect``, or a call on one field), and the white-cell size of
+    one microscope's fields (``estimate_cell_px``); thresholds and tiling from ``settings`` (``config.Detection``)."""
+
     def __init__(
         self,
         weights: Path = DETECTOR_WEIGHTS,
         device: str = "auto",
-        conf: float = 0.25,
-        iou: float = 0.5,
-        tile: int = 320,
-        overlap: int = 96,
-        geo: Geometry = SETTINGS.geometry,
         backend: str = "pytorch",
-        merge_ios: float = 0.6,
+        settings: Detection = SETTINGS.detection,
+        geo: Geometry = SETTINGS.geometry,
     ):
         weights = backend_file(weights, backend)
         self.backend = backend
         self.model = load_model(weights, "detect")
         self.weights = Path(weights)
         self.device = resolve_device(device)
-        self.conf, self.iou, self.tile, self.overlap, self.geo = conf, iou, tile, overlap, geo
-        # two boxes on one cell (a whole cell and a part of it) overlap by most of the smaller box, which
-        # IoU-based NMS lets through; neighbouring cells, even touching, overlap far less (TXL-PBC's labels:
-        # no distinct pair of white cells above 0.6)
-        self.merge_ios = merge_ios
+        # merge_ios: two boxes on one cell (a whole cell and a part of it) overlap by most of the smaller box,
+        # which IoU-based NMS lets through; neighbouring cells, even touching, overlap far less (TXL-PBC's
+        # labels: no distinct pair of white cells above 0.6)
+        self.settings, self.geo = settings, geo
 
-    def predict_bgr(self, images: list[np.ndarray], imgsz: int) -> list[sv.Detections]:
+    def _predict_bgr(self, images: list[np.ndarray], imgsz: int) -> list[sv.Detections]:
         """Raw model pass on BGR arrays at ``imgsz`` (boxes in the given arrays' pixels)."""
         if not images:
             return []
         results = self.model.predict(
             images,
             imgsz=imgsz,
-            conf=self.conf,
-            iou=self.iou,
+            conf=self.settings.conf,
+            iou=self.settings.iou,
             device=self.device,
             verbose=False,
             max_det=1000,
         )
         return [cells(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
 
-    def scale_for(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> float:
+    def _scale_for(self, rgb: np.ndarray, cell_size: float | None = None, um_per_px: float | None = None) -> float:
         s = self.geo.train_cell_px / white_cell_px(rgb, cell_size, um_per_px, self.geo)
-        return min(s, MAX_SIDE / max(rgb.shape[:2]))
+        return min(s, self.settings.max_scaled_side / max(rgb.shape[:2]))
 
-    def estimate_cell_px(self, images: list[np.ndarray], max_side: int = 1280) -> float:
+    def estimate_cell_px(self, images: list[np.ndarray], max_side: int | None = None) -> float:
         """White-cell diameter (px) of fields from one microscope, found by the detector itself.
 
         The red-cell estimate (``white_cell_px``) and a geometric grid of sizes (from ``min_cell_px``, the
@@ -96,13 +92,13 @@ class Detector:
         at every size; candidates whose windows scale to the same input size (all of them, on large
         photographs) share one batched pass.
         """
-        guess, grid = self.candidate_sizes(images, max_side)
+        guess, grid = self._candidate_sizes(images, max_side or self.settings.scale_search_side)
         # every candidate shrinks the fields at least this much: shrink them once, not once per candidate
         f = min(1.0, self.geo.train_cell_px / min(grid))
         if f < 1:
             images = [rescale(rgb, f) for rgb in images]
         candidates = [c * f for c in sorted(grid)]  # the candidate cell sizes in the shrunk fields' pixels
-        windows, sizes = self.search_windows(images, candidates)
+        windows, sizes = self._search_windows(images, candidates)
         found = self.detect(windows, cell_size=sizes)  # every candidate's windows together (one pass per input size)
         best, best_px = (0.0, 0), None
         for k, cf in enumerate(candidates):
@@ -111,7 +107,7 @@ class Detector:
                 best, best_px = fit[0], fit[1] / f
         return max(float(guess if best_px is None else best_px), self.geo.min_cell_px)
 
-    def candidate_sizes(self, images: list[np.ndarray], max_side: int) -> tuple[float, list[float]]:
+    def _candidate_sizes(self, images: list[np.ndarray], max_side: int) -> tuple[float, list[float]]:
         """The red-cell guess of the white-cell diameter, and the sizes the search tries (the guess first)."""
         longest = max(max(rgb.shape[:2]) for rgb in images)
         shortest = min(min(rgb.shape[:2]) for rgb in images)
@@ -131,14 +127,16 @@ class Detector:
         ]
         return guess, grid
 
-    def search_windows(self, images: list[np.ndarray], candidates: list[float]) -> tuple[list[np.ndarray], list[float]]:
+    def _search_windows(
+        self, images: list[np.ndarray], candidates: list[float]
+    ) -> tuple[list[np.ndarray], list[float]]:
         """What each candidate cell size looks at in each field (candidate after candidate, the fields in
         order), with that size for each: one detector pass worth of the field around its most violet spot,
         or the whole field when it is no larger."""
         centres = None  # where to look: only needed once a window is smaller than a field (small fields never)
         windows, sizes = [], []
         for cf in candidates:
-            side = int(1.5 * self.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
+            side = int(1.5 * self.settings.tile * cf / self.geo.train_cell_px)  # field pixels that fill one pass
             if centres is None and any(side < max(rgb.shape[:2]) for rgb in images):
                 centres = [stain_centre(rgb) for rgb in images]
             windows += images if centres is None else [window(rgb, xy, side) for rgb, xy in zip(images, centres)]
@@ -161,25 +159,27 @@ class Detector:
             return []
         if not cell_size and not um_per_px:
             cell_size = self.estimate_cell_px(images[:2])
-        scaled = self.model_inputs(images, cell_size, um_per_px)
+        scaled = self._model_inputs(images, cell_size, um_per_px)
         out: list[sv.Detections | None] = [None] * len(images)
-        small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.tile]
+        small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.settings.tile]
         # one batched pass per input size for the small fields
         for imgsz in sorted({ceil32(max(scaled[i][1].shape[:2])) for i in small}):
             idx = [i for i in small if ceil32(max(scaled[i][1].shape[:2])) == imgsz]
-            for i, det in zip(idx, self.predict_bgr([scaled[i][1] for i in idx], imgsz)):
+            for i, det in zip(idx, self._predict_bgr([scaled[i][1] for i in idx], imgsz)):
                 out[i] = det
         for i, (s, bgr) in enumerate(scaled):
             if out[i] is None:
-                out[i] = self.tiled(bgr)
+                out[i] = self._tiled(bgr)
         for i, (s, _) in enumerate(scaled):
             h, w = images[i].shape[:2]
             out[i].xyxy = (out[i].xyxy / s).clip(0, [w, h, w, h]).astype(np.float32)
             if len(out[i]) > 1:  # one box per cell: of boxes mostly covering one another, the most confident
-                out[i] = out[i].with_nms(self.merge_ios, class_agnostic=True, overlap_metric=sv.OverlapMetric.IOS)
+                out[i] = out[i].with_nms(
+                    self.settings.merge_ios, class_agnostic=True, overlap_metric=sv.OverlapMetric.IOS
+                )
         return out
 
-    def model_inputs(
+    def _model_inputs(
         self, images: list[np.ndarray], cell_size: float | list[float] | None, um_per_px: float | None = None
     ) -> list[tuple[float, np.ndarray]]:
         """(scale, BGR field resized so its cells are ``train_cell_px`` wide) for each RGB field: what the
@@ -187,19 +187,19 @@ class Detector:
         sizes = cell_size if isinstance(cell_size, (list, tuple)) else [cell_size] * len(images)
         scaled = []
         for rgb, size in zip(images, sizes):
-            s = self.scale_for(rgb, size, um_per_px)
+            s = self._scale_for(rgb, size, um_per_px)
             # resize first: the channel flip then copies the smaller image
             scaled.append((s, to_bgr(rescale(rgb, s))))
         return scaled
 
-    def tiled(self, bgr: np.ndarray) -> sv.Detections:
+    def _tiled(self, bgr: np.ndarray) -> sv.Detections:
         slicer = sv.InferenceSlicer(
-            callback=lambda tiles: self.predict_bgr(list(tiles), self.tile),
-            slice_wh=self.tile,
-            overlap_wh=self.overlap,
+            callback=lambda tiles: self._predict_bgr(list(tiles), self.settings.tile),
+            slice_wh=self.settings.tile,
+            overlap_wh=self.settings.tile_overlap,
             overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
             overlap_metric=sv.OverlapMetric.IOS,
-            iou_threshold=0.5,
-            batch_size=8,
+            iou_threshold=self.settings.iou,
+            batch_size=self.settings.tile_batch,
         )
         return slicer(bgr)

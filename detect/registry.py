@@ -110,7 +110,7 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
         detector, images, [Path(p) for p in img2label_paths([str(i) for i in images])], TALEQANI_CELL_PX
     )
     return {
-        "operating_conf": detector.conf,
+        "operating_conf": detector.settings.conf,
         "recall_at_conf": round(score.recall, 4),
         "precision_at_conf": round(score.precision, 4),
     }

@@ -14,7 +14,6 @@ from skimage import feature, filters
 from leukoscan.config import SETTINGS, Geometry
 from leukoscan.images import rescale
 
-MAX_SIDE = 1024  # estimate on a downscaled copy: fast and enough resolution
 DISK1 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # skimage.morphology.disk(1)
 
 
@@ -29,7 +28,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 def rbc_diameter_px(rgb: np.ndarray) -> float | None:
     """Median red-cell diameter in pixels of ``rgb``, or None when no cells are visible."""
     h, w = rgb.shape[:2]
-    f = min(1.0, MAX_SIDE / max(h, w))
+    f = min(1.0, SETTINGS.detection.red_cell_side / max(h, w))  # a shrunk copy: fast, enough resolution
     small = rescale(rgb, f)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gray = cv2.GaussianBlur(gray, (0, 0), 1.0)

@@ -51,6 +51,33 @@ class Geometry:
     min_cell_px: float = 16.0  # smallest white cell the scale search considers (fewer pixels: too few to classify)
     gallery_px: int = 96  # the review page's cell pictures (box-relative, crop_margin x 2 around the cell)
     gallery_columns: int = 16  # cell pictures per row of a field's gallery sheet (gallery/<field>.jpg)
+    uncertain_px: int = 128  # uncertain/ cell pictures (box-relative, uncertain_margin around the cell)
+    uncertain_margin: float = 0.5
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The white-cell detector at run time (``detect/predict.py``, ``detect/scale.py``)."""
+
+    conf: float = 0.25  # lowest box confidence kept
+    iou: float = 0.5  # Ultralytics' NMS
+    merge_ios: float = 0.6  # two boxes overlapping by this much of the smaller are one cell (kept: the larger)
+    tile: int = 320  # detector input side; a scaled field over 1.5 x this is cut into tiles of it
+    tile_overlap: int = 96  # pixels two neighbouring tiles share
+    max_scaled_side: int = 4096  # a field scaled to the detector's cell size is capped at this side
+    scale_search_side: int = 1280  # the scale search looks at fields shrunk to at most this side
+    red_cell_side: int = 1024  # the red-cell size estimate looks at fields shrunk to at most this side
+    tile_batch: int = 8  # tiles of one large field per model pass
+
+
+@dataclass(frozen=True)
+class Run:
+    """How `leukoscan run` feeds the models (``--batch``, ``--batch-megapixels``, ``--workers``)."""
+
+    batch: int = 16  # fields per batch through the models
+    batch_megapixels: float = 100.0  # a batch also stops at this many megapixels (bounds memory on large photos)
+    workers: int = 1  # slides screened in parallel
+    classifier_batch: int = 256  # cell crops per classifier pass
 
 
 @dataclass(frozen=True)
@@ -125,6 +152,8 @@ class VerdictRules:
 @dataclass(frozen=True)
 class Settings:
     geometry: Geometry = field(default_factory=Geometry)
+    detection: Detection = field(default_factory=Detection)
+    run: Run = field(default_factory=Run)
     segmentation: Segmentation = field(default_factory=Segmentation)
     splits: Splits = field(default_factory=Splits)
     quality: FieldQuality = field(default_factory=FieldQuality)

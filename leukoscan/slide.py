@@ -57,8 +57,8 @@ class Slide:
 class Options:
     cell_size: float | None = None
     um_per_px: float | None = None
-    batch: int = 16
-    batch_megapixels: float = 100.0  # a batch also stops at this many pixels, so large photographs go fewer at a time
+    batch: int = SETTINGS.run.batch
+    batch_megapixels: float = SETTINGS.run.batch_megapixels  # large photographs go fewer at a time
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
     exports: tuple[Export, ...] = ()  # cell exports for other tools (leukoscan/exports.py)
@@ -136,7 +136,12 @@ def write_field(
         pictures = crop_cells(rgb, det.xyxy, size=geo.gallery_px, margin=2 * geo.crop_margin)
         outputs.write_jpeg(out / gallery_name(stem), to_bgr(contact_sheet(pictures, geo.gallery_columns)), atomic=False)
     uncertain = np.nonzero(det.data[PROBS].max(axis=1) < rules.uncertain_p)[0] if len(det) else []
-    for i, crop in zip(uncertain, crop_cells(rgb, det.xyxy[uncertain], size=128, margin=0.5)):
+    for i, crop in zip(
+        uncertain,
+        crop_cells(
+            rgb, det.xyxy[uncertain], size=SETTINGS.geometry.uncertain_px, margin=SETTINGS.geometry.uncertain_margin
+        ),
+    ):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
     return {

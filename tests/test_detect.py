@@ -49,11 +49,11 @@ def test_scale_normalisation_handles_a_high_magnification_photo(detector):
 def test_cell_cut_by_a_tile_border_is_reported_once(detector):
     # cells at the detector's own scale (no resize), in a field large enough to be tiled (> 1.5 tiles)
     s = detector.geo.train_cell_px
-    border = detector.tile  # the first tile ends here; the next starts at tile - overlap
+    border = detector.settings.tile  # the first tile ends here; the next starts at tile - overlap
     centres = [(border, 300), (border + 1, 700), (150, border)]
     img, truth = smear((1000, 1000), rbc_px=s / 1.7, wbc_px=s, n_rbc=900, n_wbc=3, seed=13, wbc_centres=centres)
     det = detector(img, cell_size=s)
-    assert max(img.shape) > 1.5 * detector.tile
+    assert max(img.shape) > 1.5 * detector.settings.tile
     for box in truth:
         overlapping = (sv.box_iou_batch(box[None], det.xyxy)[0] > 0.1).sum()
         assert overlapping == 1, f"cell at {box} reported {overlapping} times"
@@ -97,4 +97,4 @@ def test_one_box_per_cell_on_the_bundled_photograph(detector):
     area = (det.xyxy[:, 2] - det.xyxy[:, 0]) * (det.xyxy[:, 3] - det.xyxy[:, 1])
     ios = overlap_area(det.xyxy, det.xyxy) / np.minimum(area[:, None], area[None, :])
     np.fill_diagonal(ios, 0)
-    assert len(det) == 4 and ios.max() < detector.merge_ios
+    assert len(det) == 4 and ios.max() < detector.settings.merge_ios
