@@ -17,6 +17,8 @@ from leukoscan.detect.labels import CELL_PX, to_coco, write_split
 from leukoscan.detect.scale import white_cell_px
 from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr
 
+SOURCE = "source"  # key in sv.Detections.data: which proposer found a box ("detector" or "segmentation")
+
 
 def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) -> sv.Detections:
     """Detector boxes plus every segmentation proposal that no detector box already covers."""
@@ -27,7 +29,7 @@ def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) ->
         [detected.confidence if detected.confidence is not None else np.ones(len(detected)), np.zeros(len(proposed))]
     )
     merged = cells(np.concatenate([detected.xyxy, proposed.xyxy]), conf)
-    merged.data["source"] = np.array(["detector"] * len(detected) + ["segmentation"] * len(proposed))
+    merged.data[SOURCE] = np.array(["detector"] * len(detected) + ["segmentation"] * len(proposed))
     return merged
 
 
@@ -63,8 +65,8 @@ def prelabel(
         ).annotate(to_bgr(rgb), _by_source(boxes))
         outputs.write_jpeg(labset / "overlays" / f"{path.stem}.jpg", scene)
         counts["images"] += 1
-        counts["detector_boxes"] += int((boxes.data["source"] == "detector").sum())
-        counts["segmentation_boxes"] += int((boxes.data["source"] == "segmentation").sum())
+        counts["detector_boxes"] += int((boxes.data[SOURCE] == "detector").sum())
+        counts["segmentation_boxes"] += int((boxes.data[SOURCE] == "segmentation").sum())
         log(f"{path.name}: {len(det)} detected + {len(boxes) - len(det)} proposed by segmentation")
     if counts["images"] == 0:
         raise ValueError(f"no readable images in {images}")
@@ -89,5 +91,5 @@ def segmentation_boxes(rgb: np.ndarray, cell_px: float) -> sv.Detections:
 
 
 def _by_source(boxes: sv.Detections) -> sv.Detections:
-    boxes.class_id = (boxes.data["source"] == "segmentation").astype(int)
+    boxes.class_id = (boxes.data[SOURCE] == "segmentation").astype(int)
     return boxes

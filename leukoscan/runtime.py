@@ -19,7 +19,9 @@ which fails when an upgrade makes it wrong):
 - ``PIL.Image.open`` back to Pillow's own: Ultralytics swaps it for one that pip-installs a HEIF plugin
   when Pillow cannot identify a file (and, with installs off, raises ``ModuleNotFoundError``); a
   non-image in a slide folder must be a plain ``UnidentifiedImageError``;
-- its settings' ``sync`` off (through its settings API: no usage events).
+- through its settings API: ``sync`` off (no usage events) and its experiment-tracking integrations off
+  (ClearML, Comet, DVC, MLflow, Ray Tune: each activates when its package is installed, and Ray's, with
+  the ``ray`` extra, opens a local connection from every training run).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PACKAGE = Path(__file__).resolve().parent
 # an installed wheel carries its weights and demo slide inside the package (``package_path``)
 SOURCE_TREE: Path | None = PACKAGE.parent if (PACKAGE.parent / "pyproject.toml").is_file() else None
 REPO_ROOT = SOURCE_TREE or Path.cwd()  # where data/ and runs/ go by default (the working folder when installed)
+TRACKERS = ("clearml", "comet", "dvc", "mlflow", "raytune")  # Ultralytics' integrations, all switched off
 _state: dict[str, object] = {"setup": False, "patched": False, "pil_open": None}
 
 
@@ -107,7 +110,7 @@ def _patch_ultralytics() -> None:
     from PIL import Image
 
     use_threads(os.cpu_count() or 1)
-    uu.SETTINGS.update({"sync": False})
+    uu.SETTINGS.update({"sync": False, **{key: False for key in TRACKERS}})
     Image.open = _state["pil_open"] or patches._image_open  # imported before setup(): Ultralytics kept the original
 
 

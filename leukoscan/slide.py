@@ -30,6 +30,7 @@ from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
+from leukoscan.scale import Scale, size_key
 from leukoscan.timing import Stopwatch
 from leukoscan.verdict import image_calls, slide_verdict
 
@@ -69,7 +70,7 @@ def screen_fields(
     out: Path,
     journal: Journal,
     images: list[Path],
-    scale: dict,
+    scale: Scale,
     opts: Options,
     decoded: dict[Path, np.ndarray],
     stems: dict[Path, str],
@@ -89,7 +90,7 @@ def screen_fields(
         return states
     fields = [rgb for _, rgb in loaded]
     with watch("detect"):
-        cell_px = [field_cell_px(scale, models.detector, rgb) for rgb in fields]
+        cell_px = [scale.cell_px(rgb, models.detector) for rgb in fields]
         dets = models.detector.detect(fields, cell_px)
     with watch("quality"):  # a field that is not a usable smear keeps its overlay and says why; its cells do not count
         problems = list(pool.map(field_problem, fields, map(len, dets), cell_px))
@@ -250,7 +251,7 @@ class SlidePlan:
     when nothing is left), each field's output name and size."""
 
     todo: list[Path]
-    scale: dict
+    scale: Scale
     stain: dict | None
     stems: dict[Path, str]
     sizes: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
@@ -266,7 +267,7 @@ def plan_slide(
         todo = [p for p in slide.images if journal.finished(p) is None]
     stems = output_stems(slide.images)
     if not todo:
-        return SlidePlan([], previous(out, "scale") or {}, previous(out, "stain_normalisation"), stems)
+        return SlidePlan([], Scale.from_record(previous(out, "scale")), previous(out, "stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
     sizes = field_sizes(slide.images)
     scale = slide_scale(models.detector, slide, opts, decoded, sizes)
@@ -311,7 +312,7 @@ def verdict_record(
     cells: pd.DataFrame,
     images: pd.DataFrame,
     states: dict[Path, dict],
-    scale: dict,
+    scale: Scale,
     stain: dict | None,
 ) -> dict:
     """The slide's verdict (``slide_verdict``) with what it was screened with, needing review when too many
@@ -324,7 +325,7 @@ def verdict_record(
         "n_failed": int((images.status == "error").sum()),
         "n_unusable": int((images.status == "unusable").sum()),
         **slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum())),
-        "scale": scale,
+        "scale": scale.record(),
         "stain_normalisation": stain,
         "screened_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "stain_z": stain_z,
@@ -337,15 +338,6 @@ def verdict_record(
         )
         verdict["needs_review"] = True
     return verdict
-
-
-def size_key(width: int, height: int) -> str:
-    """The key of a field size in the scale record (``WxH``)."""
-    return f"{width}x{height}"
-
-
-def shape_key(rgb: np.ndarray) -> str:
-    return size_key(rgb.shape[1], rgb.shape[0])
 
 
 def field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
@@ -378,14 +370,14 @@ def batches(paths: list[Path], sizes: dict, n: int, max_pixels: float):
 
 def slide_scale(
     detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], sizes: dict, n_fields: int = 2
-) -> dict:
+) -> Scale:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
     (``sizes``: fields of one size come from one camera and magnification) from the first readable
     fields, which are added to ``decoded``."""
     if opts.cell_size:
-        return {"cell_px": opts.cell_size, "source": "--cell-size"}
+        return Scale("--cell-size", given_px=opts.cell_size)
     if opts.um_per_px:
-        return {"cell_px": SETTINGS.geometry.wbc_um / opts.um_per_px, "source": "--um-per-px"}
+        return Scale("--um-per-px", given_px=SETTINGS.geometry.wbc_um / opts.um_per_px)
     samples: dict[str, list[Path]] = {}
     for path in slide.images:
         if sizes.get(path) is None:  # unreadable: reported when the field is screened
@@ -399,13 +391,13 @@ def slide_scale(
         decoded.update(fields)
         if fields:
             estimates[key] = round(detector.estimate_cell_px(list(fields.values())), 2)
-    return {"cell_px_by_field_size": estimates, "source": f"estimated from up to {n_fields} field(s) per field size"}
+    return Scale(f"estimated from up to {n_fields} field(s) per field size", by_field_size=estimates)
 
 
 def slide_stain(
     models,
     slide: Slide,
-    scale: dict,
+    scale: Scale,
     decoded: dict[Path, np.ndarray],
     sizes: dict,
     min_cells: int = 200,
@@ -427,7 +419,7 @@ def slide_stain(
         if rgb is None or isinstance(rgb, ImageError):
             continue
         decoded[path] = rgb
-        cell_px = field_cell_px(scale, models.detector, rgb)
+        cell_px = scale.cell_px(rgb, models.detector)
         det = models.detector.detect([rgb], [cell_px])[0]
         if field_problem(rgb, len(det), cell_px):  # not a usable smear: its colour says nothing of the slide's
             continue
@@ -438,15 +430,6 @@ def slide_stain(
         return None
     mean, sd = lab_stats(np.concatenate(crops))
     return {"mean": mean.round(4).tolist(), "sd": sd.round(4).tolist(), "n_cells": n, "n_fields": fields}
-
-
-def field_cell_px(scale: dict, detector, rgb: np.ndarray) -> float:
-    if "cell_px" in scale:
-        return scale["cell_px"]
-    known = scale.setdefault("cell_px_by_field_size", {})
-    if shape_key(rgb) not in known:  # a size first met now (e.g. its sample fields were unreadable)
-        known[shape_key(rgb)] = round(detector.estimate_cell_px([rgb]), 2)
-    return known[shape_key(rgb)]
 
 
 def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | ImageError:

@@ -17,6 +17,7 @@ def test_runtime_environment():
     assert os.environ["YOLO_OFFLINE"] == "true" and os.environ["YOLO_AUTOINSTALL"] == "false"
     assert torch.get_num_threads() == os.cpu_count()
     assert SETTINGS["sync"] is False
+    assert not any(SETTINGS[key] for key in ("clearml", "comet", "dvc", "mlflow", "raytune"))  # installed or not
     from pathlib import Path
 
     assert (Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics" / "Arial.ttf").is_file()
