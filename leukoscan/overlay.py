@@ -8,7 +8,6 @@ import numpy as np
 import supervision as sv
 
 from leukoscan.cells import BLAST, PROBS, TYPE_LABELS, cell_labels
-from leukoscan.images import to_bgr
 
 # one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red,
 # the normal types in Okabe-Ito-like colour-blind-friendly hues, "other" in grey
@@ -17,11 +16,12 @@ PALETTE = sv.ColorPalette.from_hex(list(HEX))
 DENSE_CELLS = 25  # more cells than this in a field: boxes carry their index, not type and probability
 
 
-def overlay(rgb: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS) -> np.ndarray:
-    """BGR overlay of a classified field (``det.class_id`` and ``det.data[PROBS]`` set): the field (same
-    pixels, so boxes keep their coordinates) above a legend strip of the types present. Blasts' boxes are
-    drawn thicker; with more than ``dense_cells`` cells the labels are the cells' indices."""
-    scene = to_bgr(rgb)
+def overlay(bgr: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS) -> np.ndarray:
+    """Overlay of a classified BGR field (``det.class_id`` and ``det.data[PROBS]`` set), BGR as supervision's
+    annotators and OpenCV draw and write: the field (same pixels, so boxes keep their coordinates; drawn on
+    ``bgr`` in place, as supervision's annotators do) above a legend strip of the types present. Blasts' boxes
+    are drawn thicker; with more than ``dense_cells`` cells the labels are the cells' indices."""
+    scene = bgr
     scale = max(scene.shape[:2]) / 1000
     thickness = max(1, round(2 * scale))
     text_scale = max(0.35, 0.5 * scale)

@@ -65,7 +65,7 @@ class Options:
     exports: tuple[Export, ...] = ()  # cell exports for other tools (leukoscan/exports.py)
 
 
-def screen_fields(
+def _screen_fields(
     models,
     out: Path,
     journal: Journal,
@@ -78,8 +78,8 @@ def screen_fields(
 ) -> dict[Path, dict]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
-    ``stems`` names each field's output files; ``stain``: the slide's colour (``slide_stain``)."""
-    pool, states, loaded, watch = field_pool(), {}, [], Stopwatch()
+    ``stems`` names each field's output files; ``stain``: the slide's colour (``_slide_stain``)."""
+    pool, states, loaded, watch = _field_pool(), {}, [], Stopwatch()
     with watch("decode"):  # one field after another (a field that cannot be read is journalled as an error at once)
         for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
             if isinstance(rgb, ImageError):
@@ -98,12 +98,12 @@ def screen_fields(
     with watch("crop"):
         crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
     with watch("classify"):
-        dets = classify_fields(models, fields, dets, crops, stain)
+        dets = _classify_fields(models, fields, dets, crops, stain)
     n = len(loaded)
     with watch("write"):  # the fields' outputs on every core, then recorded
         names, rules = [stems[p] for p, _ in loaded], [opts.rules] * n
         done = list(
-            pool.map(write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, rules, problems)
+            pool.map(_write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, rules, problems)
         )
     seconds = watch.per(n)
     for (path, _), state in zip(loaded, done):
@@ -111,7 +111,7 @@ def screen_fields(
     return states
 
 
-def classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None) -> list:
+def _classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None) -> list:
     """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
     colour for a model trained on normalised crops), then the blasts subtyped."""
     probs = (
@@ -123,7 +123,7 @@ def classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[np
     return models.subtype.subtype_fields(fields, dets)
 
 
-def write_field(
+def _write_field(
     out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules, problem: str = ""
 ) -> dict:
     """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its state for the
@@ -131,7 +131,7 @@ def write_field(
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
-    outputs.write_jpeg(out / overlay_name(stem), overlay(rgb, det), atomic=False)
+    outputs.write_jpeg(out / _overlay_name(stem), overlay(to_bgr(rgb), det), atomic=False)
     if len(det):  # every cell's picture for the review page's gallery, in one sheet (see gallery_name)
         geo = SETTINGS.geometry
         pictures = crop_cells(rgb, det.xyxy, size=geo.gallery_px, margin=2 * geo.crop_margin)
@@ -143,25 +143,25 @@ def write_field(
             rgb, det.xyxy[uncertain], size=SETTINGS.geometry.uncertain_px, margin=SETTINGS.geometry.uncertain_margin
         ),
     ):
-        outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see crop_field
+        outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see _crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
     return {
         "status": "unusable" if problem else "ok",
         "error": problem,
         "stain_lab": colour,
         "cells": cell_records(path.name, det),
-        "overlay": overlay_name(stem),
+        "overlay": _overlay_name(stem),
     }
 
 
-def output_stems(images: list[Path]) -> dict[Path, str]:
+def _output_stems(images: list[Path]) -> dict[Path, str]:
     """The name of each field's overlay and crops: its file's stem, or stem_extension where files of the
     slide share a stem (``f0.png`` and ``f0.jpg``; compared ignoring case, as some filesystems do)."""
     count = Counter(p.stem.casefold() for p in images)
     return {p: p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
 
 
-def overlay_name(stem: str) -> str:
+def _overlay_name(stem: str) -> str:
     """A field's overlay, relative to its slide's output folder (as images.csv gives it)."""
     return f"overlays/{stem}.jpg"
 
@@ -172,22 +172,22 @@ def gallery_name(stem: str) -> str:
     return f"gallery/{stem}.jpg"
 
 
-def clear_crops(folder: Path, stems: set[str]) -> None:
+def _clear_crops(folder: Path, stems: set[str]) -> None:
     """Remove the uncertain-cell crops an earlier run wrote for the fields about to be screened again
     (``<stem>_<cell>.jpg``; one listing of the folder), so the review gallery never shows a stale one."""
     if stems and folder.is_dir():
         for crop in folder.glob("*.jpg"):
-            if crop_field(crop) in stems:
+            if _crop_field(crop) in stems:
                 crop.unlink(missing_ok=True)
 
 
-def crop_field(crop: Path) -> str:
+def _crop_field(crop: Path) -> str:
     """The output stem of the field an uncertain-cell crop (``<stem>_<cell>.jpg``) belongs to."""
     return crop.stem.rsplit("_", 1)[0]
 
 
 @cache
-def field_pool() -> ThreadPoolExecutor:
+def _field_pool() -> ThreadPoolExecutor:
     """Threads for the per-field work around the models (cropping, drawing, encoding and writing
     release the GIL for much of their time): one per core this process may use (a ``--workers``
     process is pinned to its share), kept for the process's life (a new thread's first OpenCV calls are slow)."""
@@ -197,29 +197,29 @@ def field_pool() -> ThreadPoolExecutor:
 def screen_slide(
     models, slide: Slide, out: Path, opts: Options, advance=lambda n: None, plan: SlidePlan | None = None
 ) -> dict:
-    """Screen ``slide`` into ``out``: its fields (``screen_unfinished``), then its tables (``slide_tables``)
-    and verdict (``verdict_record``); returns the verdict record (also written to verdict.json). ``plan``: the
+    """Screen ``slide`` into ``out``: its fields (``_screen_unfinished``), then its tables (``_slide_tables``)
+    and verdict (``_verdict_record``); returns the verdict record (also written to verdict.json). ``plan``: the
     slide's plan when its fields were screened elsewhere (``plan_slide``, ``screen_batch``): its scale and
     colour are the slide's."""
     watch = Stopwatch()
     with watch("total"):
-        states, plan = screen_unfinished(models, slide, out, opts, advance, watch, plan)
+        states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)
         with watch("aggregate"):
-            cells, images = slide_tables(states, plan.stems)
-            verdict = verdict_record(models, slide, opts, cells, images, states, plan.scale, plan.stain)
+            cells, images = _slide_tables(states, plan.stems)
+            verdict = _verdict_record(models, slide, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
             if opts.exports:
                 read = [p for p in slide.images if states[p]["status"] != "error"]
-                sizes = field_sizes(read)
+                sizes = _field_sizes(read)
                 names, shapes = {p.name: plan.stems[p] for p in read}, {p.name: sizes[p] for p in read}
                 write_exports(out, cells, names, shapes, opts.exports)
-    verdict["seconds"] = {**watch.per(1, digits=3), **mean_seconds(states.values())}
+    verdict["seconds"] = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
     outputs.write_json(out / "verdict.json", verdict)
     return verdict
 
 
-def screen_unfinished(
+def _screen_unfinished(
     models, slide: Slide, out: Path, opts: Options, advance, watch: Stopwatch, plan: SlidePlan | None = None
 ) -> tuple[dict[Path, dict], SlidePlan]:
     """Screen the fields of ``slide`` that the journal in ``out`` does not hold finished (all of them with
@@ -236,7 +236,7 @@ def screen_unfinished(
         with watch("fields"):
             for chunk in batches(todo, plan.sizes, opts.batch, opts.batch_megapixels * 1e6):
                 states.update(
-                    screen_fields(models, out, journal, chunk, plan.scale, opts, decoded, plan.stems, plan.stain)
+                    _screen_fields(models, out, journal, chunk, plan.scale, opts, decoded, plan.stems, plan.stain)
                 )
                 advance(len(chunk))
     states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
@@ -265,14 +265,14 @@ def plan_slide(
     are added to ``decoded``."""
     with Journal(out, fresh=opts.force) as journal:
         todo = [p for p in slide.images if journal.finished(p) is None]
-    stems = output_stems(slide.images)
+    stems = _output_stems(slide.images)
     if not todo:
-        return SlidePlan([], Scale.from_record(previous(out, "scale")), previous(out, "stain_normalisation"), stems)
+        return SlidePlan([], Scale.from_record(_previous(out, "scale")), _previous(out, "stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
-    sizes = field_sizes(slide.images)
-    scale = slide_scale(models.detector, slide, opts, decoded, sizes)
-    stain = slide_stain(models, slide, scale, decoded, sizes)
-    clear_crops(out / "uncertain", {stems[p] for p in todo})
+    sizes = _field_sizes(slide.images)
+    scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
+    stain = _slide_stain(models, slide, scale, decoded, sizes)
+    _clear_crops(out / "uncertain", {stems[p] for p in todo})
     return SlidePlan(todo, scale, stain, stems, sizes)
 
 
@@ -281,10 +281,10 @@ def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list
     journal as it finishes (appended: batches of one slide may run at once, in several processes)."""
     with Journal(out) as journal:
         scale = copy.deepcopy(plan.scale)  # a field size first met here is added to this batch's copy
-        return screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
+        return _screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
 
 
-def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The slide's cells.csv and images.csv tables from its fields' states."""
     cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
     images = pd.DataFrame(
@@ -294,7 +294,7 @@ def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.D
             "error": [s.get("error", "") for s in states.values()],
             # journals of earlier versions have no overlay entry: their overlays are named by stem
             "overlay": [
-                s.get("overlay", overlay_name(stems[p]) if s["status"] != "error" else "") for p, s in states.items()
+                s.get("overlay", _overlay_name(stems[p]) if s["status"] != "error" else "") for p, s in states.items()
             ],
         },
         dtype=object,
@@ -305,7 +305,7 @@ def slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.D
     return cells, images.astype({"n_blasts": int})[IMAGE_COLUMNS]
 
 
-def verdict_record(
+def _verdict_record(
     models,
     slide: Slide,
     opts: Options,
@@ -340,7 +340,7 @@ def verdict_record(
     return verdict
 
 
-def field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
+def _field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
     """(width, height) of each image as it will be loaded (EXIF rotation applied), from its header alone;
     None when it cannot be read (reported when the field is screened)."""
     sizes: dict[Path, tuple[int, int] | None] = {}
@@ -368,7 +368,7 @@ def batches(paths: list[Path], sizes: dict, n: int, max_pixels: float):
         yield chunk
 
 
-def slide_scale(
+def _slide_scale(
     detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], sizes: dict, n_fields: int = 2
 ) -> Scale:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
@@ -394,7 +394,7 @@ def slide_scale(
     return Scale(f"estimated from up to {n_fields} field(s) per field size", by_field_size=estimates)
 
 
-def slide_stain(
+def _slide_stain(
     models,
     slide: Slide,
     scale: Scale,
@@ -440,7 +440,7 @@ def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | 
         return e
 
 
-def previous(out: Path, key: str):
+def _previous(out: Path, key: str):
     """What an earlier run of this slide recorded under ``key`` in verdict.json (a resume with nothing left to do)."""
     try:
         return json.loads((out / "verdict.json").read_text()).get(key)
@@ -448,6 +448,6 @@ def previous(out: Path, key: str):
         return None
 
 
-def mean_seconds(states) -> dict:
+def _mean_seconds(states) -> dict:
     per = [s["seconds"] for s in states if "seconds" in s]
     return {f"{k}_per_image": round(float(np.mean([p[k] for p in per])), 4) for k in (per[0] if per else {})}

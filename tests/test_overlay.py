@@ -28,7 +28,7 @@ def test_overlay_draws_every_cell_in_its_type_colour():
     probs = np.full((2, 9), 0.02)
     probs[0, 0], probs[1, 2] = 0.84, 0.84  # a blast, a neutrophil
     det = with_probs(cells([[100, 100, 140, 140], [20, 150, 60, 190]], [0.9, 0.8]), probs)
-    bgr = overlay(rgb, det)
+    bgr = overlay(rgb[..., ::-1].copy(), det)
     assert bgr.shape[1:] == rgb.shape[1:] and bgr.shape[0] > rgb.shape[0] and bgr.dtype == np.uint8  # + legend strip
     assert (bgr[224:, :, :] == 255).mean() > 0.8  # the key sits in a white strip below the field
     assert (bgr[120, 100] == (0, 0, 208)).all() and (bgr[120, 101] == (0, 0, 208)).all()  # blast: red #D00000, thick
@@ -42,7 +42,7 @@ def test_dense_field_boxes_carry_their_index_and_the_key_never_covers_a_cell():
     probs = np.full((len(xyxy), 9), 0.02)
     probs[:, 2] = 0.84
     det = with_probs(cells(xyxy, [0.9] * len(xyxy)), probs)
-    dense, sparse = overlay(rgb, det), overlay(rgb, det, dense_cells=100)
+    dense, sparse = overlay(rgb[..., ::-1].copy(), det), overlay(rgb[..., ::-1].copy(), det, dense_cells=100)
 
     # index labels ("0".."29") are narrower than "Neutrophil 0.84": less of the field is label colour
     def green(img):

@@ -377,10 +377,8 @@ def test_a_pixel_budget_splits_batches_without_changing_results(tmp_path, monkey
     for i in range(3):
         cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=95 + i)[0][..., ::-1])
     assert run(slide, "--out", tmp_path / "a").exit_code == 0
-    seen, screen_fields = [], leukoscan.slide.screen_fields
-    monkeypatch.setattr(
-        leukoscan.slide, "screen_fields", lambda *a, **k: seen.append(len(a[3])) or screen_fields(*a, **k)
-    )
+    seen, batches = [], leukoscan.slide.batches  # the fields of each batch, as the run makes them
+    monkeypatch.setattr(leukoscan.slide, "batches", lambda *a: [seen.append(len(c)) or c for c in batches(*a)])
     w, h = Image.open(slide / "f0.png").size
     assert run(slide, "--out", tmp_path / "b", "--batch-megapixels", 1.5 * w * h / 1e6).exit_code == 0
     assert seen == [1, 1, 1]

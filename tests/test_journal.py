@@ -1,0 +1,45 @@
+"""The resume journal (leukoscan/journal.py): finished fields are found again unless their file changed; a line
+cut short is skipped and the next run starts on a fresh line."""
+
+import os
+
+from leukoscan.journal import Journal, all_finished, journal_path
+
+
+def test_finished_fields_are_found_again_until_their_file_changes(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    with Journal(tmp_path / "out") as journal:
+        journal.record(a, {"status": "ok", "n_cells": 3})
+    assert not all_finished(tmp_path / "out", [a, b])
+    with Journal(tmp_path / "out") as journal:
+        assert journal.finished(a)["n_cells"] == 3 and journal.finished(b) is None
+        journal.record(b, {"status": "error", "error": "corrupt"})
+    assert all_finished(tmp_path / "out", [a, b])
+    a.write_bytes(b"changed")
+    os.utime(a, (1, 1))
+    assert not all_finished(tmp_path / "out", [a, b])
+
+
+def test_a_line_cut_short_is_skipped_and_the_next_starts_fresh(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    with Journal(tmp_path / "out") as journal:
+        journal.record(a, {"status": "ok"})
+    with open(journal_path(tmp_path / "out"), "ab") as f:
+        f.write(b'{"fingerprint": {"path": "cut')  # an interrupted run
+    with Journal(tmp_path / "out") as journal:
+        assert journal.finished(a) is not None
+        journal.record(b, {"status": "ok"})
+    assert all_finished(tmp_path / "out", [a, b])
+
+
+def test_fresh_forgets_everything(tmp_path):
+    a = tmp_path / "a.png"
+    a.write_bytes(b"1")
+    with Journal(tmp_path / "out") as journal:
+        journal.record(a, {"status": "ok"})
+    with Journal(tmp_path / "out", fresh=True) as journal:
+        assert journal.finished(a) is None
