@@ -24,6 +24,7 @@ from leukoscan.config import (
     DETECTOR_WEIGHTS,
     SETTINGS,
     SUBTYPE_WEIGHTS,
+    Engine,
     Export,
 )
 from leukoscan.datasets.cli import app as data_app
@@ -94,6 +95,14 @@ def run(
     workers: int = typer.Option(
         SETTINGS.run.workers, min=1, help="Slides screened in parallel (each worker gets cores / workers threads)."
     ),
+    engine: Engine = typer.Option(
+        "local",
+        help="local: this machine (--workers); ray: a Ray cluster (pip install 'leukoscan[ray]'), one actor "
+        "per GPU or per machine; --out must be a folder every node can write.",
+    ),
+    ray_address: str = typer.Option(
+        None, help="--engine ray: the cluster to join (auto, host:port or ray://host:port); default: a local Ray."
+    ),
     force: bool = typer.Option(False, help="Reprocess images already finished in --out."),
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
@@ -107,7 +116,7 @@ def run(
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
-    from leukoscan.engine import screen_slides, unique_names
+    from leukoscan.engine import unique_names
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import all_finished
     from leukoscan.models import Models
@@ -115,12 +124,15 @@ def run(
     from leukoscan.report import write_report
     from leukoscan.slide import Options, Slide
 
+    screen = engine_screen(engine, ray_address)
     with user_errors():
         inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
         names = unique_names(inputs)
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals)
         done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
-        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend, lazy=done)
+        # the Ray engine's models are loaded by its actors; here they only aggregate (lazy)
+        lazy = done or engine is Engine.ray
+        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend, lazy=lazy)
     opts = Options(
         cell_size=cell_size,
         um_per_px=um_per_px,
@@ -132,7 +144,9 @@ def run(
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
-            verdicts = screen_slides(models, inputs, names, out, opts, bar, parallel, max_megapixels)
+            verdicts = screen(models, inputs, names, out, opts, bar, parallel, max_megapixels)
+    except ConnectionError as e:  # --engine ray: the cluster cannot be joined (ray_engine.ClusterUnreachable)
+        fail(str(e))
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
@@ -147,6 +161,24 @@ def run(
     show_summary(verdicts, out)
     if all(v["n_failed"] == v["n_images"] for _, v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
+
+
+def engine_screen(engine: Engine, ray_address: str | None):
+    """The chosen engine's ``screen_slides`` (``run --engine``): the local one, or the Ray one joining
+    ``ray_address`` (a local Ray when None). Ray is imported only for the Ray engine."""
+    from functools import partial
+
+    from leukoscan.engine import screen_slides
+
+    if engine is Engine.local:
+        if ray_address:
+            fail("--ray-address needs --engine ray")
+        return screen_slides
+    try:
+        from leukoscan.ray_engine import screen_slides_on_ray
+    except ModuleNotFoundError as e:
+        fail(f"--engine ray needs Ray ({e}): pip install 'leukoscan[ray]'")
+    return partial(screen_slides_on_ray, address=ray_address)
 
 
 @app.command()

@@ -26,6 +26,13 @@ class Export(str, Enum):
     coco = "coco"  # COCO predictions, one file per slide
 
 
+class Engine(str, Enum):
+    """Where ``run`` screens the fields (``--engine``)."""
+
+    local = "local"  # this machine: leukoscan/engine.py (``--workers`` processes)
+    ray = "ray"  # a Ray cluster, local or joined (``--ray-address``): leukoscan/ray_engine.py, the ``ray`` extra
+
+
 class Colour(str, Enum):
     """What colour a cell-type model sees (``classify train-cells --colour``; its card's ``input_colour``)."""
 

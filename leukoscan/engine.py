@@ -44,8 +44,8 @@ def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_mega
     if len(cores) >= 2 * threads:
         start = (index * threads) % len(cores)
         os.sched_setaffinity(0, cores[start : start + threads])
-    use_threads(threads)
     _worker_models = Models.load(files.detector, files.classifier, files.subtype, files.device, files.backend)
+    use_threads(threads)  # after loading: the first Ultralytics import in this process sets every core
 
 
 def _screen_in_worker(slide, out: Path, opts):
@@ -74,7 +74,7 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
         try:
             verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
         except OSError as e:
-            _unwritable(name, out, e)
+            unwritable(name, out, e)
     return verdicts
 
 
@@ -106,7 +106,7 @@ def _screen_in_parallel(
             try:
                 results.append((name, future.result()))
             except OSError as e:
-                _unwritable(name, out, e)
+                unwritable(name, out, e)
             except BrokenProcessPool:
                 error(
                     f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
@@ -115,7 +115,7 @@ def _screen_in_parallel(
     return results
 
 
-def _unwritable(name: str, out: Path, e: OSError) -> None:
+def unwritable(name: str, out: Path, e: OSError) -> None:
     """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
     way); the other slides go on."""
     where = f": {e.filename}" if e.filename else ""
