@@ -144,35 +144,16 @@ def promote(
     set's mAP50 drops by at most ``tolerance``. Both outcomes are recorded in the registry."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scores = {
-        "current": {
-            "regression": score(current, regression_data, "test", imgsz, device),
-            "lab": score(current, lab_data, "val", imgsz, device),
-        },
-        "candidate": {
-            "regression": score(candidate, regression_data, "test", imgsz, device),
-            "lab": score(candidate, lab_data, "val", imgsz, device),
-        },
+        name: {
+            "regression": score(weights, regression_data, "test", imgsz, device),
+            "lab": score(weights, lab_data, "val", imgsz, device),
+        }
+        for name, weights in (("current", current), ("candidate", candidate))
     }
-    lab_gain = scores["candidate"]["lab"]["mAP50"] - scores["current"]["lab"]["mAP50"]
-    regression_drop = scores["current"]["regression"]["mAP50"] - scores["candidate"]["regression"]["mAP50"]
-    recall_change = scores["candidate"]["lab"]["recall_at_conf"] - scores["current"]["lab"]["recall_at_conf"]
-    promoted = lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance
-    reason = (
-        f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
-        f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})"
-    )
+    promoted, reason = _gate(scores, tolerance)
     if not read_registry(current):  # first use: record the weights that were current until now
-        _record(
-            current,
-            {
-                "file": current.name,
-                "sha256": sha256(current),
-                "parent": None,
-                "date": now,
-                "status": "current",
-                "metrics": scores["current"],
-            },
-        )
+        entry = {"file": current.name, "sha256": sha256(current), "parent": None, "date": now, "status": "current"}
+        _record(current, {**entry, "metrics": scores["current"]})
     entry = {
         "file": candidate.name,
         "sha256": sha256(candidate),
@@ -183,19 +164,36 @@ def promote(
         "metrics": scores["candidate"],
     }
     if promoted:
-        _archive(current, current.with_suffix(".json"))
-        card = candidate.with_suffix(".json")
-        new_card = {
-            **(json.loads(card.read_text()) if card.is_file() else {}),
-            "file": current.name,
-            "sha256": entry["sha256"],
-            "promotion": {"date": now, "reason": reason, "scores": scores},
-        }
-        _install(candidate, current)
-        current.with_suffix(".json").write_text(json.dumps(new_card, indent=2) + "\n")
-        _archive(current, current.with_suffix(".json"))
+        _replace(candidate, current, {"date": now, "reason": reason, "scores": scores}, entry["sha256"])
     _record(current, entry)
     return {"promoted": promoted, "reason": reason, "scores": scores}
+
+
+def _gate(scores: dict, tolerance: float) -> tuple[bool, str]:
+    """Whether the candidate passes the promotion gate, and why in one line."""
+    lab_gain = scores["candidate"]["lab"]["mAP50"] - scores["current"]["lab"]["mAP50"]
+    regression_drop = scores["current"]["regression"]["mAP50"] - scores["candidate"]["regression"]["mAP50"]
+    recall_change = scores["candidate"]["lab"]["recall_at_conf"] - scores["current"]["lab"]["recall_at_conf"]
+    reason = (
+        f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
+        f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})"
+    )
+    return lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance, reason
+
+
+def _replace(candidate: Path, current: Path, promotion: dict, sha: str) -> None:
+    """Archive ``current`` and install ``candidate`` in its place, with its card saying how it was promoted."""
+    _archive(current, current.with_suffix(".json"))
+    card = candidate.with_suffix(".json")
+    new_card = {
+        **(json.loads(card.read_text()) if card.is_file() else {}),
+        "file": current.name,
+        "sha256": sha,
+        "promotion": promotion,
+    }
+    _install(candidate, current)
+    current.with_suffix(".json").write_text(json.dumps(new_card, indent=2) + "\n")
+    _archive(current, current.with_suffix(".json"))
 
 
 def rollback(current: Path, sha: str) -> Path:

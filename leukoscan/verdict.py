@@ -103,18 +103,9 @@ def slide_verdict(
     if few_fields:
         verdict = "insufficient"
     differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
-    predominant = ""
-    if (
-        verdict == "suspected" and blasts >= rules.subtype_min_blasts
-    ):  # the blasts' commonest subtype (ties: larger summed probability)
-        sub = cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)
-        counts = np.bincount(np.nanargmax(np.nan_to_num(sub, nan=-1), axis=1), minlength=len(SUBTYPES))
-        predominant = SUBTYPE_LABELS[max(range(len(SUBTYPES)), key=lambda i: (counts[i], np.nansum(sub[:, i])))]
-    reasons = []
-    if n and uncertain > rules.review_uncertain_fraction:
-        reasons.append(f"{uncertain:.0%} of cells are uncertain (top probability < {rules.uncertain_p})")
-    if stain_z is not None and stain_z > rules.review_stain_z:
-        reasons.append(f"stain colour is {stain_z:.1f} SD from the training data")
+    suspected = verdict == "suspected" and blasts >= rules.subtype_min_blasts
+    predominant = predominant_subtype(cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)) if suspected else ""
+    reasons = review_reasons(n, uncertain, stain_z, rules)
     fraction: float | None = blasts / n if n else 0.0
     if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
         fraction = low = high = None
@@ -141,6 +132,24 @@ def slide_verdict(
         "uncertain_fraction": uncertain,
         **differential,
     }
+
+
+def predominant_subtype(subtypes: np.ndarray) -> str:
+    """The blasts' commonest subtype (``subtypes``: their subtype probabilities; ties: the larger summed
+    probability)."""
+    counts = np.bincount(np.nanargmax(np.nan_to_num(subtypes, nan=-1), axis=1), minlength=len(SUBTYPES))
+    return SUBTYPE_LABELS[max(range(len(SUBTYPES)), key=lambda i: (counts[i], np.nansum(subtypes[:, i])))]
+
+
+def review_reasons(n: int, uncertain: float, stain_z: float | None, rules: VerdictRules) -> list[str]:
+    """Why a person should look at the slide whatever its verdict: many uncertain cells, or a stain colour far
+    from the training data's."""
+    reasons = []
+    if n and uncertain > rules.review_uncertain_fraction:
+        reasons.append(f"{uncertain:.0%} of cells are uncertain (top probability < {rules.uncertain_p})")
+    if stain_z is not None and stain_z > rules.review_stain_z:
+        reasons.append(f"stain colour is {stain_z:.1f} SD from the training data")
+    return reasons
 
 
 def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: VerdictRules) -> str:
