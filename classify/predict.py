@@ -23,15 +23,18 @@ class Classifier:
     """A calibrated Ultralytics classification model over ``classes`` (its probabilities in that order)."""
 
     classes: tuple[str, ...] = CLASSES
+    default_weights: Path = SUBTYPE_WEIGHTS
 
     def __init__(
         self,
-        weights: Path = SUBTYPE_WEIGHTS,
+        weights: Path | None = None,
         device: str = "auto",
         batch: int = SETTINGS.run.classifier_batch,
         backend: str = "pytorch",
         strict: bool = True,
     ):
+        """The model in ``weights`` (default: the class's ``default_weights``), set up from its card."""
+        weights = weights or self.default_weights
         card = read_card(weights)
         weights = backend_file(weights, backend)
         self.model = load_model(weights, "classify")
@@ -55,6 +58,10 @@ class Classifier:
             raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
         # a model trained without a class (not strict: a cleaning model that saw no blasts) gives it probability 0
         self.order = [next((i for i, n in names.items() if n == key), -1) for key in self.classes]
+        self.configure(card)
+
+    def configure(self, card: dict) -> None:
+        """What a subclass reads of its model's card beyond what every classifier reads (nothing here)."""
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
         """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``.
@@ -117,17 +124,10 @@ class CellClassifier(Classifier):
     (``window_cells`` slide cell diameters, from its card) around each cell."""
 
     classes = CELL_TYPES
+    default_weights = CLASSIFIER_WEIGHTS
 
-    def __init__(
-        self,
-        weights: Path = CLASSIFIER_WEIGHTS,
-        device: str = "auto",
-        batch: int = SETTINGS.run.classifier_batch,
-        backend: str = "pytorch",
-        strict: bool = True,
-    ):
-        super().__init__(weights, device, batch, backend, strict)
-        card = read_card(weights)
+    def configure(self, card: dict) -> None:
+        """The crop window and input colour it was trained with, from its card."""
         geometry = card.get("geometry", {})
         self.window_cells = float(geometry.get("window_cells", SETTINGS.geometry.window_cells))
         self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))
