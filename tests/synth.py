@@ -62,3 +62,14 @@ def write_yolo_dataset(root: Path, n_train=8, n_val=4, size=(224, 224)) -> Path:
     yaml = root / "data.yaml"
     yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: white_cell\n")
     return yaml
+
+
+def write_slide(folder: Path, n_fields: int, seed: int = 0) -> Path:
+    """A slide folder of ``n_fields`` synthetic fields ``f0.png``, ``f1.png``, … (field ``i`` drawn with
+    ``seed + i``); the folder, created if needed."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_fields):
+        cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=seed + i)[0][..., ::-1])
+    return folder

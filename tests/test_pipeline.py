@@ -3,16 +3,15 @@
 import hashlib
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from browser import chromium, needs_chromium
 from PIL import Image
-from synth import smear
+from synth import smear, write_slide
 from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
@@ -21,7 +20,6 @@ from leukoscan.pipeline import DEMO_SLIDE, app
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, SUBTYPE_COLUMNS, SUMMARY_COLUMNS, TYPE_COLUMNS
 
 runner = CliRunner()
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def run(*args):
@@ -148,9 +146,7 @@ def test_each_field_is_decoded_once(tmp_path, monkeypatch):
     import leukoscan.slide
 
     slide = tmp_path / "slide"
-    slide.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=40 + i)[0][..., ::-1])
+    write_slide(slide, 3, seed=40)
     decodes = []
     real = leukoscan.slide.load_rgb
     monkeypatch.setattr(leukoscan.slide, "load_rgb", lambda path: decodes.append(Path(path).name) or real(path))
@@ -162,9 +158,7 @@ def test_each_field_is_decoded_once(tmp_path, monkeypatch):
 
 def test_resume_skips_finished_images_unless_forced(tmp_path):
     slide = tmp_path / "slide"
-    slide.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=20 + i)[0][..., ::-1])
+    write_slide(slide, 3, seed=20)
     out = tmp_path / "out"
     assert run(slide, "--out", out).exit_code == 0
     journal = out / "slide" / ".state" / "fields.jsonl"
@@ -220,7 +214,7 @@ def test_exit_codes(tmp_path):
     assert result.exit_code == 2 and "weights not found" in result.output
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+@needs_chromium
 def test_report_loads_in_chromium(demo_out, tmp_path):
     report = demo_out / "report.html"
     page = report.read_text()
@@ -229,28 +223,7 @@ def test_report_loads_in_chromium(demo_out, tmp_path):
         from urllib.parse import unquote
 
         assert (demo_out / unquote(link)).is_file(), link
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = chromium(report, tmp_path, "--dump-dom", budget_ms=3000, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
@@ -262,9 +235,7 @@ def test_parallel_workers_match_serial(tmp_path):
     slides = []
     for k in range(2):
         folder = tmp_path / f"slide{k}"
-        folder.mkdir()
-        for i in range(2):
-            cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=60 + 10 * k + i)[0][..., ::-1])
+        write_slide(folder, 2, seed=60 + 10 * k)
         slides.append(folder)
     assert run(*slides, "--out", tmp_path / "serial").exit_code == 0
     assert run(*slides, "--out", tmp_path / "parallel", "--workers", "2").exit_code == 0
@@ -373,9 +344,7 @@ def test_a_pixel_budget_splits_batches_without_changing_results(tmp_path, monkey
     import leukoscan.slide
 
     slide = tmp_path / "slide"
-    slide.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(slide / f"f{i}.png"), smear(seed=95 + i)[0][..., ::-1])
+    write_slide(slide, 3, seed=95)
     assert run(slide, "--out", tmp_path / "a").exit_code == 0
     seen, batches = [], leukoscan.slide.batches  # the fields of each batch, as the run makes them
     monkeypatch.setattr(leukoscan.slide, "batches", lambda *a: [seen.append(len(c)) or c for c in batches(*a)])

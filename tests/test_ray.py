@@ -10,7 +10,7 @@ import time
 import cv2
 import pandas as pd
 import pytest
-from synth import smear
+from synth import smear, write_slide
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, about its own settings
@@ -58,9 +58,7 @@ def slides(tmp_path_factory):
     folders = []
     for k in range(2):
         folder = root / f"slide{k}"
-        folder.mkdir()
-        for i in range(4):
-            cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=60 + 10 * k + i)[0][..., ::-1])
+        write_slide(folder, 4, seed=60 + 10 * k)
         folders.append(folder)
     (folders[1] / "f4.png").write_bytes(b"not an image")
     args = ["run", *map(str, folders), "--out", str(root / "local"), "--batch", "2", "--device", "cpu"]

@@ -3,18 +3,16 @@
 import json
 import re
 import shutil
-import subprocess
-from pathlib import Path
 from urllib.parse import unquote
 
 import pandas as pd
 import pytest
+from browser import chromium, needs_chromium
 from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES
 from leukoscan.pipeline import DEMO_SLIDE, app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
 
 # run in the page after its own script: what a reviewer does, with what the page shows written into it
@@ -77,32 +75,7 @@ def two_slides(tmp_path_factory):
     return out
 
 
-def chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            *extra,
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+@needs_chromium
 def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path):
     page = (two_slides / "report.html").read_text()
     probe = two_slides / "probe.html"  # beside the report, so its relative links resolve the same way

@@ -3,10 +3,9 @@ screen_batch in any order and grouping, then screen_slide aggregating) gives the
 
 import json
 
-import cv2
 import numpy as np
 import pandas as pd
-from synth import smear
+from synth import write_slide
 
 from leukoscan.models import Models
 from leukoscan.slide import Options, Slide, plan_slide, screen_batch, screen_slide
@@ -18,9 +17,7 @@ def without_timings(verdict: dict) -> dict:
 
 def test_fields_screened_in_batches_out_of_order_then_aggregated_match_one_run(tmp_path):
     folder = tmp_path / "slide"
-    folder.mkdir()
-    for i in range(4):
-        cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=120 + i)[0][..., ::-1])
+    write_slide(folder, 4, seed=120)
     slide, opts, models = Slide.from_path(folder), Options(), Models.load(device="cpu")
     at_once = screen_slide(models, slide, tmp_path / "a", opts)
 
@@ -86,9 +83,7 @@ def test_screen_slide_with_a_stub_model_bundle_counts_what_the_models_say(tmp_pa
     from types import SimpleNamespace
 
     folder = tmp_path / "slide"
-    folder.mkdir()
-    for i in range(6):
-        cv2.imwrite(str(folder / f"f{i}.png"), smear(seed=140 + i)[0][..., ::-1])
+    write_slide(folder, 6, seed=140)
     (folder / "broken.png").write_bytes(b"not an image")
     models = SimpleNamespace(
         detector=StubDetector(), classifier=StubClassifier(), subtype=StubSubtype(), description={"models": "stub"}
