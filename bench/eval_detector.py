@@ -27,22 +27,14 @@ from leukoscan.datasets.splits import manifest_hash  # noqa: E402
 from leukoscan.detect.predict import Detector  # noqa: E402
 from leukoscan.detect.score import score_fields  # noqa: E402
 from leukoscan.images import list_images, load_rgb  # noqa: E402
-from leukoscan.runtime import train_device  # noqa: E402
 
 
 def model_level(weights: Path, data: Path, split: str, imgsz: int) -> dict:
-    from ultralytics import YOLO
+    from leukoscan.detect.score import model_metrics
+    from leukoscan.runtime import yolo
 
-    m = YOLO(str(weights)).val(
-        data=str(data / "data.yaml"),
-        split=split,
-        imgsz=imgsz,
-        device=train_device("auto"),
-        plots=False,
-        verbose=False,
-        project=str(REPO_ROOT / "runs" / "val"),
-        name="bench",
-        exist_ok=True,
+    m = model_metrics(
+        yolo(weights, "detect"), data / "data.yaml", split, imgsz, "auto", REPO_ROOT / "runs" / "val", "bench"
     )
     return {k.replace("metrics/", ""): round(float(v), 4) for k, v in m.results_dict.items()}
 

@@ -112,22 +112,12 @@ def val(
 ) -> None:
     """Ultralytics validation metrics (precision, recall, mAP50, mAP50-95) on a split."""
     from leukoscan.cards import load_model
-    from leukoscan.runtime import train_device
+    from leukoscan.detect.score import model_metrics
 
     data_yaml(data, split)
     with user_errors():
         model = load_model(weights, "detect")
-    metrics = model.val(
-        data=str(data),
-        split=split,
-        imgsz=imgsz,
-        device=train_device(device),
-        plots=False,
-        verbose=False,
-        project=str(RUNS / "val"),
-        name="detect",
-        exist_ok=True,
-    )
+    metrics = model_metrics(model, data, split, imgsz, device, RUNS / "val", "detect")
     console.print(json.dumps({k: round(float(v), 4) for k, v in metrics.results_dict.items()}, indent=2))
 
 

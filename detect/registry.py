@@ -17,7 +17,6 @@ from pathlib import Path
 from leukoscan.cards import sha256
 from leukoscan.detect.labels import read_list, tile_labset
 from leukoscan.detect.train import DetectorRecipe
-from leukoscan.runtime import train_device
 from leukoscan.training import fit
 
 FINETUNE = replace(DetectorRecipe(), epochs=10, patience=10, mosaic=0.5, close_mosaic=2)
@@ -70,19 +69,10 @@ def finetune(
 def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto") -> dict:
     """Ultralytics val (mAP50 over all confidences) plus recall and precision at the pipeline's operating
     confidence, where a screening run actually counts cells."""
+    from leukoscan.detect.score import model_metrics
     from leukoscan.runtime import yolo
 
-    m = yolo(weights, "detect").val(
-        data=str(data),
-        split=split,
-        imgsz=imgsz,
-        device=train_device(device),
-        plots=False,
-        verbose=False,
-        project=str(Path(weights).parent / "val"),
-        name="gate",
-        exist_ok=True,
-    )
+    m = model_metrics(yolo(weights, "detect"), data, split, imgsz, device, Path(weights).parent / "val", "gate")
     return {
         "mAP50": round(float(m.box.map50), 4),
         "recall": round(float(m.box.mr), 4),

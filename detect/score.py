@@ -10,6 +10,23 @@ import supervision as sv
 from leukoscan.datasets.build import read_yolo
 from leukoscan.datasets.segment import agreement
 from leukoscan.images import load_rgb
+from leukoscan.runtime import train_device
+
+
+def model_metrics(model, data: Path, split: str, imgsz: int, device: str, project: Path, name: str):
+    """Ultralytics' own validation of a detector ``model`` on a split of the YOLO ``data`` yaml (mAP over all
+    confidences; no plots), its files under ``project/name``: the metrics object."""
+    return model.val(
+        data=str(data),
+        split=split,
+        imgsz=imgsz,
+        device=train_device(device),
+        plots=False,
+        verbose=False,
+        project=str(project),
+        name=name,
+        exist_ok=True,
+    )
 
 
 @dataclass
