@@ -56,7 +56,7 @@ def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normali
         groups = stain_groups(cells)
         for _, idx in groups.groupby(groups).indices.items():
             sample = np.random.default_rng(0).choice(idx, size=min(len(idx), 1000), replace=False)
-            mean, sd = lab_stats(crops[np.sort(sample)])
+            mean, sd = lab_stats(crops[np.sort(sample)], clf.stain_normalisation.get("region", "cells"))
             crops[idx] = clf.normalise(crops[idx], {"mean": mean, "sd": sd})
     elif normalise:
         sources = read_card(weights)["data"]["sources"]

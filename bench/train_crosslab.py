@@ -10,6 +10,10 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
     python bench/train_crosslab.py --normalise --ship-dir runs/normalised-weights   # then
     python bench/eval_crosslab.py --weights runs/normalised-weights --name crosslab_normalised
 
+    python bench/train_crosslab.py --normalise --region surround --only munich --only pbc \
+        --ship-dir runs/surround-weights      # then
+    python bench/eval_crosslab.py --weights runs/surround-weights --name crosslab_surround
+
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
@@ -86,7 +90,15 @@ def main() -> None:
     ap.add_argument(
         "--colour", choices=("rgb", "gray"), default="rgb", help="the models' input colour (gray: the trial)"
     )
-    ap.add_argument("--normalised", type=Path, default=BUILD_DIR / "cells-reinhard", help="colour-normalised copy")
+    ap.add_argument(
+        "--region",
+        choices=("cells", "surround"),
+        default="cells",
+        help="--normalise with the colour of the whole crops, or of what surrounds each white cell",
+    )
+    ap.add_argument(
+        "--normalised", type=Path, default=None, help="colour-normalised copy (default data/cells-reinhard[-surround])"
+    )
     ap.add_argument(
         "--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)"
     )
@@ -99,12 +111,14 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         leukoscan("data", "cells", "--out", str(args.cells))
+    reinhard = "cells-reinhard" + ("-surround" if args.region == "surround" else "")
+    args.normalised = args.normalised or BUILD_DIR / reinhard
     if args.normalise and not (args.normalised / "normalisation.json").exists():
         from leukoscan.datasets.cells import normalised_copy, read_cells
 
-        normalised_copy(read_cells(args.cells), args.normalised)
+        normalised_copy(read_cells(args.cells), args.normalised, region=args.region)
     runs = args.runs or ROOT / "runs" / (
-        "cells-reinhard" if args.normalise else "cells-gray" if args.colour == "gray" else "cells"
+        reinhard if args.normalise else "cells-gray" if args.colour == "gray" else "cells"
     )
     for target in args.only or ["shipped", *HELD_OUT]:
         common = [

@@ -57,9 +57,27 @@ def stain_distance(median_lab, reference: dict | None) -> float | None:
     return float(z.max())
 
 
-def lab_stats(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and SD of every pixel's CIE Lab colour over a set of RGB crops (uint8, N x h x w x 3)."""
-    lab = to_lab(crops).reshape(-1, 3)
+REGIONS = ("cells", "surround")
+SURROUND_DIAMETER = 0.8  # "surround": pixels outside the central disc this fraction of the crop wide
+
+
+def surround_mask(h: int, w: int, diameter: float = SURROUND_DIAMETER) -> np.ndarray:
+    """The pixels of an h x w cell crop outside its central disc (``diameter`` x the crop's side): with the
+    crop window 1.6 cell diameters wide, what lies around the white cell (background, red cells), whose
+    colour names the lab's stain and light but not the type of the cell in the middle."""
+    y, x = np.ogrid[:h, :w]
+    r = ((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) ** 0.5
+    return r > diameter * min(h, w) / 2
+
+
+def lab_stats(crops: np.ndarray, region: str = "cells") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the CIE Lab colour of a set of RGB crops' pixels (uint8, N x h x w x 3): every pixel
+    (``cells``) or those around each white cell (``surround``, ``surround_mask``)."""
+    crops = np.asarray(crops)
+    lab = to_lab(crops).reshape(crops.shape[:-1] + (3,))
+    if region == "surround":
+        lab = lab[:, surround_mask(*crops.shape[1:3])]
+    lab = lab.reshape(-1, 3)
     return lab.mean(axis=0).astype(np.float64), lab.std(axis=0).astype(np.float64)
 
 

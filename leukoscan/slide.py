@@ -404,7 +404,8 @@ def _slide_stain(
     max_fields: int = 8,
 ) -> dict | None:
     """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
-    trained without): the pooled CIE Lab mean and SD of the classifier's crops of its first usable fields
+    trained without): the pooled CIE Lab mean and SD of the classifier's crops (the pixels of its card's
+    ``region``) of its first usable fields
     (until ``min_cells`` cells or ``max_fields`` fields; the same fields on every run and resume), which are
     added to ``decoded``."""
     from leukoscan.classify.stain import lab_stats
@@ -428,7 +429,7 @@ def _slide_stain(
     n = sum(map(len, crops))
     if not n:
         return None
-    mean, sd = lab_stats(np.concatenate(crops))
+    mean, sd = lab_stats(np.concatenate(crops), models.classifier.stain_normalisation.get("region", "cells"))
     return {"mean": mean.round(4).tolist(), "sd": sd.round(4).tolist(), "n_cells": n, "n_fields": fields}
 
 

@@ -155,6 +155,21 @@ def test_reinhard_maps_two_labs_colours_of_the_same_cells_onto_one():
     assert np.allclose(mean, reference[0], atol=1.5) and np.allclose(sd, reference[1], atol=1.5)
 
 
+def test_surround_colour_does_not_depend_on_the_cell_in_the_middle():
+    """``region="surround"``: a slide's colour from what lies around each white cell (background, red
+    cells), so a slide of blue blasts and a slide of pink neutrophils on the same background get the same
+    statistics, while the whole-crop statistics tell them apart."""
+    from leukoscan.classify.stain import lab_stats, surround_mask
+
+    background = np.full((4, 48, 48, 3), (225, 190, 200), np.uint8)
+    disc = ~surround_mask(48, 48, diameter=0.7)
+    blasts, neutrophils = background.copy(), background.copy()
+    blasts[:, disc], neutrophils[:, disc] = (90, 60, 160), (200, 150, 190)
+    assert 0.4 < surround_mask(48, 48).mean() < 0.6
+    assert np.allclose(lab_stats(blasts, "surround")[0], lab_stats(neutrophils, "surround")[0], atol=1e-3)
+    assert np.abs(lab_stats(blasts)[0] - lab_stats(neutrophils)[0]).max() > 5
+
+
 def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, tmp_path):
     import json
     import shutil
