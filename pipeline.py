@@ -156,10 +156,10 @@ def run(
         raise typer.Exit(130) from None
     if not verdicts:
         fail("no slide's outputs could be written", NOTHING_PROCESSED)
-    outputs.write_csv(out / "summary.csv", pd.DataFrame([v for _, v in verdicts])[SUMMARY_COLUMNS])
+    outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
     write_report(out, verdicts)
     show_summary(verdicts, out)
-    if all(v["n_failed"] == v["n_images"] for _, v in verdicts):
+    if all(v.n_failed == v.n_images for _, v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
 
@@ -234,7 +234,7 @@ def export(
             console.print(f"exported {path}")
 
 
-def show_summary(verdicts, out: Path) -> None:
+def show_summary(verdicts: list, out: Path) -> None:
     """The run's summary on stdout (progress and logs are on stderr): a table on a terminal; plain columns,
     never cut to a width, when stdout is piped or redirected."""
     from rich.console import Console
@@ -245,18 +245,18 @@ def show_summary(verdicts, out: Path) -> None:
     columns = ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review")
     rows = [
         (
-            v["slide"],
-            str(v["n_images"]),
-            str(v["n_failed"]),
-            str(v["n_cells"]),
+            v.slide,
+            str(v.n_images),
+            str(v.n_failed),
+            str(c.n_cells),
             "–"
-            if v["blast_fraction"] is None
-            else f"{percent(v['blast_fraction'])} ({percent(v['ci_low'])}–{percent(v['ci_high'])})",
-            v["predominant_subtype"] or "–",
-            v["verdict"],
-            "yes" if v["needs_review"] else "no",
+            if c.blast_fraction is None
+            else f"{percent(c.blast_fraction)} ({percent(c.ci_low)}–{percent(c.ci_high)})",
+            c.predominant_subtype or "–",
+            c.verdict,
+            "yes" if c.needs_review else "no",
         )
-        for _, v in verdicts
+        for v, c in ((v, v.call) for _, v in verdicts)
     ]
     title = f"leukoscan: {leukoscan.DISCLAIMER}"
     stdout = Console(highlight=False, emoji=False)
@@ -275,7 +275,7 @@ def show_summary(verdicts, out: Path) -> None:
             )
         )
     for _, v in verdicts:
-        stdout.print(f"{escape(v['slide'])}: {v['verdict']} ({escape(v.get('reason', ''))})", soft_wrap=True)
+        stdout.print(f"{escape(v.slide)}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
     stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)
 
 

@@ -157,7 +157,7 @@ def main() -> None:
             opts = Options(batch=args.batch, force=True)
             v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-warm", opts)  # warm-up
             images = [load_rgb(p) for p in slide.images]
-            cell_px = next(iter(v["scale"]["cell_px_by_field_size"].values()))
+            cell_px = next(iter(v.scale.by_field_size.values()))
             # the raw models are timed before the first run and after every run, and each run is compared
             # with the mean of the raw timings on either side of it: two timings seconds apart, and a
             # steady drift cancels (this machine's speed drifts by up to +-30 % over minutes)
@@ -166,7 +166,7 @@ def main() -> None:
                 t = time.perf_counter()
                 v = screen_slide(models, slide, Path(tmp) / f"{backend}-{folder.name}-run{r}", opts)
                 walls.append(time.perf_counter() - t)
-                stages.append(v["seconds"])
+                stages.append(v.seconds)
                 raw.append(raw_model_seconds(models, images, args.batch, cell_px))
             around = [(a + b) / 2 for a, b in zip(raw, raw[1:])]  # raw time around each run
             n = len(slide.images)

@@ -9,9 +9,12 @@ from rich.markup import escape
 
 from leukoscan.models import ModelFiles, Models
 from leukoscan.progress import error
+from leukoscan.records import SlideVerdict
 
 
-def screen_slides(models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = 80.0):
+def screen_slides(
+    models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = 80.0
+) -> list[tuple[str, SlideVerdict]]:
     """Screen each slide into ``out/<name>``: in turn in this process, or ``workers`` slides at a time in worker
     processes that load their own models (from ``models.files``) with the run's image size limit. Returns
     (name, verdict) for every slide whose outputs could be written; the others get one error line each."""
@@ -59,7 +62,7 @@ def _count_fields(n: int) -> None:
         _fields_done.value += n
 
 
-def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list:
+def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list[tuple[str, SlideVerdict]]:
     from leukoscan.slide import screen_slide
 
     overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
@@ -80,7 +83,7 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
 
 def _screen_in_parallel(
     slides, names, out: Path, opts, workers: int, files: ModelFiles, max_megapixels: float, bar
-) -> list:
+) -> list[tuple[str, SlideVerdict]]:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
     import multiprocessing as mp
     import os
@@ -123,9 +126,15 @@ def unwritable(name: str, out: Path, e: OSError) -> None:
 
 
 def unique_names(slides) -> list[str]:
-    seen: dict[str, int] = {}
+    """Each slide's output folder name: its own, or ``name-2``, ``name-3``... when that is taken (compared
+    ignoring case, as some file systems do), so no two slides ever share a folder."""
+    taken: set[str] = set()
     names = []
     for s in slides:
-        seen[s.name] = seen.get(s.name, 0) + 1
-        names.append(s.name if seen[s.name] == 1 else f"{s.name}-{seen[s.name]}")
+        name, k = s.name, 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{s.name}-{k}"
+        taken.add(name.casefold())
+        names.append(name)
     return names

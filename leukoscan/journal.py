@@ -9,9 +9,11 @@ One append per field, instead of a file per field, keeps resuming cheap on slide
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from leukoscan.outputs import json_default
+from leukoscan.records import FieldResult
 
 
 def fingerprint(image: Path) -> dict:
@@ -66,16 +68,17 @@ class Journal:
         if text and not text.endswith(b"\n"):
             self._file.write(b"\n")  # end the line an interrupted run cut short
 
-    def finished(self, image: Path) -> dict | None:
-        """The recorded state of ``image`` if it was finished and has not changed since."""
-        return finished_state(self.recorded, image)
+    def finished(self, image: Path) -> FieldResult | None:
+        """The recorded result of ``image`` if it was finished and has not changed since."""
+        state = finished_state(self.recorded, image)
+        return None if state is None else FieldResult.from_record(state)
 
-    def record(self, image: Path, state: dict) -> dict:
-        """Append ``image``'s state (its outputs already written) and return it with its fingerprint."""
-        state = {"fingerprint": fingerprint(image), **state}
-        self._file.write(json.dumps(state, default=json_default).encode() + b"\n")
+    def record(self, image: Path, result: FieldResult) -> FieldResult:
+        """Append ``image``'s result (its outputs already written) and return it with its fingerprint."""
+        result = replace(result, fingerprint=fingerprint(image))
+        self._file.write(json.dumps(result.record(), default=json_default).encode() + b"\n")
         self._file.flush()
-        return state
+        return result
 
     def close(self) -> None:
         self._file.close()

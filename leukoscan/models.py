@@ -24,6 +24,8 @@ class Unloaded:
         self.__dict__.update(known, _load=load, _model=None)
 
     def __getattr__(self, name: str):  # called only for what is not known
+        if name.startswith("__") or "_load" not in self.__dict__:  # (copy and pickle ask before __init__ ran)
+            raise AttributeError(name)
         if self._model is None:
             self._model = self._load()
         return getattr(self._model, name)

@@ -34,6 +34,7 @@ import ray
 import ray.data
 
 from leukoscan.models import ModelFiles, Models
+from leukoscan.records import SlideVerdict
 from leukoscan.slide import Options, Slide, SlidePlan, batches, plan_slide, screen_batch, screen_slide
 
 
@@ -212,7 +213,7 @@ def screen_slides_on_ray(
             bar.update(overall, description=f"all slides (Ray: {shape.actors} actors)")
             description = _plan(models, jobs, todo, opts, shape, max_megapixels)
         lazy = _aggregating_models(models, description)
-        verdicts: dict[int, dict] = {}
+        verdicts: dict[int, SlideVerdict] = {}
         for i in _screen(jobs, opts, models.files, shape, max_megapixels, lambda n: bar.advance(overall, n)):
             if (verdict := _aggregate(lazy, jobs[i], opts)) is not None:
                 verdicts[i] = verdict
@@ -225,6 +226,10 @@ def screen_slides_on_ray(
 def _connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a local Ray (unless this process is already connected);
     quiet: the run's own bar and error lines are its output. True when this call connected."""
+    # no usage statistics: Ray's own reporting, and Ray Data's queries of a Prometheus on localhost:9090 after
+    # every dataset it runs (from a thread that outlives the run)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     started = not ray.is_initialized()
     if started:
         # Ray's C++ core logs an error-level line for every actor pool Ray Data starts (their arguments are in
@@ -334,7 +339,7 @@ def _cut(plan: SlidePlan, fields: list[Path]) -> SlidePlan:
     )
 
 
-def _aggregate(models: Models, job: SlideJob, opts: Options) -> dict | None:
+def _aggregate(models: Models, job: SlideJob, opts: Options) -> SlideVerdict | None:
     """The slide's tables and verdict from its journal (``screen_slide`` with its plan), or one error line when
     its outputs cannot be written (None)."""
     from leukoscan.engine import unwritable

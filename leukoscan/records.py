@@ -1,11 +1,21 @@
-"""Tables of the output contract, made from the cell detections (``sv.Detections``)."""
+"""The records that pass between stages above the cell level, and the tables of the output contract.
+
+Cells travel as ``sv.Detections`` (leukoscan/cells.py) until a field is done; then:
+- ``FieldResult``: one field screened (its cells as table rows), one line of the slide's journal;
+- ``SlideCall``: what the verdict rules say of a slide's cells (``verdict.slide_verdict``);
+- ``SlideVerdict``: that call with the slide's facts and what screened it: verdict.json, a summary.csv row.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import supervision as sv
 
 from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, cell_labels, subtype_indices
+from leukoscan.config import VerdictRules
+from leukoscan.scale import Scale
 
 TYPE_COLUMNS = [f"p_{t}" for t in CELL_TYPES]  # sum to 1 (calibrated)
 SUBTYPE_COLUMNS = [f"p_{s}" for s in SUBTYPES]  # given blast: filled for blasts only, sum to 1
@@ -68,3 +78,109 @@ def cell_records(image: str, det: sv.Detections) -> list[dict]:
         *sub_values,
     ]
     return [dict(zip(CELL_COLUMNS, row)) for row in zip(*columns)]
+
+
+@dataclass
+class FieldResult:
+    """One field screened, as its slide's journal records it (one JSON line) and its tables are made from."""
+
+    status: str  # "ok"; "unusable" (not a usable smear: its cells do not count); "error" (it could not be read)
+    error: str = ""  # why, for "unusable" and "error"
+    cells: list[dict] = field(default_factory=list)  # its cells' table rows (CELL_COLUMNS; boxes in image px)
+    overlay: str | None = None  # its overlay, relative to the slide's output folder (None: none written)
+    stain_lab: list[float] | None = None  # median CIE Lab colour (L 0-100) of its cells' stained pixels
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, this field's share of its batch's
+    fingerprint: dict | None = None  # its file when screened (journal.fingerprint), set by the journal
+
+    def record(self) -> dict:
+        """The journal's JSON line."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> FieldResult:
+        """A journal line (also one of an earlier version, which may lack keys)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+@dataclass
+class SlideCall:
+    """What the verdict rules (``config.VerdictRules``) say of one slide's cells."""
+
+    verdict: str  # "suspected", "negative", "indeterminate" or "insufficient"
+    reason: str  # the rule that gave it, in words
+    n_cells: int  # cells counted (those of usable fields)
+    n_blasts: int  # cells whose most probable type is blast
+    blast_fraction: float | None  # n_blasts / n_cells; None when "insufficient"
+    ci_low: float | None  # Wilson 95 % interval of the blast fraction; None when "insufficient"
+    ci_high: float | None
+    n_confident_blasts: int  # cells with P(blast) >= confident_blast_p
+    predominant_subtype: str  # the blasts' commonest subtype (a hint), "" unless suspected with enough blasts
+    review_reasons: list[str]  # why a person should look whatever the verdict ([] when nothing)
+    uncertain_fraction: float  # share of cells whose top probability is below uncertain_p
+    differential: dict[str, int]  # cells per type (CELL_TYPES order; n_<type> in the tables)
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)
+
+    def record(self) -> dict:
+        return {
+            "n_cells": self.n_cells,
+            "n_blasts": self.n_blasts,
+            "blast_fraction": self.blast_fraction,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "n_confident_blasts": self.n_confident_blasts,
+            "predominant_subtype": self.predominant_subtype,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "needs_review": self.needs_review,
+            "review_reasons": self.review_reasons,
+            "uncertain_fraction": self.uncertain_fraction,
+            **{f"n_{t}": self.differential.get(t, 0) for t in CELL_TYPES},
+        }
+
+
+@dataclass
+class SlideVerdict:
+    """A slide's screening verdict with its facts and what screened it; ``record()`` is verdict.json."""
+
+    slide: str  # its name (the folder's, or the image's stem)
+    n_images: int  # fields in the slide
+    n_failed: int  # fields that could not be read
+    n_unusable: int  # fields read that are not usable smears
+    call: SlideCall  # what the rules say of its cells
+    scale: Scale  # its white cells' size in pixels
+    stain_normalisation: dict | None  # the slide's colour a normalising classifier mapped (None: none)
+    stain_z: float | None  # how far its cells' colour is from the training crops' (SDs, worst Lab channel)
+    thresholds: VerdictRules  # the rules it was judged by
+    screened_with: dict  # version, device, backend and models (file, sha256, temperature): Models.description
+    screened_at: str = ""  # ISO time, UTC
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage of this run
+
+    # what the tables and the terminal read most, without reaching into the call
+    @property
+    def verdict(self) -> str:
+        return self.call.verdict
+
+    @property
+    def needs_review(self) -> bool:
+        return self.call.needs_review
+
+    def record(self) -> dict:
+        """verdict.json: the call's keys at the top level (also the row summary.csv takes its columns from)."""
+        return {
+            "slide": self.slide,
+            "n_images": self.n_images,
+            "n_failed": self.n_failed,
+            "n_unusable": self.n_unusable,
+            **self.call.record(),
+            "scale": self.scale.record(),
+            "stain_normalisation": self.stain_normalisation,
+            "screened_at": self.screened_at,
+            "stain_z": self.stain_z,
+            "thresholds": self.thresholds.__dict__,
+            **self.screened_with,
+            "seconds": self.seconds,
+        }

@@ -21,7 +21,7 @@ from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS
 from leukoscan.overlay import HEX
-from leukoscan.records import TYPE_COLUMNS
+from leukoscan.records import TYPE_COLUMNS, SlideCall, SlideVerdict
 from leukoscan.slide import gallery_name
 from leukoscan.verdict import percent
 
@@ -176,55 +176,51 @@ def table(df: pd.DataFrame, sortable: bool = False, cls: str = "", row_ids: list
     return f'<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def facts(verdict: dict) -> str:
+def facts(verdict: SlideVerdict) -> str:
     """The slide's record for a reviewer: counts, quality flags, scale, models and run."""
-    scale = verdict.get("scale") or {}
-    if "cell_px" in scale:
-        scale_text = f"{scale['cell_px']:.1f} px per white cell ({scale.get('source', '')})"
+    call, scale, used = verdict.call, verdict.scale, verdict.screened_with
+    if scale.given_px is not None:
+        scale_text = f"{scale.given_px:.1f} px per white cell ({scale.source})"
     else:
-        sizes = ", ".join(f"{k}: {v:.1f} px" for k, v in scale.get("cell_px_by_field_size", {}).items())
-        scale_text = f"{sizes or '–'} ({scale.get('source', '')})"
+        sizes = ", ".join(f"{k}: {v:.1f} px" for k, v in scale.by_field_size.items())
+        scale_text = f"{sizes or '–'} ({scale.source})"
     models = "; ".join(
-        f"{name}: {Path(m['file']).name} (sha256 {m['sha256'][:12]}…)" for name, m in verdict.get("models", {}).items()
+        f"{name}: {Path(m['file']).name} (sha256 {m['sha256'][:12]}…)" for name, m in used.get("models", {}).items()
     )
-    reasons = verdict.get("review_reasons", [])
-    n_ok = verdict["n_images"] - verdict["n_failed"] - verdict.get("n_unusable", 0)
-    stain = verdict.get("stain_z")
+    n_ok = verdict.n_images - verdict.n_failed - verdict.n_unusable
+    stain = verdict.stain_z
     rows = [
-        ("Verdict", f"{badge(verdict['verdict'])} {esc(verdict.get('reason', ''))}"),
+        ("Verdict", f"{badge(call.verdict)} {esc(call.reason)}"),
         (
             "Cells",
-            f"{verdict['n_cells']} cells in {n_ok} usable of {verdict['n_images']} fields "
-            f"({verdict['n_failed']} unreadable, {verdict.get('n_unusable', 0)} not usable smears)",
+            f"{call.n_cells} cells in {n_ok} usable of {verdict.n_images} fields "
+            f"({verdict.n_failed} unreadable, {verdict.n_unusable} not usable smears)",
         ),
         (
             "Blast fraction",
-            f"{percent(verdict['blast_fraction'])} (95 % CI {interval(verdict['ci_low'], verdict['ci_high'])}); "
-            f"{verdict.get('n_confident_blasts', 0)} confident blasts",
+            f"{percent(call.blast_fraction)} (95 % CI {interval(call.ci_low, call.ci_high)}); "
+            f"{call.n_confident_blasts} confident blasts",
         ),
-        ("Subtype (experimental)", esc(verdict["predominant_subtype"] or "–")),
-        ("Quality flags", "<br>".join(esc(r) for r in reasons) if reasons else "none"),
+        ("Subtype (experimental)", esc(call.predominant_subtype or "–")),
+        ("Quality flags", "<br>".join(esc(r) for r in call.review_reasons) if call.review_reasons else "none"),
         ("Scale", esc(scale_text)),
         ("Stain distance", "–" if stain is None else f"{stain:.1f} SD from the training crops"),
         ("Models", esc(models)),
         (
             "Run",
-            esc(
-                f"{verdict.get('screened_at', '')} · leukoscan {verdict.get('version', __version__)} · "
-                f"{verdict.get('device', '')}"
-            ),
+            esc(f"{verdict.screened_at} · leukoscan {used.get('version', __version__)} · {used.get('device', '')}"),
         ),
     ]
     return '<table class="facts">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
-def differential(verdict: dict) -> str:
+def differential(call: SlideCall) -> str:
     """Count and share of each cell type; blasts with their 95 % interval."""
-    n = verdict["n_cells"]
+    n = call.n_cells
     rows = []
     for key, label in zip(CELL_TYPES, TYPE_LABELS):
-        k = verdict.get(f"n_{key}", 0)
-        ci = interval(verdict["ci_low"], verdict["ci_high"]) if key == "blast" else ""  # the verdict's own interval
+        k = call.differential.get(key, 0)
+        ci = interval(call.ci_low, call.ci_high) if key == "blast" else ""  # the verdict's own interval
         rows.append(
             f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
             f"<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>"
@@ -303,7 +299,7 @@ def gallery(
     return controls + f'<div class="gallery" data-all="false">{"".join(parts) or "<p>No cells.</p>"}</div>'
 
 
-def slide_section(out: Path, sid: str, slide_dir: str, verdict: dict) -> str:
+def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) -> str:
     folder = out / slide_dir
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False)
     images = pd.read_csv(folder / "images.csv", keep_default_na=False)
@@ -316,31 +312,31 @@ def slide_section(out: Path, sid: str, slide_dir: str, verdict: dict) -> str:
         for image, overlay in zip(images.image, images.overlay)
         if overlay
     )
-    uncertain_p = float(verdict.get("thresholds", {}).get("uncertain_p", SETTINGS.verdict.uncertain_p))
+    uncertain_p = verdict.thresholds.uncertain_p
     cell_ids = [f"{sid}-row-{k}" for k in range(len(cells))]
     return f"""
-<section class="slide" id="{esc(sid)}"><h2>{esc(verdict["slide"])} {badge(verdict["verdict"])}</h2>
+<section class="slide" id="{esc(sid)}"><h2>{esc(verdict.slide)} {badge(verdict.verdict)}</h2>
 {facts(verdict)}
-<h3>Differential</h3>{differential(verdict)}
+<h3>Differential</h3>{differential(verdict.call)}
 <h3>Cells for review</h3>
 <p class="no-print">Blasts first (by P(blast)), then uncertain cells, then the other types. A picture shows the cell
 in its field; the name links to its row of the cell table; choose another type to correct a call, then download the
 corrections (slide, image, cell, box, predicted, reviewed) for retraining.</p>
-{gallery(sid, verdict["slide"], slide_dir, cells, stems, overlay_ids, uncertain_p)}
+{gallery(sid, verdict.slide, slide_dir, cells, stems, overlay_ids, uncertain_p)}
 <h3>Overlays</h3><div class="overlays">{overlays or "<p>No overlays.</p>"}</div>
 <h3>Fields</h3>{table(images, sortable=True, cls="images")}
 <h3>Cells (click a column to sort)</h3>{table(cells, sortable=True, cls="cells", row_ids=cell_ids)}
 </section>"""
 
 
-def write_report(out: Path, verdicts: list[tuple[str, dict]]) -> Path:
-    """``verdicts``: (slide output folder name, verdict record) pairs."""
+def write_report(out: Path, verdicts: list[tuple[str, SlideVerdict]]) -> Path:
+    """``verdicts``: (slide output folder name, its verdict) pairs."""
     rows = "".join(
-        f'<tr><td><a href="#s{k}">{esc(v["slide"])}</a></td><td>{badge(v["verdict"])}</td>'
-        f"<td>{esc(v.get('reason', ''))}</td><td>{'yes' if v['needs_review'] else 'no'}</td><td>{v['n_cells']}</td>"
-        f"<td>{percent(v['blast_fraction'])}</td><td>{interval(v['ci_low'], v['ci_high'])}</td>"
-        f"<td>{esc(v['predominant_subtype'] or '–')}</td></tr>"
-        for k, (_, v) in enumerate(verdicts)
+        f'<tr><td><a href="#s{k}">{esc(v.slide)}</a></td><td>{badge(c.verdict)}</td>'
+        f"<td>{esc(c.reason)}</td><td>{'yes' if c.needs_review else 'no'}</td><td>{c.n_cells}</td>"
+        f"<td>{percent(c.blast_fraction)}</td><td>{interval(c.ci_low, c.ci_high)}</td>"
+        f"<td>{esc(c.predominant_subtype or '–')}</td></tr>"
+        for k, (v, c) in enumerate((v, v.call) for _, v in verdicts)
     )
     key = "".join(f'<span style="background:{c}">{esc(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>leukoscan report</title>

@@ -10,7 +10,7 @@ import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -29,7 +29,7 @@ from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, cell_records
+from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, FieldResult, SlideVerdict, cell_records
 from leukoscan.scale import Scale, size_key
 from leukoscan.timing import Stopwatch
 from leukoscan.verdict import image_calls, slide_verdict
@@ -75,15 +75,15 @@ def _screen_fields(
     decoded: dict[Path, np.ndarray],
     stems: dict[Path, str],
     stain: dict | None = None,
-) -> dict[Path, dict]:
-    """Process a batch of fields end to end; records (in ``journal``) and returns one state per field.
+) -> dict[Path, FieldResult]:
+    """Process a batch of fields end to end; records (in ``journal``) and returns one result per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
     ``stems`` names each field's output files; ``stain``: the slide's colour (``_slide_stain``)."""
     pool, states, loaded, watch = _field_pool(), {}, [], Stopwatch()
     with watch("decode"):  # one field after another (a field that cannot be read is journalled as an error at once)
         for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
             if isinstance(rgb, ImageError):
-                states[path] = journal.record(path, {"status": "error", "error": str(rgb)})
+                states[path] = journal.record(path, FieldResult("error", str(rgb)))
             else:
                 loaded.append((path, rgb))
     if not loaded:
@@ -107,7 +107,7 @@ def _screen_fields(
         )
     seconds = watch.per(n)
     for (path, _), state in zip(loaded, done):
-        states[path] = journal.record(path, {**state, "seconds": seconds})
+        states[path] = journal.record(path, replace(state, seconds=seconds))
     return states
 
 
@@ -125,9 +125,9 @@ def _classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[n
 
 def _write_field(
     out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules, problem: str = ""
-) -> dict:
-    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its state for the
-    journal (``unusable`` with the ``problem`` when the field is not a usable smear).
+) -> FieldResult:
+    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its result
+    (``unusable`` with the ``problem`` when the field is not a usable smear).
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
@@ -145,13 +145,13 @@ def _write_field(
     ):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see _crop_field
     colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
-    return {
-        "status": "unusable" if problem else "ok",
-        "error": problem,
-        "stain_lab": colour,
-        "cells": cell_records(path.name, det),
-        "overlay": _overlay_name(stem),
-    }
+    return FieldResult(
+        "unusable" if problem else "ok",
+        problem,
+        cells=cell_records(path.name, det),
+        overlay=_overlay_name(stem),
+        stain_lab=colour,
+    )
 
 
 def _output_stems(images: list[Path]) -> dict[Path, str]:
@@ -196,7 +196,7 @@ def _field_pool() -> ThreadPoolExecutor:
 
 def screen_slide(
     models, slide: Slide, out: Path, opts: Options, advance=lambda n: None, plan: SlidePlan | None = None
-) -> dict:
+) -> SlideVerdict:
     """Screen ``slide`` into ``out``: its fields (``_screen_unfinished``), then its tables (``_slide_tables``)
     and verdict (``_verdict_record``); returns the verdict record (also written to verdict.json). ``plan``: the
     slide's plan when its fields were screened elsewhere (``plan_slide``, ``screen_batch``): its scale and
@@ -210,18 +210,18 @@ def screen_slide(
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
             if opts.exports:
-                read = [p for p in slide.images if states[p]["status"] != "error"]
+                read = [p for p in slide.images if states[p].status != "error"]
                 sizes = _field_sizes(read)
                 names, shapes = {p.name: plan.stems[p] for p in read}, {p.name: sizes[p] for p in read}
                 write_exports(out, cells, names, shapes, opts.exports)
-    verdict["seconds"] = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
-    outputs.write_json(out / "verdict.json", verdict)
+    verdict.seconds = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
+    outputs.write_json(out / "verdict.json", verdict.record())
     return verdict
 
 
 def _screen_unfinished(
     models, slide: Slide, out: Path, opts: Options, advance, watch: Stopwatch, plan: SlidePlan | None = None
-) -> tuple[dict[Path, dict], SlidePlan]:
+) -> tuple[dict[Path, FieldResult], SlidePlan]:
     """Screen the fields of ``slide`` that the journal in ``out`` does not hold finished (all of them with
     ``opts.force``), in batches, after the slide's scale and colour are found on sample fields (``plan_slide``,
     unless a ``plan`` is given). Returns every field's state (journalled or new) and the plan; ``watch``
@@ -239,7 +239,7 @@ def _screen_unfinished(
                     _screen_fields(models, out, journal, chunk, plan.scale, opts, decoded, plan.stems, plan.stain)
                 )
                 advance(len(chunk))
-    states = {p: s or {"status": "error", "error": "not processed"} for p, s in states.items()}
+    states = {p: s or FieldResult("error", "not processed") for p, s in states.items()}
     return states, plan
 
 
@@ -276,7 +276,7 @@ def plan_slide(
     return SlidePlan(todo, scale, stain, stems, sizes)
 
 
-def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list[Path]) -> dict[Path, dict]:
+def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list[Path]) -> dict[Path, FieldResult]:
     """Screen ``fields`` (some of ``plan.todo``) of the slide whose outputs go to ``out``, each recorded in its
     journal as it finishes (appended: batches of one slide may run at once, in several processes)."""
     with Journal(out) as journal:
@@ -284,17 +284,17 @@ def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list
         return _screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
 
 
-def _slide_tables(states: dict[Path, dict], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The slide's cells.csv and images.csv tables from its fields' states."""
-    cells = pd.DataFrame([c for s in states.values() for c in s.get("cells", [])], columns=CELL_COLUMNS)
+def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The slide's cells.csv and images.csv tables from its fields' results."""
+    cells = pd.DataFrame([c for s in states.values() for c in s.cells], columns=CELL_COLUMNS)
     images = pd.DataFrame(
         {
             "image": [p.name for p in states],
-            "status": [s["status"] for s in states.values()],
-            "error": [s.get("error", "") for s in states.values()],
+            "status": [s.status for s in states.values()],
+            "error": [s.error for s in states.values()],
             # journals of earlier versions have no overlay entry: their overlays are named by stem
             "overlay": [
-                s.get("overlay", _overlay_name(stems[p]) if s["status"] != "error" else "") for p, s in states.items()
+                s.overlay or (_overlay_name(stems[p]) if s.status != "error" else "") for p, s in states.items()
             ],
         },
         dtype=object,
@@ -311,33 +311,33 @@ def _verdict_record(
     opts: Options,
     cells: pd.DataFrame,
     images: pd.DataFrame,
-    states: dict[Path, dict],
+    states: dict[Path, FieldResult],
     scale: Scale,
     stain: dict | None,
-) -> dict:
+) -> SlideVerdict:
     """The slide's verdict (``slide_verdict``) with what it was screened with, needing review when too many
     fields are not usable smears."""
-    colours = [s["stain_lab"] for s in states.values() if s.get("stain_lab")]
+    colours = [s.stain_lab for s in states.values() if s.stain_lab]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
-    verdict = {
-        "slide": slide.name,
-        "n_images": len(slide.images),
-        "n_failed": int((images.status == "error").sum()),
-        "n_unusable": int((images.status == "unusable").sum()),
-        **slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum())),
-        "scale": scale.record(),
-        "stain_normalisation": stain,
-        "screened_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "stain_z": stain_z,
-        "thresholds": opts.rules.__dict__,
-        **models.description,
-    }
-    if verdict["n_unusable"] > opts.rules.review_unusable_fraction * len(slide.images):
-        verdict["review_reasons"].append(
-            f"{verdict['n_unusable']} of {len(slide.images)} fields are not usable smears (images.csv says why)"
+    unusable = int((images.status == "unusable").sum())
+    call = slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum()))
+    if unusable > opts.rules.review_unusable_fraction * len(slide.images):
+        call.review_reasons.append(
+            f"{unusable} of {len(slide.images)} fields are not usable smears (images.csv says why)"
         )
-        verdict["needs_review"] = True
-    return verdict
+    return SlideVerdict(
+        slide=slide.name,
+        n_images=len(slide.images),
+        n_failed=int((images.status == "error").sum()),
+        n_unusable=unusable,
+        call=call,
+        scale=scale,
+        stain_normalisation=stain,
+        stain_z=stain_z,
+        thresholds=opts.rules,
+        screened_with=models.description,
+        screened_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
@@ -450,5 +450,5 @@ def _previous(out: Path, key: str):
 
 
 def _mean_seconds(states) -> dict:
-    per = [s["seconds"] for s in states if "seconds" in s]
+    per = [s.seconds for s in states if s.seconds]
     return {f"{k}_per_image": round(float(np.mean([p[k] for p in per])), 4) for k in (per[0] if per else {})}

@@ -7,7 +7,7 @@ import pandas as pd
 
 from leukoscan.cells import BLAST, CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS, Z95, VerdictRules
-from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
+from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS, SlideCall
 
 
 def wilson(k, n, z: float = Z95):
@@ -87,8 +87,8 @@ def slide_verdict(
     rules: VerdictRules = SETTINGS.verdict,
     stain_z: float | None = None,
     usable_fields: int | None = None,
-) -> dict:
-    """Verdict of one slide from its ``cells`` table (``cell_type``, ``p_<type>``, subtype columns);
+) -> SlideCall:
+    """What the rules say of one slide's ``cells`` table (``cell_type``, ``p_<type>``, subtype columns);
     ``insufficient`` also with fewer than ``rules.min_fields`` usable fields (when ``usable_fields`` is given)."""
     n = len(cells)
     probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CELL_TYPES)))
@@ -102,7 +102,6 @@ def slide_verdict(
     few_fields = usable_fields is not None and usable_fields < rules.min_fields
     if few_fields:
         verdict = "insufficient"
-    differential = {f"n_{t}": int((top == i).sum()) for i, t in enumerate(CELL_TYPES)}
     suspected = verdict == "suspected" and blasts >= rules.subtype_min_blasts
     predominant = predominant_subtype(cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)) if suspected else ""
     reasons = review_reasons(n, uncertain, stain_z, rules)
@@ -115,23 +114,22 @@ def slide_verdict(
             if few_fields
             else f"only {n} cells (at least {rules.min_cells} are needed for a verdict)",
         )
-    return {
-        "n_cells": n,
-        "n_blasts": blasts,
-        "blast_fraction": fraction,
-        "ci_low": low,
-        "ci_high": high,
-        "n_confident_blasts": confident,
-        "predominant_subtype": predominant,
-        "verdict": verdict,
-        "reason": f"{usable_fields} usable fields < {rules.min_fields}"
+    return SlideCall(
+        verdict=verdict,
+        reason=f"{usable_fields} usable fields < {rules.min_fields}"
         if few_fields
         else verdict_reason(verdict, n, blasts, confident, rules),
-        "needs_review": bool(reasons),
-        "review_reasons": reasons,
-        "uncertain_fraction": uncertain,
-        **differential,
-    }
+        n_cells=n,
+        n_blasts=blasts,
+        blast_fraction=fraction,
+        ci_low=low,
+        ci_high=high,
+        n_confident_blasts=confident,
+        predominant_subtype=predominant,
+        review_reasons=reasons,
+        uncertain_fraction=uncertain,
+        differential={t: int((top == i).sum()) for i, t in enumerate(CELL_TYPES)},
+    )
 
 
 def predominant_subtype(subtypes: np.ndarray) -> str:

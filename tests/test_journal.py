@@ -4,6 +4,7 @@ cut short is skipped and the next run starts on a fresh line."""
 import os
 
 from leukoscan.journal import Journal, all_finished, journal_path
+from leukoscan.records import FieldResult
 
 
 def test_finished_fields_are_found_again_until_their_file_changes(tmp_path):
@@ -11,11 +12,11 @@ def test_finished_fields_are_found_again_until_their_file_changes(tmp_path):
     a.write_bytes(b"1")
     b.write_bytes(b"2")
     with Journal(tmp_path / "out") as journal:
-        journal.record(a, {"status": "ok", "n_cells": 3})
+        journal.record(a, FieldResult("ok", cells=[{"cell": 0}, {"cell": 1}, {"cell": 2}]))
     assert not all_finished(tmp_path / "out", [a, b])
     with Journal(tmp_path / "out") as journal:
-        assert journal.finished(a)["n_cells"] == 3 and journal.finished(b) is None
-        journal.record(b, {"status": "error", "error": "corrupt"})
+        assert len(journal.finished(a).cells) == 3 and journal.finished(b) is None
+        journal.record(b, FieldResult("error", "corrupt"))
     assert all_finished(tmp_path / "out", [a, b])
     a.write_bytes(b"changed")
     os.utime(a, (1, 1))
@@ -27,12 +28,12 @@ def test_a_line_cut_short_is_skipped_and_the_next_starts_fresh(tmp_path):
     a.write_bytes(b"1")
     b.write_bytes(b"2")
     with Journal(tmp_path / "out") as journal:
-        journal.record(a, {"status": "ok"})
+        journal.record(a, FieldResult("ok"))
     with open(journal_path(tmp_path / "out"), "ab") as f:
         f.write(b'{"fingerprint": {"path": "cut')  # an interrupted run
     with Journal(tmp_path / "out") as journal:
         assert journal.finished(a) is not None
-        journal.record(b, {"status": "ok"})
+        journal.record(b, FieldResult("ok"))
     assert all_finished(tmp_path / "out", [a, b])
 
 
@@ -40,6 +41,23 @@ def test_fresh_forgets_everything(tmp_path):
     a = tmp_path / "a.png"
     a.write_bytes(b"1")
     with Journal(tmp_path / "out") as journal:
-        journal.record(a, {"status": "ok"})
+        journal.record(a, FieldResult("ok"))
     with Journal(tmp_path / "out", fresh=True) as journal:
         assert journal.finished(a) is None
+
+
+def test_a_line_of_an_earlier_version_is_read_back(tmp_path):
+    """Journals written before fields were typed records (no ``overlay``; keys since dropped) still resume."""
+    import json
+
+    from leukoscan.journal import fingerprint
+
+    a = tmp_path / "a.png"
+    a.write_bytes(b"1")
+    path = journal_path(tmp_path / "out")
+    path.parent.mkdir(parents=True)
+    old = {"fingerprint": fingerprint(a), "status": "ok", "error": "", "cells": [{"cell": 0}], "retired": 1}
+    path.write_text(json.dumps(old) + "\n")
+    with Journal(tmp_path / "out") as journal:
+        result = journal.finished(a)
+    assert result == FieldResult("ok", cells=[{"cell": 0}], fingerprint=fingerprint(a)) and result.overlay is None

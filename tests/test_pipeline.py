@@ -141,21 +141,6 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
     assert summary.n_failed.tolist() == [5] and summary.n_images.tolist() == [9]
 
 
-def test_each_field_is_decoded_once(tmp_path, monkeypatch):
-    """The scale search's sample fields are screened from the arrays it decoded, not decoded again."""
-    import leukoscan.slide
-
-    slide = tmp_path / "slide"
-    write_slide(slide, 3, seed=40)
-    decodes = []
-    real = leukoscan.slide.load_rgb
-    monkeypatch.setattr(leukoscan.slide, "load_rgb", lambda path: decodes.append(Path(path).name) or real(path))
-    assert run(slide, "--out", tmp_path / "out").exit_code == 0
-    assert sorted(decodes) == ["f0.png", "f1.png", "f2.png"]
-    cells = pd.read_csv(tmp_path / "out" / "slide" / "images.csv")
-    assert (cells.status == "ok").all()
-
-
 def test_resume_skips_finished_images_unless_forced(tmp_path):
     slide = tmp_path / "slide"
     write_slide(slide, 3, seed=20)
@@ -250,11 +235,12 @@ def test_parallel_workers_match_serial(tmp_path):
 def test_journal_records_a_field_whose_file_has_gone(tmp_path):
     """A field deleted while its slide is screened is recorded as an error, and never counts as finished."""
     from leukoscan.journal import Journal
+    from leukoscan.records import FieldResult
 
     gone = tmp_path / "gone.jpg"
     with Journal(tmp_path / "out") as journal:
-        state = journal.record(gone, {"status": "error", "error": "file not found"})
-    assert state["fingerprint"]["size"] is None
+        state = journal.record(gone, FieldResult("error", "file not found"))
+    assert state.fingerprint["size"] is None
     with Journal(tmp_path / "out") as journal:
         assert journal.finished(gone) is None
 

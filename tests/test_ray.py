@@ -148,6 +148,8 @@ def test_local_ray_gives_the_local_engines_outputs(slides, tmp_path, local_ray):
     assert result.exit_code == 0, result.output
     assert_same_outputs(local, tmp_path, NAMES)
     assert pd.read_csv(tmp_path / "slide1" / "images.csv").set_index("image").status["f4.png"] == "error"
+    # usage statistics off: no Ray Data thread left behind querying a Prometheus on localhost:9090 every 10 s
+    assert "data-usage-metrics-poller" not in {t.name for t in threading.enumerate()}
 
 
 def test_a_run_stopped_halfway_resumes_on_ray_redoing_no_finished_field(slides, tmp_path, local_ray):

@@ -45,53 +45,54 @@ def test_wilson_known_values():
     ],
 )
 def test_verdicts(benign, blast, expected):
-    assert slide_verdict(table(benign, blast))["verdict"] == expected
+    assert slide_verdict(table(benign, blast)).verdict == expected
 
 
 def test_blasts_below_the_confident_threshold_count_only_in_the_blast_fraction():
     # 30 % blasts, none confident (P(blast) 0.7 < 0.95): the blast fraction's lower bound (17 %) is below 20 %
     v = slide_verdict(table(28, 12, p=0.7))
-    assert v["n_confident_blasts"] == 0 and v["ci_low"] < 0.20 <= v["blast_fraction"]
-    assert v["verdict"] == "indeterminate"
-    assert slide_verdict(table(10, 40, p=0.7))["verdict"] == "suspected"  # lower bound 67 % >= 20 %
+    assert v.n_confident_blasts == 0 and v.ci_low < 0.20 <= v.blast_fraction
+    assert v.verdict == "indeterminate"
+    assert slide_verdict(table(10, 40, p=0.7)).verdict == "suspected"  # lower bound 67 % >= 20 %
 
 
 def test_rules_can_be_turned_off_and_a_count_rule_on():
     counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
-    assert slide_verdict(table(195, 5), counting)["verdict"] == "suspected"
-    assert slide_verdict(table(196, 4), counting)["verdict"] == "negative"
+    assert slide_verdict(table(195, 5), counting).verdict == "suspected"
+    assert slide_verdict(table(196, 4), counting).verdict == "negative"
     # 17 % blasts, none confident: the blast fraction's 95 % upper bound (26 %) is not below 20 %, its estimate is
-    assert slide_verdict(table(83, 17, p=0.7))["verdict"] == "indeterminate"
-    assert slide_verdict(table(83, 17, p=0.7), VerdictRules(negative_z=0))["verdict"] == "negative"
+    assert slide_verdict(table(83, 17, p=0.7)).verdict == "indeterminate"
+    assert slide_verdict(table(83, 17, p=0.7), VerdictRules(negative_z=0)).verdict == "negative"
 
 
 def test_predominant_subtype_only_when_suspected():
     v = slide_verdict(table(10, 40, subtype=2))
-    assert v["verdict"] == "suspected" and v["predominant_subtype"] == "Pro-B"
-    assert slide_verdict(table(100, 0))["predominant_subtype"] == ""
+    assert v.verdict == "suspected" and v.predominant_subtype == "Pro-B"
+    assert slide_verdict(table(100, 0)).predominant_subtype == ""
 
 
 def test_differential_counts_every_type():
     v = slide_verdict(pd.concat([table(10, 3), table(5, 0, normal_type=1)], ignore_index=True))
-    assert {k: v[f"n_{k}"] for k in CELL_TYPES} == {
+    assert v.differential == {
         **dict.fromkeys(CELL_TYPES, 0),
         "neutrophil": 10,
         "blast": 3,
         "lymphocyte": 5,
     }
-    assert v["n_blasts"] == 3 and v["n_cells"] == 18
+    assert v.n_blasts == 3 and v.n_cells == 18
+    assert [v.record()[f"n_{t}"] for t in CELL_TYPES] == list(v.differential.values())  # n_<type> in the tables
 
 
 def test_needs_review_for_uncertain_cells_and_stain():
-    assert slide_verdict(table(50, 0, p=0.4))["needs_review"]
-    assert not slide_verdict(table(50, 0))["needs_review"]
+    assert slide_verdict(table(50, 0, p=0.4)).needs_review
+    assert not slide_verdict(table(50, 0)).needs_review
     v = slide_verdict(table(50, 0), stain_z=5.0)
-    assert v["needs_review"] and "stain" in v["review_reasons"][0]
+    assert v.needs_review and "stain" in v.review_reasons[0]
 
 
 def test_rules_are_configurable():
     strict = VerdictRules(min_cells=200)
-    assert slide_verdict(table(100, 0), strict)["verdict"] == "insufficient"
+    assert slide_verdict(table(100, 0), strict).verdict == "insufficient"
 
 
 def test_image_calls_are_mean_probabilities():
@@ -104,34 +105,34 @@ def test_image_calls_are_mean_probabilities():
 
 
 def test_verdict_says_which_rule_fired():
-    assert slide_verdict(table(10, 40))["reason"] == (
+    assert slide_verdict(table(10, 40)).reason == (
         "lower bound of the blast fraction 67.0% >= 20%; lower bound of "
         "the share of cells with P(blast) >= 0.95 67.0% >= 2%"
     )
-    assert slide_verdict(table(95, 5))["reason"] == "lower bound of the share of cells with P(blast) >= 0.95 2.2% >= 2%"
-    assert slide_verdict(table(100, 0))["reason"] == (
+    assert slide_verdict(table(95, 5)).reason == "lower bound of the share of cells with P(blast) >= 0.95 2.2% >= 2%"
+    assert slide_verdict(table(100, 0)).reason == (
         "upper bound of the blast fraction 3.7% < 20% and the share of cells with P(blast) >= 0.95 0.0% < 2%"
     )
-    assert slide_verdict(table(38, 2))["reason"].startswith("not significantly above, nor below, the thresholds")
+    assert slide_verdict(table(38, 2)).reason.startswith("not significantly above, nor below, the thresholds")
     counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
-    assert slide_verdict(table(95, 5), counting)["reason"] == "5 cells with P(blast) >= 0.95"
+    assert slide_verdict(table(95, 5), counting).reason == "5 cells with P(blast) >= 0.95"
 
 
 def test_insufficient_slide_gives_no_fraction_and_needs_review():
     for cells in (table(3, 2), table(0, 0)):
         v = slide_verdict(cells)
-        assert v["verdict"] == "insufficient" and v["needs_review"]
-        assert v["blast_fraction"] is None and v["ci_low"] is None and v["ci_high"] is None
-        assert "cells" in v["review_reasons"][0] and v["reason"].endswith("< 10")
+        assert v.verdict == "insufficient" and v.needs_review
+        assert v.blast_fraction is None and v.ci_low is None and v.ci_high is None
+        assert "cells" in v.review_reasons[0] and v.reason.endswith("< 10")
 
 
 def test_subtype_hint_needs_enough_blasts():
-    assert slide_verdict(table(0, 12))["predominant_subtype"] == "Pre-B"
-    assert slide_verdict(table(0, 12), VerdictRules(subtype_min_blasts=20))["predominant_subtype"] == ""
+    assert slide_verdict(table(0, 12)).predominant_subtype == "Pre-B"
+    assert slide_verdict(table(0, 12), VerdictRules(subtype_min_blasts=20)).predominant_subtype == ""
 
 
 def test_too_few_usable_fields_is_insufficient():
     v = slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=2)
-    assert v["verdict"] == "insufficient" and v["reason"] == "2 usable fields < 3" and v["blast_fraction"] is None
-    assert v["needs_review"] and "usable fields" in v["review_reasons"][0]
-    assert slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=3)["verdict"] == "negative"
+    assert v.verdict == "insufficient" and v.reason == "2 usable fields < 3" and v.blast_fraction is None
+    assert v.needs_review and "usable fields" in v.review_reasons[0]
+    assert slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=3).verdict == "negative"

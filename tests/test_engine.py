@@ -1,0 +1,106 @@
+"""The local engine (leukoscan/engine.py): slides screened in turn with a stub model bundle (no weights), each
+into its own output folder under a unique name, one progress bar per slide and one over all, and a slide whose
+outputs cannot be written reported in one line while the others go on."""
+
+import errno
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from stubs import stub_models
+from synth import write_slide
+
+from leukoscan.engine import screen_slides, unique_names, unwritable
+from leukoscan.slide import Options, Slide
+
+
+class Bar:
+    """A progress bar stand-in that keeps each task's description, total and fields advanced."""
+
+    def __init__(self):
+        self.tasks = []
+
+    def add_task(self, description, total):
+        self.tasks.append({"description": description, "total": total, "done": 0})
+        return len(self.tasks) - 1
+
+    def advance(self, task, n=1):
+        self.tasks[task]["done"] += n
+
+
+def slides_sharing_a_name(root: Path) -> list[Slide]:
+    """Three slides: ``a/slide`` (2 fields), ``b/slide`` (1 field, the same folder name) and ``other`` (3)."""
+    folders = [write_slide(root / "a" / "slide", 2), write_slide(root / "b" / "slide", 1, seed=5)]
+    folders.append(write_slide(root / "other", 3, seed=9))
+    return [Slide.from_path(f) for f in folders]
+
+
+def test_unique_names_keep_the_first_and_number_the_repeats_in_order():
+    """Each slide keeps its name, except a repeat, which gets ``-2``, ``-3``, ... in the order given; the list
+    is as long as the slides and in their order."""
+    slides = [SimpleNamespace(name=n) for n in ("s", "t", "s", "u", "s", "t")]
+    assert unique_names(slides) == ["s", "t", "s-2", "u", "s-3", "t-2"]
+    assert unique_names([]) == []
+
+
+def test_unique_names_never_repeat_even_when_a_slide_is_already_called_like_a_numbered_repeat():
+    """Slides ``s-2``, ``s``, ``s``: the second ``s`` must not be given ``s-2`` (two slides would share an
+    output folder); names differing in case only are told apart too (one folder on some file systems)."""
+    assert unique_names([SimpleNamespace(name=n) for n in ("s-2", "s", "s")]) == ["s-2", "s", "s-3"]
+    assert unique_names([SimpleNamespace(name=n) for n in ("Slide", "slide")]) == ["Slide", "slide-2"]
+
+
+def test_slides_are_screened_in_order_each_into_its_unique_folder_with_progress(tmp_path):
+    """Verdicts come back as (name, verdict) in the slides' order, two slides of one name in folders of their
+    own; each slide's verdict counts its own fields' cells (the stub finds two per field); the bar has one
+    task over all fields and one per slide, each advanced to its total."""
+    slides = slides_sharing_a_name(tmp_path / "in")
+    names = unique_names(slides)
+    assert names == ["slide", "slide-2", "other"]
+    bar, out = Bar(), tmp_path / "out"
+    results = screen_slides(stub_models(), slides, names, out, Options(), bar)
+    assert [name for name, _ in results] == names
+    for (name, verdict), slide in zip(results, slides):
+        assert verdict.slide == slide.name and verdict.n_images == len(slide.images)
+        assert verdict.call.n_cells == 2 * len(slide.images)
+        saved = json.loads((out / name / "verdict.json").read_text())
+        assert saved["n_images"] == len(slide.images) and saved["models"] == "stub"
+    assert sorted(p.name for p in out.iterdir()) == ["other", "slide", "slide-2"]
+    assert bar.tasks[0] == {"description": "all slides", "total": 6, "done": 6}
+    assert [(t["description"], t["total"], t["done"]) for t in bar.tasks[1:]] == [
+        ("slide", 2, 2),
+        ("slide", 1, 1),
+        ("other", 3, 3),
+    ]
+
+
+def test_a_slide_whose_folder_cannot_be_written_gets_one_error_line_and_the_others_go_on(tmp_path, capsys):
+    """A file where a slide's output folder goes: that slide is left out of the results with one ``error:`` line
+    on stderr naming it, and the slides before and after it are screened as usual."""
+    slides = slides_sharing_a_name(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "slide-2").write_text("a file where the second slide's folder goes")
+    results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], out, Options(), Bar())
+    assert [name for name, _ in results] == ["slide", "other"]
+    assert (out / "slide" / "verdict.json").is_file() and (out / "other" / "verdict.json").is_file()
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: slide slide-2: could not write its outputs under {out / 'slide-2'} ("
+    )
+    assert "Traceback" not in captured.err and "error:" not in captured.out
+
+
+def test_unwritable_says_why_and_where_in_one_line_showing_the_name_as_it_is(capsys):
+    """The line gives the slide, its output folder and the system's reason with the file concerned (when the
+    error names one, else the error's kind); a name with brackets is shown as it is, not read as markup."""
+    out = Path("results")
+    unwritable("[bold]s", out, OSError(errno.ENOSPC, "No space left on device"))
+    unwritable("t", out, PermissionError(errno.EACCES, "Permission denied", "results/t/cells.csv"))
+    unwritable("u", out, FileExistsError())
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: slide [bold]s: could not write its outputs under {out / '[bold]s'} (No space left on device)",
+        f"error: slide t: could not write its outputs under {out / 't'} (Permission denied: results/t/cells.csv)",
+        f"error: slide u: could not write its outputs under {out / 'u'} (FileExistsError)",
+    ]
