@@ -97,32 +97,8 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
-    tp = n_pred = n_true = 0
-    used = manifest[manifest.split != ""]
-    for row in track(list(used.itertuples()), "detection: Taleqani"):
-        rgb, boxes, masks = taleqani_cells(tq, row)
-        if masks is not None:  # measure our colour segmentation against the dataset's masks
-            t, p, g = agreement(colour_boxes(rgb), masks)
-            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
-        stem = f"tq_{Path(row.file).stem}"
-        shutil.copyfile(tq / "Original" / row.file, out / "images" / row.split / f"{stem}.jpg")
-        (out / "labels" / row.split / f"{stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
-        c = counts.setdefault(f"taleqani/{row.split}", {"images": 0, "cells": 0})
-        c["images"] += 1
-        c["cells"] += len(boxes)
-    txl = data_root / "txl-pbc"
-    for split in SPLITS:
-        files = sorted((txl / "images" / split).glob("*.jpg"))
-        groups = [files[i : i + TXL_GRID**2] for i in range(0, len(files), TXL_GRID**2)]
-        for n, group in enumerate(track(groups, f"detection: TXL-PBC {split} (scale-normalised mosaics)")):
-            canvas, boxes = txl_mosaic(txl, split, group)
-            stem = f"txl_{split}_{n:04d}"
-            cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), to_bgr(canvas), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            (out / "labels" / split / f"{stem}.txt").write_text(yolo_lines(boxes, canvas.shape[1], canvas.shape[0]))
-            c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0, "source_images": 0})
-            c["images"] += 1
-            c["source_images"] += len(group)
-            c["cells"] += len(boxes)
+    tp, n_pred, n_true = _taleqani_detection(tq, manifest[manifest.split != ""], out, counts)
+    _txl_detection(data_root / "txl-pbc", out, counts)
     yaml.safe_dump(
         {"path": str(out.resolve()), **{s: f"images/{s}" for s in SPLITS}, "names": DETECT_NAMES},
         (out / "data.yaml").open("w"),
@@ -140,6 +116,41 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _taleqani_detection(tq: Path, used: pd.DataFrame, out: Path, counts: dict) -> tuple[int, int, int]:
+    """The Taleqani fields of ``used`` (manifest rows with a split) with their cells' boxes, counted in
+    ``counts``; how our colour segmentation agrees with the dataset's masks where it has them (true
+    positives, predicted, true)."""
+    tp = n_pred = n_true = 0
+    for row in track(list(used.itertuples()), "detection: Taleqani"):
+        rgb, boxes, masks = taleqani_cells(tq, row)
+        if masks is not None:  # measure our colour segmentation against the dataset's masks
+            t, p, g = agreement(colour_boxes(rgb), masks)
+            tp, n_pred, n_true = tp + t, n_pred + p, n_true + g
+        stem = f"tq_{Path(row.file).stem}"
+        shutil.copyfile(tq / "Original" / row.file, out / "images" / row.split / f"{stem}.jpg")
+        (out / "labels" / row.split / f"{stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
+        c = counts.setdefault(f"taleqani/{row.split}", {"images": 0, "cells": 0})
+        c["images"] += 1
+        c["cells"] += len(boxes)
+    return tp, n_pred, n_true
+
+
+def _txl_detection(txl: Path, out: Path, counts: dict) -> None:
+    """TXL-PBC's fields as scale-normalised mosaics of ``TXL_GRID`` x ``TXL_GRID`` fields, counted in ``counts``."""
+    for split in SPLITS:
+        files = sorted((txl / "images" / split).glob("*.jpg"))
+        groups = [files[i : i + TXL_GRID**2] for i in range(0, len(files), TXL_GRID**2)]
+        for n, group in enumerate(track(groups, f"detection: TXL-PBC {split} (scale-normalised mosaics)")):
+            canvas, boxes = txl_mosaic(txl, split, group)
+            stem = f"txl_{split}_{n:04d}"
+            cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), to_bgr(canvas), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            (out / "labels" / split / f"{stem}.txt").write_text(yolo_lines(boxes, canvas.shape[1], canvas.shape[0]))
+            c = counts.setdefault(f"txl-pbc/{split}", {"images": 0, "cells": 0, "source_images": 0})
+            c["images"] += 1
+            c["source_images"] += len(group)
+            c["cells"] += len(boxes)
 
 
 def build_classification(

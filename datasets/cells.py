@@ -218,10 +218,6 @@ def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
     clump boxed by mistake looks like. The field's cell diameter is the median of its white-cell boxes;
     only objects whose crop window lies (almost) wholly inside the field are used, so padding never marks
     the class."""
-    from datasets.build import read_yolo
-    from leukoscan.crops import square_boxes
-
-    geo = SETTINGS.geometry
     txl = data_root / "txl-pbc"
     rng = np.random.default_rng(seed)
     rows = []
@@ -232,39 +228,48 @@ def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
         for img in track(files, f"txl-pbc {split}: red cells and platelets"):
             if picked >= n:
                 break
-            rgb = load_rgb(img)
-            h, w = rgb.shape[:2]
-            label = txl / "labels" / split / f"{img.stem}.txt"
-            wbc = read_yolo(label, w, h, 0)
-            if not len(wbc):
-                continue
-            objects = np.concatenate([read_yolo(label, w, h, 1).xyxy, read_yolo(label, w, h, 2).xyxy])
-            cell_px = float(np.median(np.maximum(wbc.xyxy[:, 2] - wbc.xyxy[:, 0], wbc.xyxy[:, 3] - wbc.xyxy[:, 1])))
-            side = window_px(cell_px)
-            ok = np.nonzero(inside_fraction(square_boxes(objects, side=side), w, h) >= 0.9)[0]
-            if not len(ok):
-                continue
-            pick = rng.choice(ok, size=min(2, len(ok)), replace=False)
-            recs = [
-                {
-                    "crop": f"crops/txl/{img.stem}_{i:02d}.png",
-                    "source": "txl",
-                    "lab": "txl",
-                    "file": f"txl-pbc/images/{split}/{img.name}",
-                    "cell": int(i),
-                    "type": "other",
-                    "subtype": "",
-                    "weak": False,
-                    "split": split,
-                    "cell_px": round(cell_px, 2),
-                    "box": "label",
-                }
-                for i in pick
-            ]
-            write_crops(out, recs, crop_cells(rgb, objects[pick], size=geo.cell_crop_px, side=side))
+            recs = _txl_other_field(txl, split, img, out, rng)
             rows += recs
             picked += len(recs)
     return rows
+
+
+def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random.Generator) -> list[dict]:
+    """Up to two red cells or platelets of one TXL-PBC field, their crops written; their rows."""
+    from datasets.build import read_yolo
+    from leukoscan.crops import square_boxes
+
+    rgb = load_rgb(img)
+    h, w = rgb.shape[:2]
+    label = txl / "labels" / split / f"{img.stem}.txt"
+    wbc = read_yolo(label, w, h, 0)
+    if not len(wbc):
+        return []
+    objects = np.concatenate([read_yolo(label, w, h, 1).xyxy, read_yolo(label, w, h, 2).xyxy])
+    cell_px = float(np.median(np.maximum(wbc.xyxy[:, 2] - wbc.xyxy[:, 0], wbc.xyxy[:, 3] - wbc.xyxy[:, 1])))
+    side = window_px(cell_px)
+    ok = np.nonzero(inside_fraction(square_boxes(objects, side=side), w, h) >= 0.9)[0]
+    if not len(ok):
+        return []
+    pick = rng.choice(ok, size=min(2, len(ok)), replace=False)
+    recs = [
+        {
+            "crop": f"crops/txl/{img.stem}_{i:02d}.png",
+            "source": "txl",
+            "lab": "txl",
+            "file": f"txl-pbc/images/{split}/{img.name}",
+            "cell": int(i),
+            "type": "other",
+            "subtype": "",
+            "weak": False,
+            "split": split,
+            "cell_px": round(cell_px, 2),
+            "box": "label",
+        }
+        for i in pick
+    ]
+    write_crops(out, recs, crop_cells(rgb, objects[pick], size=SETTINGS.geometry.cell_crop_px, side=side))
+    return recs
 
 
 def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:

@@ -251,6 +251,8 @@ def gallery(
     overlay_ids: dict[str, str],
     uncertain_p: float,
 ) -> str:
+    """The slide's cells for review, one picture each (cut from its field's gallery sheet), in
+    ``gallery_order`` under a heading per group, each with a select to correct its type."""
     geo = SETTINGS.geometry
     ordered = gallery_order(cells, uncertain_p)
     options = "".join(f'<option value="{t}">{esc(label)}</option>' for t, label in zip(CELL_TYPES, TYPE_LABELS))
@@ -277,6 +279,15 @@ def gallery(
             f'title="its row in the cell table">{esc(c.image)} #{i}</a><br>'
             f'<select aria-label="reviewed type">{select}</select></figcaption></figure>'
         )
+    return (
+        gallery_controls(len(ordered))
+        + f'<div class="gallery" data-all="false">{"".join(parts) or "<p>No cells.</p>"}</div>'
+    )
+
+
+def gallery_controls(n_cells: int) -> str:
+    """The gallery's filters (group, least probability), its show-all button (past ``GALLERY_CAP`` cells) and
+    the corrections download."""
     kinds = "".join(
         f'<option value="{g}">{esc(t)}</option>'
         for g, t in [
@@ -286,17 +297,15 @@ def gallery(
         ]
     )
     more = (
-        f'<button class="show-all" data-cap="{GALLERY_CAP}" data-label="show all {len(ordered)}">show all '
-        f"{len(ordered)}</button>"
-        if len(ordered) > GALLERY_CAP
+        f'<button class="show-all" data-cap="{GALLERY_CAP}" data-label="show all {n_cells}">show all {n_cells}</button>'
+        if n_cells > GALLERY_CAP
         else ""
     )
-    controls = (
+    return (
         f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
         f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
         f'<button class="download">download corrections (0)</button></div>'
     )
-    return controls + f'<div class="gallery" data-all="false">{"".join(parts) or "<p>No cells.</p>"}</div>'
 
 
 def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) -> str:

@@ -227,9 +227,9 @@ def _screen_unfinished(
     unless a ``plan`` is given). Returns every field's state (journalled or new) and the plan; ``watch``
     times the scale search and the fields."""
     decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-    with watch("scale_search"):
-        plan = plan or plan_slide(models, slide, out, opts, decoded)
-    with Journal(out) as journal:
+    with Journal(out, fresh=opts.force and plan is None) as journal:  # (read once: the plan's and the states')
+        with watch("scale_search"):
+            plan = plan or _plan(models, slide, out, opts, journal, decoded)
         states = {p: journal.finished(p) for p in slide.images}
         todo = [p for p in plan.todo if states[p] is None]  # (a plan's fields may have been screened elsewhere)
         advance(len(slide.images) - len(todo))
@@ -264,7 +264,12 @@ def plan_slide(
     journal is started afresh here), and the slide's scale and colour; the sample fields decoded to find them
     are added to ``decoded``."""
     with Journal(out, fresh=opts.force) as journal:
-        todo = [p for p in slide.images if journal.finished(p) is None]
+        return _plan(models, slide, out, opts, journal, decoded)
+
+
+def _plan(models, slide: Slide, out: Path, opts: Options, journal: Journal, decoded: dict | None) -> SlidePlan:
+    """``plan_slide`` with the slide's journal open."""
+    todo = [p for p in slide.images if journal.finished(p) is None]
     stems = _output_stems(slide.images)
     if not todo:
         return SlidePlan([], Scale.from_record(_previous(out, "scale")), _previous(out, "stain_normalisation"), stems)
