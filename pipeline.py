@@ -33,12 +33,14 @@ from leukoscan.doctor import doctor
 from leukoscan.progress import (
     NOTHING_PROCESSED,
     OneLineErrors,
+    cell_size_option,
     console,
     device_option,
     fail,
     max_megapixels_option,
     positive,
     progress,
+    um_per_px_option,
     user_errors,
 )
 
@@ -79,12 +81,8 @@ def run(
     ),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
     device: str = device_option(),
-    cell_size: float = typer.Option(
-        None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."
-    ),
-    um_per_px: float = typer.Option(
-        None, callback=positive, help="Micrometres per pixel (alternative to --cell-size)."
-    ),
+    cell_size: float = cell_size_option(),
+    um_per_px: float = um_per_px_option(),
     batch: int = typer.Option(SETTINGS.run.batch, min=1, help="Fields per batch through the models."),
     batch_megapixels: float = typer.Option(
         SETTINGS.run.batch_megapixels,

@@ -41,6 +41,13 @@ def split(
     _manifest(data_root, out)
 
 
+def _build(build, data_root: Path, out: Path, **options) -> None:
+    """A dataset built by ``build`` on the Taleqani split manifest (written to ``out/manifest.csv`` first),
+    its summary printed."""
+    summary = build(data_root, out, _manifest(data_root, out / "manifest.csv"), **options)
+    console.print(json.dumps(summary, indent=2))
+
+
 @app.command()
 def detect(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/ and txl-pbc/."),
@@ -49,9 +56,7 @@ def detect(
     """Detection dataset: Taleqani boxes from masks (colour segmentation for Pro) plus TXL-PBC WBC boxes."""
     from datasets.build import build_detection
 
-    df = _manifest(data_root, out / "manifest.csv")
-    summary = build_detection(data_root, out, df)
-    console.print(json.dumps(summary, indent=2))
+    _build(build_detection, data_root, out)
 
 
 @app.command()
@@ -66,9 +71,7 @@ def classify(
     """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
     from datasets.build import build_classification
 
-    df = _manifest(data_root, out / "manifest.csv")
-    summary = build_classification(data_root, out, df, margin=margin, size=size)
-    console.print(json.dumps(summary, indent=2))
+    _build(build_classification, data_root, out, margin=margin, size=size)
 
 
 @app.command()
@@ -79,8 +82,7 @@ def fields(
     """Whole-field classification dataset (baseline: one classifier on the whole 224x224 field)."""
     from datasets.build import build_fields
 
-    df = _manifest(data_root, out / "manifest.csv")
-    console.print(json.dumps(build_fields(data_root, out, df), indent=2))
+    _build(build_fields, data_root, out)
 
 
 @app.command()

@@ -14,12 +14,14 @@ from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT, SETTINGS
 from leukoscan.progress import (
     NOTHING_PROCESSED,
     USAGE_ERROR,
+    cell_size_option,
     console,
     device_option,
     fail,
     max_megapixels_option,
     one_line,
     positive,
+    um_per_px_option,
     user_errors,
 )
 
@@ -128,10 +130,8 @@ def predict(
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     device: str = device_option(),
     conf: float = typer.Option(SETTINGS.detection.conf, min=0.0, max=1.0, help="Confidence threshold."),
-    cell_size: float = typer.Option(
-        None, callback=positive, help="White-cell diameter in pixels (default: estimated)."
-    ),
-    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
+    cell_size: float = cell_size_option(),
+    um_per_px: float = um_per_px_option(),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Detect white cells; write boxes.csv and an overlay per image."""
@@ -177,10 +177,8 @@ def prelabel(
     out: Path = typer.Option(..., "--out", help="Label set folder to write (YOLO + COCO + overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights."),
     device: str = device_option(),
-    cell_size: float = typer.Option(
-        None, callback=positive, help="White-cell diameter in pixels (default: estimated)."
-    ),
-    um_per_px: float = typer.Option(None, callback=positive, help="Micrometres per pixel."),
+    cell_size: float = cell_size_option(),
+    um_per_px: float = um_per_px_option(),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Step 1: boxes from the detector merged with colour-segmentation proposals, for review."""

@@ -117,6 +117,18 @@ def positive(value: float | None) -> float | None:
     return value
 
 
+def cell_size_option() -> Any:
+    """``--cell-size``: the fields' white-cell diameter in pixels, when the user knows it."""
+    return typer.Option(
+        None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."
+    )
+
+
+def um_per_px_option() -> Any:
+    """``--um-per-px``: the fields' scale, when the user knows it (an alternative to ``--cell-size``)."""
+    return typer.Option(None, callback=positive, help="Micrometres per pixel (alternative to --cell-size).")
+
+
 def max_megapixels_option() -> Any:
     """``--max-megapixels``: larger images are refused, each with a one-line reason."""
     return typer.Option(
