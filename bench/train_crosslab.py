@@ -10,8 +10,8 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
     python bench/train_crosslab.py --normalise --ship-dir runs/normalised-weights   # then
     python bench/eval_crosslab.py --weights runs/normalised-weights --name crosslab_normalised
 
-    python bench/train_crosslab.py --normalise --region surround --only munich --only pbc \
-        --ship-dir runs/surround-weights      # then
+    python bench/train_crosslab.py --normalise --region surround --only munich --only pbc --only zheng \
+        --only taleqani --ship-dir runs/surround-weights      # then
     python bench/eval_crosslab.py --weights runs/surround-weights --name crosslab_surround
 
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
@@ -97,7 +97,13 @@ def main() -> None:
         help="--normalise with the colour of the whole crops, or of what surrounds each white cell",
     )
     ap.add_argument(
-        "--normalised", type=Path, default=None, help="colour-normalised copy (default data/cells-reinhard[-surround])"
+        "--channels", choices=("Lab", "L"), default="Lab", help="--normalise all of CIE Lab, or the lightness alone"
+    )
+    ap.add_argument(
+        "--normalised",
+        type=Path,
+        default=None,
+        help="colour-normalised copy (default data/cells-reinhard[-surround][-L])",
     )
     ap.add_argument(
         "--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)"
@@ -111,12 +117,14 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         leukoscan("data", "cells", "--out", str(args.cells))
-    reinhard = "cells-reinhard" + ("-surround" if args.region == "surround" else "")
+    reinhard = (
+        "cells-reinhard" + ("-surround" if args.region == "surround" else "") + ("-L" if args.channels == "L" else "")
+    )
     args.normalised = args.normalised or BUILD_DIR / reinhard
     if args.normalise and not (args.normalised / "normalisation.json").exists():
         from leukoscan.datasets.cells import normalised_copy, read_cells
 
-        normalised_copy(read_cells(args.cells), args.normalised, region=args.region)
+        normalised_copy(read_cells(args.cells), args.normalised, region=args.region, channels=args.channels)
     runs = args.runs or ROOT / "runs" / (
         reinhard if args.normalise else "cells-gray" if args.colour == "gray" else "cells"
     )

@@ -144,7 +144,7 @@ class CellClassifier(Classifier):
         if not self.stain_normalisation or stats is None or not len(crops):
             return crops
         reference = (self.stain_normalisation["mean"], self.stain_normalisation["sd"])
-        return reinhard(crops, (stats["mean"], stats["sd"]), reference)
+        return reinhard(crops, (stats["mean"], stats["sd"]), reference, self.stain_normalisation.get("channels", "Lab"))
 
     def crops(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> np.ndarray:
         """The crops this model sees for ``det`` in a field whose white cells are ``cell_px`` wide: cut at

@@ -81,9 +81,10 @@ def lab_stats(crops: np.ndarray, region: str = "cells") -> tuple[np.ndarray, np.
     return lab.mean(axis=0).astype(np.float64), lab.std(axis=0).astype(np.float64)
 
 
-def reinhard(crops: np.ndarray, stats: tuple, reference: tuple) -> np.ndarray:
+def reinhard(crops: np.ndarray, stats: tuple, reference: tuple, channels: str = "Lab") -> np.ndarray:
     """Reinhard colour normalisation: crops whose pooled Lab mean and SD are ``stats`` (one slide's, one
-    lab's) mapped onto ``reference`` (the training crops'), pixel by pixel in CIE Lab."""
+    lab's) mapped onto ``reference`` (the training crops'), pixel by pixel in CIE Lab; ``channels="L"``
+    maps the lightness alone (brightness and contrast), the colour (a, b) kept."""
     import cv2
 
     crops = np.asarray(crops)
@@ -91,6 +92,9 @@ def reinhard(crops: np.ndarray, stats: tuple, reference: tuple) -> np.ndarray:
         return crops
     mean, sd = (np.asarray(v, np.float32) for v in stats)
     ref_mean, ref_sd = (np.asarray(v, np.float32) for v in reference)
+    if channels == "L":  # a and b pass through unchanged
+        keep = np.arange(3) > 0
+        mean[keep], sd[keep], ref_mean[keep], ref_sd[keep] = 0.0, 1.0, 0.0, 1.0
     lab = (to_lab(crops) - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
     lab[..., 0] = lab[..., 0].clip(0, 100)
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)

@@ -340,7 +340,9 @@ def stain_groups(cells: pd.DataFrame) -> pd.Series:
     )
 
 
-def stain_reference(cells: pd.DataFrame, n: int = 2000, seed: int = 0, region: str = "cells") -> dict:
+def stain_reference(
+    cells: pd.DataFrame, n: int = 2000, seed: int = 0, region: str = "cells", channels: str = "Lab"
+) -> dict:
     """The colour every crop is normalised to: the pooled Lab mean and SD of ``n`` Taleqani training crops
     (a source every leave-one-lab-out model but one trains on; any fixed colour would do), over the pixels
     of ``region`` (``classify.stain.lab_stats``)."""
@@ -352,22 +354,26 @@ def stain_reference(cells: pd.DataFrame, n: int = 2000, seed: int = 0, region: s
         "method": "reinhard-lab",
         "per": "slide",
         "region": region,
+        "channels": channels,
         "mean": mean.round(4).tolist(),
         "sd": sd.round(4).tolist(),
     }
 
 
-def normalised_copy(cells: pd.DataFrame, out: Path, seed: int = 0, region: str = "cells") -> dict:
+def normalised_copy(
+    cells: pd.DataFrame, out: Path, seed: int = 0, region: str = "cells", channels: str = "Lab"
+) -> dict:
     """Write every crop Reinhard-normalised by its group (``stain_groups``: the group's pooled Lab statistics
     over the pixels of ``region``, from up to 1,000 of its crops, mapped onto ``stain_reference``) into
-    ``out`` (same layout and tables), with ``normalisation.json``; the normalisation record."""
+    ``out`` (same layout and tables), with ``normalisation.json``; the normalisation record (``channels``:
+    ``Lab``, or ``L`` for the lightness alone)."""
     from classify.stain import lab_stats, reinhard
 
-    record = stain_reference(cells, seed=seed, region=region)
+    record = stain_reference(cells, seed=seed, region=region, channels=channels)
     reference = (record["mean"], record["sd"])
     for group, rows in track(list(cells.groupby(stain_groups(cells))), "colour-normalised crops"):
         stats = lab_stats(read_crops(rows.sample(min(len(rows), 1000), random_state=seed)), region)
-        write_crops(out, rows.to_dict("records"), reinhard(read_crops(rows), stats, reference))
+        write_crops(out, rows.to_dict("records"), reinhard(read_crops(rows), stats, reference, channels))
     cells[CELL_COLUMNS].to_csv(out / "cells.csv", index=False)
     for name in ("taleqani_manifest.csv", "summary.json"):
         (out / name).write_bytes((cells.attrs["root"] / name).read_bytes())

@@ -33,12 +33,14 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
     tmp = weights.with_suffix(".tmp")
     shutil.copyfile(best, tmp)
     tmp.replace(weights)
+    digest = sha256(weights)
     full = {
         "file": weights.name,
-        "sha256": sha256(weights),
+        "sha256": digest,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **card,
     }
+    full.update(file=weights.name, sha256=digest)  # the card names these weights, whatever it was given
     weights.with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
     return weights
 

@@ -63,6 +63,8 @@ def test_ship_copies_the_weights_and_writes_a_card_with_their_hash(tmp_path):
     ship(best, weights, {})
     assert weights.read_bytes() == b"second" and read_card(weights)["sha256"] == sha256(weights)
     assert "recipe" not in read_card(weights)
+    ship(best, weights, {"file": "old.pt", "sha256": "stale"})  # e.g. a card copied from other weights
+    assert read_card(weights)["file"] == "detector.pt" and read_card(weights)["sha256"] == sha256(weights)
 
 
 def test_backend_file_is_the_pt_or_the_export_written_beside_it(tmp_path):

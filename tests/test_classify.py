@@ -155,6 +155,20 @@ def test_reinhard_maps_two_labs_colours_of_the_same_cells_onto_one():
     assert np.allclose(mean, reference[0], atol=1.5) and np.allclose(sd, reference[1], atol=1.5)
 
 
+def test_reinhard_on_the_lightness_alone_keeps_the_colour():
+    """``channels="L"``: a slide's brightness and contrast mapped onto the reference, its hue left as it is
+    (colour names cell types: granules, cytoplasm)."""
+    from leukoscan.classify.stain import lab_stats, reinhard, to_lab
+
+    crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES * 3)])
+    dim = (crops.astype(np.float32) * 0.8).astype(np.uint8)  # the same cells under a dimmer lamp
+    reference = ([75.0, 40.0, 30.0], [12.0, 14.0, 18.0])  # a colour far from the crops'
+    out = reinhard(dim, lab_stats(dim), reference, channels="L")
+    mean, sd = lab_stats(out)
+    assert abs(mean[0] - reference[0][0]) < 1.5 and abs(sd[0] - reference[1][0]) < 1.5
+    assert np.abs(to_lab(out)[..., 1:] - to_lab(dim)[..., 1:]).mean() < 3 < np.abs(mean[1:] - reference[0][1:]).min()
+
+
 def test_surround_colour_does_not_depend_on_the_cell_in_the_middle():
     """``region="surround"``: a slide's colour from what lies around each white cell (background, red
     cells), so a slide of blue blasts and a slide of pink neutrophils on the same background get the same
