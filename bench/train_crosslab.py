@@ -14,6 +14,10 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
         --only taleqani --ship-dir runs/surround-weights      # then
     python bench/eval_crosslab.py --weights runs/surround-weights --name crosslab_surround
 
+    python bench/train_crosslab.py --normalise --region surround --channels L --only munich --only pbc \
+        --only zheng --only taleqani --ship-dir runs/surround-L-weights      # then
+    python bench/eval_crosslab.py --weights runs/surround-L-weights --name crosslab_surround_L
+
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
