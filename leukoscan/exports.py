@@ -52,18 +52,21 @@ def field_geojson(cells: pd.DataFrame) -> dict:
 
 
 def slide_coco(cells: pd.DataFrame, sizes: dict[str, tuple[int, int] | None]) -> dict:
-    """COCO of a slide's cells; ``sizes``: (width, height) of each field by name (every field with cells)."""
+    """COCO of a slide's cells; ``sizes``: (width, height) of each field by name. COCO needs an image's size:
+    the cells of a field whose size is unknown (a file gone since an earlier version screened it) are left out."""
     images = [
         {"id": i + 1, "file_name": name, "width": wh[0], "height": wh[1]}
         for i, (name, wh) in enumerate((n, s) for n, s in sizes.items() if s)
     ]
     ids = {im["file_name"]: im["id"] for im in images}
     annotations = []
-    for n, c in enumerate(cells.itertuples(index=False)):
+    for c in cells.itertuples(index=False):
+        if c.image not in ids:
+            continue
         w, h = float(c.x2 - c.x1), float(c.y2 - c.y1)
         annotations.append(
             {
-                "id": n + 1,
+                "id": len(annotations) + 1,
                 "image_id": ids[c.image],
                 "category_id": CELL_TYPES.index(c.cell_type) + 1,
                 "bbox": [float(c.x1), float(c.y1), w, h],

@@ -91,6 +91,7 @@ class FieldResult:
     stain_lab: list[float] | None = None  # median CIE Lab colour (L 0-100) of its cells' stained pixels
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, this field's share of its batch's
     fingerprint: dict | None = None  # its file when screened (journal.fingerprint), set by the journal
+    size: list[int] | None = None  # [width, height] in px as screened (None: unread, or an earlier journal)
 
     def record(self) -> dict:
         """The journal's JSON line."""

@@ -151,6 +151,7 @@ def _write_field(
         cells=cell_records(path.name, det),
         overlay=_overlay_name(stem),
         stain_lab=colour,
+        size=[rgb.shape[1], rgb.shape[0]],
     )
 
 
@@ -211,8 +212,10 @@ def screen_slide(
             outputs.write_csv(out / "images.csv", images)
             if opts.exports:
                 read = [p for p in slide.images if states[p].status != "error"]
-                sizes = _field_sizes(read)
-                names, shapes = {p.name: plan.stems[p] for p in read}, {p.name: sizes[p] for p in read}
+                # each field's size as screened (journals of earlier versions: from its file's header now)
+                headers = _field_sizes([p for p in read if not states[p].size])
+                shapes = {p.name: tuple(states[p].size) if states[p].size else headers[p] for p in read}
+                names = {p.name: plan.stems[p] for p in read}
                 write_exports(out, cells, names, shapes, opts.exports)
     verdict.seconds = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
     outputs.write_json(out / "verdict.json", verdict.record())

@@ -93,6 +93,16 @@ def test_coco_has_one_image_per_sized_field_the_cell_types_as_categories_and_xyw
     assert (blast["cell"], lymphocyte["cell"], blast["iscrowd"]) == (0, 1, 0)
 
 
+def test_coco_leaves_out_the_cells_of_a_field_of_unknown_size():
+    """COCO needs every image's size: a field with cells but no known size is left out with its cells (the
+    others keep their annotations, numbered from 1) instead of failing the slide's export."""
+    coco = slide_coco(table(), {"a.png": None, "b.png": (320, 240)})
+    assert [im["file_name"] for im in coco["images"]] == ["b.png"] and coco["annotations"] == []
+    other = table().assign(image="b.png")
+    coco = slide_coco(pd.concat([table(), other]), {"a.png": None, "b.png": (320, 240)})
+    assert [a["id"] for a in coco["annotations"]] == [1, 2] and {a["image_id"] for a in coco["annotations"]} == {1}
+
+
 def test_write_exports_writes_the_formats_asked_one_geojson_per_field_named_by_its_stem(tmp_path):
     """GeoJSON: one file per field, named by the field's output stem, an empty collection for a field without
     cells; COCO: one cells.coco.json per slide; only the formats asked, and the paths written are returned."""

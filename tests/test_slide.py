@@ -78,3 +78,27 @@ def test_the_scale_search_fields_are_screened_from_the_arrays_it_decoded(tmp_pat
     screen_slide(models, Slide.from_path(folder), tmp_path / "out", Options(batch=2))
     assert len(detector.sampled) == 2 and len(detector.detected) == 5
     assert all(any(s is d for d in detector.detected) for s in detector.sampled)
+
+
+def test_exports_keep_each_fields_size_as_screened_after_its_file_is_gone(tmp_path):
+    """A field's size is recorded as it is screened, so the slide's COCO export (which needs every image's size)
+    still has a field whose file went away between its screening and the slide's aggregation."""
+    from stubs import StubSubtype
+
+    from leukoscan.config import Export
+
+    folder = tmp_path / "slide"
+    write_slide(folder, 3, seed=160)
+    slide = Slide.from_path(folder)
+
+    class Deleting(StubSubtype):
+        def subtype_fields(self, fields, dets):
+            slide.images[0].unlink(missing_ok=True)  # the file goes once the field is decoded
+            return super().subtype_fields(fields, dets)
+
+    models = stub_models()
+    models.subtype = Deleting()
+    screen_slide(models, slide, tmp_path / "out", Options(exports=(Export.coco,)))
+    coco = json.loads((tmp_path / "out" / "cells.coco.json").read_text())
+    assert not slide.images[0].exists() and len(coco["images"]) == 3 and len(coco["annotations"]) == 6
+    assert {(im["width"], im["height"]) for im in coco["images"]} == {(224, 224)}
