@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from leukoscan.classify.stain import CHANNELS, REGIONS  # noqa: E402
 from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
 
 HELD_OUT = ("taleqani", "munich", "pbc", "zheng")
@@ -96,12 +97,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--region",
-        choices=("cells", "surround"),
+        choices=REGIONS,
         default="cells",
         help="--normalise with the colour of the whole crops, or of what surrounds each white cell",
     )
     ap.add_argument(
-        "--channels", choices=("Lab", "L"), default="Lab", help="--normalise all of CIE Lab, or the lightness alone"
+        "--channels", choices=CHANNELS, default="Lab", help="--normalise all of CIE Lab, or the lightness alone"
     )
     ap.add_argument(
         "--normalised",

@@ -57,7 +57,8 @@ def stain_distance(median_lab, reference: dict | None) -> float | None:
     return float(z.max())
 
 
-REGIONS = ("cells", "surround")
+REGIONS = ("cells", "surround")  # lab_stats: every pixel of the crops, or those around each white cell
+CHANNELS = ("Lab", "L")  # reinhard: all of CIE Lab, or the lightness alone
 SURROUND_DIAMETER = 0.8  # "surround": pixels outside the central disc this fraction of the crop wide
 
 
@@ -90,12 +91,10 @@ def reinhard(crops: np.ndarray, stats: tuple, reference: tuple, channels: str = 
     crops = np.asarray(crops)
     if not len(crops):
         return crops
-    mean, sd = (np.asarray(v, np.float32) for v in stats)
-    ref_mean, ref_sd = (np.asarray(v, np.float32) for v in reference)
-    if channels == "L":  # a and b pass through unchanged
-        keep = np.arange(3) > 0
-        mean[keep], sd[keep], ref_mean[keep], ref_sd[keep] = 0.0, 1.0, 0.0, 1.0
-    lab = (to_lab(crops) - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
+    mapped = slice(0, 1) if channels == "L" else slice(0, 3)  # "L": a and b pass through unchanged
+    mean, sd, ref_mean, ref_sd = (np.asarray(v, np.float32)[mapped] for v in (*stats, *reference))
+    lab = to_lab(crops)
+    lab[..., mapped] = (lab[..., mapped] - mean) / np.maximum(sd, 1e-6) * ref_sd + ref_mean
     lab[..., 0] = lab[..., 0].clip(0, 100)
     rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     return (rgb.clip(0, 1) * 255).round().astype(np.uint8).reshape(crops.shape)

@@ -231,9 +231,9 @@ def _screen_unfinished(
     times the scale search and the fields."""
     decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
     with Journal(out, fresh=opts.force and plan is None) as journal:  # (read once: the plan's and the states')
-        with watch("scale_search"):
-            plan = plan or _plan(models, slide, out, opts, journal, decoded)
         states = {p: journal.finished(p) for p in slide.images}
+        with watch("scale_search"):
+            plan = plan or _plan(models, slide, out, opts, states, decoded)
         todo = [p for p in plan.todo if states[p] is None]  # (a plan's fields may have been screened elsewhere)
         advance(len(slide.images) - len(todo))
         with watch("fields"):
@@ -267,15 +267,18 @@ def plan_slide(
     journal is started afresh here), and the slide's scale and colour; the sample fields decoded to find them
     are added to ``decoded``."""
     with Journal(out, fresh=opts.force) as journal:
-        return _plan(models, slide, out, opts, journal, decoded)
+        return _plan(models, slide, out, opts, {p: journal.finished(p) for p in slide.images}, decoded)
 
 
-def _plan(models, slide: Slide, out: Path, opts: Options, journal: Journal, decoded: dict | None) -> SlidePlan:
-    """``plan_slide`` with the slide's journal open."""
-    todo = [p for p in slide.images if journal.finished(p) is None]
+def _plan(
+    models, slide: Slide, out: Path, opts: Options, finished: dict[Path, FieldResult | None], decoded: dict | None
+) -> SlidePlan:
+    """``plan_slide`` given what the slide's journal holds ``finished`` (None: a field to screen)."""
+    todo = [p for p in slide.images if finished[p] is None]
     stems = _output_stems(slide.images)
     if not todo:
-        return SlidePlan([], Scale.from_record(_previous(out, "scale")), _previous(out, "stain_normalisation"), stems)
+        previous = _previous_verdict(out)
+        return SlidePlan([], Scale.from_record(previous.get("scale")), previous.get("stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
     sizes = _field_sizes(slide.images)
     scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
@@ -449,12 +452,12 @@ def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | 
         return e
 
 
-def _previous(out: Path, key: str):
-    """What an earlier run of this slide recorded under ``key`` in verdict.json (a resume with nothing left to do)."""
+def _previous_verdict(out: Path) -> dict:
+    """What an earlier run of this slide recorded in verdict.json (a resume with nothing left to do; {}: none)."""
     try:
-        return json.loads((out / "verdict.json").read_text()).get(key)
+        return json.loads((out / "verdict.json").read_text())
     except (OSError, ValueError):
-        return None
+        return {}
 
 
 def _mean_seconds(states) -> dict:
