@@ -18,6 +18,10 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
         --only zheng --only taleqani --ship-dir runs/surround-L-weights      # then
     python bench/eval_crosslab.py --weights runs/surround-L-weights --name crosslab_surround_L
 
+    python bench/train_crosslab.py --stain-transfer 0.5 --only munich --only pbc --only zheng --only taleqani \
+        --ship-dir runs/transfer-weights      # then
+    python bench/eval_crosslab.py --weights runs/transfer-weights --name crosslab_transfer
+
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
@@ -105,6 +109,12 @@ def main() -> None:
         "--channels", choices=CHANNELS, default="Lab", help="--normalise all of CIE Lab, or the lightness alone"
     )
     ap.add_argument(
+        "--stain-transfer",
+        type=float,
+        default=0.0,
+        help="share of training crops recoloured with a training lab's colour statistics (the trial)",
+    )
+    ap.add_argument(
         "--normalised",
         type=Path,
         default=None,
@@ -131,7 +141,13 @@ def main() -> None:
 
         normalised_copy(read_cells(args.cells), args.normalised, region=args.region, channels=args.channels)
     runs = args.runs or ROOT / "runs" / (
-        reinhard if args.normalise else "cells-gray" if args.colour == "gray" else "cells"
+        reinhard
+        if args.normalise
+        else "cells-gray"
+        if args.colour == "gray"
+        else "cells-transfer"
+        if args.stain_transfer
+        else "cells"
     )
     for target in args.only or ["shipped", *HELD_OUT]:
         common = [
@@ -145,6 +161,8 @@ def main() -> None:
             str(runs),
             "--colour",
             args.colour,
+            "--stain-transfer",
+            str(args.stain_transfer),
         ]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)

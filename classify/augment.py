@@ -1,7 +1,8 @@
 """Training-time augmentation that hides what tells the labs apart: stain, colour, sharpness and resolution.
 
 Ultralytics' classification trainer brings flips, a mild random resized crop and erasing; ``LabAugment``
-runs before them on each training crop: HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
+runs before them on each training crop: optionally a stain transfer (the crop recoloured with a real
+training lab's colour statistics), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
 down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source).
 ``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
 """
@@ -9,11 +10,12 @@ down-and-up sampling (so that neither a lab's stain nor its optics' sharpness ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from leukoscan.classify.stain import hed_jitter
+from leukoscan.classify.stain import hed_jitter, reinhard
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,20 @@ class LabAugment:
     blur_sigma: tuple[float, float] = (0.3, 1.2)  # in pixels of the crop
     p_resample: float = 0.3
     resample: tuple[float, float] = (0.35, 0.9)  # shrink to this fraction, then back
+    p_transfer: float = 0.0  # share of crops recoloured as if from another training lab (the trial, README)
+    transfer_labs: tuple = ()  # (lab, (L, a, b) mean, (L, a, b) SD) each: datasets.cells.lab_stain_targets
+    transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
+    # otherwise turns a pale lab's nuclei black or saturated blue when it meets a darker, more colourful one
 
-    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator, lab: str | None = None) -> np.ndarray:
+        """``rgb`` augmented; a crop of a ``lab`` in ``transfer_labs`` is first, with probability
+        ``p_transfer``, Reinhard-mapped from its lab's colour onto a random training lab's."""
+        colour = {name: (np.asarray(mean), np.asarray(sd)) for name, mean, sd in self.transfer_labs}
+        if lab in colour and rng.random() < self.p_transfer:
+            mean, sd = colour[lab]
+            _, to_mean, to_sd = self.transfer_labs[rng.integers(len(self.transfer_labs))]
+            to_sd = sd * np.clip(np.asarray(to_sd) / sd, 1 / self.transfer_contrast, self.transfer_contrast)
+            rgb = reinhard(rgb[None], (mean, sd), (to_mean, to_sd))[0]
         out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-self.hue, self.hue)) % 180
@@ -65,6 +79,7 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
     import torch
     from PIL import Image
 
+    from leukoscan.datasets.cells import link_lab
     from leukoscan.runtime import ultralytics
 
     ClassificationDataset = ultralytics("ultralytics.data.dataset").ClassificationDataset
@@ -82,7 +97,7 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
                 self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
             f, j, _, _ = self.samples[i]
             rgb = cv2.cvtColor(self.imread(f), cv2.COLOR_BGR2RGB)
-            rgb = augment(rgb, self.rng) if self.lab_augment else rgb
+            rgb = augment(rgb, self.rng, link_lab(Path(f).name)) if self.lab_augment else rgb
             return {"img": self.torch_transforms(Image.fromarray(as_input(rgb, colour))), "cls": j}
 
     class CellTrainer(ClassificationTrainer):

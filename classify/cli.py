@@ -115,14 +115,21 @@ def train_cells(
         help="Input colour: rgb, or gray (every crop's luminance only, in "
         "training and at inference: the trial of a stain-blind model, see README).",
     ),
+    stain_transfer: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of training crops recoloured with a training lab's colour statistics (the trial, see README).",
+    ),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
     import pandas as pd
 
     from leukoscan.cards import ship
+    from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import cell_card
     from leukoscan.classify.train import train_cells as run_train
-    from leukoscan.datasets.cells import SOURCES, read_cells, training_folder
+    from leukoscan.datasets.cells import SOURCES, lab_stain_targets, read_cells, training_folder
     from leukoscan.datasets.splits import manifest_hash
 
     unknown = set(exclude) - set(SOURCES)
@@ -136,13 +143,15 @@ def train_cells(
     folder = cells / "runs" / name
     counts = training_folder(df, folder, tuple(exclude))
     console.print(json.dumps(counts))
+    targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
+    augment = LabAugment(p_transfer=stain_transfer, transfer_labs=tuple((k, *v) for k, v in targets.items()))
     if reuse:
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
             fail(f"--reuse: {best} not found")
-        card = cell_card(CellRecipe(epochs=epochs), None, colour.value)
+        card = cell_card(CellRecipe(epochs=epochs), None, colour.value, augment)
     else:
-        best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value)
+        best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value, augment)
     card.update(cell_model_facts(best, device, colour.value, folder, cells))
     card["data"] = {
         "sources": [s for s in SOURCES if s not in exclude],

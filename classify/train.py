@@ -52,26 +52,33 @@ class CellRecipe:
 
 
 def train_cells(
-    data: Path, project: Path, name: str, recipe: CellRecipe | None = None, device: str = "auto", colour: str = "rgb"
+    data: Path,
+    project: Path,
+    name: str,
+    recipe: CellRecipe | None = None,
+    device: str = "auto",
+    colour: str = "rgb",
+    augment=None,
 ) -> tuple[Path, dict]:
     """Train the cell-type classifier on a ``training_folder`` (``train/``, ``val/``) with crops of ``colour``
-    (``rgb``, or ``gray``: ``classify.augment.as_input``); (best.pt, card)."""
-    from leukoscan.classify.augment import cell_trainer
+    (``rgb``, or ``gray``: ``classify.augment.as_input``) and ``augment`` (default ``LabAugment()``);
+    (best.pt, card)."""
+    from leukoscan.classify.augment import LabAugment, cell_trainer
 
-    recipe = recipe or CellRecipe()
-    trainer = cell_trainer(colour=colour)
+    recipe, augment = recipe or CellRecipe(), augment or LabAugment()
+    trainer = cell_trainer(augment, colour=colour)
     model, seconds = fit(recipe.model, "classify", data, project, name, recipe, device, trainer=trainer)
-    return Path(model.trainer.best), cell_card(recipe, round(seconds, 1), colour)
+    return Path(model.trainer.best), cell_card(recipe, round(seconds, 1), colour, augment)
 
 
-def cell_card(recipe: CellRecipe, train_seconds: float | None, colour: str = "rgb") -> dict:
-    """What a cell-type model's card says of its training (the augmentation is LabAugment's defaults) and
+def cell_card(recipe: CellRecipe, train_seconds: float | None, colour: str = "rgb", augment=None) -> dict:
+    """What a cell-type model's card says of its training (its augmentation, default ``LabAugment()``) and
     the colour of its input (``input_colour``, which inference follows)."""
     from leukoscan.classify.augment import LabAugment
 
     return {
         "recipe": asdict(recipe),
-        "augment": asdict(LabAugment()),
+        "augment": asdict(augment or LabAugment()),
         "input_colour": colour,
         "train_seconds": train_seconds,
     }

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 from leukoscan.cells import CELL_TYPES, SUBTYPES
-from leukoscan.config import SETTINGS
+from leukoscan.config import DATA_ROOT, SETTINGS
 from leukoscan.crops import crop_cells, window_px
 from leukoscan.images import load_rgb, to_bgr
 from leukoscan.progress import track
@@ -324,9 +324,16 @@ def training_folder(
         extra = [] if split != "train" else list(rng.choice(crops, size=max(0, min_per_type - len(crops))))
         for n, crop in enumerate(crops + extra):
             name = Path(crop).name if n < len(crops) else f"{Path(crop).stem}_r{n}.png"
-            os.link(df.attrs["root"] / crop, folder / f"{Path(crop).parent.name}_{name}")
+            os.link(df.attrs["root"] / crop, folder / f"{Path(crop).parent.name}_{name}")  # see link_lab
         counts.setdefault(split, {})[kind] = len(crops) + len(extra)
     return counts
+
+
+def link_lab(name: str) -> str:
+    """The lab of a crop in a ``training_folder`` from its file name (``<source>_<crop name>``; Zheng's
+    crops start with their lab, d1 or d2); TXL-PBC's several labs are one, ``txl``."""
+    source, _, rest = name.partition("_")
+    return f"zheng-{rest[:2]}" if source == "zheng" else source
 
 
 def stain_groups(cells: pd.DataFrame) -> pd.Series:
@@ -338,6 +345,38 @@ def stain_groups(cells: pd.DataFrame) -> pd.Series:
         np.where(cells.source == "taleqani", "taleqani/" + cells.file.map(block).fillna(""), cells.lab),
         index=cells.index,
     )
+
+
+def lab_stain_targets(
+    cells: pd.DataFrame,
+    exclude: tuple[str, ...] = (),
+    data_root: Path = DATA_ROOT,
+    n: int = 500,
+    seed: int = 0,
+    region: str = "surround",
+) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """The colour of each lab a model trains on (every source but ``exclude``): the Lab mean and SD over
+    ``region`` of up to ``n`` of its crops (pooled, as ``normalised_copy``), from and to which
+    ``LabAugment``'s stain transfer recolours training crops. TXL-PBC's fields come from several labs,
+    told apart by their image size when ``data_root`` has them (targets only: ``link_lab`` cannot tell
+    them apart)."""
+    from classify.stain import lab_stats
+
+    use = cells[~cells.source.isin(exclude) & (cells.split == "train")]
+    labs = use.lab.copy()
+    txl = use.source == "txl"
+    if txl.any() and (data_root / FOLDER["txl"]).is_dir():
+        sizes = {}
+        for f in use.file[txl].unique():
+            with Image.open(data_root / f) as im:
+                sizes[f] = "txl-{}x{}".format(*im.size)
+        labs[txl] = use.file[txl].map(sizes)
+    targets = {}
+    for lab, rows in use.groupby(labs):
+        if len(rows) >= 20:  # a handful of crops says little of a lab's colour
+            mean, sd = lab_stats(read_crops(rows.sample(min(len(rows), n), random_state=seed)), region)
+            targets[lab] = (tuple(mean.round(3).tolist()), tuple(sd.round(3).tolist()))
+    return targets
 
 
 def stain_reference(

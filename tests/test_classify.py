@@ -184,6 +184,40 @@ def test_surround_colour_does_not_depend_on_the_cell_in_the_middle():
     assert np.abs(lab_stats(blasts)[0] - lab_stats(neutrophils)[0]).max() > 5
 
 
+def test_stain_transfer_recolours_a_crop_as_another_training_lab_stains():
+    """``LabAugment(p_transfer=...)``: a crop of a known lab takes another training lab's colour (its lab's
+    Lab mean and SD mapped onto the other's, the SD change bounded by ``transfer_contrast``); a crop of a
+    lab without statistics, or with ``p_transfer`` 0, is left to the other augmentations."""
+    from leukoscan.classify.augment import LabAugment
+    from leukoscan.classify.stain import lab_stats
+
+    crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES * 3)])
+    ours = tuple(v.round(3).tolist() for v in lab_stats(crops))
+    theirs = ((60.0, 20.0, -10.0), tuple((np.array(ours[1]) * 1.1).tolist()))
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+    plain = np.stack([LabAugment(**off)(c, np.random.default_rng(0)) for c in crops])  # the HED round trip alone
+    aug = LabAugment(p_transfer=1.0, transfer_labs=(("theirs", *theirs),), **off)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(np.stack([aug(c, rng, "ours_as_well") for c in crops]), plain)  # a lab without statistics
+    aug = LabAugment(p_transfer=1.0, transfer_labs=(("ours", *ours), ("theirs", *theirs)), **off)
+    moved = [np.stack([aug(c, np.random.default_rng(seed), "ours") for c in crops]) for seed in range(8)]
+    means = [lab_stats(m)[0] for m in moved]
+    assert any(np.allclose(m, theirs[0], atol=4) for m in means)  # recoloured as the other lab (up to RGB clipping)
+    assert any(np.allclose(m, lab_stats(plain)[0], atol=1) for m in means)  # or its own (drawn at random)
+    far = LabAugment(p_transfer=1.0, transfer_labs=(("ours", *ours), ("far", theirs[0], (40.0, 40.0, 40.0))), **off)
+    sd = [lab_stats(np.stack([far(c, np.random.default_rng(s), "ours") for c in crops]))[1] for s in range(8)]
+    assert max(float((v / np.array(ours[1])).max()) for v in sd) < 1.25 * 1.1  # contrast bounded
+    none = LabAugment(p_transfer=0.0, transfer_labs=(("ours", *ours), ("theirs", *theirs)), **off)
+    assert np.array_equal(np.stack([none(c, rng, "ours") for c in crops]), plain)
+
+
+def test_training_crops_name_their_lab():
+    from leukoscan.datasets.cells import link_lab
+
+    assert link_lab("zheng_d2_0123.png") == "zheng-d2" and link_lab("taleqani_WBC-Pre-012_03.png") == "taleqani"
+    assert link_lab("pbc_LY_123_r7.png") == "pbc" and link_lab("munich_BLA_0001.png") == "munich"
+
+
 def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, tmp_path):
     import json
     import shutil
