@@ -5,6 +5,11 @@ recipe) the figures are taken on the held-out source: every image of it for Muni
 was seen), the test blocks for Taleqani. The shipped model (weights/classifier.pt, all sources) is scored
 on every source's test split. Crops come from ``leukoscan data cells`` (built here when missing).
 
+Every model is also run on TXL-PBC's white cells (``txl_white.csv``: no types, never trained on as white
+cells), lab by lab: the 575 x 575 fields are Raabin-WBC's (a dataset of normal white cells, per its
+authors), a lab no model has seen, so what is called blast there is a false alarm on an unseen lab; the
+360 x 363 fields are PBC's own images (seen by every model but no-pbc).
+
     python bench/eval_crosslab.py            # writes bench/results/crosslab.{json,md}
 """
 
@@ -147,6 +152,32 @@ def confusion(cells: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     return table.loc[[t for t in CELL_TYPES if (cells.type == t).any()]]
 
 
+TXL_LABS = {  # TXL-PBC integrates four public sets (Gan & Li, arXiv:2407.13214); its labs by field size
+    "txl-575x575": "Raabin-WBC (normal donors; unseen)",
+    "txl-360x363": "PBC (the pbc source's images)",
+    "txl-416x416": "BCCD or BCDD",
+    "txl-366x369": "BCCD or BCDD",
+}
+
+
+def unlabelled_labs(white: pd.DataFrame, models: dict[str, Path], cells: pd.DataFrame) -> dict:
+    """Each model's share of each TXL-PBC lab's white cells called blast, and their mean P(blast)."""
+    out = {}
+    for name, weights in models.items():
+        probs = predict(weights, white, cells)
+        called = probs.argmax(1) == 0
+        out[name] = {
+            lab: {
+                "n": int(len(idx)),
+                "called_blast": round(float(called[idx].mean()), 4),
+                "mean_p_blast": round(float(probs[idx, 0].mean()), 4),
+            }
+            for lab, idx in white.groupby("lab").indices.items()
+        }
+        print("txl white cells", name, json.dumps(out[name]), flush=True)
+    return out
+
+
 def held_out_row(source: str, subset: pd.DataFrame, probs: np.ndarray) -> dict:
     return {"munich": munich, "taleqani": taleqani}.get(source, per_type)(subset, probs)
 
@@ -196,7 +227,26 @@ def markdown(result: dict) -> str:
             "",
             result["confusion_md"],
         ]
+    if result.get("txl_white"):
+        labs = {lab for row in result["txl_white"].values() for lab in row}
+        labs = [lab for lab in TXL_LABS if lab in labs] + sorted(labs - set(TXL_LABS))
+        lines += [
+            "",
+            "TXL-PBC's white cells (no types; never trained on as white cells), share called blast, by lab:",
+            "",
+            "| model | "
+            + " | ".join(f"{lab} {TXL_LABS.get(lab, '')} (n={n})" for lab, n in _counts(result, labs))
+            + " |",
+            "|---|" + "---|" * len(labs),
+        ]
+        for name, row in result["txl_white"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{row[lab]['called_blast']:.3f}" for lab in labs) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _counts(result: dict, labs: list[str]) -> list[tuple[str, int]]:
+    first = next(iter(result["txl_white"].values()))
+    return [(lab, first[lab]["n"]) for lab in labs]
 
 
 def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -> None:
@@ -264,6 +314,11 @@ def main() -> None:
         print(source, json.dumps(rows), flush=True)
     if (args.weights / "classifier.pt").exists():  # a trial's folder may hold leave-one-lab-out models only
         shipped(result, cells, args.weights, args.data_root)
+    white = txl_white(args.cells, args.data_root)
+    models = {f"no-{s}": args.weights / "lolo" / f"no-{s}.pt" for s in held} | {
+        "shipped": args.weights / "classifier.pt"
+    }
+    result["txl_white"] = unlabelled_labs(white, {k: v for k, v in models.items() if v.exists()}, cells)
     RESULTS.mkdir(exist_ok=True)
     md = markdown(result)
     result.pop("confusion_md", None)
@@ -272,6 +327,18 @@ def main() -> None:
     if args.update_card:
         update_card(args.weights / "classifier.json", result, args.data_root, args.cells / "cleaned" / "clean.json")
     print(md)
+
+
+def txl_white(folder: Path, data_root: Path) -> pd.DataFrame:
+    """TXL-PBC's white cells of the cell dataset (built, with the detector's cell sizes, when missing)."""
+    if not (folder / "txl_white.csv").exists():
+        from leukoscan.datasets.cells import build_txl_white
+        from leukoscan.detect.predict import Detector
+
+        build_txl_white(data_root, folder, Detector(device="cpu"))
+    white = pd.read_csv(folder / "txl_white.csv", keep_default_na=False)
+    white.attrs["root"] = folder
+    return white
 
 
 def update_card(card_path: Path, result: dict, data_root: Path, cleaning: Path) -> None:

@@ -22,6 +22,10 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
         --ship-dir runs/transfer-weights      # then
     python bench/eval_crosslab.py --weights runs/transfer-weights --name crosslab_transfer
 
+    python bench/train_crosslab.py --zoom 0.5 --only munich --only pbc --only zheng --only taleqani \
+        --ship-dir runs/zoom-weights      # then
+    python bench/eval_crosslab.py --weights runs/zoom-weights --name crosslab_zoom
+
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
@@ -114,6 +118,7 @@ def main() -> None:
         default=0.0,
         help="share of training crops recoloured with a training lab's colour statistics (the trial)",
     )
+    ap.add_argument("--zoom", type=float, default=0.0, help="share of training crops whose cell is zoomed (the trial)")
     ap.add_argument(
         "--normalised",
         type=Path,
@@ -145,9 +150,7 @@ def main() -> None:
         if args.normalise
         else "cells-gray"
         if args.colour == "gray"
-        else "cells-transfer"
-        if args.stain_transfer
-        else "cells"
+        else "cells" + ("-transfer" if args.stain_transfer else "") + ("-zoom" if args.zoom else "")
     )
     for target in args.only or ["shipped", *HELD_OUT]:
         common = [
@@ -163,6 +166,8 @@ def main() -> None:
             args.colour,
             "--stain-transfer",
             str(args.stain_transfer),
+            "--zoom",
+            str(args.zoom),
         ]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)

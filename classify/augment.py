@@ -2,7 +2,8 @@
 
 Ultralytics' classification trainer brings flips, a mild random resized crop and erasing; ``LabAugment``
 runs before them on each training crop: optionally a stain transfer (the crop recoloured with a real
-training lab's colour statistics), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
+training lab's colour statistics) and a zoom (the cell larger or smaller: a slide's cell-size estimate,
+which sets the crop window, is not exact), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
 down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source).
 ``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
 """
@@ -30,6 +31,8 @@ class LabAugment:
     blur_sigma: tuple[float, float] = (0.3, 1.2)  # in pixels of the crop
     p_resample: float = 0.3
     resample: tuple[float, float] = (0.35, 0.9)  # shrink to this fraction, then back
+    p_zoom: float = 0.0  # share of crops whose cell is made larger or smaller (the trial, README)
+    zoom: float = 1.3  # by a factor log-uniform in [1 / zoom, zoom]: a slide's cell-size estimate is not exact
     p_transfer: float = 0.0  # share of crops recoloured as if from another training lab (the trial, README)
     transfer_labs: tuple = ()  # (lab, (L, a, b) mean, (L, a, b) SD) each: datasets.cells.lab_stain_targets
     transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
@@ -44,6 +47,8 @@ class LabAugment:
             _, to_mean, to_sd = self.transfer_labs[rng.integers(len(self.transfer_labs))]
             to_sd = sd * np.clip(np.asarray(to_sd) / sd, 1 / self.transfer_contrast, self.transfer_contrast)
             rgb = reinhard(rgb[None], (mean, sd), (to_mean, to_sd))[0]
+        if rng.random() < self.p_zoom:
+            rgb = zoom(rgb, float(np.exp(rng.uniform(-np.log(self.zoom), np.log(self.zoom)))))
         out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-self.hue, self.hue)) % 180
@@ -60,6 +65,20 @@ class LabAugment:
             small = cv2.resize(out, (max(4, round(w * f)), max(4, round(h * f))), interpolation=cv2.INTER_AREA)
             out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         return out
+
+
+def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """The crop as if cut with a window ``1 / factor`` as wide (same size in pixels): the cell ``factor``
+    times larger (the centre enlarged) or smaller (the crop shrunk, its border reflected around it)."""
+    h, w = rgb.shape[:2]
+    if factor >= 1:
+        ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
+        y, x = (h - ch) // 2, (w - cw) // 2
+        return cv2.resize(rgb[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    sh, sw = max(1, round(h * factor)), max(1, round(w * factor))
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
 
 
 def as_input(crops: np.ndarray, colour: str) -> np.ndarray:

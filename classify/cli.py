@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS, Colour
+from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DATA_ROOT, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS, Colour
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(
@@ -115,11 +115,23 @@ def train_cells(
         help="Input colour: rgb, or gray (every crop's luminance only, in "
         "training and at inference: the trial of a stain-blind model, see README).",
     ),
+    pseudo: Path = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Pseudo-labelled cells to train on as well (from `leukoscan classify pseudo-label`): self-training.",
+    ),
     stain_transfer: float = typer.Option(
         0.0,
         min=0.0,
         max=1.0,
         help="Share of training crops recoloured with a training lab's colour statistics (the trial, see README).",
+    ),
+    zoom: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of training crops whose cell is zoomed by up to 1.3x either way (the trial, see README).",
     ),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
@@ -139,12 +151,18 @@ def train_cells(
         df = read_cells(cells)
         if cleaned:
             df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+        if pseudo:  # self-training: the teacher's confident calls on unlabelled cells join the labelled ones
+            extra = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False)
+            df = pd.concat([df, extra[extra.type != ""][df.columns]], ignore_index=True)
+            df.attrs["root"] = cells
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
     counts = training_folder(df, folder, tuple(exclude))
     console.print(json.dumps(counts))
     targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
-    augment = LabAugment(p_transfer=stain_transfer, transfer_labs=tuple((k, *v) for k, v in targets.items()))
+    augment = LabAugment(
+        p_transfer=stain_transfer, transfer_labs=tuple((k, *v) for k, v in targets.items()), p_zoom=zoom
+    )
     if reuse:
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
@@ -158,6 +176,7 @@ def train_cells(
         "excluded": list(exclude),
         "train_counts": counts,
         "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
+        "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
         "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
     }
     best.with_suffix(".json").write_text(json.dumps(card, indent=2))
@@ -201,6 +220,47 @@ def clean(
     out.parent.mkdir(parents=True, exist_ok=True)
     cleaned.to_csv(out, index=False)
     summary = cleaning_summary(cleaned)
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    console.print(json.dumps(summary))
+
+
+@app.command("pseudo-label")
+def pseudo_label(
+    cells: Path = typer.Option(
+        BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."
+    ),
+    weights: Path = typer.Option(..., exists=True, dir_okay=False, help="The teacher: a cell-type model."),
+    out: Path = typer.Option(..., help="Where to write the pseudo-labelled cells (a cells.csv of CELLS' crops)."),
+    confident: float = typer.Option(
+        0.9, min=0.5, max=1.0, help="Probability of a normal white-cell type that a cell needs to be kept."
+    ),
+    data_root: Path = typer.Option(DATA_ROOT, help="Folder holding txl-pbc/ (when CELLS has no txl_white.csv)."),
+    device: str = device_option(),
+) -> None:
+    """Self-training: label TXL-PBC's white cells (several labs, no types) with a teacher's confident
+    normal-type calls (see classify/weak.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.weak import pseudo_labels
+    from leukoscan.datasets.cells import build_txl_white, read_crops
+
+    with user_errors():
+        if (cells / "txl_white.csv").exists():
+            white = pd.read_csv(cells / "txl_white.csv", keep_default_na=False)
+        else:
+            from detect.predict import Detector
+
+            white = build_txl_white(data_root, cells, Detector(device=device))
+        white.attrs["root"] = cells
+        classifier = CellClassifier(weights, device, strict=False)
+    probs = classifier.probs(read_crops(white)) if len(white) else np.zeros((0, len(CELL_TYPES)))
+    kept = pseudo_labels(white, probs, confident)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept.to_csv(out, index=False)
+    summary = {"white_cells": len(white), "kept": len(kept), "types": kept.type.value_counts().to_dict()}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     console.print(json.dumps(summary))
 

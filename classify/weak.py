@@ -49,3 +49,21 @@ def cleaning_summary(cleaned: pd.DataFrame) -> dict:
         "relabelled": int((weak.cleaning == "relabelled").sum()),
         "moves": {f"{a} -> {b}": int(n) for (a, b), n in moved.items()},
     }
+
+
+PSEUDO_TYPES = tuple(t for t in CELL_TYPES if t not in ("blast", "other"))
+
+
+def pseudo_labels(cells: pd.DataFrame, probs: np.ndarray, confident: float = 0.9) -> pd.DataFrame:
+    """Self-training: the rows of unlabelled white cells (``cells``, e.g. TXL-PBC's) that a teacher model
+    (``probs``, N x CELL_TYPES, calibrated) calls one normal white-cell type with probability >=
+    ``confident``, with that ``type`` and ``cleaning`` 'pseudo'. Never ``blast`` (a teacher's blast call on
+    another lab's cells is what the student must unlearn, not repeat) nor ``other``."""
+    probs = np.asarray(probs, dtype=float).reshape(len(cells), len(CELL_TYPES))
+    best = probs.argmax(axis=1)
+    types = np.asarray(CELL_TYPES)[best]
+    keep = np.isin(types, PSEUDO_TYPES) & (probs[np.arange(len(probs)), best] >= confident)
+    out = cells[keep].copy()
+    out["type"] = types[keep]
+    out["cleaning"] = "pseudo"
+    return out

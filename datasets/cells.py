@@ -272,8 +272,64 @@ def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random
     return recs
 
 
+def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.75) -> pd.DataFrame:
+    """TXL-PBC's white cells (several labs, told apart by image size; their type unknown) as crops of the
+    cell-type geometry, for self-training: ``out/crops/txlwbc/<field>_<i>.png`` and ``out/txl_white.csv``
+    (``CELL_COLUMNS``, no type). A lab's cell diameter is ``lab_cell_px`` (the red-cell ruler, as
+    ``leukoscan run`` measures a slide); a cell whose window lies less than ``min_inside`` inside its field
+    is left out."""
+    from datasets.build import read_yolo
+    from leukoscan.crops import square_boxes
+
+    geo = SETTINGS.geometry
+    txl = data_root / FOLDER["txl"]
+    fields = pd.DataFrame(
+        [
+            {"split": split, "path": img}
+            for split in ("train", "val", "test")
+            for img in sorted((txl / "images" / split).glob("*.jpg"))
+        ]
+    )
+    images = [load_rgb(f) for f in track(fields.path, "txl-pbc: loading")]
+    fields["lab"] = ["txl-{1}x{0}".format(*im.shape[:2]) for im in images]
+    rows = []
+    for lab, group in fields.groupby("lab", sort=True):
+        cell_px = lab_cell_px(detector, [images[i] for i in group.index])
+        side = window_px(cell_px)
+        for i, f in zip(group.index, track(group.itertuples(), f"{lab}: white cells at {cell_px:.1f} px")):
+            h, w = images[i].shape[:2]
+            wbc = read_yolo(txl / "labels" / f.split / f"{f.path.stem}.txt", w, h, 0)
+            keep = (
+                np.nonzero(inside_fraction(square_boxes(wbc.xyxy, side=side), w, h) >= min_inside)[0]
+                if len(wbc)
+                else []
+            )
+            recs = [
+                {
+                    "crop": f"crops/txlwbc/{f.path.stem}_{k:02d}.png",
+                    "source": "txl",
+                    "lab": lab,
+                    "file": f"{FOLDER['txl']}/images/{f.split}/{f.path.name}",
+                    "cell": int(k),
+                    "type": "",
+                    "subtype": "",
+                    "weak": False,
+                    "split": f.split,
+                    "cell_px": round(cell_px, 2),
+                    "box": "annotation",
+                }
+                for k in keep
+            ]
+            write_crops(out, recs, crop_cells(images[i], wbc.xyxy[keep], size=geo.cell_crop_px, side=side))
+            rows += recs
+    df = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    df.to_csv(out / "txl_white.csv", index=False)
+    return df
+
+
 def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
-    """Write ``out/crops/<source>/…png`` and ``out/cells.csv`` (one row per crop, ``CELL_COLUMNS``)."""
+    """Write ``out/crops/<source>/…png`` and ``out/cells.csv`` (one row per crop, ``CELL_COLUMNS``), and
+    TXL-PBC's unlabelled white cells (``build_txl_white``)."""
     from datasets.splits import build_manifest
 
     out.mkdir(parents=True, exist_ok=True)
@@ -284,6 +340,7 @@ def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
     assert set(df.type) <= set(CELL_TYPES) and set(df.subtype) - {""} <= set(SUBTYPES)
     df.to_csv(out / "cells.csv", index=False)
+    build_txl_white(data_root, out, detector)  # unlabelled, for self-training (`leukoscan classify pseudo-label`)
     summary = {
         "geometry": {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px},
         "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),

@@ -211,6 +211,27 @@ def test_stain_transfer_recolours_a_crop_as_another_training_lab_stains():
     assert np.array_equal(np.stack([none(c, rng, "ours") for c in crops]), plain)
 
 
+def test_zoom_makes_the_cell_larger_or_smaller_in_a_crop_of_the_same_size():
+    """``LabAugment(p_zoom=...)``: a slide's cell-size estimate sets the crop window, and it is not exact;
+    ``zoom`` shows the same cell as a window ``1 / factor`` as wide would."""
+    from leukoscan.classify.augment import LabAugment, zoom
+
+    img = np.full((48, 48, 3), 230, np.uint8)
+    cv2.circle(img, (24, 24), 10, (90, 40, 150), -1)
+
+    def radius(rgb):
+        return np.sqrt((rgb[..., 0] < 160).sum() / np.pi)
+
+    for factor in (0.77, 1.0, 1.3):
+        out = zoom(img, factor)
+        assert out.shape == img.shape and abs(radius(out) - 10 * factor) < 1.0
+    rng = np.random.default_rng(0)
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+    radii = [radius(LabAugment(p_zoom=1.0, **off)(img, rng)) for _ in range(40)]
+    assert 7.3 < min(radii) < 9 and 11 < max(radii) < 13.5  # up to 1.3x either way
+    assert {round(radius(LabAugment(**off)(img, rng)), 1) for _ in range(5)} == {round(radius(img), 1)}  # off
+
+
 def test_training_crops_name_their_lab():
     from leukoscan.datasets.cells import link_lab
 
