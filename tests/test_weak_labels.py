@@ -44,3 +44,23 @@ def test_weak_cells_called_granulocytes_are_relabelled():
         "relabelled": 3,
         "moves": {"blast -> basophil": 1, "blast -> neutrophil": 1, "lymphocyte -> eosinophil": 1},
     }
+
+
+def test_self_training_keeps_a_teachers_confident_normal_calls_only():
+    """``pseudo_labels``: unlabelled cells the teacher calls one normal white-cell type with confidence join
+    training with that type; its blast and ``other`` calls, and unsure cells, are left out."""
+    from leukoscan.classify.weak import pseudo_labels
+
+    cells = pd.DataFrame({"crop": [f"w{i}.png" for i in range(5)], "type": [""] * 5})
+    p = np.stack(
+        [
+            probs("neutrophil", 0.97),
+            probs("blast", 0.99),  # what the student must unlearn on another lab, never taught
+            probs("lymphocyte", 0.7),  # unsure
+            probs("other", 0.99),
+            probs("monocyte", 0.92),
+        ]
+    )
+    out = pseudo_labels(cells, p, confident=0.9)
+    assert out.crop.tolist() == ["w0.png", "w4.png"] and out.type.tolist() == ["neutrophil", "monocyte"]
+    assert (out.cleaning == "pseudo").all() and cells.type.eq("").all()
