@@ -26,6 +26,10 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
         --ship-dir runs/zoom-weights      # then
     python bench/eval_crosslab.py --weights runs/zoom-weights --name crosslab_zoom
 
+    python bench/train_crosslab.py --self-train txl-575x575 --only munich --only pbc --only zheng \
+        --only taleqani --ship-dir runs/self-weights      # then
+    python bench/eval_crosslab.py --weights runs/self-weights --name crosslab_self
+
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
@@ -96,6 +100,30 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
     return out
 
 
+def pseudo_labelled(cells: Path, lab: str, teacher: Path, device: str) -> Path:
+    """The white cells of ``lab`` (normal donors) with ``teacher``'s best normal type (self-training)."""
+    out = cells / "pseudo" / f"{lab}-by-{teacher.stem}.csv"
+    if not out.exists():
+        leukoscan(
+            "classify",
+            "pseudo-label",
+            "--cells",
+            str(cells),
+            "--weights",
+            str(teacher),
+            "--lab",
+            lab,
+            "--known-normal",
+            "--confident",
+            "0.6",
+            "--out",
+            str(out),
+            "--device",
+            device,
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
@@ -119,6 +147,16 @@ def main() -> None:
         help="share of training crops recoloured with a training lab's colour statistics (the trial)",
     )
     ap.add_argument("--zoom", type=float, default=0.0, help="share of training crops whose cell is zoomed (the trial)")
+    ap.add_argument(
+        "--self-train",
+        metavar="LAB",
+        default="",
+        help="self-training on a TXL-PBC lab of normal donors' white cells (txl-575x575, Raabin-WBC), labelled "
+        "by the teacher that never saw the held-out source (--teachers) with its best normal type (the trial)",
+    )
+    ap.add_argument(
+        "--teachers", type=Path, default=WEIGHTS_DIR, help="--self-train: lolo/no-<source>.pt, classifier.pt"
+    )
     ap.add_argument(
         "--normalised",
         type=Path,
@@ -150,7 +188,10 @@ def main() -> None:
         if args.normalise
         else "cells-gray"
         if args.colour == "gray"
-        else "cells" + ("-transfer" if args.stain_transfer else "") + ("-zoom" if args.zoom else "")
+        else "cells"
+        + ("-transfer" if args.stain_transfer else "")
+        + ("-zoom" if args.zoom else "")
+        + ("-self" if args.self_train else "")
     )
     for target in args.only or ["shipped", *HELD_OUT]:
         common = [
@@ -169,6 +210,9 @@ def main() -> None:
             "--zoom",
             str(args.zoom),
         ]
+        if args.self_train:
+            teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")
+            common += ["--pseudo", str(pseudo_labelled(args.cells, args.self_train, teacher, args.device))]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)
             leukoscan(

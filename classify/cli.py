@@ -14,7 +14,8 @@ from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DATA_ROOT, REPO_ROOT
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(
-    help="Cell classifiers: train-cells, clean, val, predict (cell types); train (blast subtype).", no_args_is_help=True
+    help="Cell classifiers: train-cells, clean, pseudo-label, val, predict (cell types); train (blast subtype).",
+    no_args_is_help=True,
 )
 CROPS = BUILD_DIR / "classify"
 RUNS = REPO_ROOT / "runs"
@@ -232,7 +233,13 @@ def pseudo_label(
     weights: Path = typer.Option(..., exists=True, dir_okay=False, help="The teacher: a cell-type model."),
     out: Path = typer.Option(..., help="Where to write the pseudo-labelled cells (a cells.csv of CELLS' crops)."),
     confident: float = typer.Option(
-        0.9, min=0.5, max=1.0, help="Probability of a normal white-cell type that a cell needs to be kept."
+        0.9, min=0.3, max=1.0, help="Probability of a normal white-cell type that a cell needs to be kept."
+    ),
+    lab: list[str] = typer.Option([], help="Only the white cells of this TXL-PBC lab (e.g. txl-575x575); repeatable."),
+    known_normal: bool = typer.Option(
+        False,
+        help="The cells are normal white cells (a lab of normal donors): the teacher's best normal type is taken, "
+        "its blast and other probabilities set aside.",
     ),
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding txl-pbc/ (when CELLS has no txl_white.csv)."),
     device: str = device_option(),
@@ -254,10 +261,15 @@ def pseudo_label(
             from detect.predict import Detector
 
             white = build_txl_white(data_root, cells, Detector(device=device))
+        if lab:
+            unknown = set(lab) - set(white.lab)
+            if unknown:
+                fail(f"no white cells of {sorted(unknown)} (labs: {', '.join(sorted(set(white.lab)))})")
+            white = white[white.lab.isin(lab)].reset_index(drop=True)
         white.attrs["root"] = cells
         classifier = CellClassifier(weights, device, strict=False)
     probs = classifier.probs(read_crops(white)) if len(white) else np.zeros((0, len(CELL_TYPES)))
-    kept = pseudo_labels(white, probs, confident)
+    kept = pseudo_labels(white, probs, confident, known_normal)
     out.parent.mkdir(parents=True, exist_ok=True)
     kept.to_csv(out, index=False)
     summary = {"white_cells": len(white), "kept": len(kept), "types": kept.type.value_counts().to_dict()}

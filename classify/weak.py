@@ -54,12 +54,19 @@ def cleaning_summary(cleaned: pd.DataFrame) -> dict:
 PSEUDO_TYPES = tuple(t for t in CELL_TYPES if t not in ("blast", "other"))
 
 
-def pseudo_labels(cells: pd.DataFrame, probs: np.ndarray, confident: float = 0.9) -> pd.DataFrame:
+def pseudo_labels(
+    cells: pd.DataFrame, probs: np.ndarray, confident: float = 0.9, known_normal: bool = False
+) -> pd.DataFrame:
     """Self-training: the rows of unlabelled white cells (``cells``, e.g. TXL-PBC's) that a teacher model
     (``probs``, N x CELL_TYPES, calibrated) calls one normal white-cell type with probability >=
     ``confident``, with that ``type`` and ``cleaning`` 'pseudo'. Never ``blast`` (a teacher's blast call on
-    another lab's cells is what the student must unlearn, not repeat) nor ``other``."""
+    another lab's cells is what the student must unlearn, not repeat) nor ``other``. ``known_normal``:
+    the cells are known to be normal white cells (a lab of normal donors), so the teacher's probabilities
+    of ``blast`` and ``other`` are dropped and the rest renormalised before the most likely type is taken."""
     probs = np.asarray(probs, dtype=float).reshape(len(cells), len(CELL_TYPES))
+    if known_normal:
+        probs = probs * np.isin(CELL_TYPES, PSEUDO_TYPES)
+        probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
     best = probs.argmax(axis=1)
     types = np.asarray(CELL_TYPES)[best]
     keep = np.isin(types, PSEUDO_TYPES) & (probs[np.arange(len(probs)), best] >= confident)
