@@ -178,6 +178,7 @@ def train_cells(
         "train_counts": counts,
         "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
         "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
+        "pseudo_labs": sorted(set(df.lab[df.crop.str.startswith("crops/txlwbc/")])) if pseudo else [],
         "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
     }
     best.with_suffix(".json").write_text(json.dumps(card, indent=2))

@@ -99,6 +99,12 @@ TABLE = """
 2 classify train-cells --cleaned {missing}.csv
 2 classify clean --out {out}/c.csv  # --weights is required
 2 classify clean --cells {empty} --weights {garbage} --out {out}/c.csv
+2 classify pseudo-label --out {out}/p.csv  # --weights is required
+2 classify pseudo-label --cells {empty} --weights {garbage} --out {out}/p.csv
+2 classify pseudo-label --cells {empty} --weights {garbage} --out {out}/p.csv --confident 2
+2 classify train-cells --pseudo {missing}.csv
+2 classify train-cells --stain-transfer 2
+2 classify train-cells --zoom -1
 2 classify val --data {missing}
 2 classify val --data {crops} --weights {garbage}
 2 classify val --data {crops}  # no crops in it

@@ -64,3 +64,18 @@ def test_self_training_keeps_a_teachers_confident_normal_calls_only():
     out = pseudo_labels(cells, p, confident=0.9)
     assert out.crop.tolist() == ["w0.png", "w4.png"] and out.type.tolist() == ["neutrophil", "monocyte"]
     assert (out.cleaning == "pseudo").all() and cells.type.eq("").all()
+
+
+def test_cells_known_to_be_normal_get_the_teachers_best_normal_type():
+    """``known_normal``: a normal donors' lab; a cell the teacher calls a blast is kept with its most likely
+    normal type (the teacher's blast probability set aside), never left out for being called a blast."""
+    from leukoscan.classify.weak import pseudo_labels
+
+    cells = pd.DataFrame({"crop": ["a.png", "b.png", "c.png"], "type": [""] * 3})
+    blastish = np.full(len(CELL_TYPES), 0.01)
+    blastish[CELL_TYPES.index("blast")], blastish[CELL_TYPES.index("lymphocyte")] = 0.8, 0.13
+    even = np.full(len(CELL_TYPES), 1 / len(CELL_TYPES))  # no normal type stands out: left out
+    p = np.stack([blastish / blastish.sum(), probs("neutrophil", 0.95), even])
+    out = pseudo_labels(cells, p, confident=0.6, known_normal=True)
+    assert out.crop.tolist() == ["a.png", "b.png"] and out.type.tolist() == ["lymphocyte", "neutrophil"]
+    assert pseudo_labels(cells, p, confident=0.6).crop.tolist() == ["b.png"]  # unknown cells: blast calls out
