@@ -254,6 +254,7 @@ def pseudo_label(
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.weak import pseudo_labels
     from leukoscan.datasets.cells import build_txl_white, read_crops
+    from leukoscan.datasets.splits import manifest_hash
 
     with user_errors():
         if (cells / "txl_white.csv").exists():
@@ -273,7 +274,13 @@ def pseudo_label(
     kept = pseudo_labels(white, probs, confident, known_normal)
     out.parent.mkdir(parents=True, exist_ok=True)
     kept.to_csv(out, index=False)
-    summary = {"white_cells": len(white), "kept": len(kept), "types": kept.type.value_counts().to_dict()}
+    summary = {
+        "teacher": str(weights),
+        "teacher_sha256": manifest_hash(weights),
+        "white_cells": len(white),
+        "kept": len(kept),
+        "types": kept.type.value_counts().to_dict(),
+    }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     console.print(json.dumps(summary))
 
