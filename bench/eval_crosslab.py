@@ -297,7 +297,7 @@ def main() -> None:
 
         build_cells(args.data_root, args.cells, Detector(device="cpu"))
     from leukoscan.cards import read_card
-    from leukoscan.datasets.cells import read_cells
+    from leukoscan.datasets.cells import read_cells, txl_white_cells
 
     cells = read_cells(args.cells)
     cells["original_type"] = cells["type"]
@@ -321,7 +321,7 @@ def main() -> None:
         print(source, json.dumps(rows), flush=True)
     if (args.weights / "classifier.pt").exists():  # a trial's folder may hold leave-one-lab-out models only
         shipped(result, cells, args.weights, args.data_root)
-    white = txl_white(args.cells, args.data_root)
+    white = txl_white_cells(args.cells, args.data_root)
     models = {f"no-{s}": args.weights / "lolo" / f"no-{s}.pt" for s in held} | {
         "shipped": args.weights / "classifier.pt"
     }
@@ -334,18 +334,6 @@ def main() -> None:
     if args.update_card:
         update_card(args.weights / "classifier.json", result, args.data_root, args.cells / "cleaned" / "clean.json")
     print(md)
-
-
-def txl_white(folder: Path, data_root: Path) -> pd.DataFrame:
-    """TXL-PBC's white cells of the cell dataset (built, with the detector's cell sizes, when missing)."""
-    if not (folder / "txl_white.csv").exists():
-        from leukoscan.datasets.cells import build_txl_white
-        from leukoscan.detect.predict import Detector
-
-        build_txl_white(data_root, folder, Detector(device="cpu"))
-    white = pd.read_csv(folder / "txl_white.csv", keep_default_na=False)
-    white.attrs["root"] = folder
-    return white
 
 
 def update_card(card_path: Path, result: dict, data_root: Path, cleaning: Path) -> None:

@@ -163,12 +163,11 @@ def tune(
             suspect_confident_blasts=count,
             negative_z=z,
         )
-        rates = {name: table(sub, s, rules) for name, s in scores.items()}
+        rates = {name: table(sub | normal, s, rules) for name, s in scores.items()}
         seen = rates["seen lab"]
         ok = meets(seen, real_slides(cells, scores["seen lab"], "val", rules))
         # false flags on normal slides <= 2 % at every slide size (a count rule grows with the cells screened)
-        flags = [table(normal, sc, rules) for sc in scores.values()]
-        within = all(r[f"{size}|0.0"]["suspected"] <= 0.02 for r in flags for size in SIZES)
+        within = all(r[f"{size}|0.0"]["suspected"] <= 0.02 for r in rates.values() for size in SIZES)
         trials.append(
             (
                 within,

@@ -59,8 +59,9 @@ def main() -> None:
     ap.add_argument("--name", default="window_sensitivity")
     args = ap.parse_args()
     from leukoscan.classify.predict import CellClassifier
+    from leukoscan.datasets.cells import txl_white_cells
 
-    white = pd.read_csv(args.cells / "txl_white.csv", keep_default_na=False)
+    white = txl_white_cells(args.cells, args.data_root)
     white = white[white.lab == args.lab].reset_index(drop=True)
     weights = args.weights or [WEIGHTS_DIR / "classifier.pt"]
     crops = {f: recut(white, args.data_root, f) for f in FACTORS}

@@ -11,6 +11,7 @@ down-and-up sampling (so that neither a lab's stain nor its optics' sharpness ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -38,12 +39,16 @@ class LabAugment:
     transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
     # otherwise turns a pale lab's nuclei black or saturated blue when it meets a darker, more colourful one
 
+    @cached_property
+    def _lab_colour(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``transfer_labs`` by lab, as arrays (built once, not for every crop)."""
+        return {name: (np.asarray(mean), np.asarray(sd)) for name, mean, sd in self.transfer_labs}
+
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator, lab: str | None = None) -> np.ndarray:
         """``rgb`` augmented; a crop of a ``lab`` in ``transfer_labs`` is first, with probability
         ``p_transfer``, Reinhard-mapped from its lab's colour onto a random training lab's."""
-        colour = {name: (np.asarray(mean), np.asarray(sd)) for name, mean, sd in self.transfer_labs}
-        if lab in colour and rng.random() < self.p_transfer:
-            mean, sd = colour[lab]
+        if lab in self._lab_colour and rng.random() < self.p_transfer:
+            mean, sd = self._lab_colour[lab]
             _, to_mean, to_sd = self.transfer_labs[rng.integers(len(self.transfer_labs))]
             to_sd = sd * np.clip(np.asarray(to_sd) / sd, 1 / self.transfer_contrast, self.transfer_contrast)
             rgb = reinhard(rgb[None], (mean, sd), (to_mean, to_sd))[0]

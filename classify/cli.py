@@ -152,9 +152,10 @@ def train_cells(
         df = read_cells(cells)
         if cleaned:
             df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+        taught = pd.DataFrame(columns=df.columns)
         if pseudo:  # self-training: the teacher's confident calls on unlabelled cells join the labelled ones
-            extra = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False)
-            df = pd.concat([df, extra[extra.type != ""][df.columns]], ignore_index=True)
+            taught = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False).query("type != ''")[df.columns]
+            df = pd.concat([df, taught], ignore_index=True)
             df.attrs["root"] = cells
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
@@ -178,7 +179,7 @@ def train_cells(
         "train_counts": counts,
         "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
         "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
-        "pseudo_labs": sorted(set(df.lab[df.crop.str.startswith("crops/txlwbc/")])) if pseudo else [],
+        "pseudo_labs": sorted(set(taught.lab)),
         "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
     }
     best.with_suffix(".json").write_text(json.dumps(card, indent=2))
@@ -248,21 +249,15 @@ def pseudo_label(
     """Self-training: label TXL-PBC's white cells (several labs, no types) with a teacher's confident
     normal-type calls (see classify/weak.py)."""
     import numpy as np
-    import pandas as pd
 
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.weak import pseudo_labels
-    from leukoscan.datasets.cells import build_txl_white, read_crops
+    from leukoscan.datasets.cells import read_crops, txl_white_cells
     from leukoscan.datasets.splits import manifest_hash
 
     with user_errors():
-        if (cells / "txl_white.csv").exists():
-            white = pd.read_csv(cells / "txl_white.csv", keep_default_na=False)
-        else:
-            from detect.predict import Detector
-
-            white = build_txl_white(data_root, cells, Detector(device=device))
+        white = txl_white_cells(cells, data_root, device)
         if lab:
             unknown = set(lab) - set(white.lab)
             if unknown:

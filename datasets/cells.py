@@ -272,10 +272,27 @@ def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random
     return recs
 
 
+def txl_lab(width: int, height: int) -> str:
+    """The lab of a TXL-PBC field: its four source sets are told apart by their image size."""
+    return f"txl-{width}x{height}"
+
+
+def txl_white_cells(folder: Path, data_root: Path = DATA_ROOT, device: str = "cpu") -> pd.DataFrame:
+    """``txl_white.csv`` of a built cell dataset (``build_txl_white`` first, when it is missing), with
+    ``attrs['root']`` its folder, as ``read_cells``."""
+    if not (folder / "txl_white.csv").exists():
+        from leukoscan.detect.predict import Detector
+
+        build_txl_white(data_root, folder, Detector(device=device))
+    white = pd.read_csv(folder / "txl_white.csv", keep_default_na=False)
+    white.attrs["root"] = Path(folder)
+    return white
+
+
 def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.75) -> pd.DataFrame:
     """TXL-PBC's white cells (several labs, told apart by image size; their type unknown) as crops of the
     cell-type geometry, for self-training: ``out/crops/txlwbc/<field>_<i>.png`` and ``out/txl_white.csv``
-    (``CELL_COLUMNS``, no type). A lab's cell diameter is ``lab_cell_px`` (the red-cell ruler, as
+    (``CELL_COLUMNS``, no type). A lab's cell diameter is ``lab_cell_px`` (the detector's estimate, as
     ``leukoscan run`` measures a slide); a cell whose window lies less than ``min_inside`` inside its field
     is left out."""
     from datasets.build import read_yolo
@@ -291,7 +308,7 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
         ]
     )
     images = [load_rgb(f) for f in track(fields.path, "txl-pbc: loading")]
-    fields["lab"] = ["txl-{1}x{0}".format(*im.shape[:2]) for im in images]
+    fields["lab"] = [txl_lab(im.shape[1], im.shape[0]) for im in images]
     rows = []
     for lab, group in fields.groupby("lab", sort=True):
         cell_px = lab_cell_px(detector, [images[i] for i in group.index])
@@ -426,7 +443,7 @@ def lab_stain_targets(
         sizes = {}
         for f in use.file[txl].unique():
             with Image.open(data_root / f) as im:
-                sizes[f] = "txl-{}x{}".format(*im.size)
+                sizes[f] = txl_lab(*im.size)
         labs[txl] = use.file[txl].map(sizes)
     targets = {}
     for lab, rows in use.groupby(labs):
