@@ -22,8 +22,7 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
         --ship-dir runs/transfer-weights      # then
     python bench/eval_crosslab.py --weights runs/transfer-weights --name crosslab_transfer
 
-    python bench/train_crosslab.py --zoom 0.5 --only munich --only pbc --only zheng --only taleqani \
-        --ship-dir runs/zoom-weights      # then
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --ship-dir runs/zoom-weights   # then
     python bench/eval_crosslab.py --weights runs/zoom-weights --name crosslab_zoom
 
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
@@ -190,15 +189,13 @@ def main() -> None:
         from leukoscan.datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised, region=args.region, channels=args.channels)
+    trials = {"-transfer": args.stain_transfer, "-zoom": args.zoom, "-self": args.self_train}
     runs = args.runs or ROOT / "runs" / (
         reinhard
         if args.normalise
-        else "cells-gray"
-        if args.colour == "gray"
-        else "cells"
-        + ("-transfer" if args.stain_transfer else "")
-        + ("-zoom" if args.zoom else "")
-        + ("-self" if args.self_train else "")
+        else f"cells-{args.colour}"
+        if args.colour != "rgb"
+        else "cells" + "".join(suffix for suffix, on in trials.items() if on)
     )
     for target in args.only or ["shipped", *HELD_OUT]:
         common = [

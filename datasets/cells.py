@@ -277,6 +277,21 @@ def txl_lab(width: int, height: int) -> str:
     return f"txl-{width}x{height}"
 
 
+TXL_FROM = {"pbc": txl_lab(360, 363)}  # TXL-PBC labs whose fields are another source's images (PBC's, full size)
+
+
+def txl_field_labs(files: pd.Series, data_root: Path = DATA_ROOT) -> pd.Series:
+    """The TXL-PBC lab (``txl_lab``) of each field in ``files`` (paths under ``data_root``), from its
+    image size; ``txl`` for all when ``data_root`` lacks TXL-PBC."""
+    if not (data_root / FOLDER["txl"]).is_dir():
+        return pd.Series("txl", index=files.index)
+    sizes = {}
+    for f in files.unique():
+        with Image.open(data_root / f) as im:
+            sizes[f] = txl_lab(*im.size)
+    return files.map(sizes)
+
+
 def txl_white_cells(folder: Path, data_root: Path = DATA_ROOT, device: str = "cpu") -> pd.DataFrame:
     """``txl_white.csv`` of a built cell dataset (``build_txl_white`` first, when it is missing), with
     ``attrs['root']`` its folder, as ``read_cells``."""
@@ -374,9 +389,11 @@ def training_folder(
     min_per_type: int = 400,
     blasts_per_field: int = 2,
     seed: int = 0,
+    data_root: Path = DATA_ROOT,
 ) -> dict[str, dict[str, int]]:
     """Link a training run's crops into ``out/{train,val}/<type>/`` (Ultralytics' folder layout) from every
-    source but ``exclude``. Crops labelled ``drop`` (weak-label cleaning) are left out; a Taleqani ALL field
+    source but ``exclude`` (TXL-PBC's crops from an excluded source's images too, ``TXL_FROM``). Crops
+    labelled ``drop`` (weak-label cleaning) are left out; a Taleqani ALL field
     gives at most ``blasts_per_field`` blasts (its crowded fields would otherwise outnumber every other
     source); types with fewer than ``min_per_type`` training crops are repeated up to it (links under other
     names: the augmentation makes each copy different)."""
@@ -387,6 +404,7 @@ def training_folder(
     if out.exists():
         shutil.rmtree(out)
     use = df[~df.source.isin(exclude) & (df.type != "drop") & df.split.isin(["train", "val"])]
+    use = use.drop(_txl_from(use, exclude, data_root).index)
     field_blasts = (use.source == "taleqani") & (use.type == "blast")
     order = use[field_blasts].sample(frac=1, random_state=seed).groupby("file").cumcount()
     use = use.drop(order.index[order >= blasts_per_field])
@@ -401,6 +419,16 @@ def training_folder(
             os.link(df.attrs["root"] / crop, folder / f"{Path(crop).parent.name}_{name}")  # see link_lab
         counts.setdefault(split, {})[kind] = len(crops) + len(extra)
     return counts
+
+
+def _txl_from(cells: pd.DataFrame, exclude: tuple[str, ...], data_root: Path = DATA_ROOT) -> pd.DataFrame:
+    """The TXL-PBC rows of ``cells`` whose field is an image of an ``exclude``d source (``TXL_FROM``): a
+    model blind to PBC must not see PBC's images as TXL-PBC's red cells and platelets."""
+    labs = {TXL_FROM[s] for s in exclude if s in TXL_FROM}
+    txl = cells[cells.source == "txl"]
+    if not labs or txl.empty:
+        return txl.iloc[:0]
+    return txl[txl_field_labs(txl.file, data_root).isin(labs)]
 
 
 def link_lab(name: str) -> str:
@@ -437,14 +465,10 @@ def lab_stain_targets(
     from classify.stain import lab_stats
 
     use = cells[~cells.source.isin(exclude) & (cells.split == "train")]
+    use = use.drop(_txl_from(use, exclude, data_root).index)
     labs = use.lab.copy()
     txl = use.source == "txl"
-    if txl.any() and (data_root / FOLDER["txl"]).is_dir():
-        sizes = {}
-        for f in use.file[txl].unique():
-            with Image.open(data_root / f) as im:
-                sizes[f] = txl_lab(*im.size)
-        labs[txl] = use.file[txl].map(sizes)
+    labs[txl] = txl_field_labs(use.file[txl], data_root)
     targets = {}
     for lab, rows in use.groupby(labs):
         if len(rows) >= 20:  # a handful of crops says little of a lab's colour

@@ -280,3 +280,40 @@ def test_a_model_trained_on_gray_crops_sees_gray_crops(tiny_model, tmp_path):
     clf = CellClassifier(weights, device="cpu", strict=False)
     assert clf.colour == "gray"
     assert np.allclose(clf.raw_probs(crops), clf.raw_probs(gray), atol=1e-6)
+
+
+def test_a_model_blind_to_pbc_never_sees_pbc_images_through_txl_pbc(tmp_path):
+    """TXL-PBC's 360x363 fields are PBC's own images: leaving PBC out leaves them out too (training
+    folder and stain targets), and nothing else."""
+    import pandas as pd
+
+    from leukoscan.datasets.cells import CELL_COLUMNS, lab_stain_targets, training_folder
+
+    data = tmp_path / "shared"
+    for name, size in (("pbc_field", (360, 363)), ("bccd_field", (416, 416))):
+        (data / "txl-pbc" / "images" / "train").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(
+            str(data / "txl-pbc" / "images" / "train" / f"{name}.jpg"), np.full((*size[::-1], 3), 200, np.uint8)
+        )
+    cells = tmp_path / "cells"
+    (cells / "crops").mkdir(parents=True)
+    rows = []
+    for i, (source, field) in enumerate(
+        [("txl", "pbc_field")] * 30 + [("txl", "bccd_field")] * 30 + [("pbc", "x")] * 30
+    ):
+        name = f"crops/{source}_{field}_{i}.png"
+        cv2.imwrite(str(cells / name), crop("benign", i))
+        file = f"txl-pbc/images/train/{field}.jpg" if source == "txl" else "pbc/x.jpg"
+        rows.append(
+            dict(zip(CELL_COLUMNS, [name, source, source, file, i, "other", "", False, "train", 20.0, "label"]))
+        )
+    df = pd.DataFrame(rows)
+    df.attrs["root"] = cells
+
+    def others(exclude):
+        counts = training_folder(df, tmp_path / "folder", exclude, min_per_type=0, data_root=data)
+        return counts["train"]["other"]
+
+    assert others(()) == 90 and others(("munich",)) == 90 and others(("pbc",)) == 30
+    assert set(lab_stain_targets(df, ("pbc",), data_root=data)) == {"txl-416x416"}
+    assert set(lab_stain_targets(df, (), data_root=data)) == {"txl-416x416", "txl-360x363", "pbc"}
