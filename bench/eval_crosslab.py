@@ -257,12 +257,14 @@ def _counts(result: dict, labs: list[str]) -> list[tuple[str, int]]:
 
 
 def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -> None:
-    """The shipped model (``weights/classifier.pt``) on every source's test split, and its confusion matrix."""
+    """The shipped model (``weights/classifier.pt``) on every source's test split, and its confusion matrix;
+    the blast subtype from ``weights``' subtype.pt, or the shipped one when a trial's folder has none."""
     from leukoscan.classify.predict import SubtypeClassifier
 
     test = cells[cells.split == "test"]
     probs = predict(weights / "classifier.pt", test, cells)
-    subtype_model = SubtypeClassifier(weights / "subtype.pt", device="cpu")
+    subtype = weights / "subtype.pt" if (weights / "subtype.pt").exists() else WEIGHTS_DIR / "subtype.pt"
+    subtype_model = SubtypeClassifier(subtype, device="cpu")
     for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
         m = (test.source == source).to_numpy()
         row = per_type(test[m], probs[m])

@@ -7,7 +7,15 @@ import pytest
 from leukoscan.cells import CELL_TYPES
 from leukoscan.config import VerdictRules
 from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS
-from leukoscan.verdict import image_calls, slide_verdict, wilson
+from leukoscan.verdict import image_calls, wilson
+from leukoscan.verdict import slide_verdict as verdict_of_rules
+
+# the rules' mechanics, at fixed thresholds (config.py's defaults are tuned by bench/eval_slides.py and move)
+RULES = VerdictRules(confident_blast_p=0.95, suspect_confident_fraction=0.02)
+
+
+def slide_verdict(cells, rules=RULES, **kw):
+    return verdict_of_rules(cells, rules, **kw)
 
 
 def table(n_normal, n_blast, p=0.95, subtype=1, normal_type=2):
@@ -57,12 +65,19 @@ def test_blasts_below_the_confident_threshold_count_only_in_the_blast_fraction()
 
 
 def test_rules_can_be_turned_off_and_a_count_rule_on():
-    counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
+    counting = VerdictRules(
+        suspect_fraction=None, confident_blast_p=0.95, suspect_confident_fraction=None, suspect_confident_blasts=5
+    )
     assert slide_verdict(table(195, 5), counting).verdict == "suspected"
     assert slide_verdict(table(196, 4), counting).verdict == "negative"
     # 17 % blasts, none confident: the blast fraction's 95 % upper bound (26 %) is not below 20 %, its estimate is
     assert slide_verdict(table(83, 17, p=0.7)).verdict == "indeterminate"
-    assert slide_verdict(table(83, 17, p=0.7), VerdictRules(negative_z=0)).verdict == "negative"
+    assert (
+        slide_verdict(
+            table(83, 17, p=0.7), VerdictRules(confident_blast_p=0.95, suspect_confident_fraction=0.02, negative_z=0)
+        ).verdict
+        == "negative"
+    )
 
 
 def test_predominant_subtype_only_when_suspected():
@@ -114,7 +129,9 @@ def test_verdict_says_which_rule_fired():
         "upper bound of the blast fraction 3.7% < 20% and the share of cells with P(blast) >= 0.95 0.0% < 2%"
     )
     assert slide_verdict(table(38, 2)).reason.startswith("not significantly above, nor below, the thresholds")
-    counting = VerdictRules(suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
+    counting = VerdictRules(
+        suspect_fraction=None, confident_blast_p=0.95, suspect_confident_fraction=None, suspect_confident_blasts=5
+    )
     assert slide_verdict(table(95, 5), counting).reason == "5 cells with P(blast) >= 0.95"
 
 
