@@ -120,7 +120,9 @@ def positive(value: float | None) -> float | None:
 def cell_size_option() -> Any:
     """``--cell-size``: the fields' white-cell diameter in pixels, when the user knows it."""
     return typer.Option(
-        None, callback=positive, help="White-cell diameter in pixels (default: estimated from red cells)."
+        None,
+        callback=positive,
+        help="White-cell diameter in pixels (default: estimated per slide by the detector, from its white cells).",
     )
 
 
