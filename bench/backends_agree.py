@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=BUILD_DIR / "detect" / "images" / "test")
     args = ap.parse_args()
     files = sorted(args.data.glob("*.jpg"))
+    if not files:
+        sys.exit(f"error: no test fields in {args.data} (build them with `leukoscan data detect`, or pass --data)")
     files = files[:: max(1, len(files) // args.images)][: args.images]
     fields = [load_rgb(f) for f in files]
     ref = Models.load(DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, SUBTYPE_WEIGHTS, "cpu", "pytorch")
