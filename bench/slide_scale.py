@@ -72,7 +72,7 @@ def main() -> None:
     lab_px = float(cells.loc[cells.source == "taleqani", "cell_px"].median())
     est = block_estimates(manifest, args.data_root, Detector(device=args.device), args.pairs)
     by_class = est.groupby("class").agg(
-        slides=("block", "size"),
+        field_pairs=("block", "size"),
         blocks=("block", "nunique"),
         detector_px=("detector_px", "median"),
         detector_q25=("detector_px", lambda s: s.quantile(0.25)),
@@ -96,7 +96,7 @@ def main() -> None:
     ]
     for cls, r in by_class.iterrows():
         lines.append(
-            f"| {cls} | {int(r.slides)} | {r.detector_px:.1f} ({r.detector_q25:.1f}-{r.detector_q75:.1f}) | "
+            f"| {cls} | {int(r.field_pairs)} | {r.detector_px:.1f} ({r.detector_q25:.1f}-{r.detector_q75:.1f}) | "
             f"{r.window_vs_training:.2f}x | {r.red_cell_px:.1f} | {r.red_cell_vs_training:.2f}x |"
         )
     save("slide_scale", results, "\n".join(lines))

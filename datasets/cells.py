@@ -421,10 +421,15 @@ def training_folder(
     return counts
 
 
+def _excluded_txl_labs(exclude: tuple[str, ...]) -> set[str]:
+    """The TXL-PBC labs whose fields are images of an ``exclude``d source (``TXL_FROM``): a model blind to
+    PBC must not see PBC's images as TXL-PBC's red cells and platelets."""
+    return {TXL_FROM[s] for s in exclude if s in TXL_FROM}
+
+
 def _txl_from(cells: pd.DataFrame, exclude: tuple[str, ...], data_root: Path = DATA_ROOT) -> pd.DataFrame:
-    """The TXL-PBC rows of ``cells`` whose field is an image of an ``exclude``d source (``TXL_FROM``): a
-    model blind to PBC must not see PBC's images as TXL-PBC's red cells and platelets."""
-    labs = {TXL_FROM[s] for s in exclude if s in TXL_FROM}
+    """The TXL-PBC rows of ``cells`` whose field is an image of an ``exclude``d source."""
+    labs = _excluded_txl_labs(exclude)
     txl = cells[cells.source == "txl"]
     if not labs or txl.empty:
         return txl.iloc[:0]
@@ -465,10 +470,11 @@ def lab_stain_targets(
     from classify.stain import lab_stats
 
     use = cells[~cells.source.isin(exclude) & (cells.split == "train")]
-    use = use.drop(_txl_from(use, exclude, data_root).index)
     labs = use.lab.copy()
     txl = use.source == "txl"
-    labs[txl] = txl_field_labs(use.file[txl], data_root)
+    labs[txl] = txl_field_labs(use.file[txl], data_root)  # each field's size read once
+    keep = ~labs.isin(_excluded_txl_labs(exclude))
+    use, labs = use[keep], labs[keep]
     targets = {}
     for lab, rows in use.groupby(labs):
         if len(rows) >= 20:  # a handful of crops says little of a lab's colour

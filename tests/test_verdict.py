@@ -1,5 +1,7 @@
 """Verdict rules on synthetic cell tables, and the Wilson interval."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from leukoscan.verdict import slide_verdict as verdict_of_rules
 
 # the rules' mechanics, at fixed thresholds (config.py's defaults are tuned by bench/eval_slides.py and move)
 RULES = VerdictRules(confident_blast_p=0.95, suspect_confident_fraction=0.02)
+COUNTING = replace(RULES, suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
 
 
 def slide_verdict(cells, rules=RULES, **kw):
@@ -65,19 +68,11 @@ def test_blasts_below_the_confident_threshold_count_only_in_the_blast_fraction()
 
 
 def test_rules_can_be_turned_off_and_a_count_rule_on():
-    counting = VerdictRules(
-        suspect_fraction=None, confident_blast_p=0.95, suspect_confident_fraction=None, suspect_confident_blasts=5
-    )
-    assert slide_verdict(table(195, 5), counting).verdict == "suspected"
-    assert slide_verdict(table(196, 4), counting).verdict == "negative"
+    assert slide_verdict(table(195, 5), COUNTING).verdict == "suspected"
+    assert slide_verdict(table(196, 4), COUNTING).verdict == "negative"
     # 17 % blasts, none confident: the blast fraction's 95 % upper bound (26 %) is not below 20 %, its estimate is
     assert slide_verdict(table(83, 17, p=0.7)).verdict == "indeterminate"
-    assert (
-        slide_verdict(
-            table(83, 17, p=0.7), VerdictRules(confident_blast_p=0.95, suspect_confident_fraction=0.02, negative_z=0)
-        ).verdict
-        == "negative"
-    )
+    assert slide_verdict(table(83, 17, p=0.7), replace(RULES, negative_z=0)).verdict == "negative"
 
 
 def test_predominant_subtype_only_when_suspected():
@@ -129,10 +124,7 @@ def test_verdict_says_which_rule_fired():
         "upper bound of the blast fraction 3.7% < 20% and the share of cells with P(blast) >= 0.95 0.0% < 2%"
     )
     assert slide_verdict(table(38, 2)).reason.startswith("not significantly above, nor below, the thresholds")
-    counting = VerdictRules(
-        suspect_fraction=None, confident_blast_p=0.95, suspect_confident_fraction=None, suspect_confident_blasts=5
-    )
-    assert slide_verdict(table(95, 5), counting).reason == "5 cells with P(blast) >= 0.95"
+    assert slide_verdict(table(95, 5), COUNTING).reason == "5 cells with P(blast) >= 0.95"
 
 
 def test_insufficient_slide_gives_no_fraction_and_needs_review():
