@@ -13,7 +13,9 @@ mean of the raw timings just before and just after that run; also without the sl
 search (which a slide of more fields makes smaller, and `--cell-size` nil). Then, per backend, the
 224x224 set screened by `leukoscan run` in a fresh process (imports, model loading and first passes
 included: what one slide costs from the command line). Writes bench/results/speed.{json,md}
-(speed_cuda.* on a GPU; --name for another name).
+(speed_cuda.* on a GPU; --name for another name). The models are those of ``leukoscan.config.WEIGHTS_DIR``:
+``LEUKOSCAN_WEIGHTS=DIR python bench/speed.py --name …`` times the same code with other models (or other cards:
+a before/after of how a model's probabilities are made).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from PIL import Image  # noqa: E402
 
 from bench.results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import DATA_ROOT, REPO_ROOT  # noqa: E402
+from leukoscan.config import DATA_ROOT, REPO_ROOT, WEIGHTS_DIR  # noqa: E402
 from leukoscan.images import load_rgb  # noqa: E402
 from leukoscan.models import Models  # noqa: E402
 from leukoscan.slide import Options, Slide, screen_slide  # noqa: E402
@@ -137,7 +139,7 @@ def main() -> None:
         help="pytorch, onnx, openvino, openvino-int8 (the exported ones after `leukoscan export --format …`)",
     )
     args = ap.parse_args()
-    w = REPO_ROOT / "weights"
+    w = WEIGHTS_DIR  # LEUKOSCAN_WEIGHTS: another folder of models (the fresh process below reads it too)
     res = {
         "machine": {
             "cpu": cpu_name(),

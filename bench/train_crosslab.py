@@ -81,6 +81,11 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
             "--project",
             str(runs),
             *(["--reuse"] if trained else []),
+            # one view, no prior correction: the scores whose confident calls cleaned the shipped models' labels
+            "--test-time-views",
+            "1",
+            "--prior-correction",
+            "0",
         )
         leukoscan(
             "classify",

@@ -14,6 +14,16 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def correct_prior(probs: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """``probs`` divided by ``prior ** strength`` (the share of each class in training), renormalised: with
+    strength 1, the probabilities a model would give had it been trained on every class equally often (the
+    logit adjustment for a shift of class prior). Strength 0 leaves them as they are."""
+    if not strength:
+        return probs
+    adjusted = np.asarray(probs, np.float64) / np.power(np.asarray(prior, np.float64), strength)
+    return (adjusted / np.maximum(adjusted.sum(axis=1, keepdims=True), 1e-300)).astype(np.float32)
+
+
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 

@@ -14,11 +14,37 @@ from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DATA_ROOT, REPO_ROOT
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(
-    help="Cell classifiers: train-cells, clean, pseudo-label, val, predict (cell types); train (blast subtype).",
+    help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict (cell types); train (blast "
+    "subtype).",
     no_args_is_help=True,
 )
 CROPS = BUILD_DIR / "classify"
 RUNS = REPO_ROOT / "runs"
+
+
+def _views(value: int) -> int:
+    if value not in (1, 2, 4, 8):
+        raise typer.BadParameter(f"{value} is not 1, 2, 4 or 8")
+    return value
+
+
+def views_option():
+    """``--test-time-views``: how many rotations and mirror images of each crop the model's card asks for."""
+    return typer.Option(
+        SETTINGS.scores.test_time_views,
+        callback=_views,
+        help="Rotations and mirror images of each crop whose probabilities are averaged at run time (1, 2, 4, 8).",
+    )
+
+
+def prior_option():
+    """``--prior-correction``: the strength of the class-prior correction the model's card asks for."""
+    return typer.Option(
+        SETTINGS.scores.prior_correction,
+        min=0.0,
+        help="Divide each type's probability by its share of the training crops to this power (0: off; 1: as if "
+        "every type were equally common).",
+    )
 
 
 @app.command()
@@ -76,9 +102,10 @@ def train(
         console.print(f"shipped {ship_to}")
 
 
-def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: Path) -> dict:
-    """What a trained cell-type model's card says of it: temperature (fitted on ``folder/val``), the training
-    crops' colour, classes, input size, crop geometry, and the slide normalisation it was trained with."""
+def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: Path, scores: dict) -> dict:
+    """What a trained cell-type model's card says of it: how its probabilities are made (``scores``, from
+    ``scores_card``), temperature (fitted on ``folder/val``), the training crops' colour, classes, input size,
+    crop geometry, and the slide normalisation it was trained with."""
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import stain_reference
@@ -86,7 +113,8 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
 
     clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
     clf.colour = colour  # (its card is not written yet)
-    facts = calibrate(clf, folder / "val", CELL_TYPES)
+    clf.configure_scores(scores)
+    facts = scores | calibrate(clf, folder / "val", CELL_TYPES)
     facts["stain_reference"] = stain_reference(sample_crops(folder / "train"))
     facts["classes"] = list(CELL_TYPES)
     facts["input_px"] = clf.imgsz
@@ -94,6 +122,24 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
         facts["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
     return facts
+
+
+def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
+    """The cells a cell-type model learns from: CELLS' table, Taleqani's types from ``cleaned`` when given, and
+    with ``pseudo`` (self-training) the teacher's confident calls on unlabelled cells; and those calls alone."""
+    import pandas as pd
+
+    from leukoscan.datasets.cells import read_cells
+
+    df = read_cells(cells)
+    if cleaned:
+        df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+    taught = pd.DataFrame(columns=df.columns)
+    if pseudo:
+        taught = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False).query("type != ''")[df.columns]
+        df = pd.concat([df, taught], ignore_index=True)
+        df.attrs["root"] = cells
+    return df, taught
 
 
 @app.command("train-cells")
@@ -134,29 +180,22 @@ def train_cells(
         max=1.0,
         help="Share of training crops whose cell is zoomed by up to 1.3x either way (the trial, see README).",
     ),
+    test_time_views: int = views_option(),
+    prior_correction: float = prior_option(),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
-    import pandas as pd
-
     from leukoscan.cards import ship
     from leukoscan.classify.augment import LabAugment
-    from leukoscan.classify.train import cell_card
+    from leukoscan.classify.train import cell_card, scores_card
     from leukoscan.classify.train import train_cells as run_train
-    from leukoscan.datasets.cells import SOURCES, lab_stain_targets, read_cells, training_folder
+    from leukoscan.datasets.cells import SOURCES, lab_stain_targets, training_folder
     from leukoscan.datasets.splits import manifest_hash
 
     unknown = set(exclude) - set(SOURCES)
     if unknown:
         fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
     with user_errors():
-        df = read_cells(cells)
-        if cleaned:
-            df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
-        taught = pd.DataFrame(columns=df.columns)
-        if pseudo:  # self-training: the teacher's confident calls on unlabelled cells join the labelled ones
-            taught = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False).query("type != ''")[df.columns]
-            df = pd.concat([df, taught], ignore_index=True)
-            df.attrs["root"] = cells
+        df, taught = training_cells(cells, cleaned, pseudo)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
     counts = training_folder(df, folder, tuple(exclude))
@@ -172,7 +211,8 @@ def train_cells(
         card = cell_card(CellRecipe(epochs=epochs), None, colour.value, augment)
     else:
         best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value, augment)
-    card.update(cell_model_facts(best, device, colour.value, folder, cells))
+    scores = scores_card(counts["train"], test_time_views, prior_correction)  # how its probabilities are made
+    card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
     card["data"] = {
         "sources": [s for s in SOURCES if s not in exclude],
         "excluded": list(exclude),
@@ -187,6 +227,41 @@ def train_cells(
     if ship_to:
         ship(best, ship_to, card)
         console.print(f"shipped {ship_to}")
+
+
+@app.command("calibrate")
+def calibrate_cells(
+    weights: Path = typer.Option(..., exists=True, dir_okay=False, help="A cell-type model (its card is rewritten)."),
+    data: Path = typer.Option(
+        ...,
+        exists=True,
+        file_okay=False,
+        help="The folder it was trained from (train/<type>/ and val/<type>/ crops, e.g. data/cells/runs/all).",
+    ),
+    test_time_views: int = views_option(),
+    prior_correction: float = prior_option(),
+    device: str = device_option(),
+) -> None:
+    """Re-make a trained cell-type model's scores: its test-time views and class-prior correction (the prior
+    from the crops of DATA/train), then its temperature fitted on DATA/val; its card is rewritten. Figures
+    measured with the old scores no longer hold: rerun bench/eval_crosslab.py."""
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.train import calibrate, folder_counts, scores_card
+
+    if not ((data / "train").is_dir() and (data / "val").is_dir()):
+        fail(f"{data} has no train/ and val/ crop folders (the training folder of the model)")
+    card_path = weights.with_suffix(".json")
+    with user_errors():
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        clf = CellClassifier(weights, device, strict=False)
+    scores = scores_card(folder_counts(data / "train"), test_time_views, prior_correction)
+    clf.configure_scores(scores)
+    card.update(scores | calibrate(clf, data / "val", CELL_TYPES))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    console.print(
+        json.dumps({k: card[k] for k in ("test_time_views", "temperature", "val_ece_before", "val_ece_after")})
+    )
 
 
 @app.command()

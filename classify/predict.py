@@ -11,12 +11,33 @@ import supervision as sv
 from leukoscan.cards import backend_file, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
-from leukoscan.classify.calibrate import apply_temperature
+from leukoscan.classify.calibrate import apply_temperature, correct_prior
 from leukoscan.classify.stain import reinhard
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
 from leukoscan.runtime import resolve_device
+
+
+def dihedral_views(crops: np.ndarray, views: int) -> np.ndarray:
+    """The first ``views`` (1, 2, 4 or 8) of each crop's rotations and mirror images, view by view
+    (``views`` x N crops): as it is, mirrored, turned 180 degrees, that mirrored, then the quarter turns. A
+    cell has no up or left, so a model should call each view alike; averaged over all 8, it does exactly."""
+    if views not in (1, 2, 4, 8):
+        raise ValueError(f"test-time views must be 1, 2, 4 or 8 (got {views})")
+    turns = [np.rot90(crops, k, axes=(1, 2)) for k in (0, 2, 1, 3)[: max(1, views // 2)]]
+    out = [view for turned in turns for view in (turned, turned[:, :, ::-1])][:views]
+    return np.ascontiguousarray(np.concatenate(out))
+
+
+def card_scores(card: dict) -> tuple[int, float, dict[str, float]]:
+    """A card's test-time views, prior-correction strength and class prior (one view and none without)."""
+    correction = card.get("prior_correction") or {}
+    return (
+        int(card.get("test_time_views", 1)),
+        float(correction.get("strength", 0.0)),
+        correction.get("class_prior", {}),
+    )
 
 
 class Classifier:
@@ -58,13 +79,29 @@ class Classifier:
             raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
         # a model trained without a class (not strict: a cleaning model that saw no blasts) gives it probability 0
         self.order = [next((i for i, n in names.items() if n == key), -1) for key in self.classes]
+        self.configure_scores(card)
         self.configure(card)
+
+    def configure_scores(self, card: dict) -> None:
+        """How its probabilities are made (a card without says: one view, no prior correction): the number of
+        test-time views, and the class prior its outputs are divided by (``scores_card``)."""
+        self.views, self.prior_strength, prior = card_scores(card)
+        self.prior = np.array([prior.get(key, 1.0) for key in self.classes])  # a class it was not taught: 0 anyway
 
     def configure(self, card: dict) -> None:
         """What a subclass reads of its model's card beyond what every classifier reads (nothing here)."""
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
-        """Uncalibrated softmax (N x 4, CLASSES order) for RGB crops, in batches of ``batch``.
+        """Uncalibrated probabilities (N x classes) for RGB crops: the softmax averaged over the crops'
+        ``views`` test-time views, divided by the class prior (``prior_strength``; then renormalised). The
+        temperature (``probs``) comes last, so that calibration never changes which class is on top."""
+        if not len(crops):
+            return np.zeros((0, len(self.classes)), np.float32)
+        views = self.softmax(dihedral_views(np.asarray(crops), self.views))
+        return correct_prior(views.reshape(self.views, len(crops), -1).mean(axis=0), self.prior, self.prior_strength)
+
+    def softmax(self, crops: np.ndarray) -> np.ndarray:
+        """The model's softmax (N x classes, ``classes`` order) for RGB crops, in batches of ``batch``.
 
         Crops of the model's input size go in as one RGB 0-1 tensor per batch, which is exactly what
         Ultralytics' resize / centre-crop / to-tensor makes of them, without its per-crop PIL round trip."""

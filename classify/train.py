@@ -128,6 +128,24 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
     return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
 
 
+def folder_counts(folder: Path) -> dict[str, int]:
+    """Crops per class in ``folder/<class>/``."""
+    return {
+        d.name: sum(f.suffix.lower() in (".png", ".jpg") for f in d.iterdir())
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+    }
+
+
+def scores_card(train_counts: dict[str, int], views: int, prior_correction: float) -> dict:
+    """What a cell-type model's card says of how its probabilities are made (``Classifier.configure_scores``):
+    its test-time views, and the class prior (each class's share of ``train_counts``) its outputs are
+    divided by, to the power ``prior_correction``."""
+    total = sum(train_counts.values())
+    prior = {key: round(n / total, 6) for key, n in sorted(train_counts.items()) if n}
+    return {"test_time_views": views, "prior_correction": {"strength": prior_correction, "class_prior": prior}}
+
+
 def calibrate(classifier, val_folder: Path, classes=None) -> dict:
     """Fit the temperature on the validation split; report ECE before and after."""
     probs, labels, _ = folder_predictions(classifier, val_folder, classes)

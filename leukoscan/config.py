@@ -88,6 +88,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class CellScores:
+    """How the cell-type model's probabilities are made from its outputs: the defaults a newly trained (or
+    recalibrated, ``leukoscan classify calibrate``) model's card gets; a model is then run as its card says.
+    Measured on the leave-one-lab-out models in bench/results/crosslab_scores.md (``bench/eval_scores.py``)."""
+
+    # each crop's 1, 2, 4 or 8 rotations and mirror images, their probabilities averaged: 2 (the crop and its
+    # mirror image); 4 and 8 do better still on unseen labs but cost the classifier 4 or 8 passes per cell, over
+    # the speed budget on 224 px fields (README, "Scores"; `leukoscan classify calibrate` to choose them)
+    test_time_views: int = 2
+    # P(type) divided by (its share of the training crops) ** this, then renormalised (0: off). The training
+    # crops are 30-40 % blasts; a cell unlike any the model was taught falls on the class it saw most, and a
+    # laboratory's normal slide is nothing like that mix: 1 scores as if every type were equally likely
+    prior_correction: float = 1.0
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """Classical colour segmentation of stained white cells (dataset labels and pre-labelling)."""
 
@@ -129,26 +145,26 @@ class Splits:
 @dataclass(frozen=True)
 class VerdictRules:
     """Slide verdict thresholds, tuned by ``python bench/eval_slides.py`` (bench/results/slides.json, run of
-    2026-12-01 on the zoom-augmented, self-trained models): on validation bags, normal slides flagged <= 2 %
-    at every slide size with both seen-lab and unseen-lab cell scores (the hard limit), then the most issue
-    targets met at 200 cells, then the most slides with 5 % blasts flagged.
+    2026-12-01 on the zoom-augmented, self-trained models with two test-time views and the class-prior
+    correction): on validation bags, normal slides flagged <= 2 % at every slide size with both seen-lab and
+    unseen-lab cell scores (the hard limit), then the most issue targets met at 200 cells, then the most
+    slides with 5 % blasts flagged.
 
     A blast count needs a per-cell error rate far below what the classifier has (it calls a few % of normal
     cells blasts on labs it saw, far more on others), so the rules count shares, with Wilson 95 % intervals:
-    a slide is ``suspected`` when the lower bound of the share of confident blasts (P(blast) >= 0.98)
-    reaches 1 %, or the lower bound of the blast fraction reaches 20 % (WHO's threshold of acute leukemia);
-    ``negative`` when the 95 % upper bound of the blast fraction is below 20 % and the confident-blast share
-    below 1 % (its upper bound would leave most normal slides ``indeterminate``); ``indeterminate``
-    between. ``None`` turns a rule off.
+    a slide is ``suspected`` when the lower bound of the share of confident blasts (P(blast) >= 0.95)
+    reaches 2 %, or the lower bound of the blast fraction reaches 20 % (WHO's threshold of acute leukemia);
+    ``negative`` when the blast fraction (its estimate: ``negative_z`` 0) is below 20 % and the confident-blast
+    share below 2 %; ``indeterminate`` between. ``None`` turns a rule off.
     """
 
     min_cells: int = 10  # fewer cells than this: "insufficient"
     min_fields: int = 1  # fewer usable fields (readable, passing quality control) than this: "insufficient"
     suspect_fraction: float | None = 0.20  # Wilson lower bound of the blast fraction that makes a slide "suspected"
-    confident_blast_p: float = 0.98  # P(blast) that makes a cell a confident blast
-    suspect_confident_fraction: float | None = 0.01  # Wilson lower bound of the confident-blast share: "suspected"
+    confident_blast_p: float = 0.95  # P(blast) that makes a cell a confident blast
+    suspect_confident_fraction: float | None = 0.02  # Wilson lower bound of the confident-blast share: "suspected"
     suspect_confident_blasts: int | None = None  # this many confident blasts also make a slide "suspected" (off)
-    negative_z: float = Z95  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
+    negative_z: float = 0.0  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops
@@ -161,6 +177,7 @@ class Settings:
     geometry: Geometry = field(default_factory=Geometry)
     detection: Detection = field(default_factory=Detection)
     run: Run = field(default_factory=Run)
+    scores: CellScores = field(default_factory=CellScores)
     segmentation: Segmentation = field(default_factory=Segmentation)
     splits: Splits = field(default_factory=Splits)
     quality: FieldQuality = field(default_factory=FieldQuality)

@@ -62,15 +62,16 @@ class Models:
         lazy: bool = False,
     ) -> Models:
         """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
-        its weight file, device, backend, temperature and stain reference (read from the files and cards):
+        its weight file, device, backend, temperature, stain reference and scores (read from the files and cards):
         a resume with nothing left to screen loads no model."""
         from leukoscan.cards import backend_file, read_card
-        from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
+        from leukoscan.classify.predict import CellClassifier, SubtypeClassifier, card_scores
         from leukoscan.detect.predict import Detector
         from leukoscan.runtime import resolve_device
 
         def unloaded(kind: type, weights: Path) -> Unloaded:
             card = read_card(weights)
+            views, prior_strength, _ = card_scores(card)
             return Unloaded(
                 partial(kind, weights, device, backend=backend),
                 weights=Path(backend_file(weights, backend)),
@@ -78,6 +79,8 @@ class Models:
                 backend=backend,
                 temperature=float(card.get("temperature", 1.0)),
                 stain_reference=card.get("stain_reference"),
+                views=views,
+                prior_strength=prior_strength,
             )
 
         models = (
@@ -106,6 +109,8 @@ class Models:
                     "file": str(self.classifier.weights),
                     "sha256": sha256(self.classifier.weights),
                     "temperature": self.classifier.temperature,
+                    "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
+                    "prior_correction": self.classifier.prior_strength,
                 },
                 "subtype": {
                     "file": str(self.subtype.weights),

@@ -60,21 +60,31 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
     assert det.class_id.tolist() == det.data[PROBS].argmax(1).tolist() == [0, 2, 0]
 
 
-def test_cell_type_trainer_smoke_and_physical_crops(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_cell_model(tmp_path_factory):
+    """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes: weights, card, crop folder."""
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.train import CellRecipe, train_cells
+
+    root = tmp_path_factory.mktemp("cell-crops")
+    for split, n in (("train", 6), ("val", 2)):
+        for k, key in enumerate(CELL_TYPES):
+            (root / split / key).mkdir(parents=True)
+            for i in range(n + (k == 0) * 3 * (split == "train")):  # 9 blasts to train on, 6 of each other type
+                cv2.imwrite(str(root / split / key / f"{i}.png"), crop("benign", k * 10 + i))
+    best, card = train_cells(
+        root, root / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0), device="cpu"
+    )
+    return best, card, root
+
+
+def test_cell_type_trainer_smoke_and_physical_crops(tiny_cell_model):
     """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes; the model crops a fixed
     physical window: the same cell at two magnifications gives the same crop (up to resampling)."""
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.classify.train import CellRecipe, train_cells
 
-    for split, n in (("train", 6), ("val", 2)):
-        for k, key in enumerate(CELL_TYPES):
-            (tmp_path / split / key).mkdir(parents=True)
-            for i in range(n):
-                cv2.imwrite(str(tmp_path / split / key / f"{i}.png"), crop("benign", k * 10 + i))
-    best, card = train_cells(
-        tmp_path, tmp_path / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0), device="cpu"
-    )
+    best, card, _ = tiny_cell_model
     assert best.is_file() and card["augment"]["p_blur"] > 0
     clf = CellClassifier(best, device="cpu")
     assert clf.classes == CELL_TYPES
@@ -126,6 +136,98 @@ def test_temperature_changes_confidence_not_argmax():
     sharp = apply_temperature(probs, 0.3)
     t = fit_temperature(sharp, labels)
     assert t > 1 and ece(apply_temperature(sharp, t), labels) < ece(sharp, labels)
+
+
+def test_prior_correction_divides_by_the_training_share_and_temperature_keeps_its_argmax():
+    """Strength 1: each class's probability divided by its share of the training crops (a class seen 7 times
+    as often as the others loses that much); a uniform prior or strength 0 changes nothing; the temperature,
+    applied after it, changes confidence and never the class on top."""
+    from leukoscan.classify.calibrate import correct_prior
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([0.5] * 4, size=300).astype(np.float32)
+    prior = np.array([0.7, 0.1, 0.1, 0.1])
+    assert correct_prior(probs, prior, 0.0) is probs
+    assert np.allclose(correct_prior(probs, np.full(4, 0.25), 1.0), probs, atol=1e-6)
+    corrected = correct_prior(probs, prior, 1.0)
+    expected = probs / prior
+    assert np.allclose(corrected, expected / expected.sum(1, keepdims=True), atol=1e-6)
+    assert np.allclose(corrected.sum(1), 1, atol=1e-5) and (corrected[:, 0] <= probs[:, 0] + 1e-7).all()
+    assert (corrected.argmax(1) == 0).sum() < (probs.argmax(1) == 0).sum()
+    assert (correct_prior(probs, prior, 2.0).argmax(1) == 0).sum() <= (corrected.argmax(1) == 0).sum()
+    for t in (0.5, 0.8, 3.0):
+        assert (apply_temperature(corrected, t).argmax(1) == corrected.argmax(1)).all()
+
+
+def test_test_time_views_make_the_call_blind_to_how_a_cell_is_turned(tiny_model):
+    """A cell has no up or left: averaged over its 8 rotations and mirror images, a model gives a crop and
+    its turned or mirrored copies the same probabilities (over 4 views: the crop and its half turn)."""
+    from leukoscan.classify.predict import Classifier, dihedral_views
+
+    crops = np.stack([crop(k, i) for i, k in enumerate(CLASSES * 2)])
+    crops[:, 5:15, 5:30] = (30, 200, 30)  # something off centre, so that a turn shows
+    views = dihedral_views(crops, 8)
+    assert views.shape == (8 * len(crops), *crops.shape[1:])
+    assert np.array_equal(views[: len(crops)], crops) and np.array_equal(views[len(crops) : 16], crops[:, :, ::-1])
+    assert np.array_equal(views[16:24], crops[:, ::-1, ::-1])  # the half turn
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        dihedral_views(crops, 3)
+
+    def top_left(batch):  # a stand-in for a model that minds orientation: the colour of a strip at the top left
+        strip = batch[:, :16, :32].mean((1, 2))
+        logits = np.concatenate([strip, strip[:, :1] / 2], 1) / 20
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    clf = Classifier(tiny_model, device="cpu")
+    assert clf.views == 1 and clf.prior_strength == 0  # a card without scores: as the model says
+    clf.softmax = top_left
+    turned, mirrored = np.rot90(crops, 1, axes=(1, 2)), crops[:, :, ::-1]
+    assert not np.allclose(clf.probs(crops), clf.probs(turned), atol=1e-3)  # one view is not blind to turns
+    clf.configure_scores({"test_time_views": 8})
+    probs = clf.probs(crops)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    for copy in (turned, mirrored, np.rot90(mirrored, 3, axes=(1, 2))):
+        assert np.allclose(probs, clf.probs(np.ascontiguousarray(copy)), atol=1e-6)
+    clf.configure_scores({"test_time_views": 4})
+    assert np.allclose(clf.probs(crops), clf.probs(np.ascontiguousarray(crops[:, ::-1, ::-1])), atol=1e-6)
+    assert not np.allclose(clf.probs(crops), clf.probs(turned), atol=1e-3)  # 4 views: a quarter turn still shows
+    assert clf.probs(crops[:0]).shape == (0, len(CLASSES))
+    real = Classifier(tiny_model, device="cpu")
+    real.configure_scores({"test_time_views": 8})  # the model itself, 8 views in one batch: as one view at a time
+    assert np.allclose(
+        real.raw_probs(crops), np.mean([real.softmax(v) for v in np.split(dihedral_views(crops, 8), 8)], 0), atol=1e-5
+    )
+
+
+def test_calibrate_rewrites_a_cell_models_scores_from_its_training_folder(tiny_cell_model, tmp_path):
+    """``classify calibrate``: the class prior from the training crops (9 blasts, 6 of each other type), the
+    test-time views asked for, and a temperature fitted on val with them; the classifier runs as it says."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.pipeline import app
+
+    best, card, folder = tiny_cell_model
+    weights = tmp_path / "cells.pt"
+    shutil.copyfile(best, weights)
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    args = ["classify", "calibrate", "--weights", str(weights), "--data", str(folder), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--test-time-views", "2", "--prior-correction", "0.5"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["test_time_views"] == 2 and card["prior_correction"]["strength"] == 0.5
+    prior = card["prior_correction"]["class_prior"]
+    assert prior["blast"] == round(9 / 57, 6) and prior["neutrophil"] == round(6 / 57, 6) and len(prior) == 9
+    assert card["temperature"] > 0 and "val_ece_after" in card and "recipe" in card  # the rest of the card kept
+    clf = CellClassifier(weights, device="cpu")
+    assert (clf.views, clf.prior_strength, clf.temperature) == (2, 0.5, card["temperature"])
+    assert np.allclose(clf.prior, [prior[key] for key in CELL_TYPES])
+    assert CliRunner().invoke(app, [*args, "--test-time-views", "3"]).exit_code == 2
 
 
 def test_stain_jitter_and_distance():

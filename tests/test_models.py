@@ -12,7 +12,7 @@ import pytest
 
 import leukoscan
 from leukoscan.cards import read_card, sha256
-from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
+from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
 from leukoscan.models import ModelFiles, Models, Unloaded
 
 
@@ -69,6 +69,14 @@ def test_lazy_load_uses_the_shipped_weights_and_cards_and_loads_a_model_only_whe
         assert entry["file"] == str(model.weights)
         assert entry["sha256"] == sha256(model.weights) == read_card(model.weights)["sha256"]
     assert described["models"]["classifier"]["temperature"] == models.classifier.temperature
+    card = read_card(CLASSIFIER_WEIGHTS)  # how the classifier's probabilities are made: as its card says
+    scores = SETTINGS.scores  # the shipped card's are the defaults
+    assert described["models"]["classifier"]["test_time_views"] == card["test_time_views"] == scores.test_time_views
+    assert (
+        described["models"]["classifier"]["prior_correction"]
+        == card["prior_correction"]["strength"]
+        == scores.prior_correction
+    )
     assert all(m._model is None for m in bundle.values())  # (as tests/test_slide.py reads it) nothing loaded yet
 
     assert models.classifier.imgsz == read_card(CLASSIFIER_WEIGHTS)["input_px"]  # a question for the model itself
