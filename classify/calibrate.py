@@ -1,4 +1,4 @@
-"""Temperature scaling and expected calibration error for the classifier's probabilities."""
+"""Temperature scaling, class-prior correction and expected calibration error for the classifiers' probabilities."""
 
 from __future__ import annotations
 
