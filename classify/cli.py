@@ -251,11 +251,14 @@ def calibrate_cells(
 
     if not ((data / "train").is_dir() and (data / "val").is_dir()):
         fail(f"{data} has no train/ and val/ crop folders (the training folder of the model)")
+    counts = {split: folder_counts(data / split) for split in ("train", "val")}
+    if empty := [split for split, n in counts.items() if not sum(n.values())]:
+        fail(f"no crops under {data / empty[0]}/<type>/ (the training folder of the model)")
     card_path = weights.with_suffix(".json")
     with user_errors():
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         clf = CellClassifier(weights, device, strict=False)
-    scores = scores_card(folder_counts(data / "train"), test_time_views, prior_correction)
+    scores = scores_card(counts["train"], test_time_views, prior_correction)
     clf.configure_scores(scores)
     card.update(scores | calibrate(clf, data / "val", CELL_TYPES))
     card_path.write_text(json.dumps(card, indent=2) + "\n")

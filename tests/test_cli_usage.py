@@ -105,6 +105,12 @@ TABLE = """
 2 classify train-cells --pseudo {missing}.csv
 2 classify train-cells --stain-transfer 2
 2 classify train-cells --zoom -1
+2 classify calibrate --data {crops}  # --weights is required
+2 classify calibrate --weights {garbage} --data {crops}  # no train/ in it
+2 classify calibrate --weights {garbage} --data {calib}  # train/ and val/ without crops
+2 classify calibrate --weights {garbage} --data {calib_full}  # not a model
+2 classify calibrate --weights {garbage} --data {calib_full} --test-time-views 3
+2 classify calibrate --weights {garbage} --data {calib_full} --prior-correction -1
 2 classify val --data {missing}
 2 classify val --data {crops} --weights {garbage}
 2 classify val --data {crops}  # no crops in it
@@ -133,6 +139,11 @@ def ws(tmp_path_factory):
     for split in ("train.txt", "val.txt"):
         (paths["labset"] / split).write_text("")
     (paths["crops"] / "val").mkdir(parents=True)
+    for split in ("train", "val"):  # a training folder: empty, and with one crop per split
+        (root / "calib" / split / "blast").mkdir(parents=True)
+        (root / "calib_full" / split / "blast").mkdir(parents=True)
+        (root / "calib_full" / split / "blast" / "0.png").write_bytes(b"")
+    paths["calib"], paths["calib_full"] = root / "calib", root / "calib_full"
     splits = f"path: {paths['labset']}\ntrain: train.txt\nval: val.txt\n"  # a data.yaml Ultralytics takes
     files = {
         "garbage": ("garbage.pt", "not a model"),
