@@ -12,6 +12,7 @@ self-trained on it: its card's ``data.pseudo_labs``, marked * in the table); the
 PBC's own images (seen by every model but no-pbc).
 
     python bench/eval_crosslab.py            # writes bench/results/crosslab.{json,md}
+    python bench/eval_crosslab.py --backend openvino-int8   # the shipped export: crosslab_openvino-int8.*
 """
 
 from __future__ import annotations
@@ -43,20 +44,21 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def predict(weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normalise: bool = False) -> np.ndarray:
+def predict(
+    weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normalise: bool = False, backend: str = "pytorch"
+) -> np.ndarray:
     """Calibrated CELL_TYPES probabilities of each crop (rows of ``cells``). A model trained on
     colour-normalised crops gets each group of them (``stain_groups``: a lab, or a Taleqani block, as one
     slide) normalised with that group's own colour, as ``leukoscan run`` does with a slide; with
     ``normalise``, a model trained without gets them Reinhard-normalised to 1,000 training crops of its
-    sources (the inference-only trial)."""
+    sources (the inference-only trial). ``backend``: the model's export (``leukoscan export``) instead."""
     from leukoscan.cards import read_card
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import lab_stats, reinhard
     from leukoscan.datasets.cells import read_crops, stain_groups
 
-    clf = CellClassifier(
-        weights, device="cpu", strict=False
-    )  # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
+    # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
+    clf = CellClassifier(weights, device="cpu", strict=False, backend=backend)
     crops = read_crops(cells)
     if clf.stain_normalisation:
         groups = stain_groups(cells)
@@ -202,6 +204,8 @@ def markdown(result: dict) -> str:
         "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
         "|---|---|---|---|---|---|---|",
     ]
+    if not result["leave_one_lab_out"]:  # the shipped model's export alone (--backend)
+        lines = [f"The shipped models' {result.get('backend')} export: no leave-one-lab-out models (not exported)."]
     for source, rows in result["leave_one_lab_out"].items():
         key, target, higher = HEADLINE[source]
         row, norm = rows["model"], rows.get("reinhard")
@@ -256,15 +260,15 @@ def _counts(result: dict, labs: list[str]) -> list[tuple[str, int]]:
     return [(lab, first[lab]["n"]) for lab in labs]
 
 
-def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path) -> None:
+def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path, backend: str = "pytorch") -> None:
     """The shipped model (``weights/classifier.pt``) on every source's test split, and its confusion matrix;
     the blast subtype from ``weights``' subtype.pt, or the shipped one when a trial's folder has none."""
     from leukoscan.classify.predict import SubtypeClassifier
 
     test = cells[cells.split == "test"]
-    probs = predict(weights / "classifier.pt", test, cells)
+    probs = predict(weights / "classifier.pt", test, cells, backend=backend)
     subtype = weights / "subtype.pt" if (weights / "subtype.pt").exists() else WEIGHTS_DIR / "subtype.pt"
-    subtype_model = SubtypeClassifier(subtype, device="cpu")
+    subtype_model = SubtypeClassifier(subtype, device="cpu", backend=backend)
     for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
         m = (test.source == source).to_numpy()
         row = per_type(test[m], probs[m])
@@ -286,13 +290,23 @@ def main() -> None:
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--name", default="crosslab")
+    ap.add_argument("--name", help="results file name (default crosslab, or crosslab_<backend>)")
+    ap.add_argument(
+        "--backend",
+        choices=("pytorch", "onnx", "openvino", "openvino-int8"),
+        default="pytorch",
+        help="the shipped models' export (after `leukoscan export`) on the test splits; the leave-one-lab-out "
+        "models and TXL-PBC's labs are PyTorch only",
+    )
     ap.add_argument(
         "--update-card",
         action="store_true",
         help="write the figures and the sources' manifest hashes into weights/classifier.json",
     )
     args = ap.parse_args()
+    if args.update_card and args.backend != "pytorch":
+        ap.error("--update-card writes the PyTorch model's figures: drop --backend")
+    args.name = args.name or ("crosslab" if args.backend == "pytorch" else f"crosslab_{args.backend}")
     if not (args.cells / "cells.csv").exists():
         from leukoscan.datasets.cells import build_cells
         from leukoscan.detect.predict import Detector
@@ -304,14 +318,14 @@ def main() -> None:
     cells = read_cells(args.cells)
     cells["original_type"] = cells["type"]
     cells["subtype_truth"] = cells["subtype"]
-    result: dict = {"leave_one_lab_out": {}, "shipped": {}}
+    result: dict = {"backend": args.backend, "leave_one_lab_out": {}, "shipped": {}}
     held = {
         "munich": cells[cells.source == "munich"],
         "pbc": cells[cells.source == "pbc"],
         "zheng": cells[cells.source == "zheng"],
         "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")],
     }
-    for source, subset in held.items():
+    for source, subset in held.items() if args.backend == "pytorch" else ():
         weights = args.weights / "lolo" / f"no-{source}.pt"
         if not weights.exists():
             print(f"skipped: {weights} missing (python bench/train_crosslab.py --only {source})")
@@ -322,12 +336,13 @@ def main() -> None:
         result["leave_one_lab_out"][source] = rows
         print(source, json.dumps(rows), flush=True)
     if (args.weights / "classifier.pt").exists():  # a trial's folder may hold leave-one-lab-out models only
-        shipped(result, cells, args.weights, args.data_root)
-    white = txl_white_cells(args.cells, args.data_root)
-    models = {f"no-{s}": args.weights / "lolo" / f"no-{s}.pt" for s in held} | {
-        "shipped": args.weights / "classifier.pt"
-    }
-    result["txl_white"] = unlabelled_labs(white, {k: v for k, v in models.items() if v.exists()}, cells)
+        shipped(result, cells, args.weights, args.data_root, args.backend)
+    if args.backend == "pytorch":
+        white = txl_white_cells(args.cells, args.data_root)
+        models = {f"no-{s}": args.weights / "lolo" / f"no-{s}.pt" for s in held} | {
+            "shipped": args.weights / "classifier.pt"
+        }
+        result["txl_white"] = unlabelled_labs(white, {k: v for k, v in models.items() if v.exists()}, cells)
     RESULTS.mkdir(exist_ok=True)
     md = markdown(result)
     result.pop("confusion_md", None)
