@@ -185,6 +185,27 @@ def unlabelled_labs(white: pd.DataFrame, models: dict[str, Path], cells: pd.Data
     return out
 
 
+def source_figures(source: str, cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None) -> dict:
+    """The shipped model's figures on one source's test cells: per type, and Munich's blast-vs-neutrophil or
+    Taleqani's image-level figures (``subtype``: its blasts' subtype probabilities, for the 4-class call)."""
+    row = per_type(cells, probs)
+    if source == "munich":
+        row.update(munich(cells, probs))
+    if source == "taleqani":
+        row.update(taleqani(cells, probs, subtype))
+    return row
+
+
+def held_out_sets(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """What each leave-one-lab-out model is scored on: every cell of Munich, PBC and Zheng, Taleqani's test blocks."""
+    return {
+        "munich": cells[cells.source == "munich"],
+        "pbc": cells[cells.source == "pbc"],
+        "zheng": cells[cells.source == "zheng"],
+        "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")],
+    }
+
+
 def held_out_row(source: str, subset: pd.DataFrame, probs: np.ndarray) -> dict:
     return {"munich": munich, "taleqani": taleqani}.get(source, per_type)(subset, probs)
 
@@ -198,14 +219,16 @@ HEADLINE = {  # held-out source -> (metric, target, higher is better)
 
 
 def markdown(result: dict) -> str:
-    lines = [
-        "Leave one lab out: each source held out of training, the figures on it (cells never seen).",
-        "",
-        "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    if not result["leave_one_lab_out"]:  # the shipped model's export alone (--backend)
-        lines = [f"The shipped models' {result.get('backend')} export: no leave-one-lab-out models (not exported)."]
+    lines = (
+        [
+            "Leave one lab out: each source held out of training, the figures on it (cells never seen).",
+            "",
+            "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        if result["leave_one_lab_out"]
+        else [f"The shipped models' {result.get('backend')} export: no leave-one-lab-out models (not exported)."]
+    )
     for source, rows in result["leave_one_lab_out"].items():
         key, target, higher = HEADLINE[source]
         row, norm = rows["model"], rows.get("reinhard")
@@ -271,11 +294,8 @@ def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path, b
     subtype_model = SubtypeClassifier(subtype, device="cpu", backend=backend)
     for source in ("munich", "pbc", "zheng", "txl", "taleqani"):
         m = (test.source == source).to_numpy()
-        row = per_type(test[m], probs[m])
-        if source == "munich":
-            row.update(munich(test[m], probs[m]))
-        if source == "taleqani":
-            row.update(taleqani(test[m], probs[m], subtype_probs(subtype_model, test[m], data_root)))
+        subtype = subtype_probs(subtype_model, test[m], data_root) if source == "taleqani" else None
+        row = source_figures(source, test[m], probs[m], subtype)
         result["shipped"][source] = row
         print("shipped", source, json.dumps(row), flush=True)
     labelled = (test.source != "taleqani").to_numpy()
@@ -319,12 +339,7 @@ def main() -> None:
     cells["original_type"] = cells["type"]
     cells["subtype_truth"] = cells["subtype"]
     result: dict = {"backend": args.backend, "leave_one_lab_out": {}, "shipped": {}}
-    held = {
-        "munich": cells[cells.source == "munich"],
-        "pbc": cells[cells.source == "pbc"],
-        "zheng": cells[cells.source == "zheng"],
-        "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")],
-    }
+    held = held_out_sets(cells)
     for source, subset in held.items() if args.backend == "pytorch" else ():
         weights = args.weights / "lolo" / f"no-{source}.pt"
         if not weights.exists():

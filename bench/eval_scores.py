@@ -24,12 +24,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_crosslab import HEADLINE, RESULTS, held_out_row, munich, per_type, taleqani  # noqa: E402
+from eval_crosslab import HEADLINE, RESULTS, held_out_row, held_out_sets, source_figures  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, TEST_TIME_VIEWS, WEIGHTS_DIR  # noqa: E402
 
-VIEWS = (1, 2, 4, 8)
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SHIPPED = {  # source -> figures of the shipped model on its test split
     "munich": ("auc_blast_vs_neutrophil", "blast_recall"),
@@ -51,9 +50,8 @@ def variants(weights: Path, crops: np.ndarray, data: Path):
     every_view = _AllViews(clf)
     val, labels, _ = folder_predictions(every_view, data / "val", CELL_TYPES)
     test = every_view.raw_probs(crops)
-    counts = folder_counts(data / "train")
-    for views, strength in itertools.product(VIEWS, STRENGTHS):
-        clf.configure_scores(scores_card(counts, views, strength))  # its class prior, as at run time
+    clf.configure_scores(scores_card(folder_counts(data / "train"), 8, 1.0))  # its class prior, as at run time
+    for views, strength in itertools.product(TEST_TIME_VIEWS, STRENGTHS):
         val_p, test_p = (correct_prior(p[:views].mean(0), clf.prior, strength) for p in (val, test))
         yield views, strength, apply_temperature(test_p, fit_temperature(val_p, labels))
 
@@ -107,14 +105,8 @@ def main() -> None:
 
     cells = read_cells(args.cells)
     cells["original_type"], cells["subtype_truth"] = cells["type"], cells["subtype"]
-    held = {
-        "munich": cells[cells.source == "munich"],
-        "pbc": cells[cells.source == "pbc"],
-        "zheng": cells[cells.source == "zheng"],
-        "taleqani": cells[(cells.source == "taleqani") & (cells.split == "test")],
-    }
     rows = []
-    for source, subset in held.items():
+    for source, subset in held_out_sets(cells).items():
         weights, data = args.weights / "lolo" / f"no-{source}.pt", args.cells / "runs" / f"no-{source}"
         metric = HEADLINE[source][0]
         for views, strength, probs in variants(weights, read_crops(subset), data):
@@ -129,8 +121,7 @@ def main() -> None:
         row = {"views": views, "prior correction": strength}
         for source, keys in SHIPPED.items():
             m = (test.source == source).to_numpy()
-            figures = per_type(test[m], probs[m])
-            figures |= {"munich": munich, "taleqani": taleqani}.get(source, lambda *_: {})(test[m], probs[m])
+            figures = source_figures(source, test[m], probs[m])
             row |= {f"{source} {key}": figures[key] for key in keys}
         shipped.append(row)
         print(json.dumps(row), flush=True)

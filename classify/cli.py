@@ -10,7 +10,16 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.config import BUILD_DIR, CLASSIFIER_WEIGHTS, DATA_ROOT, REPO_ROOT, SETTINGS, SUBTYPE_WEIGHTS, Colour
+from leukoscan.config import (
+    BUILD_DIR,
+    CLASSIFIER_WEIGHTS,
+    DATA_ROOT,
+    REPO_ROOT,
+    SETTINGS,
+    SUBTYPE_WEIGHTS,
+    TEST_TIME_VIEWS,
+    Colour,
+)
 from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
 
 app = typer.Typer(
@@ -23,7 +32,7 @@ RUNS = REPO_ROOT / "runs"
 
 
 def _views(value: int) -> int:
-    if value not in (1, 2, 4, 8):
+    if value not in TEST_TIME_VIEWS:
         raise typer.BadParameter(f"{value} is not 1, 2, 4 or 8")
     return value
 

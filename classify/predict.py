@@ -13,7 +13,7 @@ from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, w
 from leukoscan.classify.augment import as_input
 from leukoscan.classify.calibrate import apply_temperature, correct_prior
 from leukoscan.classify.stain import reinhard
-from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS
+from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS, TEST_TIME_VIEWS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
 from leukoscan.runtime import resolve_device
@@ -23,7 +23,7 @@ def dihedral_views(crops: np.ndarray, views: int) -> np.ndarray:
     """The first ``views`` (1, 2, 4 or 8) of each crop's rotations and mirror images, view by view
     (``views`` x N crops): as it is, mirrored, turned 180 degrees, that mirrored, then the quarter turns. A
     cell has no up or left, so a model should call each view alike; averaged over all 8, it does exactly."""
-    if views not in (1, 2, 4, 8):
+    if views not in TEST_TIME_VIEWS:
         raise ValueError(f"test-time views must be 1, 2, 4 or 8 (got {views})")
     turns = [np.rot90(crops, k, axes=(1, 2)) for k in (0, 2, 1, 3)[: max(1, views // 2)]]
     out = [view for turned in turns for view in (turned, turned[:, :, ::-1])][:views]

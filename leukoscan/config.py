@@ -87,6 +87,9 @@ class Run:
     classifier_batch: int = 256  # cell crops per classifier pass
 
 
+TEST_TIME_VIEWS = (1, 2, 4, 8)  # the test-time views a cell-type model can ask for (classify.predict.dihedral_views)
+
+
 @dataclass(frozen=True)
 class CellScores:
     """How the cell-type model's probabilities are made from its outputs: the defaults a newly trained (or
