@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES, SUBTYPES  # noqa: E402
-from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NORMAL = [t for t in CELL_TYPES if t not in ("blast", "other")]
@@ -45,13 +45,19 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
 
 
 def predict(
-    weights: Path, cells: pd.DataFrame, all_cells: pd.DataFrame, normalise: bool = False, backend: str = "pytorch"
+    weights: Path,
+    cells: pd.DataFrame,
+    all_cells: pd.DataFrame,
+    normalise: bool = False,
+    backend: str = "pytorch",
+    crops: np.ndarray | None = None,
 ) -> np.ndarray:
     """Calibrated CELL_TYPES probabilities of each crop (rows of ``cells``). A model trained on
     colour-normalised crops gets each group of them (``stain_groups``: a lab, or a Taleqani block, as one
     slide) normalised with that group's own colour, as ``leukoscan run`` does with a slide; with
     ``normalise``, a model trained without gets them Reinhard-normalised to 1,000 training crops of its
-    sources (the inference-only trial). ``backend``: the model's export (``leukoscan export``) instead."""
+    sources (the inference-only trial). ``backend``: the model's export (``leukoscan export``) instead;
+    ``crops``: the crops of ``cells`` cut otherwise (default: the dataset's)."""
     from leukoscan.cards import read_card
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import lab_stats, reinhard
@@ -59,7 +65,7 @@ def predict(
 
     # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
     clf = CellClassifier(weights, device="cpu", strict=False, backend=backend)
-    crops = read_crops(cells)
+    crops = read_crops(cells) if crops is None else crops.copy()
     if clf.stain_normalisation:
         groups = stain_groups(cells)
         for _, idx in groups.groupby(groups).indices.items():
@@ -72,6 +78,17 @@ def predict(
         reference = lab_stats(read_crops(train))
         crops = reinhard(crops, lab_stats(crops), reference)
     return clf.probs(crops)
+
+
+def eval_cells(folder: Path) -> pd.DataFrame:
+    """A built cell dataset (``leukoscan data cells``) as the benchmarks score it: each cell's label as built
+    kept as ``original_type`` (a Taleqani cell's field diagnosis, whatever cleaning makes of ``type``) and its
+    field's subtype as ``subtype_truth``."""
+    from leukoscan.datasets.cells import read_cells
+
+    cells = read_cells(folder)
+    cells["original_type"], cells["subtype_truth"] = cells["type"], cells["subtype"]
+    return cells
 
 
 def per_type(cells: pd.DataFrame, probs: np.ndarray) -> dict:
@@ -147,6 +164,37 @@ def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     return out
 
 
+def slide_scale_crops(cells: pd.DataFrame, data_root: Path) -> np.ndarray:
+    """Taleqani cells cut as ``leukoscan run`` cuts a slide's: each block of one class (about one patient, one
+    slide) at its own white-cell diameter, the detector's estimate on the block's first two fields, instead of
+    the lab's median (the dataset's crops, what the models were trained on)."""
+    from types import SimpleNamespace
+
+    from leukoscan.crops import crop_cells, window_px
+    from leukoscan.datasets.build import taleqani_cells
+    from leukoscan.datasets.cells import stain_groups
+    from leukoscan.detect.predict import Detector
+
+    detector, size = Detector(device="cpu"), SETTINGS.geometry.cell_crop_px
+    out = np.zeros((len(cells), size, size, 3), np.uint8)
+    fields = {}
+    for file in cells.file.unique():
+        rel = Path(file).relative_to("all-taleqani/Original")
+        fields[file] = taleqani_cells(
+            data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name)
+        )
+    blocks = stain_groups(cells).to_numpy()
+    for block in np.unique(blocks):
+        in_block = np.flatnonzero(blocks == block)
+        first = sorted(cells.file.iloc[in_block].unique())[:2]
+        side = window_px(detector.estimate_cell_px([fields[f][0] for f in first]))
+        for file, idx in cells.iloc[in_block].groupby("file").indices.items():
+            rows = in_block[idx]
+            rgb, boxes, _ = fields[file]
+            out[rows] = crop_cells(rgb, boxes.xyxy[cells.cell.to_numpy()[rows]], size=size, side=side)
+    return out
+
+
 def confusion(cells: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     """Rows: true type; columns: predicted type (counts)."""
     call = pd.Categorical(np.asarray(CELL_TYPES)[probs.argmax(1)], categories=CELL_TYPES)
@@ -196,6 +244,27 @@ def source_figures(source: str, cells: pd.DataFrame, probs: np.ndarray, subtype:
     return row
 
 
+def flat_source_figures(test: pd.DataFrame, probs: np.ndarray, keys: dict[str, tuple[str, ...]]) -> dict:
+    """``source_figures`` of each source in ``keys`` on its cells of ``test``, those named there, as one flat
+    row (``"<source> <figure>"``) for a table of trials."""
+    row = {}
+    for source, names in keys.items():
+        m = (test.source == source).to_numpy()
+        figures = source_figures(source, test[m], probs[m])
+        row |= {f"{source} {name}": figures[name] for name in names}
+    return row
+
+
+def trial_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The command line of a trial script over the leave-one-lab-out and shipped models: its cell dataset,
+    models folder and results name."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
+    ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--name", default=name, help="results file name")
+    return ap
+
+
 def held_out_sets(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """What each leave-one-lab-out model is scored on: every cell of Munich, PBC and Zheng, Taleqani's test blocks."""
     return {
@@ -240,6 +309,7 @@ def markdown(result: dict) -> str:
             f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f} | "
             f"{'–' if norm is None else f'{norm[key]:.3f}'} | {json.dumps(other)} |"
         )
+    lines += _slide_scale_lines(result) + _held_out_confusion_lines(result)
     if result["shipped"]:
         lines += [
             "",
@@ -278,6 +348,43 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _slide_scale_lines(result: dict) -> list[str]:
+    """Markdown: Taleqani at the lab scale and at each block's own scale (``at_slide_scale``)."""
+    if not result.get("taleqani_slide_scale"):
+        return []
+    lines = [
+        "",
+        "Taleqani's test blocks cut at the lab's scale (the dataset's crops, as above) and at each block's own "
+        "white-cell estimate on its first two fields (as `leukoscan run` cuts a slide):",
+        "",
+        "| model | crops | image AUC (ALL vs Benign) | ALL-field cells called blast | Benign cells called blast |",
+        "|---|---|---|---|---|",
+    ]
+    lab_scale = {
+        "no-taleqani": result["leave_one_lab_out"].get("taleqani", {}).get("model"),
+        "shipped": result["shipped"].get("taleqani"),
+    }
+    for name, row in result["taleqani_slide_scale"].items():
+        for crops, figures in (("lab scale", lab_scale[name]), ("slide scale", row)):
+            if figures:
+                lines.append(
+                    f"| {name} | {crops} | {figures['image_auc_all_vs_benign']:.3f} | "
+                    f"{figures['cell_blast_recall_all_fields']:.3f} | {figures['benign_cells_called_blast']:.3f} |"
+                )
+    return lines
+
+
+def _held_out_confusion_lines(result: dict) -> list[str]:
+    """Markdown: the leave-one-lab-out models' confusion on the typed sources they never saw."""
+    lines: list[str] = []
+    confusions = {s: rows["confusion"] for s, rows in result["leave_one_lab_out"].items() if "confusion" in rows}
+    if confusions:
+        lines += ["", "What each leave-one-lab-out model calls the cells of the source it never saw (rows: true type):"]
+    for source, table in confusions.items():
+        lines += ["", f"no-{source} on {source}:", "", pd.DataFrame.from_dict(table, orient="index").to_markdown()]
+    return lines
+
+
 def _counts(result: dict, labs: list[str]) -> list[tuple[str, int]]:
     first = next(iter(result["txl_white"].values()))
     return [(lab, first[lab]["n"]) for lab in labs]
@@ -302,6 +409,16 @@ def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path, b
     table = confusion(test[labelled], probs[labelled])
     result["confusion"] = {t: table.loc[t].to_dict() for t in table.index}
     result["confusion_md"] = table.to_markdown()
+
+
+def at_slide_scale(test: pd.DataFrame, cells: pd.DataFrame, weights: Path, data_root: Path) -> dict:
+    """The Taleqani figures of the model blind to Taleqani and of the shipped one on its test blocks cut at
+    each block's own scale (``slide_scale_crops``), as ``leukoscan run`` would see them."""
+    models = {"no-taleqani": weights / "lolo" / "no-taleqani.pt", "shipped": weights / "classifier.pt"}
+    crops = slide_scale_crops(test, data_root)
+    out = {name: taleqani(test, predict(w, test, cells, crops=crops)) for name, w in models.items() if w.exists()}
+    print("taleqani at slide scale", json.dumps(out), flush=True)
+    return out
 
 
 def main() -> None:
@@ -333,11 +450,9 @@ def main() -> None:
 
         build_cells(args.data_root, args.cells, Detector(device="cpu"))
     from leukoscan.cards import read_card
-    from leukoscan.datasets.cells import read_cells, txl_white_cells
+    from leukoscan.datasets.cells import txl_white_cells
 
-    cells = read_cells(args.cells)
-    cells["original_type"] = cells["type"]
-    cells["subtype_truth"] = cells["subtype"]
+    cells = eval_cells(args.cells)
     result: dict = {"backend": args.backend, "leave_one_lab_out": {}, "shipped": {}}
     held = held_out_sets(cells)
     for source, subset in held.items() if args.backend == "pytorch" else ():
@@ -345,7 +460,10 @@ def main() -> None:
         if not weights.exists():
             print(f"skipped: {weights} missing (python bench/train_crosslab.py --only {source})")
             continue
-        rows = {"model": held_out_row(source, subset, predict(weights, subset, cells))}
+        probs = predict(weights, subset, cells)
+        rows = {"model": held_out_row(source, subset, probs)}
+        if source != "taleqani":  # typed cells: what the model calls each type it never saw from this lab
+            rows["confusion"] = confusion(subset, probs).to_dict(orient="index")
         if not read_card(weights).get("stain_normalisation"):  # the inference-only trial, for a model trained without
             rows["reinhard"] = held_out_row(source, subset, predict(weights, subset, cells, normalise=True))
         result["leave_one_lab_out"][source] = rows
@@ -353,6 +471,7 @@ def main() -> None:
     if (args.weights / "classifier.pt").exists():  # a trial's folder may hold leave-one-lab-out models only
         shipped(result, cells, args.weights, args.data_root, args.backend)
     if args.backend == "pytorch":
+        result["taleqani_slide_scale"] = at_slide_scale(held["taleqani"], cells, args.weights, args.data_root)
         white = txl_white_cells(args.cells, args.data_root)
         models = {f"no-{s}": args.weights / "lolo" / f"no-{s}.pt" for s in held} | {
             "shipped": args.weights / "classifier.pt"

@@ -12,7 +12,6 @@ The models are those of ``--weights``; their cards' own scores are not used.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -24,10 +23,18 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_crosslab import HEADLINE, RESULTS, held_out_row, held_out_sets, source_figures  # noqa: E402
+from eval_crosslab import (  # noqa: E402
+    HEADLINE,
+    RESULTS,
+    eval_cells,
+    flat_source_figures,
+    held_out_row,
+    held_out_sets,
+    trial_parser,
+)
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import BUILD_DIR, TEST_TIME_VIEWS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import TEST_TIME_VIEWS  # noqa: E402
 
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SHIPPED = {  # source -> figures of the shipped model on its test split
@@ -96,15 +103,10 @@ def markdown(rows: pd.DataFrame, shipped: pd.DataFrame) -> str:
 
 def main() -> None:
     runtime.setup()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
-    ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--name", default="crosslab_scores")
-    args = ap.parse_args()
-    from leukoscan.datasets.cells import read_cells, read_crops
+    args = trial_parser(__doc__, "crosslab_scores").parse_args()
+    from leukoscan.datasets.cells import read_crops
 
-    cells = read_cells(args.cells)
-    cells["original_type"], cells["subtype_truth"] = cells["type"], cells["subtype"]
+    cells = eval_cells(args.cells)
     rows = []
     for source, subset in held_out_sets(cells).items():
         weights, data = args.weights / "lolo" / f"no-{source}.pt", args.cells / "runs" / f"no-{source}"
@@ -119,10 +121,7 @@ def main() -> None:
         args.weights / "classifier.pt", read_crops(test), args.cells / "runs" / "all"
     ):
         row = {"views": views, "prior correction": strength}
-        for source, keys in SHIPPED.items():
-            m = (test.source == source).to_numpy()
-            figures = source_figures(source, test[m], probs[m])
-            row |= {f"{source} {key}": figures[key] for key in keys}
+        row |= flat_source_figures(test, probs, SHIPPED)
         shipped.append(row)
         print(json.dumps(row), flush=True)
     held_table = pd.DataFrame(rows).pivot_table(

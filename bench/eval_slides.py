@@ -31,7 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_crosslab import predict  # noqa: E402
+from eval_crosslab import eval_cells, predict  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST  # noqa: E402
@@ -266,11 +266,8 @@ def main() -> None:
     ap.add_argument("--bags", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from leukoscan.datasets.cells import read_cells
-
-    cells = read_cells(args.cells)
+    cells = eval_cells(args.cells)
     cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)
-    cells["original_type"] = cells["type"]
     if cleaned.exists():
         cells["type"] = (
             pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(cells.crop).to_numpy()

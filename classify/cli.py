@@ -118,12 +118,11 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import stain_reference
-    from leukoscan.classify.train import calibrate, sample_crops
+    from leukoscan.classify.train import calibrate_scores, sample_crops
 
     clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
     clf.colour = colour  # (its card is not written yet)
-    clf.configure_scores(scores)
-    facts = scores | calibrate(clf, folder / "val", CELL_TYPES)
+    facts = calibrate_scores(clf, scores, folder / "val")
     facts["stain_reference"] = stain_reference(sample_crops(folder / "train"))
     facts["classes"] = list(CELL_TYPES)
     facts["input_px"] = clf.imgsz
@@ -254,9 +253,8 @@ def calibrate_cells(
     """Re-make a trained cell-type model's scores: its test-time views and class-prior correction (the prior
     from the crops of DATA/train), then its temperature fitted on DATA/val; its card is rewritten. Figures
     measured with the old scores no longer hold: rerun bench/eval_crosslab.py."""
-    from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.classify.train import calibrate, folder_counts, scores_card
+    from leukoscan.classify.train import calibrate_scores, folder_counts, scores_card
 
     if not ((data / "train").is_dir() and (data / "val").is_dir()):
         fail(f"{data} has no train/ and val/ crop folders (the training folder of the model)")
@@ -268,8 +266,7 @@ def calibrate_cells(
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         clf = CellClassifier(weights, device, strict=False)
     scores = scores_card(counts["train"], test_time_views, prior_correction)
-    clf.configure_scores(scores)
-    card.update(scores | calibrate(clf, data / "val", CELL_TYPES))
+    card.update(calibrate_scores(clf, scores, data / "val"))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     console.print(
         json.dumps({k: card[k] for k in ("test_time_views", "temperature", "val_ece_before", "val_ece_after")})

@@ -104,6 +104,11 @@ def crop_geometry(data: Path) -> dict:
     return json.loads(summary.read_text()).get("geometry", default) if summary.exists() else default
 
 
+def crop_files(folder: Path) -> list[Path]:
+    """The crops (PNG or JPEG files) in one class folder, by name."""
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg"))
+
+
 def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
     import cv2
@@ -112,7 +117,7 @@ def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarr
 
     files, labels = [], []
     for i, key in enumerate(classes or CLASSES):
-        found = sorted((folder / key).glob("*.png")) + sorted((folder / key).glob("*.jpg"))
+        found = crop_files(folder / key) if (folder / key).is_dir() else []
         files += found
         labels += [i] * len(found)
     crops = np.stack([cv2.imread(str(f))[..., ::-1] for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
@@ -123,18 +128,14 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
     """A fixed random sample of RGB crops from ``folder/<class>/`` (all classes together)."""
     import cv2
 
-    files = sorted(f for f in folder.glob("*/*") if f.suffix.lower() in (".png", ".jpg"))
+    files = [f for d in sorted(folder.iterdir()) if d.is_dir() for f in crop_files(d)]
     pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
     return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
 
 
 def folder_counts(folder: Path) -> dict[str, int]:
     """Crops per class in ``folder/<class>/``."""
-    return {
-        d.name: sum(f.suffix.lower() in (".png", ".jpg") for f in d.iterdir())
-        for d in sorted(folder.iterdir())
-        if d.is_dir()
-    }
+    return {d.name: len(crop_files(d)) for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
 def scores_card(train_counts: dict[str, int], views: int, prior_correction: float) -> dict:
@@ -144,6 +145,15 @@ def scores_card(train_counts: dict[str, int], views: int, prior_correction: floa
     total = sum(train_counts.values())
     prior = {key: round(n / total, 6) for key, n in sorted(train_counts.items()) if n}
     return {"test_time_views": views, "prior_correction": {"strength": prior_correction, "class_prior": prior}}
+
+
+def calibrate_scores(classifier, scores: dict, val_folder: Path) -> dict:
+    """Make ``classifier``'s cell-type probabilities as ``scores`` says (``scores_card``), then fit its
+    temperature on them: what its card says of both."""
+    from leukoscan.cells import CELL_TYPES
+
+    classifier.configure_scores(scores)
+    return scores | calibrate(classifier, val_folder, CELL_TYPES)
 
 
 def calibrate(classifier, val_folder: Path, classes=None) -> dict:
