@@ -158,6 +158,9 @@ def main() -> None:
     )
     ap.add_argument("--zoom", type=float, default=0.0, help="share of training crops whose cell is zoomed (the trial)")
     ap.add_argument(
+        "--quarter-turns", type=float, default=0.0, help="share of training crops turned a quarter (the trial)"
+    )
+    ap.add_argument(
         "--self-train",
         metavar="LAB",
         default="",
@@ -193,7 +196,12 @@ def main() -> None:
         from leukoscan.datasets.cells import normalised_copy, read_cells
 
         normalised_copy(read_cells(args.cells), args.normalised, region=args.region, channels=args.channels)
-    trials = {"-transfer": args.stain_transfer, "-zoom": args.zoom, "-self": args.self_train}
+    trials = {
+        "-transfer": args.stain_transfer,
+        "-zoom": args.zoom,
+        "-self": args.self_train,
+        "-turns": args.quarter_turns,
+    }
     runs = args.runs or ROOT / "runs" / (
         reinhard
         if args.normalise
@@ -217,6 +225,8 @@ def main() -> None:
             str(args.stain_transfer),
             "--zoom",
             str(args.zoom),
+            "--quarter-turns",
+            str(args.quarter_turns),
         ]
         if args.self_train:
             teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")

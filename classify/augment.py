@@ -34,6 +34,8 @@ class LabAugment:
     resample: tuple[float, float] = (0.35, 0.9)  # shrink to this fraction, then back
     p_zoom: float = 0.0  # share of crops whose cell is made larger or smaller (the trial, README)
     zoom: float = 1.3  # by a factor log-uniform in [1 / zoom, zoom]: a slide's cell-size estimate is not exact
+    p_quarter_turn: float = 0.0  # share of crops turned a quarter (with Ultralytics' flips: all 8 orientations;
+    # the trial, README)
     p_transfer: float = 0.0  # share of crops recoloured as if from another training lab (the trial, README)
     transfer_labs: tuple = ()  # (lab, (L, a, b) mean, (L, a, b) SD) each: datasets.cells.lab_stain_targets
     transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
@@ -52,6 +54,8 @@ class LabAugment:
             _, to_mean, to_sd = self.transfer_labs[rng.integers(len(self.transfer_labs))]
             to_sd = sd * np.clip(np.asarray(to_sd) / sd, 1 / self.transfer_contrast, self.transfer_contrast)
             rgb = reinhard(rgb[None], (mean, sd), (to_mean, to_sd))[0]
+        if self.p_quarter_turn and rng.random() < self.p_quarter_turn:  # no draw when off: the recipe's stream
+            rgb = np.ascontiguousarray(np.rot90(rgb))
         if rng.random() < self.p_zoom:
             rgb = zoom(rgb, float(np.exp(rng.uniform(-np.log(self.zoom), np.log(self.zoom)))))
         out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)

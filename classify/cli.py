@@ -188,6 +188,12 @@ def train_cells(
         max=1.0,
         help="Share of training crops whose cell is zoomed by up to 1.3x either way (the trial, see README).",
     ),
+    quarter_turns: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of training crops turned a quarter (with the flips: every orientation; the trial, see README).",
+    ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
 ) -> None:
@@ -210,7 +216,10 @@ def train_cells(
     console.print(json.dumps(counts))
     targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
     augment = LabAugment(
-        p_transfer=stain_transfer, transfer_labs=tuple((k, *v) for k, v in targets.items()), p_zoom=zoom
+        p_transfer=stain_transfer,
+        transfer_labs=tuple((k, *v) for k, v in targets.items()),
+        p_zoom=zoom,
+        p_quarter_turn=quarter_turns,
     )
     if reuse:
         best = project / name / "weights" / "best.pt"

@@ -334,6 +334,33 @@ def test_zoom_makes_the_cell_larger_or_smaller_in_a_crop_of_the_same_size():
     assert {round(radius(LabAugment(**off)(img, rng)), 1) for _ in range(5)} == {round(radius(img), 1)}  # off
 
 
+def test_quarter_turns_show_a_crop_in_the_orientations_flips_miss():
+    """``LabAugment(p_quarter_turn=...)``: a crop turned a quarter (Ultralytics' flips give the other
+    orientations); off, it draws nothing from the random stream, so the shipped recipe's crops are unchanged."""
+    from leukoscan.classify.augment import LabAugment
+
+    img = np.full((48, 48, 3), 230, np.uint8)
+    cv2.rectangle(img, (10, 20), (40, 28), (90, 40, 150), -1)  # wide, not tall
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+
+    def wide(rgb):
+        ys, xs = np.nonzero(rgb[..., 0] < 160)
+        return np.ptp(xs) > np.ptp(ys)
+
+    plain = LabAugment(**off)(img, np.random.default_rng(0))
+    turned = LabAugment(p_quarter_turn=1.0, **off)(img, np.random.default_rng(0))
+    assert np.abs(turned.astype(int) - np.rot90(plain)).max() <= 1  # (the HED round trip's rounding)
+    assert {wide(LabAugment(p_quarter_turn=0.5, **off)(img, np.random.default_rng(s))) for s in range(20)} == {
+        True,
+        False,
+    }  # some turned, some not
+    jitter = dict(p_blur=0.5, p_resample=0.5, p_gray=0.5)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert all(
+        np.array_equal(LabAugment(**jitter)(img, a), LabAugment(p_quarter_turn=0.0, **jitter)(img, b)) for _ in range(5)
+    )
+
+
 def test_training_crops_name_their_lab():
     from leukoscan.datasets.cells import link_lab
 
