@@ -25,11 +25,12 @@ crops (``datasets.cells.normalised_copy``: each lab, or Taleqani block, mapped o
     python bench/train_crosslab.py --colour gray --ship-dir runs/gray-weights --only munich --only pbc   # then
     python bench/eval_crosslab.py --weights runs/gray-weights --name crosslab_gray
 
-The shipped recipe (self-training on Raabin-WBC's white cells, its labels from weights/pseudo/, and zoom
-augmentation):
+The shipped recipe (self-training on Raabin-WBC's white cells, its labels from weights/pseudo/, zoom and
+quarter-turn augmentation):
 
-    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5   # ~1.7 h on 2 CPU cores: weights/
-    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --only munich   # one held-out model
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5   # ~2 h: weights/
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only munich
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --ship-dir runs/zoom-weights  # no turns
     python bench/train_crosslab.py --self-train txl-575x575 --ship-dir runs/self-weights   # without zoom
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
 """

@@ -164,7 +164,7 @@ class VerdictRules:
     min_cells: int = 10  # fewer cells than this: "insufficient"
     min_fields: int = 1  # fewer usable fields (readable, passing quality control) than this: "insufficient"
     suspect_fraction: float | None = 0.20  # Wilson lower bound of the blast fraction that makes a slide "suspected"
-    confident_blast_p: float = 0.95  # P(blast) that makes a cell a confident blast
+    confident_blast_p: float = 0.9  # P(blast) that makes a cell a confident blast
     suspect_confident_fraction: float | None = 0.02  # Wilson lower bound of the confident-blast share: "suspected"
     suspect_confident_blasts: int | None = None  # this many confident blasts also make a slide "suspected" (off)
     negative_z: float = 0.0  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
