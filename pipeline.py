@@ -201,7 +201,7 @@ def export(
     openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
     calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
-    from leukoscan.cards import load_model
+    from leukoscan.cards import load_model, record_export
 
     models = (
         (detector_weights, "detect", detect_data),
@@ -229,6 +229,7 @@ def export(
             if fmt == "openvino-int8":  # calibrated at the size the model was trained at
                 extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
             path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
+            record_export(weights, fmt)
             console.print(f"exported {path}")
 
 

@@ -91,4 +91,26 @@ def backend_file(weights: Path, backend: str) -> Path:
     if not path.exists():
         hint = f" (run `leukoscan export --format {backend}` first)" if backend != "pytorch" else ""
         raise FileNotFoundError(f"{weights.stem} weights not found: {path}{hint}")
+    if backend != "pytorch" and _exports(weights).get(backend) != sha256(weights):
+        raise ValueError(
+            f"{path.name} was not exported from this {weights.name} (exported from other weights, or before "
+            f"exports were recorded): run `leukoscan export --format {backend}` again"
+        )
     return path
+
+
+def _exports_record(weights: Path) -> Path:
+    """Beside ``weights``: which of its exports were made from it (``record_export``)."""
+    return weights.with_name(f"{weights.stem}.exports.json")
+
+
+def _exports(weights: Path) -> dict[str, str]:
+    record = _exports_record(Path(weights))
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
+def record_export(weights: Path, backend: str) -> None:
+    """Note that the ``backend`` export beside ``weights`` was just made from it (its sha256), so that
+    ``backend_file`` refuses an export left over from other weights (a model updated, its exports not)."""
+    weights = Path(weights)
+    _exports_record(weights).write_text(json.dumps(_exports(weights) | {backend: sha256(weights)}, indent=2) + "\n")

@@ -85,14 +85,19 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
         table.add_row("  loads and runs", "[red]no[/]")
         return [f"weights {name}: {problem}"]
     table.add_row("  loads and runs", "yes (one pass on the CPU)")
-    exported = []
+    exported, stale = [], []
     for backend in BACKENDS[1:]:
         try:
             backend_file(path, backend)
             exported.append(backend)
         except FileNotFoundError:
             pass
-    table.add_row("  exported for --backend", ", ".join(exported) or "none (`leukoscan export` writes them)")
+        except ValueError:  # made from other weights: refused by --backend
+            stale.append(backend)
+    row = ", ".join(exported) or "none (`leukoscan export` writes them)"
+    if stale:
+        row += f"; [yellow]made from other weights, export again:[/] {', '.join(stale)}"
+    table.add_row("  exported for --backend", row)
     return []
 
 

@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from leukoscan.cards import BACKENDS, ExportFormat, WeightsError, backend_file, load_model, read_card, sha256, ship
+from leukoscan.cards import (
+    BACKENDS,
+    ExportFormat,
+    WeightsError,
+    backend_file,
+    load_model,
+    read_card,
+    record_export,
+    sha256,
+    ship,
+)
 from leukoscan.config import CLASSIFIER_WEIGHTS, DETECTOR_WEIGHTS
 
 
@@ -87,6 +97,8 @@ def test_backend_file_is_the_pt_or_the_export_written_beside_it(tmp_path):
     expected["onnx"].write_bytes(b"onnx")
     expected["openvino"].mkdir()
     expected["openvino-int8"].mkdir()
+    for backend in BACKENDS[1:]:  # as `leukoscan export` records what it made them from
+        record_export(weights, backend)
     assert {b: backend_file(weights, b) for b in expected} == expected
     assert backend_file(str(weights), "onnx") == expected["onnx"]
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'.*pytorch, onnx, openvino, openvino-int8"):

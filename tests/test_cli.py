@@ -46,3 +46,16 @@ def test_doctor_loads_and_runs_each_model(tmp_path):
     assert len(problems) == 2 and [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert "classifier.pt: cannot load" in problems[0] and "not a loadable checkpoint" in problems[0]
     assert "subtype.pt" in problems[1] and "is a detect model, not a classify model" in problems[1]
+
+
+def test_doctor_names_exports_made_from_other_weights(tmp_path):
+    """An export beside a .pt that `leukoscan export` did not make from it (`--backend` refuses it) is shown
+    as such, not as usable."""
+    for name in ("detector.pt", "classifier.pt", "subtype.pt"):
+        shutil.copyfile(WEIGHTS_DIR / name, tmp_path / name)
+        shutil.copyfile(WEIGHTS_DIR / name.replace(".pt", ".json"), tmp_path / name.replace(".pt", ".json"))
+    (tmp_path / "classifier.onnx").write_bytes(b"an old export")
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.replace("│", " ").split())  # the table's cells, wrapped lines joined
+    assert "made from other weights, export again: onnx" in text

@@ -73,6 +73,22 @@ def test_exported_models_agree_with_pytorch(weights, backend):
             assert np.allclose(sa, sb, atol=atol)
 
 
+def test_an_export_from_other_weights_is_refused(weights, tmp_path):
+    """`leukoscan export` records which .pt each export came from: an export left over from other weights (the
+    model updated, its exports not) is a clear error, never silently the old model's answers."""
+    for f in weights.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, tmp_path / f.name)
+    load(tmp_path, "onnx")  # as exported
+    shutil.copyfile(weights / "subtype.pt", tmp_path / "classifier.pt")  # another classification model
+    with pytest.raises(ValueError, match="classifier.onnx was not exported from this classifier.pt"):
+        load(tmp_path, "onnx")
+    shutil.copyfile(weights / "classifier.pt", tmp_path / "classifier.pt")
+    (tmp_path / "classifier.exports.json").unlink()  # exported before exports were recorded
+    with pytest.raises(ValueError, match="leukoscan export --format onnx"):
+        load(tmp_path, "onnx")
+
+
 def test_missing_onnx_is_a_clear_error(tmp_path):
     shutil.copyfile(DETECTOR_WEIGHTS, tmp_path / "detector.pt")
     with pytest.raises(FileNotFoundError, match="leukoscan export"):
