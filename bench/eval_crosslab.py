@@ -145,20 +145,28 @@ def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None 
     return out
 
 
+def taleqani_field(file: str, data_root: Path) -> tuple:
+    """A Taleqani field of the cell table (its ``file``: ``all-taleqani/Original/<class>/<name>``) and the
+    white-cell boxes ``leukoscan data cells`` cut its cells at (the cell table's ``cell`` indexes them)."""
+    from types import SimpleNamespace
+
+    from leukoscan.datasets.build import taleqani_cells
+
+    rel = Path(file).relative_to("all-taleqani/Original")
+    rgb, boxes, _ = taleqani_cells(
+        data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name)
+    )
+    return rgb, boxes
+
+
 def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     """The subtype model's P(subtype | blast) for Taleqani cells, on its own box-relative crops of the fields
     (the boxes ``leukoscan data cells`` cut the cells at, recomputed)."""
-    from types import SimpleNamespace
-
     from leukoscan.crops import crop_cells
-    from leukoscan.datasets.build import taleqani_cells
 
     out = np.zeros((len(cells), len(SUBTYPES)), np.float32)
     for file, idx in cells.groupby("file").indices.items():
-        rel = Path(file).relative_to("all-taleqani/Original")
-        rgb, boxes, _ = taleqani_cells(
-            data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name)
-        )
+        rgb, boxes = taleqani_field(file, data_root)
         crops = crop_cells(rgb, boxes.xyxy[cells.cell.to_numpy()[idx]], size=model.imgsz, margin=model.margin)
         out[idx] = model.subtypes(crops)
     return out
@@ -168,21 +176,13 @@ def slide_scale_crops(cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     """Taleqani cells cut as ``leukoscan run`` cuts a slide's: each block of one class (about one patient, one
     slide) at its own white-cell diameter, the detector's estimate on the block's first two fields, instead of
     the lab's median (the dataset's crops, what the models were trained on)."""
-    from types import SimpleNamespace
-
     from leukoscan.crops import crop_cells, window_px
-    from leukoscan.datasets.build import taleqani_cells
     from leukoscan.datasets.cells import stain_groups
     from leukoscan.detect.predict import Detector
 
     detector, size = Detector(device="cpu"), SETTINGS.geometry.cell_crop_px
     out = np.zeros((len(cells), size, size, 3), np.uint8)
-    fields = {}
-    for file in cells.file.unique():
-        rel = Path(file).relative_to("all-taleqani/Original")
-        fields[file] = taleqani_cells(
-            data_root / "all-taleqani", SimpleNamespace(file=str(rel), class_dir=rel.parent.name)
-        )
+    fields = {file: taleqani_field(file, data_root) for file in cells.file.unique()}
     blocks = stain_groups(cells).to_numpy()
     for block in np.unique(blocks):
         in_block = np.flatnonzero(blocks == block)
@@ -190,7 +190,7 @@ def slide_scale_crops(cells: pd.DataFrame, data_root: Path) -> np.ndarray:
         side = window_px(detector.estimate_cell_px([fields[f][0] for f in first]))
         for file, idx in cells.iloc[in_block].groupby("file").indices.items():
             rows = in_block[idx]
-            rgb, boxes, _ = fields[file]
+            rgb, boxes = fields[file]
             out[rows] = crop_cells(rgb, boxes.xyxy[cells.cell.to_numpy()[rows]], size=size, side=side)
     return out
 
