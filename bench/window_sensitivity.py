@@ -34,8 +34,8 @@ FACTORS = (0.8, 1.0, 1.2, 1.4, 1.7)
 
 def recut(white: pd.DataFrame, data_root: Path, factor: float) -> np.ndarray:
     """The cells of ``white`` cut again from their fields with the window ``factor`` x as wide."""
-    from datasets.build import read_yolo
     from leukoscan.crops import crop_cells, window_px
+    from leukoscan.datasets.build import read_yolo
     from leukoscan.images import load_rgb
 
     crops = np.zeros((len(white), SETTINGS.geometry.cell_crop_px, SETTINGS.geometry.cell_crop_px, 3), np.uint8)

@@ -12,11 +12,11 @@ import pandas as pd
 import supervision as sv
 import yaml
 
-from datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
-from datasets.splits import build_manifest, manifest_hash
 from leukoscan.cells import CLASSES
 from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
+from leukoscan.datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
+from leukoscan.datasets.splits import build_manifest, manifest_hash
 from leukoscan.images import load_rgb, to_bgr
 from leukoscan.progress import track
 

@@ -173,7 +173,7 @@ def build_taleqani(data_root: Path, out: Path, detector, manifest: pd.DataFrame)
     """Every white cell of the used Taleqani fields (mask or colour boxes, as the detection set), labelled
     with the field's diagnosis: ``blast`` (subtype from the diagnosis) or, for Benign fields, ``lymphocyte``
     (weak: hematogones and normal lymphocytes); ``weak`` marks them for cleaning."""
-    from datasets.build import taleqani_cells
+    from leukoscan.datasets.build import taleqani_cells
 
     geo = SETTINGS.geometry
     root = data_root / "all-taleqani"
@@ -236,8 +236,8 @@ def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
 
 def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random.Generator) -> list[dict]:
     """Up to two red cells or platelets of one TXL-PBC field, their crops written; their rows."""
-    from datasets.build import read_yolo
     from leukoscan.crops import square_boxes
+    from leukoscan.datasets.build import read_yolo
 
     rgb = load_rgb(img)
     h, w = rgb.shape[:2]
@@ -310,8 +310,8 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
     (``CELL_COLUMNS``, no type). A lab's cell diameter is ``lab_cell_px`` (the detector's estimate, as
     ``leukoscan run`` measures a slide); a cell whose window lies less than ``min_inside`` inside its field
     is left out."""
-    from datasets.build import read_yolo
     from leukoscan.crops import square_boxes
+    from leukoscan.datasets.build import read_yolo
 
     geo = SETTINGS.geometry
     txl = data_root / FOLDER["txl"]
@@ -362,7 +362,7 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
 def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
     """Write ``out/crops/<source>/…png`` and ``out/cells.csv`` (one row per crop, ``CELL_COLUMNS``), and
     TXL-PBC's unlabelled white cells (``build_txl_white``)."""
-    from datasets.splits import build_manifest
+    from leukoscan.datasets.splits import build_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(data_root / "all-taleqani", out / "taleqani_manifest.csv", progress=track)
@@ -467,7 +467,7 @@ def lab_stain_targets(
     ``LabAugment``'s stain transfer recolours training crops. TXL-PBC's fields come from several labs,
     told apart by their image size when ``data_root`` has them (targets only: ``link_lab`` cannot tell
     them apart)."""
-    from classify.stain import lab_stats
+    from leukoscan.classify.stain import lab_stats
 
     use = cells[~cells.source.isin(exclude) & (cells.split == "train")]
     labs = use.lab.copy()
@@ -489,7 +489,7 @@ def stain_reference(
     """The colour every crop is normalised to: the pooled Lab mean and SD of ``n`` Taleqani training crops
     (a source every leave-one-lab-out model but one trains on; any fixed colour would do), over the pixels
     of ``region`` (``classify.stain.lab_stats``)."""
-    from classify.stain import lab_stats
+    from leukoscan.classify.stain import lab_stats
 
     rows = cells[(cells.source == "taleqani") & (cells.split == "train")].sample(n, random_state=seed)
     mean, sd = lab_stats(read_crops(rows), region)
@@ -510,7 +510,7 @@ def normalised_copy(
     over the pixels of ``region``, from up to 1,000 of its crops, mapped onto ``stain_reference``) into
     ``out`` (same layout and tables), with ``normalisation.json``; the normalisation record (``channels``:
     ``Lab``, or ``L`` for the lightness alone)."""
-    from classify.stain import lab_stats, reinhard
+    from leukoscan.classify.stain import lab_stats, reinhard
 
     record = stain_reference(cells, seed=seed, region=region, channels=channels)
     reference = (record["mean"], record["sd"])

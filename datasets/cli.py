@@ -18,7 +18,7 @@ app = typer.Typer(
 
 
 def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
-    from datasets.splits import build_manifest, leaks
+    from leukoscan.datasets.splits import build_manifest, leaks
 
     tq = data_root / "all-taleqani"
     if not (tq / "Original").is_dir():
@@ -54,7 +54,7 @@ def detect(
     out: Path = typer.Option(BUILD_DIR / "detect", help="Output YOLO dataset folder."),
 ) -> None:
     """Detection dataset: Taleqani boxes from masks (colour segmentation for Pro) plus TXL-PBC WBC boxes."""
-    from datasets.build import build_detection
+    from leukoscan.datasets.build import build_detection
 
     _build(build_detection, data_root, out)
 
@@ -69,7 +69,7 @@ def classify(
     size: int = typer.Option(SETTINGS.geometry.crop_px, min=8, help="Crop side in pixels."),
 ) -> None:
     """Classification dataset: one crop per white cell, labelled with the image's class (weak labels)."""
-    from datasets.build import build_classification
+    from leukoscan.datasets.build import build_classification
 
     _build(build_classification, data_root, out, margin=margin, size=size)
 
@@ -80,7 +80,7 @@ def fields(
     out: Path = typer.Option(BUILD_DIR / "fields", help="Output folder."),
 ) -> None:
     """Whole-field classification dataset (baseline: one classifier on the whole 224x224 field)."""
-    from datasets.build import build_fields
+    from leukoscan.datasets.build import build_fields
 
     _build(build_fields, data_root, out)
 
@@ -93,8 +93,8 @@ def cells(
     out: Path = typer.Option(BUILD_DIR / "cells", help="Output folder (crops/ and cells.csv)."),
 ) -> None:
     """Cross-lab cell-type dataset: one crop of one physical scale per white cell, from five sources."""
-    from datasets.cells import FOLDER, build_cells
-    from detect.predict import Detector
+    from leukoscan.datasets.cells import FOLDER, build_cells
+    from leukoscan.detect.predict import Detector
 
     missing = [name for name in FOLDER.values() if not (data_root / name).is_dir()]
     if missing:

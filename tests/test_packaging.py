@@ -41,6 +41,24 @@ def test_other_packages_named_like_our_folders_still_import(tmp_path):
     assert Path(theirs).parent.parent == site and Path(ours).parent == ROOT / "datasets" and ok == "True True"
 
 
+def test_every_import_of_our_parts_goes_through_leukoscan():
+    """Imports inside functions too (``from datasets.cells import …`` in a command ran only from the
+    checkout's root, and took Hugging Face's ``datasets`` where that is installed): every import of one of
+    the repository's parts names it under ``leukoscan``."""
+    import ast
+
+    ours = {"datasets", "detect", "classify", "pipeline"}
+    bad = []
+    for folder in ("leukoscan", "datasets", "detect", "classify", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [node.module]
+                bad += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in ours]
+    assert not bad, bad
+
+
 @pytest.mark.slow
 def test_a_built_wheel_screens_the_demo_from_any_folder(tmp_path):
     """``pip install .`` (not editable) into a folder of its own: the weights and the demo slide come with the
