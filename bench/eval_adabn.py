@@ -50,7 +50,6 @@ def adapt(clf, crops: np.ndarray, layers: int) -> None:
     running mean and variance become the average over batches of ``crops`` (the classifier's batch size) of
     the batch statistics. Only on a PyTorch model not yet run (Ultralytics folds the batch norms into the
     convolutions on the first call, which then sees the adapted statistics)."""
-    import cv2
     import torch
 
     from leukoscan.classify.augment import as_input
@@ -62,14 +61,9 @@ def adapt(clf, crops: np.ndarray, layers: int) -> None:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches
         norm.train()
-    crops = as_input(crops, clf.colour)
     with torch.no_grad():
-        for start in range(0, len(crops), clf.batch):
-            chunk = [
-                cv2.resize(c, (clf.imgsz, clf.imgsz), interpolation=cv2.INTER_LINEAR)
-                for c in crops[start : start + clf.batch]
-            ]
-            module(torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float().div_(255))
+        for _, batch in clf.batches(as_input(crops, clf.colour)):  # the tensors classification feeds the model
+            module(batch)
     module.eval()
 
 

@@ -56,10 +56,27 @@ def leukoscan(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], check=True)
 
 
+CLEANING = WEIGHTS_DIR / "cleaning"  # the weak-label cleanings of the shipped models' labels (relabelled crops)
+
+
 def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, device: str) -> Path:
-    """cells.csv with Taleqani's labels cleaned by a model blind to Taleqani and to ``source``."""
+    """cells.csv with Taleqani's labels cleaned by a model blind to Taleqani and to ``source``: redone from
+    the committed table of what that cleaning relabelled (weights/cleaning/, ``classify.weak.relabel_table``)
+    when there is one, else by training that model (``epochs``) and cleaning with it, its table written there."""
+    import json
+
+    import pandas as pd
+
+    from leukoscan.classify.weak import apply_relabels, cleaning_summary, relabel_table
+    from leukoscan.datasets.cells import read_cells
+
     name = "clean" + (f"-no-{source}" if source else "")
     out = cells / "cleaned" / f"{name}.csv"
+    if not out.exists() and (CLEANING / f"{name}.csv").exists():
+        cleaned = apply_relabels(read_cells(cells), pd.read_csv(CLEANING / f"{name}.csv"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cleaned.to_csv(out, index=False)
+        out.with_suffix(".json").write_text(json.dumps(cleaning_summary(cleaned), indent=2))
     if not out.exists():
         excluded = ["--exclude", "taleqani"] + (["--exclude", source] if source else [])
         trained = (
@@ -100,6 +117,8 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
             "--device",
             device,
         )
+        CLEANING.mkdir(exist_ok=True)
+        relabel_table(pd.read_csv(out, keep_default_na=False)).to_csv(CLEANING / f"{name}.csv", index=False)
     return out
 
 
@@ -162,6 +181,9 @@ def main() -> None:
         "--quarter-turns", type=float, default=0.0, help="share of training crops turned a quarter (the trial)"
     )
     ap.add_argument(
+        "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
+    )
+    ap.add_argument(
         "--self-train",
         metavar="LAB",
         default="",
@@ -202,6 +224,7 @@ def main() -> None:
         "-zoom": args.zoom,
         "-self": args.self_train,
         "-turns": args.quarter_turns,
+        "-mix": args.mixstyle,
     }
     runs = args.runs or ROOT / "runs" / (
         reinhard
@@ -228,6 +251,8 @@ def main() -> None:
             str(args.zoom),
             "--quarter-turns",
             str(args.quarter_turns),
+            "--mixstyle",
+            str(args.mixstyle),
         ]
         if args.self_train:
             teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")

@@ -5,6 +5,7 @@ runs before them on each training crop: optionally a stain transfer (the crop re
 training lab's colour statistics) and a zoom (the cell larger or smaller: a slide's cell-size estimate,
 which sets the crop window, is not exact), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
 down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source).
+Optionally (``p_mixstyle``) the network's early feature statistics are mixed between the crops of a batch.
 ``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
 """
 
@@ -40,6 +41,9 @@ class LabAugment:
     transfer_labs: tuple = ()  # (lab, (L, a, b) mean, (L, a, b) SD) each: datasets.cells.lab_stain_targets
     transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
     # otherwise turns a pale lab's nuclei black or saturated blue when it meets a darker, more colourful one
+    p_mixstyle: float = 0.0  # share of training batches whose early feature maps are re-styled (MixStyle,
+    # ``mix_styles``; in the network, not on the crop; the trial, README)
+    mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weight: most mixes lean to one image's style
 
     @cached_property
     def _lab_colour(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -90,6 +94,37 @@ def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
 
 
+MIXSTYLE_LAYERS = (2, 4)  # yolov8n-cls: after the first two C2f blocks (stride 4 and 8), where style lives
+
+
+def mix_styles(x, alpha: float = 0.1, eps: float = 1e-6):
+    """MixStyle (Zhou et al., ICLR 2021): each image's feature maps re-styled with a random mix of its own
+    per-channel mean and SD and another image's of the same batch (a batch mixes labs), so that the network
+    cannot lean on what a lab's stain and optics do to those statistics."""
+    import torch
+
+    n = x.shape[0]
+    mu = x.mean(dim=(2, 3), keepdim=True).detach()
+    sd = (x.var(dim=(2, 3), keepdim=True) + eps).sqrt().detach()
+    mix = torch.distributions.Beta(alpha, alpha).sample((n, 1, 1, 1)).to(x)
+    other = torch.randperm(n, device=x.device)
+    return (x - mu) / sd * (sd * mix + sd[other] * (1 - mix)) + (mu * mix + mu[other] * (1 - mix))
+
+
+def add_mixstyle(model, p: float, alpha: float, layers=MIXSTYLE_LAYERS) -> list:
+    """Hooks that apply ``mix_styles`` to the outputs of ``layers`` of an Ultralytics model (its
+    ``model`` sequence) on a share ``p`` of its training batches; never in eval mode. The hook handles."""
+    import torch
+
+    def hook(module, inputs, output):
+        if module.training and output.shape[0] > 1 and float(torch.rand(())) < p:
+            return mix_styles(output, alpha)
+        return None
+
+    seq = getattr(model, "module", model).model
+    return [seq[i].register_forward_hook(hook) for i in layers]
+
+
 def as_input(crops: np.ndarray, colour: str) -> np.ndarray:
     """Crops (one RGB crop, or N of them) as a model trained on ``colour`` input sees them: unchanged for
     ``rgb``; for ``gray``, the luminance in all three channels (the stain's colour, which names a lab, gone)."""
@@ -129,6 +164,13 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
             return {"img": self.torch_transforms(Image.fromarray(as_input(rgb, colour))), "cls": j}
 
     class CellTrainer(ClassificationTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if augment.p_mixstyle:  # on the model being trained, after its EMA copy (which is saved) is made
+                self.add_callback(
+                    "on_train_start", lambda t: add_mixstyle(t.model, augment.p_mixstyle, augment.mixstyle_alpha)
+                )
+
         def build_dataset(self, img_path: str, mode: str = "train", batch=None):
             if mode != "train" and colour == "rgb":
                 return super().build_dataset(img_path, mode, batch)

@@ -194,6 +194,13 @@ def train_cells(
         max=1.0,
         help="Share of training crops turned a quarter (with the flips: every orientation; the trial, see README).",
     ),
+    mixstyle: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
+        "trial, see README).",
+    ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
 ) -> None:
@@ -220,6 +227,7 @@ def train_cells(
         transfer_labs=tuple((k, *v) for k, v in targets.items()),
         p_zoom=zoom,
         p_quarter_turn=quarter_turns,
+        p_mixstyle=mixstyle,
     )
     if reuse:
         best = project / name / "weights" / "best.pt"

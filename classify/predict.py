@@ -101,30 +101,31 @@ class Classifier:
         return correct_prior(views.reshape(self.views, len(crops), -1).mean(axis=0), self.prior, self.prior_strength)
 
     def softmax(self, crops: np.ndarray) -> np.ndarray:
-        """The model's softmax (N x classes, ``classes`` order) for RGB crops, in batches of ``batch``.
-
-        Crops of the model's input size go in as one RGB 0-1 tensor per batch, which is exactly what
-        Ultralytics' resize / centre-crop / to-tensor makes of them, without its per-crop PIL round trip."""
-        import torch
-
+        """The model's softmax (N x classes, ``classes`` order) for RGB crops, in batches of ``batch``."""
         out = np.zeros((len(crops), len(self.classes)), dtype=np.float32)
-        for start in range(0, len(crops), self.batch):
-            chunk = np.asarray(crops[start : start + self.batch])
-            if chunk.shape[1] == chunk.shape[2] < self.imgsz:  # smaller square crops (the cell-type model's 48 px):
-                # bilinear upsampling, as Ultralytics' PIL resize (measured: within 0.02, the same call on 300
-                # crops), without its
-                # per-crop PIL round trip
-                chunk = np.stack(
-                    [cv2.resize(c, (self.imgsz, self.imgsz), interpolation=cv2.INTER_LINEAR) for c in chunk]
-                )
-            if chunk.shape[1:3] == (self.imgsz, self.imgsz):
-                chunk = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
-            else:
-                chunk = [to_bgr(c) for c in chunk]  # BGR arrays, resized by Ultralytics
+        for start, chunk in self.batches(crops):
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
             probs = np.stack([r.probs.data.cpu().numpy() for r in results])
             out[start : start + len(chunk)] = np.where(np.array(self.order) >= 0, probs[:, self.order], 0)
         return out
+
+    def batches(self, crops: np.ndarray):
+        """(start, model input) per batch of ``batch`` RGB crops. Square crops (the cell-type model's 48 px:
+        upsampled bilinearly, as Ultralytics' PIL resize, within 0.02 measured on 300 crops) go in as one RGB
+        0-1 tensor of the input size, which is exactly what Ultralytics' resize / centre-crop / to-tensor
+        makes of them, without its per-crop PIL round trip; others as BGR arrays, resized by Ultralytics."""
+        import torch
+
+        for start in range(0, len(crops), self.batch):
+            chunk = np.asarray(crops[start : start + self.batch])
+            if chunk.shape[1] == chunk.shape[2] < self.imgsz:
+                chunk = np.stack(
+                    [cv2.resize(c, (self.imgsz, self.imgsz), interpolation=cv2.INTER_LINEAR) for c in chunk]
+                )
+            if chunk.shape[1:3] == (self.imgsz, self.imgsz):
+                yield start, torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div_(255)
+            else:
+                yield start, [to_bgr(c) for c in chunk]
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
         if not len(crops):

@@ -74,3 +74,27 @@ def pseudo_labels(
     out["type"] = types[keep]
     out["cleaning"] = "pseudo"
     return out
+
+
+def relabel_table(cleaned: pd.DataFrame) -> pd.DataFrame:
+    """What a cleaning changed, small enough to commit (no image, only crop names of ``leukoscan data cells``):
+    the relabelled rows' ``crop``, ``original_type`` and new ``type``."""
+    moved = cleaned[cleaned.cleaning == "relabelled"]
+    return moved[["crop", "original_type", "type"]].sort_values("crop").reset_index(drop=True)
+
+
+def apply_relabels(cells: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` cleaned as ``clean_weak_labels`` cleaned them when it wrote ``table`` (``relabel_table``),
+    without the model that did it; a crop of ``table`` missing from ``cells`` (another build) is a ValueError."""
+    missing = set(table.crop) - set(cells.crop)
+    if missing:
+        raise ValueError(f"{len(missing)} relabelled crops are not in this cell dataset (e.g. {sorted(missing)[0]})")
+    out = cells.copy()
+    out["original_type"] = out["type"]
+    out["cleaning"] = ""
+    new = out.crop.map(table.set_index("crop")["type"])
+    relabel = new.notna().to_numpy()
+    out.loc[relabel, "type"] = new[relabel]
+    out.loc[relabel, "subtype"] = ""
+    out.loc[relabel, "cleaning"] = "relabelled"
+    return out

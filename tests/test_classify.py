@@ -62,8 +62,10 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
 
 @pytest.fixture(scope="module")
 def tiny_cell_model(tmp_path_factory):
-    """One epoch of the cell-type recipe (lab augmentation on) on 9 tiny classes: weights, card, crop folder."""
+    """One epoch of the cell-type recipe (lab augmentation on, MixStyle too) on 9 tiny classes: weights, card,
+    crop folder."""
     from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import CellRecipe, train_cells
 
     root = tmp_path_factory.mktemp("cell-crops")
@@ -73,7 +75,12 @@ def tiny_cell_model(tmp_path_factory):
             for i in range(n + (k == 0) * 3 * (split == "train")):  # 9 blasts to train on, 6 of each other type
                 cv2.imwrite(str(root / split / key / f"{i}.png"), crop("benign", k * 10 + i))
     best, card = train_cells(
-        root, root / "runs", "smoke", CellRecipe(imgsz=32, epochs=1, batch=16, workers=0), device="cpu"
+        root,
+        root / "runs",
+        "smoke",
+        CellRecipe(imgsz=32, epochs=1, batch=16, workers=0),
+        device="cpu",
+        augment=LabAugment(p_mixstyle=0.5),
     )
     return best, card, root
 
@@ -85,9 +92,10 @@ def test_cell_type_trainer_smoke_and_physical_crops(tiny_cell_model):
     from leukoscan.classify.predict import CellClassifier
 
     best, card, _ = tiny_cell_model
-    assert best.is_file() and card["augment"]["p_blur"] > 0
+    assert best.is_file() and card["augment"]["p_blur"] > 0 and card["augment"]["p_mixstyle"] == 0.5
     clf = CellClassifier(best, device="cpu")
     assert clf.classes == CELL_TYPES
+    assert not any(m._forward_hooks for m in clf.model.model.modules())  # MixStyle's hooks stayed in training
     rng = np.random.default_rng(0)
     field = cv2.GaussianBlur(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8), (0, 0), 3)
     field[50:70, 40:60] = (120, 60, 170)  # a 20 px cell
@@ -358,6 +366,40 @@ def test_quarter_turns_show_a_crop_in_the_orientations_flips_miss():
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert all(
         np.array_equal(LabAugment(**jitter)(img, a), LabAugment(p_quarter_turn=0.0, **jitter)(img, b)) for _ in range(5)
+    )
+
+
+def test_mixstyle_gives_a_crop_another_crops_feature_statistics_in_training_only():
+    """MixStyle (``LabAugment(p_mixstyle=...)``, the trial): each feature map keeps its pattern but takes a mix
+    of its own channel statistics and another crop's; the hooks act on training batches only, so the saved
+    (eval-mode) model computes exactly what it would without them."""
+    import torch
+
+    from leukoscan.classify.augment import add_mixstyle, mix_styles
+    from leukoscan.runtime import yolo
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 6) * torch.tensor([1.0, 3.0]).view(2, 1, 1, 1) + torch.tensor([0.0, 10.0]).view(2, 1, 1, 1)
+    for _ in range(5):
+        out = mix_styles(x, alpha=0.5)
+        assert out.shape == x.shape
+        mean, own = out.mean(dim=(2, 3)), x.mean(dim=(2, 3))
+        assert ((mean >= own.min(0).values - 1e-4) & (mean <= own.max(0).values + 1e-4)).all()  # between the two
+        for a, b in zip(x.flatten(1), out.flatten(1)):  # the pattern within each channel is kept
+            assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.9
+    model = yolo("yolov8n-cls.yaml", "classify").model
+    images = torch.rand(4, 3, 64, 64)
+    model.train()
+    plain = model(images)
+    handles = add_mixstyle(model, p=1.0, alpha=0.1)
+    assert not torch.allclose(model(images), plain)
+    model.eval()
+    hooked = model(images)
+    for h in handles:
+        h.remove()
+    assert torch.equal(
+        hooked[0] if isinstance(hooked, tuple) else hooked,
+        (lambda y: y[0] if isinstance(y, tuple) else y)(model(images)),
     )
 
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from leukoscan.cells import CELL_TYPES
-from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
+from leukoscan.classify.weak import apply_relabels, clean_weak_labels, cleaning_summary, relabel_table
 
 
 def probs(kind, p):
@@ -44,6 +45,30 @@ def test_weak_cells_called_granulocytes_are_relabelled():
         "relabelled": 3,
         "moves": {"blast -> basophil": 1, "blast -> neutrophil": 1, "lymphocyte -> eosinophil": 1},
     }
+
+
+def test_a_cleaning_is_kept_as_a_small_table_that_redoes_it_without_its_model():
+    """``relabel_table``: the relabelled crops and their new type (what is committed beside the weights);
+    ``apply_relabels`` makes the same cleaned table from the cell dataset alone, and refuses another build's."""
+    cells = pd.DataFrame(
+        {
+            "crop": ["a.png", "b.png", "c.png"],
+            "type": ["blast", "lymphocyte", "blast"],
+            "subtype": ["pre_b", "", "pro_b"],
+            "weak": [True, True, True],
+        }
+    )
+    cleaned = clean_weak_labels(
+        cells, np.stack([probs("neutrophil", 0.95), probs("blast", 0.9), probs("basophil", 0.97)]), confident=0.9
+    )
+    table = relabel_table(cleaned)
+    assert table.to_dict("records") == [
+        {"crop": "a.png", "original_type": "blast", "type": "neutrophil"},
+        {"crop": "c.png", "original_type": "blast", "type": "basophil"},
+    ]
+    pd.testing.assert_frame_equal(apply_relabels(cells, table), cleaned)
+    with pytest.raises(ValueError, match="not in this cell dataset"):
+        apply_relabels(cells[cells.crop != "c.png"], table)
 
 
 def test_self_training_keeps_a_teachers_confident_normal_calls_only():
