@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0, help="the models' training seed (not the cleaning models')")
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", choices=[*HELD_OUT, "shipped"], action="append")
@@ -225,6 +226,7 @@ def main() -> None:
         "-self": args.self_train,
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
+        f"-seed{args.seed}": args.seed,
     }
     runs = args.runs or ROOT / "runs" / (
         reinhard
@@ -253,6 +255,8 @@ def main() -> None:
             str(args.quarter_turns),
             "--mixstyle",
             str(args.mixstyle),
+            "--seed",
+            str(args.seed),
         ]
         if args.self_train:
             teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")

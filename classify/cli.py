@@ -160,6 +160,9 @@ def train_cells(
         None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."
     ),
     epochs: int = typer.Option(CellRecipe.epochs, min=1, help="Training epochs."),
+    seed: int = typer.Option(
+        CellRecipe.seed, help="Random seed of the training run (another: how much a figure moves)."
+    ),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "cells", help="Folder for training runs."),
     name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
@@ -233,9 +236,11 @@ def train_cells(
         best = project / name / "weights" / "best.pt"
         if not best.is_file():
             fail(f"--reuse: {best} not found")
-        card = cell_card(CellRecipe(epochs=epochs), None, colour.value, augment)
+        card = cell_card(CellRecipe(epochs=epochs, seed=seed), None, colour.value, augment)
     else:
-        best, card = run_train(folder, project, name, CellRecipe(epochs=epochs), device, colour.value, augment)
+        best, card = run_train(
+            folder, project, name, CellRecipe(epochs=epochs, seed=seed), device, colour.value, augment
+        )
     scores = scores_card(counts["train"], test_time_views, prior_correction)  # how its probabilities are made
     card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
     card["data"] = {
