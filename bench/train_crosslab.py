@@ -33,6 +33,16 @@ quarter-turn augmentation):
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --ship-dir runs/zoom-weights  # no turns
     python bench/train_crosslab.py --self-train txl-575x575 --ship-dir runs/self-weights   # without zoom
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
+
+Trials on top of it: MixStyle (``--mixstyle 0.5``, README), and the same recipe with another seed (how much a
+figure moves from one training run to the next):
+
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
+        --only zheng --only pbc --ship-dir runs/trial-mix   # then
+    python bench/eval_crosslab.py --weights runs/trial-mix --name crosslab_mixstyle
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
+        --ship-dir runs/seed1   # then
+    python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
 """
 
 from __future__ import annotations
