@@ -27,14 +27,20 @@ def clean_weak_labels(cells: pd.DataFrame, probs: np.ndarray, confident: float =
     """``cells`` with ``type`` cleaned where ``weak``; ``probs`` (N x CELL_TYPES, calibrated) are the
     Taleqani-blind model's for every row (rows not weak are left alone). Adds ``original_type`` and
     ``cleaning`` ('relabelled' or '')."""
-    out = cells.copy()
-    out["original_type"] = out["type"]
-    out["cleaning"] = ""
     probs = np.asarray(probs, dtype=float).reshape(len(cells), len(CELL_TYPES))
     cols = [CELL_TYPES.index(t) for t in RELABEL_TO]
     best = np.asarray(cols)[probs[:, cols].argmax(axis=1)]
-    relabel = out["weak"].to_numpy(dtype=bool) & (probs[np.arange(len(probs)), best] >= confident)
-    out.loc[relabel, "type"] = [CELL_TYPES[i] for i in best[relabel]]
+    relabel = cells["weak"].to_numpy(dtype=bool) & (probs[np.arange(len(probs)), best] >= confident)
+    return _relabelled(cells, relabel, [CELL_TYPES[i] for i in best[relabel]])
+
+
+def _relabelled(cells: pd.DataFrame, relabel: np.ndarray, types: list[str]) -> pd.DataFrame:
+    """``cells`` with the rows of the boolean mask ``relabel`` given ``types`` (one per such row) and their
+    subtype cleared; ``original_type`` and ``cleaning`` ('relabelled' or '') say what moved."""
+    out = cells.copy()
+    out["original_type"] = out["type"]
+    out["cleaning"] = ""
+    out.loc[relabel, "type"] = types
     out.loc[relabel, "subtype"] = ""
     out.loc[relabel, "cleaning"] = "relabelled"
     return out
@@ -89,12 +95,6 @@ def apply_relabels(cells: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     missing = set(table.crop) - set(cells.crop)
     if missing:
         raise ValueError(f"{len(missing)} relabelled crops are not in this cell dataset (e.g. {sorted(missing)[0]})")
-    out = cells.copy()
-    out["original_type"] = out["type"]
-    out["cleaning"] = ""
-    new = out.crop.map(table.set_index("crop")["type"])
+    new = cells.crop.map(table.set_index("crop")["type"])
     relabel = new.notna().to_numpy()
-    out.loc[relabel, "type"] = new[relabel]
-    out.loc[relabel, "subtype"] = ""
-    out.loc[relabel, "cleaning"] = "relabelled"
-    return out
+    return _relabelled(cells, relabel, new[relabel].tolist())
