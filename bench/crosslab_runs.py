@@ -1,0 +1,68 @@
+"""Leave-one-lab-out figures over several training runs of one recipe: each run's value, their mean and range.
+
+One training run is one draw: the seed and the weak-label cleaning move the held-out figures (README, "How
+much a second training run moves these figures"). Each argument is a results name that
+``bench/eval_crosslab.py`` wrote (``bench/results/<name>.json``), one per training run of the same recipe:
+
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --seed 1 \
+        --only munich --only pbc --only zheng --only taleqani --ship-dir runs/seed1
+    python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
+    python bench/crosslab_runs.py crosslab crosslab_seed1      # writes bench/results/crosslab_runs.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+from eval_crosslab import HEADLINE, RESULTS
+
+FIGURES = {  # held-out source -> the figures beside its headline metric
+    "munich": ("blast_recall",),
+    "taleqani": ("cell_blast_recall_all_fields", "benign_cells_called_blast"),
+    "pbc": ("accuracy",),
+    "zheng": ("accuracy",),
+}
+
+
+def runs_table(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per held-out source and figure: each run's value (columns named by run), mean, min, max, and
+    the target where the figure is the headline one. Sources a run did not hold out are left empty."""
+    rows = []
+    for source, (headline, target, higher) in HEADLINE.items():
+        for figure in (headline, *FIGURES[source]):
+            row = {"held out": source, "figure": figure, "target": f"{'>=' if higher else '<='} {target}"}
+            if figure != headline:
+                row["target"] = ""
+            for name, result in results.items():
+                held = result["leave_one_lab_out"].get(source)
+                row[name] = held["model"].get(figure) if held else None
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    values = table[list(results)].astype(float)
+    return table.assign(
+        mean=values.mean(axis=1), min=values.min(axis=1), max=values.max(axis=1), runs=values.count(axis=1)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+", help="results names of eval_crosslab.py, one per training run")
+    ap.add_argument("--name", default="crosslab_runs", help="results file name")
+    args = ap.parse_args()
+    results = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in args.names}
+    table = runs_table(results)
+    (RESULTS / f"{args.name}.json").write_text(table.to_json(orient="records", indent=2) + "\n")
+    md = (
+        f"Leave one lab out over {len(results)} training runs of one recipe ({', '.join(args.names)}; "
+        "`bench/results/<name>.md` each): every run's figure on the held-out source, mean and range.\n\n"
+        + table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="–")
+        + "\n"
+    )
+    (RESULTS / f"{args.name}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
