@@ -32,9 +32,8 @@ def runs_table(results: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for source, (headline, target, higher) in HEADLINE.items():
         for figure in (headline, *FIGURES[source]):
-            row = {"held out": source, "figure": figure, "target": f"{'>=' if higher else '<='} {target}"}
-            if figure != headline:
-                row["target"] = ""
+            bound = f"{'>=' if higher else '<='} {target}" if figure == headline else ""
+            row = {"held out": source, "figure": figure, "target": bound}
             for name, result in results.items():
                 held = result["leave_one_lab_out"].get(source)
                 row[name] = held["model"].get(figure) if held else None
