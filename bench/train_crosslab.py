@@ -34,12 +34,15 @@ quarter-turn augmentation):
     python bench/train_crosslab.py --self-train txl-575x575 --ship-dir runs/self-weights   # without zoom
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
 
-Trials on top of it: MixStyle (``--mixstyle 0.5``, README), and the same recipe with another seed (how much a
-figure moves from one training run to the next):
+Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), and the
+same recipe with another seed (how much a figure moves from one training run to the next):
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
         --only zheng --only pbc --ship-dir runs/trial-mix   # then
     python bench/eval_crosslab.py --weights runs/trial-mix --name crosslab_mixstyle
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --contrast 0.5 \
+        --only munich --only pbc --only taleqani --only zheng --ship-dir runs/trial-contrast   # then
+    python bench/eval_crosslab.py --weights runs/trial-contrast --name crosslab_contrast
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
@@ -191,6 +194,12 @@ def main() -> None:
         "--quarter-turns", type=float, default=0.0, help="share of training crops turned a quarter (the trial)"
     )
     ap.add_argument(
+        "--contrast",
+        type=float,
+        default=0.0,
+        help="share of training crops whose lightness contrast and brightness are changed (the trial)",
+    )
+    ap.add_argument(
         "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
     )
     ap.add_argument(
@@ -236,6 +245,7 @@ def main() -> None:
         "-self": args.self_train,
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
+        "-contrast": args.contrast,
         f"-seed{args.seed}": args.seed,
     }
     runs = args.runs or ROOT / "runs" / (
@@ -265,6 +275,8 @@ def main() -> None:
             str(args.quarter_turns),
             "--mixstyle",
             str(args.mixstyle),
+            "--contrast",
+            str(args.contrast),
             "--seed",
             str(args.seed),
         ]

@@ -41,6 +41,10 @@ class LabAugment:
     transfer_labs: tuple = ()  # (lab, (L, a, b) mean, (L, a, b) SD) each: datasets.cells.lab_stain_targets
     transfer_contrast: float = 1.25  # an SD is scaled by at most this (or 1 / this): Reinhard's linear map
     # otherwise turns a pale lab's nuclei black or saturated blue when it meets a darker, more colourful one
+    p_contrast: float = 0.0  # share of crops whose lightness contrast and brightness are changed (``contrast``;
+    # the trial, README): the labs' pooled lightness SD runs from 14 (Taleqani) to 26 (Zheng), CIE L units
+    contrast: float = 1.6  # lightness SD about the crop's mean scaled by a factor log-uniform in [1 / this, this]
+    brightness: float = 8.0  # and its mean moved by up to this many CIE L units either way
     p_mixstyle: float = 0.0  # share of training batches whose early feature maps are re-styled (MixStyle,
     # ``mix_styles``; in the network, not on the crop; the trial, README)
     mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weight: most mixes lean to one image's style
@@ -62,6 +66,9 @@ class LabAugment:
             rgb = np.ascontiguousarray(np.rot90(rgb))
         if rng.random() < self.p_zoom:
             rgb = zoom(rgb, float(np.exp(rng.uniform(-np.log(self.zoom), np.log(self.zoom)))))
+        if self.p_contrast and rng.random() < self.p_contrast:  # no draw when off: the recipe's stream
+            factor = float(np.exp(rng.uniform(-np.log(self.contrast), np.log(self.contrast))))
+            rgb = lightness(rgb, factor, float(rng.uniform(-self.brightness, self.brightness)))
         out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-self.hue, self.hue)) % 180
@@ -92,6 +99,15 @@ def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:
     small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
     top, left = (h - sh) // 2, (w - sw) // 2
     return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
+
+
+def lightness(rgb: np.ndarray, factor: float, shift: float) -> np.ndarray:
+    """The crop with its CIE lightness spread ``factor`` times as wide about its mean and moved by ``shift``
+    L units (0-100), its colour (a, b) kept: another lab's brightness and contrast."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    light = lab[..., 0]  # OpenCV's 8-bit L: 0-255 for 0-100
+    lab[..., 0] = (light - light.mean()) * factor + light.mean() + shift * 255 / 100
+    return cv2.cvtColor(lab.clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
 MIXSTYLE_LAYERS = (2, 4)  # yolov8n-cls: after the first two C2f blocks (stride 4 and 8), where style lives

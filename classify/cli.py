@@ -197,6 +197,13 @@ def train_cells(
         max=1.0,
         help="Share of training crops turned a quarter (with the flips: every orientation; the trial, see README).",
     ),
+    contrast: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of training crops whose lightness contrast (up to 1.6x either way) and brightness are "
+        "changed (the trial, see README).",
+    ),
     mixstyle: float = typer.Option(
         0.0,
         min=0.0,
@@ -230,6 +237,7 @@ def train_cells(
         transfer_labs=tuple((k, *v) for k, v in targets.items()),
         p_zoom=zoom,
         p_quarter_turn=quarter_turns,
+        p_contrast=contrast,
         p_mixstyle=mixstyle,
     )
     if reuse:

@@ -369,6 +369,30 @@ def test_quarter_turns_show_a_crop_in_the_orientations_flips_miss():
     )
 
 
+def test_contrast_changes_the_lightness_spread_and_keeps_the_colour():
+    """``LabAugment(p_contrast=...)`` (the trial): a crop's CIE lightness spread scaled about its mean (another
+    lab's contrast), its colour kept; off, it draws nothing, so the shipped recipe's crops are unchanged."""
+    from leukoscan.classify.augment import LabAugment, lightness
+    from leukoscan.classify.stain import lab_stats
+
+    img = np.full((48, 48, 3), 225, np.uint8)
+    cv2.circle(img, (24, 24), 12, (120, 70, 160), -1)  # a violet nucleus on a pale background
+    (mean, sd), (mean2, sd2) = lab_stats(img[None]), lab_stats(lightness(img, 1.5, 0.0)[None])
+    assert sd2[0] == pytest.approx(1.5 * sd[0], rel=0.05) and mean2[0] == pytest.approx(mean[0], abs=1.0)
+    assert np.abs(mean2[1:] - mean[1:]).max() < 3  # a and b (the stain's hue) about the same
+    assert lab_stats(lightness(img, 1.0, 5.0)[None])[0][0] == pytest.approx(mean[0] + 5, abs=1.0)
+    jitter = dict(p_blur=0.5, p_resample=0.5, p_gray=0.5)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert all(
+        np.array_equal(LabAugment(**jitter)(img, a), LabAugment(p_contrast=0.0, **jitter)(img, b)) for _ in range(5)
+    )
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+    spreads = {
+        round(lab_stats(LabAugment(p_contrast=1.0, **off)(img, np.random.default_rng(s))[None])[1][0]) for s in range(8)
+    }
+    assert len(spreads) > 3  # a different contrast each draw
+
+
 def test_mixstyle_gives_a_crop_another_crops_feature_statistics_in_training_only():
     """MixStyle (``LabAugment(p_mixstyle=...)``, the trial): each feature map keeps its pattern but takes a mix
     of its own channel statistics and another crop's; the hooks act on training batches only, so the saved

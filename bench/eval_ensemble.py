@@ -1,0 +1,79 @@
+"""The trial of averaging training runs: each leave-one-lab-out model's held-out figures, alone and averaged.
+
+Each ``--weights`` folder holds one training run of the same recipe (its ``lolo/no-<source>.pt``); on the
+source each model never saw, every run's calibrated probabilities (its own temperature and prior correction,
+as ``bench/eval_crosslab.py`` scores it) and their mean, scored as eval_crosslab scores one model. A
+held-out source is scored where at least two runs hold its model.
+
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --seed 1 \
+        --only munich --only pbc --only zheng --only taleqani --ship-dir runs/seed1
+    python bench/eval_ensemble.py --weights weights --weights runs/seed1   # crosslab_ensemble.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from crosslab_runs import FIGURES  # noqa: E402
+from eval_crosslab import HEADLINE, eval_cells, held_out_row, held_out_sets, predict  # noqa: E402
+from results_io import save  # noqa: E402
+
+from leukoscan import runtime  # noqa: E402
+from leukoscan.config import BUILD_DIR  # noqa: E402
+
+
+def ensemble_rows(cells: pd.DataFrame, folders: list[Path]) -> list[dict]:
+    """One row per held-out source and figure: each run's value and the value of their averaged probabilities."""
+    rows = []
+    for source, subset in held_out_sets(cells).items():
+        models = [f / "lolo" / f"no-{source}.pt" for f in folders]
+        models = [m for m in models if m.exists()]
+        if len(models) < 2:
+            print(f"skipped {source}: {len(models)} run(s) hold its model")
+            continue
+        probs = [predict(m, subset, cells) for m in models]
+        scored = {str(m.parent.parent): held_out_row(source, subset, p) for m, p in zip(models, probs)}
+        scored["average"] = held_out_row(source, subset, np.mean(probs, axis=0))
+        headline, target, higher = HEADLINE[source]
+        for figure in (headline, *FIGURES[source]):
+            bound = f"{'>=' if higher else '<='} {target}" if figure == headline else ""
+            rows.append(
+                {"held out": source, "figure": figure, "target": bound} | {k: v[figure] for k, v in scored.items()}
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    runtime.setup()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
+    ap.add_argument(
+        "--weights", type=Path, action="append", required=True, help="a training run's folder (twice or more)"
+    )
+    ap.add_argument("--name", default="crosslab_ensemble", help="results file name")
+    args = ap.parse_args()
+    if len(args.weights) < 2:
+        ap.error("give --weights at least twice (one folder per training run)")
+    rows = ensemble_rows(eval_cells(args.cells), args.weights)
+    table = pd.DataFrame(rows)
+    md = (
+        "Averaging training runs (`python bench/eval_ensemble.py "
+        + " ".join(f"--weights {w}" for w in args.weights)
+        + "`): each leave-one-lab-out model on the source it never saw, each run alone and their calibrated "
+        "probabilities averaged.\n\n"
+        + table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="–")
+    )
+    save(args.name, {"weights": [str(w) for w in args.weights], "rows": rows}, md)
+
+
+if __name__ == "__main__":
+    main()
