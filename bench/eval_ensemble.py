@@ -3,11 +3,14 @@
 Each ``--weights`` folder holds one training run of the same recipe (its ``lolo/no-<source>.pt``); on the
 source each model never saw, every run's calibrated probabilities (its own temperature and prior correction,
 as ``bench/eval_crosslab.py`` scores it) and their mean, scored as eval_crosslab scores one model. A
-held-out source is scored where at least two runs hold its model.
+held-out source is scored where at least two runs hold its model. With ``--views N`` every model makes its
+probabilities from N test-time views instead of its card's, its temperature refitted on its validation crops
+(``leukoscan classify calibrate``): two runs of one view each cost what one run of two views costs.
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --seed 1 \
         --only munich --only pbc --only zheng --only taleqani --ship-dir runs/seed1
     python bench/eval_ensemble.py --weights weights --weights runs/seed1   # crosslab_ensemble.{json,md}
+    python bench/eval_ensemble.py --weights weights --weights runs/seed1 --views 1 --name crosslab_ensemble_1view
 """
 
 from __future__ import annotations
@@ -30,8 +33,24 @@ from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR  # noqa: E402
 
 
-def ensemble_rows(cells: pd.DataFrame, folders: list[Path]) -> list[dict]:
-    """One row per held-out source and figure: each run's value and the value of their averaged probabilities."""
+def run_probs(model: Path, subset: pd.DataFrame, cells: pd.DataFrame, views: int | None, data: Path) -> np.ndarray:
+    """``model``'s calibrated probabilities of ``subset``'s crops: as its card says, or from ``views``
+    test-time views with the temperature refitted on ``data/val`` (the folder it was trained from)."""
+    if views is None:
+        return predict(model, subset, cells)
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.train import calibrate_scores, folder_counts, scores_card
+    from leukoscan.datasets.cells import read_crops
+
+    clf = CellClassifier(model, device="cpu", strict=False)
+    scores = scores_card(folder_counts(data / "train"), views, clf.prior_strength)
+    clf.temperature = calibrate_scores(clf, scores, data / "val")["temperature"]  # configured: views, prior
+    return clf.probs(read_crops(subset))
+
+
+def ensemble_rows(cells: pd.DataFrame, folders: list[Path], views: int | None, data: Path) -> list[dict]:
+    """One row per held-out source and figure: each run's value and the value of their averaged probabilities
+    (``data``: the cell dataset, whose ``runs/no-<source>`` folders the models were trained from)."""
     rows = []
     for source, subset in held_out_sets(cells).items():
         models = [f / "lolo" / f"no-{source}.pt" for f in folders]
@@ -39,7 +58,7 @@ def ensemble_rows(cells: pd.DataFrame, folders: list[Path]) -> list[dict]:
         if len(models) < 2:
             print(f"skipped {source}: {len(models)} run(s) hold its model")
             continue
-        probs = [predict(m, subset, cells) for m in models]
+        probs = [run_probs(m, subset, cells, views, data / "runs" / f"no-{source}") for m in models]
         scored = {str(m.parent.parent): held_out_row(source, subset, p) for m, p in zip(models, probs)}
         scored["average"] = held_out_row(source, subset, np.mean(probs, axis=0))
         headline, target, higher = HEADLINE[source]
@@ -59,20 +78,24 @@ def main() -> None:
     ap.add_argument(
         "--weights", type=Path, action="append", required=True, help="a training run's folder (twice or more)"
     )
+    ap.add_argument(
+        "--views", type=int, choices=(1, 2, 4, 8), help="test-time views of every model (default: its card's)"
+    )
     ap.add_argument("--name", default="crosslab_ensemble", help="results file name")
     args = ap.parse_args()
     if len(args.weights) < 2:
         ap.error("give --weights at least twice (one folder per training run)")
-    rows = ensemble_rows(eval_cells(args.cells), args.weights)
+    rows = ensemble_rows(eval_cells(args.cells), args.weights, args.views, args.cells)
     table = pd.DataFrame(rows)
     md = (
         "Averaging training runs (`python bench/eval_ensemble.py "
         + " ".join(f"--weights {w}" for w in args.weights)
+        + (f" --views {args.views} --name {args.name}" if args.views else "")
         + "`): each leave-one-lab-out model on the source it never saw, each run alone and their calibrated "
         "probabilities averaged.\n\n"
         + table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="–")
     )
-    save(args.name, {"weights": [str(w) for w in args.weights], "rows": rows}, md)
+    save(args.name, {"weights": [str(w) for w in args.weights], "views": args.views, "rows": rows}, md)
 
 
 if __name__ == "__main__":
