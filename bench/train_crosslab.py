@@ -41,7 +41,7 @@ same recipe with another seed (how much a figure moves from one training run to 
         --only zheng --only pbc --ship-dir runs/trial-mix   # then
     python bench/eval_crosslab.py --weights runs/trial-mix --name crosslab_mixstyle
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --contrast 0.5 \
-        --only munich --only pbc --only taleqani --only zheng --ship-dir runs/trial-contrast   # then
+        --only munich --only pbc --ship-dir runs/trial-contrast   # then
     python bench/eval_crosslab.py --weights runs/trial-contrast --name crosslab_contrast
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
