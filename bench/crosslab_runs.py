@@ -26,17 +26,24 @@ FIGURES = {  # held-out source -> the figures beside its headline metric
 }
 
 
+def figure_rows(source: str) -> list[dict]:
+    """The start of a table row for each figure reported on a held-out ``source``: the headline one with its
+    target, then those beside it."""
+    headline, target, higher = HEADLINE[source]
+    return [{"held out": source, "figure": headline, "target": f"{'>=' if higher else '<='} {target}"}] + [
+        {"held out": source, "figure": figure, "target": ""} for figure in FIGURES[source]
+    ]
+
+
 def runs_table(results: dict[str, dict]) -> pd.DataFrame:
     """One row per held-out source and figure: each run's value (columns named by run), mean, min, max, and
     the target where the figure is the headline one. Sources a run did not hold out are left empty."""
     rows = []
-    for source, (headline, target, higher) in HEADLINE.items():
-        for figure in (headline, *FIGURES[source]):
-            bound = f"{'>=' if higher else '<='} {target}" if figure == headline else ""
-            row = {"held out": source, "figure": figure, "target": bound}
+    for source in HEADLINE:
+        for row in figure_rows(source):
             for name, result in results.items():
                 held = result["leave_one_lab_out"].get(source)
-                row[name] = held["model"].get(figure) if held else None
+                row[name] = held["model"].get(row["figure"]) if held else None
             rows.append(row)
     table = pd.DataFrame(rows)
     values = table[list(results)].astype(float)

@@ -25,8 +25,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crosslab_runs import FIGURES  # noqa: E402
-from eval_crosslab import HEADLINE, eval_cells, held_out_row, held_out_sets, predict  # noqa: E402
+from crosslab_runs import figure_rows  # noqa: E402
+from eval_crosslab import eval_cells, held_out_row, held_out_sets, predict  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
@@ -61,12 +61,8 @@ def ensemble_rows(cells: pd.DataFrame, folders: list[Path], views: int | None, d
         probs = [run_probs(m, subset, cells, views, data / "runs" / f"no-{source}") for m in models]
         scored = {str(m.parent.parent): held_out_row(source, subset, p) for m, p in zip(models, probs)}
         scored["average"] = held_out_row(source, subset, np.mean(probs, axis=0))
-        headline, target, higher = HEADLINE[source]
-        for figure in (headline, *FIGURES[source]):
-            bound = f"{'>=' if higher else '<='} {target}" if figure == headline else ""
-            rows.append(
-                {"held out": source, "figure": figure, "target": bound} | {k: v[figure] for k, v in scored.items()}
-            )
+        for row in figure_rows(source):
+            rows.append(row | {k: v[row["figure"]] for k, v in scored.items()})
             print(rows[-1], flush=True)
     return rows
 
