@@ -35,8 +35,8 @@ def cell_groups(source: str, cells: pd.DataFrame) -> dict[str, np.ndarray]:
         blast = (cells.type == "blast").to_numpy()
         return {"munich myeloblasts": blast, "munich neutrophils": ~blast}
     if source == "taleqani":  # a cell's field diagnosis (weak labels): ALL fields' cells are mostly blasts
-        benign = (cells.original_type == "lymphocyte").to_numpy()
-        return {"taleqani ALL-field cells": ~benign, "taleqani Benign cells": benign}
+        all_fields = (cells.original_type == "blast").to_numpy()  # as eval_crosslab.taleqani tells them
+        return {"taleqani ALL-field cells": all_fields, "taleqani Benign cells": ~all_fields}
     return {f"{source} normal cells": cells.type.isin(NORMAL).to_numpy()}
 
 
