@@ -95,7 +95,7 @@ def markdown(rows: pd.DataFrame, shipped: pd.DataFrame) -> str:
         "",
         "The shipped model (all sources) on each source's test split:",
         "",
-        text(shipped),
+        text(shipped) if len(shipped) else "(none in this folder: leave-one-lab-out models only)",
         "",
     ]
     return "\n".join(lines)
@@ -117,8 +117,9 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     test = cells[cells.split == "test"]
     shipped = []
-    for views, strength, probs in variants(
-        args.weights / "classifier.pt", read_crops(test), args.cells / "runs" / "all"
+    shipped_weights = args.weights / "classifier.pt"  # a second training run may have leave-one-lab-out models only
+    for views, strength, probs in (
+        variants(shipped_weights, read_crops(test), args.cells / "runs" / "all") if shipped_weights.exists() else ()
     ):
         row = {"views": views, "prior correction": strength}
         row |= flat_source_figures(test, probs, SHIPPED)
