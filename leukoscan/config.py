@@ -102,8 +102,10 @@ class CellScores:
     test_time_views: int = 2
     # P(type) divided by (its share of the training crops) ** this, then renormalised (0: off). The training
     # crops are 30-40 % blasts; a cell unlike any the model was taught falls on the class it saw most, and a
-    # laboratory's normal slide is nothing like that mix: 1 scores as if every type were equally likely
-    prior_correction: float = 1.0
+    # laboratory's normal slide is nothing like that mix: 1 scores as if every type were equally likely; 2 (the
+    # default since 2026-12-05) leans further away from the training mix: it is what meets the owner's <= 5 %
+    # normal cells called blast on labs never seen, held out in both training runs (README, "Scores")
+    prior_correction: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -149,24 +151,24 @@ class Splits:
 class VerdictRules:
     """Slide verdict thresholds, tuned by ``python bench/eval_slides.py`` (bench/results/slides.json, run of
     2026-12-05 on the models retrained from the committed weak-label cleanings, two test-time views and the
-    class-prior correction): on validation bags, normal slides flagged <= 2 % at every slide size with both
-    seen-lab and unseen-lab cell scores (the hard limit), then the most issue targets met at 200 cells, then
-    the most slides with 5 % blasts flagged.
+    class-prior correction at strength 2): on validation bags, normal slides flagged <= 2 % at every slide size
+    with both seen-lab and unseen-lab cell scores (the hard limit), then the most issue targets met at 200
+    cells, then the most slides with 5 % blasts flagged.
 
     A blast count needs a per-cell error rate far below what the classifier has (it calls a few % of normal
-    cells blasts on labs it saw, far more on others), so the rules count shares, with Wilson 95 % intervals:
-    a slide is ``suspected`` when the lower bound of the share of confident blasts (P(blast) >= 0.95)
-    reaches 1 %, or the lower bound of the blast fraction reaches 20 % (WHO's threshold of acute leukemia);
-    ``negative`` when the blast fraction (its estimate: ``negative_z`` 0) is below 20 % and the confident-blast
-    share below 1 %; ``indeterminate`` between. ``None`` turns a rule off.
+    cells blasts on labs it saw, more on others), so the rules count shares, with Wilson 95 % intervals: a
+    slide is ``suspected`` when the lower bound of the share of confident blasts (P(blast) >= 0.8) reaches
+    2 %, or the lower bound of the blast fraction reaches 10 %, or it holds 5 confident blasts; ``negative``
+    when the blast fraction (its estimate: ``negative_z`` 0) is below 10 % and no rule fires;
+    ``indeterminate`` between. ``None`` turns a rule off.
     """
 
     min_cells: int = 10  # fewer cells than this: "insufficient"
     min_fields: int = 1  # fewer usable fields (readable, passing quality control) than this: "insufficient"
-    suspect_fraction: float | None = 0.20  # Wilson lower bound of the blast fraction that makes a slide "suspected"
-    confident_blast_p: float = 0.95  # P(blast) that makes a cell a confident blast
-    suspect_confident_fraction: float | None = 0.01  # Wilson lower bound of the confident-blast share: "suspected"
-    suspect_confident_blasts: int | None = None  # this many confident blasts also make a slide "suspected" (off)
+    suspect_fraction: float | None = 0.10  # Wilson lower bound of the blast fraction that makes a slide "suspected"
+    confident_blast_p: float = 0.8  # P(blast) that makes a cell a confident blast
+    suspect_confident_fraction: float | None = 0.02  # Wilson lower bound of the confident-blast share: "suspected"
+    suspect_confident_blasts: int | None = 5  # this many confident blasts also make a slide "suspected"
     negative_z: float = 0.0  # "negative" asks this z's upper bound of the blast fraction below suspect_fraction
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain

@@ -13,7 +13,13 @@ from leukoscan.verdict import image_calls, wilson
 from leukoscan.verdict import slide_verdict as verdict_of_rules
 
 # the rules' mechanics, at fixed thresholds (config.py's defaults are tuned by bench/eval_slides.py and move)
-RULES = VerdictRules(confident_blast_p=0.95, suspect_confident_fraction=0.02, negative_z=Z95)
+RULES = VerdictRules(
+    suspect_fraction=0.20,
+    confident_blast_p=0.95,
+    suspect_confident_fraction=0.02,
+    suspect_confident_blasts=None,
+    negative_z=Z95,
+)
 COUNTING = replace(RULES, suspect_fraction=None, suspect_confident_fraction=None, suspect_confident_blasts=5)
 
 
