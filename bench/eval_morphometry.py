@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from crosslab_runs import figure_rows  # noqa: E402
-from eval_crosslab import RESULTS, eval_cells, held_out_sets, munich, per_type, taleqani, trial_parser  # noqa: E402
+from eval_crosslab import RESULTS, eval_cells, held_out_row, held_out_sets, trial_parser  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan.config import SETTINGS  # noqa: E402
@@ -118,12 +118,8 @@ def held_out_figures(source: str, subset: pd.DataFrame, score: np.ndarray, thres
     """``eval_crosslab``'s held-out figures of a blast score: a two-column matrix (score, threshold) whose
     argmax is 0, ``blast``, where the score reaches the threshold (no cell types: PBC's and Zheng's accuracy
     is left out)."""
-    probs = np.c_[score, np.full(len(score), threshold)]
-    if source == "munich":
-        return munich(subset, probs)
-    if source == "taleqani":
-        return taleqani(subset, probs)
-    return {"normal_called_blast": per_type(subset, probs)["normal_called_blast"]}
+    figures = held_out_row(source, subset, np.c_[score, np.full(len(score), threshold)])
+    return figures if source in ("munich", "taleqani") else {"normal_called_blast": figures["normal_called_blast"]}
 
 
 def comparison(held_out: dict[str, dict]) -> pd.DataFrame:

@@ -176,7 +176,7 @@ def tune(
         ok = meets(seen, real_slides(cells, scores["seen lab"], "val", rules))
         ok[UNSEEN_NORMAL] = meets(rates["unseen lab"], {})["normal negative >= 90 %"]  # its normal targets only
         # false flags on normal slides <= 2 % at every slide size (a count rule grows with the cells screened)
-        within = all(r[f"{size}|0.0"]["suspected"] <= 0.02 for r in rates.values() for size in SIZES + LARGE_NORMAL)
+        within = all(r[f"{size}|0.0"]["suspected"] <= 0.02 for r in rates.values() for size, _ in normal)
         trials.append(
             (
                 within,
@@ -298,18 +298,15 @@ def main() -> None:
     }
     rng = np.random.default_rng(args.seed)  # the same bags for both score sets (the cells both score)
     scored = scores["unseen lab"]
+    pool = {split: pools(cells, split, scored) for split in ("val", "test")}
     bags = {
-        split: {
-            (size, f): draw_bags(pools(cells, split, scored), size, f, args.bags, rng)
-            for size in SIZES
-            for f in FRACTIONS
-        }
-        for split in ("val", "test")
+        split: {(size, f): draw_bags(pool[split], size, f, args.bags, rng) for size in SIZES for f in FRACTIONS}
+        for split in pool
     }
     large_rng = np.random.default_rng(args.seed + 1)  # drawn apart, so that the bags above stay the same
-    for split in ("val", "test"):
+    for split in pool:
         for size in LARGE_NORMAL:
-            bags[split][(size, 0.0)] = draw_bags(pools(cells, split, scored), size, 0.0, args.bags, large_rng)
+            bags[split][(size, 0.0)] = draw_bags(pool[split], size, 0.0, args.bags, large_rng)
     tuned, best = tune(bags["val"], scores, cells, SETTINGS.verdict)
     res = {
         "bags_per_point": args.bags,

@@ -90,9 +90,10 @@ def main() -> None:
     by_score = {name: {} for name in SCORES}
     for source, subset in held_out_sets(cells).items():
         probs = predict(args.weights / "lolo" / f"no-{source}.pt", subset, cells)
+        source_scores = {name: score(probs) for name, score in SCORES.items()}  # the source as one slide
         for group, mask in cell_groups(source, subset).items():
-            for name, score in SCORES.items():
-                by_score[name][group] = score(probs)[mask]
+            for name, values in source_scores.items():
+                by_score[name][group] = values[mask]
             print(group, flush=True)
     p_blast = by_score["P(blast)"]
     shares = {group: [round(float(np.mean(p >= t)), 4) for t in THRESHOLDS] for group, p in p_blast.items()}
