@@ -95,7 +95,7 @@ def run(
     ),
     engine: Engine = typer.Option(
         "local",
-        help="local: this machine (--workers); ray: a Ray cluster (pip install 'leukoscan[ray]'), one actor "
+        help="local: this machine (--workers); ray: a Ray cluster (pip install 'leukoscan\\[ray]'), one actor "
         "per GPU or per machine; --out must be a folder every node can write.",
     ),
     ray_address: str = typer.Option(
@@ -156,6 +156,7 @@ def run(
         fail("no slide's outputs could be written", NOTHING_PROCESSED)
     outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
     write_report(out, verdicts)
+    show_failures(verdicts, out)
     show_summary(verdicts, out)
     if all(v.n_failed == v.n_images for _, v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
@@ -231,6 +232,22 @@ def export(
             path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
             record_export(weights, fmt)
             console.print(f"exported {path}")
+
+
+def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:
+    """One line on stderr per field that could not be read (its file and why, from the slide's images.csv),
+    at most ``limit`` per slide, the rest counted."""
+    for name, v in verdicts:
+        if not v.n_failed:
+            continue
+        images = pd.read_csv(out / name / "images.csv", keep_default_na=False)
+        failed = images[images.status == "error"]
+        for row in failed.head(limit).itertuples():
+            console.print(
+                f"[yellow]skipped[/] {escape(v.slide)}/{escape(row.image)}: {escape(row.error)}", soft_wrap=True
+            )
+        if len(failed) > limit:
+            console.print(f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(v.slide)} (its images.csv)")
 
 
 def show_summary(verdicts: list, out: Path) -> None:

@@ -280,3 +280,22 @@ def test_images_over_the_limit_get_the_projects_line_and_no_warning(tmp_path):
     from leukoscan.images import MAX_MEGAPIXELS, _limit
 
     assert _limit["megapixels"] == MAX_MEGAPIXELS  # the option holds for its run only
+
+
+def test_every_help_text_reaches_the_screen_as_written():
+    """Typer renders help with rich markup: a bracket such as ``leukoscan[ray]`` would vanish unless escaped."""
+    import typer.main
+    from rich.text import Text
+
+    def commands(command, path=()):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    lost = []
+    for path, command in commands(typer.main.get_command(app)):
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        lost += [(path, t) for t in texts if "[" in t and Text.from_markup(t).plain != t.replace("\\[", "[")]
+    assert not lost, lost
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})
+    assert "leukoscan[ray]" in result.stdout

@@ -132,13 +132,16 @@ def test_bad_inputs_never_stop_the_run(bad_slide, tmp_path):
         assert images.loc[ok, "status"] == "ok", images.loc[ok, "error"]
     for gray in ("gray.png", "deep16.png"):  # decoded, but a stain's colour is what the cell types are read from
         assert images.loc[gray, "status"] == "unusable" and "grayscale" in images.loc[gray, "error"]
-    for bad in ("truncated.jpg", "corrupt.jpg", "empty.png", "notes.tif", "bomb.png"):
+    bad_files = ("truncated.jpg", "corrupt.jpg", "empty.png", "notes.tif", "bomb.png")
+    for bad in bad_files:
         assert images.loc[bad, "status"] == "error"
         assert images.loc[bad, "error"] and "\n" not in images.loc[bad, "error"]
         assert images.loc[bad, "overlay"] == ""  # no overlay for a file that could not be read
     assert "image over 80 megapixels" in images.loc["bomb.png", "error"] and "empty" in images.loc["empty.png", "error"]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary.n_failed.tolist() == [5] and summary.n_images.tolist() == [9]
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]  # one line each, on stderr
+    assert sorted(skipped) == sorted(f"skipped {bad_slide.name}/{bad}: {images.loc[bad, 'error']}" for bad in bad_files)
 
 
 def test_resume_skips_finished_images_unless_forced(tmp_path):
