@@ -120,25 +120,28 @@ def run(
     from leukoscan.models import Models
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
-    from leukoscan.slide import Options, Slide
+    from leukoscan.slide import Options, Slide, screening_key
 
     screen = engine_screen(engine, ray_address)
+    weights = (detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
         inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
         names = unique_names(inputs)
-        # a resume with every field finished loads no model (the verdicts are aggregated again from the journals)
-        done = not force and all(all_finished(out / name, s.images) for name, s in zip(names, inputs))
-        # the Ray engine's models are loaded by its actors; here they only aggregate (lazy)
-        lazy = done or engine is Engine.ray
-        models = Models.load(detector_weights, classifier_weights, subtype_weights, device, backend, lazy=lazy)
-    opts = Options(
-        cell_size=cell_size,
-        um_per_px=um_per_px,
-        batch=batch,
-        batch_megapixels=batch_megapixels,
-        force=force,
-        exports=tuple(export),
-    )
+        models = Models.load(*weights, lazy=True)  # read from their files and cards only, until screening asks
+        opts = Options(
+            cell_size=cell_size,
+            um_per_px=um_per_px,
+            batch=batch,
+            batch_megapixels=batch_megapixels,
+            force=force,
+            exports=tuple(export),
+        )
+        opts.key = screening_key(models, opts)  # fields screened before with other models or scale: again
+        # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
+        # the Ray engine's models are loaded by its actors (here they only aggregate)
+        done = not force and all(all_finished(out / name, s.images, opts.key) for name, s in zip(names, inputs))
+        if not done and engine is Engine.local:
+            models = Models.load(*weights)
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started

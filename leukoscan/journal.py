@@ -1,9 +1,11 @@
 """A slide's resume journal: one JSON line per finished field, appended as each field finishes.
 
 A rerun into the same output folder reads it back and skips the fields recorded there whose file is
-unchanged (same resolved path, size and modification time). A line cut short by an interrupted run is
-skipped on reading, and the next run starts its lines on a fresh line, so nothing recorded before is lost.
-One append per field, instead of a file per field, keeps resuming cheap on slides of thousands of fields.
+unchanged (same resolved path, size and modification time) and that were screened the same way (the same
+key: ``slide.screening_key``, the models and the scale the user gave); the others are screened again. A line
+cut short by an interrupted run is skipped on reading, and the next run starts its lines on a fresh line, so
+nothing recorded before is lost. One append per field, instead of a file per field, keeps resuming cheap on
+slides of thousands of fields.
 """
 
 from __future__ import annotations
@@ -42,25 +44,29 @@ def read_states(text: bytes) -> dict[str, dict]:
     return recorded
 
 
-def finished_state(recorded: dict[str, dict], image: Path) -> dict | None:
-    """The state of ``image`` in ``recorded`` if it was finished and has not changed since."""
+def finished_state(recorded: dict[str, dict], image: Path, key: str = "") -> dict | None:
+    """The state of ``image`` in ``recorded`` if it was finished under ``key`` (lines of earlier versions
+    have none) and its file has not changed since."""
     now = fingerprint(image)
     state = recorded.get(now["path"])
-    return state if state and now["size"] is not None and state["fingerprint"] == now else None
+    if not state or now["size"] is None or state["fingerprint"] != now:
+        return None
+    return state if state.get("key", "") == key else None
 
 
-def all_finished(out: Path, images: list[Path]) -> bool:
-    """Whether output folder ``out``'s journal records every one of ``images`` finished and unchanged (read
-    only, nothing is created): a resume with nothing left to screen."""
+def all_finished(out: Path, images: list[Path], key: str = "") -> bool:
+    """Whether output folder ``out``'s journal records every one of ``images`` finished under ``key`` and
+    unchanged (read only, nothing is created): a resume with nothing left to screen."""
     path = journal_path(out)
     recorded = read_states(path.read_bytes()) if path.is_file() else {}
-    return all(finished_state(recorded, image) is not None for image in images)
+    return all(finished_state(recorded, image, key) is not None for image in images)
 
 
 class Journal:
-    def __init__(self, out: Path, fresh: bool = False):
-        """The journal of output folder ``out``; ``fresh`` forgets what it recorded (``--force``)."""
-        self.path = journal_path(out)
+    def __init__(self, out: Path, fresh: bool = False, key: str = ""):
+        """The journal of output folder ``out``; ``fresh`` forgets what it recorded (``--force``); ``key``:
+        how this run screens (``slide.screening_key``), recorded with each field and required of a finished one."""
+        self.path, self.key = journal_path(out), key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = b"" if fresh or not self.path.exists() else self.path.read_bytes()
         self.recorded = read_states(text)  # resolved image path -> its latest state
@@ -70,13 +76,14 @@ class Journal:
 
     def finished(self, image: Path) -> FieldResult | None:
         """The recorded result of ``image`` if it was finished and has not changed since."""
-        state = finished_state(self.recorded, image)
+        state = finished_state(self.recorded, image, self.key)
         return None if state is None else FieldResult.from_record(state)
 
     def record(self, image: Path, result: FieldResult) -> FieldResult:
         """Append ``image``'s result (its outputs already written) and return it with its fingerprint."""
         result = replace(result, fingerprint=fingerprint(image))
-        self._file.write(json.dumps(result.record(), default=json_default).encode() + b"\n")
+        line = {**result.record(), "key": self.key}
+        self._file.write(json.dumps(line, default=json_default).encode() + b"\n")
         self._file.flush()
         return result
 

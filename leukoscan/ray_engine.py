@@ -169,7 +169,7 @@ class Screener(_ModelActor):
             try:
                 path = journal_path(task.out)
                 recorded = read_states(path.read_bytes()) if path.is_file() else {}
-                left = [p for p in task.plan.todo if finished_state(recorded, p) is None]
+                left = [p for p in task.plan.todo if finished_state(recorded, p, task.opts.key) is None]
                 if left:
                     screen_batch(self.models, task.out, task.opts, task.plan, left)
                 results.append(BatchResult(int(index), len(task.plan.todo)))
@@ -279,7 +279,7 @@ def _plan_finished(models: Models, jobs: list[SlideJob], opts: Options) -> list[
     are the last run's); returns the indices of the others (all with ``opts.force``), planned on the actors."""
     from leukoscan.journal import all_finished
 
-    todo = [i for i, job in enumerate(jobs) if opts.force or not all_finished(job.out, job.slide.images)]
+    todo = [i for i, job in enumerate(jobs) if opts.force or not all_finished(job.out, job.slide.images, opts.key)]
     for job in (jobs[i] for i in sorted(set(range(len(jobs))) - set(todo))):
         try:
             job.plan = plan_slide(models, job.slide, job.out, opts)

@@ -6,6 +6,7 @@ files become ``status=error`` rows and never stop the slide."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from collections import Counter
@@ -47,7 +48,9 @@ class Slide:
         if path.is_dir():
             images = list_images(path)
             if not images:
-                raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+                slides = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d)]
+                hint = f"; it holds {len(slides)} folder(s) that do: name each as a slide ({path}/*)" if slides else ""
+                raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             return cls(path.name or "slide", images)
         if path.is_file():
             return cls(path.stem, [path])
@@ -63,6 +66,22 @@ class Options:
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
     exports: tuple[Export, ...] = ()  # cell exports for other tools (leukoscan/exports.py)
+    key: str = ""  # how the fields are screened (screening_key): a field journalled under another is screened again
+
+
+def screening_key(models, opts: Options) -> str:
+    """What a field's results depend on besides its file, as a short hash: the models (their sha256, scores
+    and backend, and the version; not their paths, nor the device: CPU and CUDA answer alike) and the scale
+    the user gave (``--cell-size``, ``--um-per-px``). Models are only read from their files and cards (lazy
+    ones stay unloaded)."""
+    described = models.description
+    what = {
+        "version": described["version"],
+        "backend": described["backend"],
+        "models": {name: {k: v for k, v in m.items() if k != "file"} for name, m in described["models"].items()},
+        "scale": [opts.cell_size, opts.um_per_px],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _screen_fields(
@@ -230,7 +249,9 @@ def _screen_unfinished(
     unless a ``plan`` is given). Returns every field's state (journalled or new) and the plan; ``watch``
     times the scale search and the fields."""
     decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-    with Journal(out, fresh=opts.force and plan is None) as journal:  # (read once: the plan's and the states')
+    with Journal(
+        out, fresh=opts.force and plan is None, key=opts.key
+    ) as journal:  # (read once: the plan's and the states')
         states = {p: journal.finished(p) for p in slide.images}
         with watch("scale_search"):
             plan = plan or _plan(models, slide, out, opts, states, decoded)
@@ -266,7 +287,7 @@ def plan_slide(
     """The fields of ``slide`` the journal in ``out`` does not hold finished (all with ``opts.force``, whose
     journal is started afresh here), and the slide's scale and colour; the sample fields decoded to find them
     are added to ``decoded``."""
-    with Journal(out, fresh=opts.force) as journal:
+    with Journal(out, fresh=opts.force, key=opts.key) as journal:
         return _plan(models, slide, out, opts, {p: journal.finished(p) for p in slide.images}, decoded)
 
 
@@ -290,7 +311,7 @@ def _plan(
 def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list[Path]) -> dict[Path, FieldResult]:
     """Screen ``fields`` (some of ``plan.todo``) of the slide whose outputs go to ``out``, each recorded in its
     journal as it finishes (appended: batches of one slide may run at once, in several processes)."""
-    with Journal(out) as journal:
+    with Journal(out, key=opts.key) as journal:
         scale = copy.deepcopy(plan.scale)  # a field size first met here is added to this batch's copy
         return _screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
 

@@ -179,6 +179,43 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
     assert not any(uncertain.glob("*_099.jpg"))  # screened again: the earlier run's crops are gone
 
 
+def test_a_resume_screens_again_what_other_models_or_another_scale_screened(tmp_path):
+    """The journal keeps how each field was screened: a rerun with another --cell-size or a re-calibrated
+    classifier card redoes the fields (the tables never mix two models' calls); the same weights at another
+    path, or the same options again, redo nothing."""
+    import shutil
+
+    from leukoscan.config import CLASSIFIER_WEIGHTS
+
+    slide, out = write_slide(tmp_path / "slide", 2, seed=30), tmp_path / "out"
+
+    def overlays():
+        return {p.name: p.stat().st_mtime_ns for p in (out / "slide" / "overlays").glob("*.jpg")}
+
+    def screen(*args):
+        result = run(slide, "--out", out, *args)
+        assert result.exit_code == 0, result.output
+        return overlays()
+
+    first = screen()
+    resized = screen("--cell-size", "40")
+    assert all(resized[n] != first[n] for n in first)
+    assert json.loads((out / "slide" / "verdict.json").read_text())["scale"]["source"] == "--cell-size"
+    assert screen("--cell-size", "40") == resized  # the same way again: nothing to redo
+    moved = tmp_path / "weights" / CLASSIFIER_WEIGHTS.name
+    moved.parent.mkdir()
+    for f in (CLASSIFIER_WEIGHTS, CLASSIFIER_WEIGHTS.with_suffix(".json")):
+        shutil.copy(f, moved.parent / f.name)
+    assert screen("--cell-size", "40", "--classifier-weights", moved) == resized  # same model elsewhere
+    card = json.loads(moved.with_suffix(".json").read_text())
+    card["temperature"] *= 1.5  # as `leukoscan classify calibrate` would change it
+    moved.with_suffix(".json").write_text(json.dumps(card))
+    recalibrated = screen("--cell-size", "40", "--classifier-weights", moved)
+    assert all(recalibrated[n] != resized[n] for n in resized)
+    verdict = json.loads((out / "slide" / "verdict.json").read_text())
+    assert verdict["models"]["classifier"]["temperature"] == card["temperature"]
+
+
 def test_exit_codes(tmp_path):
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -198,6 +235,9 @@ def test_exit_codes(tmp_path):
     (no_images / "notes.txt").write_text("not a field")
     result = run(no_images, "--out", tmp_path / "o3")  # refused up front, before any slide is screened
     assert result.exit_code == 2 and "no images in slide folder" in result.output
+    write_slide(tmp_path / "slides" / "a", 1)  # a folder of slide folders: the line says how to name them
+    result = run(tmp_path / "slides", "--out", tmp_path / "o4")
+    assert result.exit_code == 2 and "holds 1 folder(s) that do: name each as a slide" in result.output
     result = run(empty, "--out", tmp_path / "o3", "--detector-weights", tmp_path / "none.pt")
     assert result.exit_code == 2 and "weights not found" in result.output
 

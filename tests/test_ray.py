@@ -155,10 +155,11 @@ def test_local_ray_gives_the_local_engines_outputs(slides, tmp_path, local_ray):
 def test_a_run_stopped_halfway_resumes_on_ray_redoing_no_finished_field(slides, tmp_path, local_ray):
     """Half of each slide's fields screened by the local engine's seam (as a run stopped halfway leaves them),
     then the rest on Ray; a third slide whose outputs cannot be written gets one error line."""
-    from leukoscan.slide import plan_slide, screen_batch
+    from leukoscan.slide import plan_slide, screen_batch, screening_key
 
     folders, local = slides
     models, opts = Models.load(device="cpu"), Options()
+    opts.key = screening_key(models, opts)  # as `leukoscan run` screens them
     for folder, name in zip(folders, NAMES):
         plan = plan_slide(models, Slide.from_path(folder), tmp_path / name, opts)
         screen_batch(models, tmp_path / name, opts, plan, plan.todo[:2])
