@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from leukoscan.classify.stain import hed_jitter, reinhard
+from leukoscan.classify.stain import hed_jitter, lab_stats, reinhard
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,10 @@ def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:
 
 def lightness(rgb: np.ndarray, factor: float, shift: float) -> np.ndarray:
     """The crop with its CIE lightness spread ``factor`` times as wide about its mean and moved by ``shift``
-    L units (0-100), its colour (a, b) kept: another lab's brightness and contrast."""
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    light = lab[..., 0]  # OpenCV's 8-bit L: 0-255 for 0-100
-    lab[..., 0] = (light - light.mean()) * factor + light.mean() + shift * 255 / 100
-    return cv2.cvtColor(lab.clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    L units (0-100), its colour (a, b) kept: another lab's brightness and contrast (a Reinhard mapping of
+    the lightness alone, from the crop's own statistics to the moved ones)."""
+    mean, sd = lab_stats(rgb[None])
+    return reinhard(rgb[None], (mean, sd), (mean + [shift, 0, 0], sd * [factor, 1, 1]), channels="L")[0]
 
 
 MIXSTYLE_LAYERS = (2, 4)  # yolov8n-cls: after the first two C2f blocks (stride 4 and 8), where style lives
