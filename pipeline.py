@@ -111,12 +111,18 @@ def run(
         help="Also write the cells for other tools (repeatable): geojson (QuPath, "
         "one file per field) or coco (one file per slide).",
     ),
+    lab_reference: Path = typer.Option(
+        None,
+        help="This lab's blast reference (`leukoscan lab-reference`, from its own normal slides): each cell's "
+        "blast call placed where the lab's normal cells sit instead of the model's default.",
+    ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan import outputs
     from leukoscan.engine import unique_names
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import all_finished
+    from leukoscan.lab import LabReference
     from leukoscan.models import Models
     from leukoscan.records import SUMMARY_COLUMNS
     from leukoscan.report import write_report
@@ -128,6 +134,8 @@ def run(
         inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
         names = unique_names(inputs)
         models = Models.load(*weights, lazy=True)  # read from their files and cards only, until screening asks
+        # an offset belongs to the classifier (and calibration) that scored the reference cells
+        lab = LabReference.load(lab_reference, models.description["models"]["classifier"]) if lab_reference else None
         opts = Options(
             cell_size=cell_size,
             um_per_px=um_per_px,
@@ -135,6 +143,7 @@ def run(
             batch_megapixels=batch_megapixels,
             force=force,
             exports=tuple(export),
+            lab=lab,
         )
         opts.key = screening_key(models, opts)  # fields screened before with other models or scale: again
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
@@ -163,6 +172,37 @@ def run(
     show_summary(verdicts, out)
     if all(v.n_failed == v.n_images for _, v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
+
+
+@app.command("lab-reference")
+def lab_reference(
+    runs: list[Path] = typer.Argument(
+        ..., help="Output folders of `leukoscan run` on this lab's normal slides (or slide folders in them)."
+    ),
+    out: Path = typer.Option(Path("lab_reference.json"), "--out", "-o", help="The reference file to write."),
+    normal_called_blast: float = typer.Option(
+        SETTINGS.lab.normal_called_blast,
+        min=0.001,
+        max=0.2,
+        help="Share of the reference cells left called blast (the blast call is placed at that quantile).",
+    ),
+    min_cells: int = typer.Option(SETTINGS.lab.min_cells, min=1, help="Fewest reference cells accepted."),
+) -> None:
+    """Make this lab's blast reference from normal slides `leukoscan run` screened (screen 3-5 normal slides of
+    the lab first, without --lab-reference), then screen with `leukoscan run --lab-reference FILE`. It fits the
+    cell-type classifier it was made with only. See the README ("Your lab's own reference")."""
+    from dataclasses import replace
+
+    from leukoscan.lab import LabReference
+
+    calibration = replace(SETTINGS.lab, normal_called_blast=normal_called_blast, min_cells=min_cells)
+    with user_errors():
+        reference = LabReference.from_runs(runs, calibration)
+        reference.save(out)
+    typer.echo(
+        f"lab reference {out}: blast offset {reference.offset:+.2f} (log-odds), from {reference.n_cells} cells of "
+        f"{len(reference.slides)} slides, {normal_called_blast:.1%} of them called blast"
+    )
 
 
 def engine_screen(engine: Engine, ray_address: str | None):

@@ -63,6 +63,15 @@ def with_probs(det: sv.Detections, probs: np.ndarray) -> sv.Detections:
     return det
 
 
+def blast_margin(probs: np.ndarray) -> np.ndarray:
+    """Each cell's log P(blast) over its likeliest other type's (N x ``CELL_TYPES`` probabilities): > 0 when the
+    cell is called a blast. Where a cell falls on it, unlike its rounded P(blast), keeps its rank at any value
+    (a lab reference sets its blast call on it: ``leukoscan/lab.py``)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(CELL_TYPES))
+    others = np.delete(probs, BLAST, axis=1).max(axis=1)
+    return np.log(np.maximum(probs[:, BLAST], 1e-12)) - np.log(np.maximum(others, 1e-12))
+
+
 def blasts(det: sv.Detections) -> np.ndarray:
     """Indices of the cells called blasts."""
     return np.nonzero(det.class_id == BLAST)[0] if len(det) else np.zeros(0, dtype=int)

@@ -179,6 +179,18 @@ class VerdictRules:
 
 
 @dataclass(frozen=True)
+class LabCalibration:
+    """A lab's own reference for calling blasts (``leukoscan lab-reference``, ``leukoscan/lab.py``), measured by
+    ``python bench/eval_lab_reference.py``: the classifier ranks a lab's blasts above its normal cells far better
+    than it places them against other labs' cells, so a lab that screens its own normal slides once can move the
+    blast call to where its own normal cells sit."""
+
+    normal_called_blast: float = 0.02  # share of the lab's normal reference cells left called blast
+    min_cells: int = 500  # fewer reference cells than this: refused (the 98th percentile of a few is noise)
+    max_offset: float = 15.0  # |blast log-odds offset| beyond this is refused (not normal smears of one lab)
+
+
+@dataclass(frozen=True)
 class Settings:
     geometry: Geometry = field(default_factory=Geometry)
     detection: Detection = field(default_factory=Detection)
@@ -188,6 +200,7 @@ class Settings:
     splits: Splits = field(default_factory=Splits)
     quality: FieldQuality = field(default_factory=FieldQuality)
     verdict: VerdictRules = field(default_factory=VerdictRules)
+    lab: LabCalibration = field(default_factory=LabCalibration)
 
 
 SETTINGS = Settings()

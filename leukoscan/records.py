@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import supervision as sv
 
-from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, cell_labels, subtype_indices
+from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, blast_margin, cell_labels, subtype_indices
 from leukoscan.config import VerdictRules
 from leukoscan.scale import Scale
 
@@ -33,6 +33,7 @@ CELL_COLUMNS = [
     *TYPE_COLUMNS,
     "subtype",
     *SUBTYPE_COLUMNS,
+    "blast_margin",
 ]
 IMAGE_COLUMNS = ["image", "status", "error", "n_cells", "n_blasts", "blast_fraction", "label", *TYPE_COLUMNS, "overlay"]
 SUMMARY_COLUMNS = [
@@ -76,6 +77,7 @@ def cell_records(image: str, det: sv.Detections) -> list[dict]:
         *probs.round(4).T.tolist(),
         subtype,
         *sub_values,
+        blast_margin(probs).round(3).tolist(),
     ]
     return [dict(zip(CELL_COLUMNS, row)) for row in zip(*columns)]
 
@@ -157,6 +159,7 @@ class SlideVerdict:
     stain_z: float | None  # how far its cells' colour is from the training crops' (SDs, worst Lab channel)
     thresholds: VerdictRules  # the rules it was judged by
     screened_with: dict  # version, device, backend and models (file, sha256, temperature): Models.description
+    lab_reference: dict | None = None  # the lab reference its blast calls used (LabReference.record), None: none
     screened_at: str = ""  # ISO time, UTC
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage of this run
 
@@ -181,6 +184,7 @@ class SlideVerdict:
             "stain_normalisation": self.stain_normalisation,
             "screened_at": self.screened_at,
             "stain_z": self.stain_z,
+            "lab_reference": self.lab_reference,
             "thresholds": self.thresholds.__dict__,
             **self.screened_with,
             "seconds": self.seconds,

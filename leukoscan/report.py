@@ -206,12 +206,21 @@ def facts(verdict: SlideVerdict) -> str:
         ("Scale", esc(scale_text)),
         ("Stain distance", "–" if stain is None else f"{stain:.1f} SD from the training crops"),
         ("Models", esc(models)),
+        ("Lab reference", esc(lab_text(verdict.lab_reference))),
         (
             "Run",
             esc(f"{verdict.screened_at} · leukoscan {used.get('version', __version__)} · {used.get('device', '')}"),
         ),
     ]
     return '<table class="facts">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def lab_text(lab: dict | None) -> str:
+    """What placed the slide's blast calls: the model's default, or the lab's own reference."""
+    if not lab:
+        return "none: the model's own blast calls (a lab reference places them for your lab: README)"
+    name = Path(lab["file"]).name if lab.get("file") else "?"
+    return f"{name}: blast log-odds offset {lab['offset']:+.2f}, from {lab['n_cells']} cells of {lab['n_slides']} normal slides"
 
 
 def differential(call: SlideCall) -> str:

@@ -28,6 +28,7 @@ from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import write_exports
 from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
+from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
 from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, FieldResult, SlideVerdict, cell_records
@@ -66,20 +67,22 @@ class Options:
     force: bool = False
     rules: VerdictRules = field(default_factory=lambda: SETTINGS.verdict)
     exports: tuple[Export, ...] = ()  # cell exports for other tools (leukoscan/exports.py)
+    lab: LabReference | None = None  # the lab's own blast reference (--lab-reference), None: the model's calls
     key: str = ""  # how the fields are screened (screening_key): a field journalled under another is screened again
 
 
 def screening_key(models, opts: Options) -> str:
     """What a field's results depend on besides its file, as a short hash: the models (their sha256, scores
-    and backend, and the version; not their paths, nor the device: CPU and CUDA answer alike) and the scale
-    the user gave (``--cell-size``, ``--um-per-px``). Models are only read from their files and cards (lazy
-    ones stay unloaded)."""
+    and backend, and the version; not their paths, nor the device: CPU and CUDA answer alike), the scale the
+    user gave (``--cell-size``, ``--um-per-px``) and the lab reference's offset. Models are only read from
+    their files and cards (lazy ones stay unloaded)."""
     described = models.description
     what = {
         "version": described["version"],
         "backend": described["backend"],
         "models": {name: {k: v for k, v in m.items() if k != "file"} for name, m in described["models"].items()},
         "scale": [opts.cell_size, opts.um_per_px],
+        "lab_offset": opts.lab.offset if opts.lab else None,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -117,7 +120,7 @@ def _screen_fields(
     with watch("crop"):
         crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
     with watch("classify"):
-        dets = _classify_fields(models, fields, dets, crops, stain)
+        dets = _classify_fields(models, fields, dets, crops, stain, opts.lab)
     n = len(loaded)
     with watch("write"):  # the fields' outputs on every core, then recorded
         names, rules = [stems[p] for p, _ in loaded], [opts.rules] * n
@@ -130,14 +133,19 @@ def _screen_fields(
     return states
 
 
-def _classify_fields(models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None) -> list:
+def _classify_fields(
+    models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None, lab=None
+) -> list:
     """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
-    colour for a model trained on normalised crops), then the blasts subtyped."""
+    colour for a model trained on normalised crops; ``lab``: the lab reference's blast offset), then the blasts
+    subtyped."""
     probs = (
         models.classifier.probs(models.classifier.normalise(np.concatenate(crops), stain))
         if sum(map(len, crops))
         else np.zeros((0, len(CELL_TYPES)))
     )
+    if lab is not None:
+        probs = lab.apply(probs)
     dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
     return models.subtype.subtype_fields(fields, dets)
 
@@ -368,6 +376,7 @@ def _verdict_record(
         stain_z=stain_z,
         thresholds=opts.rules,
         screened_with=models.description,
+        lab_reference=opts.lab.record() if opts.lab else None,
         screened_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 

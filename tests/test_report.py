@@ -16,7 +16,7 @@ from leukoscan.pipeline import DEMO_SLIDE, app
 SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
 
 # run in the page after its own script: what a reviewer does, with what the page shows written into it
-PROBE = """
+PROBE = r"""
 <script>
 window.addEventListener('load', function() {  // once the page's pictures have loaded (or failed)
   var out = {errors: []};

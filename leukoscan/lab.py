@@ -1,0 +1,132 @@
+"""A lab's own reference for calling blasts: one number, the blast log-odds offset that leaves
+``LabCalibration.normal_called_blast`` (2 %) of the lab's normal white cells called blasts.
+
+Why: on a laboratory it never saw, the classifier still ranks that lab's blasts above the lab's normal cells
+(held out, Munich AUC 0.95), but where a lab's cells fall on the P(blast) scale depends on the lab: held out,
+no Munich myeloblast reaches P(blast) 0.05 while a third of PBC's normal cells do
+(``bench/results/crosslab_threshold.md``). One threshold cannot serve every lab; a lab's own normal slides can
+place its threshold. ``leukoscan lab-reference`` reads the cells of normal slides that ``leukoscan run``
+screened (their ``cells.csv``) and writes the offset; ``leukoscan run --lab-reference`` adds it to every
+cell's blast log-odds (P(blast) x e^offset, renormalised), so that the cell types, the blast fraction, the
+confident-blast rule and the subtype all follow. Measured by ``python bench/eval_lab_reference.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leukoscan import outputs
+from leukoscan.cells import BLAST
+from leukoscan.config import SETTINGS, LabCalibration
+
+CLASSIFIER_KEYS = ("sha256", "temperature", "test_time_views", "prior_correction")  # what makes its P(blast)
+
+
+def fit_offset(margins: np.ndarray, share: float) -> float:
+    """The blast log-odds offset that leaves ``share`` of normal cells of these blast margins (``blast_margin``)
+    called blasts."""
+    return float(-np.quantile(margins, 1 - share))
+
+
+def shift_blast(probs: np.ndarray, offset: float) -> np.ndarray:
+    """``probs`` with P(blast) multiplied by e^``offset`` and renormalised (the other types keep their ratios)."""
+    probs = np.asarray(probs, dtype=np.float64).copy()
+    probs[:, BLAST] *= np.exp(offset)
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LabReference:
+    """A lab's blast offset and what it was measured on (the JSON ``leukoscan lab-reference`` writes)."""
+
+    offset: float  # added to every cell's blast log-odds
+    normal_called_blast: float  # the share of the reference cells it leaves called blast
+    n_cells: int  # reference cells
+    slides: list[str]  # reference slides (their output folders)
+    classifier: dict  # the classifier that scored them (CLASSIFIER_KEYS of its description): the only one it fits
+    created: str = ""
+    file: str = ""  # where it was read from (not saved)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        return shift_blast(probs, self.offset)
+
+    def check(self, classifier: dict) -> None:
+        """A ``ValueError`` unless ``classifier`` (a run's ``Models.description["models"]["classifier"]``) is
+        the one the reference cells were scored by: an offset belongs to one model's P(blast)."""
+        if any(classifier.get(k) != self.classifier.get(k) for k in CLASSIFIER_KEYS):
+            raise ValueError(
+                "the lab reference was measured with another cell-type classifier (or its calibration): make it "
+                "again with `leukoscan lab-reference` on normal slides screened by this one"
+            )
+
+    def record(self) -> dict:
+        """verdict.json's ``lab_reference``: the offset and what it rests on."""
+        keys = ("file", "offset", "normal_called_blast", "n_cells", "created")
+        return {**{k: getattr(self, k) for k in keys}, "n_slides": len(self.slides)}
+
+    def save(self, path: Path) -> None:
+        outputs.write_json(path, {k: v for k, v in asdict(self).items() if k != "file"})
+
+    @classmethod
+    def load(cls, path: Path, classifier: dict | None = None) -> LabReference:
+        """The reference in ``path``, checked against ``classifier`` when given (``check``); a ``ValueError``
+        (one line) for a file that is not one."""
+        try:
+            reference = cls(**{**json.loads(Path(path).read_text()), "file": str(path)})
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path} is not a lab reference (made by `leukoscan lab-reference`): {e}") from None
+        if classifier is not None:
+            reference.check(classifier)
+        return reference
+
+    @classmethod
+    def from_runs(cls, folders: list[Path], calibration: LabCalibration = SETTINGS.lab) -> LabReference:
+        """The reference of the normal slides screened into ``folders`` (a ``leukoscan run --out`` folder, or one
+        slide's folder in it): every cell of their usable fields. A ``ValueError`` (one line) when a slide was
+        screened with another classifier than the others, or with a lab reference already (its P(blast) is not
+        the model's), or when there are fewer than ``min_cells`` cells or the offset is beyond ``max_offset``."""
+        slides = sorted({v.parent for f in map(Path, folders) for v in [f / "verdict.json", *f.glob("*/verdict.json")]})
+        slides = [s for s in slides if (s / "verdict.json").is_file()]
+        if not slides:
+            raise ValueError(f"no screened slide (verdict.json) in {', '.join(map(str, folders))}: run `leukoscan run`")
+        classifiers, margins = zip(*map(_screened_cells, slides))
+        if any(c != classifiers[0] for c in classifiers):
+            raise ValueError("the reference slides were screened with different classifiers: screen them again")
+        margins = np.concatenate(margins)
+        if len(margins) < calibration.min_cells:
+            raise ValueError(f"{len(margins)} reference cells, fewer than {calibration.min_cells}: add normal slides")
+        offset = fit_offset(margins, calibration.normal_called_blast)
+        if abs(offset) > calibration.max_offset:
+            raise ValueError(
+                f"blast offset {offset:+.1f} is beyond +-{calibration.max_offset}: are these normal slides of one lab?"
+            )
+        return cls(
+            offset=round(offset, 4),
+            normal_called_blast=calibration.normal_called_blast,
+            n_cells=len(margins),
+            slides=[str(s) for s in slides],
+            classifier=classifiers[0],
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+
+def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
+    """What classifier screened a slide's output folder, and its cells' blast margins; a ``ValueError`` (one line)
+    for a folder that cannot serve as a reference."""
+    try:
+        verdict = json.loads((slide / "verdict.json").read_text())
+        classifier = verdict["models"]["classifier"]
+        cells = pd.read_csv(slide / "cells.csv")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{slide}: not a slide `leukoscan run` screened ({type(e).__name__}: {e})") from None
+    if verdict.get("lab_reference"):
+        raise ValueError(f"{slide} was screened with a lab reference: screen the normal slides without one")
+    if "blast_margin" not in cells:
+        raise ValueError(f"{slide}/cells.csv has no blast_margin (an earlier version screened it): screen it again")
+    return {k: classifier.get(k) for k in CLASSIFIER_KEYS}, cells.blast_margin.to_numpy(float)

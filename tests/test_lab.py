@@ -1,0 +1,114 @@
+"""A lab's own blast reference (leukoscan/lab.py, `leukoscan lab-reference`, `run --lab-reference`)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from synth import write_slide
+from typer.testing import CliRunner
+
+from leukoscan.cells import BLAST, CELL_TYPES, blast_margin
+from leukoscan.config import SETTINGS
+from leukoscan.lab import LabReference, fit_offset, shift_blast
+from leukoscan.pipeline import app
+
+runner = CliRunner()
+
+
+def random_probs(n, seed=0):
+    return np.random.default_rng(seed).dirichlet(np.ones(len(CELL_TYPES)) * 0.5, size=n)
+
+
+def test_the_offset_leaves_the_asked_share_called_blast_and_moves_nothing_else():
+    probs = random_probs(5000)
+    for share in (0.01, 0.02, 0.05):
+        offset = fit_offset(blast_margin(probs), share)
+        shifted = shift_blast(probs, offset)
+        assert np.mean(shifted.argmax(1) == BLAST) == pytest.approx(share, abs=0.002)
+        assert np.allclose(shifted.sum(1), 1, atol=1e-5)
+        # the blast margin moves by the offset exactly; the other types keep their order and ratios
+        assert np.allclose(blast_margin(shifted), blast_margin(probs) + offset, atol=1e-3)
+        others = np.delete(shifted, BLAST, 1) / np.delete(shifted, BLAST, 1).sum(1, keepdims=True)
+        assert np.allclose(others, np.delete(probs, BLAST, 1) / np.delete(probs, BLAST, 1).sum(1, keepdims=True))
+
+
+def screened(folder, n_cells, classifier=None, lab=None):
+    """A fake `leukoscan run` slide folder: verdict.json and cells.csv with ``n_cells`` cells."""
+    folder.mkdir(parents=True)
+    probs = random_probs(n_cells, seed=len(str(folder)))
+    cells = pd.DataFrame({"blast_margin": blast_margin(probs).round(3)})
+    cells.to_csv(folder / "cells.csv", index=False)
+    described = classifier or {"sha256": "a" * 64, "temperature": 1.1, "test_time_views": 2, "prior_correction": 2.0}
+    verdict = {"models": {"classifier": {"file": "c.pt", **described}}, "lab_reference": lab}
+    (folder / "verdict.json").write_text(json.dumps(verdict))
+    return probs
+
+
+def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_cannot_use(tmp_path):
+    probs = np.concatenate([screened(tmp_path / "run" / f"s{i}", 400) for i in range(2)])
+    reference = LabReference.from_runs([tmp_path / "run"])
+    assert reference.n_cells == 800 and len(reference.slides) == 2
+    assert reference.offset == pytest.approx(fit_offset(blast_margin(probs), 0.02), abs=1e-3)
+    reference.save(tmp_path / "lab.json")
+    loaded = LabReference.load(tmp_path / "lab.json", reference.classifier)
+    assert loaded.offset == reference.offset and loaded.file == str(tmp_path / "lab.json")
+    with pytest.raises(ValueError, match="another cell-type classifier"):
+        LabReference.load(tmp_path / "lab.json", {**reference.classifier, "temperature": 0.9})
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="is not a lab reference"):
+        LabReference.load(tmp_path / "junk.json")
+    with pytest.raises(ValueError, match="fewer than 500"):
+        LabReference.from_runs([tmp_path / "run" / "s0"])
+    with pytest.raises(ValueError, match="no screened slide"):
+        LabReference.from_runs([tmp_path / "nothing"])
+    screened(tmp_path / "run" / "other", 400, {"sha256": "b" * 64})
+    with pytest.raises(ValueError, match="different classifiers"):
+        LabReference.from_runs([tmp_path / "run"])
+    screened(tmp_path / "again" / "s", 600, lab={"offset": 1.0})
+    with pytest.raises(ValueError, match="screened with a lab reference"):
+        LabReference.from_runs([tmp_path / "again"])
+    assert abs(reference.offset) <= SETTINGS.lab.max_offset
+    old = tmp_path / "old" / "s"  # screened by an earlier version: no blast_margin column
+    screened(old, 600)
+    pd.DataFrame({"p_blast": [0.1]}).to_csv(old / "cells.csv", index=False)
+    with pytest.raises(ValueError, match="has no blast_margin"):
+        LabReference.from_runs([old])
+    (old / "verdict.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not a slide `leukoscan run` screened"):
+        LabReference.from_runs([old])
+
+
+def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
+    slide = write_slide(tmp_path / "slide", 3, seed=40)
+    result = runner.invoke(app, ["run", str(slide), "--out", str(tmp_path / "normal")])
+    assert result.exit_code == 0, result.output
+    made = runner.invoke(app, ["lab-reference", str(tmp_path / "normal"), "-o", str(tmp_path / "lab.json")])
+    assert made.exit_code == 2 and "fewer than 500" in made.output  # a few synthetic cells are not a reference
+    args = ["lab-reference", str(tmp_path / "normal"), "-o", str(tmp_path / "lab.json"), "--min-cells", "5"]
+    made = runner.invoke(app, [*args, "--normal-called-blast", "0.2"])
+    assert made.exit_code == 0, made.output
+    assert "blast offset" in made.stdout
+    lab = json.loads((tmp_path / "lab.json").read_text())
+    before = pd.read_csv(tmp_path / "normal" / "slide" / "cells.csv")
+    # screened again with it into the same folder: every field is redone (the journal's key holds the offset)
+    result = runner.invoke(
+        app, ["run", str(slide), "--out", str(tmp_path / "normal"), "--lab-reference", str(tmp_path / "lab.json")]
+    )
+    assert result.exit_code == 0, result.output
+    after = pd.read_csv(tmp_path / "normal" / "slide" / "cells.csv")
+    assert np.allclose(after.blast_margin, before.blast_margin + lab["offset"], atol=2e-3)
+    assert np.mean(after.cell_type == "blast") == pytest.approx(0.2, abs=1 / len(after) + 0.01)
+    verdict = json.loads((tmp_path / "normal" / "slide" / "verdict.json").read_text())
+    assert verdict["lab_reference"]["offset"] == lab["offset"] and verdict["lab_reference"]["n_slides"] == 1
+    report = (tmp_path / "normal" / "report.html").read_text()
+    assert "lab.json: blast log-odds offset" in report
+    # a reference made from runs with a lab reference is refused; so is one for another classifier
+    made = runner.invoke(app, args)
+    assert made.exit_code == 2 and "screened with a lab reference" in made.output
+    lab["classifier"]["temperature"] = 9.0
+    (tmp_path / "lab.json").write_text(json.dumps(lab))
+    result = runner.invoke(
+        app, ["run", str(slide), "--out", str(tmp_path / "o2"), "--lab-reference", str(tmp_path / "lab.json")]
+    )
+    assert result.exit_code == 2 and "another cell-type classifier" in result.output
