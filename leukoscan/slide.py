@@ -74,8 +74,9 @@ class Options:
 def screening_key(models, opts: Options) -> str:
     """What a field's results depend on besides its file, as a short hash: the models (their sha256, scores
     and backend, and the version; not their paths, nor the device: CPU and CUDA answer alike), the scale the
-    user gave (``--cell-size``, ``--um-per-px``) and the lab reference's offset. Models are only read from
-    their files and cards (lazy ones stay unloaded)."""
+    user gave (``--cell-size``, ``--um-per-px``), the lab reference's offset and the uncertain-cell threshold
+    (the verdict rules are applied to the journalled cells afresh each run). Models are only read from their
+    files and cards (lazy ones stay unloaded)."""
     described = models.description
     what = {
         "version": described["version"],
@@ -83,6 +84,7 @@ def screening_key(models, opts: Options) -> str:
         "models": {name: {k: v for k, v in m.items() if k != "file"} for name, m in described["models"].items()},
         "scale": [opts.cell_size, opts.um_per_px],
         "lab_offset": opts.lab.offset if opts.lab else None,
+        "uncertain_p": opts.rules.uncertain_p,  # which cells' crops a field's uncertain/ folder holds
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
