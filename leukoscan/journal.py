@@ -1,11 +1,11 @@
 """A slide's resume journal: one JSON line per finished field, appended as each field finishes.
 
-A rerun into the same output folder reads it back and skips the fields recorded there whose file is
-unchanged (same resolved path, size and modification time) and that were screened the same way (the same
-key: ``slide.screening_key``, the models and the scale the user gave); the others are screened again. A line
-cut short by an interrupted run is skipped on reading, and the next run starts its lines on a fresh line, so
-nothing recorded before is lost. One append per field, instead of a file per field, keeps resuming cheap on
-slides of thousands of fields.
+A rerun into the same output folder reads it back and skips the fields recorded there whose file is unchanged
+(same resolved path, size and modification time) and that were screened the same way (the same key:
+``slide.screening_key``, of the models, the scale the user gave and the lab reference); the others are
+screened again. A line cut short by an interrupted run is skipped on reading, and the next run starts its
+lines on a fresh line, so nothing recorded before is lost. One append per field, instead of a file per field,
+keeps resuming cheap on slides of thousands of fields.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ CLASSIFIER_KEYS = ("sha256", "temperature", "test_time_views", "prior_correction
 
 
 def fit_offset(margins: np.ndarray, share: float) -> float:
-    """The blast log-odds offset that leaves ``share`` of normal cells of these blast margins (``blast_margin``)
-    called blasts."""
+    """The blast log-odds offset that leaves ``share`` of normal cells called blasts, from their blast margins
+    (``cells.blast_margin``)."""
     return float(-np.quantile(margins, 1 - share))
 
 

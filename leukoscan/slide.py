@@ -136,7 +136,7 @@ def _screen_fields(
 
 
 def _classify_fields(
-    models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None, lab=None
+    models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None, lab: LabReference | None
 ) -> list:
     """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
     colour for a model trained on normalised crops; ``lab``: the lab reference's blast offset), then the blasts
@@ -259,9 +259,8 @@ def _screen_unfinished(
     unless a ``plan`` is given). Returns every field's state (journalled or new) and the plan; ``watch``
     times the scale search and the fields."""
     decoded: dict[Path, np.ndarray] = {}  # the scale search's sample fields, screened without a second decode
-    with Journal(
-        out, fresh=opts.force and plan is None, key=opts.key
-    ) as journal:  # (read once: the plan's and the states')
+    # the journal is read once: the plan's fields and the states
+    with Journal(out, fresh=opts.force and plan is None, key=opts.key) as journal:
         states = {p: journal.finished(p) for p in slide.images}
         with watch("scale_search"):
             plan = plan or _plan(models, slide, out, opts, states, decoded)
