@@ -29,14 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_crosslab import NORMAL, eval_cells, predict  # noqa: E402
-from eval_slides import DIFFERENTIAL  # noqa: E402
+from eval_slides import DIFFERENTIAL, draw_bags, verdict_rates  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, blast_margin  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
-from leukoscan.verdict import verdict_of  # noqa: E402
 
 SHARES = (None, 0.01, SETTINGS.lab.normal_called_blast, 0.05)  # None: no reference
 SLIDE_CELLS, N_BAGS, FRACTIONS = 200, 400, (0.1, 0.2, 0.5)
@@ -71,37 +70,25 @@ def lab_sets(cells: pd.DataFrame, lolo: Path) -> dict[str, dict]:
     return sets
 
 
-def in_differential(types: np.ndarray, n: int, rng) -> np.ndarray:
-    """Indices of ``n`` cells drawn in the normal differential among the types present."""
-    present = {t: w for t, w in DIFFERENTIAL.items() if (types == t).any()}
-    weights = np.array(list(present.values())) / sum(present.values())
-    drawn = rng.choice(list(present), p=weights, size=n)
-    out = np.empty(n, dtype=np.int64)
-    for t in present:
-        m = drawn == t
-        out[m] = rng.choice(np.nonzero(types == t)[0], size=int(m.sum()))
-    return out
+def type_pool(types: np.ndarray, n_blasts: int = 0) -> dict[str, np.ndarray]:
+    """``eval_slides.draw_bags``' pool of cells of ``types`` (indices per normal type), followed by ``n_blasts``
+    blasts."""
+    pool = {t: np.nonzero(types == t)[0] for t in DIFFERENTIAL}
+    return pool | {"blast": np.arange(len(types), len(types) + n_blasts)}
 
 
 def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | None, fraction: float, rng) -> float:
     """Share of ``N_BAGS`` slides of ``SLIDE_CELLS`` cells (``fraction`` blasts) called ``suspected``."""
-    rules = SETTINGS.verdict
-    k = int(round(fraction * SLIDE_CELLS))
-    n, called, confident = [], [], []
-    for _ in range(N_BAGS):
-        bag = normal[in_differential(types, SLIDE_CELLS - k, rng)]
-        if k:
-            bag = np.concatenate([bag, blasts[rng.integers(0, len(blasts), k)]])
-        n.append(len(bag))
-        called.append(int((bag.argmax(1) == BLAST).sum()))
-        confident.append(int((bag[:, BLAST] >= rules.confident_blast_p).sum()))
-    return float(np.mean(verdict_of(n, called, confident, rules) == "suspected"))
+    probs = normal if blasts is None else np.concatenate([normal, blasts])
+    scores = pd.DataFrame({"p_blast": probs[:, BLAST], "is_blast": (probs.argmax(1) == BLAST).astype(float)})
+    bags = draw_bags(type_pool(types, len(probs) - len(normal)), SLIDE_CELLS, fraction, N_BAGS, rng)
+    return verdict_rates(bags, scores, SETTINGS.verdict)["suspected"]
 
 
 def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     ref_probs, ref_types = lab["reference"]
-    reference = blast_margin(ref_probs[in_differential(ref_types, REFERENCE_CELLS, rng)])
+    reference = blast_margin(ref_probs[draw_bags(type_pool(ref_types), REFERENCE_CELLS, 0.0, 1, rng)[0]])
     normal, types = lab["normal"]
     rows = []
     for share in SHARES:

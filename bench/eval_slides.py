@@ -165,10 +165,14 @@ def one_lab_rates(lab_bags: dict, scores: pd.DataFrame, rules: VerdictRules) -> 
     return out
 
 
-def one_lab_slides(every: pd.DataFrame, weights: Path, n_bags: int, rng) -> dict[str, tuple[dict, pd.DataFrame]]:
+def one_lab_slides(
+    every: pd.DataFrame, cells: pd.DataFrame, scores: dict[str, pd.DataFrame], weights: Path, n_bags: int, rng
+) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Normal slides of each lab alone (``LABS``, ``ONE_LAB_SIZES`` cells), per score set: (lab, size) -> bags,
     and the scores they index. Unseen-lab: every normal cell of the lab (the model blind to it never saw one);
-    seen-lab: those of its validation and test splits (the shipped model was trained on the rest)."""
+    seen-lab: those of its validation and test splits (the shipped model was trained on the rest). The cells
+    ``scores`` already scored (those of ``cells``) keep their scores; only the rest (unseen-lab training cells)
+    are classified here."""
     normal = every[
         every.source.isin(LABS)
         & ((every.source != "taleqani") | (every.original_type != "blast"))
@@ -177,15 +181,17 @@ def one_lab_slides(every: pd.DataFrame, weights: Path, n_bags: int, rng) -> dict
     normal.attrs["root"] = every.attrs["root"]
     out = {}
     for name, unseen, splits in (("unseen lab", True, ("train", "val", "test")), ("seen lab", False, ("val", "test"))):
-        rows = normal[normal.split.isin(splits)]
-        rows.attrs["root"] = every.attrs["root"]
-        scores = cell_scores(rows, weights, unseen).reindex(normal.index)
+        known = scores[name].set_axis(cells.crop).reindex(normal.crop).set_axis(normal.index)
+        todo = normal[normal.split.isin(splits) & ~normal.crop.isin(cells.crop)]
+        todo.attrs["root"] = every.attrs["root"]
+        if len(todo):
+            known.loc[todo.index] = cell_scores(todo, weights, unseen)
         bags = {
-            (lab, size): draw_bags(pools(normal, splits, scores, lab), size, 0.0, n_bags, rng)
+            (lab, size): draw_bags(pools(normal, splits, known, lab), size, 0.0, n_bags, rng)
             for lab in LABS
             for size in ONE_LAB_SIZES
         }
-        out[name] = (bags, scores)
+        out[name] = (bags, known)
     return out
 
 
@@ -373,7 +379,7 @@ def main() -> None:
     for split in pool:
         for size in LARGE_NORMAL:
             bags[split][(size, 0.0)] = draw_bags(pool[split], size, 0.0, args.bags, large_rng)
-    one_lab = one_lab_slides(every, args.weights, args.bags, np.random.default_rng(args.seed + 2))
+    one_lab = one_lab_slides(every, cells, scores, args.weights, args.bags, np.random.default_rng(args.seed + 2))
     tuned, best = tune(bags["val"], scores, cells, SETTINGS.verdict, one_lab)
     res = {
         "bags_per_point": args.bags,
