@@ -149,7 +149,7 @@ def run(
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
         # the Ray engine's models are loaded by its actors (here they only aggregate)
         done = not force and all(all_finished(out / name, s.images, opts.key) for name, s in zip(names, inputs))
-        if not done and engine is Engine.local:
+        if not done and engine is Engine.local and workers == 1:  # --workers: each worker loads its own
             models = Models.load(*weights)
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall

@@ -199,7 +199,7 @@ class Detector:
             overlap_wh=self.settings.tile_overlap,
             overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
             overlap_metric=sv.OverlapMetric.IOS,
-            iou_threshold=self.settings.iou,
+            iou_threshold=self.settings.tile_merge_ios,
             batch_size=self.settings.tile_batch,
         )
         return slicer(bgr)

@@ -68,7 +68,10 @@ class Detection:
 
     conf: float = 0.25  # lowest box confidence kept
     iou: float = 0.5  # Ultralytics' NMS
-    merge_ios: float = 0.6  # two boxes overlapping by this much of the smaller are one cell (kept: the larger)
+    merge_ios: float = 0.6  # two boxes overlapping by this much of the smaller are one cell (kept: the more confident)
+    # a cell cut by a tile's edge and the same cell whole in the next tile, merged by overlap of the smaller box
+    # (the more confident kept): at merge_ios the dense demo photograph keeps 2 more false boxes, same recall
+    tile_merge_ios: float = 0.5
     tile: int = 320  # detector input side; a scaled field over 1.5 x this is cut into tiles of it
     tile_overlap: int = 96  # pixels two neighbouring tiles share
     max_scaled_side: int = 4096  # a field scaled to the detector's cell size is capped at this side

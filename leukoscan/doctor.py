@@ -14,6 +14,7 @@ from rich.table import Table
 from leukoscan.cards import BACKENDS, backend_file, sha256
 from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
 from leukoscan.progress import NOTHING_PROCESSED, console, fail, one_line
+from leukoscan.runtime import cores
 
 PACKAGES = (
     "leukoscan",
@@ -68,7 +69,7 @@ def environment_rows(table: Table) -> list[str]:
         except PackageNotFoundError:
             table.add_row(name, "[red]missing[/]")
             problems.append(f"package {name} is not installed")
-    table.add_row("cpu threads", f"{torch.get_num_threads()} of {os.cpu_count()} cores")
+    table.add_row("cpu threads", f"{torch.get_num_threads()} of the {cores()} cores this process may use")
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU will be used)"
     table.add_row("cuda", cuda)
     table.add_row("ultralytics config", os.environ.get("YOLO_CONFIG_DIR", "?"))

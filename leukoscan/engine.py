@@ -7,17 +7,19 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
-from leukoscan.progress import error
+from leukoscan.progress import error, one_line
 from leukoscan.records import SlideVerdict
 
 
 def screen_slides(
-    models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = 80.0
+    models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = MAX_MEGAPIXELS
 ) -> list[tuple[str, SlideVerdict]]:
     """Screen each slide into ``out/<name>``: in turn in this process, or ``workers`` slides at a time in worker
     processes that load their own models (from ``models.files``) with the run's image size limit. Returns
-    (name, verdict) for every slide whose outputs could be written; the others get one error line each."""
+    (name, verdict) for every slide screened; a slide that could not be written or that an error stopped gets one
+    line, and the others go on."""
     if workers > 1:
         return _screen_in_parallel(slides, names, out, opts, workers, models.files, max_megapixels, bar)
     return _screen_in_turn(models, slides, names, out, opts, bar)
@@ -29,13 +31,16 @@ _fields_done = None  # fields finished by all workers together (a shared counter
 
 def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_megapixels: float) -> None:
     """Each worker gets its own ``threads`` cores (CPU affinity, which ONNX Runtime and OpenVINO respect
-    too) and as many torch threads, so workers never fight over a core; and the run's image size limit."""
+    too) and as many torch threads, so workers never fight over a core; and the run's image size limit. Ctrl-C
+    is the parent's to handle (it stops the workers): a worker would otherwise take the next queued slide."""
     global _worker_models, _fields_done
     import os
+    import signal
 
     from leukoscan.images import limit_megapixels
     from leukoscan.runtime import setup, use_threads
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup()  # a spawned process: the set-up of an entry point
     limit_megapixels(max_megapixels)
 
@@ -76,8 +81,8 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
 
         try:
             verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
-        except OSError as e:
-            unwritable(name, out, e)
+        except Exception as e:  # one slide's failure, whatever it is, ends that slide only
+            slide_failed(name, out, e)
     return verdicts
 
 
@@ -86,36 +91,64 @@ def _screen_in_parallel(
 ) -> list[tuple[str, SlideVerdict]]:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
     import multiprocessing as mp
-    import os
     from concurrent.futures import ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    from leukoscan.runtime import cores
+
+    threads = max(1, cores() // workers)
     overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
     ctx = mp.get_context("spawn")
     fields_done = ctx.Value("i", 0)
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers,
         mp_context=ctx,
         initializer=_init_worker,
         initargs=(files, threads, ctx.Value("i", 0), fields_done, max_megapixels),
-    ) as pool:
+    )
+    try:
         futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
             bar.update(overall, completed=fields_done.value)
-        bar.update(overall, completed=fields_done.value)
-        results = []
-        for name, future in zip(names, futures):
-            try:
-                results.append((name, future.result()))
-            except OSError as e:
-                unwritable(name, out, e)
-            except BrokenProcessPool:
-                error(
-                    f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
-                    "finished are kept: rerun with fewer --workers to resume"
-                )
+    except KeyboardInterrupt:  # no queued slide starts, and the workers stop (their journals keep what they finished)
+        _stop(pool)
+        raise
+    pool.shutdown()
+    bar.update(overall, completed=fields_done.value)
+    results = []
+    for name, future in zip(names, futures):
+        try:
+            results.append((name, future.result()))
+        except BrokenProcessPool:
+            error(
+                f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
+                "finished are kept: rerun with fewer --workers to resume"
+            )
+        except Exception as e:  # as in turn: one slide's failure ends that slide only
+            slide_failed(name, out, e)
     return results
+
+
+def _stop(pool) -> None:
+    """Cancel the slides not started and end the worker processes now (a worker killed mid-field loses that field
+    only: the journal is appended field by field)."""
+    processes = list((pool._processes or {}).values())  # the executor has no public way to end its workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+
+
+def slide_failed(name: str, out: Path, e: Exception) -> None:
+    """One line for a slide that an error stopped; the other slides go on."""
+    if isinstance(e, OSError):
+        unwritable(name, out, e)
+    else:
+        error(
+            f"slide {name}: stopped by an error ({type(e).__name__}: {one_line(e)}); the fields it finished are "
+            "kept: run the same command again to resume"
+        )
 
 
 def unwritable(name: str, out: Path, e: OSError) -> None:

@@ -117,16 +117,18 @@ def to_bgr(rgb: np.ndarray) -> np.ndarray:
 
 def to_rgb8(im: Image.Image) -> np.ndarray:
     """Convert any PIL mode (grayscale, 16-bit, float, palette, alpha) to 8-bit RGB."""
+    if im.width < 8 or im.height < 8:
+        raise ImageError(f"image too small ({im.width}x{im.height})")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)
     if im.mode.startswith(("I", "F")):
         arr = np.asarray(im).astype(np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if im.mode.startswith("F") and arr.max() <= 1.0:  # floating point in 0-1
+            top = 1.0
+        else:
+            top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
-    arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-    if arr.ndim != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ImageError(f"image too small ({im.width}x{im.height})")
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 
 from leukoscan.outputs import json_default
@@ -66,13 +67,19 @@ class Journal:
     def __init__(self, out: Path, fresh: bool = False, key: str = ""):
         """The journal of output folder ``out``; ``fresh`` forgets what it recorded (``--force``); ``key``:
         how this run screens (``slide.screening_key``), recorded with each field and required of a finished one."""
-        self.path, self.key = journal_path(out), key
+        self.path, self.key, self.fresh = journal_path(out), key, fresh
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = b"" if fresh or not self.path.exists() else self.path.read_bytes()
-        self.recorded = read_states(text)  # resolved image path -> its latest state
-        self._file = open(self.path, "wb" if fresh else "ab")
-        if text and not text.endswith(b"\n"):
-            self._file.write(b"\n")  # end the line an interrupted run cut short
+        self._file = open(self.path, "wb" if fresh else "ab+")
+        if self._file.seek(0, 2):  # something recorded: end the line an interrupted run cut short
+            self._file.seek(-1, 2)
+            if self._file.read(1) != b"\n":
+                self._file.write(b"\n")
+
+    @cached_property
+    def recorded(self) -> dict[str, dict]:
+        """Resolved image path -> its latest state (read when first asked, before anything is recorded: a batch
+        that only appends, as each Ray batch does, does not read the slide's whole journal again)."""
+        return {} if self.fresh else read_states(self.path.read_bytes())
 
     def finished(self, image: Path) -> FieldResult | None:
         """The recorded result of ``image`` if it was finished and has not changed since."""

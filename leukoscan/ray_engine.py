@@ -33,6 +33,7 @@ import numpy as np
 import ray
 import ray.data
 
+from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
 from leukoscan.records import SlideVerdict
 from leukoscan.slide import Options, Slide, SlidePlan, batches, plan_slide, screen_batch, screen_slide
@@ -90,11 +91,11 @@ class PlanTask:
 @dataclass
 class PlanResult:
     """A slide's plan, and what screens it (``Models.description`` on the actor: its device, not the
-    driver's); or the error that stopped its outputs being written."""
+    driver's); or the error that stopped it (its outputs could not be written, or anything else)."""
 
     plan: SlidePlan | None
     description: dict | None
-    error: OSError | None = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -113,7 +114,7 @@ class BatchResult:
 
     index: int
     fields: int
-    error: OSError | None = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -125,7 +126,7 @@ class SlideJob:
     out: Path
     plan: SlidePlan | None = None
     left: int = 0
-    error: OSError | None = None
+    error: Exception | None = None
 
 
 class _ModelActor:
@@ -151,7 +152,7 @@ class Planner(_ModelActor):
             try:
                 plan = plan_slide(self.models, task.slide, task.out, task.opts)
                 results.append(PlanResult(plan, self.models.description))
-            except OSError as e:
+            except Exception as e:  # that slide fails, with one line; the others go on
                 results.append(PlanResult(None, None, e))
         return {"index": batch["index"], "result": _blobs(results)}
 
@@ -173,7 +174,7 @@ class Screener(_ModelActor):
                 if left:
                     screen_batch(self.models, task.out, task.opts, task.plan, left)
                 results.append(BatchResult(int(index), len(task.plan.todo)))
-            except OSError as e:
+            except Exception as e:  # that slide fails, with one line; the others go on
                 results.append(BatchResult(int(index), len(task.plan.todo), e))
         return {"index": batch["index"], "result": _blobs(results)}
 
@@ -193,7 +194,7 @@ def screen_slides_on_ray(
     opts: Options,
     bar,
     workers: int = 1,
-    max_megapixels: float = 80.0,
+    max_megapixels: float = MAX_MEGAPIXELS,
     address: str | None = None,
 ) -> list:
     """Screen each slide into ``out/<name>`` on a Ray cluster (``address``: ``auto``, ``ray://host:port`` or
@@ -283,7 +284,7 @@ def _plan_finished(models: Models, jobs: list[SlideJob], opts: Options) -> list[
     for job in (jobs[i] for i in sorted(set(range(len(jobs))) - set(todo))):
         try:
             job.plan = plan_slide(models, job.slide, job.out, opts)
-        except OSError as e:
+        except Exception as e:  # reported when the slide is aggregated
             job.error = e
     return todo
 
@@ -341,15 +342,15 @@ def _cut(plan: SlidePlan, fields: list[Path]) -> SlidePlan:
 
 def _aggregate(models: Models, job: SlideJob, opts: Options) -> SlideVerdict | None:
     """The slide's tables and verdict from its journal (``screen_slide`` with its plan), or one error line when
-    its outputs cannot be written (None)."""
-    from leukoscan.engine import unwritable
+    its outputs cannot be written or an error stopped it (None)."""
+    from leukoscan.engine import slide_failed
 
     try:
         if job.error is not None:
             raise job.error
         return screen_slide(models, job.slide, job.out, replace(opts, force=False), plan=job.plan)
-    except OSError as e:
-        unwritable(job.name, job.out.parent, e)
+    except Exception as e:  # as in the local engine
+        slide_failed(job.name, job.out.parent, e)
         return None
 
 

@@ -80,7 +80,7 @@ def setup() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(state / "config"))
     os.environ.setdefault("MPLCONFIGDIR", str(state / "matplotlib"))
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores()))
     _place_font(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
     Image.MAX_IMAGE_PIXELS = None
     if "ultralytics" not in sys.modules:
@@ -109,9 +109,14 @@ def _patch_ultralytics() -> None:
     import ultralytics.utils.patches as patches
     from PIL import Image
 
-    use_threads(os.cpu_count() or 1)
+    use_threads(cores())
     uu.SETTINGS.update({"sync": False, **{key: False for key in TRACKERS}})
     Image.open = _state["pil_open"] or patches._image_open  # imported before setup(): Ultralytics kept the original
+
+
+def cores() -> int:
+    """The CPU cores this process may use (its affinity: a container's or ``taskset``'s share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def use_threads(n: int) -> None:

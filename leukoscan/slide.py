@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -221,7 +220,9 @@ def _field_pool() -> ThreadPoolExecutor:
     """Threads for the per-field work around the models (cropping, drawing, encoding and writing
     release the GIL for much of their time): one per core this process may use (a ``--workers``
     process is pinned to its share), kept for the process's life (a new thread's first OpenCV calls are slow)."""
-    return ThreadPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    from leukoscan.runtime import cores
+
+    return ThreadPoolExecutor(cores())
 
 
 def screen_slide(
@@ -306,9 +307,9 @@ def _plan(
     """``plan_slide`` given what the slide's journal holds ``finished`` (None: a field to screen)."""
     todo = [p for p in slide.images if finished[p] is None]
     stems = _output_stems(slide.images)
-    if not todo:
-        previous = _previous_verdict(out)
-        return SlidePlan([], Scale.from_record(previous.get("scale")), previous.get("stain_normalisation"), stems)
+    previous = _previous_verdict(out) if not todo else {}
+    if "scale" in previous:  # nothing left to screen: the scale and colour the fields were screened at
+        return SlidePlan([], Scale.from_record(previous["scale"]), previous.get("stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
     sizes = _field_sizes(slide.images)
     scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
@@ -447,9 +448,9 @@ def _slide_stain(
 ) -> dict | None:
     """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
     trained without): the pooled CIE Lab mean and SD of the classifier's crops (the pixels of its card's
-    ``region``) of its first usable fields
-    (until ``min_cells`` cells or ``max_fields`` fields; the same fields on every run and resume), which are
-    added to ``decoded``."""
+    ``region``) of the usable ones of its first fields (until ``min_cells`` cells or ``max_fields`` fields looked
+    at, usable or not: a slide of unusable fields is not decoded twice over; the same fields on every run and
+    resume), which are added to ``decoded``."""
     from leukoscan.classify.stain import lab_stats
 
     if not models.classifier.stain_normalisation:
@@ -462,12 +463,12 @@ def _slide_stain(
         if rgb is None or isinstance(rgb, ImageError):
             continue
         decoded[path] = rgb
+        fields += 1
         cell_px = scale.cell_px(rgb, models.detector)
         det = models.detector.detect([rgb], [cell_px])[0]
         if field_problem(rgb, len(det), cell_px):  # not a usable smear: its colour says nothing of the slide's
             continue
         crops.append(models.classifier.crops(rgb, det, cell_px))
-        fields += 1
     n = sum(map(len, crops))
     if not n:
         return None
@@ -484,7 +485,8 @@ def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | 
 
 
 def _previous_verdict(out: Path) -> dict:
-    """What an earlier run of this slide recorded in verdict.json (a resume with nothing left to do; {}: none)."""
+    """What an earlier run of this slide recorded in verdict.json (a resume with nothing left to do; {}: none, as
+    when a run stopped after its last field but before the verdict: the scale is then found again)."""
     try:
         return json.loads((out / "verdict.json").read_text())
     except (OSError, ValueError):

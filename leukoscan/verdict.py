@@ -92,8 +92,8 @@ def slide_verdict(
     ``insufficient`` also with fewer than ``rules.min_fields`` usable fields (when ``usable_fields`` is given)."""
     n = len(cells)
     probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CELL_TYPES)))
-    top = probs.argmax(axis=1)
-    is_blast = top == BLAST
+    types = cells.cell_type.to_numpy() if n else np.array([], dtype=object)  # the calls of cells.csv, as counted
+    is_blast = types == "blast"
     blasts = int(is_blast.sum())
     confident = int((probs[:, BLAST] >= rules.confident_blast_p).sum())
     low, high = wilson(blasts, n)
@@ -128,7 +128,7 @@ def slide_verdict(
         predominant_subtype=predominant,
         review_reasons=reasons,
         uncertain_fraction=uncertain,
-        differential={t: int((top == i).sum()) for i, t in enumerate(CELL_TYPES)},
+        differential={t: int((types == t).sum()) for t in CELL_TYPES},
     )
 
 

@@ -92,6 +92,29 @@ def test_a_slide_whose_folder_cannot_be_written_gets_one_error_line_and_the_othe
     assert "Traceback" not in captured.err and "error:" not in captured.out
 
 
+def test_a_slide_stopped_by_any_error_gets_one_line_and_the_others_are_kept(tmp_path, capsys, monkeypatch):
+    """An error that is not about writing (a bug, the GPU out of memory) stops its slide only: one line naming it
+    and the error, no traceback, and the slides before and after it screened as usual."""
+    import leukoscan.slide
+
+    screen = leukoscan.slide.screen_slide
+
+    def fails_on_the_second(models, slide, out, *args, **kwargs):
+        if out.name == "slide-2":
+            raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+        return screen(models, slide, out, *args, **kwargs)
+
+    monkeypatch.setattr(leukoscan.slide, "screen_slide", fails_on_the_second)
+    slides = slides_sharing_a_name(tmp_path / "in")
+    results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], tmp_path / "out", Options(), Bar())
+    assert [name for name, _ in results] == ["slide", "other"]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "error: slide slide-2: stopped by an error (RuntimeError: CUDA out of memory.); the fields it finished are "
+        "kept: run the same command again to resume"
+    ]
+
+
 def test_unwritable_says_why_and_where_in_one_line_showing_the_name_as_it_is(capsys):
     """The line gives the slide, its output folder and the system's reason with the file concerned (when the
     error names one, else the error's kind); a name with brackets is shown as it is, not read as markup."""

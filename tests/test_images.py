@@ -47,6 +47,14 @@ def test_grayscale_rgba_16bit_palette(tmp_path, rgb):
     assert load_rgb(tmp_path / "p.png").shape == (40, 50, 3)
 
 
+def test_float_and_tiny_deep_images(tmp_path, rgb):
+    unit = rgb[..., 0].astype(np.float32) / 255  # floating point in 0-1: scaled as such, not read as near-black
+    Image.fromarray(unit, mode="F").save(tmp_path / "f.tif")
+    assert abs(int(load_rgb(tmp_path / "f.tif")[..., 0].max()) - int(rgb[..., 0].max())) <= 1
+    for name, arr in {"t16.png": np.full((3, 3), 40000, np.uint16), "t8.png": np.full((3, 3, 3), 9, np.uint8)}.items():
+        assert "too small" in one_line_error(save(tmp_path / name, arr))  # every mode is checked alike
+
+
 def test_exif_orientation_applied(tmp_path, rgb):
     im = Image.fromarray(rgb)
     exif = im.getexif()

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -172,6 +173,12 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
         (uncertain / f"{stem}_099.jpg").write_bytes(b"stale")
     assert run(slide, "--out", out).exit_code == 0  # nothing left to do: the finished fields' crops stay
     assert overlays() == again and all((uncertain / f"{stem}_099.jpg").exists() for stem in stems)
+    verdict = json.loads((out / "slide" / "verdict.json").read_text())
+    (out / "slide" / "verdict.json").unlink()  # as if the run had stopped after its last field, before the verdict
+    assert run(slide, "--out", out).exit_code == 0
+    again_verdict = json.loads((out / "slide" / "verdict.json").read_text())
+    assert again_verdict["scale"] == verdict["scale"] and again_verdict["scale"]  # found again, not left empty
+    assert overlays() == again  # and no field screened again
     assert run(slide, "--out", out, "--force").exit_code == 0
     forced = overlays()
     assert all(forced[n] != again[n] for n in again)
@@ -323,6 +330,28 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     result = run(DEMO_SLIDE, "--out", tmp_path)
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "run the same command again to resume" in result.output
+
+
+def test_ctrl_c_with_workers_stops_the_run_at_once(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) during a ``--workers`` run: no queued slide is started and
+    the workers stop; the run exits 130 within seconds, the finished slides kept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slides = [write_slide(tmp_path / "in" / f"s{k:02d}", 8, seed=k) for k in range(10)]
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "leukoscan.pipeline", "run", *map(str, slides), "--out", str(out), "--workers", "2"]
+    default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731 (a shell's & would ignore it)
+    run_ = subprocess.Popen(args, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=default)
+    while not list(out.glob("*/verdict.json")) and run_.poll() is None:
+        time.sleep(0.1)
+    interrupted = time.monotonic()
+    os.killpg(run_.pid, signal.SIGINT)
+    err = run_.communicate(timeout=60)[1].decode()
+    assert run_.returncode == 130 and "run the same command again to resume" in err, err
+    assert time.monotonic() - interrupted < 10 and len(list(out.glob("*/verdict.json"))) <= 4
 
 
 def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):

@@ -8,6 +8,8 @@ import pytest
 import torch
 from synth import smear, write_yolo_dataset
 
+from leukoscan.runtime import cores
+
 
 def test_runtime_environment():
     from leukoscan.runtime import ultralytics
@@ -15,7 +17,7 @@ def test_runtime_environment():
     SETTINGS = ultralytics("ultralytics.utils").SETTINGS
 
     assert os.environ["YOLO_OFFLINE"] == "true" and os.environ["YOLO_AUTOINSTALL"] == "false"
-    assert torch.get_num_threads() == os.cpu_count()
+    assert torch.get_num_threads() == cores()
     assert SETTINGS["sync"] is False
     assert not any(SETTINGS[key] for key in ("clearml", "comet", "dvc", "mlflow", "raytune"))  # installed or not
     from pathlib import Path
@@ -48,7 +50,7 @@ def test_train_and_predict_smoke_opens_no_socket(tmp_path, no_network):
     img, _ = smear()
     result = yolo(best, "detect").predict(img[..., ::-1], imgsz=64, verbose=False, device="cpu")
     assert len(result) == 1
-    assert torch.get_num_threads() == os.cpu_count()  # ultralytics did not drop to cpu_count-1
+    assert torch.get_num_threads() == cores()  # ultralytics did not drop to cpu_count-1
     assert no_network == []
 
 
@@ -80,7 +82,8 @@ def test_cli_starts_without_loading_torch(tmp_path):
         "'YOLO_OFFLINE' in os.environ); "
         "import ultralytics.utils as uu; from PIL import Image; patched = Image.open; "  # imported before set-up
         "from leukoscan.runtime import ultralytics; ultralytics(); import torch; "
-        "print(uu.SETTINGS['sync'], torch.get_num_threads() == os.cpu_count(), Image.open is not patched, "
+        "print(uu.SETTINGS['sync'], torch.get_num_threads() == len(os.sched_getaffinity(0)), "
+        "Image.open is not patched, "
         "os.environ['YOLO_OFFLINE'])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}

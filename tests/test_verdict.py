@@ -151,3 +151,14 @@ def test_too_few_usable_fields_is_insufficient():
     assert v.verdict == "insufficient" and v.reason == "2 usable fields < 3" and v.blast_fraction is None
     assert v.needs_review and "usable fields" in v.review_reasons[0]
     assert slide_verdict(table(100, 0), VerdictRules(min_fields=3), usable_fields=3).verdict == "negative"
+
+
+def test_cells_are_counted_by_their_call_as_cells_csv_has_it():
+    """The call of each cell (``cell_type``, from the unrounded probabilities) is what the verdict counts, even
+    where the 4-decimal probabilities of cells.csv tie or round the other way."""
+    cells = table(99, 0)
+    cells.loc[0, TYPE_COLUMNS] = 0.0
+    cells.loc[0, ["p_blast", "p_lymphocyte"]] = 0.5  # rounded to a tie that argmax would give to blast
+    cells.loc[0, "cell_type"] = "lymphocyte"
+    v = slide_verdict(cells)
+    assert v.n_blasts == 0 and v.differential["lymphocyte"] == 1 and v.differential["blast"] == 0
