@@ -36,8 +36,10 @@ from leukoscan.progress import (
     cell_size_option,
     console,
     device_option,
+    error,
     fail,
     max_megapixels_option,
+    one_line,
     positive,
     progress,
     um_per_px_option,
@@ -118,20 +120,17 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan import outputs
-    from leukoscan.engine import unique_names
+    from leukoscan.engine import unique_names, without_repeats
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import all_finished
     from leukoscan.lab import LabReference
     from leukoscan.models import Models
-    from leukoscan.records import SUMMARY_COLUMNS
-    from leukoscan.report import write_report
     from leukoscan.slide import Options, Slide, screening_key
 
     screen = engine_screen(engine, ray_address)
     weights = (detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
-        inputs = [Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]
+        inputs = without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))])
         names = unique_names(inputs)
         models = Models.load(*weights, lazy=True)  # read from their files and cards only, until screening asks
         # an offset belongs to the classifier (and calibration) that scored the reference cells
@@ -149,7 +148,7 @@ def run(
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
         # the Ray engine's models are loaded by its actors (here they only aggregate)
         done = not force and all(all_finished(out / name, s.images, opts.key) for name, s in zip(names, inputs))
-        if not done and engine is Engine.local and workers == 1:  # --workers: each worker loads its own
+        if not done and engine is Engine.local:  # (with --workers too: unusable weights are found here, at once)
             models = Models.load(*weights)
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
@@ -166,10 +165,35 @@ def run(
         raise typer.Exit(130) from None
     if not verdicts:
         fail("no slide's outputs could be written", NOTHING_PROCESSED)
-    outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
-    write_report(out, verdicts)
+    conclude(verdicts, out)
+
+
+def conclude(verdicts: list, out: Path) -> None:
+    """The run's summary.csv and review page, the fields skipped and the summary; exit 1 when those files could not
+    be written or no image could be processed."""
+    from leukoscan import outputs
+    from leukoscan.records import SUMMARY_COLUMNS
+    from leukoscan.report import write_report
+
+    try:
+        outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
+        write_report(out, verdicts)
+        report = True
+    except OSError as e:  # a full disk, a folder in the way: the slides' own outputs are written already
+        error(f"could not write summary.csv and report.html in {out} ({one_line(e)}); each slide's folder has its own")
+        report = False
     show_failures(verdicts, out)
-    show_summary(verdicts, out)
+    show_summary(verdicts, out, report)
+    others = sorted({v.parent.name for v in out.glob("*/verdict.json")} - {name for name, _ in verdicts})
+    if others:  # an earlier run's slides in the same --out
+        console.print(
+            f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
+            f"({escape(', '.join(others[:5]))}{', ...' if len(others) > 5 else ''}): summary.csv and report.html are "
+            "this run's slides only",
+            soft_wrap=True,
+        )
+    if not report:
+        raise typer.Exit(NOTHING_PROCESSED)
     if all(v.n_failed == v.n_images for _, v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
@@ -199,9 +223,16 @@ def lab_reference(
     with user_errors():
         reference = LabReference.from_runs(runs, calibration)
         reference.save(out)
+    for slide, verdict in reference.flagged_slides():
+        console.print(
+            f"[yellow]note:[/] {escape(slide)} was called {verdict} when screened: the reference assumes normal "
+            "slides only; leave it out (and make the reference again) unless a hematologist found it normal",
+            soft_wrap=True,
+        )
+    n = len(reference.slides)
     typer.echo(
         f"lab reference {out}: blast offset {reference.offset:+.2f} (log-odds), from {reference.n_cells} cells of "
-        f"{len(reference.slides)} slides, {normal_called_blast:.1%} of them called blast"
+        f"{n} slide{'s' if n != 1 else ''}, {normal_called_blast:.1%} of them called blast"
     )
 
 
@@ -293,9 +324,9 @@ def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:
             console.print(f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(v.slide)} (its images.csv)")
 
 
-def show_summary(verdicts: list, out: Path) -> None:
+def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
     """The run's summary on stdout (progress and logs are on stderr): a table on a terminal; plain columns,
-    never cut to a width, when stdout is piped or redirected."""
+    never cut to a width, when stdout is piped or redirected; then where the ``report`` is, when it was written."""
     from rich.console import Console
     from rich.table import Table
 
@@ -335,7 +366,8 @@ def show_summary(verdicts: list, out: Path) -> None:
         )
     for _, v in verdicts:
         stdout.print(f"{escape(v.slide)}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
-    stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)
+    if report:
+        stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)
 
 
 if __name__ == "__main__":

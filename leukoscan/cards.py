@@ -63,7 +63,15 @@ def load_model(weights: Path, task: str):
     weights = Path(weights)
     if not weights.exists():
         raise WeightsError(f"weights not found: {weights}")
+    kind = "folder" if weights.is_dir() else weights.suffix.lower()
+    if kind not in (".pt", ".onnx") and not (kind == "folder" and weights.name.endswith("_openvino_model")):
+        # Ultralytics would take it and fail only on the first field
+        raise WeightsError(f"{weights} is not a model (a .pt file, or an export of one: .onnx, *_openvino_model/)")
     try:
+        if kind == ".onnx":  # an export loads on first use: read it now, so that a broken one fails here
+            import onnx
+
+            onnx.load(str(weights), load_external_data=False)
         model = yolo(weights, task)
     except Exception as e:  # a foreign file fails anywhere in torch or Ultralytics, with any exception type
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -56,6 +56,7 @@ class Geometry:
     window_cells: float = 1.6  # cell-type crops: a fixed physical window, this many slide cell diameters wide
     cell_crop_px: int = 48  # cell-type classifier input size (Taleqani's ~30 px cells reach it: 1.6 x 30 = 48)
     min_cell_px: float = 16.0  # smallest white cell the scale search considers (fewer pixels: too few to classify)
+    max_cell_px: float = 2000.0  # largest white cell `--cell-size` accepts (a phone camera on a 100x objective: ~600)
     gallery_px: int = 96  # the review page's cell pictures (box-relative, crop_margin x 2 around the cell)
     gallery_columns: int = 16  # cell pictures per row of a field's gallery sheet (gallery/<field>.jpg)
     uncertain_px: int = 128  # uncertain/ cell pictures (box-relative, uncertain_margin around the cell)
@@ -180,7 +181,7 @@ class VerdictRules:
     uncertain_p: float = 0.60  # a cell whose top-class probability is below this is "uncertain"
     review_uncertain_fraction: float = 0.30  # needs_review when more cells than this are uncertain
     review_stain_z: float = 3.0  # needs_review when the cells' colour is this many SDs from training crops
-    review_unusable_fraction: float = 0.2  # needs_review when more of the slide's fields are not usable smears
+    review_unusable_fraction: float = 0.2  # needs_review when more of the slide's fields are unreadable or not smears
     subtype_min_blasts: int = 10  # the predominant subtype (a hint) is named only with at least this many blasts
 
 

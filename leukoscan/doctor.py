@@ -8,12 +8,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from leukoscan.cards import BACKENDS, backend_file, sha256
 from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
-from leukoscan.progress import NOTHING_PROCESSED, console, fail, one_line
+from leukoscan.progress import NOTHING_PROCESSED, fail, one_line
 from leukoscan.runtime import cores
 
 PACKAGES = (
@@ -49,12 +50,13 @@ def doctor(
         path = data_root / name
         ok = path.is_dir() and os.access(path, os.R_OK)
         table.add_row(f"dataset {name}", f"{path} ({'readable' if ok else 'not found'})")
-    console.print(table)
+    report = Console(highlight=False)  # the report is the command's output (stdout: `leukoscan doctor > it.txt`)
+    report.print(table)
     if problems:
         for p in problems:
-            console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
+            report.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
         fail(f"{len(problems)} problem(s) found (listed above)", NOTHING_PROCESSED)
-    console.print("[green]ok[/]")
+    report.print("[green]ok[/]")
 
 
 def environment_rows(table: Table) -> list[str]:

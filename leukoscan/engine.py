@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
-from leukoscan.progress import error, one_line
+from leukoscan.progress import console, error, one_line
 from leukoscan.records import SlideVerdict
 
 
@@ -156,6 +156,20 @@ def unwritable(name: str, out: Path, e: OSError) -> None:
     way); the other slides go on."""
     where = f": {e.filename}" if e.filename else ""
     error(f"slide {name}: could not write its outputs under {out / name} ({e.strerror or type(e).__name__}{where})")
+
+
+def without_repeats(slides: list) -> list:
+    """``slides`` less any given again (the same images: one named twice, or as ``.`` and by its path), each
+    repeat said in one line; the first stays."""
+    seen, kept = set(), []
+    for s in slides:
+        images = tuple(p.resolve() for p in s.images)
+        if images in seen:
+            console.print(f"[yellow]note:[/] {escape(s.name)} is given twice: screened once", soft_wrap=True)
+            continue
+        seen.add(images)
+        kept.append(s)
+    return kept
 
 
 def unique_names(slides) -> list[str]:

@@ -65,6 +65,20 @@ class LabReference:
                 "again with `leukoscan lab-reference` on normal slides screened by this one"
             )
 
+    def flagged_slides(self) -> list[tuple[str, str]]:
+        """(slide folder, verdict and blast share) of each reference slide that its screening did not call negative:
+        a reference made with a leukemic slide among the normal ones would hide that lab's blasts."""
+        flagged = []
+        for slide in self.slides:
+            try:
+                verdict = json.loads((Path(slide) / "verdict.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if verdict.get("verdict") in ("suspected", "indeterminate"):
+                share = verdict.get("blast_fraction")
+                flagged.append((slide, verdict["verdict"] + (f" ({share:.1%} blasts)" if share is not None else "")))
+        return flagged
+
     def record(self) -> dict:
         """verdict.json's ``lab_reference``: the offset and what it rests on."""
         keys = ("file", "offset", "normal_called_blast", "n_cells", "created")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -22,13 +23,32 @@ def write_bytes(path: Path, data: bytes, atomic: bool = True) -> Path:
         return path
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's file is the owner's alone; the output is anyone's a plain write's is
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as e:  # said of the file asked for, not of the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@cache
+def file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file: 0o666 less the process's umask (Linux says it
+    in /proc; elsewhere it is set and put back once, before the run's threads write anything)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -8,6 +8,7 @@ Progress, logs and errors go to stderr; what a command reports as its result may
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
-from leukoscan.config import MAX_MEGAPIXELS
+from leukoscan.config import MAX_MEGAPIXELS, SETTINGS
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -111,24 +112,54 @@ def device_option() -> Any:
 
 
 def positive(value: float | None) -> float | None:
-    """A typer callback: a number above 0 (or no value)."""
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value:g} is not above 0")
+    """A typer callback: a number above 0 (or no value); not nan or infinity."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value:g} is not a number above 0")
+    return value
+
+
+def _one_scale(ctx: typer.Context, value: float | None, other: str) -> None:
+    """--cell-size and --um-per-px say the same thing: one of them (whichever comes second is refused)."""
+    if value is not None and ctx.params.get(other) is not None:
+        raise typer.BadParameter("give --cell-size or --um-per-px, not both")
+
+
+def _cell_px(ctx: typer.Context, value: float | None) -> float | None:
+    low, high = SETTINGS.geometry.min_cell_px, SETTINGS.geometry.max_cell_px
+    _one_scale(ctx, value, "um_per_px")
+    if positive(value) is not None and not low <= value <= high:
+        raise typer.BadParameter(f"{value:g} px is not a white cell's diameter the models can use ({low:g}-{high:g})")
+    return value
+
+
+def _um_per_px(ctx: typer.Context, value: float | None) -> float | None:
+    geo = SETTINGS.geometry
+    _one_scale(ctx, value, "cell_size")
+    if positive(value) is not None and not geo.min_cell_px <= geo.wbc_um / value <= geo.max_cell_px:
+        raise typer.BadParameter(
+            f"{value:g} µm/px makes a {geo.wbc_um:g} µm white cell {geo.wbc_um / value:.3g} px wide, outside the "
+            f"{geo.min_cell_px:g}-{geo.max_cell_px:g} px the models can use"
+        )
     return value
 
 
 def cell_size_option() -> Any:
     """``--cell-size``: the fields' white-cell diameter in pixels, when the user knows it."""
+    geo = SETTINGS.geometry
     return typer.Option(
         None,
-        callback=positive,
-        help="White-cell diameter in pixels (default: estimated per slide by the detector, from its white cells).",
+        callback=_cell_px,
+        help="White-cell diameter in pixels, "
+        f"{geo.min_cell_px:g}-{geo.max_cell_px:g} (default: estimated per slide by the detector, from its white "
+        "cells).",
     )
 
 
 def um_per_px_option() -> Any:
     """``--um-per-px``: the fields' scale, when the user knows it (an alternative to ``--cell-size``)."""
-    return typer.Option(None, callback=positive, help="Micrometres per pixel (alternative to --cell-size).")
+    return typer.Option(
+        None, callback=_um_per_px, help="Micrometres per pixel (an alternative to --cell-size: give one of them)."
+    )
 
 
 def max_megapixels_option() -> Any:

@@ -51,7 +51,7 @@ class Slide:
                 slides = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d)]
                 hint = f"; it holds {len(slides)} folder(s) that do: name each as a slide ({path}/*)" if slides else ""
                 raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
-            return cls(path.name or "slide", images)
+            return cls(path.resolve().name or "slide", images)  # `.` is named as its folder is
         if path.is_file():
             return cls(path.stem, [path])
         raise FileNotFoundError(f"no such slide folder or image: {path}")
@@ -237,7 +237,7 @@ def screen_slide(
         states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)
         with watch("aggregate"):
             cells, images = _slide_tables(states, plan.stems)
-            verdict = _verdict_record(models, slide, opts, cells, images, states, plan.scale, plan.stain)
+            verdict = _verdict_record(models, slide, out.name, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
             if opts.exports:
@@ -350,6 +350,7 @@ def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tu
 def _verdict_record(
     models,
     slide: Slide,
+    name: str,
     opts: Options,
     cells: pd.DataFrame,
     images: pd.DataFrame,
@@ -357,18 +358,18 @@ def _verdict_record(
     scale: Scale,
     stain: dict | None,
 ) -> SlideVerdict:
-    """The slide's verdict (``slide_verdict``) with what it was screened with, needing review when too many
-    fields are not usable smears."""
+    """The slide's verdict (``slide_verdict``) under ``name`` (its output folder's: unique in the run, where two
+    slides' folders share a name) with what it was screened with, needing review when too many fields are
+    unreadable or not usable smears."""
     colours = [s.stain_lab for s in states.values() if s.stain_lab]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
-    unusable = int((images.status == "unusable").sum())
+    unusable, unreadable = (int((images.status == status).sum()) for status in ("unusable", "error"))
     call = slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum()))
-    if unusable > opts.rules.review_unusable_fraction * len(slide.images):
-        call.review_reasons.append(
-            f"{unusable} of {len(slide.images)} fields are not usable smears (images.csv says why)"
-        )
+    if unusable + unreadable > opts.rules.review_unusable_fraction * len(slide.images):
+        what = [f"{n} {kind}" for n, kind in ((unreadable, "unreadable"), (unusable, "not usable smears")) if n]
+        call.review_reasons.append(f"{' and '.join(what)} of {len(slide.images)} fields (images.csv says why)")
     return SlideVerdict(
-        slide=slide.name,
+        slide=name,
         n_images=len(slide.images),
         n_failed=int((images.status == "error").sum()),
         n_unusable=unusable,

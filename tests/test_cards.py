@@ -116,6 +116,16 @@ def test_load_model_refuses_missing_foreign_and_wrong_task_weights_in_one_line(t
     with pytest.raises(WeightsError, match="cannot load .*junk.pt as a detect model: ") as foreign:
         load_model(junk, "detect")
     assert "\n" not in str(foreign.value) and str(foreign.value).count(str(junk)) == 1  # the path said once
+    (tmp_path / "notes.txt").write_text("not weights")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "junk.onnx").write_bytes(
+        b"not a model"
+    )  # each of these Ultralytics takes, and fails on the first field
+    for path in (tmp_path / "notes.txt", tmp_path / "folder"):
+        with pytest.raises(WeightsError, match="is not a model \\(a .pt file, or an export"):
+            load_model(path, "classify")
+    with pytest.raises(WeightsError, match="cannot load .*junk.onnx as a classify model: "):
+        load_model(tmp_path / "junk.onnx", "classify")
     with pytest.raises(WeightsError, match="is a classify model, not a detect model"):
         load_model(CLASSIFIER_WEIGHTS, "detect")
     assert load_model(DETECTOR_WEIGHTS, "detect").task == "detect"

@@ -42,7 +42,7 @@ def test_doctor_loads_and_runs_each_model(tmp_path):
     shutil.copyfile(WEIGHTS_DIR / "detector.pt", tmp_path / "subtype.pt")
     out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
     assert out.exit_code == 1, out.output
-    problems = [line for line in out.stderr.splitlines() if line.startswith("problem:")]
+    problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]  # the report: stdout
     assert len(problems) == 2 and [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert "classifier.pt: cannot load" in problems[0] and "not a loadable checkpoint" in problems[0]
     assert "subtype.pt" in problems[1] and "is a detect model, not a classify model" in problems[1]

@@ -30,6 +30,12 @@ TABLE = """
 2 run {bad} --batch many
 2 run {bad} --cell-size -5
 2 run {bad} --um-per-px 0
+2 run {bad} --cell-size nan
+2 run {bad} --cell-size 2  # too few pixels to classify
+2 run {bad} --um-per-px 100
+2 run {bad} --max-megapixels nan  # would turn the guard off
+2 run {bad} --cell-size 30 --um-per-px 0.1  # one scale or the other
+2 run {bad} --um-per-px 0.1 --cell-size 30
 2 run {bad} --workers 0
 2 run {bad} --batch-megapixels 0
 2 run {bad} --max-megapixels -1

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from stubs import stub_models
 from synth import write_slide
 
-from leukoscan.engine import screen_slides, unique_names, unwritable
+from leukoscan.engine import screen_slides, unique_names, unwritable, without_repeats
 from leukoscan.slide import Options, Slide
 
 
@@ -43,6 +43,15 @@ def test_unique_names_keep_the_first_and_number_the_repeats_in_order():
     assert unique_names([]) == []
 
 
+def test_a_slide_given_twice_is_screened_once_and_dot_is_named_as_its_folder(tmp_path, monkeypatch, capsys):
+    folder = write_slide(tmp_path / "patient 7", 1)
+    monkeypatch.chdir(folder)
+    dot = Slide.from_path(Path("."))
+    assert dot.name == "patient 7"
+    kept = without_repeats([dot, Slide.from_path(folder), Slide.from_path(tmp_path / "patient 7" / ".")])
+    assert kept == [dot] and capsys.readouterr().err.count("is given twice: screened once") == 2
+
+
 def test_unique_names_never_repeat_even_when_a_slide_is_already_called_like_a_numbered_repeat():
     """Slides ``s-2``, ``s``, ``s``: the second ``s`` must not be given ``s-2`` (two slides would share an
     output folder); names differing in case only are told apart too (one folder on some file systems)."""
@@ -61,7 +70,7 @@ def test_slides_are_screened_in_order_each_into_its_unique_folder_with_progress(
     results = screen_slides(stub_models(), slides, names, out, Options(), bar)
     assert [name for name, _ in results] == names
     for (name, verdict), slide in zip(results, slides):
-        assert verdict.slide == slide.name and verdict.n_images == len(slide.images)
+        assert verdict.slide == name and verdict.n_images == len(slide.images)  # summary and report say which
         assert verdict.call.n_cells == 2 * len(slide.images)
         saved = json.loads((out / name / "verdict.json").read_text())
         assert saved["n_images"] == len(slide.images) and saved["models"] == "stub"

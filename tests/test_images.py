@@ -82,6 +82,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, rgb):
     corrupt[200:4000] = b"\x00" * 3800
     (tmp_path / "corrupt.jpg").write_bytes(bytes(corrupt[:3000]) + b"garbage")
     one_line_error(tmp_path / "corrupt.jpg")
+    damaged = bytearray(data)  # bytes overwritten inside the compressed data: Pillow decodes it into noise
+    damaged[len(data) // 2 : len(data) // 2 + 300] = np.random.default_rng(2).integers(0, 255, 300, np.uint8).tobytes()
+    (tmp_path / "damaged.jpg").write_bytes(bytes(damaged))
+    with Image.open(tmp_path / "damaged.jpg") as im:
+        im.load()  # no complaint from Pillow
+    assert "Corrupt JPEG data" in one_line_error(tmp_path / "damaged.jpg")
     assert "not found" in one_line_error(tmp_path / "missing.jpg")
     one_line_error(tmp_path)  # a folder is not a file
 

@@ -33,14 +33,15 @@ def test_the_offset_leaves_the_asked_share_called_blast_and_moves_nothing_else()
         assert np.allclose(others, np.delete(probs, BLAST, 1) / np.delete(probs, BLAST, 1).sum(1, keepdims=True))
 
 
-def screened(folder, n_cells, classifier=None, lab=None):
-    """A fake `leukoscan run` slide folder: verdict.json and cells.csv with ``n_cells`` cells."""
+def screened(folder, n_cells, classifier=None, lab=None, call=None):
+    """A fake `leukoscan run` slide folder: verdict.json and cells.csv with ``n_cells`` cells (``call``: the
+    slide's verdict and blast share)."""
     folder.mkdir(parents=True)
     probs = random_probs(n_cells, seed=len(str(folder)))
     cells = pd.DataFrame({"blast_margin": blast_margin(probs).round(3)})
     cells.to_csv(folder / "cells.csv", index=False)
     described = classifier or {"sha256": "a" * 64, "temperature": 1.1, "test_time_views": 2, "prior_correction": 2.0}
-    verdict = {"models": {"classifier": {"file": "c.pt", **described}}, "lab_reference": lab}
+    verdict = {"models": {"classifier": {"file": "c.pt", **described}}, "lab_reference": lab, **(call or {})}
     (folder / "verdict.json").write_text(json.dumps(verdict))
     return probs
 
@@ -49,6 +50,11 @@ def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_can
     probs = np.concatenate([screened(tmp_path / "run" / f"s{i}", 400) for i in range(2)])
     reference = LabReference.from_runs([tmp_path / "run"])
     assert reference.n_cells == 800 and len(reference.slides) == 2
+    assert reference.flagged_slides() == []
+    screened(tmp_path / "flagged" / "s0", 400, call={"verdict": "negative", "blast_fraction": 0.01})
+    screened(tmp_path / "flagged" / "s1", 400, call={"verdict": "suspected", "blast_fraction": 0.486})
+    flagged = LabReference.from_runs([tmp_path / "flagged"]).flagged_slides()
+    assert flagged == [(str(tmp_path / "flagged" / "s1"), "suspected (48.6% blasts)")]  # said, not refused
     assert reference.offset == pytest.approx(fit_offset(blast_margin(probs), 0.02), abs=1e-3)
     reference.save(tmp_path / "lab.json")
     loaded = LabReference.load(tmp_path / "lab.json", reference.classifier)

@@ -318,6 +318,16 @@ def test_a_slide_whose_outputs_cannot_be_written_gets_one_line_and_the_others_go
     # nothing could be written: one line each and exit 1
     result = run(slides[0], "--out", out)
     assert result.exit_code == 1 and "no slide's outputs could be written" in result.output
+    # the run's own files cannot be written (a folder in the way): one line, exit 1, the slide's outputs kept
+    (out / "summary.csv").unlink()
+    (out / "summary.csv").mkdir()
+    result = run(slides[1], "--out", out)
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and errors == [
+        f"error: could not write summary.csv and report.html in {out} (Is a directory: {out / 'summary.csv'}); "
+        "each slide's folder has its own"
+    ]
+    assert (out / "slide1" / "verdict.json").exists() and "Traceback" not in result.output
 
 
 def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):

@@ -19,24 +19,26 @@ def test_fields_screened_in_batches_out_of_order_then_aggregated_match_one_run(t
     folder = tmp_path / "slide"
     write_slide(folder, 4, seed=120)
     slide, opts, models = Slide.from_path(folder), Options(), Models.load(device="cpu")
-    at_once = screen_slide(models, slide, tmp_path / "a", opts)
+    at_once = screen_slide(models, slide, tmp_path / "a" / "slide", opts)
 
-    plan = plan_slide(models, slide, tmp_path / "b", opts)
+    plan = plan_slide(models, slide, tmp_path / "b" / "slide", opts)
     assert plan.todo == slide.images and plan.scale == at_once.scale
     for fields in (plan.todo[3:], plan.todo[:2], plan.todo[2:3]):  # as workers elsewhere might finish them
-        screen_batch(models, tmp_path / "b", opts, plan, fields)
-    assert plan_slide(models, slide, tmp_path / "b", opts).todo == []  # all journalled
+        screen_batch(models, tmp_path / "b" / "slide", opts, plan, fields)
+    assert plan_slide(models, slide, tmp_path / "b" / "slide", opts).todo == []  # all journalled
     lazy = Models.load(device="cpu", lazy=True)
-    aggregated = screen_slide(lazy, slide, tmp_path / "b", opts, plan=plan)
+    aggregated = screen_slide(lazy, slide, tmp_path / "b" / "slide", opts, plan=plan)
     assert lazy.detector._model is None  # aggregating loads no model
     assert without_timings(aggregated.record()) == without_timings(at_once.record())
     for table in ("cells.csv", "images.csv"):
-        a, b = (pd.read_csv(tmp_path / d / table) for d in ("a", "b"))
+        a, b = (pd.read_csv(tmp_path / d / "slide" / table) for d in ("a", "b"))
         pd.testing.assert_frame_equal(
             a.drop(columns=["seconds"], errors="ignore"), b.drop(columns=["seconds"], errors="ignore")
         )
-    saved = json.loads((tmp_path / "b" / "verdict.json").read_text())
-    assert without_timings(saved) == without_timings(json.loads((tmp_path / "a" / "verdict.json").read_text()))
+    saved = json.loads((tmp_path / "b" / "slide" / "verdict.json").read_text())
+    assert without_timings(saved) == without_timings(
+        json.loads((tmp_path / "a" / "slide" / "verdict.json").read_text())
+    )
 
 
 def test_screen_slide_with_a_stub_model_bundle_counts_what_the_models_say(tmp_path):
