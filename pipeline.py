@@ -122,7 +122,7 @@ def run(
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
     from leukoscan.engine import unique_names, without_repeats
     from leukoscan.images import list_images, pixel_limit
-    from leukoscan.journal import all_finished
+    from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
     from leukoscan.models import Models
     from leukoscan.slide import Options, Slide, screening_key
@@ -147,7 +147,15 @@ def run(
         opts.key = screening_key(models, opts)  # fields screened before with other models or scale: again
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
         # the Ray engine's models are loaded by its actors (here they only aggregate)
-        done = not force and all(all_finished(out / name, s.images, opts.key) for name, s in zip(names, inputs))
+        reused = [0 if force else finished_count(out / name, s.images, opts.key) for name, s in zip(names, inputs)]
+        done = not force and all(n == len(s.images) for n, s in zip(reused, inputs))
+        for name, n, s in zip(names, reused, inputs):
+            if n:  # a resume: said, so that a rerun is not mistaken for a fresh screening
+                console.print(
+                    f"{escape(name)}: {n} of {len(s.images)} fields already screened in {escape(str(out))}, kept "
+                    "(--force screens them again)",
+                    soft_wrap=True,
+                )
         if not done and engine is Engine.local:  # (with --workers too: unusable weights are found here, at once)
             models = Models.load(*weights)
     try:

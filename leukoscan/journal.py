@@ -55,12 +55,17 @@ def finished_state(recorded: dict[str, dict], image: Path, key: str = "") -> dic
     return state if state.get("key", "") == key else None
 
 
-def all_finished(out: Path, images: list[Path], key: str = "") -> bool:
-    """Whether output folder ``out``'s journal records every one of ``images`` finished under ``key`` and
-    unchanged (read only, nothing is created): a resume with nothing left to screen."""
+def finished_count(out: Path, images: list[Path], key: str = "") -> int:
+    """How many of ``images`` output folder ``out``'s journal records finished under ``key`` and unchanged (read
+    only, nothing is created)."""
     path = journal_path(out)
     recorded = read_states(path.read_bytes()) if path.is_file() else {}
-    return all(finished_state(recorded, image, key) is not None for image in images)
+    return sum(finished_state(recorded, image, key) is not None for image in images)
+
+
+def all_finished(out: Path, images: list[Path], key: str = "") -> bool:
+    """Whether every one of ``images`` is finished (``finished_count``): a resume with nothing left to screen."""
+    return finished_count(out, images, key) == len(images)
 
 
 class Journal:

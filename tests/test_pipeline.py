@@ -160,7 +160,8 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
     first = overlays()
     # as if the run had been interrupted while recording its last field: that line is cut short
     journal.write_bytes(b"".join(lines[:2]) + lines[2][:25])
-    assert run(slide, "--out", out).exit_code == 0
+    resumed = run(slide, "--out", out)
+    assert resumed.exit_code == 0 and f"slide: 2 of 3 fields already screened in {out}, kept" in resumed.output
     again = overlays()
     assert set(again) == set(first)
     assert sum(again[n] != first[n] for n in first) == 1  # only the unfinished image was redone
