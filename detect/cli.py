@@ -183,11 +183,13 @@ def prelabel(
 ) -> None:
     """Step 1: boxes from the detector merged with colour-segmentation proposals, for review."""
     from leukoscan.detect.predict import Detector
+    from leukoscan.detect.prelabel import check_names
     from leukoscan.detect.prelabel import prelabel as run_prelabel
     from leukoscan.images import expand_images, pixel_limit
 
     with user_errors():
         expand_images([images])  # a folder without images is refused before the detector loads
+        check_names(images)
         detector = Detector(weights, device)
     with user_errors(NOTHING_PROCESSED), pixel_limit(max_megapixels):  # e.g. no image could be read
         counts = run_prelabel(
@@ -236,7 +238,14 @@ def finetune(
 
     with user_errors():
         load_model(start, "detect")
-    candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
+        if replay_n and not any(replay.glob("*.jpg")):  # the README's "+ replayed original images" would be none
+            raise ValueError(
+                f"no replay images (*.jpg) in {replay}: point --replay at the detector's training images "
+                "(`leukoscan data detect` builds them) or fine-tune without them (--replay-n 0)"
+            )
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+        candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
     console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
 
 
@@ -268,14 +277,14 @@ def promote(
 
 @app.command()
 def rollback(
-    sha: str = typer.Argument(..., help="sha256 (or its first 12 characters) of an archived detector."),
+    sha: str = typer.Argument(..., help="sha256 (or its first 6 or more characters) of an archived detector."),
     current: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights to restore into."),
 ) -> None:
     """Restore an earlier detector from weights/archive (see weights/registry.json)."""
+    from leukoscan.cards import sha256
     from leukoscan.detect.registry import rollback as run_rollback
 
-    try:
+    with user_errors():
         run_rollback(current, sha)
-    except FileNotFoundError as e:
-        fail(str(e))
-    console.print(f"restored {sha[:12]} as {current}")
+        restored = sha256(current)
+    console.print(f"restored {restored[:12]} as {current}")

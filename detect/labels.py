@@ -11,6 +11,7 @@ the folder, so a label set can be moved or copied to another machine.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -172,6 +173,17 @@ def import_labels(labset: Path, source: Path) -> dict:
         boxes, problems = _read_yolo_dir(source, files)
     else:
         raise LabelError([f"{source}: expected a COCO .json file or a folder of YOLO .txt files"])
+    # every image of the label set must be in the corrections (one with no boxes: listed, with none): an image left
+    # out would lose its labels without a word
+    missing = sorted(set(files) - set(boxes)) if not problems else []
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        problems.append(
+            f"{len(missing)} image(s) of the label set are not in {source.name}: {shown} (an image with no white "
+            "cells is listed with no boxes: an empty .txt, or a COCO image without annotations)"
+        )
+    if not problems and not any(len(d) for d in boxes.values()):
+        problems.append(f"{source.name} has no white-cell box at all: nothing to train on")
     # a box may overhang an edge by a pixel at the training scale (clipped when written): a few of a large photograph's
     scales = training_scales(labset)
     for name, det in boxes.items():
@@ -209,20 +221,20 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
         return {}, [f"{path.name}: not valid JSON ({e})"]
     if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
         return {}, [f"{path.name}: not a COCO file (needs 'images' and 'annotations')"]
+    entries = [coco.get(k) for k in ("images", "annotations", "categories")]
+    if not all(isinstance(e, list) and all(isinstance(x, dict) for x in e) for e in entries if e is not None):
+        return {}, [f"{path.name}: 'images', 'annotations' and 'categories' must be lists of objects"]
     cats = {c.get("id"): str(c.get("name", "")).lower() for c in coco.get("categories", [])}
-    stems = {Path(n).stem: n for n in files}
-    by_id, scale = {}, {}
-    for im in coco["images"]:
-        name = Path(str(im.get("file_name", ""))).name
-        name = name if name in files else stems.get(Path(name).stem, name)  # e.g. drawn on the original .jpg
-        if name not in files:
-            problems.append(f"COCO image {name!r} is not in the label set's images/")
-            continue
-        by_id[im["id"]] = name
-        # boxes drawn on an image of another size are scaled to the label set's
-        scale[name] = _size(files[name])[1] / float(im["width"]) if im.get("width") else 1.0
+    by_id, scale = _coco_images(coco["images"], files, problems)
     found: dict[str, list] = {name: [] for name in by_id.values()}
     for a in coco["annotations"]:
+        try:
+            box = [float(v) for v in a.get("bbox")]
+            if len(box) != 4 or not all(map(math.isfinite, box)):
+                raise ValueError(f"{len(box)} numbers" if len(box) != 4 else "not finite")
+        except (TypeError, ValueError) as e:
+            problems.append(f"annotation {a.get('id')}: bbox is not [x, y, width, height] ({e})")
+            continue
         if a.get("image_id") not in by_id:
             problems.append(f"annotation {a.get('id')}: unknown image_id {a.get('image_id')}")
             continue
@@ -234,9 +246,28 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
                 f"{cats.get(a.get('category_id'), a.get('category_id'))!r} (expected white_cell)"
             )
             continue
-        x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in a.get("bbox", [0, 0, 0, 0]))
+        x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in box)
         found[by_id[a["image_id"]]].append((x, y, x + w, y + h))
     return {n: cells(np.array(b, dtype=np.float32).reshape(-1, 4)) for n, b in found.items()}, problems
+
+
+def _coco_images(images: list[dict], files: dict[str, Path], problems: list[str]) -> tuple[dict, dict[str, float]]:
+    """COCO image id -> the label set's image name, and each image's scale (boxes drawn on an image of another
+    size are scaled to the label set's); what is wrong is added to ``problems``."""
+    stems = {Path(n).stem: n for n in files}
+    by_id, scale = {}, {}
+    for k, im in enumerate(images):
+        name = Path(str(im.get("file_name", ""))).name
+        name = name if name in files else stems.get(Path(name).stem, name)  # e.g. drawn on the original .jpg
+        if name not in files:
+            problems.append(f"COCO image {name!r} is not in the label set's images/")
+            continue
+        try:
+            by_id[im["id"]] = name
+            scale[name] = _size(files[name])[1] / float(im["width"]) if im.get("width") else 1.0
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, OSError) as e:
+            problems.append(f"COCO image {k} ({name}): no usable id, width or image ({type(e).__name__}: {e})")
+    return by_id, scale
 
 
 def _read_yolo_dir(folder: Path, files: dict[str, Path]):
@@ -249,9 +280,14 @@ def _read_yolo_dir(folder: Path, files: dict[str, Path]):
             problems.append(f"{txt.name}: no image {txt.stem}.* in the label set")
             continue
         name = stems[txt.stem]
-        h, w = _size(files[name])
+        try:
+            h, w = _size(files[name])
+            text = txt.read_text()
+        except (OSError, ValueError) as e:  # an unreadable image in images/, a .txt that is not text
+            problems.append(f"{txt.name}: cannot be read with its image ({type(e).__name__}: {e})")
+            continue
         rows = []
-        for n, line in enumerate(txt.read_text().splitlines(), start=1):
+        for n, line in enumerate(text.splitlines(), start=1):
             parts = line.split()
             if not parts:
                 continue
@@ -260,7 +296,9 @@ def _read_yolo_dir(folder: Path, files: dict[str, Path]):
                 continue
             try:
                 c, cx, cy, bw, bh = int(float(parts[0])), *map(float, parts[1:])
-            except ValueError:
+                if not all(map(math.isfinite, (cx, cy, bw, bh))):
+                    raise ValueError
+            except (ValueError, OverflowError):
                 problems.append(f"{txt.name} line {n}: not numbers: {line.strip()!r}")
                 continue
             if c != 0:

@@ -70,7 +70,7 @@ class Detector:
             iou=self.settings.iou,
             device=self.device,
             verbose=False,
-            max_det=1000,
+            max_det=self.settings.max_det,
         )
         return [cells(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
 

@@ -37,12 +37,18 @@ def prelabel(
     detector, images: Path, labset: Path, cell_size: float | None = None, um_per_px: float | None = None, log=print
 ) -> dict:
     """Write a YOLO + COCO label set from ``images`` (PNG copies at their own resolution, boxes in their
-    pixels) with each one's white-cell size (``cell_px.json``, from which fine-tuning scales them)."""
+    pixels) with each one's white-cell size (``cell_px.json``, from which fine-tuning scales them). A photograph
+    the label set already has labels for is kept as it is (its labels may be reviewed): new photographs are added."""
+    check_names(images)
     for sub in ("images", "labels", "overlays"):
         (labset / sub).mkdir(parents=True, exist_ok=True)
-    counts = {"images": 0, "detector_boxes": 0, "segmentation_boxes": 0, "skipped": []}
+    counts = {"images": 0, "detector_boxes": 0, "segmentation_boxes": 0, "skipped": [], "kept": []}
     cell_px = json.loads((labset / CELL_PX).read_text()) if (labset / CELL_PX).is_file() else {}
     for path in list_images(images):
+        if (labset / "labels" / f"{path.stem}.txt").exists():
+            counts["kept"].append(f"{path.stem}.png")
+            log(f"kept {path.stem}.png: already in the label set (delete labels/{path.stem}.txt to pre-label it again)")
+            continue
         try:
             rgb = load_rgb(path)
         except ImageError as e:
@@ -69,6 +75,8 @@ def prelabel(
         counts["segmentation_boxes"] += int((boxes.data[SOURCE] == "segmentation").sum())
         log(f"{path.name}: {len(det)} detected + {len(boxes) - len(det)} proposed by segmentation")
     if counts["images"] == 0:
+        if counts["kept"]:  # nothing new: the label set stays exactly as it was
+            return counts
         raise ValueError(f"no readable images in {images}")
     (labset / CELL_PX).write_text(json.dumps(cell_px, indent=1))
     write_split(labset)
@@ -77,6 +85,16 @@ def prelabel(
         json.dumps({"source": str(images), "detector": str(detector.weights), **counts}, indent=2)
     )
     return counts
+
+
+def check_names(images: Path) -> None:
+    """A ``ValueError`` when two photographs of ``images`` would get one label set name (``<stem>.png``: the same
+    name but for the extension or case), the second overwriting the first."""
+    seen: dict[str, str] = {}
+    for path in list_images(images):
+        other = seen.setdefault(path.stem.casefold(), path.name)
+        if other != path.name:
+            raise ValueError(f"{other} and {path.name} would both be labelled as {path.stem}.png: rename one")
 
 
 def segmentation_boxes(rgb: np.ndarray, cell_px: float) -> sv.Detections:

@@ -187,11 +187,17 @@ def _replace(candidate: Path, current: Path, promotion: dict, sha: str) -> None:
 
 
 def rollback(current: Path, sha: str) -> Path:
-    """Restore the archived detector whose sha256 starts with ``sha`` as ``current``."""
-    matches = sorted((current.parent / "archive").glob(f"detector-{sha[:12]}*.pt"))
-    if not matches:
-        known = [e["sha256"][:12] for e in read_registry(current)]
-        raise FileNotFoundError(f"no archived detector {sha!r}; registry has {known}")
+    """Restore the archived detector whose sha256 starts with ``sha`` (at least 6 hex digits, one archive only)
+    as ``current``; a ``ValueError`` (one line) otherwise, naming the archived ones."""
+    archived = {sha256(f): f for f in sorted((current.parent / "archive").glob("detector-*.pt"))}
+    choices = ", ".join(h[:12] for h in archived) or "none"
+    sha = sha.strip().lower()
+    if len(sha) < 6 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"give at least 6 hex digits of an archived detector's sha256 (archived: {choices})")
+    matches = [f for h, f in archived.items() if h.startswith(sha)]
+    if len(matches) != 1:
+        what = "no archived detector" if not matches else f"{len(matches)} archived detectors match"
+        raise ValueError(f"{what} {sha!r} (archived: {choices})")
     _install(matches[0], current)
     card = matches[0].with_suffix(".json")
     if card.is_file():

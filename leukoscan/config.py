@@ -79,6 +79,10 @@ class Detection:
     scale_search_side: int = 1280  # the scale search looks at fields shrunk to at most this side
     red_cell_side: int = 1024  # the red-cell size estimate looks at fields shrunk to at most this side
     tile_batch: int = 8  # tiles of one large field per model pass
+    max_det: int = 1000  # most boxes one model pass may return (a dense field of a leukemic slide holds ~150)
+    scale_fields: int = 2  # a slide's cell size is estimated on its first this-many readable fields of each size
+    stain_cells: int = 200  # a stain-normalising classifier's slide colour: from this many cells' crops,
+    stain_fields: int = 8  # or this many fields looked at, whichever comes first
 
 
 @dataclass(frozen=True)

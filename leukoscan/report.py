@@ -30,6 +30,7 @@ GALLERY_CAP = 120  # cell pictures shown per slide before "show all" (the rest l
 CORRECTION_COLUMNS = ("slide", "image", "cell", "x1", "y1", "x2", "y2", "predicted", "reviewed")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+[hidden]{display:none !important}
 .note{background:#fff4e5;border-left:4px solid #b26a00;padding:.6em 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{background:#e4e4e4}
@@ -47,13 +48,14 @@ tr.target{background:#ffffb0}
  body{margin:0}.overlays img{max-width:45%}}
 """
 SCRIPT = """
+var NUMBER = /^-?(\\d+\\.?\\d*|\\.\\d+)%%?$/;  // a whole cell that is a number ("38e21132-..." and "17c9..." are names)
 function sortTable(th) {  // sorts the header's own table, by the header's own column
   var body = th.closest('table').tBodies[0], col = th.cellIndex;
   var rows = Array.prototype.slice.call(body.rows), asc = th.dataset.asc !== 'true';
   th.dataset.asc = asc;
   rows.sort(function(a, b) {
-    var x = a.cells[col].textContent, y = b.cells[col].textContent, nx = parseFloat(x), ny = parseFloat(y);
-    var r = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+    var x = a.cells[col].textContent.trim(), y = b.cells[col].textContent.trim();
+    var r = NUMBER.test(x) && NUMBER.test(y) ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
     return asc ? r : -r;
   });
   rows.forEach(function(r) { body.appendChild(r); });
@@ -62,7 +64,13 @@ document.querySelectorAll('table.sortable th').forEach(function(th) {
   th.addEventListener('click', function() { sortTable(th); });
 });
 function highlight(figure, box) {  // a frame over one cell of a field's overlay (box in field pixels)
-  var img = figure.querySelector('img'), s = img.clientWidth / (img.naturalWidth || 1);
+  var img = figure.querySelector('img');
+  if (!img.naturalWidth) {  // not loaded yet (overlays load lazily): framed once it is
+    img.loading = 'eager';
+    img.addEventListener('load', function() { highlight(figure, box); }, {once: true});
+    return;
+  }
+  var s = img.clientWidth / img.naturalWidth;
   var hl = figure.querySelector('.hl') || figure.appendChild(document.createElement('div'));
   hl.className = 'hl';
   hl.style.left = (box[0] * s - 3) + 'px'; hl.style.top = (box[1] * s - 3) + 'px';
@@ -361,7 +369,7 @@ def write_report(out: Path, verdicts: list[tuple[str, SlideVerdict]]) -> Path:
 <style>{STYLE}</style></head><body>
 <h1>leukoscan screening report</h1>
 <p class="note"><b>Screening aid, not a diagnosis.</b> {esc(DISCLAIMER)} Every flagged slide must be
-reviewed by a hematologist. Cell types are learned from labelled cells of four laboratories; blast subtypes
+reviewed by a hematologist. Cell types are learned from labelled cells of five public sources (several laboratories); blast subtypes
 from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).</p>
 <h2>Slide verdicts</h2>
 <table id="verdicts" class="sortable"><thead><tr><th>slide</th><th>verdict</th><th>why</th><th>needs review</th>

@@ -413,7 +413,12 @@ def batches(paths: list[Path], sizes: dict, n: int, max_pixels: float):
 
 
 def _slide_scale(
-    detector, slide: Slide, opts: Options, decoded: dict[Path, np.ndarray], sizes: dict, n_fields: int = 2
+    detector,
+    slide: Slide,
+    opts: Options,
+    decoded: dict[Path, np.ndarray],
+    sizes: dict,
+    n_fields: int = SETTINGS.detection.scale_fields,
 ) -> Scale:
     """White-cell size in pixels for the slide's fields: the user's, or estimated once per field size
     (``sizes``: fields of one size come from one camera and magnification) from the first readable
@@ -444,8 +449,8 @@ def _slide_stain(
     scale: Scale,
     decoded: dict[Path, np.ndarray],
     sizes: dict,
-    min_cells: int = 200,
-    max_fields: int = 8,
+    min_cells: int = SETTINGS.detection.stain_cells,
+    max_fields: int = SETTINGS.detection.stain_fields,
 ) -> dict | None:
     """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
     trained without): the pooled CIE Lab mean and SD of the classifier's crops (the pixels of its card's

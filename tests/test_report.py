@@ -44,7 +44,12 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     out.csv = correctionsCsv();
     out.download_label = second.querySelector('.download').textContent;
     second.querySelector('.download').click();
-    var shown = function() { return second.querySelectorAll('.gallery figure:not([hidden])').length; };
+    var shown = function() {  // pictures on screen (a style that overrides `hidden` would leave them there)
+      return Array.prototype.filter.call(second.querySelectorAll('.gallery figure'), function(f) {
+        return f.getClientRects().length > 0;
+      }).length;
+    };
+    out.numbers = ['38e21132-cb80', '17c97fcc', '0.584', '2.8%', '12'].map(function(x) { return NUMBER.test(x); });
     out.gallery_shown = shown();
     second.querySelector('.kind').value = 'blast';
     second.querySelector('.kind').dispatchEvent(new Event('change'));
@@ -121,6 +126,7 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     assert out["download_label"] == "download corrections (1)"
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
+    assert out["numbers"] == [False, False, True, True, True]  # names that start with digits sort as names
     # nothing but the output folder's own files is loaded
     assert out["resources"] and all(r.startswith(("file://", "blob:")) for r in out["resources"]), out["resources"]
     assert any("/gallery/" in r for r in out["resources"])

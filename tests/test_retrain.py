@@ -53,6 +53,7 @@ def test_prelabel_writes_yolo_coco_and_overlays(loop):
     assert cv2.imread(str(labset / "images" / "photo 0.png")).shape == (600, 800, 3)
     assert {(im["width"], im["height"]) for im in coco["images"]} == {(800, 600)}
     assert 0.7 * 68 < np.median([a["bbox"][2] for a in coco["annotations"]]) < 1.4 * 68
+    yolo_lines_before = (labset / "labels" / "photo 0.txt").read_text()
     yolo = read_yolo(labset / "labels" / "photo 0.txt", 800, 600).xyxy
     assert 0.7 * 68 < np.median(yolo[:, 2] - yolo[:, 0]) < 1.4 * 68
     # each photograph's cell size, for the tiles; lists relative to the label set (it can move)
@@ -60,6 +61,18 @@ def test_prelabel_writes_yolo_coco_and_overlays(loop):
     listed = (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()
     assert sorted(listed) == [f"./images/photo {i}.png" for i in range(6)]
     assert str(loop["root"]) not in (labset / "data.yaml").read_text()
+    # run again on the same photographs: the labels there (maybe reviewed) are kept, not pre-labelled afresh
+    (labset / "labels" / "photo 0.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    again = prelabel(Detector(loop["current"], "cpu"), loop["lab"], labset, log=lambda m: None)
+    assert again["images"] == 0 and len(again["kept"]) == 6
+    assert (labset / "labels" / "photo 0.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
+    (labset / "labels" / "photo 0.txt").write_text(yolo_lines_before)
+    twins = loop["root"] / "twins"
+    twins.mkdir()
+    for name in ("cell.jpg", "cell.png"):
+        shutil.copyfile(loop["lab"] / "photo 1.jpg", twins / name)
+    with pytest.raises(ValueError, match="would both be labelled as cell.png"):
+        prelabel(Detector(loop["current"], "cpu"), twins, loop["root"] / "twins-labset", log=lambda m: None)
 
 
 def reviewed_coco(labset: Path, truth: dict) -> dict:
@@ -101,6 +114,31 @@ def test_import_validates_and_reports_every_problem(loop):
     with pytest.raises(LabelError) as e:
         import_labels(labset, yolo)
     assert len(e.value.problems) == 3
+    # what would lose labels without a word, or stop with a traceback: each a LabelError, nothing written
+    good = reviewed_coco(labset, loop["truth"])
+    broken = {
+        "partial": {**good, "images": good["images"][1:]},  # an image left out would be emptied
+        "no boxes": {**good, "annotations": []},
+        "string annotation": {**good, "annotations": ["box"]},
+        "bbox null": {**good, "annotations": [{**good["annotations"][0], "bbox": None}]},
+        "bbox of 3": {**good, "annotations": [{**good["annotations"][0], "bbox": [1, 2, 3]}]},
+        "bbox nan": {**good, "annotations": [{**good["annotations"][0], "bbox": [float("nan"), 1, 2, 3]}]},
+        "no id": {**good, "images": [{k: v for k, v in im.items() if k != "id"} for im in good["images"]]},
+    }
+    for what, coco in broken.items():
+        (loop["root"] / "broken.json").write_text(json.dumps(coco))
+        with pytest.raises(LabelError):
+            import_labels(labset, loop["root"] / "broken.json")
+    partial = loop["root"] / "yolo_partial"
+    partial.mkdir()
+    (partial / "photo 0.txt").write_text("0 nan 0.5 0.1 0.1\n")
+    with pytest.raises(LabelError) as e:
+        import_labels(labset, partial)
+    assert "not numbers" in e.value.problems[0]
+    (partial / "photo 0.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(LabelError, match="5 image\\(s\\) of the label set are not in yolo_partial"):
+        import_labels(labset, partial)
+    assert {p.name: p.read_text() for p in (labset / "labels").glob("*.txt")} == before
 
 
 def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
@@ -195,5 +233,8 @@ def test_import_move_finetune_and_gate(loop):
     assert entries[-1]["status"] == ("promoted" if result["promoted"] else "rejected")
     if result["promoted"]:
         assert sha256(loop["current"]) == sha256(candidate)
+        for wrong in ("", "*", original[:5], "f" * 12 if not original.startswith("f") else "0" * 12):
+            with pytest.raises(ValueError, match="archived"):  # never a guess: a unique prefix of an archived one
+                rollback(loop["current"], wrong)
         rollback(loop["current"], original)
         assert sha256(loop["current"]) == original and read_registry(loop["current"])[-1]["status"] == "rolled back"
