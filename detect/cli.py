@@ -190,6 +190,8 @@ def prelabel(
     with user_errors():
         expand_images([images])  # a folder without images is refused before the detector loads
         check_names(images)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a label set folder")
         detector = Detector(weights, device)
     with user_errors(NOTHING_PROCESSED), pixel_limit(max_megapixels):  # e.g. no image could be read
         counts = run_prelabel(
@@ -264,11 +266,13 @@ def promote(
     from leukoscan.cards import load_model
     from leukoscan.detect.labels import tile_labset
     from leukoscan.detect.registry import promote as run_promote
+    from leukoscan.detect.registry import read_registry
 
     data_yaml(regression, "test")
     with user_errors():
         for weights in (candidate, current):
             load_model(weights, "detect")
+        read_registry(current)  # before the scoring, not after it
         lab = tile_labset(labset)
     result = run_promote(candidate, current, regression, lab, tolerance, device=device)
     console.print(json.dumps(result, indent=2))

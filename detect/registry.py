@@ -111,8 +111,15 @@ def registry_path(current: Path) -> Path:
 
 
 def read_registry(current: Path) -> list[dict]:
+    """The registry beside ``current`` ([] when there is none); a ``ValueError`` (one line) for one that is not."""
     p = registry_path(current)
-    return json.loads(p.read_text()) if p.is_file() else []
+    try:
+        entries = json.loads(p.read_text()) if p.is_file() else []
+    except ValueError as e:
+        raise ValueError(f"{p} is not a readable registry ({e}): repair or move it") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{p} is not a registry (a JSON list of entries): repair or move it")
+    return entries
 
 
 def _record(current: Path, entry: dict) -> None:

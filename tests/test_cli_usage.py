@@ -81,6 +81,7 @@ TABLE = """
 2 detect prelabel {missing} --out {out}
 2 detect prelabel {empty} --out {out}
 2 detect prelabel {bad}  # --out is required
+2 detect prelabel {bad} --out {garbage}  # a file where the label set goes
 2 detect prelabel {bad} --out {out} --weights {garbage}
 1 detect prelabel {bad} --out {out}
 2 detect import-labels {missing} {coco}

@@ -238,3 +238,14 @@ def test_import_move_finetune_and_gate(loop):
                 rollback(loop["current"], wrong)
         rollback(loop["current"], original)
         assert sha256(loop["current"]) == original and read_registry(loop["current"])[-1]["status"] == "rolled back"
+
+
+def test_a_corrupt_registry_is_one_line_before_any_scoring(tmp_path):
+    current = tmp_path / "detector.pt"
+    assert read_registry(current) == []
+    (tmp_path / "registry.json").write_text("{not json")
+    with pytest.raises(ValueError, match="registry.json is not a readable registry"):
+        read_registry(current)
+    (tmp_path / "registry.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="is not a registry"):
+        read_registry(current)
