@@ -9,9 +9,10 @@ import supervision as sv
 
 from leukoscan.cells import BLAST, PROBS, TYPE_LABELS, cell_labels
 
-# one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red,
-# the normal types in Okabe-Ito-like colour-blind-friendly hues, "other" in grey
-HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#1F3A93", "#556B2F", "#6E6E6E")
+# one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red (and
+# thicker boxes), the normal types in Okabe-Ito-like hues, immature granulocytes black (their navy was within
+# CIEDE2000 5.7 of the basophils' purple for deuteranopes; black is 32 or more from every other), "other" grey
+HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#000000", "#556B2F", "#6E6E6E")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
 DENSE_CELLS = 25  # more cells than this in a field: boxes carry their index, not type and probability
 
