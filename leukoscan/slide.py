@@ -371,7 +371,7 @@ def _verdict_record(
     return SlideVerdict(
         slide=name,
         n_images=len(slide.images),
-        n_failed=int((images.status == "error").sum()),
+        n_failed=unreadable,
         n_unusable=unusable,
         call=call,
         scale=scale,
