@@ -229,12 +229,14 @@ def finetune(
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
     epochs: int = typer.Option(10, min=1, help="Fine-tuning epochs."),
+    overwrite: bool = typer.Option(False, help="Replace a candidate already in --out (else refused)."),
     device: str = device_option(),
 ) -> None:
     """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
     from dataclasses import replace
 
     from leukoscan.cards import load_model
+    from leukoscan.detect.labels import read_list, unreviewed
     from leukoscan.detect.registry import FINETUNE
     from leukoscan.detect.registry import finetune as run_finetune
 
@@ -247,7 +249,28 @@ def finetune(
             )
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder")
-        candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
+        if (out / "candidate.pt").exists() and not overwrite:  # it may be promoted, or named in the registry
+            raise ValueError(
+                f"{out / 'candidate.pt'} exists: promote or move it, or give another --out (or --overwrite)"
+            )
+        lab = [*read_list(labset / "train.txt"), *read_list(labset / "val.txt")]
+        if raw := unreviewed(labset, lab):
+            console.print(
+                f"[yellow]warning:[/] {len(raw)} of {len(lab)} photographs still hold their pre-labels as "
+                f"`detect prelabel` wrote them ({', '.join(raw[:5])}{' …' if len(raw) > 5 else ''}): trained on "
+                "unreviewed, the detector learns its own mistakes; review them and `leukoscan detect import-labels` "
+                "first (README, step 2)",
+                soft_wrap=True,
+            )
+        try:
+            candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
+        except KeyboardInterrupt:
+            console.print(
+                f"[yellow]interrupted:[/] no new candidate written; the unfinished training is in "
+                f"{escape(str(out / 'runs'))} (run the command again, with --overwrite if a candidate was there)",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
     console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
 
 

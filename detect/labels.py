@@ -10,6 +10,7 @@ the folder, so a label set can be moved or copied to another machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -36,6 +37,25 @@ class LabelError(ValueError):
 
 
 CELL_PX = "cell_px.json"  # {image name: white-cell diameter in its pixels}, written by ``detect prelabel``
+# {label file name: sha256 of the pre-labels written there}, written by ``detect prelabel``; a label file whose
+# text still hashes so has not been reviewed (``import-labels`` empties it: every image is then reviewed)
+PRELABELS = "prelabels.json"
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def unreviewed(labset: Path, images: list[Path] | None = None) -> list[str]:
+    """The label set's images (``images``: of these only) whose labels are still the pre-labels as written."""
+    recorded = json.loads((labset / PRELABELS).read_text()) if (labset / PRELABELS).is_file() else {}
+    names = {p.stem for p in images} if images is not None else {Path(n).stem for n in recorded}
+    out = []
+    for label, sha in recorded.items():
+        f = labset / "labels" / label
+        if Path(label).stem in names and f.is_file() and text_sha256(f.read_text()) == sha:
+            out.append(f"{Path(label).stem}.png")
+    return sorted(out)
 
 
 def image_files(labset: Path) -> list[Path]:
@@ -202,6 +222,7 @@ def import_labels(labset: Path, source: Path) -> dict:
         (labset / "labels" / f"{f.stem}.txt").write_text(yolo_lines(det, w, h))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
+    (labset / PRELABELS).write_text("{}\n")  # every image's labels are the reviewed ones now
     return {
         "images": len(files),
         "labelled_images": len(boxes),

@@ -13,7 +13,7 @@ from leukoscan import outputs
 from leukoscan.cells import cells
 from leukoscan.datasets.build import yolo_lines
 from leukoscan.datasets.segment import TALEQANI_CELL_PX, colour_boxes
-from leukoscan.detect.labels import CELL_PX, to_coco, write_split
+from leukoscan.detect.labels import CELL_PX, PRELABELS, text_sha256, to_coco, write_split
 from leukoscan.detect.scale import white_cell_px
 from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr
 
@@ -40,10 +40,9 @@ def prelabel(
     pixels) with each one's white-cell size (``cell_px.json``, from which fine-tuning scales them). A photograph
     the label set already has labels for is kept as it is (its labels may be reviewed): new photographs are added."""
     check_names(images)
-    for sub in ("images", "labels", "overlays"):
-        (labset / sub).mkdir(parents=True, exist_ok=True)
     counts = {"images": 0, "detector_boxes": 0, "segmentation_boxes": 0, "skipped": [], "kept": []}
     cell_px = json.loads((labset / CELL_PX).read_text()) if (labset / CELL_PX).is_file() else {}
+    written = json.loads((labset / PRELABELS).read_text()) if (labset / PRELABELS).is_file() else {}
     for path in list_images(images):
         if (labset / "labels" / f"{path.stem}.txt").exists():
             counts["kept"].append(f"{path.stem}.png")
@@ -62,10 +61,14 @@ def prelabel(
         )
         det = detector(rgb, cell_size=cell)
         boxes = merge(det, segmentation_boxes(rgb, cell))
-        name = f"{path.stem}.png"
+        name, label = f"{path.stem}.png", f"{path.stem}.txt"
+        for sub in ("images", "labels", "overlays"):  # only once a photograph is readable: no empty label set
+            (labset / sub).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(labset / "images" / name), to_bgr(rgb))
         cell_px[name] = cell
-        (labset / "labels" / f"{path.stem}.txt").write_text(yolo_lines(boxes, rgb.shape[1], rgb.shape[0]))
+        text = yolo_lines(boxes, rgb.shape[1], rgb.shape[0])
+        (labset / "labels" / label).write_text(text)
+        written[label] = text_sha256(text)
         scene = sv.BoxAnnotator(
             color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=max(1, max(rgb.shape[:2]) // 500)
         ).annotate(to_bgr(rgb), _by_source(boxes))
@@ -79,6 +82,7 @@ def prelabel(
             return counts
         raise ValueError(f"no readable images in {images}")
     (labset / CELL_PX).write_text(json.dumps(cell_px, indent=1))
+    (labset / PRELABELS).write_text(json.dumps(written, indent=1))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
     (labset / "prelabel.json").write_text(

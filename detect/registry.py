@@ -1,7 +1,9 @@
 """Fine-tuning on a lab's label set, the promotion gate, and a small registry of detector weights.
 
-The registry (``weights/registry.json``) lists every detector that has been current: file, sha256,
-parent, date, metrics and the gate's decision. Replaced weights are kept in ``weights/archive/``;
+The registry (``weights/registry.json``) is a log of every decision about the detector, one entry each:
+file, sha256, parent, date, metrics and ``status`` ("initial": the weights in use when the registry began;
+"promoted", "rejected" by the gate; "rolled back"). The detector in use is the last promoted or rolled back
+one (or the initial one). Replaced weights are kept in ``weights/archive/``;
 ``rollback`` restores any of them.
 """
 
@@ -148,8 +150,8 @@ def promote(
         for name, weights in (("current", current), ("candidate", candidate))
     }
     promoted, reason = _gate(scores, tolerance)
-    if not read_registry(current):  # first use: record the weights that were current until now
-        entry = {"file": current.name, "sha256": sha256(current), "parent": None, "date": now, "status": "current"}
+    if not read_registry(current):  # first use: record the weights in use until now (an event, as every entry)
+        entry = {"file": current.name, "sha256": sha256(current), "parent": None, "date": now, "status": "initial"}
         _record(current, {**entry, "metrics": scores["current"]})
     entry = {
         "file": candidate.name,

@@ -15,7 +15,7 @@ from synth import smear, write_yolo_dataset
 from leukoscan.cards import sha256
 from leukoscan.config import DETECTOR_WEIGHTS
 from leukoscan.datasets.build import read_yolo
-from leukoscan.detect.labels import LabelError, import_labels, tile_labset
+from leukoscan.detect.labels import LabelError, import_labels, tile_labset, unreviewed
 from leukoscan.detect.predict import Detector
 from leukoscan.detect.prelabel import prelabel
 from leukoscan.detect.registry import FINETUNE, finetune, promote, read_registry, rollback
@@ -61,8 +61,11 @@ def test_prelabel_writes_yolo_coco_and_overlays(loop):
     listed = (labset / "train.txt").read_text().splitlines() + (labset / "val.txt").read_text().splitlines()
     assert sorted(listed) == [f"./images/photo {i}.png" for i in range(6)]
     assert str(loop["root"]) not in (labset / "data.yaml").read_text()
+    # every photograph's labels are the pre-labels as written, until edited (by any tool) or imported
+    assert unreviewed(labset) == [f"photo {i}.png" for i in range(6)]
     # run again on the same photographs: the labels there (maybe reviewed) are kept, not pre-labelled afresh
     (labset / "labels" / "photo 0.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    assert unreviewed(labset) == [f"photo {i}.png" for i in range(1, 6)]
     again = prelabel(Detector(loop["current"], "cpu"), loop["lab"], labset, log=lambda m: None)
     assert again["images"] == 0 and len(again["kept"]) == 6
     assert (labset / "labels" / "photo 0.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
@@ -73,6 +76,12 @@ def test_prelabel_writes_yolo_coco_and_overlays(loop):
         shutil.copyfile(loop["lab"] / "photo 1.jpg", twins / name)
     with pytest.raises(ValueError, match="would both be labelled as cell.png"):
         prelabel(Detector(loop["current"], "cpu"), twins, loop["root"] / "twins-labset", log=lambda m: None)
+    unreadable = loop["root"] / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.jpg").write_bytes(b"not a picture")
+    with pytest.raises(ValueError, match="no readable images"):  # and no empty label set left behind
+        prelabel(Detector(loop["current"], "cpu"), unreadable, loop["root"] / "empty-labset", log=lambda m: None)
+    assert not (loop["root"] / "empty-labset").exists()
 
 
 def reviewed_coco(labset: Path, truth: dict) -> dict:
@@ -194,7 +203,7 @@ def test_import_move_finetune_and_gate(loop):
     labset = loop["root"] / "labset"
     (loop["root"] / "reviewed.json").write_text(json.dumps(reviewed_coco(labset, loop["truth"])))
     report = import_labels(labset, loop["root"] / "reviewed.json")
-    assert report["boxes"] == 18 and report["images_without_boxes"] == []
+    assert report["boxes"] == 18 and report["images_without_boxes"] == [] and unreviewed(labset) == []
     # the label set moved to another folder (another machine): nothing in it names where it was
     moved = loop["root"] / "elsewhere" / "labset"
     moved.parent.mkdir()
@@ -221,7 +230,7 @@ def test_import_move_finetune_and_gate(loop):
     result = promote(worse, loop["current"], loop["regression"], tile_labset(labset), device="cpu")
     assert result["promoted"] is False and sha256(loop["current"]) == original
     entries = read_registry(loop["current"])
-    assert [e["status"] for e in entries] == ["current", "rejected"]
+    assert [e["status"] for e in entries] == ["initial", "rejected"]
     assert (
         entries[1]["parent"] == original
         and entries[1]["metrics"]["lab"]["mAP50"] < entries[0]["metrics"]["lab"]["mAP50"]
@@ -238,6 +247,32 @@ def test_import_move_finetune_and_gate(loop):
                 rollback(loop["current"], wrong)
         rollback(loop["current"], original)
         assert sha256(loop["current"]) == original and read_registry(loop["current"])[-1]["status"] == "rolled back"
+
+
+def test_finetune_keeps_a_candidate_warns_of_unreviewed_labels_and_says_when_interrupted(loop, monkeypatch):
+    from typer.testing import CliRunner
+
+    import leukoscan.detect.registry
+    from leukoscan.detect.labels import PRELABELS, text_sha256
+    from leukoscan.pipeline import app
+
+    labset = loop["root"] / "elsewhere" / "labset"  # reviewed (imported) and moved, by the test above
+    base = ["detect", "finetune", str(labset), "--from", str(loop["current"]), "--replay-n", "0"]
+    result = CliRunner().invoke(app, [*base, "--out", str(loop["root"] / "ft")])
+    assert result.exit_code == 2 and "candidate.pt exists" in result.output, result.output
+    # a photograph whose labels are still the pre-labels: a warning before training (here interrupted at once)
+    label = labset / "labels" / "photo 2.txt"
+    (labset / PRELABELS).write_text(json.dumps({label.name: text_sha256(label.read_text())}))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leukoscan.detect.registry, "finetune", interrupted)
+    result = CliRunner().invoke(app, [*base, "--out", str(loop["root"] / "ft2")])
+    assert result.exit_code == 130 and "no new candidate written" in result.output, result.output
+    assert "1 of 6 photographs still hold their pre-labels" in result.output and "photo 2.png" in result.output
+    result = CliRunner().invoke(app, [*base, "--out", str(loop["root"] / "ft"), "--overwrite"])
+    assert result.exit_code == 130, result.output  # --overwrite lets it train into a folder with a candidate
 
 
 def test_a_corrupt_registry_is_one_line_before_any_scoring(tmp_path):
