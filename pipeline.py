@@ -340,13 +340,13 @@ def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
 
     from leukoscan.verdict import percent
 
-    columns = ("slide", "images", "failed", "cells", "blasts (95% CI)", "subtype", "verdict", "review")
+    columns = ("slide", "images", "failed", "white cells", "blasts (95% CI)", "subtype", "verdict", "review")
     rows = [
         (
             v.slide,
             str(v.n_images),
             str(v.n_failed),
-            str(c.n_cells),
+            str(c.n_white_cells),
             "–"
             if c.blast_fraction is None
             else f"{percent(c.blast_fraction)} ({percent(c.ci_low)}–{percent(c.ci_high)})",

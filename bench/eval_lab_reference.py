@@ -33,7 +33,7 @@ from eval_slides import DIFFERENTIAL, draw_bags, verdict_rates  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.cells import BLAST, blast_margin  # noqa: E402
+from leukoscan.cells import BLAST, IS_WHITE, blast_margin  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
 
@@ -80,7 +80,14 @@ def type_pool(types: np.ndarray, n_blasts: int = 0) -> dict[str, np.ndarray]:
 def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | None, fraction: float, rng) -> float:
     """Share of ``N_BAGS`` slides of ``SLIDE_CELLS`` cells (``fraction`` blasts) called ``suspected``."""
     probs = normal if blasts is None else np.concatenate([normal, blasts])
-    scores = pd.DataFrame({"p_blast": probs[:, BLAST], "is_blast": (probs.argmax(1) == BLAST).astype(float)})
+    calls = probs.argmax(1)
+    scores = pd.DataFrame(
+        {
+            "p_blast": probs[:, BLAST],
+            "is_blast": (calls == BLAST).astype(float),
+            "is_white": IS_WHITE[calls].astype(float),
+        }
+    )
     bags = draw_bags(type_pool(types, len(probs) - len(normal)), SLIDE_CELLS, fraction, N_BAGS, rng)
     return verdict_rates(bags, scores, SETTINGS.verdict)["suspected"]
 

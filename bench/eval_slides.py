@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_crosslab import eval_cells, predict  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.cells import BLAST  # noqa: E402
+from leukoscan.cells import BLAST, IS_WHITE  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
 from leukoscan.verdict import verdict_of  # noqa: E402
 
@@ -69,8 +69,9 @@ BEFORE = VerdictRules(
 
 
 def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool) -> pd.DataFrame:
-    """(P(blast), called blast) of every cell in ``cells``; ``unseen``: by the model blind to its source."""
-    out = pd.DataFrame(index=cells.index, columns=["p_blast", "is_blast"], dtype=float)
+    """(P(blast), called blast, called a white cell of the differential) of every cell in ``cells``; ``unseen``:
+    by the model blind to its source."""
+    out = pd.DataFrame(index=cells.index, columns=["p_blast", "is_blast", "is_white"], dtype=float)
     groups = cells.groupby("source").groups.items() if unseen else [("all", cells.index)]
     for source, idx in groups:
         model = weights / "lolo" / f"no-{source}.pt" if unseen else weights / "classifier.pt"
@@ -80,6 +81,7 @@ def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool) -> pd.DataFram
         probs = predict(model, cells.loc[idx], cells)
         out.loc[idx, "p_blast"] = probs[:, BLAST]
         out.loc[idx, "is_blast"] = (probs.argmax(1) == BLAST).astype(float)
+        out.loc[idx, "is_white"] = IS_WHITE[probs.argmax(1)].astype(float)
     return out
 
 
@@ -113,9 +115,12 @@ def draw_bags(pool: dict[str, np.ndarray], size: int, fraction: float, n_bags: i
 
 
 def bag_counts(bags: np.ndarray, scores: pd.DataFrame, confident_p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(white cells, blasts, confident blasts) of each bag: a cell called erythroblast or other is not in the
+    blast fraction's denominator (``cells.NOT_WHITE``), as in ``verdict.slide_verdict``."""
     p = scores.p_blast.to_numpy(float)[bags]
     called = scores.is_blast.to_numpy(float)[bags]
-    return np.full(len(bags), bags.shape[1]), called.sum(axis=1), (p >= confident_p).sum(axis=1)
+    white = scores.is_white.to_numpy(float)[bags]
+    return white.sum(axis=1), called.sum(axis=1), (p >= confident_p).sum(axis=1)
 
 
 def verdict_rates(bags: np.ndarray, scores: pd.DataFrame, rules: VerdictRules) -> dict[str, float]:
@@ -129,7 +134,9 @@ def real_slides(cells: pd.DataFrame, scores: pd.DataFrame, split: str, rules: Ve
     out = {}
     for diagnosis, group in tq.groupby(tq.file.str.split("/").str[-2]):
         s = scores.loc[group.index]
-        out[diagnosis] = verdict_of(len(s), s.is_blast.sum(), (s.p_blast >= rules.confident_blast_p).sum(), rules)
+        out[diagnosis] = verdict_of(
+            s.is_white.sum(), s.is_blast.sum(), (s.p_blast >= rules.confident_blast_p).sum(), rules
+        )
     return out
 
 

@@ -35,6 +35,10 @@ TYPE_LABELS = (
     "Other",
 )
 BLAST = CELL_TYPES.index("blast")
+# Not white cells of the differential, so not in the blast fraction's denominator: nucleated red cells, which a
+# hematologist reports per 100 white cells, and ``other`` (platelets, debris, a red cell boxed by mistake).
+NOT_WHITE = ("erythroblast", "other")
+IS_WHITE = np.array([t not in NOT_WHITE for t in CELL_TYPES])  # by class index: IS_WHITE[probs.argmax(axis=1)]
 # The blast subtype (asked only of blasts; learned from the Taleqani hospital alone: a morphology hint).
 SUBTYPES = ("early_pre_b", "pre_b", "pro_b")
 SUBTYPE_LABELS = ("Early Pre-B", "Pre-B", "Pro-B")

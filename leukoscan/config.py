@@ -175,7 +175,7 @@ class VerdictRules:
     bench/results/slides_previous_rules.md.
     """
 
-    min_cells: int = 10  # fewer cells than this: "insufficient"
+    min_cells: int = 10  # fewer white cells (cells.NOT_WHITE aside) than this: "insufficient"
     min_fields: int = 1  # fewer usable fields (readable, passing quality control) than this: "insufficient"
     suspect_fraction: float | None = 0.10  # Wilson lower bound of the blast fraction that makes a slide "suspected"
     confident_blast_p: float = 0.8  # P(blast) that makes a cell a confident blast

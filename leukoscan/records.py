@@ -35,12 +35,24 @@ CELL_COLUMNS = [
     *SUBTYPE_COLUMNS,
     "blast_margin",
 ]
-IMAGE_COLUMNS = ["image", "status", "error", "n_cells", "n_blasts", "blast_fraction", "label", *TYPE_COLUMNS, "overlay"]
+IMAGE_COLUMNS = [
+    "image",
+    "status",
+    "error",
+    "n_cells",
+    "n_white_cells",
+    "n_blasts",
+    "blast_fraction",
+    "label",
+    *TYPE_COLUMNS,
+    "overlay",
+]
 SUMMARY_COLUMNS = [
     "slide",
     "n_images",
     "n_failed",
     "n_cells",
+    "n_white_cells",
     "n_blasts",
     "blast_fraction",
     "ci_low",
@@ -112,9 +124,10 @@ class SlideCall:
 
     verdict: str  # "suspected", "negative", "indeterminate" or "insufficient"
     reason: str  # the rule that gave it, in words
-    n_cells: int  # cells counted (those of usable fields)
+    n_cells: int  # cells classified (those of usable fields)
+    n_white_cells: int  # of them, white cells of the differential (cells.NOT_WHITE aside): what the rules count
     n_blasts: int  # cells whose most probable type is blast
-    blast_fraction: float | None  # n_blasts / n_cells; None when "insufficient"
+    blast_fraction: float | None  # n_blasts / n_white_cells; None when "insufficient"
     ci_low: float | None  # Wilson 95 % interval of the blast fraction; None when "insufficient"
     ci_high: float | None
     n_confident_blasts: int  # cells with P(blast) >= confident_blast_p
@@ -130,6 +143,7 @@ class SlideCall:
     def record(self) -> dict:
         return {
             "n_cells": self.n_cells,
+            "n_white_cells": self.n_white_cells,
             "n_blasts": self.n_blasts,
             "blast_fraction": self.blast_fraction,
             "ci_low": self.ci_low,

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 
 from leukoscan import DISCLAIMER, __version__, outputs
-from leukoscan.cells import CELL_TYPES, TYPE_LABELS
+from leukoscan.cells import CELL_TYPES, NOT_WHITE, TYPE_LABELS
 from leukoscan.config import SETTINGS
 from leukoscan.overlay import HEX
 from leukoscan.records import TYPE_COLUMNS, SlideCall, SlideVerdict
@@ -163,12 +164,17 @@ def interval(low, high) -> str:
     return "–" if low is None or high is None else f"{percent(low)}–{percent(high)}"
 
 
+def floor2(p: float) -> str:
+    """A probability in 2 decimals, rounded down: an uncertain cell (below ``uncertain_p``) never reads as at it."""
+    return f"{math.floor(p * 100 + 1e-9) / 100:.2f}"
+
+
 def badge(verdict: str) -> str:
     return f'<span class="badge" style="background:{COLOURS.get(verdict, "#555")}">{esc(verdict)}</span>'
 
 
 def cell_text(v) -> str:
-    return esc(f"{v:.3f}" if isinstance(v, float) else v)
+    return esc(f"{v:.4f}" if isinstance(v, float) else v)  # cells.csv's 4 decimals
 
 
 def table(df: pd.DataFrame, sortable: bool = False, cls: str = "", row_ids: list[str] | None = None) -> str:
@@ -191,7 +197,7 @@ def facts(verdict: SlideVerdict) -> str:
         scale_text = f"{scale.given_px:.1f} px per white cell ({scale.source})"
     else:
         sizes = ", ".join(f"{k}: {v:.1f} px" for k, v in scale.by_field_size.items())
-        scale_text = f"{sizes or '–'} ({scale.source})"
+        scale_text = f"{sizes} ({scale.source})" if sizes else "– (no field it could be estimated on)"
     models = "; ".join(
         f"{name}: {Path(m['file']).name} (sha256 {m['sha256'][:12]}…)" for name, m in used.get("models", {}).items()
     )
@@ -201,7 +207,8 @@ def facts(verdict: SlideVerdict) -> str:
         ("Verdict", f"{badge(call.verdict)} {esc(call.reason)}"),
         (
             "Cells",
-            f"{call.n_cells} cells in {n_ok} usable of {verdict.n_images} fields "
+            f"{call.n_white_cells} white cells ({call.n_cells - call.n_white_cells} erythroblasts or other, not "
+            f"counted) in {n_ok} usable of {verdict.n_images} fields "
             f"({verdict.n_failed} unreadable, {verdict.n_unusable} not usable smears)",
         ),
         (
@@ -232,20 +239,22 @@ def lab_text(lab: dict | None) -> str:
 
 
 def differential(call: SlideCall) -> str:
-    """Count and share of each cell type; blasts with their 95 % interval."""
-    n = call.n_cells
+    """Count and share of each cell type, as a hematologist's differential: white cells as % of the white
+    cells, erythroblasts and ``other`` per 100 white cells (``NOT_WHITE``: not counted); blasts with their 95 %
+    interval."""
+    n = call.n_white_cells
     rows = []
     for key, label in zip(CELL_TYPES, TYPE_LABELS):
         k = call.differential.get(key, 0)
         ci = interval(call.ci_low, call.ci_high) if key == "blast" else ""  # the verdict's own interval
+        share = "–" if not n else f"{100 * k / n:.1f} per 100" if key in NOT_WHITE else f"{k / n:.1%}"
         rows.append(
             f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
-            f"<td>{k}</td><td>{k / n:.1%}</td><td>{ci}</td></tr>"
-            if n
-            else f"<tr><td>{esc(label)}</td><td>0</td><td>–</td><td></td></tr>"
+            f"<td>{k}</td><td>{share}</td><td>{ci}</td></tr>"
         )
     return (
-        '<table class="differential sortable"><thead><tr><th>type</th><th>count</th><th>%</th><th>95 % CI</th>'
+        '<table class="differential sortable"><thead><tr><th>type</th><th>count</th>'
+        '<th title="of the white cells; erythroblasts and other per 100 white cells">%</th><th>95 % CI</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -292,7 +301,7 @@ def gallery(
             f'<a class="to-field" href="#{quote(overlay_ids[c.image])}" title="show in its field">'
             f'<span class="pic" style="background-image:url(\'{sheet}\');background-position:-{x}px -{y}px;'
             f'border-color:{colour}"></span></a>'
-            f'<figcaption>{esc(c.label)} {c.p:.2f}<br><a class="to-row" href="#{quote(f"{sid}-row-{c.row}")}" '
+            f'<figcaption>{esc(c.label)} {floor2(c.p)}<br><a class="to-row" href="#{quote(f"{sid}-row-{c.row}")}" '
             f'title="its row in the cell table">{esc(c.image)} #{i}</a><br>'
             f'<select aria-label="reviewed type">{select}</select></figcaption></figure>'
         )
@@ -359,7 +368,7 @@ def write_report(out: Path, verdicts: list[tuple[str, SlideVerdict]]) -> Path:
     """``verdicts``: (slide output folder name, its verdict) pairs."""
     rows = "".join(
         f'<tr><td><a href="#s{k}">{esc(v.slide)}</a></td><td>{badge(c.verdict)}</td>'
-        f"<td>{esc(c.reason)}</td><td>{'yes' if c.needs_review else 'no'}</td><td>{c.n_cells}</td>"
+        f"<td>{esc(c.reason)}</td><td>{'yes' if c.needs_review else 'no'}</td><td>{c.n_white_cells}</td>"
         f"<td>{percent(c.blast_fraction)}</td><td>{interval(c.ci_low, c.ci_high)}</td>"
         f"<td>{esc(c.predominant_subtype or '–')}</td></tr>"
         for k, (v, c) in enumerate((v, v.call) for _, v in verdicts)
@@ -373,7 +382,7 @@ reviewed by a hematologist. Cell types are learned from labelled cells of five p
 from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).</p>
 <h2>Slide verdicts</h2>
 <table id="verdicts" class="sortable"><thead><tr><th>slide</th><th>verdict</th><th>why</th><th>needs review</th>
-<th>cells</th><th>blast fraction</th><th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>
+<th>white cells</th><th>blast fraction</th><th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>
 <p class="key">Cell type colours: {key}</p>
 {"".join(slide_section(out, f"s{k}", d, v) for k, (d, v) in enumerate(verdicts))}
 <footer><p>leukoscan {__version__}. {len(verdicts)} slide(s).</p></footer>

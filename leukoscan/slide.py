@@ -210,6 +210,21 @@ def _clear_crops(folder: Path, stems: set[str]) -> None:
                 crop.unlink(missing_ok=True)
 
 
+def _remove_stale(out: Path, stems: set[str]) -> None:
+    """Remove the per-field outputs (overlay, gallery sheet, uncertain-cell crops, QuPath file) of fields an
+    earlier run screened that are no longer in the slide (``stems``: its fields' output stems), so the slide's
+    folder holds what images.csv lists and nothing a reviewer could take for this run's."""
+    for folder, pattern, field_of in (
+        ("overlays", "*.jpg", lambda f: f.stem),
+        ("gallery", "*.jpg", lambda f: f.stem),
+        ("uncertain", "*.jpg", _crop_field),
+        ("geojson", "*.geojson", lambda f: f.stem),
+    ):
+        for file in (out / folder).glob(pattern) if (out / folder).is_dir() else ():
+            if field_of(file) not in stems:
+                file.unlink(missing_ok=True)
+
+
 def _crop_field(crop: Path) -> str:
     """The output stem of the field an uncertain-cell crop (``<stem>_<cell>.jpg``) belongs to."""
     return crop.stem.rsplit("_", 1)[0]
@@ -240,6 +255,7 @@ def screen_slide(
             verdict = _verdict_record(models, slide, out.name, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
+            _remove_stale(out, {*plan.stems.values(), *(Path(s.overlay).stem for s in states.values() if s.overlay)})
             if opts.exports:
                 read = [p for p in slide.images if states[p].status != "error"]
                 # each field's size as screened (journals of earlier versions: from its file's header now)
@@ -343,8 +359,8 @@ def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tu
     )
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
     # no cells (or an error): empty label, NaN probabilities
-    images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0})
-    return cells, images.astype({"n_blasts": int})[IMAGE_COLUMNS]
+    images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0, "n_white_cells": 0})
+    return cells, images.astype({"n_blasts": int, "n_white_cells": int})[IMAGE_COLUMNS]
 
 
 def _verdict_record(

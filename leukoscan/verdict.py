@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leukoscan.cells import BLAST, CELL_TYPES, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
+from leukoscan.cells import BLAST, CELL_TYPES, NOT_WHITE, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS, Z95, VerdictRules
 from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS, SlideCall
 
@@ -48,7 +48,8 @@ def rule_tests(n, k, c, rules: VerdictRules) -> list[tuple[str, str, object, obj
 
 
 def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.verdict):
-    """The verdict rules on counts (numbers or arrays of slides), as ``VerdictRules`` describes them:
+    """The verdict rules on counts (numbers or arrays of slides; ``n_cells``: white cells, ``NOT_WHITE`` aside),
+    as ``VerdictRules`` describes them:
     ``insufficient`` below ``min_cells``; ``suspected`` when a Wilson 95 % lower bound reaches its threshold
     (``rule_tests``: the blast fraction's ``suspect_fraction``, the confident-blast share's
     ``suspect_confident_fraction``) or ``suspect_confident_blasts`` cells are confident blasts; ``negative``
@@ -69,16 +70,24 @@ def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.ve
 
 
 def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per image in ``cells``: ``n_blasts``, ``blast_fraction``, the cells' mean type probabilities
-    (``p_<type>``; ``p_blast`` is the field's mean P(blast)) and ``label``, the type of highest mean
-    probability. One row per image that has cells, indexed by image name."""
+    """Per image in ``cells``: ``n_white_cells`` (``NOT_WHITE`` aside), ``n_blasts``, ``blast_fraction`` (of
+    the white cells; empty without any), the cells' mean type probabilities (``p_<type>``; ``p_blast`` is the
+    field's mean P(blast)) and ``label``, the type of highest mean probability. One row per image that has
+    cells, indexed by image name."""
     groups = cells.groupby("image", sort=False)
     mean = groups[TYPE_COLUMNS].mean()
     labels = [TYPE_LABELS[i] for i in mean.to_numpy().argmax(axis=1)] if len(mean) else []
     mean.insert(0, "label", pd.Series(labels, index=mean.index, dtype=object))
-    is_blast = cells.cell_type.eq("blast")
-    mean.insert(0, "blast_fraction", is_blast.groupby(cells.image, sort=False).mean().reindex(mean.index))
-    mean.insert(0, "n_blasts", is_blast.groupby(cells.image, sort=False).sum().reindex(mean.index).astype(int))
+    counts = (
+        pd.DataFrame({"white": ~cells.cell_type.isin(NOT_WHITE), "blast": cells.cell_type.eq("blast")})
+        .groupby(cells.image, sort=False)
+        .sum()
+        .reindex(mean.index)
+        .astype(int)
+    )
+    mean.insert(0, "blast_fraction", (counts.blast / counts.white.where(counts.white > 0)).astype(float))
+    mean.insert(0, "n_blasts", counts.blast)
+    mean.insert(0, "n_white_cells", counts.white)
     return mean
 
 
@@ -90,21 +99,22 @@ def slide_verdict(
 ) -> SlideCall:
     """What the rules say of one slide's ``cells`` table (``cell_type``, ``p_<type>``, subtype columns);
     ``insufficient`` also with fewer than ``rules.min_fields`` usable fields (when ``usable_fields`` is given)."""
-    n = len(cells)
-    probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if n else np.zeros((0, len(CELL_TYPES)))
-    types = cells.cell_type.to_numpy() if n else np.array([], dtype=object)  # the calls of cells.csv, as counted
+    probs = cells[TYPE_COLUMNS].to_numpy(dtype=float) if len(cells) else np.zeros((0, len(CELL_TYPES)))
+    types = cells.cell_type.to_numpy() if len(cells) else np.array([], dtype=object)  # cells.csv's calls, counted
+    white = ~np.isin(types, NOT_WHITE)  # the blast fraction's denominator: the white cells of the differential
+    n = int(white.sum())
     is_blast = types == "blast"
     blasts = int(is_blast.sum())
-    confident = int((probs[:, BLAST] >= rules.confident_blast_p).sum())
+    confident = int((white & (probs[:, BLAST] >= rules.confident_blast_p)).sum())
     low, high = wilson(blasts, n)
-    uncertain = float((probs.max(axis=1) < rules.uncertain_p).mean()) if n else 0.0
+    uncertain = float((probs.max(axis=1) < rules.uncertain_p).mean()) if len(cells) else 0.0
     verdict = verdict_of(n, blasts, confident, rules)
     few_fields = usable_fields is not None and usable_fields < rules.min_fields
     if few_fields:
         verdict = "insufficient"
     suspected = verdict == "suspected" and blasts >= rules.subtype_min_blasts
     predominant = predominant_subtype(cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)) if suspected else ""
-    reasons = review_reasons(n, uncertain, stain_z, rules)
+    reasons = review_reasons(len(cells), uncertain, stain_z, rules)
     fraction: float | None = blasts / n if n else 0.0
     if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
         fraction = low = high = None
@@ -112,14 +122,15 @@ def slide_verdict(
             0,
             f"only {usable_fields} usable fields (a verdict needs at least {rules.min_fields})"
             if few_fields
-            else f"only {n} cells (at least {rules.min_cells} are needed for a verdict)",
+            else f"only {n} white cells (at least {rules.min_cells} are needed for a verdict)",
         )
     return SlideCall(
         verdict=verdict,
         reason=f"{usable_fields} usable fields < {rules.min_fields}"
         if few_fields
         else verdict_reason(verdict, n, blasts, confident, rules),
-        n_cells=n,
+        n_cells=len(cells),
+        n_white_cells=n,
         n_blasts=blasts,
         blast_fraction=fraction,
         ci_low=low,
@@ -153,7 +164,7 @@ def review_reasons(n: int, uncertain: float, stain_z: float | None, rules: Verdi
 def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: VerdictRules) -> str:
     """The rule that gave ``verdict``, in words (shown in verdict.json, the report and the terminal)."""
     if verdict == "insufficient":
-        return f"{n} cells < {rules.min_cells}"
+        return f"{n} white cells < {rules.min_cells}"
     tests = rule_tests(n, blasts, confident, rules)
     p, count = rules.confident_blast_p, rules.suspect_confident_blasts
     if verdict == "suspected":

@@ -68,12 +68,15 @@ def test_demo_run_output_contract(demo_out):
     assert cells.label.tolist() == expected
     # images.csv: blast counts per field add up to the cells table
     assert images.n_blasts.sum() == blast.sum() and images.n_cells.sum() == len(cells)
+    white = ~cells.cell_type.isin(["erythroblast", "other"])  # the blast fraction's denominator
+    assert images.n_white_cells.sum() == white.sum() == summary.n_white_cells.sum()
     assert ((cells.x2 > cells.x1) & (cells.y2 > cells.y1)).all()
     assert summary.n_blast.sum() == blast.sum() and summary.n_cells.sum() == len(cells)
     for slide, image, overlay in zip(slides, images.image, images.overlay):
         verdict = json.loads((slide / "verdict.json").read_text())
         assert verdict["verdict"] in {"suspected", "negative", "insufficient", "indeterminate"} and verdict["reason"]
         assert sum(verdict[f"n_{t}"] for t in CELL_TYPES) == verdict["n_cells"]
+        assert verdict["n_cells"] - verdict["n_other"] - verdict["n_erythroblast"] == verdict["n_white_cells"]
         assert set(verdict["models"]) == {"detector", "classifier", "subtype"}
         for key in ("thresholds", "models", "version", "device", "seconds"):
             assert key in verdict
@@ -383,13 +386,20 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     }
     report = (tmp_path / "out" / "report.html").read_text()
     assert all(f'src="slide/{o}"' in report for o in images.overlay)
-    # a field removed from the slide: its old outputs stay on disk, but the report shows this run's fields only
+    # a field removed from the slide: its old outputs go (the folder holds what images.csv lists), others stay
     (slide / "f1.png").unlink()
-    (tmp_path / "out" / "slide" / "uncertain").mkdir(exist_ok=True)
-    (tmp_path / "out" / "slide" / "uncertain" / "f1_099.jpg").write_bytes(b"old")
+    done = tmp_path / "out" / "slide"
+    (done / "uncertain").mkdir(exist_ok=True)
+    (done / "uncertain" / "f1_099.jpg").write_bytes(b"old")
+    (done / "uncertain" / "f0_png_099.jpg").write_bytes(b"kept")
+    (done / "notes.txt").write_text("a user's")
     assert run(slide, "--out", tmp_path / "out").exit_code == 0
     report = (tmp_path / "out" / "report.html").read_text()
     assert "overlays/f1.jpg" not in report and "f1_099" not in report
+    assert sorted(p.name for p in overlays.iterdir()) == ["f0_jpg.jpg", "f0_png.jpg"]
+    assert not (done / "gallery" / "f1.jpg").exists() and (done / "gallery" / "f0_png.jpg").exists()
+    assert not (done / "uncertain" / "f1_099.jpg").exists() and (done / "uncertain" / "f0_png_099.jpg").exists()
+    assert (done / "notes.txt").exists()
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES
 from leukoscan.pipeline import DEMO_SLIDE, app
+from leukoscan.report import floor2
 
 SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
 
@@ -107,7 +108,7 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     fig = out["figure"]
     if top is not None:
         assert (fig["image"], int(fig["cell"]), fig["type"]) == ("EarlyPreb.jpeg", top.cell, "blast")
-        assert out["caption"].startswith(f"{top.label} {top.p_blast:.2f}")
+        assert out["caption"].startswith(f"{top.label} {floor2(top.p_blast)}")
     assert out["row_cells"] == [fig["image"], fig["cell"]]
     assert (two_slides / unquote(out["field_img"])).is_file() and out["highlighted"]
     # a reassignment is one downloadable CSV row
@@ -193,3 +194,14 @@ def test_coco_export_loads_in_pycocotools_and_round_trips_through_import_labels(
     prelabel(Detector(device="cpu"), photos, labset, log=lambda m: None)
     report = import_labels(labset, path)
     assert report["boxes"] == int((cells.cell_type != "other").sum()) and report["labelled_images"] == 1
+
+
+def test_gallery_captions_round_down_so_an_uncertain_cell_never_reads_as_certain_enough():
+    assert [floor2(p) for p in (0.597, 0.6, 0.6049, 0.999, 1.0, 0.0)] == [
+        "0.59",
+        "0.60",
+        "0.60",
+        "0.99",
+        "1.00",
+        "0.00",
+    ]

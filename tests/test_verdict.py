@@ -95,8 +95,28 @@ def test_differential_counts_every_type():
         "blast": 3,
         "lymphocyte": 5,
     }
-    assert v.n_blasts == 3 and v.n_cells == 18
+    assert v.n_blasts == 3 and v.n_cells == v.n_white_cells == 18
     assert [v.record()[f"n_{t}"] for t in CELL_TYPES] == list(v.differential.values())  # n_<type> in the tables
+
+
+def test_blast_fraction_counts_white_cells_only():
+    """Erythroblasts and ``other`` (platelets, debris) are not white cells of the differential: counted in
+    ``n_<type>`` and ``n_cells``, not in the blast fraction's denominator nor toward ``min_cells``."""
+    other, erythroblast = CELL_TYPES.index("other"), CELL_TYPES.index("erythroblast")
+    cells = pd.concat(
+        [table(16, 4), table(30, 0, normal_type=other), table(10, 0, normal_type=erythroblast)], ignore_index=True
+    )
+    v = slide_verdict(cells)
+    assert (v.n_cells, v.n_white_cells, v.n_blasts, v.blast_fraction) == (60, 20, 4, 0.2)
+    assert (v.differential["other"], v.differential["erythroblast"]) == (30, 10)
+    assert v.ci_low == pytest.approx(wilson(4, 20)[0])
+    assert v.record()["n_white_cells"] == 20
+    few = slide_verdict(pd.concat([table(5, 0), table(30, 0, normal_type=other)], ignore_index=True))
+    assert few.verdict == "insufficient" and "only 5 white cells" in few.review_reasons[0]
+    calls = image_calls(cells.assign(image="a.jpg"))
+    assert (calls.n_white_cells.item(), calls.n_blasts.item(), calls.blast_fraction.item()) == (20, 4, 0.2)
+    platelets = image_calls(table(3, 0, normal_type=other).assign(image="b.jpg"))
+    assert platelets.n_white_cells.item() == 0 and np.isnan(platelets.blast_fraction.item())
 
 
 def test_needs_review_for_uncertain_cells_and_stain():
