@@ -60,6 +60,19 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1: as stored; 5-8: turned a quarter, width and height swapped once applied)."""
+    return im.getexif().get(0x0112, 1)
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of ``path`` as ``load_rgb`` returns it (EXIF orientation applied), from its header alone;
+    raises what ``Image.open`` raises for a file that is not an image."""
+    with Image.open(path) as im:
+        w, h = im.size
+        return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+
+
 def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarray:
     """Read ``path`` as an H x W x 3 uint8 RGB array, EXIF orientation applied. Images over ``max_megapixels``
     (default: the ``pixel_limit`` in force, 80) are refused from their header, undecoded."""
@@ -77,7 +90,7 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
                     f"({im.width * im.height / 1e6:.1f} megapixels); use --max-megapixels to raise it"
                 )
             jpeg = im.format == "JPEG"
-            if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation other than "as stored"
+            if _orientation(im) != 1:
                 im = ImageOps.exif_transpose(im)
             im.load()
             if jpeg and (problem := corrupt_jpeg(path.read_bytes())):

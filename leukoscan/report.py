@@ -45,7 +45,7 @@ th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{b
 .gallery h4{margin:.6em 0 .2em}.controls{margin:.4em 0;font-size:13px}.controls>*{margin-right:1em}
 tr.target{background:#ffffb0}
 .key span{display:inline-block;padding:1px 8px;margin-right:6px;color:#fff;border-radius:3px}
-@media print{section.slide{break-before:page}.controls,.gallery select,.no-print{display:none}
+@media print{*{-webkit-print-color-adjust:exact;print-color-adjust:exact}section.slide{break-before:page}.controls,.gallery select,.no-print{display:none}
  body{margin:0}.overlays img{max-width:45%}}
 """
 SCRIPT = """
@@ -125,7 +125,7 @@ function correctionsCsv() {
 }
 function updateCount() {
   var n = Object.keys(corrections).length;
-  document.querySelectorAll('.download').forEach(function(b) { b.textContent = 'download corrections (' + n + ')'; });
+  document.querySelectorAll('.download').forEach(function(b) { b.textContent = 'download corrections (' + n + ', all slides)'; });
 }
 document.querySelectorAll('.gallery select').forEach(function(select) {
   select.addEventListener('change', function() {
@@ -330,7 +330,7 @@ def gallery_controls(n_cells: int) -> str:
     return (
         f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
         f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
-        f'<button class="download">download corrections (0)</button></div>'
+        f'<button class="download">download corrections (0, all slides)</button></div>'
     )
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
@@ -25,7 +24,7 @@ from leukoscan.classify.stain import crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import write_exports
-from leukoscan.images import ImageError, list_images, load_rgb, to_bgr
+from leukoscan.images import ImageError, header_size, list_images, load_rgb, to_bgr
 from leukoscan.journal import Journal
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
@@ -406,9 +405,7 @@ def _field_sizes(paths: list[Path]) -> dict[Path, tuple[int, int] | None]:
     sizes: dict[Path, tuple[int, int] | None] = {}
     for path in paths:
         try:
-            with Image.open(path) as im:
-                w, h = im.size
-                sizes[path] = (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+            sizes[path] = header_size(path)
         except Exception:
             sizes[path] = None
     return sizes

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukoscan.images import MAX_PIXELS, ImageError, load_rgb
+from leukoscan.images import MAX_PIXELS, ImageError, header_size, load_rgb
 
 
 def save(path, arr, **kw):
@@ -61,6 +61,8 @@ def test_exif_orientation_applied(tmp_path, rgb):
     exif[0x0112] = 6  # rotate 90 on display
     im.save(tmp_path / "r.jpg", exif=exif)
     assert load_rgb(tmp_path / "r.jpg").shape == (50, 40, 3)
+    assert header_size(tmp_path / "r.jpg") == (40, 50)  # the batches' size, as loaded, from the header alone
+    assert header_size(save(tmp_path / "s.jpg", rgb)) == (50, 40)
 
 
 def test_odd_paths(tmp_path, rgb):

@@ -124,7 +124,7 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
         fig["type"],
         reviewed,
     ]
-    assert out["download_label"] == "download corrections (1)"
+    assert out["download_label"] == "download corrections (1, all slides)"  # one CSV for the page
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
     assert out["numbers"] == [False, False, True, True, True]  # names that start with digits sort as names
