@@ -38,6 +38,7 @@ from leukoscan.progress import (
     device_option,
     error,
     fail,
+    finite,
     max_megapixels_option,
     one_line,
     positive,
@@ -214,6 +215,7 @@ def lab_reference(
     out: Path = typer.Option(Path("lab_reference.json"), "--out", "-o", help="The reference file to write."),
     normal_called_blast: float = typer.Option(
         SETTINGS.lab.normal_called_blast,
+        callback=finite,
         min=0.001,
         max=0.2,
         help="Share of the reference cells left called blast (the blast call is placed at that quantile).",
@@ -284,7 +286,9 @@ def export(
     openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
     calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
-    from leukoscan.cards import load_model, record_export
+    import warnings
+
+    from leukoscan.cards import forget_export, load_model, record_export
 
     models = (
         (detector_weights, "detect", detect_data),
@@ -305,15 +309,25 @@ def export(
         import nncf  # Ultralytics' INT8 OpenVINO export quantises with it; quiet its per-layer INFO lines
 
         nncf.set_log_level(logging.WARNING)
-    for fmt in formats:
-        for weights, task, data in models:
-            model = load_model(weights, task)
-            extra = {"simplify": False} if fmt == "onnx" else {}
-            if fmt == "openvino-int8":  # calibrated at the size the model was trained at
-                extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
-            path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
-            record_export(weights, fmt)
-            console.print(f"exported {path}")
+    try:
+        for fmt in formats:
+            for weights, task, data in models:
+                model = load_model(weights, task)
+                extra = {"simplify": False} if fmt == "onnx" else {}
+                if fmt == "openvino-int8":  # calibrated at the size the model was trained at
+                    extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
+                forget_export(weights, fmt)  # until it is whole again
+                with user_errors(NOTHING_PROCESSED), warnings.catch_warnings():  # a folder in the way, a full disk
+                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notes, not the user's
+                    path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
+                record_export(weights, fmt)
+                console.print(f"exported {path}")
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/] the export being written is incomplete (`--backend` refuses it): "
+            "run `leukoscan export` again"
+        )
+        raise typer.Exit(130) from None
 
 
 def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:

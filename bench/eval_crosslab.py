@@ -28,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.cells import CELL_TYPES, SUBTYPES  # noqa: E402
+from leukoscan.cells import CELL_TYPES, IS_WHITE, SUBTYPES  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,14 +117,18 @@ def munich(cells: pd.DataFrame, probs: np.ndarray) -> dict:
 
 
 def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None) -> dict:
-    """Image level on Taleqani fields: a field's score is its cells' mean P(blast) (images.csv's mean_p_blast)."""
-    df = cells.assign(p_blast=probs[:, 0], is_blast=probs.argmax(1) == 0)
+    """Image level on Taleqani fields: a field's score is its cells' mean P(blast) (images.csv's p_blast); it is
+    flagged (and called a subtype, for the 4-class figure) when blasts are at least half its white cells."""
+    df = cells.assign(p_blast=probs[:, 0], is_blast=probs.argmax(1) == 0, is_white=IS_WHITE[probs.argmax(1)])
     img = df.groupby("file").agg(
         p_blast=("p_blast", "mean"),
         diagnosis=("original_type", "first"),
         subtype=("subtype_truth", "first"),
-        blast_fraction=("is_blast", "mean"),
+        n_blasts=("is_blast", "sum"),
+        n_white=("is_white", "sum"),
     )
+    # of the white cells, as images.csv's blast_fraction (cells.NOT_WHITE aside); a field without any: 0
+    img["blast_fraction"] = (img.n_blasts / img.n_white.where(img.n_white > 0)).fillna(0.0)
     all_ = img.diagnosis == "blast"
     out = {
         "n_images": int(len(img)),

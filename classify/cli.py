@@ -20,7 +20,7 @@ from leukoscan.config import (
     TEST_TIME_VIEWS,
     Colour,
 )
-from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, user_errors
+from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, finite, user_errors
 
 app = typer.Typer(
     help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict (cell types); train (blast "
@@ -50,10 +50,24 @@ def prior_option():
     """``--prior-correction``: the strength of the class-prior correction the model's card asks for."""
     return typer.Option(
         SETTINGS.scores.prior_correction,
+        callback=finite,
         min=0.0,
         help="Divide each type's probability by its share of the training crops to this power (0: off; 1: as if "
         "every type were equally common).",
     )
+
+
+def cell_type_model(weights: Path, device: str):
+    """The cell-type model in ``weights`` for calibrate, clean and pseudo-label (a model trained without some types
+    is accepted: their probability is 0); a ``WeightsError`` for a model of other classes (the subtype model's)."""
+    from leukoscan.cards import WeightsError
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+
+    clf = CellClassifier(weights, device, strict=False)
+    if foreign := sorted(set(clf.model.names.values()) - set(CELL_TYPES)):
+        raise WeightsError(f"{weights} is not a cell-type model: its classes are {foreign}")
+    return clf
 
 
 @app.command()
@@ -141,10 +155,22 @@ def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
 
     df = read_cells(cells)
     if cleaned:
-        df["type"] = pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(df.crop).to_numpy()
+        table = pd.read_csv(cleaned, keep_default_na=False)
+        if missing := {"crop", "type"} - set(table.columns):
+            raise ValueError(f"{cleaned} has no {sorted(missing)} column: not a table `classify clean` wrote")
+        types = table.set_index("crop").type.reindex(df.crop)
+        if uncovered := int(types.isna().sum()):  # made from another build: those cells would vanish from training
+            raise ValueError(
+                f"{cleaned} leaves {uncovered} of the {len(df)} cells of {cells / 'cells.csv'} without a type: make "
+                "it from this cell dataset (`leukoscan classify clean`)"
+            )
+        df["type"] = types.to_numpy()
     taught = pd.DataFrame(columns=df.columns)
     if pseudo:
-        taught = pd.read_csv(pseudo, keep_default_na=False).assign(weak=False).query("type != ''")[df.columns]
+        taught = pd.read_csv(pseudo, keep_default_na=False)
+        if missing := set(df.columns) - set(taught.columns):
+            raise ValueError(f"{pseudo} has no {sorted(missing)} columns: not a table `classify pseudo-label` wrote")
+        taught = taught.assign(weak=False).query("type != ''")[df.columns]
         df = pd.concat([df, taught], ignore_index=True)
         df.attrs["root"] = cells
     return df, taught
@@ -181,24 +207,28 @@ def train_cells(
     ),
     stain_transfer: float = typer.Option(
         0.0,
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Share of training crops recoloured with a training lab's colour statistics (the trial, see README).",
     ),
     zoom: float = typer.Option(
         0.0,
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Share of training crops whose cell is zoomed by up to 1.3x either way (the trial, see README).",
     ),
     quarter_turns: float = typer.Option(
         0.0,
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Share of training crops turned a quarter (with the flips: every orientation; the trial, see README).",
     ),
     contrast: float = typer.Option(
         0.0,
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Share of training crops whose lightness contrast (up to 1.6x either way) and brightness are "
@@ -206,6 +236,7 @@ def train_cells(
     ),
     mixstyle: float = typer.Option(
         0.0,
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
@@ -215,7 +246,7 @@ def train_cells(
     prior_correction: float = prior_option(),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
-    from leukoscan.cards import ship
+    from leukoscan.cards import read_card, ship
     from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import cell_card, scores_card
     from leukoscan.classify.train import train_cells as run_train
@@ -245,6 +276,11 @@ def train_cells(
         if not best.is_file():
             fail(f"--reuse: {best} not found")
         card = cell_card(CellRecipe(epochs=epochs, seed=seed), None, colour.value, augment)
+        with user_errors():
+            trained = read_card(best)  # how it was trained is what its card says, not this command's options
+        if trained.get("input_colour", colour.value) != colour.value:
+            fail(f"--reuse: {best} was trained on {trained['input_colour']} crops, not --colour {colour.value}")
+        card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
     else:
         best, card = run_train(
             folder, project, name, CellRecipe(epochs=epochs, seed=seed), device, colour.value, augment
@@ -283,7 +319,6 @@ def calibrate_cells(
     """Re-make a trained cell-type model's scores: its test-time views and class-prior correction (the prior
     from the crops of DATA/train), then its temperature fitted on DATA/val; its card is rewritten. Figures
     measured with the old scores no longer hold: rerun bench/eval_crosslab.py."""
-    from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.train import calibrate_scores, folder_counts, scores_card
 
     if not ((data / "train").is_dir() and (data / "val").is_dir()):
@@ -294,9 +329,15 @@ def calibrate_cells(
     card_path = weights.with_suffix(".json")
     with user_errors():
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        clf = CellClassifier(weights, device, strict=False)
+        clf = cell_type_model(weights, device)
     scores = scores_card(counts["train"], test_time_views, prior_correction)
-    card.update(calibrate_scores(clf, scores, data / "val"))
+    calibrated = calibrate_scores(clf, scores, data / "val")
+    if not 0.051 < calibrated["temperature"] < 19.9:  # at a bound of the fit: no temperature fits (the card kept)
+        fail(
+            f"no temperature fits {weights} on {data / 'val'} ({calibrated['temperature']:g}, at a bound of the fit): "
+            "is it the model trained on these crops? its card is left as it was"
+        )
+    card.update(calibrated)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     console.print(
         json.dumps({k: card[k] for k in ("test_time_views", "temperature", "val_ece_before", "val_ece_after")})
@@ -313,7 +354,7 @@ def clean(
     ),
     out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
     confident: float = typer.Option(
-        0.9, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."
+        0.9, callback=finite, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."
     ),
     device: str = device_option(),
 ) -> None:
@@ -322,17 +363,19 @@ def clean(
 
     from leukoscan.cards import read_card
     from leukoscan.cells import CELL_TYPES
-    from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
     from leukoscan.datasets.cells import read_cells, read_crops
 
     with user_errors():
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder, not the CSV to write")
         df = read_cells(cells)
-        classifier = CellClassifier(weights, device, strict=False)
+        classifier = cell_type_model(weights, device)
     if "taleqani" not in read_card(weights).get("data", {}).get("excluded", []):
         fail(f"{weights} was trained on Taleqani; clean with a model that never saw it")
     probs = np.zeros((len(df), len(CELL_TYPES)), np.float32)
-    probs[df.weak.to_numpy()] = classifier.probs(read_crops(df[df.weak]))
+    with user_errors():  # a crop that cannot be read: named
+        probs[df.weak.to_numpy()] = classifier.probs(read_crops(df[df.weak]))
     cleaned = clean_weak_labels(df, probs, confident)
     out.parent.mkdir(parents=True, exist_ok=True)
     cleaned.to_csv(out, index=False)
@@ -349,7 +392,11 @@ def pseudo_label(
     weights: Path = typer.Option(..., exists=True, dir_okay=False, help="The teacher: a cell-type model."),
     out: Path = typer.Option(..., help="Where to write the pseudo-labelled cells (a cells.csv of CELLS' crops)."),
     confident: float = typer.Option(
-        0.9, min=0.3, max=1.0, help="Probability of a normal white-cell type that a cell needs to be kept."
+        0.9,
+        callback=finite,
+        min=0.3,
+        max=1.0,
+        help="Probability of a normal white-cell type that a cell needs to be kept.",
     ),
     lab: list[str] = typer.Option([], help="Only the white cells of this TXL-PBC lab (e.g. txl-575x575); repeatable."),
     known_normal: bool = typer.Option(
@@ -365,12 +412,13 @@ def pseudo_label(
     import numpy as np
 
     from leukoscan.cells import CELL_TYPES
-    from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.weak import pseudo_labels
     from leukoscan.datasets.cells import read_crops, txl_white_cells
     from leukoscan.datasets.splits import manifest_hash
 
     with user_errors():
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder, not the CSV to write")
         white = txl_white_cells(cells, data_root, device)
         if lab:
             unknown = set(lab) - set(white.lab)
@@ -378,8 +426,9 @@ def pseudo_label(
                 fail(f"no white cells of {sorted(unknown)} (labs: {', '.join(sorted(set(white.lab)))})")
             white = white[white.lab.isin(lab)].reset_index(drop=True)
         white.attrs["root"] = cells
-        classifier = CellClassifier(weights, device, strict=False)
-    probs = classifier.probs(read_crops(white)) if len(white) else np.zeros((0, len(CELL_TYPES)))
+        classifier = cell_type_model(weights, device)
+    with user_errors():
+        probs = classifier.probs(read_crops(white)) if len(white) else np.zeros((0, len(CELL_TYPES)))
     kept = pseudo_labels(white, probs, confident, known_normal)
     out.parent.mkdir(parents=True, exist_ok=True)
     kept.to_csv(out, index=False)
@@ -414,12 +463,13 @@ def val(
 
     folder = data / split
     if not folder.is_dir():
-        fail(f"{folder} not found (build it first, or pass --data)")
+        how = "`classify train-cells` builds val only" if split == "test" and not subtype else "build it first"
+        fail(f"{folder} not found ({how}, or pass --data)")
     with user_errors():
         clf = (Classifier if subtype else CellClassifier)(
             weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device
         )
-    raw, labels, _ = folder_predictions(clf, folder, clf.classes)
+        raw, labels, _ = folder_predictions(clf, folder, clf.classes)  # a crop that cannot be read: named
     if not len(labels):
         fail(f"no crops under {folder}/<class>/ (classes: {', '.join(clf.classes)})")
     probs = apply_temperature(raw, clf.temperature)
@@ -452,8 +502,9 @@ def predict(
 ) -> None:
     """Classify ready-made cell crops (batched) and write their calibrated cell-type probabilities.
 
-    Each crop is taken as it is (resized to the model's input): for the physical scale the model was
-    trained on, a crop should span about 1.6 white-cell diameters, as `leukoscan run` cuts them."""
+    Each crop is taken whole, resized as `leukoscan run` resizes its crops (so a crop `run` cut gets `run`'s
+    probabilities): for the physical scale the model was trained on, a crop should span about 1.6 white-cell
+    diameters, as `leukoscan run` cuts them."""
     import cv2
     import numpy as np
     import pandas as pd
@@ -465,19 +516,27 @@ def predict(
 
     with user_errors():
         files = expand_images(crops)
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder, not a CSV file")
         clf = CellClassifier(weights, device)
     good, arrays = [], []
     for f in files:
         try:
-            arrays.append(cv2.resize(load_rgb(f), (clf.imgsz, clf.imgsz), interpolation=cv2.INTER_AREA))
+            rgb = load_rgb(f)  # to the crop size it was trained on, as `run` cuts its crops (then upsampled alike)
+            shrink = max(rgb.shape[:2]) > clf.crop_px
+            size, interpolation = (clf.crop_px, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            arrays.append(
+                rgb if rgb.shape[:2] == (size, size) else cv2.resize(rgb, (size, size), interpolation=interpolation)
+            )
             good.append(f)
         except ImageError as e:
             console.print(f"[yellow]skipped[/] {escape(str(f))}: {escape(str(e))}", soft_wrap=True)
-    probs = clf.probs(np.stack(arrays)) if arrays else np.zeros((0, len(CELL_TYPES)))
-    df = pd.DataFrame(probs, columns=[f"p_{k}" for k in CELL_TYPES])
-    df.insert(0, "label", [TYPE_LABELS[i] for i in probs.argmax(1)] if len(probs) else [])
-    df.insert(0, "crop", [str(f) for f in good])
-    outputs.write_csv(out, df)
-    console.print(f"{len(df)} crops classified -> {escape(str(out))}", soft_wrap=True)
-    if not good:
+    if not good:  # an earlier predictions file is left as it was
         fail("no crop could be processed (each is listed above with why)", NOTHING_PROCESSED)
+    probs = clf.probs(np.stack(arrays))
+    df = pd.DataFrame(probs, columns=[f"p_{k}" for k in CELL_TYPES])
+    df.insert(0, "label", [TYPE_LABELS[i] for i in probs.argmax(1)])
+    df.insert(0, "crop", [str(f) for f in good])
+    with user_errors(NOTHING_PROCESSED):
+        outputs.write_csv(out, df)
+    console.print(f"{len(df)} crops classified -> {escape(str(out))}", soft_wrap=True)

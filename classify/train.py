@@ -111,26 +111,25 @@ def crop_files(folder: Path) -> list[Path]:
 
 def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
-    import cv2
-
     from leukoscan.cells import CLASSES
+    from leukoscan.images import read_crop
 
     files, labels = [], []
     for i, key in enumerate(classes or CLASSES):
         found = crop_files(folder / key) if (folder / key).is_dir() else []
         files += found
         labels += [i] * len(found)
-    crops = np.stack([cv2.imread(str(f))[..., ::-1] for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
+    crops = np.stack([read_crop(f) for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
     return classifier.raw_probs(crops), np.array(labels, dtype=int), files
 
 
 def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
     """A fixed random sample of RGB crops from ``folder/<class>/`` (all classes together)."""
-    import cv2
+    from leukoscan.images import read_crop
 
     files = [f for d in sorted(folder.iterdir()) if d.is_dir() for f in crop_files(d)]
     pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
-    return np.stack([cv2.imread(str(files[i]))[..., ::-1] for i in sorted(pick)])
+    return np.stack([read_crop(files[i]) for i in sorted(pick)])
 
 
 def folder_counts(folder: Path) -> dict[str, int]:

@@ -17,7 +17,7 @@ from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
 from leukoscan.datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
 from leukoscan.datasets.splits import build_manifest, manifest_hash
-from leukoscan.images import load_rgb, to_bgr
+from leukoscan.images import ImageError, load_rgb, to_bgr
 from leukoscan.progress import track
 
 SPLITS = ("train", "val", "test")
@@ -80,12 +80,29 @@ def txl_mosaic(txl: Path, split: str, files: list[Path]) -> tuple[np.ndarray, sv
 
 
 def taleqani_cells(root: Path, row: pd.Series) -> tuple[np.ndarray, sv.Detections, sv.Detections | None]:
-    """(image, training boxes, mask boxes or None). Pro masks are mostly empty: Pro uses colour boxes."""
-    rgb = load_rgb(root / "Original" / row.file)
+    """(image, training boxes, mask boxes or None). Pro masks are mostly empty: Pro uses colour boxes. An
+    ``ImageError`` names the file that cannot be read."""
+    rgb = _load(root / "Original" / row.file)
     if row.class_dir == "Pro":
         return rgb, colour_boxes(rgb), None
-    masks = mask_boxes(load_rgb(root / "Segmented" / row.file), rgb)
+    masks = mask_boxes(_load(root / "Segmented" / row.file), rgb)
     return rgb, masks, masks
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return load_rgb(path)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+
+
+def fresh(folder: Path) -> Path:
+    """``folder``, emptied of an earlier build's files (a rebuild whose blocks moved would leave an image's crops in
+    two splits) and made."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = None) -> dict:
@@ -94,8 +111,8 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
     if manifest is None:
         manifest = build_manifest(tq, out / "manifest.csv", progress=track)
     for split in SPLITS:
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        fresh(out / "images" / split)
+        fresh(out / "labels" / split)
     counts: dict[str, dict[str, int]] = {}
     tp, n_pred, n_true = _taleqani_detection(tq, manifest[manifest.split != ""], out, counts)
     _txl_detection(data_root / "txl-pbc", out, counts)
@@ -166,8 +183,9 @@ def build_classification(
     and inference crops exactly as the model was trained."""
     tq = data_root / "all-taleqani"
     for split in SPLITS:
+        fresh(out / split)
         for key in CLASSES:
-            (out / split / key).mkdir(parents=True, exist_ok=True)
+            (out / split / key).mkdir(parents=True)
     used = manifest[manifest.split != ""]
     counts: dict[str, dict[str, int]] = {}
     for row in track(list(used.itertuples()), "classification crops"):
@@ -185,6 +203,8 @@ def build_fields(data_root: Path, out: Path, manifest: pd.DataFrame) -> dict:
     """Whole 224x224 fields in ``out/<split>/<class>/``: the original notebook's approach, kept as a baseline."""
     tq = data_root / "all-taleqani"
     counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        fresh(out / split)
     for row in track(list(manifest[manifest.split != ""].itertuples()), "whole-field baseline"):
         dst = out / row.split / row.class_key
         dst.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from PIL import Image
 from leukoscan.cells import CELL_TYPES, SUBTYPES
 from leukoscan.config import DATA_ROOT, SETTINGS
 from leukoscan.crops import crop_cells, window_px
-from leukoscan.images import load_rgb, to_bgr
+from leukoscan.images import load_rgb, read_crop, to_bgr
 from leukoscan.progress import track
 
 SOURCES = ("pbc", "munich", "zheng", "taleqani", "txl")
@@ -526,12 +526,14 @@ def normalised_copy(
 
 def read_crops(cells: pd.DataFrame) -> np.ndarray:
     """The RGB crops of rows of a ``read_cells`` table (N x crop_px x crop_px x 3)."""
-    return np.stack([cv2.imread(str(cells.attrs["root"] / c))[..., ::-1] for c in cells.crop])
+    return np.stack([read_crop(cells.attrs["root"] / c) for c in cells.crop])
 
 
 def read_cells(folder: Path) -> pd.DataFrame:
     """``cells.csv`` of a built cell dataset (``attrs['root']`` is its folder, where the crops are)."""
     df = pd.read_csv(folder / "cells.csv", keep_default_na=False)
+    if missing := [c for c in CELL_COLUMNS if c not in df.columns]:
+        raise ValueError(f"{folder / 'cells.csv'} has no {missing} columns: build it with `leukoscan data cells`")
     df["weak"] = df.weak.astype(str) == "True"
     df.attrs["root"] = Path(folder)
     return df

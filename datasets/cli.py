@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
-from leukoscan.progress import NOTHING_PROCESSED, console, fail, track
+from leukoscan.progress import NOTHING_PROCESSED, console, fail, finite, track, user_errors
 
 app = typer.Typer(
     help="Build the training datasets from the public ones: split (the manifest), detect, classify, fields, cells.",
@@ -23,7 +23,10 @@ def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
     tq = data_root / "all-taleqani"
     if not (tq / "Original").is_dir():
         fail(f"{tq / 'Original'} not found (use --data-root)")
-    df = build_manifest(tq, out, progress=track)
+    if out.is_dir():
+        fail(f"{out} is a folder, not the manifest CSV to write")
+    with user_errors():
+        df = build_manifest(tq, out, progress=track)
     problems = leaks(df)
     if problems:
         fail(f"split leaks: {problems[:3]}", NOTHING_PROCESSED)
@@ -44,7 +47,9 @@ def split(
 def _build(build, data_root: Path, out: Path, **options) -> None:
     """A dataset built by ``build`` on the Taleqani split manifest (written to ``out/manifest.csv`` first),
     its summary printed."""
-    summary = build(data_root, out, _manifest(data_root, out / "manifest.csv"), **options)
+    manifest = _manifest(data_root, out / "manifest.csv")
+    with user_errors(NOTHING_PROCESSED):  # a field or mask that cannot be read: named
+        summary = build(data_root, out, manifest, **options)
     console.print(json.dumps(summary, indent=2))
 
 
@@ -64,7 +69,10 @@ def classify(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
     out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
     margin: float = typer.Option(
-        SETTINGS.geometry.crop_margin, min=0.0, help="Context around each cell, as a fraction of its size per side."
+        SETTINGS.geometry.crop_margin,
+        callback=finite,
+        min=0.0,
+        help="Context around each cell, as a fraction of its size per side.",
     ),
     size: int = typer.Option(SETTINGS.geometry.crop_px, min=8, help="Crop side in pixels."),
 ) -> None:

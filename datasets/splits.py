@@ -34,10 +34,15 @@ def hash_images(root: Path, progress=None) -> pd.DataFrame:
     """One row per ``Original/<class>/*.jpg`` with its sha256 and 64-bit perceptual hash."""
     rows = []
     files = sorted((root / "Original").glob("*/*.jpg"))
+    if not files:
+        raise ValueError(f"no images in {root / 'Original'} (<class>/*.jpg)")
     for path in files if progress is None else progress(files, "hashing images"):
         data = path.read_bytes()
-        with Image.open(path) as im:
-            ph = str(imagehash.phash(im))
+        try:
+            with Image.open(path) as im:
+                ph = str(imagehash.phash(im))
+        except (OSError, SyntaxError, ValueError) as e:  # not an image, truncated: named, not a traceback
+            raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
         rows.append(
             {
                 "file": f"{path.parent.name}/{path.name}",

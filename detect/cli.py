@@ -18,6 +18,7 @@ from leukoscan.progress import (
     console,
     device_option,
     fail,
+    finite,
     max_megapixels_option,
     one_line,
     positive,
@@ -129,7 +130,9 @@ def predict(
     out: Path = typer.Option(Path("detections"), help="Output folder (boxes.csv and overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     device: str = device_option(),
-    conf: float = typer.Option(SETTINGS.detection.conf, min=0.0, max=1.0, help="Confidence threshold."),
+    conf: float = typer.Option(
+        SETTINGS.detection.conf, callback=finite, min=0.0, max=1.0, help="Confidence threshold."
+    ),
     cell_size: float = cell_size_option(),
     um_per_px: float = um_per_px_option(),
     max_megapixels: float = max_megapixels_option(),
@@ -282,7 +285,7 @@ def promote(
     regression: Path = typer.Option(
         DATA_YAML, exists=True, dir_okay=False, help="Frozen regression set: data.yaml whose test split is used."
     ),
-    tolerance: float = typer.Option(0.02, min=0.0, help="Largest allowed drop of regression mAP50."),
+    tolerance: float = typer.Option(0.02, callback=finite, min=0.0, help="Largest allowed drop of regression mAP50."),
     device: str = device_option(),
 ) -> None:
     """Step 4: promote the candidate only if the lab improves and the regression set holds."""

@@ -22,9 +22,41 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot be used: missing, not a loadable model, or a model for another task (one line)."""
+
+
 def read_card(weights: Path) -> dict:
+    """The card beside ``weights`` ({} when there is none); a ``WeightsError`` naming it when it is not a card."""
     card = Path(weights).with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
+    if not card.is_file():
+        return {}
+    try:
+        content = json.loads(card.read_text())
+    except ValueError as e:
+        raise WeightsError(f"{card} is not a readable model card ({e})") from None
+    if not isinstance(content, dict):
+        raise WeightsError(f"{card} is not a model card (a JSON object)")
+    return content
+
+
+def scoring_card(weights: Path) -> dict:
+    """The card of a classifier a run scores cells with: its temperature, test-time views, class prior and crop
+    geometry make its probabilities, so a ``WeightsError`` when there is none or it is another model's card
+    (its sha256 not the weights'): the model would run with other scores without a word."""
+    card = read_card(weights)
+    name = Path(weights).with_suffix(".json").name
+    if not card:
+        raise WeightsError(
+            f"{weights} has no card ({name} beside it: its calibration, test-time views and crop geometry): copy "
+            "the card with the weights"
+        )
+    if card.get("sha256") and card["sha256"] != (digest := sha256(weights)):
+        raise WeightsError(
+            f"{name} is the card of other weights (sha256 {card['sha256'][:12]}…, {Path(weights).name} is "
+            f"{digest[:12]}…): copy the weights' own card beside them"
+        )
+    return card
 
 
 def ship(best: Path, weights: Path, card: dict) -> Path:
@@ -48,10 +80,6 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
 Backend = Literal["pytorch", "onnx", "openvino", "openvino-int8"]  # what `--backend` runs
 BACKENDS: tuple[str, ...] = get_args(Backend)
 ExportFormat = StrEnum("ExportFormat", {b: b for b in BACKENDS[1:]})  # what `leukoscan export` writes: the others
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used: missing, not a loadable model, or a model for another task (one line)."""
 
 
 def load_model(weights: Path, task: str):
@@ -115,6 +143,16 @@ def _exports_record(weights: Path) -> Path:
 def _exports(weights: Path) -> dict[str, str]:
     record = _exports_record(Path(weights))
     return json.loads(record.read_text()) if record.is_file() else {}
+
+
+def forget_export(weights: Path, backend: str) -> None:
+    """Before the ``backend`` export beside ``weights`` is written again: no longer recorded as made from them, so
+    that one left half-written (an interrupted export, a full disk) is refused by ``backend_file``, never run."""
+    weights = Path(weights)
+    if backend in (exports := _exports(weights)):
+        _exports_record(weights).write_text(
+            json.dumps({k: v for k, v in exports.items() if k != backend}, indent=2) + "\n"
+        )
 
 
 def record_export(weights: Path, backend: str) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from leukoscan.cards import BACKENDS, backend_file, sha256
+from leukoscan.cards import BACKENDS, WeightsError, backend_file, load_model, sha256
 from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
 from leukoscan.progress import NOTHING_PROCESSED, fail, one_line
 from leukoscan.runtime import cores
@@ -88,20 +88,24 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
         table.add_row("  loads and runs", "[red]no[/]")
         return [f"weights {name}: {problem}"]
     table.add_row("  loads and runs", "yes (one pass on the CPU)")
-    exported, stale = [], []
+    exported, stale, broken = [], [], []
     for backend in BACKENDS[1:]:
         try:
-            backend_file(path, backend)
+            load_model(backend_file(path, backend), "detect" if name == "detector.pt" else "classify")
             exported.append(backend)
         except FileNotFoundError:
             pass
+        except WeightsError as e:  # there, but it does not load (an export interrupted, a file damaged)
+            broken.append(f"weights {name}: its {backend} export: {e}")
         except ValueError:  # made from other weights: refused by --backend
             stale.append(backend)
     row = ", ".join(exported) or "none (`leukoscan export` writes them)"
     if stale:
         row += f"; [yellow]made from other weights, export again:[/] {', '.join(stale)}"
+    if broken:
+        row += f"; [red]broken, export again:[/] {len(broken)}"
     table.add_row("  exported for --backend", row)
-    return []
+    return broken
 
 
 def model_problem(name: str, weights: Path) -> str | None:
@@ -109,6 +113,7 @@ def model_problem(name: str, weights: Path) -> str | None:
     tiny blank input; None when it works, else what is wrong, in one line."""
     import numpy as np
 
+    from leukoscan.cards import scoring_card
     from leukoscan.classify.predict import CellClassifier, SubtypeClassifier
     from leukoscan.detect.predict import Detector
 
@@ -118,6 +123,7 @@ def model_problem(name: str, weights: Path) -> str | None:
             Detector(weights, "cpu").detect([blank], cell_size=SETTINGS.geometry.train_cell_px)
         else:
             classifier = (CellClassifier if name == "classifier.pt" else SubtypeClassifier)(weights, "cpu")
+            scoring_card(weights)  # as `run` refuses it: a classifier's scores are made from its card
             classifier.probs(blank[None, : classifier.imgsz, : classifier.imgsz])
     except Exception as e:  # a diagnosis: whatever stops the model is the answer
         return one_line(e)

@@ -110,6 +110,15 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         ) from None
 
 
+def read_crop(path: str | Path) -> np.ndarray:
+    """An RGB cell crop of a built dataset (OpenCV: fast, no checks beyond being readable); an ``ImageError``
+    naming it when it cannot be read (missing, not an image)."""
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise ImageError(f"{path}: missing or not an image (rebuild the dataset)")
+    return bgr[..., ::-1]
+
+
 def rescale(image: np.ndarray, f: float) -> np.ndarray:
     """``image`` scaled by ``f`` (sides rounded, at least 1 px): bilinear when enlarging, area-averaged when
     shrinking, halved first while it is at least twice too big (OpenCV's exact 2x area path averages the

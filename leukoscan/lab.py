@@ -22,10 +22,21 @@ import numpy as np
 import pandas as pd
 
 from leukoscan import outputs
-from leukoscan.cells import BLAST
+from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
 
-CLASSIFIER_KEYS = ("sha256", "temperature", "test_time_views", "prior_correction")  # what makes its P(blast)
+# what makes its P(blast): the weights (the .pt, whichever --backend ran it: the exports give its answers) and
+# how its scores are made
+CLASSIFIER_KEYS = ("weights_sha256", "temperature", "test_time_views", "prior_correction")
+
+
+def classifier_key(described: dict) -> dict:
+    """``CLASSIFIER_KEYS`` of a run's classifier description (verdict.json's ``models.classifier``); runs before
+    ``weights_sha256`` was recorded screened with the .pt itself, whose ``sha256`` it is."""
+    return {
+        k: described.get(k, described.get("sha256")) if k == "weights_sha256" else described.get(k)
+        for k in CLASSIFIER_KEYS
+    }
 
 
 def fit_offset(margins: np.ndarray, share: float) -> float:
@@ -59,11 +70,25 @@ class LabReference:
     def check(self, classifier: dict) -> None:
         """A ``ValueError`` unless ``classifier`` (a run's ``Models.description["models"]["classifier"]``) is
         the one the reference cells were scored by: an offset belongs to one model's P(blast)."""
-        if any(classifier.get(k) != self.classifier.get(k) for k in CLASSIFIER_KEYS):
+        if classifier_key(classifier) != classifier_key(self.classifier):
             raise ValueError(
                 "the lab reference was measured with another cell-type classifier (or its calibration): make it "
                 "again with `leukoscan lab-reference` on normal slides screened by this one"
             )
+
+    def problem(self, max_offset: float = SETTINGS.lab.max_offset) -> str:
+        """What makes a reference read from a file unusable ("" when nothing): an offset that is not a finite
+        number within +-``max_offset`` (NaN would call every cell a blast, -400 none), or fields of the wrong kind."""
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)  # noqa: E731
+        if not number(self.offset) or abs(self.offset) > max_offset:
+            return f"offset {self.offset!r} is not a number within +-{max_offset}"
+        if not number(self.normal_called_blast) or not 0 < self.normal_called_blast < 1:
+            return f"normal_called_blast {self.normal_called_blast!r} is not a share between 0 and 1"
+        if not isinstance(self.n_cells, int) or self.n_cells < 1:
+            return f"n_cells {self.n_cells!r} is not a cell count"
+        if not isinstance(self.classifier, dict) or not isinstance(self.slides, list):
+            return "its classifier (an object) or slides (a list) are missing"
+        return ""
 
     def flagged_slides(self) -> list[tuple[str, str]]:
         """(slide folder, verdict and blast share) of each reference slide that its screening did not call negative:
@@ -95,6 +120,10 @@ class LabReference:
             reference = cls(**{**json.loads(Path(path).read_text()), "file": str(path)})
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"{path} is not a lab reference (made by `leukoscan lab-reference`): {e}") from None
+        if problem := reference.problem():
+            raise ValueError(
+                f"{path} is not a usable lab reference: {problem} (make it again with `leukoscan lab-reference`)"
+            )
         if classifier is not None:
             reference.check(classifier)
         return reference
@@ -105,11 +134,22 @@ class LabReference:
         slide's folder in it): every cell of their usable fields. A ``ValueError`` (one line) when a slide was
         screened with another classifier than the others, or with a lab reference already (its P(blast) is not
         the model's), or when there are fewer than ``min_cells`` cells or the offset is beyond ``max_offset``."""
-        slides = sorted({v.parent for f in map(Path, folders) for v in [f / "verdict.json", *f.glob("*/verdict.json")]})
-        slides = [s for s in slides if (s / "verdict.json").is_file()]
-        if not slides:
-            raise ValueError(f"no screened slide (verdict.json) in {', '.join(map(str, folders))}: run `leukoscan run`")
-        classifiers, margins = zip(*map(_screened_cells, slides))
+        slides: set[Path] = set()
+        for folder in map(Path, folders):
+            if not folder.is_dir():
+                raise ValueError(
+                    f"{folder}: no such folder (give `leukoscan run` output folders, or slide folders in one)"
+                )
+            found = [
+                v.parent.resolve() for v in [folder / "verdict.json", *folder.glob("*/verdict.json")] if v.is_file()
+            ]
+            if not found:  # a typo, a slide never screened, or a run stopped before its verdict
+                raise ValueError(
+                    f"{folder}: no screened slide (verdict.json) in it: screen it with `leukoscan run` (a run that was "
+                    "stopped: run it again to finish), or leave it out"
+                )
+            slides.update(found)  # a slide named twice (relative and absolute paths, a link) counts once
+        classifiers, margins = zip(*map(_screened_cells, sorted(slides)))
         if any(c != classifiers[0] for c in classifiers):
             raise ValueError("the reference slides were screened with different classifiers: screen them again")
         margins = np.concatenate(margins)
@@ -124,7 +164,7 @@ class LabReference:
             offset=round(offset, 4),
             normal_called_blast=calibration.normal_called_blast,
             n_cells=len(margins),
-            slides=[str(s) for s in slides],
+            slides=[str(s) for s in sorted(slides)],
             classifier=classifiers[0],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -141,6 +181,9 @@ def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
         raise ValueError(f"{slide}: not a slide `leukoscan run` screened ({type(e).__name__}: {e})") from None
     if verdict.get("lab_reference"):
         raise ValueError(f"{slide} was screened with a lab reference: screen the normal slides without one")
-    if "blast_margin" not in cells:
+    if "blast_margin" not in cells or "cell_type" not in cells:
         raise ValueError(f"{slide}/cells.csv has no blast_margin (an earlier version screened it): screen it again")
-    return {k: classifier.get(k) for k in CLASSIFIER_KEYS}, cells.blast_margin.to_numpy(float)
+    if not np.isfinite(pd.to_numeric(cells.blast_margin, errors="coerce")).all():
+        raise ValueError(f"{slide}/cells.csv has cells without a blast_margin number (edited?): screen it again")
+    white = ~cells.cell_type.isin(NOT_WHITE)  # the 2 % are of white cells, as the blast fraction counts them
+    return classifier_key(classifier), cells.blast_margin[white].to_numpy(float)

@@ -64,10 +64,13 @@ class Models:
         """The three models on ``device``. ``lazy``: each is loaded only when something asks it for more than
         its weight file, device, backend, temperature, stain reference and scores (read from the files and cards):
         a resume with nothing left to screen loads no model."""
-        from leukoscan.cards import backend_file, read_card
+        from leukoscan.cards import backend_file, read_card, scoring_card
         from leukoscan.classify.predict import CellClassifier, SubtypeClassifier, card_scores
         from leukoscan.detect.predict import Detector
         from leukoscan.runtime import resolve_device
+
+        for weights in (classifier_weights, subtype_weights):  # their cards make their scores: refused without
+            scoring_card(weights)
 
         def unloaded(kind: type, weights: Path) -> Unloaded:
             card = read_card(weights)
@@ -108,6 +111,8 @@ class Models:
                 "classifier": {
                     "file": str(self.classifier.weights),
                     "sha256": sha256(self.classifier.weights),
+                    # the .pt it is (or was exported from: the exports give its answers), what a lab reference fits
+                    "weights_sha256": sha256(self.files.classifier),
                     "temperature": self.classifier.temperature,
                     "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
                     "prior_correction": self.classifier.prior_strength,

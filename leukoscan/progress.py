@@ -111,6 +111,13 @@ def device_option() -> Any:
     return typer.Option("auto", callback=_device, help="auto (CUDA when present), cpu or cuda:N.")
 
 
+def finite(value: float | None) -> float | None:
+    """A typer callback: a finite number (or no value); click's ranges let nan through (every comparison is False)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value:g} is not a finite number")
+    return value
+
+
 def positive(value: float | None) -> float | None:
     """A typer callback: a number above 0 (or no value); not nan or infinity."""
     if value is not None and not (math.isfinite(value) and value > 0):

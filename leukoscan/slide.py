@@ -79,7 +79,11 @@ def screening_key(models, opts: Options) -> str:
     what = {
         "version": described["version"],
         "backend": described["backend"],
-        "models": {name: {k: v for k, v in m.items() if k != "file"} for name, m in described["models"].items()},
+        # (not the .pt an export came from: its own sha256 says which model it is)
+        "models": {
+            name: {k: v for k, v in m.items() if k not in ("file", "weights_sha256")}
+            for name, m in described["models"].items()
+        },
         "scale": [opts.cell_size, opts.um_per_px],
         "lab_offset": opts.lab.offset if opts.lab else None,
         "uncertain_p": opts.rules.uncertain_p,  # which cells' crops a field's uncertain/ folder holds

@@ -46,6 +46,15 @@ def test_doctor_loads_and_runs_each_model(tmp_path):
     assert len(problems) == 2 and [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert "classifier.pt: cannot load" in problems[0] and "not a loadable checkpoint" in problems[0]
     assert "subtype.pt" in problems[1] and "is a detect model, not a classify model" in problems[1]
+    # a classifier without its card, or with another model's: `run` refuses them, so does doctor
+    shutil.copyfile(WEIGHTS_DIR / "classifier.pt", tmp_path / "classifier.pt")
+    (tmp_path / "classifier.json").unlink()
+    shutil.copyfile(WEIGHTS_DIR / "subtype.pt", tmp_path / "subtype.pt")
+    shutil.copyfile(WEIGHTS_DIR / "classifier.json", tmp_path / "subtype.json")
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
+    problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
+    assert out.exit_code == 1 and len(problems) == 2, out.output
+    assert "classifier.pt has no card" in problems[0] and "subtype.json is the card of other weights" in problems[1]
 
 
 def test_doctor_names_exports_made_from_other_weights(tmp_path):
@@ -59,3 +68,10 @@ def test_doctor_names_exports_made_from_other_weights(tmp_path):
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.replace("│", " ").split())  # the table's cells, wrapped lines joined
     assert "made from other weights, export again: onnx" in text
+    # an export made from these weights but damaged since (an interrupted export): a problem, not "exported"
+    onnx = WEIGHTS_DIR / "classifier.onnx"
+    (tmp_path / "classifier.onnx").write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 3])
+    shutil.copyfile(WEIGHTS_DIR / "classifier.exports.json", tmp_path / "classifier.exports.json")
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
+    problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
+    assert out.exit_code == 1 and len(problems) == 1 and "classifier.pt: its onnx export" in problems[0], out.output

@@ -15,7 +15,7 @@ from PIL import Image
 from synth import smear
 from typer.testing import CliRunner
 
-from leukoscan.config import DETECTOR_WEIGHTS
+from leukoscan.config import DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
 from leukoscan.pipeline import DEMO_SLIDE, app
 
 runner = CliRunner()
@@ -118,6 +118,14 @@ TABLE = """
 2 classify calibrate --weights {garbage} --data {calib_full}  # not a model
 2 classify calibrate --weights {garbage} --data {calib_full} --test-time-views 3
 2 classify calibrate --weights {garbage} --data {calib_full} --prior-correction -1
+2 classify calibrate --weights {garbage} --data {calib_full} --prior-correction inf
+2 classify calibrate --weights {subtype_pt} --data {calib_full}  # not a cell-type model: its card is kept
+2 classify train-cells --zoom nan
+2 lab-reference {out} --normal-called-blast nan
+2 lab-reference {missing}
+2 lab-reference {empty}  # no screened slide in it
+2 run {bad} --lab-reference {nan_lab}  # an offset that is not a number
+2 detect predict {bad} --conf nan
 2 classify val --data {missing}
 2 classify val --data {crops} --weights {garbage}
 2 classify val --data {crops}  # no crops in it
@@ -161,11 +169,17 @@ def ws(tmp_path_factory):
         "no_val_yaml": ("no_val.yaml", "path: .\ntrain: train.txt\n"),
         "no_images_yaml": ("no_images.yaml", splits.replace("val.txt", "images/val") + "names:\n  0: white_cell\n"),
         "broken_yaml": ("broken.yaml", "train: [\n"),
+        "nan_lab": (
+            "lab.json",
+            '{"offset": NaN, "normal_called_blast": 0.02, "n_cells": 600, "slides": [], "classifier": {}}',
+        ),
     }
     for key, (name, text) in files.items():
         paths[key] = root / name
         paths[key].write_text(text)
     paths["detector_pt"] = DETECTOR_WEIGHTS
+    paths["subtype_pt"] = shutil.copyfile(SUBTYPE_WEIGHTS, root / "subtype.pt")
+    shutil.copyfile(SUBTYPE_WEIGHTS.with_suffix(".json"), root / "subtype.json")
     return paths
 
 
@@ -308,3 +322,32 @@ def test_every_help_text_reaches_the_screen_as_written():
     assert not lost, lost
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "300"})
     assert "leukoscan[ray]" in result.stdout
+
+
+def test_classify_predict_gives_runs_probabilities_on_runs_crops_and_keeps_an_earlier_file(tmp_path):
+    """Crops cut as `leukoscan run` cuts them (48 px at the slide's scale) get `run`'s probabilities; an --out
+    that is a folder is refused before the model runs; a run where no crop can be read leaves the file as it was."""
+    import numpy as np
+
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.detect.predict import Detector
+    from leukoscan.images import load_rgb
+
+    rgb = load_rgb(DEMO_SLIDE / "EarlyPreb.jpeg")
+    detector, clf = Detector(device="cpu"), CellClassifier(device="cpu")
+    cell_px = detector.estimate_cell_px([rgb])
+    crops = clf.crops(rgb, detector(rgb, cell_size=cell_px)[:12], cell_px)
+    (tmp_path / "crops").mkdir()
+    for i, c in enumerate(crops):
+        cv2.imwrite(str(tmp_path / "crops" / f"{i:02d}.png"), c[..., ::-1])
+    result = runner.invoke(app, ["classify", "predict", str(tmp_path / "crops"), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(tmp_path / "p.csv").filter(like="p_").to_numpy()
+    assert np.allclose(predicted, clf.probs(crops), atol=1e-4)
+    result = runner.invoke(app, ["classify", "predict", str(tmp_path / "crops"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a picture")
+    before = (tmp_path / "p.csv").read_bytes()
+    result = runner.invoke(app, ["classify", "predict", str(tmp_path / "bad"), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 1 and (tmp_path / "p.csv").read_bytes() == before

@@ -81,9 +81,11 @@ def test_an_export_from_other_weights_is_refused(weights, tmp_path):
             shutil.copyfile(f, tmp_path / f.name)
     load(tmp_path, "onnx")  # as exported
     shutil.copyfile(weights / "subtype.pt", tmp_path / "classifier.pt")  # another classification model
+    shutil.copyfile(weights / "subtype.json", tmp_path / "classifier.json")  # with its card (else refused for that)
     with pytest.raises(ValueError, match="classifier.onnx was not exported from this classifier.pt"):
         load(tmp_path, "onnx")
     shutil.copyfile(weights / "classifier.pt", tmp_path / "classifier.pt")
+    shutil.copyfile(weights / "classifier.json", tmp_path / "classifier.json")
     (tmp_path / "classifier.exports.json").unlink()  # exported before exports were recorded
     with pytest.raises(ValueError, match="leukoscan export --format onnx"):
         load(tmp_path, "onnx")
@@ -160,3 +162,24 @@ def test_int8_export_is_calibrated_on_the_given_sets_and_finds_the_same_cells(we
     # 8-bit weights and activations move boxes by a pixel or so, not off their cells
     assert len(ious) >= 12 and np.mean(np.array(ious) >= 0.8) >= 0.9
     assert np.mean(same) >= 0.8
+
+
+def test_an_export_that_cannot_be_written_is_one_line_and_never_recorded(weights, tmp_path):
+    """A folder where the export goes (as no write permission or a full disk would): one error line, exit 1, and
+    the export is no longer recorded as made from the weights (a half-written one is refused, never run)."""
+    import json
+
+    for f in weights.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, tmp_path / f.name)
+    (tmp_path / "detector.onnx").unlink(missing_ok=True)
+    (tmp_path / "detector.onnx").mkdir()
+    (tmp_path / "detector.exports.json").write_text(json.dumps({"onnx": "made before"}))
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "leukoscan.pipeline", "export", *weight_options(tmp_path), "--format", "onnx"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)  # (Ultralytics logs to the real stderr)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == f"error: Is a directory: {tmp_path / 'detector.onnx'}", result.stderr
+    assert "onnx" not in json.loads((tmp_path / "detector.exports.json").read_text())

@@ -1,17 +1,17 @@
 """A lab's own blast reference (leukoscan/lab.py, `leukoscan lab-reference`, `run --lab-reference`)."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from synth import write_slide
 from typer.testing import CliRunner
 
-from leukoscan.cells import BLAST, CELL_TYPES, blast_margin
+from leukoscan.cells import BLAST, CELL_TYPES, NOT_WHITE, blast_margin
 from leukoscan.config import SETTINGS
 from leukoscan.lab import LabReference, fit_offset, shift_blast
-from leukoscan.pipeline import app
+from leukoscan.pipeline import DEMO_SLIDE, app
 
 runner = CliRunner()
 
@@ -38,7 +38,8 @@ def screened(folder, n_cells, classifier=None, lab=None, call=None):
     slide's verdict and blast share)."""
     folder.mkdir(parents=True)
     probs = random_probs(n_cells, seed=len(str(folder)))
-    cells = pd.DataFrame({"blast_margin": blast_margin(probs).round(3)})
+    types = np.array(CELL_TYPES)[probs.argmax(1)]
+    cells = pd.DataFrame({"cell_type": types, "blast_margin": blast_margin(probs).round(3)})
     cells.to_csv(folder / "cells.csv", index=False)
     described = classifier or {"sha256": "a" * 64, "temperature": 1.1, "test_time_views": 2, "prior_correction": 2.0}
     verdict = {"models": {"classifier": {"file": "c.pt", **described}}, "lab_reference": lab, **(call or {})}
@@ -47,14 +48,20 @@ def screened(folder, n_cells, classifier=None, lab=None, call=None):
 
 
 def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_cannot_use(tmp_path):
-    probs = np.concatenate([screened(tmp_path / "run" / f"s{i}", 400) for i in range(2)])
+    probs = np.concatenate([screened(tmp_path / "run" / f"s{i}", 500) for i in range(2)])
+    probs = probs[~np.isin(probs.argmax(1), [CELL_TYPES.index(t) for t in NOT_WHITE])]  # white cells only
     reference = LabReference.from_runs([tmp_path / "run"])
-    assert reference.n_cells == 800 and len(reference.slides) == 2
+    assert reference.n_cells == len(probs) and len(reference.slides) == 2
+    # a slide named twice (another path to it) counts once; paths are stored whole
+    twice = LabReference.from_runs([tmp_path / "run", tmp_path / "run" / ".." / "run" / "s0"])
+    assert twice.n_cells == reference.n_cells and twice.slides == [
+        str((tmp_path / "run" / f"s{i}").resolve()) for i in range(2)
+    ]
     assert reference.flagged_slides() == []
     screened(tmp_path / "flagged" / "s0", 400, call={"verdict": "negative", "blast_fraction": 0.01})
     screened(tmp_path / "flagged" / "s1", 400, call={"verdict": "suspected", "blast_fraction": 0.486})
     flagged = LabReference.from_runs([tmp_path / "flagged"]).flagged_slides()
-    assert flagged == [(str(tmp_path / "flagged" / "s1"), "suspected (48.6% blasts)")]  # said, not refused
+    assert flagged == [(str((tmp_path / "flagged" / "s1").resolve()), "suspected (48.6% blasts)")]  # said, not refused
     assert reference.offset == pytest.approx(fit_offset(blast_margin(probs), 0.02), abs=1e-3)
     reference.save(tmp_path / "lab.json")
     loaded = LabReference.load(tmp_path / "lab.json", reference.classifier)
@@ -66,8 +73,8 @@ def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_can
         LabReference.load(tmp_path / "junk.json")
     with pytest.raises(ValueError, match="fewer than 500"):
         LabReference.from_runs([tmp_path / "run" / "s0"])
-    with pytest.raises(ValueError, match="no screened slide"):
-        LabReference.from_runs([tmp_path / "nothing"])
+    with pytest.raises(ValueError, match="nothing: no such folder"):
+        LabReference.from_runs([tmp_path / "run", tmp_path / "nothing"])
     screened(tmp_path / "run" / "other", 400, {"sha256": "b" * 64})
     with pytest.raises(ValueError, match="different classifiers"):
         LabReference.from_runs([tmp_path / "run"])
@@ -85,12 +92,44 @@ def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_can
         LabReference.from_runs([old])
 
 
+def test_what_a_reference_is_made_from_and_read_from_is_checked(tmp_path):
+    screened(tmp_path / "run" / "s0", 800)
+    (tmp_path / "unscreened").mkdir()  # a slide's own folder, a run stopped before its verdict: said, not skipped
+    with pytest.raises(ValueError, match="unscreened: no screened slide"):
+        LabReference.from_runs([tmp_path / "run", tmp_path / "unscreened"])
+    edited = tmp_path / "edited" / "s"  # a cell's margin blanked (a spreadsheet): refused, never a NaN offset
+    screened(edited, 600)
+    cells = pd.read_csv(edited / "cells.csv")
+    cells.loc[3, "blast_margin"] = np.nan
+    cells.to_csv(edited / "cells.csv", index=False)
+    with pytest.raises(ValueError, match="without a blast_margin number"):
+        LabReference.from_runs([edited])
+    # a reference file is checked: an offset that is not a finite number within the limit would move every call
+    LabReference.from_runs([tmp_path / "run"]).save(tmp_path / "lab.json")
+    good = json.loads((tmp_path / "lab.json").read_text())
+    for bad in (float("nan"), float("inf"), -400.0, "-1.5", None, True):
+        (tmp_path / "bad.json").write_text(json.dumps({**good, "offset": bad}))
+        with pytest.raises(ValueError, match="is not a usable lab reference: offset"):
+            LabReference.load(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps({**good, "classifier": "c.pt"}))
+    with pytest.raises(ValueError, match="is not a usable lab reference"):
+        LabReference.load(tmp_path / "bad.json")
+    # screened with an export of the same .pt (its answers): the same classifier; another .pt: not
+    reference = LabReference.load(tmp_path / "lab.json")
+    onnx = {**reference.classifier, "sha256": "c" * 64, "weights_sha256": "a" * 64}
+    reference.check(onnx)
+    with pytest.raises(ValueError, match="another cell-type classifier"):
+        reference.check({**onnx, "weights_sha256": "d" * 64})
+
+
 def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
-    slide = write_slide(tmp_path / "slide", 3, seed=40)
+    slide = tmp_path / "slide"  # a real photograph: synthetic cells are no white cells the model knows
+    slide.mkdir()
+    shutil.copyfile(DEMO_SLIDE / "EarlyPreb.jpeg", slide / "EarlyPreb.jpeg")
     result = runner.invoke(app, ["run", str(slide), "--out", str(tmp_path / "normal")])
     assert result.exit_code == 0, result.output
     made = runner.invoke(app, ["lab-reference", str(tmp_path / "normal"), "-o", str(tmp_path / "lab.json")])
-    assert made.exit_code == 2 and "fewer than 500" in made.output  # a few synthetic cells are not a reference
+    assert made.exit_code == 2 and "fewer than 500" in made.output  # one photograph is not a reference
     args = ["lab-reference", str(tmp_path / "normal"), "-o", str(tmp_path / "lab.json"), "--min-cells", "5"]
     made = runner.invoke(app, [*args, "--normal-called-blast", "0.2"])
     assert made.exit_code == 0, made.output
@@ -104,7 +143,8 @@ def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
     assert result.exit_code == 0, result.output
     after = pd.read_csv(tmp_path / "normal" / "slide" / "cells.csv")
     assert np.allclose(after.blast_margin, before.blast_margin + lab["offset"], atol=2e-3)
-    assert np.mean(after.cell_type == "blast") == pytest.approx(0.2, abs=1 / len(after) + 0.01)
+    white = after[~after.cell_type.isin(NOT_WHITE)]  # the share asked is of the white cells
+    assert np.mean(white.cell_type == "blast") == pytest.approx(0.2, abs=1 / len(white) + 0.01)
     verdict = json.loads((tmp_path / "normal" / "slide" / "verdict.json").read_text())
     assert verdict["lab_reference"]["offset"] == lab["offset"] and verdict["lab_reference"]["n_slides"] == 1
     report = (tmp_path / "normal" / "report.html").read_text()

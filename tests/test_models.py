@@ -84,24 +84,36 @@ def test_lazy_load_uses_the_shipped_weights_and_cards_and_loads_a_model_only_whe
     assert models.detector._model is None and models.subtype._model is None
 
 
-def test_description_hashes_the_given_files_once_and_cardless_weights_get_default_calibration(tmp_path):
+def test_description_hashes_the_given_files_once_and_classifiers_need_their_own_cards(tmp_path):
     """Weights elsewhere: the description names and hashes those files (once: it is cached for the run's
-    verdicts); a card beside them sets the temperature, and weights without one get temperature 1 and no stain
-    reference."""
+    verdicts); the card beside each classifier sets its temperature; a classifier without a card, or with another
+    model's card, is refused (it would run with other scores without a word)."""
+    from leukoscan.cards import WeightsError
+
     files = {}
     for src in (DETECTOR_WEIGHTS, CLASSIFIER_WEIGHTS, SUBTYPE_WEIGHTS):
         files[src.stem] = shutil.copyfile(src, tmp_path / f"my_{src.name}")
-    (tmp_path / "my_classifier.json").write_text(json.dumps({"temperature": 2.5}))
-    models = Models.load(files["detector"], files["classifier"], files["subtype"], device="cpu", lazy=True)
+    load = lambda: Models.load(files["detector"], files["classifier"], files["subtype"], device="cpu", lazy=True)  # noqa: E731
+    with pytest.raises(WeightsError, match="my_classifier.pt has no card"):
+        load()
+    (tmp_path / "my_classifier.json").write_text(json.dumps({"temperature": 2.5}))  # a card without a hash
+    (tmp_path / "my_subtype.json").write_text(CLASSIFIER_WEIGHTS.with_suffix(".json").read_text())
+    with pytest.raises(WeightsError, match="my_subtype.json is the card of other weights"):
+        load()
+    shutil.copyfile(SUBTYPE_WEIGHTS.with_suffix(".json"), tmp_path / "my_subtype.json")
+    models = load()
     assert (models.classifier.temperature, models.classifier.stain_reference) == (2.5, None)
-    assert (models.subtype.temperature, models.subtype.stain_reference) == (1.0, None)
+    assert models.subtype.temperature == read_card(SUBTYPE_WEIGHTS)["temperature"]
     described = models.description
     assert {k: v["file"] for k, v in described["models"].items()} == {k: str(v) for k, v in files.items()}
     assert described["models"]["subtype"]["sha256"] == sha256(SUBTYPE_WEIGHTS)  # same bytes, same hash
     temperatures = {k: v.get("temperature") for k, v in described["models"].items()}
-    assert temperatures == {"detector": None, "classifier": 2.5, "subtype": 1.0}
+    assert temperatures == {"detector": None, "classifier": 2.5, "subtype": models.subtype.temperature}
     files["detector"].write_bytes(b"changed after the run started")
     assert models.description is described and described["models"]["detector"]["sha256"] == sha256(DETECTOR_WEIGHTS)
+    (tmp_path / "my_classifier.json").write_text("[1, 2]")
+    with pytest.raises(WeightsError, match="my_classifier.json is not a model card"):
+        load()
 
 
 def test_model_files_default_to_the_shipped_weights_and_round_trip_to_a_worker():

@@ -104,3 +104,23 @@ def test_cells_known_to_be_normal_get_the_teachers_best_normal_type():
     out = pseudo_labels(cells, p, confident=0.6, known_normal=True)
     assert out.crop.tolist() == ["a.png", "b.png"] and out.type.tolist() == ["lymphocyte", "neutrophil"]
     assert pseudo_labels(cells, p, confident=0.6).crop.tolist() == ["b.png"]  # unknown cells: blast calls out
+
+
+def test_a_cleaned_table_must_cover_the_cell_dataset_it_is_trained_with(tmp_path):
+    """`train-cells --cleaned` from another build would leave cells without a type (they would vanish from
+    training without a word): refused, as a table without the columns is."""
+    from leukoscan.classify.cli import training_cells
+    from leukoscan.datasets.cells import CELL_COLUMNS
+
+    cells = pd.DataFrame({c: ["x"] * 3 for c in CELL_COLUMNS}).assign(crop=["a.png", "b.png", "c.png"], weak=False)
+    cells.to_csv(tmp_path / "cells.csv", index=False)
+    pd.DataFrame({"crop": ["a.png", "b.png", "c.png"], "type": ["blast"] * 3}).to_csv(tmp_path / "all.csv", index=False)
+    assert training_cells(tmp_path, tmp_path / "all.csv", None)[0].type.tolist() == ["blast"] * 3
+    pd.DataFrame({"crop": ["a.png"], "type": ["blast"]}).to_csv(tmp_path / "part.csv", index=False)
+    with pytest.raises(ValueError, match="leaves 2 of the 3 cells"):
+        training_cells(tmp_path, tmp_path / "part.csv", None)
+    pd.DataFrame({"file": ["a.png"]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ValueError, match="not a table `classify clean` wrote"):
+        training_cells(tmp_path, tmp_path / "other.csv", None)
+    with pytest.raises(ValueError, match="not a table `classify pseudo-label` wrote"):
+        training_cells(tmp_path, None, tmp_path / "other.csv")
