@@ -95,7 +95,8 @@ def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | N
 def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     ref_probs, ref_types = lab["reference"]
-    reference = blast_margin(ref_probs[draw_bags(type_pool(ref_types), REFERENCE_CELLS, 0.0, 1, rng)[0]])
+    drawn = ref_probs[draw_bags(type_pool(ref_types), REFERENCE_CELLS, 0.0, 1, rng)[0]]
+    reference = blast_margin(drawn[IS_WHITE[drawn.argmax(1)]])  # as `lab-reference`: the cells called white cells
     normal, types = lab["normal"]
     rows = []
     for share in SHARES:

@@ -68,10 +68,11 @@ def test_doctor_names_exports_made_from_other_weights(tmp_path):
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.replace("│", " ").split())  # the table's cells, wrapped lines joined
     assert "made from other weights, export again: onnx" in text
-    # an export made from these weights but damaged since (an interrupted export): a problem, not "exported"
-    onnx = WEIGHTS_DIR / "classifier.onnx"
-    (tmp_path / "classifier.onnx").write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 3])
-    shutil.copyfile(WEIGHTS_DIR / "classifier.exports.json", tmp_path / "classifier.exports.json")
+    # an export recorded as made from these weights but damaged since (a disk error, a copy cut short): a
+    # problem, not "exported" (exports are not in the repository: the record is written here)
+    from leukoscan.cards import record_export
+
+    record_export(tmp_path / "classifier.pt", "onnx")
     out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
     problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
     assert out.exit_code == 1 and len(problems) == 1 and "classifier.pt: its onnx export" in problems[0], out.output
