@@ -131,7 +131,8 @@ class LabReference:
     @classmethod
     def from_runs(cls, folders: list[Path], calibration: LabCalibration = SETTINGS.lab) -> LabReference:
         """The reference of the normal slides screened into ``folders`` (a ``leukoscan run --out`` folder, or one
-        slide's folder in it): every cell of their usable fields. A ``ValueError`` (one line) when a slide was
+        slide's folder in it): every white cell of their usable fields (``NOT_WHITE`` aside, as the blast fraction
+        counts them). A ``ValueError`` (one line) when a slide was
         screened with another classifier than the others, or with a lab reference already (its P(blast) is not
         the model's), or when there are fewer than ``min_cells`` cells or the offset is beyond ``max_offset``."""
         slides: set[Path] = set()
