@@ -211,6 +211,9 @@ def rollback(current: Path, sha: str) -> Path:
     card = matches[0].with_suffix(".json")
     if card.is_file():
         shutil.copyfile(card, current.with_suffix(".json"))
+    else:  # archived without a card: the replaced detector's card would describe other weights
+        note = {"file": current.name, "sha256": sha256(current), "note": f"restored from {matches[0].name}, no card"}
+        current.with_suffix(".json").write_text(json.dumps(note, indent=2) + "\n")
     _record(
         current,
         {

@@ -284,3 +284,15 @@ def test_a_corrupt_registry_is_one_line_before_any_scoring(tmp_path):
     (tmp_path / "registry.json").write_text('{"a": 1}')
     with pytest.raises(ValueError, match="is not a registry"):
         read_registry(current)
+
+
+def test_rollback_to_weights_archived_without_a_card_leaves_no_other_models_card(tmp_path):
+    from leukoscan.detect.registry import _archive
+
+    current = shutil.copyfile(DETECTOR_WEIGHTS, tmp_path / "detector.pt")
+    _archive(current, tmp_path / "no-card.json")  # archived as weights without a card were
+    current.write_bytes(b"a later detector")
+    (tmp_path / "detector.json").write_text(json.dumps({"sha256": "of the later detector", "metrics": {}}))
+    rollback(current, sha256(DETECTOR_WEIGHTS)[:8])
+    card = json.loads((tmp_path / "detector.json").read_text())
+    assert card["sha256"] == sha256(DETECTOR_WEIGHTS) == sha256(current) and "metrics" not in card
