@@ -28,10 +28,19 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # where the fit looks; a fit at a bound found no temperature that fits
+
+
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """Temperature minimising the negative log-likelihood on held-out (validation) predictions."""
-    res = minimize_scalar(lambda t: nll(apply_temperature(probs, t), labels), bounds=(0.05, 20.0), method="bounded")
-    return float(res.x)
+    loss = lambda t: nll(apply_temperature(probs, t), labels)  # noqa: E731
+    return float(minimize_scalar(loss, bounds=TEMPERATURE_BOUNDS, method="bounded").x)
+
+
+def at_bound(temperature: float, rel: float = 0.02) -> bool:
+    """Whether a fitted temperature sits at a bound of the fit (within ``rel`` of it): no temperature fits."""
+    low, high = TEMPERATURE_BOUNDS
+    return not low * (1 + rel) < temperature < high * (1 - rel)
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

@@ -280,6 +280,8 @@ def train_cells(
             trained = read_card(best)  # how it was trained is what its card says, not this command's options
         if trained.get("input_colour", colour.value) != colour.value:
             fail(f"--reuse: {best} was trained on {trained['input_colour']} crops, not --colour {colour.value}")
+        if sorted(trained.get("data", {}).get("excluded", exclude)) != sorted(exclude):  # `clean` trusts it
+            fail(f"--reuse: {best} was trained without {trained['data']['excluded']}, not --exclude {list(exclude)}")
         card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
     else:
         best, card = run_train(
@@ -319,6 +321,7 @@ def calibrate_cells(
     """Re-make a trained cell-type model's scores: its test-time views and class-prior correction (the prior
     from the crops of DATA/train), then its temperature fitted on DATA/val; its card is rewritten. Figures
     measured with the old scores no longer hold: rerun bench/eval_crosslab.py."""
+    from leukoscan.classify.calibrate import at_bound
     from leukoscan.classify.train import calibrate_scores, folder_counts, scores_card
 
     if not ((data / "train").is_dir() and (data / "val").is_dir()):
@@ -332,7 +335,7 @@ def calibrate_cells(
         clf = cell_type_model(weights, device)
     scores = scores_card(counts["train"], test_time_views, prior_correction)
     calibrated = calibrate_scores(clf, scores, data / "val")
-    if not 0.051 < calibrated["temperature"] < 19.9:  # at a bound of the fit: no temperature fits (the card kept)
+    if at_bound(calibrated["temperature"]):  # no temperature fits: the card is kept
         fail(
             f"no temperature fits {weights} on {data / 'val'} ({calibrated['temperature']:g}, at a bound of the fit): "
             "is it the model trained on these crops? its card is left as it was"

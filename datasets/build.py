@@ -96,12 +96,14 @@ def _load(path: Path) -> np.ndarray:
         raise ImageError(f"{path}: {e}") from None
 
 
-def fresh(folder: Path) -> Path:
-    """``folder``, emptied of an earlier build's files (a rebuild whose blocks moved would leave an image's crops in
-    two splits) and made."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+def fresh(folder: Path, *patterns: str) -> Path:
+    """``folder`` made, and emptied of the files an earlier build of the same kind wrote there (``patterns``, in it
+    and its class folders): a rebuild whose blocks moved would leave an image's crops in two splits. Other files
+    are left alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for pattern in patterns:
+        for f in [*folder.glob(pattern), *folder.glob(f"*/{pattern}")]:
+            f.unlink()
     return folder
 
 
@@ -111,8 +113,8 @@ def build_detection(data_root: Path, out: Path, manifest: pd.DataFrame | None = 
     if manifest is None:
         manifest = build_manifest(tq, out / "manifest.csv", progress=track)
     for split in SPLITS:
-        fresh(out / "images" / split)
-        fresh(out / "labels" / split)
+        fresh(out / "images" / split, "*.jpg", "*.png")
+        fresh(out / "labels" / split, "*.txt")
     counts: dict[str, dict[str, int]] = {}
     tp, n_pred, n_true = _taleqani_detection(tq, manifest[manifest.split != ""], out, counts)
     _txl_detection(data_root / "txl-pbc", out, counts)
@@ -183,9 +185,9 @@ def build_classification(
     and inference crops exactly as the model was trained."""
     tq = data_root / "all-taleqani"
     for split in SPLITS:
-        fresh(out / split)
+        fresh(out / split, "*.png")
         for key in CLASSES:
-            (out / split / key).mkdir(parents=True)
+            (out / split / key).mkdir(exist_ok=True)
     used = manifest[manifest.split != ""]
     counts: dict[str, dict[str, int]] = {}
     for row in track(list(used.itertuples()), "classification crops"):
@@ -204,7 +206,7 @@ def build_fields(data_root: Path, out: Path, manifest: pd.DataFrame) -> dict:
     tq = data_root / "all-taleqani"
     counts: dict[str, dict[str, int]] = {}
     for split in SPLITS:
-        fresh(out / split)
+        fresh(out / split, "*.jpg")
     for row in track(list(manifest[manifest.split != ""].itertuples()), "whole-field baseline"):
         dst = out / row.split / row.class_key
         dst.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,8 @@ def prelabel(
         cell_px[name] = cell
         text = yolo_lines(boxes, rgb.shape[1], rgb.shape[0])
         (labset / "labels" / label).write_text(text)
-        written[label] = text_sha256(text)
+        written[label] = text_sha256(text)  # recorded at once: pre-labels of an interrupted run stay unreviewed
+        (labset / PRELABELS).write_text(json.dumps(written, indent=1))
         scene = sv.BoxAnnotator(
             color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=max(1, max(rgb.shape[:2]) // 500)
         ).annotate(to_bgr(rgb), _by_source(boxes))
@@ -82,7 +83,6 @@ def prelabel(
             return counts
         raise ValueError(f"no readable images in {images}")
     (labset / CELL_PX).write_text(json.dumps(cell_px, indent=1))
-    (labset / PRELABELS).write_text(json.dumps(written, indent=1))
     write_split(labset)
     (labset / "annotations.coco.json").write_text(json.dumps(to_coco(labset), indent=1))
     (labset / "prelabel.json").write_text(

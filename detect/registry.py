@@ -52,7 +52,7 @@ def finetune(
     )
     model, seconds = fit(start, "detect", data, out / "runs", "finetune", recipe, device)
     candidate = out / "candidate.pt"
-    shutil.copyfile(model.trainer.best, candidate)
+    _install(model.trainer.best, candidate)  # whole or not at all (a Ctrl-C during the copy)
     card = {
         "parent": str(start),
         "parent_sha256": sha256(start),

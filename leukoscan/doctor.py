@@ -91,7 +91,10 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
     exported, stale, broken = [], [], []
     for backend in BACKENDS[1:]:
         try:
-            load_model(backend_file(path, backend), "detect" if name == "detector.pt" else "classify")
+            export = backend_file(path, backend)
+            load_model(export, "detect" if name == "detector.pt" else "classify")
+            if export.is_dir():  # OpenVINO: Ultralytics reads it on first use only, so read it here
+                read_openvino(export)
             exported.append(backend)
         except FileNotFoundError:
             pass
@@ -106,6 +109,20 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
         row += f"; [red]broken, export again:[/] {len(broken)}"
     table.add_row("  exported for --backend", row)
     return broken
+
+
+def read_openvino(folder: Path) -> None:
+    """Read the OpenVINO model in an export folder (its .xml and .bin); a ``WeightsError`` when it does not read."""
+    import openvino
+
+    xml = next(folder.glob("*.xml"), None)
+    try:
+        if xml is None:
+            raise ValueError("no .xml model in it")
+        openvino.Core().read_model(str(xml))
+    except Exception as e:  # a damaged file fails anywhere in OpenVINO, with any exception type
+        lines = [line for line in str(e).splitlines() if line.strip()]  # OpenVINO's reason is its last line
+        raise WeightsError(f"cannot read {folder}: {lines[-1] if lines else type(e).__name__}") from None
 
 
 def model_problem(name: str, weights: Path) -> str | None:

@@ -45,12 +45,15 @@ def read_states(text: bytes) -> dict[str, dict]:
     return recorded
 
 
-def finished_state(recorded: dict[str, dict], image: Path, key: str = "") -> dict | None:
+def finished_state(recorded: dict[str, dict], image: Path, key: str = "", out: Path | None = None) -> dict | None:
     """The state of ``image`` in ``recorded`` if it was finished under ``key`` (lines of earlier versions
-    have none) and its file has not changed since."""
+    have none), its file has not changed since and (with ``out``, the slide's output folder) its overlay is still
+    there: a field removed from the slide and put back has had its outputs removed (``slide._remove_stale``)."""
     now = fingerprint(image)
     state = recorded.get(now["path"])
     if not state or now["size"] is None or state["fingerprint"] != now:
+        return None
+    if out is not None and state.get("overlay") and not (Path(out) / state["overlay"]).is_file():
         return None
     return state if state.get("key", "") == key else None
 
@@ -60,7 +63,7 @@ def finished_count(out: Path, images: list[Path], key: str = "") -> int:
     only, nothing is created)."""
     path = journal_path(out)
     recorded = read_states(path.read_bytes()) if path.is_file() else {}
-    return sum(finished_state(recorded, image, key) is not None for image in images)
+    return sum(finished_state(recorded, image, key, out) is not None for image in images)
 
 
 def all_finished(out: Path, images: list[Path], key: str = "") -> bool:
@@ -88,7 +91,7 @@ class Journal:
 
     def finished(self, image: Path) -> FieldResult | None:
         """The recorded result of ``image`` if it was finished and has not changed since."""
-        state = finished_state(self.recorded, image, self.key)
+        state = finished_state(self.recorded, image, self.key, self.path.parent.parent)
         return None if state is None else FieldResult.from_record(state)
 
     def record(self, image: Path, result: FieldResult) -> FieldResult:

@@ -24,9 +24,10 @@ import pandas as pd
 from leukoscan import outputs
 from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
+from leukoscan.journal import journal_path
 
-# what makes its P(blast): the weights (the .pt, whichever --backend ran it: the exports give its answers) and
-# how its scores are made
+# what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
+# an INT8 export's own, quantised) and how its scores are made
 CLASSIFIER_KEYS = ("weights_sha256", "temperature", "test_time_views", "prior_correction")
 
 
@@ -149,6 +150,12 @@ class LabReference:
                     f"{folder}: no screened slide (verdict.json) in it: screen it with `leukoscan run` (a run that was "
                     "stopped: run it again to finish), or leave it out"
                 )
+            started = [folder, *(f for f in folder.iterdir() if f.is_dir())]
+            if unfinished := [f for f in started if journal_path(f).is_file() and not (f / "verdict.json").is_file()]:
+                raise ValueError(
+                    f"{unfinished[0]}: its screening was not finished (no verdict.json): run the same `leukoscan run` "
+                    "again to finish it, or leave it out"
+                )
             slides.update(found)  # a slide named twice (relative and absolute paths, a link) counts once
         classifiers, margins = zip(*map(_screened_cells, sorted(slides)))
         if any(c != classifiers[0] for c in classifiers):
@@ -182,6 +189,10 @@ def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
         raise ValueError(f"{slide}: not a slide `leukoscan run` screened ({type(e).__name__}: {e})") from None
     if verdict.get("lab_reference"):
         raise ValueError(f"{slide} was screened with a lab reference: screen the normal slides without one")
+    if "weights_sha256" not in classifier and verdict.get("backend", "pytorch") != "pytorch":
+        raise ValueError(
+            f"{slide} was screened by an earlier version with --backend {verdict['backend']}: screen it again"
+        )
     if "blast_margin" not in cells or "cell_type" not in cells:
         raise ValueError(f"{slide}/cells.csv has no blast_margin (an earlier version screened it): screen it again")
     if not np.isfinite(pd.to_numeric(cells.blast_margin, errors="coerce")).all():

@@ -111,8 +111,11 @@ class Models:
                 "classifier": {
                     "file": str(self.classifier.weights),
                     "sha256": sha256(self.classifier.weights),
-                    # the .pt it is (or was exported from: the exports give its answers), what a lab reference fits
-                    "weights_sha256": sha256(self.files.classifier),
+                    # whose answers these are, what a lab reference fits: the .pt's (onnx and openvino exports give
+                    # them), or the INT8 export's own (quantised: other answers)
+                    "weights_sha256": sha256(
+                        self.classifier.weights if self.detector.backend == "openvino-int8" else self.files.classifier
+                    ),
                     "temperature": self.classifier.temperature,
                     "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
                     "prior_correction": self.classifier.prior_strength,

@@ -170,7 +170,7 @@ class Screener(_ModelActor):
             try:
                 path = journal_path(task.out)
                 recorded = read_states(path.read_bytes()) if path.is_file() else {}
-                left = [p for p in task.plan.todo if finished_state(recorded, p, task.opts.key) is None]
+                left = [p for p in task.plan.todo if finished_state(recorded, p, task.opts.key, task.out) is None]
                 if left:
                     screen_batch(self.models, task.out, task.opts, task.plan, left)
                 results.append(BatchResult(int(index), len(task.plan.todo)))

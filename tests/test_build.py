@@ -83,3 +83,17 @@ def test_classification_dataset(fake_root, tmp_path):
             crops = list((out / split / key).glob("*.png"))
             assert len(crops) == summary["counts"][split][key] > 0
             assert cv2.imread(str(crops[0])).shape == (64, 64, 3)
+
+
+def test_a_rebuild_removes_the_earlier_builds_crops_and_nothing_else(tmp_path):
+    """A rebuild whose split blocks moved must not leave an image's crops in two splits (`fresh`); files of
+    other kinds in the folder stay."""
+    from leukoscan.datasets.build import fresh
+
+    (tmp_path / "val" / "benign").mkdir(parents=True)
+    (tmp_path / "val" / "benign" / "WBC-Benign-007_00.png").write_bytes(b"old crop")
+    (tmp_path / "val" / "benign" / "notes.txt").write_text("a user's")
+    (tmp_path / "val" / "top.png").write_bytes(b"old")
+    assert fresh(tmp_path / "val", "*.png") == tmp_path / "val"
+    assert sorted(p.name for p in (tmp_path / "val").rglob("*") if p.is_file()) == ["notes.txt"]
+    assert fresh(tmp_path / "test", "*.png").is_dir()

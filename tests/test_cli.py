@@ -73,6 +73,12 @@ def test_doctor_names_exports_made_from_other_weights(tmp_path):
     from leukoscan.cards import record_export
 
     record_export(tmp_path / "classifier.pt", "onnx")
+    ov = tmp_path / "subtype_openvino_model"  # an OpenVINO export damaged (Ultralytics reads it on first use only)
+    ov.mkdir()
+    (ov / "subtype.xml").write_text("<net name='x' version='11'><layers><layer")
+    (ov / "subtype.bin").write_bytes(b"")
+    record_export(tmp_path / "subtype.pt", "openvino")
     out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)])
     problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
-    assert out.exit_code == 1 and len(problems) == 1 and "classifier.pt: its onnx export" in problems[0], out.output
+    assert out.exit_code == 1 and len(problems) == 2, out.output
+    assert "classifier.pt: its onnx export" in problems[0] and "subtype.pt: its openvino export" in problems[1]

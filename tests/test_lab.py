@@ -97,6 +97,18 @@ def test_what_a_reference_is_made_from_and_read_from_is_checked(tmp_path):
     (tmp_path / "unscreened").mkdir()  # a slide's own folder, a run stopped before its verdict: said, not skipped
     with pytest.raises(ValueError, match="unscreened: no screened slide"):
         LabReference.from_runs([tmp_path / "run", tmp_path / "unscreened"])
+    stopped = tmp_path / "run" / "s1" / ".state"  # a slide of the run stopped before its verdict: said, not skipped
+    stopped.mkdir(parents=True)
+    (stopped / "fields.jsonl").write_text("")
+    with pytest.raises(ValueError, match="s1: its screening was not finished"):
+        LabReference.from_runs([tmp_path / "run"])
+    shutil.rmtree(stopped.parent)
+    onnx = tmp_path / "onnx" / "s"  # screened with an export by a version that did not record the .pt's hash
+    screened(onnx, 600)
+    verdict = json.loads((onnx / "verdict.json").read_text())
+    (onnx / "verdict.json").write_text(json.dumps({**verdict, "backend": "onnx"}))
+    with pytest.raises(ValueError, match="earlier version with --backend onnx"):
+        LabReference.from_runs([onnx])
     edited = tmp_path / "edited" / "s"  # a cell's margin blanked (a spreadsheet): refused, never a NaN offset
     screened(edited, 600)
     cells = pd.read_csv(edited / "cells.csv")

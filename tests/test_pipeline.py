@@ -70,6 +70,12 @@ def test_demo_run_output_contract(demo_out):
     assert images.n_blasts.sum() == blast.sum() and images.n_cells.sum() == len(cells)
     white = ~cells.cell_type.isin(["erythroblast", "other"])  # the blast fraction's denominator
     assert images.n_white_cells.sum() == white.sum() == summary.n_white_cells.sum()
+    shown = images[images.n_white_cells > 0]
+    assert np.allclose(shown.blast_fraction, shown.n_blasts / shown.n_white_cells, atol=1e-4)  # (4 decimals)
+    assert images.blast_fraction[images.n_white_cells == 0].isna().all()
+    fraction = pd.to_numeric(summary.blast_fraction, errors="coerce")  # empty where insufficient
+    judged = fraction.notna()
+    assert judged.any() and np.allclose(fraction[judged], (summary.n_blasts / summary.n_white_cells)[judged], atol=1e-4)
     assert ((cells.x2 > cells.x1) & (cells.y2 > cells.y1)).all()
     assert summary.n_blast.sum() == blast.sum() and summary.n_cells.sum() == len(cells)
     for slide, image, overlay in zip(slides, images.image, images.overlay):
@@ -387,7 +393,7 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     report = (tmp_path / "out" / "report.html").read_text()
     assert all(f'src="slide/{o}"' in report for o in images.overlay)
     # a field removed from the slide: its old outputs go (the folder holds what images.csv lists), others stay
-    (slide / "f1.png").unlink()
+    (slide / "f1.png").rename(tmp_path / "f1.png")  # moved aside (its time stamp kept), then back below
     done = tmp_path / "out" / "slide"
     (done / "uncertain").mkdir(exist_ok=True)
     (done / "uncertain" / "f1_099.jpg").write_bytes(b"old")
@@ -400,6 +406,11 @@ def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     assert not (done / "gallery" / "f1.jpg").exists() and (done / "gallery" / "f0_png.jpg").exists()
     assert not (done / "uncertain" / "f1_099.jpg").exists() and (done / "uncertain" / "f0_png_099.jpg").exists()
     assert (done / "notes.txt").exists()
+    # put back unchanged: its journal line says finished, but its outputs went: screened again, nothing missing
+    (tmp_path / "f1.png").rename(slide / "f1.png")
+    result = run(slide, "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "2 of 3 fields already screened" in result.output, result.output
+    assert (overlays / "f1.jpg").is_file() and (done / "gallery" / "f1.jpg").is_file()
     # each overlay is its own field's (the two f0 fields differ)
     assert not np.array_equal(cv2.imread(str(overlays / "f0_jpg.jpg")), cv2.imread(str(overlays / "f0_png.jpg")))
 
