@@ -7,6 +7,7 @@ aggregated into a slide verdict, and the tables, overlays and an HTML report are
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -121,7 +122,7 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan.engine import unique_names, without_repeats
+    from leukoscan.engine import outside_slides, unique_names, without_repeats
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
@@ -132,7 +133,8 @@ def run(
     weights = (detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
         inputs = without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))])
-        names = unique_names(inputs)
+        names = unique_names(inputs, out)
+        outside_slides(out, names, slides or [])
         models = Models.load(*weights, lazy=True)  # read from their files and cards only, until screening asks
         # an offset belongs to the classifier (and calibration) that scored the reference cells
         lab = LabReference.load(lab_reference, models.description["models"]["classifier"]) if lab_reference else None
@@ -159,10 +161,14 @@ def run(
                 )
         if not done and engine is Engine.local:  # (with --workers too: unusable weights are found here, at once)
             models = Models.load(*weights)
+    terminated = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: as Ctrl-C, workers too
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
             verdicts = screen(models, inputs, names, out, opts, bar, parallel, max_megapixels)
+        if not verdicts:
+            fail("no slide's outputs could be written", NOTHING_PROCESSED)
+        conclude(verdicts, out)
     except ConnectionError as e:  # --engine ray: the cluster cannot be joined (ray_engine.ClusterUnreachable)
         fail(str(e))
     except KeyboardInterrupt:
@@ -172,9 +178,8 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    if not verdicts:
-        fail("no slide's outputs could be written", NOTHING_PROCESSED)
-    conclude(verdicts, out)
+    finally:
+        signal.signal(signal.SIGTERM, terminated)
 
 
 def conclude(verdicts: list, out: Path) -> None:

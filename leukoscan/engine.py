@@ -41,6 +41,7 @@ def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_mega
     from leukoscan.runtime import setup, use_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
     setup()  # a spawned process: the set-up of an entry point
     limit_megapixels(max_megapixels)
 
@@ -54,6 +55,18 @@ def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_mega
         os.sched_setaffinity(0, cores[start : start + threads])
     _worker_models = Models.load(files.detector, files.classifier, files.subtype, files.device, files.backend)
     use_threads(threads)  # after loading: the first Ultralytics import in this process sets every core
+
+
+def _end_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the process that started it dies (killed with -9, say), rather than
+    screening the queued slides on its own for nobody."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own stop (Ctrl-C, SIGTERM) still ends them
+        pass
 
 
 def _screen_in_worker(slide, out: Path, opts):
@@ -172,16 +185,42 @@ def without_repeats(slides: list) -> list:
     return kept
 
 
-def unique_names(slides) -> list[str]:
+def outside_slides(out: Path, names: list[str], given: list[Path]) -> None:
+    """A ``ValueError`` when a slide's outputs (``out/<name>``) would be written into the slide's own folder (an
+    --out that is the slides' parent): they would mix with its fields, and a rerun removes files it takes for its
+    own there."""
+    folders = {Path(p).resolve() for p in given if Path(p).is_dir()}
+    for name in names:
+        if (out / name).resolve() in folders:
+            raise ValueError(
+                f"--out {out} would write slide {name}'s outputs into a slide folder: choose another --out"
+            )
+
+
+def unique_names(slides, out: Path | None = None) -> list[str]:
     """Each slide's output folder name: its own, or ``name-2``, ``name-3``... when that is taken (compared
-    ignoring case, as some file systems do), so no two slides ever share a folder."""
+    ignoring case, as some file systems do), so no two slides ever share a folder; in ``out``, a folder that
+    holds another source's slide (its verdict.json's ``source``: another lab's slide of the same name) is taken
+    too, so a slide never replaces another's results, and a slide screened before keeps its folder."""
     taken: set[str] = set()
     names = []
     for s in slides:
         name, k = s.name, 1
-        while name.casefold() in taken:
+        while name.casefold() in taken or (out is not None and _holds_another(out / name, getattr(s, "source", ""))):
             k += 1
             name = f"{s.name}-{k}"
         taken.add(name.casefold())
         names.append(name)
     return names
+
+
+def _holds_another(folder: Path, source: str) -> bool:
+    """Whether ``folder`` holds the results of a slide read from elsewhere than ``source`` (verdict.json's
+    ``source``; folders of earlier versions record none and are taken as this slide's)."""
+    import json
+
+    try:
+        recorded = json.loads((folder / "verdict.json").read_text()).get("source", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(recorded and source and recorded != source)

@@ -60,6 +60,9 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return files
 
 
+TOO_LARGE = "image over"  # how the error of a field refused for its size starts (a rerun tries it again)
+
+
 def _orientation(im: Image.Image) -> int:
     """The EXIF orientation (1: as stored; 5-8: turned a quarter, width and height swapped once applied)."""
     return im.getexif().get(0x0112, 1)
@@ -86,7 +89,7 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         with Image.open(path) as im:
             if im.width * im.height > limit * 1e6:
                 raise ImageError(
-                    f"image over {limit:g} megapixels: {im.width}x{im.height} "
+                    f"{TOO_LARGE} {limit:g} megapixels: {im.width}x{im.height} "
                     f"({im.width * im.height / 1e6:.1f} megapixels); use --max-megapixels to raise it"
                 )
             jpeg = im.format == "JPEG"
@@ -102,7 +105,7 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         raise ImageError("not an image file or unsupported format") from None
     except Image.DecompressionBombError:  # Pillow's guard on (no ``runtime.setup()`` in this process)
         raise ImageError(
-            f"image over {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise it"
+            f"{TOO_LARGE} {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise it"
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(

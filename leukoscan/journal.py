@@ -15,6 +15,7 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
+from leukoscan.images import TOO_LARGE
 from leukoscan.outputs import json_default
 from leukoscan.records import FieldResult
 
@@ -47,13 +48,21 @@ def read_states(text: bytes) -> dict[str, dict]:
 
 def finished_state(recorded: dict[str, dict], image: Path, key: str = "", out: Path | None = None) -> dict | None:
     """The state of ``image`` in ``recorded`` if it was finished under ``key`` (lines of earlier versions
-    have none), its file has not changed since and (with ``out``, the slide's output folder) its overlay is still
-    there: a field removed from the slide and put back has had its outputs removed (``slide._remove_stale``)."""
+    have none), its file has not changed since, it was not refused for its size (tried again: the limit may have
+    been raised) and (with
+    ``out``, the slide's output folder) its overlay is still there: a field removed from the slide and put back has
+    had its outputs removed (``slide._remove_stale``)."""
     now = fingerprint(image)
     state = recorded.get(now["path"])
-    if not state or now["size"] is None or state["fingerprint"] != now:
+    if not isinstance(state, dict) or now["size"] is None or state.get("fingerprint") != now:
         return None
     if out is not None and state.get("overlay") and not (Path(out) / state["overlay"]).is_file():
+        return None
+    if state.get("status") == "error" and str(state.get("error", "")).startswith(TOO_LARGE):  # tried again each
+        return None  # run: the size limit may have been raised (--max-megapixels); a repaired file is a changed one
+    try:
+        FieldResult.from_record(state)
+    except (TypeError, ValueError):  # a line edited or damaged into other valid JSON: the field is screened again
         return None
     return state if state.get("key", "") == key else None
 

@@ -113,9 +113,14 @@ class FieldResult:
 
     @classmethod
     def from_record(cls, record: dict) -> FieldResult:
-        """A journal line (also one of an earlier version, which may lack keys)."""
+        """A journal line (also one of an earlier version, which may lack keys); a ``ValueError`` for one that is
+        not a field's result (edited, or damaged into other valid JSON)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in names})
+        result = cls(**{k: v for k, v in record.items() if k in names})
+        cells_ok = isinstance(result.cells, list) and all(isinstance(c, dict) for c in result.cells)
+        if result.status not in ("ok", "unusable", "error") or not cells_ok or not isinstance(result.seconds, dict):
+            raise ValueError("not a field's result")
+        return result
 
 
 @dataclass
@@ -176,6 +181,8 @@ class SlideVerdict:
     lab_reference: dict | None = None  # the lab reference its blast calls used (LabReference.record), None: none
     screened_at: str = ""  # ISO time, UTC
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage of this run
+    source: str = ""  # the folder (or image) the slide was read from
+    key: str = ""  # how its fields were screened (slide.screening_key): a resume reuses its scale only under it
 
     # what the tables and the terminal read most, without reaching into the call
     @property
@@ -190,6 +197,7 @@ class SlideVerdict:
         """verdict.json: the call's keys at the top level (also the row summary.csv takes its columns from)."""
         return {
             "slide": self.slide,
+            "source": self.source,
             "n_images": self.n_images,
             "n_failed": self.n_failed,
             "n_unusable": self.n_unusable,
@@ -201,5 +209,6 @@ class SlideVerdict:
             "lab_reference": self.lab_reference,
             "thresholds": self.thresholds.__dict__,
             **self.screened_with,
+            "screening_key": self.key,
             "seconds": self.seconds,
         }

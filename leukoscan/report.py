@@ -220,6 +220,7 @@ def facts(verdict: SlideVerdict) -> str:
         ("Quality flags", "<br>".join(esc(r) for r in call.review_reasons) if call.review_reasons else "none"),
         ("Scale", esc(scale_text)),
         ("Stain distance", "–" if stain is None else f"{stain:.1f} SD from the training crops"),
+        ("Source", esc(verdict.source or "–")),
         ("Models", esc(models)),
         ("Lab reference", esc(lab_text(verdict.lab_reference))),
         (

@@ -39,6 +39,7 @@ from leukoscan.verdict import image_calls, slide_verdict
 class Slide:
     name: str
     images: list[Path]
+    source: str = ""  # the folder (or single image) it was read from, resolved: recorded in verdict.json
 
     @classmethod
     def from_path(cls, path: Path) -> Slide:
@@ -50,9 +51,11 @@ class Slide:
                 slides = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d)]
                 hint = f"; it holds {len(slides)} folder(s) that do: name each as a slide ({path}/*)" if slides else ""
                 raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
-            return cls(path.resolve().name or "slide", images)  # `.` is named as its folder is
+            # named as given (a link keeps its own name, as an accession number would be), `.` as its folder is
+            name = path.absolute().name if path.name not in ("", ".", "..") else path.resolve().name or "slide"
+            return cls(name, images, str(path.resolve()))
         if path.is_file():
-            return cls(path.stem, [path])
+            return cls(path.stem, [path], str(path.resolve()))
         raise FileNotFoundError(f"no such slide folder or image: {path}")
 
 
@@ -326,13 +329,17 @@ def _plan(
     """``plan_slide`` given what the slide's journal holds ``finished`` (None: a field to screen)."""
     todo = [p for p in slide.images if finished[p] is None]
     stems = _output_stems(slide.images)
-    previous = _previous_verdict(out) if not todo else {}
-    if "scale" in previous:  # nothing left to screen: the scale and colour the fields were screened at
+    previous = _previous_verdict(out) if len(todo) < len(slide.images) else {}
+    if "scale" in previous and not todo:  # nothing left to screen: the scale and colour the fields were screened at
         return SlidePlan([], Scale.from_record(previous["scale"]), previous.get("stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
     sizes = _field_sizes(slide.images)
-    scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
-    stain = _slide_stain(models, slide, scale, decoded, sizes)
+    if previous.get("scale") and previous.get("screening_key") == opts.key:  # fields added to a screened slide:
+        # at the scale and colour of those screened before (the key holds a scale the user gave, not an estimate)
+        scale, stain = Scale.from_record(previous["scale"]), previous.get("stain_normalisation")
+    else:
+        scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
+        stain = _slide_stain(models, slide, scale, decoded, sizes)
     _clear_crops(out / "uncertain", {stems[p] for p in todo})
     return SlidePlan(todo, scale, stain, stems, sizes)
 
@@ -400,6 +407,8 @@ def _verdict_record(
         screened_with=models.description,
         lab_reference=opts.lab.record() if opts.lab else None,
         screened_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        source=slide.source,
+        key=opts.key,
     )
 
 

@@ -136,3 +136,31 @@ def test_unwritable_says_why_and_where_in_one_line_showing_the_name_as_it_is(cap
         f"error: slide t: could not write its outputs under {out / 't'} (Permission denied: results/t/cells.csv)",
         f"error: slide u: could not write its outputs under {out / 'u'} (FileExistsError)",
     ]
+
+
+def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_path):
+    """Two labs' slides called alike, screened in two runs (or one, in either order) into one --out: each keeps
+    its own folder (verdict.json records its source), never replacing the other's results."""
+    import pytest
+
+    from leukoscan.engine import outside_slides
+
+    a, b = slides_sharing_a_name(tmp_path)[:2]
+    assert (a.source, b.source) == (
+        str((tmp_path / "a" / "slide").resolve()),
+        str((tmp_path / "b" / "slide").resolve()),
+    )
+    out = tmp_path / "out"
+    (out / "slide").mkdir(parents=True)
+    (out / "slide" / "verdict.json").write_text(json.dumps({"source": a.source}))
+    assert unique_names([b], out) == ["slide-2"] and unique_names([a], out) == ["slide"]
+    assert unique_names([b, a], out) == ["slide-2", "slide"] == unique_names([a, b], out)[::-1]
+    (out / "slide" / "verdict.json").write_text(json.dumps({"slide": "slide"}))  # an earlier version's: no source
+    assert unique_names([b], out) == ["slide"]
+    # a link to a slide folder is named as the link (an accession number), not as its target
+    (tmp_path / "patient_0417").symlink_to(tmp_path / "other")
+    assert Slide.from_path(tmp_path / "patient_0417").name == "patient_0417"
+    # an --out that is the slides' parent would write into their own folders
+    with pytest.raises(ValueError, match="into a slide folder"):
+        outside_slides(tmp_path / "a", ["slide"], [tmp_path / "a" / "slide"])
+    outside_slides(out, ["slide"], [tmp_path / "a" / "slide"])

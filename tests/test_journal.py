@@ -1,6 +1,7 @@
 """The resume journal (leukoscan/journal.py): finished fields are found again unless their file changed; a line
 cut short is skipped and the next run starts on a fresh line."""
 
+import json
 import os
 
 from leukoscan.journal import Journal, all_finished, journal_path
@@ -16,8 +17,11 @@ def test_finished_fields_are_found_again_until_their_file_changes(tmp_path):
     assert not all_finished(tmp_path / "out", [a, b])
     with Journal(tmp_path / "out") as journal:
         assert len(journal.finished(a).cells) == 3 and journal.finished(b) is None
-        journal.record(b, FieldResult("error", "corrupt"))
-    assert all_finished(tmp_path / "out", [a, b])
+        journal.record(b, FieldResult("error", "image over 2 megapixels: 3000x2000 (6.0 megapixels)"))
+    assert not all_finished(tmp_path / "out", [a, b])  # refused for its size: tried again (the limit may be raised)
+    with Journal(tmp_path / "out") as journal:
+        journal.record(b, FieldResult("error", "corrupt or truncated image"))
+    assert all_finished(tmp_path / "out", [a, b])  # unreadable as it is: until the file changes
     a.write_bytes(b"changed")
     os.utime(a, (1, 1))
     assert not all_finished(tmp_path / "out", [a, b])
@@ -35,6 +39,19 @@ def test_a_line_cut_short_is_skipped_and_the_next_starts_fresh(tmp_path):
         assert journal.finished(a) is not None
         journal.record(b, FieldResult("ok"))
     assert all_finished(tmp_path / "out", [a, b])
+
+
+def test_a_line_damaged_into_other_valid_json_is_screened_again(tmp_path):
+    a = tmp_path / "a.png"
+    a.write_bytes(b"1")
+    with Journal(tmp_path / "out") as journal:
+        good = journal.record(a, FieldResult("ok", cells=[{"cell": 0}]))
+    damaged = {**good.record(), "cells": "x", "status": 5}
+    with open(journal_path(tmp_path / "out"), "ab") as f:
+        f.write(json.dumps(damaged).encode() + b"\n")
+    with Journal(tmp_path / "out") as journal:
+        assert journal.finished(a) is None
+    assert not all_finished(tmp_path / "out", [a])
 
 
 def test_fresh_forgets_everything(tmp_path):

@@ -464,3 +464,20 @@ def test_fields_that_are_not_smears_are_unusable_and_their_cells_do_not_count(tm
     verdict = json.loads((tmp_path / "out" / "bad" / "verdict.json").read_text())
     assert verdict["verdict"] == "insufficient" and verdict["n_blasts"] == 0 and verdict["needs_review"]
     assert verdict["n_unusable"] == len(bad_fields()) and any("not usable" in r for r in verdict["review_reasons"])
+
+
+def test_fields_added_to_a_screened_slide_are_screened_at_its_scale(tmp_path):
+    """The fields screened before were cut at the slide's cell-size estimate: fields added later are screened at
+    the same one (estimating again on the new first fields would mix two scales in one verdict)."""
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    for seed in (1, 2):
+        cv2.imwrite(str(slide / f"f{seed}.png"), smear((300, 300), seed=seed)[0][..., ::-1])
+    assert run(slide, "--out", tmp_path / "out").exit_code == 0
+    before = json.loads((tmp_path / "out" / "slide" / "verdict.json").read_text())
+    big = smear((300, 300), rbc_px=30, wbc_px=54, n_rbc=20, seed=3)[0]  # first in order: a sample field now
+    cv2.imwrite(str(slide / "a0.png"), big[..., ::-1])
+    result = run(slide, "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "2 of 3 fields already screened" in result.output, result.output
+    after = json.loads((tmp_path / "out" / "slide" / "verdict.json").read_text())
+    assert after["scale"] == before["scale"] and after["source"] == str(slide.resolve())
