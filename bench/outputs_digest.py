@@ -39,8 +39,9 @@ def without_varying(value):
     return value
 
 
-def file_digest(path: Path) -> str:
-    data = path.read_bytes()
+def file_digest(path: Path, tmp: Path) -> str:
+    """``path``'s digest; the run's temporary folder (in a slide's recorded source) reads as ``<tmp>``."""
+    data = path.read_bytes().replace(str(tmp).encode(), b"<tmp>")
     if path.suffix == ".json":
         data = json.dumps(without_varying(json.loads(data)), sort_keys=True).encode()
     elif path.suffix == ".html":
@@ -56,7 +57,7 @@ def run_digest(slides: list[Path], out: Path) -> dict[str, str]:
         stdout=subprocess.DEVNULL,
     )
     return {
-        str(p.relative_to(out)): file_digest(p)
+        str(p.relative_to(out)): file_digest(p, out.parent)
         for p in sorted(out.rglob("*"))
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
     }  # not the journal
