@@ -89,7 +89,7 @@ def train(
     ship_to: Path = typer.Option(None, help="Copy best.pt here with a card (e.g. weights/subtype.pt)."),
 ) -> None:
     """Train the blast subtype model (YOLOv8n-cls from scratch, Taleqani crops), fit its temperature on val."""
-    from leukoscan.cards import sha256, ship
+    from leukoscan.cards import ship, write_card
     from leukoscan.classify.dataset import balance as make_balanced
     from leukoscan.classify.predict import Classifier
     from leukoscan.classify.stain import stain_reference
@@ -118,8 +118,7 @@ def train(
         "split": "all-taleqani contiguous blocks (manifest)",
         "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
     }
-    card["sha256"] = sha256(best)  # the card names its weights (`run` refuses another model's card)
-    best.with_suffix(".json").write_text(json.dumps(card, indent=2))  # read_card finds it beside best.pt
+    card = write_card(best, card)  # read_card finds it beside best.pt
     console.print(json.dumps(card, indent=2))
     if ship_to:
         ship(best, ship_to, card)
@@ -247,7 +246,7 @@ def train_cells(
     prior_correction: float = prior_option(),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
-    from leukoscan.cards import read_card, sha256, ship
+    from leukoscan.cards import read_card, ship, write_card
     from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import cell_card, scores_card
     from leukoscan.classify.train import train_cells as run_train
@@ -299,8 +298,7 @@ def train_cells(
         "pseudo_labs": sorted(set(taught.lab)),
         "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
     }
-    # the card names its weights (`run` refuses another model's card)
-    best.with_suffix(".json").write_text(json.dumps({**card, "sha256": sha256(best)}, indent=2))
+    write_card(best, card)
     console.print(json.dumps({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}))
     if ship_to:
         ship(best, ship_to, card)

@@ -59,21 +59,23 @@ def scoring_card(weights: Path) -> dict:
     return card
 
 
+def write_card(weights: Path, card: dict) -> dict:
+    """Write ``card`` beside ``weights`` (``weights.json``) with their sha256, whatever it was given (`run` refuses a
+    card of other weights); returns what was written."""
+    full = {**card, "sha256": sha256(weights)}
+    Path(weights).with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
+    return full
+
+
 def ship(best: Path, weights: Path, card: dict) -> Path:
     """Copy trained weights to ``weights`` and write ``weights.json`` with their sha256 and ``card``."""
     weights.parent.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_suffix(".tmp")
     shutil.copyfile(best, tmp)
     tmp.replace(weights)
-    digest = sha256(weights)
-    full = {
-        "file": weights.name,
-        "sha256": digest,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **card,
-    }
-    full.update(file=weights.name, sha256=digest)  # the card names these weights, whatever it was given
-    weights.with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    named = {"file": weights.name}  # the card names these weights, whatever it was given
+    write_card(weights, {**named, "sha256": "", "created": created, **card, **named})
     return weights
 
 

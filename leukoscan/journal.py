@@ -46,12 +46,13 @@ def read_states(text: bytes) -> dict[str, dict]:
     return recorded
 
 
-def finished_state(recorded: dict[str, dict], image: Path, key: str = "", out: Path | None = None) -> dict | None:
-    """The state of ``image`` in ``recorded`` if it was finished under ``key`` (lines of earlier versions
+def finished_state(
+    recorded: dict[str, dict], image: Path, key: str = "", out: Path | None = None
+) -> FieldResult | None:
+    """The result of ``image`` in ``recorded`` if it was finished under ``key`` (lines of earlier versions
     have none), its file has not changed since, it was not refused for its size (tried again: the limit may have
-    been raised) and (with
-    ``out``, the slide's output folder) its overlay is still there: a field removed from the slide and put back has
-    had its outputs removed (``slide._remove_stale``)."""
+    been raised) and (with ``out``, the slide's output folder) its overlay is still there: a field removed from the
+    slide and put back has had its outputs removed (``slide._remove_stale``)."""
     now = fingerprint(image)
     state = recorded.get(now["path"])
     if not isinstance(state, dict) or now["size"] is None or state.get("fingerprint") != now:
@@ -60,11 +61,12 @@ def finished_state(recorded: dict[str, dict], image: Path, key: str = "", out: P
         return None
     if state.get("status") == "error" and str(state.get("error", "")).startswith(TOO_LARGE):  # tried again each
         return None  # run: the size limit may have been raised (--max-megapixels); a repaired file is a changed one
+    if state.get("key", "") != key:
+        return None
     try:
-        FieldResult.from_record(state)
+        return FieldResult.from_record(state)
     except (TypeError, ValueError):  # a line edited or damaged into other valid JSON: the field is screened again
         return None
-    return state if state.get("key", "") == key else None
 
 
 def finished_count(out: Path, images: list[Path], key: str = "") -> int:
@@ -100,8 +102,7 @@ class Journal:
 
     def finished(self, image: Path) -> FieldResult | None:
         """The recorded result of ``image`` if it was finished and has not changed since."""
-        state = finished_state(self.recorded, image, self.key, self.path.parent.parent)
-        return None if state is None else FieldResult.from_record(state)
+        return finished_state(self.recorded, image, self.key, self.path.parent.parent)
 
     def record(self, image: Path, result: FieldResult) -> FieldResult:
         """Append ``image``'s result (its outputs already written) and return it with its fingerprint."""

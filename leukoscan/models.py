@@ -102,6 +102,10 @@ class Models:
         """What screened a slide (version, device, backend, weight files and their hashes), hashed once."""
         from leukoscan.cards import sha256
 
+        classifier = sha256(self.classifier.weights)
+        # whose answers these are, what a lab reference fits: the .pt's (onnx and openvino exports give them), or
+        # the file run itself (the .pt, or the INT8 export: quantised, other answers)
+        answers = self.files.classifier if self.detector.backend in ("onnx", "openvino") else None
         return {
             "version": leukoscan.__version__,
             "device": self.detector.device,
@@ -110,12 +114,8 @@ class Models:
                 "detector": {"file": str(self.detector.weights), "sha256": sha256(self.detector.weights)},
                 "classifier": {
                     "file": str(self.classifier.weights),
-                    "sha256": sha256(self.classifier.weights),
-                    # whose answers these are, what a lab reference fits: the .pt's (onnx and openvino exports give
-                    # them), or the INT8 export's own (quantised: other answers)
-                    "weights_sha256": sha256(
-                        self.classifier.weights if self.detector.backend == "openvino-int8" else self.files.classifier
-                    ),
+                    "sha256": classifier,
+                    "weights_sha256": sha256(answers) if answers else classifier,
                     "temperature": self.classifier.temperature,
                     "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
                     "prior_correction": self.classifier.prior_strength,
