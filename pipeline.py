@@ -237,6 +237,7 @@ def lab_reference(
     calibration = replace(SETTINGS.lab, normal_called_blast=normal_called_blast, min_cells=min_cells)
     with user_errors():
         reference = LabReference.from_runs(runs, calibration)
+        replaced = out.is_file()
         reference.save(out)
     for slide, verdict in reference.flagged_slides():
         console.print(
@@ -248,6 +249,11 @@ def lab_reference(
     typer.echo(
         f"lab reference {out}: blast offset {reference.offset:+.2f} (log-odds), from {reference.n_cells} cells of "
         f"{n} slide{'s' if n != 1 else ''}, {normal_called_blast:.1%} of them called blast"
+        + (
+            " (it replaces the reference that was there: slides screened with that one keep its calls)"
+            if replaced
+            else ""
+        )
     )
 
 
@@ -357,8 +363,9 @@ def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from leukoscan.verdict import percent
+    from leukoscan.numbers import percent
 
+    limit = SETTINGS.verdict.suspect_fraction  # a negative slide's 9.95 % reads 9.9 %
     columns = ("slide", "images", "failed", "white cells", "blasts (95% CI)", "subtype", "verdict", "review")
     rows = [
         (
@@ -368,7 +375,7 @@ def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
             str(c.n_white_cells),
             "–"
             if c.blast_fraction is None
-            else f"{percent(c.blast_fraction)} ({percent(c.ci_low)}–{percent(c.ci_high)})",
+            else f"{percent(c.blast_fraction, below=limit)} ({percent(c.ci_low)}–{percent(c.ci_high)})",
             c.predominant_subtype or "–",
             c.verdict,
             "yes" if c.needs_review else "no",

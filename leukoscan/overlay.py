@@ -8,39 +8,51 @@ import numpy as np
 import supervision as sv
 
 from leukoscan.cells import BLAST, PROBS, TYPE_LABELS, cell_labels
+from leukoscan.numbers import floor2
 
 # one colour per cell type (CELL_TYPES order), dark enough for white label text: blasts stand out in red (and
 # thicker boxes), the normal types in Okabe-Ito-like hues, immature granulocytes black (their navy was within
-# CIEDE2000 5.7 of the basophils' purple for deuteranopes; black is 32 or more from every other), "other" grey
-HEX = ("#D00000", "#0072B2", "#009E73", "#B36B00", "#A8457E", "#5D3A9B", "#000000", "#556B2F", "#6E6E6E")
+# CIEDE2000 5.7 of the basophils' purple for deuteranopes; black is 32 or more from every other), monocytes
+# dark slate and erythroblasts a greener olive (the monocytes' brown was within 5.7 of the blasts' red for
+# deuteranopes, the olive 9; red is now 10 or more from every other colour in normal, protanope, deuteranope and
+# tritanope vision, simulated as Machado et al. 2009: tests/test_overlay.py), "other" grey
+HEX = ("#D00000", "#0072B2", "#009E73", "#2F4F4F", "#A8457E", "#5D3A9B", "#000000", "#557744", "#6E6E6E")
 PALETTE = sv.ColorPalette.from_hex(list(HEX))
 DENSE_CELLS = 25  # more cells than this in a field: boxes carry their index, not type and probability
+DENSE_LABELS = 0.10  # type-and-probability labels that would cover more of the field than this: indices too
 
 
-def overlay(bgr: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS) -> np.ndarray:
+def overlay(
+    bgr: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS, dense_labels: float = DENSE_LABELS
+) -> np.ndarray:
     """Overlay of a classified BGR field (``det.class_id`` and ``det.data[PROBS]`` set), BGR as supervision's
     annotators and OpenCV draw and write: the field (same pixels, so boxes keep their coordinates; drawn on
     ``bgr`` in place, as supervision's annotators do) above a legend strip of the types present. Blasts' boxes
-    are drawn thicker; with more than ``dense_cells`` cells the labels are the cells' indices."""
+    are drawn thicker; with more than ``dense_cells`` cells, or where their labels would cover more than
+    ``dense_labels`` of the field (a 224 px field of 20 cells), the labels are the cells' indices."""
     scene = bgr
-    scale = max(scene.shape[:2]) / 1000
+    side = max(scene.shape[:2])
+    cell = float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) if len(det) else 0.0
+    # lines and labels follow the field's size, and the cells' where they are large in a small field (a 300 px
+    # cell in a 575 px field would have a 1 px box and 8 px labels), up to twice the field's own
+    scale = max(side / 1000, min(cell / 200, side / 500))
     thickness = max(1, round(2 * scale))
     text_scale = max(0.35, 0.5 * scale)
     padding = max(2, round(4 * scale))
     if len(det):
         # labels no taller than about a third of a cell, so dense fields stay legible
-        text_scale = max(0.35, min(text_scale, float(np.median((det.xyxy[:, 2:] - det.xyxy[:, :2]).max(axis=1))) / 100))
+        text_scale = max(0.35, min(text_scale, cell / 100))
         probs = det.data[PROBS]
-        labels = [
-            str(i) if len(det) > dense_cells else f"{name} {probs[i, c]:.2f}"
-            for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))
-        ]
+        labels = [f"{name} {floor2(probs[i, c])}" for i, (name, c) in enumerate(zip(cell_labels(det), det.class_id))]
+        sizes = label_sizes(labels, text_scale, thickness, padding)
+        if len(det) > dense_cells or sizes.prod(axis=1).sum() > dense_labels * scene.shape[0] * scene.shape[1]:
+            labels = [str(i) for i in range(len(det))]
+            sizes = label_sizes(labels, text_scale, thickness, padding)
         scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, det)
         blast = det[det.class_id == BLAST]
         if len(blast):
             scene = sv.BoxAnnotator(color=PALETTE, thickness=2 * thickness).annotate(scene, blast)
-        sizes = np.array([cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, text_scale, thickness)[0] for t in labels])
-        rects = label_rectangles(det.xyxy, sizes + 2 * padding, scene.shape[1::-1])
+        rects = label_rectangles(det.xyxy, sizes, scene.shape[1::-1])
         # supervision draws a TOP_LEFT label just above its box's top-left corner: one call draws every
         # label in its chosen rectangle from a 1-px anchor box at the rectangle's bottom-left corner
         anchors = sv.Detections(
@@ -55,6 +67,12 @@ def overlay(bgr: np.ndarray, det: sv.Detections, dense_cells: int = DENSE_CELLS)
             text_position=sv.Position.TOP_LEFT,
         ).annotate(scene, anchors, labels=labels)
     return legend(scene, text_scale, thickness, sorted(set(det.class_id.tolist())) if len(det) else [])
+
+
+def label_sizes(labels: list[str], text_scale: float, thickness: int, padding: int) -> np.ndarray:
+    """Each label's width and height on the overlay (its text and padding), N x 2."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    return np.array([cv2.getTextSize(t, font, text_scale, thickness)[0] for t in labels]).reshape(-1, 2) + 2 * padding
 
 
 def label_rectangles(xyxy: np.ndarray, label_wh: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:

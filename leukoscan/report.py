@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,10 +20,10 @@ import pandas as pd
 from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.cells import CELL_TYPES, NOT_WHITE, TYPE_LABELS
 from leukoscan.config import SETTINGS
+from leukoscan.numbers import floor2, percent
 from leukoscan.overlay import HEX
 from leukoscan.records import TYPE_COLUMNS, SlideCall, SlideVerdict
 from leukoscan.slide import gallery_name
-from leukoscan.verdict import percent
 
 COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
 GALLERY_CAP = 120  # cell pictures shown per slide before "show all" (the rest load only when shown)
@@ -35,7 +34,7 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 .note{background:#fff4e5;border-left:4px solid #b26a00;padding:.6em 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{background:#e4e4e4}
-.badge{color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}
+.badge{color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}.badge.review{color:#8a5200;background:#fff;border:2px solid #b26a00}.unusable{color:#b26a00;font-weight:600}
 .facts td:first-child{font-weight:600;background:#fafafa}
 .overlays figure{display:inline-block;position:relative;margin:4px}.overlays img{max-width:460px;border:1px solid #ccc;display:block}
 .overlays figcaption{font-size:11px}.hl{position:absolute;border:3px solid #ff0;outline:2px solid #000;pointer-events:none}
@@ -50,12 +49,15 @@ tr.target{background:#ffffb0}
 """
 SCRIPT = """
 var NUMBER = /^-?(\\d+\\.?\\d*|\\.\\d+)%%?$/;  // a whole cell that is a number ("38e21132-..." and "17c9..." are names)
+function key(cell) {  // what a cell sorts by: its data-sort where the text is not a plain number
+  return cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
+}
 function sortTable(th) {  // sorts the header's own table, by the header's own column
   var body = th.closest('table').tBodies[0], col = th.cellIndex;
   var rows = Array.prototype.slice.call(body.rows), asc = th.dataset.asc !== 'true';
   th.dataset.asc = asc;
   rows.sort(function(a, b) {
-    var x = a.cells[col].textContent.trim(), y = b.cells[col].textContent.trim();
+    var x = key(a.cells[col]), y = key(b.cells[col]);
     var r = NUMBER.test(x) && NUMBER.test(y) ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
     return asc ? r : -r;
   });
@@ -94,7 +96,8 @@ function filterGallery(gallery) {  // type, least probability and "show all" of 
   var controls = gallery.previousElementSibling, kind = controls.querySelector('.kind').value;
   var least = parseFloat(controls.querySelector('.least').value) || 0, all = gallery.dataset.all === 'true';
   gallery.querySelectorAll('figure').forEach(function(f) {
-    var ok = (kind === '' || f.dataset.group === kind) && parseFloat(f.dataset.p) >= least;
+    // a type: all its cells, the uncertain ones (under their own heading) included
+    var ok = (kind === '' || f.dataset.group === kind || f.dataset.type === kind) && parseFloat(f.dataset.p) >= least;
     f.hidden = !ok || (!all && f.classList.contains('more'));
   });
   gallery.querySelectorAll('h4').forEach(function(h) {
@@ -112,6 +115,7 @@ document.querySelectorAll('.controls').forEach(function(c) {
     more.textContent = gallery.dataset.all === 'true' ? 'show the first ' + more.dataset.cap : more.dataset.label;
     filterGallery(gallery);
   });
+  filterGallery(gallery);  // no heading without a picture under it (past the first pictures shown)
 });
 var corrections = {};  // "slide|image|cell" -> correction row; the page keeps them until it is closed
 var COLUMNS = %(columns)s;
@@ -164,13 +168,14 @@ def interval(low, high) -> str:
     return "–" if low is None or high is None else f"{percent(low)}–{percent(high)}"
 
 
-def floor2(p: float) -> str:
-    """A probability in 2 decimals, rounded down: an uncertain cell (below ``uncertain_p``) never reads as at it."""
-    return f"{math.floor(p * 100 + 1e-9) / 100:.2f}"
-
-
-def badge(verdict: str) -> str:
-    return f'<span class="badge" style="background:{COLOURS.get(verdict, "#555")}">{esc(verdict)}</span>'
+def badge(verdict: str, reasons: list[str] = ()) -> str:
+    """The verdict in its colour; beside it, when the slide needs review (``reasons``: an unfamiliar stain, many
+    uncertain cells), an outlined "review" badge whose tooltip says why: a negative that the models may not
+    read well never shows as a plain green one."""
+    shown = f'<span class="badge" style="background:{COLOURS.get(verdict, "#555")}">{esc(verdict)}</span>'
+    if reasons:
+        shown += f' <span class="badge review" title="{esc("; ".join(reasons))}">review</span>'
+    return shown
 
 
 def cell_text(v) -> str:
@@ -204,7 +209,7 @@ def facts(verdict: SlideVerdict) -> str:
     n_ok = verdict.n_images - verdict.n_failed - verdict.n_unusable
     stain = verdict.stain_z
     rows = [
-        ("Verdict", f"{badge(call.verdict)} {esc(call.reason)}"),
+        ("Verdict", f"{badge(call.verdict, call.review_reasons)} {esc(call.reason)}"),
         (
             "Cells",
             f"{call.n_white_cells} white cells ({call.n_cells - call.n_white_cells} erythroblasts or other, not "
@@ -213,7 +218,8 @@ def facts(verdict: SlideVerdict) -> str:
         ),
         (
             "Blast fraction",
-            f"{percent(call.blast_fraction)} (95 % CI {interval(call.ci_low, call.ci_high)}); "
+            f"{percent(call.blast_fraction, below=SETTINGS.verdict.suspect_fraction)} "
+            f"(95 % CI {interval(call.ci_low, call.ci_high)}); "
             f"{call.n_confident_blasts} confident blasts",
         ),
         ("Subtype (experimental)", esc(call.predominant_subtype or "–")),
@@ -251,7 +257,7 @@ def differential(call: SlideCall) -> str:
         share = "–" if not n else f"{100 * k / n:.1f} per 100" if key in NOT_WHITE else f"{k / n:.1%}"
         rows.append(
             f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
-            f"<td>{k}</td><td>{share}</td><td>{ci}</td></tr>"
+            f'<td>{k}</td><td data-sort="{100 * k / n if n else -1:.4f}">{share}</td><td>{ci}</td></tr>'
         )
     return (
         '<table class="differential sortable"><thead><tr><th>type</th><th>count</th>'
@@ -288,7 +294,10 @@ def gallery(
         if c.group != group:
             group = c.group
             title = "Uncertain cells" if group == "uncertain" else TYPE_LABELS[CELL_TYPES.index(group)]
-            parts.append(f'<h4 data-group="{group}">{esc(title)} ({int((ordered.group == group).sum())})</h4>')
+            count = str(int((ordered.group == group).sum()))
+            unsure = int(((ordered.group == "uncertain") & (ordered.cell_type == group)).sum())
+            count += f", and {unsure} among the uncertain cells" if unsure else ""  # the differential counts both
+            parts.append(f'<h4 data-group="{group}">{esc(title)} ({count})</h4>')
         i = int(c.cell)
         x, y = (i % geo.gallery_columns) * geo.gallery_px, (i // geo.gallery_columns) * geo.gallery_px
         sheet = link(slide_dir, *gallery_name(stems[c.image]).split("/"))
@@ -335,6 +344,12 @@ def gallery_controls(n_cells: int) -> str:
     )
 
 
+def field_note(status: str, why: str) -> str:
+    """An overlay's caption after the field's name: why its cells do not count, for a field that is not a
+    usable smear (its overlay is kept for review)."""
+    return f'<br><span class="unusable">not counted: {esc(why or status)}</span>' if status != "ok" else ""
+
+
 def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) -> str:
     folder = out / slide_dir
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False)
@@ -344,14 +359,14 @@ def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) ->
     overlays = "".join(
         f'<figure id="{esc(overlay_ids[image])}"><a href="{link(slide_dir, *overlay.split("/"))}">'
         f'<img src="{link(slide_dir, *overlay.split("/"))}" alt="{esc(image)}" loading="lazy"></a>'
-        f"<figcaption>{esc(image)}</figcaption></figure>"
-        for image, overlay in zip(images.image, images.overlay)
+        f"<figcaption>{esc(image)}{field_note(status, why)}</figcaption></figure>"
+        for image, overlay, status, why in zip(images.image, images.overlay, images.status, images.error)
         if overlay
     )
     uncertain_p = verdict.thresholds.uncertain_p
     cell_ids = [f"{sid}-row-{k}" for k in range(len(cells))]
     return f"""
-<section class="slide" id="{esc(sid)}"><h2>{esc(verdict.slide)} {badge(verdict.verdict)}</h2>
+<section class="slide" id="{esc(sid)}"><h2>{esc(verdict.slide)} {badge(verdict.verdict, verdict.call.review_reasons)}</h2>
 {facts(verdict)}
 <h3>Differential</h3>{differential(verdict.call)}
 <h3>Cells for review</h3>
@@ -368,9 +383,10 @@ corrections (slide, image, cell, box, predicted, reviewed) for retraining.</p>
 def write_report(out: Path, verdicts: list[tuple[str, SlideVerdict]]) -> Path:
     """``verdicts``: (slide output folder name, its verdict) pairs."""
     rows = "".join(
-        f'<tr><td><a href="#s{k}">{esc(v.slide)}</a></td><td>{badge(c.verdict)}</td>'
-        f"<td>{esc(c.reason)}</td><td>{'yes' if c.needs_review else 'no'}</td><td>{c.n_white_cells}</td>"
-        f"<td>{percent(c.blast_fraction)}</td><td>{interval(c.ci_low, c.ci_high)}</td>"
+        f'<tr><td><a href="#s{k}">{esc(v.slide)}</a></td><td>{badge(c.verdict, c.review_reasons)}</td>'
+        f"<td>{esc(c.reason)}</td><td>{esc('yes: ' + '; '.join(c.review_reasons) if c.needs_review else 'no')}</td>"
+        f"<td>{c.n_white_cells}</td>"
+        f"<td>{percent(c.blast_fraction, below=SETTINGS.verdict.suspect_fraction)}</td><td>{interval(c.ci_low, c.ci_high)}</td>"
         f"<td>{esc(c.predominant_subtype or '–')}</td></tr>"
         for k, (v, c) in enumerate((v, v.call) for _, v in verdicts)
     )

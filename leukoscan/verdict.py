@@ -7,6 +7,7 @@ import pandas as pd
 
 from leukoscan.cells import BLAST, CELL_TYPES, NOT_WHITE, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS, Z95, VerdictRules
+from leukoscan.numbers import percent
 from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS, SlideCall
 
 
@@ -172,7 +173,9 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
     parts = [
-        f"{words}{what} {float(value):.1%} {'<' if value < t else '>='} {t:.0%}" for what, words, _, value, t in tests
+        # 9.95 % reads 9.9 % < 10 %, never 10.0 % < 10 %
+        f"{words}{what} {percent(value, below=t)} {'<' if value < t else '>='} {t:.0%}"
+        for what, words, _, value, t in tests
     ]
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
     return (
@@ -180,8 +183,3 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
         if verdict == "negative"
         else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
     )
-
-
-def percent(value, digits: int = 1) -> str:
-    """A fraction as a percentage for people; '–' when there is none (an insufficient slide)."""
-    return "–" if value is None else f"{value:.{digits}%}"

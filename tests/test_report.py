@@ -11,8 +11,8 @@ from browser import chromium, needs_chromium
 from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES
+from leukoscan.numbers import floor2
 from leukoscan.pipeline import DEMO_SLIDE, app
-from leukoscan.report import floor2
 
 SLIDES = ("2.jpg", "EarlyPreb.jpeg")  # 12 and 91 cells: two slides, one with more cells than a gallery page shows
 
@@ -27,6 +27,11 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     table.querySelectorAll('th').forEach(function(th, i) { if (th.textContent === 'p_blast') col = i; });
     table.querySelectorAll('th')[col].click();
     out.sorted_p_blast = Array.prototype.map.call(table.tBodies[0].rows, function(r) { return parseFloat(r.cells[col].textContent); });
+    var diff = second.querySelector('table.differential');  // "%" of white cells beside "per 100" of the others
+    diff.querySelectorAll('th')[2].click();
+    out.differential_sorted = Array.prototype.map.call(diff.tBodies[0].rows, function(r) {
+      return [parseFloat(r.cells[2].textContent), r.cells[2].textContent.indexOf('per 100') >= 0];
+    });
     var first = document.querySelector('section.slide table.cells');
     out.first_table_cell_column = Array.prototype.map.call(first.tBodies[0].rows, function(r) { return r.cells[1].textContent; });
     var fig = second.querySelector('.gallery figure');
@@ -55,6 +60,9 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     second.querySelector('.kind').value = 'blast';
     second.querySelector('.kind').dispatchEvent(new Event('change'));
     out.blasts_shown = shown();
+    second.querySelector('.kind').value = 'lymphocyte';  // a type: its uncertain cells too
+    second.querySelector('.kind').dispatchEvent(new Event('change'));
+    out.lymphocytes_shown = shown();
     // every URL the page can load: sources, links, stylesheets' pictures (Chromium keeps no resource timing for file:)
     out.resources = [];
     document.querySelectorAll('*').forEach(function(el) {
@@ -101,6 +109,8 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     # the second slide's header sorts the second slide's table, and only it
     cells2 = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
     assert out["sorted_p_blast"] == sorted(out["sorted_p_blast"]) and len(out["sorted_p_blast"]) == len(cells2)
+    shares = [share for share, _ in out["differential_sorted"]]
+    assert shares == sorted(shares) and any(per100 for _, per100 in out["differential_sorted"])
     assert out["first_table_cell_column"] == [str(i) for i in range(len(pd.read_csv(two_slides / "2" / "cells.csv")))]
     # the gallery opens with the most likely blast, captioned with its type, probability and field; its links lead
     # to its row of the cell table and to its field's overlay (an existing file), where it is highlighted
@@ -127,6 +137,7 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     assert out["download_label"] == "download corrections (1, all slides)"  # one CSV for the page
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
+    assert out["lymphocytes_shown"] == int((cells2.cell_type == "lymphocyte").sum())
     assert out["numbers"] == [False, False, True, True, True]  # names that start with digits sort as names
     # nothing but the output folder's own files is loaded
     assert out["resources"] and all(r.startswith(("file://", "blob:")) for r in out["resources"]), out["resources"]
@@ -149,6 +160,10 @@ def test_report_top_has_the_differential_flags_scale_models_and_run(two_slides):
     ):
         assert text in page, text
     assert page.count('class="slide"') == 2 and page.count('class="cells sortable"') == 0
+    # the differential's shares sort as numbers, "%" of white cells and "per 100" of the others alike
+    shares = re.findall(r'<td data-sort="([-\d.]+)">([\d.]+)(%| per 100)</td>', page)
+    assert len(shares) == 2 * len(CELL_TYPES) and {unit for *_, unit in shares} == {"%", " per 100"}
+    assert all(abs(float(key) - float(text)) < 0.051 for key, text, _ in shares)
     assert page.count('class="sortable cells"') == 2
 
 
