@@ -102,44 +102,72 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
 def _screen_in_parallel(
     slides, names, out: Path, opts, workers: int, files: ModelFiles, max_megapixels: float, bar
 ) -> list[tuple[str, SlideVerdict]]:
-    """One slide per worker process; threads split so that workers x threads = cores (no oversubscription)."""
+    """One slide per worker process; threads split so that workers x threads = cores (no oversubscription).
+    A worker that stops (killed, out of memory) takes its pool's unfinished slides down with it: those are
+    screened again, resuming from their journals, one at a time in a fresh worker, where the first to stop
+    that worker again is the one that stops it (reported; the rest go on)."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
 
     from leukoscan.runtime import cores
 
-    threads = max(1, cores() // workers)
-    overall = bar.add_task(f"all slides ({workers} workers)", total=sum(len(s.images) for s in slides))
     ctx = mp.get_context("spawn")
     fields_done = ctx.Value("i", 0)
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(files, threads, ctx.Value("i", 0), fields_done, max_megapixels),
-    )
+    total = sum(len(s.images) for s in slides)
+    overall = bar.add_task(f"all slides ({workers} workers)", total=total)
+
+    def follow():  # (fields of a slide resumed are counted again: the bar stops at its end)
+        bar.update(overall, completed=min(fields_done.value, total))
+
+    def pool_of(n: int):
+        from concurrent.futures import ProcessPoolExecutor
+
+        initargs = (files, max(1, cores() // n), ctx.Value("i", 0), fields_done, max_megapixels)
+        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+
+    results, broken = _screen_round(pool_of(workers), list(zip(names, slides)), out, opts, follow)
+    if broken:
+        console.print(
+            f"[yellow]a worker process stopped unexpectedly (out of memory?):[/] {len(broken)} slide(s) it left "
+            "unfinished are screened again one at a time, from what they finished",
+            soft_wrap=True,
+        )
+    while broken:
+        done, broken = _screen_round(pool_of(1), broken, out, opts, follow)
+        results += done
+        if broken:  # one worker, slides in order: the first one unfinished stopped it
+            error(
+                f"slide {broken[0][0]}: its worker process stopped unexpectedly while screening it (out of "
+                "memory?); the fields it finished are kept: a lower --max-megapixels or --batch may help"
+            )
+            broken = broken[1:]
+    follow()
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(results, key=lambda r: order[r[0]])
+
+
+def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list]:
+    """Screen the (name, slide) pairs of ``todo`` in ``pool`` (then shut down): the (name, verdict) of those
+    screened, and the pairs a stopped worker left unfinished, in ``todo``'s order."""
+    from concurrent.futures import wait
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
-        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in zip(names, slides)]
+        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in todo]
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
-            bar.update(overall, completed=fields_done.value)
+            follow()
     except KeyboardInterrupt:  # no queued slide starts, and the workers stop (their journals keep what they finished)
         _stop(pool)
         raise
     pool.shutdown()
-    bar.update(overall, completed=fields_done.value)
-    results = []
-    for name, future in zip(names, futures):
+    results, broken = [], []
+    for (name, slide), future in zip(todo, futures):
         try:
             results.append((name, future.result()))
         except BrokenProcessPool:
-            error(
-                f"slide {name}: its worker process stopped unexpectedly (out of memory?); the fields it "
-                "finished are kept: rerun with fewer --workers to resume"
-            )
+            broken.append((name, slide))
         except Exception as e:  # as in turn: one slide's failure ends that slide only
             slide_failed(name, out, e)
-    return results
+    return results, broken
 
 
 def _stop(pool) -> None:
@@ -186,12 +214,16 @@ def without_repeats(slides: list) -> list:
 
 
 def outside_slides(out: Path, names: list[str], given: list[Path]) -> None:
-    """A ``ValueError`` when a slide's outputs (``out/<name>``) would be written into the slide's own folder (an
-    --out that is the slides' parent): they would mix with its fields, and a rerun removes files it takes for its
-    own there."""
+    """A ``ValueError`` when a slide's outputs (``out/<name>``) would be written into a slide folder or below it
+    (an --out that is the slides' parent, a slide folder itself or a folder in one): they would mix with its
+    fields, and a rerun removes files it takes for its own there; inputs are never written to), or when ``out``
+    is a file (said before any model loads)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     folders = {Path(p).resolve() for p in given if Path(p).is_dir()}
     for name in names:
-        if (out / name).resolve() in folders:
+        target = (out / name).resolve()
+        if target in folders or folders & set(target.parents):
             raise ValueError(
                 f"--out {out} would write slide {name}'s outputs into a slide folder: choose another --out"
             )

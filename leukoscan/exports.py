@@ -85,6 +85,16 @@ def slide_coco(cells: pd.DataFrame, sizes: dict[str, tuple[int, int] | None]) ->
     }
 
 
+def formats_kept(out: Path, requested: tuple[Export, ...]) -> tuple[Export, ...]:
+    """The exports a run writes for the slide in ``out``: those ``requested``, and those an earlier run wrote
+    there (kept current, so a rerun without ``--export`` never leaves cells of fields screened since)."""
+    present = {
+        Export.geojson: any((out / "geojson").glob("*.geojson")),
+        Export.coco: (out / "cells.coco.json").is_file(),
+    }
+    return tuple(f for f in Export if f in requested or present[f])
+
+
 def write_exports(
     out: Path,
     cells: pd.DataFrame,

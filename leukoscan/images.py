@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,11 +42,14 @@ def pixel_limit(megapixels: float) -> Iterator[None]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (sorted; hidden files skipped)."""
+    """Image files directly in ``folder`` (sorted; hidden files skipped), links to nowhere included (a field on
+    a mount that has gone: listed, so that it is reported unreadable rather than missing from the count)."""
     return sorted(
         p
         for p in Path(folder).iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        if (p.is_file() or (p.is_symlink() and not p.exists()))
+        and not p.name.startswith(".")
+        and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
 
@@ -82,6 +87,8 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
     path = Path(path)
     limit = _limit["megapixels"] if max_megapixels is None else max_megapixels
     if not path.is_file():
+        if path.is_symlink():
+            raise ImageError(f"a link to {os.readlink(path)}, which is not there (or links back to itself)")
         raise ImageError("file not found")
     if path.stat().st_size == 0:
         raise ImageError("empty file")
@@ -176,3 +183,20 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
         arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
     return np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
+
+
+def output_stems(images: list[Path]) -> dict[Path, str]:
+    """The name of each image's outputs (overlay, crops): its file's stem, or stem_extension where images share
+    a stem (``f0.png`` and ``f0.jpg``), then ``_2``, ``_3``... where that is still taken (the same name in two
+    folders); compared ignoring case, as some filesystems do."""
+    count = Counter(p.stem.casefold() for p in images)
+    taken, stems = set(), {}
+    for p in images:
+        stem = p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+        base, k = stem, 1
+        while stem.casefold() in taken:
+            k += 1
+            stem = f"{base}_{k}"
+        taken.add(stem.casefold())
+        stems[p] = stem
+    return stems

@@ -13,6 +13,7 @@ confident-blast rule and the subtype all follow. Measured by ``python bench/eval
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -118,7 +119,10 @@ class LabReference:
         """The reference in ``path``, checked against ``classifier`` when given (``check``); a ``ValueError``
         (one line) for a file that is not one."""
         try:
-            reference = cls(**{**json.loads(Path(path).read_text()), "file": str(path)})
+            fields = json.loads(Path(path).read_text())
+            if missing := [f.name for f in dataclasses.fields(cls) if f.name not in {*fields, "created", "file"}]:
+                raise ValueError(f"no {', '.join(missing)}")
+            reference = cls(**{**fields, "file": str(Path(path).resolve())})
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"{path} is not a lab reference (made by `leukoscan lab-reference`): {e}") from None
         if problem := reference.problem():
@@ -139,9 +143,8 @@ class LabReference:
         slides: set[Path] = set()
         for folder in map(Path, folders):
             if not folder.is_dir():
-                raise ValueError(
-                    f"{folder}: no such folder (give `leukoscan run` output folders, or slide folders in one)"
-                )
+                what = "a file, not a folder" if folder.exists() else "no such folder"
+                raise ValueError(f"{folder}: {what} (give `leukoscan run` output folders, or slide folders in one)")
             found = [
                 v.parent.resolve() for v in [folder / "verdict.json", *folder.glob("*/verdict.json")] if v.is_file()
             ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -23,8 +22,8 @@ from leukoscan.cells import CELL_TYPES, PROBS, with_probs
 from leukoscan.classify.stain import crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
-from leukoscan.exports import write_exports
-from leukoscan.images import ImageError, header_size, list_images, load_rgb, to_bgr
+from leukoscan.exports import formats_kept, write_exports
+from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, to_bgr
 from leukoscan.journal import Journal
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
@@ -189,13 +188,6 @@ def _write_field(
     )
 
 
-def _output_stems(images: list[Path]) -> dict[Path, str]:
-    """The name of each field's overlay and crops: its file's stem, or stem_extension where files of the
-    slide share a stem (``f0.png`` and ``f0.jpg``; compared ignoring case, as some filesystems do)."""
-    count = Counter(p.stem.casefold() for p in images)
-    return {p: p.stem if count[p.stem.casefold()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
-
-
 def _overlay_name(stem: str) -> str:
     """A field's overlay, relative to its slide's output folder (as images.csv gives it)."""
     return f"overlays/{stem}.jpg"
@@ -262,13 +254,13 @@ def screen_slide(
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
             _remove_stale(out, {*plan.stems.values(), *(Path(s.overlay).stem for s in states.values() if s.overlay)})
-            if opts.exports:
+            if exports := formats_kept(out, opts.exports):
                 read = [p for p in slide.images if states[p].status != "error"]
                 # each field's size as screened (journals of earlier versions: from its file's header now)
                 headers = _field_sizes([p for p in read if not states[p].size])
                 shapes = {p.name: tuple(states[p].size) if states[p].size else headers[p] for p in read}
                 names = {p.name: plan.stems[p] for p in read}
-                write_exports(out, cells, names, shapes, opts.exports)
+                write_exports(out, cells, names, shapes, exports)
     verdict.seconds = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
     outputs.write_json(out / "verdict.json", verdict.record())
     return verdict
@@ -328,7 +320,7 @@ def _plan(
 ) -> SlidePlan:
     """``plan_slide`` given what the slide's journal holds ``finished`` (None: a field to screen)."""
     todo = [p for p in slide.images if finished[p] is None]
-    stems = _output_stems(slide.images)
+    stems = output_stems(slide.images)
     previous = _previous_verdict(out) if len(todo) < len(slide.images) else {}
     if "scale" in previous and not todo:  # nothing left to screen: the scale and colour the fields were screened at
         return SlidePlan([], Scale.from_record(previous["scale"]), previous.get("stain_normalisation"), stems)

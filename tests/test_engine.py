@@ -163,4 +163,8 @@ def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_p
     # an --out that is the slides' parent would write into their own folders
     with pytest.raises(ValueError, match="into a slide folder"):
         outside_slides(tmp_path / "a", ["slide"], [tmp_path / "a" / "slide"])
+    for inside in (tmp_path / "a" / "slide", tmp_path / "a" / "slide" / "results"):  # the slide folder, or in it
+        with pytest.raises(ValueError, match="into a slide folder"):
+            outside_slides(inside, ["slide"], [tmp_path / "a" / "slide"])
     outside_slides(out, ["slide"], [tmp_path / "a" / "slide"])
+    outside_slides(tmp_path / "a" / "results", ["slide"], [tmp_path / "a" / "slide"])  # beside it: fine

@@ -9,7 +9,7 @@ import pytest
 
 from leukoscan.cells import CELL_TYPES, TYPE_LABELS, cells, with_probs, with_subtypes
 from leukoscan.config import Export
-from leukoscan.exports import field_geojson, slide_coco, write_exports
+from leukoscan.exports import field_geojson, formats_kept, slide_coco, write_exports
 from leukoscan.overlay import PALETTE
 from leukoscan.records import CELL_COLUMNS, SUBTYPE_COLUMNS, TYPE_COLUMNS, cell_records
 
@@ -119,3 +119,15 @@ def test_write_exports_writes_the_formats_asked_one_geojson_per_field_named_by_i
     assert only_coco == [tmp_path / "coco_only" / "cells.coco.json"]
     assert not (tmp_path / "coco_only" / "geojson").exists()
     assert write_exports(tmp_path / "none", table(), stems, sizes, ()) == [] and not (tmp_path / "none").exists()
+
+
+def test_a_run_keeps_current_the_exports_an_earlier_run_wrote(tmp_path):
+    """The formats asked, and those an earlier run left in the slide's folder (rewritten, never stale)."""
+    assert formats_kept(tmp_path, ()) == ()
+    assert formats_kept(tmp_path, (Export.coco,)) == (Export.coco,)
+    (tmp_path / "geojson").mkdir()
+    assert formats_kept(tmp_path, ()) == ()  # an empty folder is not an export
+    (tmp_path / "geojson" / "a.geojson").write_text("{}")
+    assert formats_kept(tmp_path, ()) == (Export.geojson,)
+    (tmp_path / "cells.coco.json").write_text("{}")
+    assert formats_kept(tmp_path, (Export.geojson,)) == (Export.geojson, Export.coco)

@@ -124,3 +124,18 @@ def test_a_huge_image_is_refused_in_one_line_without_the_runtime_set_up(tmp_path
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "image over 80 megapixels and over Pillow's limit; use --max-megapixels to raise it"
+
+
+def test_a_link_to_nowhere_is_listed_and_said_unreadable_not_left_out(tmp_path):
+    """A field on a mount that has gone, or links that point at each other, count as fields that cannot be read
+    (a row of images.csv and a `skipped` line), never as no field at all; hidden files stay out."""
+    from leukoscan.images import ImageError, list_images, load_rgb
+
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "mount" / "f.jpg")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    (tmp_path / ".hidden.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png", "gone.jpg"]
+    for p in list_images(tmp_path):
+        with pytest.raises(ImageError, match="a link to .*, which is not there"):
+            load_rgb(p)

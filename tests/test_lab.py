@@ -134,6 +134,14 @@ def test_what_a_reference_is_made_from_and_read_from_is_checked(tmp_path):
         reference.check({**onnx, "weights_sha256": "d" * 64})
 
 
+def test_a_reference_given_by_a_relative_path_is_recorded_in_full(tmp_path, monkeypatch):
+    """verdict.json and the review page name the file wherever the run was started."""
+    screened(tmp_path / "run" / "s0", 800)
+    LabReference.from_runs([tmp_path / "run"]).save(tmp_path / "lab.json")
+    monkeypatch.chdir(tmp_path / "run")
+    assert LabReference.load("../lab.json").file == str((tmp_path / "lab.json").resolve())
+
+
 def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
     slide = tmp_path / "slide"  # a real photograph: synthetic cells are no white cells the model knows
     slide.mkdir()
@@ -145,7 +153,9 @@ def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
     args = ["lab-reference", str(tmp_path / "normal"), "-o", str(tmp_path / "lab.json"), "--min-cells", "5"]
     made = runner.invoke(app, [*args, "--normal-called-blast", "0.2"])
     assert made.exit_code == 0, made.output
-    assert "blast offset" in made.stdout
+    assert "blast offset" in made.stdout and "replaces" not in made.stdout
+    again = runner.invoke(app, [*args, "--normal-called-blast", "0.2"])
+    assert again.exit_code == 0 and "it replaces the reference that was there" in " ".join(again.stdout.split())
     lab = json.loads((tmp_path / "lab.json").read_text())
     before = pd.read_csv(tmp_path / "normal" / "slide" / "cells.csv")
     # screened again with it into the same folder: every field is redone (the journal's key holds the offset)

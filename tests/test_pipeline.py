@@ -189,8 +189,12 @@ def test_resume_skips_finished_images_unless_forced(tmp_path):
     again_verdict = json.loads((out / "slide" / "verdict.json").read_text())
     assert again_verdict["scale"] == verdict["scale"] and again_verdict["scale"]  # found again, not left empty
     assert overlays() == again  # and no field screened again
+    assert run(slide, "--out", out, "--export", "coco").exit_code == 0
+    coco = (out / "slide" / "cells.coco.json").stat().st_mtime_ns
     assert run(slide, "--out", out, "--force").exit_code == 0
     forced = overlays()
+    # an earlier run's export is kept current by a run without --export (its cells were screened again)
+    assert (out / "slide" / "cells.coco.json").stat().st_mtime_ns != coco
     assert all(forced[n] != again[n] for n in again)
     assert len(journal.read_bytes().splitlines()) == 3  # --force starts the journal afresh
     assert not any(uncertain.glob("*_099.jpg"))  # screened again: the earlier run's crops are gone
@@ -374,6 +378,34 @@ def test_ctrl_c_with_workers_stops_the_run_at_once(tmp_path):
     assert time.monotonic() - interrupted < 10 and len(list(out.glob("*/verdict.json"))) <= 4
 
 
+def test_a_worker_killed_mid_slide_leaves_no_slide_unscreened(tmp_path):
+    """A worker process killed while screening (as the kernel's out-of-memory killer would) breaks its pool: the
+    slides left unfinished are screened again in a fresh worker, resuming from their journals, and the run
+    ends with every slide's verdict."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    slides = [write_slide(tmp_path / "in" / f"s{k}", 6, seed=40 + k) for k in range(3)]
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "leukoscan.pipeline", "run", *map(str, slides), "--out", str(out), "--workers", "2"]
+    run_ = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journals = lambda: list(out.glob("*/.state/fields.jsonl"))  # noqa: E731
+    while not journals() and run_.poll() is None:  # a worker is part-way through a slide
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(run_.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    assert workers, "no worker process found"
+    workers[0].kill()
+    output = run_.communicate(timeout=300)[0]
+    assert run_.returncode == 0, output
+    assert "screened again one at a time" in " ".join(output.split()), output
+    assert all((out / s.name / "verdict.json").is_file() for s in slides)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.slide.tolist() == ["s0", "s1", "s2"] and (summary.n_images == 6).all()
+
+
 def test_fields_sharing_a_stem_keep_their_own_overlays(tmp_path):
     slide = tmp_path / "slide"
     slide.mkdir()
@@ -464,6 +496,10 @@ def test_fields_that_are_not_smears_are_unusable_and_their_cells_do_not_count(tm
     verdict = json.loads((tmp_path / "out" / "bad" / "verdict.json").read_text())
     assert verdict["verdict"] == "insufficient" and verdict["n_blasts"] == 0 and verdict["needs_review"]
     assert verdict["n_unusable"] == len(bad_fields()) and any("not usable" in r for r in verdict["review_reasons"])
+    # the review page says why beside the verdict and under each field's overlay
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert 'class="badge review"' in page and "<td>yes: " in page and "not usable smears of" in page
+    assert page.count('<span class="unusable">not counted: ') == len(bad_fields())
 
 
 def test_fields_added_to_a_screened_slide_are_screened_at_its_scale(tmp_path):
