@@ -75,7 +75,7 @@ def train(
     data: Path = typer.Option(
         CROPS, exists=True, file_okay=False, help="Crop dataset folder (from `leukoscan data classify`)."
     ),
-    epochs: int = typer.Option(ClassifierRecipe.epochs, min=1, help="Training epochs."),
+    epochs: int = typer.Option(ClassifierRecipe.epochs, min=1, max=1000, help="Training epochs."),
     imgsz: int = typer.Option(64, min=32, help="Crop size the model sees."),
     balance: bool = typer.Option(
         False,
@@ -185,7 +185,7 @@ def train_cells(
     cleaned: Path = typer.Option(
         None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."
     ),
-    epochs: int = typer.Option(CellRecipe.epochs, min=1, help="Training epochs."),
+    epochs: int = typer.Option(CellRecipe.epochs, min=1, max=1000, help="Training epochs."),
     seed: int = typer.Option(
         CellRecipe.seed, help="Random seed of the training run (another: how much a figure moves)."
     ),
@@ -333,8 +333,19 @@ def calibrate_cells(
     with user_errors():
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         clf = cell_type_model(weights, device)
+    if unknown := sorted(k for split in counts.values() for k in split if k not in clf.classes):
+        fail(
+            f"{data} has crop folders of no type this model knows ({', '.join(dict.fromkeys(unknown))}): "
+            "is it the model's training folder?"
+        )
+    if missing := [k for k in clf.classes if not counts["train"].get(k)]:
+        fail(
+            f"no crops of {', '.join(missing)} under {data / 'train'}: the class prior needs every type the model "
+            "knows (is it the model's training folder?)"
+        )
     scores = scores_card(counts["train"], test_time_views, prior_correction)
-    calibrated = calibrate_scores(clf, scores, data / "val")
+    with user_errors():  # a crop that is not an image: one line, the card as it was
+        calibrated = calibrate_scores(clf, scores, data / "val")
     if at_bound(calibrated["temperature"]):  # no temperature fits: the card is kept
         fail(
             f"no temperature fits {weights} on {data / 'val'} ({calibrated['temperature']:g}, at a bound of the fit): "

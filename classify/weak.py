@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leukoscan.cells import CELL_TYPES
+from leukoscan.cells import CELL_TYPES, NOT_WHITE
 
 RELABEL_TO = ("neutrophil", "eosinophil", "basophil")
 
@@ -58,6 +58,7 @@ def cleaning_summary(cleaned: pd.DataFrame) -> dict:
 
 
 PSEUDO_TYPES = tuple(t for t in CELL_TYPES if t not in ("blast", "other"))
+NORMAL_WHITE = tuple(t for t in PSEUDO_TYPES if t not in NOT_WHITE)  # what a normal donor's white cell can be
 
 
 def pseudo_labels(
@@ -68,10 +69,11 @@ def pseudo_labels(
     ``confident``, with that ``type`` and ``cleaning`` 'pseudo'. Never ``blast`` (a teacher's blast call on
     another lab's cells is what the student must unlearn, not repeat) nor ``other``. ``known_normal``:
     the cells are known to be normal white cells (a lab of normal donors), so the teacher's probabilities
-    of ``blast`` and ``other`` are dropped and the rest renormalised before the most likely type is taken."""
+    of ``blast``, ``other`` and ``erythroblast`` (not a white cell) are dropped and the rest renormalised
+    before the most likely type is taken."""
     probs = np.asarray(probs, dtype=float).reshape(len(cells), len(CELL_TYPES))
     if known_normal:
-        probs = probs * np.isin(CELL_TYPES, PSEUDO_TYPES)
+        probs = probs * np.isin(CELL_TYPES, NORMAL_WHITE)
         probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
     best = probs.argmax(axis=1)
     types = np.asarray(CELL_TYPES)[best]

@@ -73,7 +73,7 @@ def train(
     data: Path = typer.Option(
         DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml (from `leukoscan data detect`)."
     ),
-    epochs: int = typer.Option(16, min=1, help="Training epochs."),
+    epochs: int = typer.Option(16, min=1, max=1000, help="Training epochs."),
     imgsz: int = typer.Option(320, min=32, help="Training image size."),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "detect", help="Folder for training runs."),
@@ -137,40 +137,47 @@ def predict(
     um_per_px: float = um_per_px_option(),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
-    """Detect white cells; write boxes.csv and an overlay per image."""
+    """Detect white cells; write boxes.csv (one row per cell), images.csv (one row per image: its overlay, its
+    number of cells, or why it was skipped) and an overlay per image."""
     import pandas as pd
     import supervision as sv
 
     from leukoscan import outputs
     from leukoscan.detect.predict import Detector
-    from leukoscan.images import ImageError, expand_images, load_rgb, to_bgr
+    from leukoscan.images import ImageError, expand_images, load_rgb, output_stems, to_bgr
     from leukoscan.progress import track
 
     with user_errors():
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
         files = expand_images(images)
         detector = Detector(weights, device, settings=replace(SETTINGS.detection, conf=conf))
-    rows, done = [], 0
-    for path in track(files, "detecting"):
-        try:
-            rgb = load_rgb(path, max_megapixels)
-        except ImageError as e:
-            console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(str(e))}", soft_wrap=True)
-            continue
-        done += 1
-        det = detector(rgb, cell_size, um_per_px)
-        rows += [
-            {"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
-            for b, c in zip(det.xyxy.round(1), det.confidence.round(4))
-        ]
-        scene = sv.BoxAnnotator(
-            color=sv.Color.from_hex("#D55E00"),
-            thickness=max(1, max(rgb.shape[:2]) // 500),
-            color_lookup=sv.ColorLookup.INDEX,
-        ).annotate(to_bgr(rgb), det)
-        outputs.write_jpeg(out / f"{path.stem}.jpg", scene)
-        console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
-    outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
-    if not done:
+    rows, images_read, stems = [], [], output_stems(files)
+    with user_errors(NOTHING_PROCESSED):  # a folder in the way, no permission, a full disk: one line
+        for path in track(files, "detecting"):
+            try:
+                rgb = load_rgb(path, max_megapixels)
+            except ImageError as e:
+                console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(str(e))}", soft_wrap=True)
+                images_read.append({"image": str(path), "status": "error", "error": str(e)})
+                continue
+            det = detector(rgb, cell_size, um_per_px)
+            rows += [
+                {"image": str(path), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "conf": c}
+                for b, c in zip(det.xyxy.round(1), det.confidence.round(4))
+            ]
+            scene = sv.BoxAnnotator(
+                color=sv.Color.from_hex("#D55E00"),
+                thickness=max(1, max(rgb.shape[:2]) // 500),
+                color_lookup=sv.ColorLookup.INDEX,
+            ).annotate(to_bgr(rgb), det)
+            overlay = outputs.write_jpeg(out / f"{stems[path]}.jpg", scene)
+            images_read.append({"image": str(path), "status": "ok", "n_cells": len(det), "overlay": overlay.name})
+            console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
+        outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
+        columns = ["image", "status", "error", "n_cells", "overlay"]
+        outputs.write_csv(out / "images.csv", pd.DataFrame(images_read, columns=columns).astype({"n_cells": "Int64"}))
+    if not any(r["status"] == "ok" for r in images_read):
         fail("no image could be processed (each is listed above with why)", NOTHING_PROCESSED)
 
 
@@ -231,7 +238,7 @@ def finetune(
     out: Path = typer.Option(RUNS / "finetune", help="Folder for the candidate weights and recipe."),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
-    epochs: int = typer.Option(10, min=1, help="Fine-tuning epochs."),
+    epochs: int = typer.Option(10, min=1, max=1000, help="Fine-tuning epochs."),
     overwrite: bool = typer.Option(False, help="Replace a candidate already in --out (else refused)."),
     device: str = device_option(),
 ) -> None:

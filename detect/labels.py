@@ -143,9 +143,23 @@ def tile_labset(labset: Path, side: int = TILE, min_visible: float = 0.4) -> Pat
 
 
 def write_split(labset: Path, val_every: int = 4) -> None:
-    """Every ``val_every``-th image (sorted by name) is held out for the promotion gate."""
+    """One image in ``val_every`` is held out for the promotion gate: the images already split keep their side
+    (photographs added later never move a held-out one into training, so the gate keeps scoring the same
+    ones), and each new one, by name, is held out while fewer than one in ``val_every`` are."""
     files = image_files(labset)
-    val = [f for i, f in enumerate(files) if i % val_every == val_every - 1] or files[-1:]
+    before = {
+        f.name: side
+        for side in ("train", "val")
+        if (labset / f"{side}.txt").is_file()
+        for f in read_list(labset / f"{side}.txt")
+    }
+    val = [f for f in files if before.get(f.name) == "val"]
+    n = sum(f.name in before for f in files)
+    for f in (f for f in files if f.name not in before):
+        n += 1
+        if len(val) < n // val_every or (len(val) == 0 and n == len(files)):
+            val.append(f)
+    val = sorted(val) or files[-1:]
     train = [f for f in files if f not in val] or files
     write_list(labset / "train.txt", train)
     write_list(labset / "val.txt", val)
@@ -247,7 +261,8 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
         return {}, [f"{path.name}: 'images', 'annotations' and 'categories' must be lists of objects"]
     cats = {c.get("id"): str(c.get("name", "")).lower() for c in coco.get("categories", [])}
     by_id, scale = _coco_images(coco["images"], files, problems)
-    found: dict[str, list] = {name: [] for name in by_id.values()}
+    found: dict[str, list] = {name: [] for name in by_id.values() if name}
+    unknown: dict = {}  # image_id -> annotations that name no COCO image: one line each id
     for a in coco["annotations"]:
         try:
             box = [float(v) for v in a.get("bbox")]
@@ -257,7 +272,9 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
             problems.append(f"annotation {a.get('id')}: bbox is not [x, y, width, height] ({e})")
             continue
         if a.get("image_id") not in by_id:
-            problems.append(f"annotation {a.get('id')}: unknown image_id {a.get('image_id')}")
+            unknown[a.get("image_id")] = unknown.get(a.get("image_id"), 0) + 1
+            continue
+        if by_id[a["image_id"]] is None:  # an image already said to be unusable
             continue
         if cats.get(a.get("category_id")) == "other":  # a leukoscan export's non-white-cell (debris, a red cell)
             continue
@@ -269,6 +286,7 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
             continue
         x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in box)
         found[by_id[a["image_id"]]].append((x, y, x + w, y + h))
+    problems += [f"{n} annotation(s) of image_id {i!r}, which no COCO image has" for i, n in unknown.items()]
     return {n: cells(np.array(b, dtype=np.float32).reshape(-1, 4)) for n, b in found.items()}, problems
 
 
@@ -282,12 +300,18 @@ def _coco_images(images: list[dict], files: dict[str, Path], problems: list[str]
         name = name if name in files else stems.get(Path(name).stem, name)  # e.g. drawn on the original .jpg
         if name not in files:
             problems.append(f"COCO image {name!r} is not in the label set's images/")
+            by_id[im.get("id")] = None  # its annotations: not each a problem of their own
             continue
         try:
-            by_id[im["id"]] = name
-            scale[name] = _size(files[name])[1] / float(im["width"]) if im.get("width") else 1.0
+            h, w = _size(files[name])
+            sx = w / float(im["width"]) if im.get("width") else 1.0
+            sy = h / float(im["height"]) if im.get("height") else sx
+            if not (math.isfinite(sx) and sx > 0 and abs(sy / sx - 1) <= 0.02):
+                raise ValueError(f"{im.get('width')} x {im.get('height')} is not {w} x {h} at one scale")
+            by_id[im["id"]], scale[name] = name, sx
         except (KeyError, TypeError, ValueError, ZeroDivisionError, OSError) as e:
-            problems.append(f"COCO image {k} ({name}): no usable id, width or image ({type(e).__name__}: {e})")
+            problems.append(f"COCO image {k} ({name}): no usable id, width, height or image ({type(e).__name__}: {e})")
+            by_id[im.get("id")] = None
     return by_id, scale
 
 

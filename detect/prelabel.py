@@ -16,6 +16,7 @@ from leukoscan.datasets.segment import TALEQANI_CELL_PX, colour_boxes
 from leukoscan.detect.labels import CELL_PX, PRELABELS, text_sha256, to_coco, write_split
 from leukoscan.detect.scale import white_cell_px
 from leukoscan.images import ImageError, list_images, load_rgb, rescale, to_bgr
+from leukoscan.quality import field_problem
 
 SOURCE = "source"  # key in sv.Detections.data: which proposer found a box ("detector" or "segmentation")
 
@@ -31,6 +32,25 @@ def merge(detected: sv.Detections, proposed: sv.Detections, iou: float = 0.3) ->
     merged = cells(np.concatenate([detected.xyxy, proposed.xyxy]), conf)
     merged.data[SOURCE] = np.array(["detector"] * len(detected) + ["segmentation"] * len(proposed))
     return merged
+
+
+def _say_if_not_a_smear(rgb: np.ndarray, n_cells: int, cell_px: float, name: str, counts: dict, log) -> None:
+    """A photograph that `run` would call no usable smear (too dark, blank, grayscale...): said, and listed in
+    the counts' ``not_smears``; the reviewer decides whether it stays in the label set."""
+    if problem := field_problem(rgb, n_cells, cell_px):
+        counts.setdefault("not_smears", []).append(f"{name}: {problem}")
+        log(
+            f"warning: {name} does not look like a usable smear ({problem}): remove images/{name} and "
+            f"labels/{Path(name).stem}.txt unless it is one"
+        )
+
+
+def _write_overlay(path: Path, rgb: np.ndarray, boxes: sv.Detections) -> None:
+    """The quick-look overlay: detector boxes vermilion, segmentation proposals blue."""
+    scene = sv.BoxAnnotator(
+        color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=max(1, max(rgb.shape[:2]) // 500)
+    ).annotate(to_bgr(rgb), _by_source(boxes))
+    outputs.write_jpeg(path, scene)
 
 
 def prelabel(
@@ -70,14 +90,12 @@ def prelabel(
         (labset / "labels" / label).write_text(text)
         written[label] = text_sha256(text)  # recorded at once: pre-labels of an interrupted run stay unreviewed
         (labset / PRELABELS).write_text(json.dumps(written, indent=1))
-        scene = sv.BoxAnnotator(
-            color=sv.ColorPalette.from_hex(["#D55E00", "#0072B2"]), thickness=max(1, max(rgb.shape[:2]) // 500)
-        ).annotate(to_bgr(rgb), _by_source(boxes))
-        outputs.write_jpeg(labset / "overlays" / f"{path.stem}.jpg", scene)
+        _write_overlay(labset / "overlays" / f"{path.stem}.jpg", rgb, boxes)
         counts["images"] += 1
         counts["detector_boxes"] += int((boxes.data[SOURCE] == "detector").sum())
         counts["segmentation_boxes"] += int((boxes.data[SOURCE] == "segmentation").sum())
         log(f"{path.name}: {len(det)} detected + {len(boxes) - len(det)} proposed by segmentation")
+        _say_if_not_a_smear(rgb, len(det), cell, name, counts, log)
     if counts["images"] == 0:
         if counts["kept"]:  # nothing new: the label set stays exactly as it was
             return counts

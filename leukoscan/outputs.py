@@ -21,7 +21,10 @@ def write_bytes(path: Path, data: bytes, atomic: bool = True) -> Path:
     if not atomic:
         path.write_bytes(data)
         return path
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # (a folder that cannot be written: said of the file asked for)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, file_mode())  # mkstemp's file is the owner's alone; the output is anyone's a plain write's is
         with os.fdopen(fd, "wb") as f:

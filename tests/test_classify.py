@@ -208,11 +208,34 @@ def test_test_time_views_make_the_call_blind_to_how_a_cell_is_turned(tiny_model)
     )
 
 
+def calibration_folder(tmp_path, crops):
+    """The shipped cell-type model (one epoch on tiny crops tells nothing, and no temperature would fit it) and
+    a training folder for it: the tiny crops as train/, and a val/ where the model is right on three crops in four
+    (its own calls) and wrong on the fourth (its second call)."""
+    import shutil
+
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.config import CLASSIFIER_WEIGHTS
+
+    weights = tmp_path / "cells.pt"
+    shutil.copyfile(CLASSIFIER_WEIGHTS, weights)
+    shutil.copyfile(CLASSIFIER_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    folder = tmp_path / "crops"
+    shutil.copytree(crops / "train", folder / "train")
+    val = np.stack([crop(key, seed) for seed in range(6) for key in COLOURS])
+    calls = np.argsort(-CellClassifier(weights, device="cpu").probs(val), axis=1)
+    for i, (image, order) in enumerate(zip(val, calls)):
+        label = CELL_TYPES[order[0] if i % 4 else order[1]]
+        (folder / "val" / label).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / "val" / label / f"{i}.png"), image[..., ::-1])
+    return weights, folder
+
+
 def test_calibrate_rewrites_a_cell_models_scores_from_its_training_folder(tiny_cell_model, tmp_path):
     """``classify calibrate``: the class prior from the training crops (9 blasts, 6 of each other type), the
     test-time views asked for, and a temperature fitted on val with them; the classifier runs as it says."""
     import json
-    import shutil
 
     from typer.testing import CliRunner
 
@@ -220,10 +243,7 @@ def test_calibrate_rewrites_a_cell_models_scores_from_its_training_folder(tiny_c
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.pipeline import app
 
-    best, card, folder = tiny_cell_model
-    weights = tmp_path / "cells.pt"
-    shutil.copyfile(best, weights)
-    weights.with_suffix(".json").write_text(json.dumps(card))
+    weights, folder = calibration_folder(tmp_path, tiny_cell_model[2])
     args = ["classify", "calibrate", "--weights", str(weights), "--data", str(folder), "--device", "cpu"]
     result = CliRunner().invoke(app, [*args, "--test-time-views", "2", "--prior-correction", "0.5"])
     assert result.exit_code == 0, result.output
@@ -513,3 +533,32 @@ def test_a_model_blind_to_pbc_never_sees_pbc_images_through_txl_pbc(tmp_path):
     assert others(()) == 90 and others(("munich",)) == 90 and others(("pbc",)) == 30
     assert set(lab_stain_targets(df, ("pbc",), data_root=data)) == {"txl-416x416"}
     assert set(lab_stain_targets(df, (), data_root=data)) == {"txl-416x416", "txl-360x363", "pbc"}
+
+
+def test_calibrate_refuses_a_folder_that_is_not_the_models_and_keeps_its_card(tiny_cell_model, tmp_path):
+    """A crop folder of a type the model does not know, a type missing from train/ (its class prior would
+    leave it out) or a crop that is not an image: one line, exit 2, the card as it was."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from leukoscan.pipeline import app
+
+    weights, folder = calibration_folder(tmp_path, tiny_cell_model[2])
+    card = weights.with_suffix(".json").read_bytes()
+    args = ["classify", "calibrate", "--weights", str(weights), "--data", str(folder), "--device", "cpu"]
+
+    def refused(match: str) -> None:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and match in result.output and len(result.output.strip().splitlines()) == 1
+        assert weights.with_suffix(".json").read_bytes() == card
+
+    (folder / "val" / "unknowntype").mkdir()
+    shutil.copyfile(next((folder / "train" / "blast").glob("*.png")), folder / "val" / "unknowntype" / "a.png")
+    refused("of no type this model knows (unknowntype)")
+    shutil.rmtree(folder / "val" / "unknowntype")
+    shutil.move(folder / "train" / "basophil", tmp_path / "basophil")
+    refused("no crops of basophil under")
+    shutil.move(tmp_path / "basophil", folder / "train" / "basophil")
+    (next((folder / "val").iterdir()) / "bad.png").write_text("not an image")
+    refused("bad.png")

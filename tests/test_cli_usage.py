@@ -27,6 +27,7 @@ TABLE = """
 2 run {missing}
 2 run {empty}
 2 run {bad} --batch 0
+2 run {bad} --out {garbage}  # a file: said before any model loads
 2 run {bad} --batch many
 2 run {bad} --cell-size -5
 2 run {bad} --um-per-px 0
@@ -91,6 +92,7 @@ TABLE = """
 2 detect finetune {missing}
 2 detect finetune {labset} --from {garbage}
 2 detect finetune {labset} --epochs 0
+2 detect finetune {labset} --epochs 99999999999999999999
 2 detect promote {missing} {garbage}
 2 detect promote {labset} {missing}.pt --regression {test_yaml}
 2 detect promote {labset} {garbage} --regression {test_yaml}
@@ -351,3 +353,25 @@ def test_classify_predict_gives_runs_probabilities_on_runs_crops_and_keeps_an_ea
     before = (tmp_path / "p.csv").read_bytes()
     result = runner.invoke(app, ["classify", "predict", str(tmp_path / "bad"), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 1 and (tmp_path / "p.csv").read_bytes() == before
+
+
+def test_detect_predict_names_every_image_and_never_overwrites_an_overlay(tmp_path):
+    """Two photographs called alike in two folders keep an overlay each; images.csv has a row per image (its
+    cells, or why it was skipped); an --out that is a file is one line before the model loads."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(DEMO_SLIDE / "2.jpg", tmp_path / folder / "field.jpg")
+    (tmp_path / "b" / "broken.png").write_bytes(b"not a picture")
+    out = tmp_path / "out"
+    args = ["detect", "predict", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    images = pd.read_csv(out / "images.csv").set_index("image")
+    a, b, broken = (str(tmp_path / f) for f in ("a/field.jpg", "b/field.jpg", "b/broken.png"))
+    assert images.status.to_dict() == {a: "ok", broken: "error", b: "ok"} and "not" in images.error[broken]
+    assert (images.overlay[a], images.overlay[b]) == ("field_jpg.jpg", "field_jpg_2.jpg")
+    assert images.n_cells[a] == images.n_cells[b] == (pd.read_csv(out / "boxes.csv").image == a).sum() > 0
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["field_jpg.jpg", "field_jpg_2.jpg"]
+    (tmp_path / "file").write_text("")
+    result = runner.invoke(app, ["detect", "predict", str(tmp_path / "a"), "--out", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "is a file" in result.output and "Traceback" not in result.output

@@ -98,3 +98,22 @@ def test_one_box_per_cell_on_the_bundled_photograph(detector):
     ios = overlap_area(det.xyxy, det.xyxy) / np.minimum(area[:, None], area[None, :])
     np.fill_diagonal(ios, 0)
     assert len(det) == 4 and ios.max() < detector.settings.merge_ios
+
+
+def test_the_held_out_photographs_stay_held_out_when_more_are_added(tmp_path):
+    """The promotion gate scores the label set's val.txt: one photograph in four (every fourth by name at first),
+    and photographs added later never move one of them into training (nor a training one out)."""
+    from leukoscan.detect.labels import read_list, write_split
+
+    (tmp_path / "images").mkdir()
+
+    def add(*names):
+        for name in names:
+            (tmp_path / "images" / name).write_bytes(b"")
+        write_split(tmp_path)
+        return [p.name for p in read_list(tmp_path / "val.txt")], [p.name for p in read_list(tmp_path / "train.txt")]
+
+    val, train = add(*(f"{c}.png" for c in "abcdefgh"))
+    assert val == ["d.png", "h.png"] and len(train) == 6
+    val2, train2 = add("aa.png", "ab.png", "ac.png", "ad.png")  # sorted among the first ones by name
+    assert set(val) <= set(val2) and set(train) <= set(train2) and len(val2) == 3

@@ -3,6 +3,7 @@ an error that names the file asked for."""
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,7 @@ def test_a_file_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path)
         outputs.write_text(tmp_path / "report.html", "<html>")
     assert e.value.filename == str(tmp_path / "report.html")
     assert os.listdir(tmp_path) == ["report.html"]  # no temporary file left behind
+    if Path("/proc/self").is_dir():  # a folder where no file can be made (root included): the file asked for
+        with pytest.raises(OSError) as e:
+            outputs.write_text(Path("/proc/leukoscan.json"), "{}")
+        assert e.value.filename == "/proc/leukoscan.json"

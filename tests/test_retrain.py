@@ -133,11 +133,20 @@ def test_import_validates_and_reports_every_problem(loop):
         "bbox of 3": {**good, "annotations": [{**good["annotations"][0], "bbox": [1, 2, 3]}]},
         "bbox nan": {**good, "annotations": [{**good["annotations"][0], "bbox": [float("nan"), 1, 2, 3]}]},
         "no id": {**good, "images": [{k: v for k, v in im.items() if k != "id"} for im in good["images"]]},
+        # a width that is no number (a traceback before), or a width and height at two scales (every box of the
+        # image would be moved): the image is refused, its annotations not each a line of their own
+        "width text": {**good, "images": [{**good["images"][0], "width": "abc"}, *good["images"][1:]]},
+        "aspect": {
+            **good,
+            "images": [{**good["images"][0], "width": 2 * good["images"][0]["width"]}, *good["images"][1:]],
+        },
     }
     for what, coco in broken.items():
         (loop["root"] / "broken.json").write_text(json.dumps(coco))
-        with pytest.raises(LabelError):
+        with pytest.raises(LabelError) as e:
             import_labels(labset, loop["root"] / "broken.json")
+        if what in ("width text", "aspect"):
+            assert len(e.value.problems) == 1 and "no usable id, width, height" in e.value.problems[0], what
     partial = loop["root"] / "yolo_partial"
     partial.mkdir()
     (partial / "photo 0.txt").write_text("0 nan 0.5 0.1 0.1\n")
@@ -148,6 +157,17 @@ def test_import_validates_and_reports_every_problem(loop):
     with pytest.raises(LabelError, match="5 image\\(s\\) of the label set are not in yolo_partial"):
         import_labels(labset, partial)
     assert {p.name: p.read_text() for p in (labset / "labels").glob("*.txt")} == before
+
+
+def test_annotations_of_an_image_id_no_coco_image_has_are_one_line(loop):
+    labset = loop["root"] / "labset"
+    good = reviewed_coco(labset, loop["truth"])
+    unknown = {**good, "annotations": [{**a, "image_id": 77} for a in good["annotations"]]}
+    (loop["root"] / "unknown.json").write_text(json.dumps(unknown))
+    with pytest.raises(LabelError) as e:
+        import_labels(labset, loop["root"] / "unknown.json")
+    assert f"{len(good['annotations'])} annotation(s) of image_id 77, which no COCO image has" in e.value.problems
+    assert len(e.value.problems) <= 2  # and, as every image is left without boxes, one line saying so
 
 
 def test_tiles_keep_the_training_scale_and_the_photo_split(loop):
@@ -296,3 +316,17 @@ def test_rollback_to_weights_archived_without_a_card_leaves_no_other_models_card
     rollback(current, sha256(DETECTOR_WEIGHTS)[:8])
     card = json.loads((tmp_path / "detector.json").read_text())
     assert card["sha256"] == sha256(DETECTOR_WEIGHTS) == sha256(current) and "metrics" not in card
+
+
+def test_prelabel_says_which_photographs_are_no_usable_smear(tmp_path):
+    """A blank photograph, which `run` would call unusable, is pre-labelled with a warning and listed (the
+    reviewer removes it unless it is one), the smear beside it without."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    img, _ = smear((600, 800), rbc_px=40, wbc_px=68, n_rbc=70, n_wbc=3, seed=300)
+    cv2.imwrite(str(photos / "smear.jpg"), img[..., ::-1])
+    cv2.imwrite(str(photos / "blank.jpg"), np.full((600, 800, 3), 240, np.uint8))
+    said = []
+    counts = prelabel(Detector(DETECTOR_WEIGHTS, "cpu"), photos, tmp_path / "labset", cell_size=68, log=said.append)
+    assert [n.split(":")[0] for n in counts["not_smears"]] == ["blank.png"]
+    assert any(m.startswith("warning: blank.png does not look like a usable smear") for m in said)

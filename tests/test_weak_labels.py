@@ -100,10 +100,16 @@ def test_cells_known_to_be_normal_get_the_teachers_best_normal_type():
     blastish = np.full(len(CELL_TYPES), 0.01)
     blastish[CELL_TYPES.index("blast")], blastish[CELL_TYPES.index("lymphocyte")] = 0.8, 0.13
     even = np.full(len(CELL_TYPES), 1 / len(CELL_TYPES))  # no normal type stands out: left out
-    p = np.stack([blastish / blastish.sum(), probs("neutrophil", 0.95), even])
+    # an erythroblast is not a white cell: a normal donor's white cell called one takes its next type
+    nucleated_red = np.full(len(CELL_TYPES), 0.01)
+    nucleated_red[CELL_TYPES.index("erythroblast")], nucleated_red[CELL_TYPES.index("lymphocyte")] = 0.7, 0.22
+    p = np.stack([blastish / blastish.sum(), probs("neutrophil", 0.95), even, nucleated_red / nucleated_red.sum()])
+    cells = pd.DataFrame({"crop": ["a.png", "b.png", "c.png", "d.png"], "type": [""] * 4})
     out = pseudo_labels(cells, p, confident=0.6, known_normal=True)
-    assert out.crop.tolist() == ["a.png", "b.png"] and out.type.tolist() == ["lymphocyte", "neutrophil"]
-    assert pseudo_labels(cells, p, confident=0.6).crop.tolist() == ["b.png"]  # unknown cells: blast calls out
+    assert out.crop.tolist() == ["a.png", "b.png", "d.png"]
+    assert out.type.tolist() == ["lymphocyte", "neutrophil", "lymphocyte"]
+    unknown = pseudo_labels(cells, p, confident=0.6)  # unknown cells: blast calls out, an erythroblast kept
+    assert unknown.crop.tolist() == ["b.png", "d.png"] and unknown.type.tolist() == ["neutrophil", "erythroblast"]
 
 
 def test_a_cleaned_table_must_cover_the_cell_dataset_it_is_trained_with(tmp_path):
