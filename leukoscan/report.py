@@ -34,7 +34,7 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 .note{background:#fff4e5;border-left:4px solid #b26a00;padding:.6em 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{background:#e4e4e4}
-.badge{color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}.badge.review{color:#8a5200;background:#fff;border:2px solid #b26a00}.unusable{color:#b26a00;font-weight:600}
+.badge{display:inline-block;margin:1px 0;white-space:nowrap;color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}.badge.review{color:#8a5200;background:#fff;border:2px solid #b26a00}.unusable{color:#b26a00;font-weight:600}
 .facts td:first-child{font-weight:600;background:#fafafa}
 .overlays figure{display:inline-block;position:relative;margin:4px}.overlays img{max-width:460px;border:1px solid #ccc;display:block}
 .overlays figcaption{font-size:11px}.hl{position:absolute;border:3px solid #ff0;outline:2px solid #000;pointer-events:none}
