@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tempfile
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,7 +75,8 @@ def score(weights: Path, data: Path, split: str, imgsz: int, device: str = "auto
     from leukoscan.detect.score import model_metrics
     from leukoscan.runtime import yolo
 
-    m = model_metrics(yolo(weights, "detect"), data, split, imgsz, device, Path(weights).parent / "val", "gate")
+    with tempfile.TemporaryDirectory() as tmp:  # Ultralytics makes a run folder: never in the weights folder
+        m = model_metrics(yolo(weights, "detect"), data, split, imgsz, device, Path(tmp), "gate")
     return {
         "mAP50": round(float(m.box.map50), 4),
         "recall": round(float(m.box.mr), 4),
@@ -175,7 +177,8 @@ def _gate(scores: dict, tolerance: float) -> tuple[bool, str]:
     recall_change = scores["candidate"]["lab"]["recall_at_conf"] - scores["current"]["lab"]["recall_at_conf"]
     reason = (
         f"lab mAP50 {lab_gain:+.4f}, lab recall at conf {scores['current']['lab']['operating_conf']} "
-        f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} (tolerance -{tolerance})"
+        f"{recall_change:+.4f} (must not drop), regression mAP50 {-regression_drop:+.4f} "
+        f"(may drop by {tolerance:g} at most)"
     )
     return lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance, reason
 

@@ -114,6 +114,8 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         raise ImageError(
             f"{TOO_LARGE} {limit:g} megapixels and over Pillow's limit; use --max-megapixels to raise it"
         ) from None
+    except PermissionError:
+        raise ImageError("no permission to read it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(
             f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"

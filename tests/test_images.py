@@ -139,3 +139,19 @@ def test_a_link_to_nowhere_is_listed_and_said_unreadable_not_left_out(tmp_path):
     for p in list_images(tmp_path):
         with pytest.raises(ImageError, match="a link to .*, which is not there"):
             load_rgb(p)
+
+
+def test_a_field_that_cannot_be_opened_for_permission_says_so(tmp_path, monkeypatch):
+    """Not "corrupt or truncated": the file may be fine, its permissions are not (root reads anything, so the
+    refusal is simulated)."""
+    import cv2
+    from PIL import Image as PILImage
+
+    cv2.imwrite(str(tmp_path / "f.png"), np.zeros((10, 10, 3), np.uint8))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(PILImage, "open", refuse)
+    with pytest.raises(ImageError, match="^no permission to read it$"):
+        load_rgb(tmp_path / "f.png")

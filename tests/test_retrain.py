@@ -249,6 +249,8 @@ def test_import_move_finetune_and_gate(loop):
     original = sha256(loop["current"])
     result = promote(worse, loop["current"], loop["regression"], tile_labset(labset), device="cpu")
     assert result["promoted"] is False and sha256(loop["current"]) == original
+    assert not (loop["current"].parent / "val").exists()  # the gate's scoring leaves nothing in the weights folder
+    assert "may drop by 0.02 at most" in result["reason"]
     entries = read_registry(loop["current"])
     assert [e["status"] for e in entries] == ["initial", "rejected"]
     assert (
