@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.markup import escape
 
@@ -37,16 +36,15 @@ from leukoscan.progress import (
     cell_size_option,
     console,
     device_option,
-    error,
     fail,
     finite,
     max_megapixels_option,
-    one_line,
     positive,
     progress,
     um_per_px_option,
     user_errors,
 )
+from leukoscan.summary import conclude
 
 app = typer.Typer(
     help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER} Exit codes, the same in "
@@ -126,16 +124,16 @@ def run(
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
-    from leukoscan.models import Models
+    from leukoscan.models import ModelFiles, Models
     from leukoscan.slide import Options, Slide, screening_key
 
     screen = engine_screen(engine, ray_address)
-    weights = (detector_weights, classifier_weights, subtype_weights, device, backend)
+    files = ModelFiles(detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
         inputs = without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))])
         names = unique_names(inputs, out)
         outside_slides(out, names, slides or [])
-        models = Models.load(*weights, lazy=True)  # read from their files and cards only, until screening asks
+        models = Models.from_files(files, lazy=True)  # read from their files and cards only, until screening asks
         # an offset belongs to the classifier (and calibration) that scored the reference cells
         lab = LabReference.load(lab_reference, models.description["models"]["classifier"]) if lab_reference else None
         opts = Options(
@@ -160,7 +158,7 @@ def run(
                     soft_wrap=True,
                 )
         if not done and engine is Engine.local:  # (with --workers too: unusable weights are found here, at once)
-            models = Models.load(*weights)
+            models = Models.from_files(files)
     terminated = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: as Ctrl-C, workers too
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
@@ -180,36 +178,6 @@ def run(
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, terminated)
-
-
-def conclude(verdicts: list, out: Path) -> None:
-    """The run's summary.csv and review page, the fields skipped and the summary; exit 1 when those files could not
-    be written or no image could be processed."""
-    from leukoscan import outputs
-    from leukoscan.records import SUMMARY_COLUMNS
-    from leukoscan.report import write_report
-
-    try:
-        outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
-        write_report(out, verdicts)
-        report = True
-    except OSError as e:  # a full disk, a folder in the way: the slides' own outputs are written already
-        error(f"could not write summary.csv and report.html in {out} ({one_line(e)}); each slide's folder has its own")
-        report = False
-    show_failures(verdicts, out)
-    show_summary(verdicts, out, report)
-    others = sorted({v.parent.name for v in out.glob("*/verdict.json")} - {name for name, _ in verdicts})
-    if others:  # an earlier run's slides in the same --out
-        console.print(
-            f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
-            f"({escape(', '.join(others[:5]))}{', ...' if len(others) > 5 else ''}): summary.csv and report.html are "
-            "this run's slides only",
-            soft_wrap=True,
-        )
-    if not report:
-        raise typer.Exit(NOTHING_PROCESSED)
-    if all(v.n_failed == v.n_images for _, v in verdicts):
-        fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
 
 @app.command("lab-reference")
@@ -297,111 +265,14 @@ def export(
     openvino-int8 quantises weights and activations to 8 bits (NNCF post-training quantisation,
     calibrated on the held-in val splits that `leukoscan data detect|classify` build): the fastest CPU
     backend on processors with VNNI; check it with bench/backends_agree.py and the eval scripts."""
-    import warnings
-
-    from leukoscan.cards import forget_export, load_model, record_export
+    from leukoscan.model_export import export_models
 
     models = (
         (detector_weights, "detect", detect_data),
         (classifier_weights, "classify", classify_data),
         (subtype_weights, "classify", subtype_data),
     )
-    if "openvino-int8" in formats and (missing := [data for _, _, data in models if not data.exists()]):
-        fail(
-            f"calibration data not found: {missing[0]} (build it with `leukoscan data detect` / `data cells` + "
-            "`classify train-cells` / `data classify`, or pass --detect-data / --classify-data / --subtype-data)"
-        )
-    with user_errors():  # every model loads before anything is exported
-        for weights, task, _ in models:
-            load_model(weights, task)
-    if "openvino-int8" in formats:
-        import logging
-
-        import nncf  # Ultralytics' INT8 OpenVINO export quantises with it; quiet its per-layer INFO lines
-
-        nncf.set_log_level(logging.WARNING)
-    try:
-        for fmt in formats:
-            for weights, task, data in models:
-                model = load_model(weights, task)
-                extra = {"simplify": False} if fmt == "onnx" else {}
-                if fmt == "openvino-int8":  # calibrated at the size the model was trained at
-                    extra = {"quantize": 8, "data": str(data), "imgsz": model.overrides.get("imgsz", 640)}
-                forget_export(weights, fmt)  # until it is whole again
-                with user_errors(NOTHING_PROCESSED), warnings.catch_warnings():  # a folder in the way, a full disk
-                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notes, not the user's
-                    path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
-                record_export(weights, fmt)
-                console.print(f"exported {path}")
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted:[/] the export being written is incomplete (`--backend` refuses it): "
-            "run `leukoscan export` again"
-        )
-        raise typer.Exit(130) from None
-
-
-def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:
-    """One line on stderr per field that could not be read (its file and why, from the slide's images.csv),
-    at most ``limit`` per slide, the rest counted."""
-    for name, v in verdicts:
-        if not v.n_failed:
-            continue
-        images = pd.read_csv(out / name / "images.csv", keep_default_na=False)
-        failed = images[images.status == "error"]
-        for row in failed.head(limit).itertuples():
-            console.print(
-                f"[yellow]skipped[/] {escape(v.slide)}/{escape(row.image)}: {escape(row.error)}", soft_wrap=True
-            )
-        if len(failed) > limit:
-            console.print(f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(v.slide)} (its images.csv)")
-
-
-def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
-    """The run's summary on stdout (progress and logs are on stderr): a table on a terminal; plain columns,
-    never cut to a width, when stdout is piped or redirected; then where the ``report`` is, when it was written."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from leukoscan.numbers import percent
-
-    limit = SETTINGS.verdict.suspect_fraction  # a negative slide's 9.95 % reads 9.9 %
-    columns = ("slide", "images", "failed", "white cells", "blasts (95% CI)", "subtype", "verdict", "review")
-    rows = [
-        (
-            v.slide,
-            str(v.n_images),
-            str(v.n_failed),
-            str(c.n_white_cells),
-            "–"
-            if c.blast_fraction is None
-            else f"{percent(c.blast_fraction, below=limit)} ({percent(c.ci_low)}–{percent(c.ci_high)})",
-            c.predominant_subtype or "–",
-            c.verdict,
-            "yes" if c.needs_review else "no",
-        )
-        for v, c in ((v, v.call) for _, v in verdicts)
-    ]
-    title = f"leukoscan: {leukoscan.DISCLAIMER}"
-    stdout = Console(highlight=False, emoji=False)
-    if stdout.is_terminal:  # wrapped to the terminal's width, never cut
-        table = Table(title=title, title_justify="left")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*map(escape, row))
-        stdout.print(table)
-    else:
-        widths = [max(map(len, column)) for column in zip(columns, *rows)]
-        typer.echo(
-            "\n".join(
-                [title, *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (columns, *rows))]
-            )
-        )
-    for _, v in verdicts:
-        stdout.print(f"{escape(v.slide)}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
-    if report:
-        stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)
+    export_models(models, formats)
 
 
 if __name__ == "__main__":

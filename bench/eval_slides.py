@@ -39,6 +39,7 @@ from eval_crosslab import eval_cells, predict  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, IS_WHITE  # noqa: E402
+from leukoscan.classify.weak import cleaned_types  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
 from leukoscan.verdict import verdict_of  # noqa: E402
 
@@ -363,9 +364,7 @@ def main() -> None:
     cells = eval_cells(args.cells)
     cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)
     if cleaned.exists():
-        cells["type"] = (
-            pd.read_csv(cleaned, keep_default_na=False).set_index("crop").type.reindex(cells.crop).to_numpy()
-        )
+        cells["type"] = cleaned_types(cells, cleaned)
     root = cells.attrs["root"]
     every = cells[cells.source != "txl"].reset_index(drop=True)
     every.attrs["root"] = root

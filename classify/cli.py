@@ -14,7 +14,7 @@ from leukoscan.config import (
     BUILD_DIR,
     CLASSIFIER_WEIGHTS,
     DATA_ROOT,
-    REPO_ROOT,
+    RUNS,
     SETTINGS,
     SUBTYPE_WEIGHTS,
     TEST_TIME_VIEWS,
@@ -28,7 +28,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 CROPS = BUILD_DIR / "classify"
-RUNS = REPO_ROOT / "runs"
 
 
 def _views(value: int) -> int:
@@ -76,7 +75,7 @@ def train(
         CROPS, exists=True, file_okay=False, help="Crop dataset folder (from `leukoscan data classify`)."
     ),
     epochs: int = typer.Option(ClassifierRecipe.epochs, min=1, max=1000, help="Training epochs."),
-    imgsz: int = typer.Option(64, min=32, help="Crop size the model sees."),
+    imgsz: int = typer.Option(ClassifierRecipe.imgsz, min=32, help="Crop size the model sees."),
     balance: bool = typer.Option(
         False,
         help="Balance classes: subsample large ones, fill small ones with stain-jittered "
@@ -151,20 +150,12 @@ def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
     with ``pseudo`` (self-training) the teacher's confident calls on unlabelled cells; and those calls alone."""
     import pandas as pd
 
+    from leukoscan.classify.weak import cleaned_types
     from leukoscan.datasets.cells import read_cells
 
     df = read_cells(cells)
     if cleaned:
-        table = pd.read_csv(cleaned, keep_default_na=False)
-        if missing := {"crop", "type"} - set(table.columns):
-            raise ValueError(f"{cleaned} has no {sorted(missing)} column: not a table `classify clean` wrote")
-        types = table.set_index("crop").type.reindex(df.crop)
-        if uncovered := int(types.isna().sum()):  # made from another build: those cells would vanish from training
-            raise ValueError(
-                f"{cleaned} leaves {uncovered} of the {len(df)} cells of {cells / 'cells.csv'} without a type: make "
-                "it from this cell dataset (`leukoscan classify clean`)"
-            )
-        df["type"] = types.to_numpy()
+        df["type"] = cleaned_types(df, cleaned)
     taught = pd.DataFrame(columns=df.columns)
     if pseudo:
         taught = pd.read_csv(pseudo, keep_default_na=False)

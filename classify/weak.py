@@ -15,6 +15,8 @@ monocytes; a model that has seen only myeloblasts cannot tell a lymphoblast from
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -100,3 +102,19 @@ def apply_relabels(cells: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     new = cells.crop.map(table.set_index("crop")["type"])
     relabel = new.notna().to_numpy()
     return _relabelled(cells, relabel, new[relabel].tolist())
+
+
+def cleaned_types(cells: pd.DataFrame, cleaned: Path) -> np.ndarray:
+    """Each of ``cells``' type as the table ``classify clean`` wrote (``cleaned``: crop, type) gives it; a
+    ``ValueError`` for a table without those columns or one that leaves a cell without a type (made from
+    another build of the cell dataset: those cells would vanish from training or scoring without a word)."""
+    table = pd.read_csv(cleaned, keep_default_na=False)
+    if missing := {"crop", "type"} - set(table.columns):
+        raise ValueError(f"{cleaned} has no {sorted(missing)} column: not a table `classify clean` wrote")
+    types = table.set_index("crop").type.reindex(cells.crop)
+    if uncovered := int(types.isna().sum()):
+        raise ValueError(
+            f"{cleaned} leaves {uncovered} of the {len(cells)} cells of the cell dataset without a type: make it "
+            "from this cell dataset (`leukoscan classify clean`)"
+        )
+    return types.to_numpy()

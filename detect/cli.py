@@ -10,7 +10,8 @@ from typing import Literal
 import typer
 from rich.markup import escape
 
-from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT, SETTINGS
+from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, RUNS, SETTINGS
+from leukoscan.detect.train import FINETUNE, DetectorRecipe
 from leukoscan.progress import (
     NOTHING_PROCESSED,
     USAGE_ERROR,
@@ -32,7 +33,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 DATA_YAML = BUILD_DIR / "detect" / "data.yaml"
-RUNS = REPO_ROOT / "runs"
 
 
 def data_yaml(path: Path, *splits: str) -> Path:
@@ -73,8 +73,8 @@ def train(
     data: Path = typer.Option(
         DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml (from `leukoscan data detect`)."
     ),
-    epochs: int = typer.Option(16, min=1, max=1000, help="Training epochs."),
-    imgsz: int = typer.Option(320, min=32, help="Training image size."),
+    epochs: int = typer.Option(DetectorRecipe.epochs, min=1, max=1000, help="Training epochs."),
+    imgsz: int = typer.Option(DetectorRecipe.imgsz, min=32, help="Training image size."),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "detect", help="Folder for training runs."),
     name: str = typer.Option("detector", help="Run name."),
@@ -110,7 +110,7 @@ def val(
     data: Path = typer.Option(DATA_YAML, exists=True, dir_okay=False, help="YOLO data.yaml."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     split: Literal["val", "test"] = typer.Option("val", help="Dataset split."),
-    imgsz: int = typer.Option(320, min=32, help="Validation image size."),
+    imgsz: int = typer.Option(DetectorRecipe.imgsz, min=32, help="Validation image size."),
     device: str = device_option(),
 ) -> None:
     """Ultralytics validation metrics (precision, recall, mAP50, mAP50-95) on a split."""
@@ -238,7 +238,7 @@ def finetune(
     out: Path = typer.Option(RUNS / "finetune", help="Folder for the candidate weights and recipe."),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
-    epochs: int = typer.Option(10, min=1, max=1000, help="Fine-tuning epochs."),
+    epochs: int = typer.Option(FINETUNE.epochs, min=1, max=1000, help="Fine-tuning epochs."),
     overwrite: bool = typer.Option(False, help="Replace a candidate already in --out (else refused)."),
     device: str = device_option(),
 ) -> None:
@@ -247,7 +247,6 @@ def finetune(
 
     from leukoscan.cards import load_model
     from leukoscan.detect.labels import read_list, unreviewed
-    from leukoscan.detect.registry import FINETUNE
     from leukoscan.detect.registry import finetune as run_finetune
 
     with user_errors():

@@ -13,16 +13,14 @@ import json
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from leukoscan.cards import sha256
 from leukoscan.detect.labels import read_list, tile_labset
-from leukoscan.detect.train import DetectorRecipe
+from leukoscan.detect.train import FINETUNE, DetectorRecipe
 from leukoscan.training import fit
-
-FINETUNE = replace(DetectorRecipe(), epochs=10, patience=10, mosaic=0.5, close_mosaic=2)
 
 
 def finetune(
@@ -137,7 +135,7 @@ def promote(
     regression_data: Path,
     lab_data: Path,
     tolerance: float = 0.02,
-    imgsz: int = 320,
+    imgsz: int = DetectorRecipe.imgsz,
     device: str = "auto",
 ) -> dict:
     """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves, the lab's recall at the

@@ -12,6 +12,7 @@ from leukoscan.runtime import REPO_ROOT, package_path
 WEIGHTS_DIR = Path(os.environ.get("LEUKOSCAN_WEIGHTS", package_path("weights")))  # the repository's, or the wheel's
 DATA_ROOT = Path(os.environ.get("LEUKOSCAN_DATA", REPO_ROOT.parent / "shared" / "datasets"))
 BUILD_DIR = Path(os.environ.get("LEUKOSCAN_BUILD", REPO_ROOT / "data"))
+RUNS = REPO_ROOT / "runs"  # training runs of every command that trains (ignored by git)
 DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
 CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"  # cell types (cross-lab)
 SUBTYPE_WEIGHTS = WEIGHTS_DIR / "subtype.pt"  # B-ALL subtype of blasts (Taleqani only)

@@ -53,7 +53,7 @@ def _init_worker(files: ModelFiles, threads: int, counter, fields_done, max_mega
     if len(cores) >= 2 * threads:
         start = (index * threads) % len(cores)
         os.sched_setaffinity(0, cores[start : start + threads])
-    _worker_models = Models.load(files.detector, files.classifier, files.subtype, files.device, files.backend)
+    _worker_models = Models.from_files(files)
     use_threads(threads)  # after loading: the first Ultralytics import in this process sets every core
 
 

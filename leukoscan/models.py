@@ -97,6 +97,11 @@ class Models:
         )
         return cls(*loaded, files=files)
 
+    @classmethod
+    def from_files(cls, files: ModelFiles, lazy: bool = False) -> Models:
+        """``load`` of what ``files`` names (a run's models, or a worker's own copy of them)."""
+        return cls.load(files.detector, files.classifier, files.subtype, files.device, files.backend, lazy=lazy)
+
     @cached_property
     def description(self) -> dict:
         """What screened a slide (version, device, backend, weight files and their hashes), hashed once."""

@@ -138,7 +138,7 @@ class _ModelActor:
 
         runtime.setup()  # a Ray worker process: the set-up of an entry point
         limit_megapixels(max_megapixels)
-        self.models = Models.load(files.detector, files.classifier, files.subtype, files.device, files.backend)
+        self.models = Models.from_files(files)
         runtime.use_threads(threads)  # after loading: Ultralytics' first import sets all the machine's cores
 
 

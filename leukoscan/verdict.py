@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -26,18 +28,28 @@ def wilson(k, n, z: float = Z95):
     return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
-def rule_tests(n, k, c, rules: VerdictRules) -> list[tuple[str, str, object, object, float]]:
-    """The share rules that are on, on counts (numbers or arrays of slides): (what, the words of the value
-    "negative" compares, its 95 % lower bound, that value, threshold) for the blast fraction (``k`` of ``n``;
-    its ``negative_z`` upper bound) and the confident-blast share (``c`` of ``n``; its estimate)."""
+class RuleTest(NamedTuple):
+    """One share rule on counts: what it measures, the words of the value ``negative`` compares, its 95 %
+    lower bound (``suspected`` when it reaches the threshold), that value, and the threshold."""
+
+    what: str
+    words: str
+    low: object
+    value: object
+    threshold: float
+
+
+def rule_tests(n, k, c, rules: VerdictRules) -> list[RuleTest]:
+    """The share rules that are on, on counts (numbers or arrays of slides): the blast fraction (``k`` of
+    ``n``; its ``negative_z`` upper bound) and the confident-blast share (``c`` of ``n``; its estimate)."""
     tests = []
     if rules.suspect_fraction is not None:
         z = rules.negative_z
         words = "the " if z == 0 else "upper bound of the " if z == Z95 else f"{z:g}-z upper bound of the "
-        tests.append(("blast fraction", words, wilson(k, n)[0], wilson(k, n, z)[1], rules.suspect_fraction))
+        tests.append(RuleTest("blast fraction", words, wilson(k, n)[0], wilson(k, n, z)[1], rules.suspect_fraction))
     if rules.suspect_confident_fraction is not None:
         tests.append(
-            (
+            RuleTest(
                 f"share of cells with P(blast) >= {rules.confident_blast_p}",
                 "the ",
                 wilson(c, n)[0],
@@ -60,8 +72,8 @@ def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.ve
     tests = rule_tests(n, k, c, rules)
     count = np.inf if rules.suspect_confident_blasts is None else rules.suspect_confident_blasts
     suspected, negative = c >= count, c < count
-    for _, _, low, value, threshold in tests:
-        suspected, negative = suspected | (low >= threshold), negative & (value < threshold)
+    for test in tests:
+        suspected, negative = suspected | (test.low >= test.threshold), negative & (test.value < test.threshold)
     out = np.where(
         n < rules.min_cells,
         "insufficient",
@@ -169,13 +181,14 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
     tests = rule_tests(n, blasts, confident, rules)
     p, count = rules.confident_blast_p, rules.suspect_confident_blasts
     if verdict == "suspected":
-        fired = [f"lower bound of the {what} {low:.1%} >= {t:.0%}" for what, _, low, _, t in tests if low >= t]
+        fired = [f"lower bound of the {t.what} {t.low:.1%} >= {t.threshold:.0%}" for t in tests if t.low >= t.threshold]
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
     parts = [
         # 9.95 % reads 9.9 % < 10 %, never 10.0 % < 10 %
-        f"{words}{what} {percent(value, below=t)} {'<' if value < t else '>='} {t:.0%}"
-        for what, words, _, value, t in tests
+        f"{t.words}{t.what} {percent(t.value, below=t.threshold)} {'<' if t.value < t.threshold else '>='} "
+        f"{t.threshold:.0%}"
+        for t in tests
     ]
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
     return (

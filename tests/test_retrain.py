@@ -18,7 +18,8 @@ from leukoscan.datasets.build import read_yolo
 from leukoscan.detect.labels import LabelError, import_labels, tile_labset, unreviewed
 from leukoscan.detect.predict import Detector
 from leukoscan.detect.prelabel import prelabel
-from leukoscan.detect.registry import FINETUNE, finetune, promote, read_registry, rollback
+from leukoscan.detect.registry import finetune, promote, read_registry, rollback
+from leukoscan.detect.train import FINETUNE
 
 
 @pytest.fixture(scope="module")
