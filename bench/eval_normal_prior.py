@@ -25,7 +25,7 @@ from eval_crosslab import RESULTS, eval_cells, flat_source_figures, held_out_row
 
 from leukoscan import runtime  # noqa: E402
 
-NORMAL_STRENGTHS = (None, 0.0, 1.0)  # None: the card as it is
+NORMAL_STRENGTHS = (None, 0.0, 1.0)  # None: one correction for every type (the cards' strength, 2)
 SHIPPED = {
     "munich": ("blast_recall", "accuracy"),
     "pbc": ("accuracy", "normal_called_blast"),
@@ -41,13 +41,14 @@ def variants(weights: Path, crops: np.ndarray):
     from leukoscan.classify.predict import CellClassifier
 
     clf = CellClassifier(weights, device="cpu", strict=False)
+    clf.others_strength = None  # one correction for every type: the cards before this trial
     card = clf.probs(crops)
     strength, clf.prior_strength = clf.prior_strength, 0.0
     plain = clf.raw_probs(crops)  # the views averaged, no correction
     clf.prior_strength = strength
     for s in NORMAL_STRENGTHS:
         if s is None:
-            yield "card", card
+            yield "one correction", card
             continue
         others = apply_temperature(correct_prior(plain, clf.prior, s), clf.temperature)[:, 1:].astype(np.float64)
         others /= np.maximum(others.sum(axis=1, keepdims=True), 1e-12)

@@ -24,6 +24,15 @@ def correct_prior(probs: np.ndarray, prior: np.ndarray, strength: float) -> np.n
     return (adjusted / np.maximum(adjusted.sum(axis=1, keepdims=True), 1e-300)).astype(np.float32)
 
 
+def share_others(probs: np.ndarray, others: np.ndarray, blast: int) -> np.ndarray:
+    """``probs`` with its column ``blast`` kept and the rest shared out in the proportions of ``others`` (the same
+    cells' probabilities made another way): rows still sum to 1, P(blast) is unchanged."""
+    rest = np.delete(np.asarray(others, np.float64), blast, axis=1)
+    rest /= np.maximum(rest.sum(axis=1, keepdims=True), 1e-300)
+    kept = np.asarray(probs, np.float64)[:, blast]
+    return np.insert(rest * (1 - kept)[:, None], blast, kept, axis=1).astype(np.float32)
+
+
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 

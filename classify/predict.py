@@ -11,7 +11,7 @@ import supervision as sv
 from leukoscan.cards import backend_file, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
-from leukoscan.classify.calibrate import apply_temperature, correct_prior
+from leukoscan.classify.calibrate import apply_temperature, correct_prior, share_others
 from leukoscan.classify.stain import reinhard
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS, TEST_TIME_VIEWS
 from leukoscan.crops import crop_cells
@@ -30,13 +30,16 @@ def dihedral_views(crops: np.ndarray, views: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out))
 
 
-def card_scores(card: dict) -> tuple[int, float, dict[str, float]]:
-    """A card's test-time views, prior-correction strength and class prior (one view and none without)."""
+def card_scores(card: dict) -> tuple[int, float, dict[str, float], float | None]:
+    """A card's test-time views, prior-correction strength, class prior (one view and none without) and the
+    correction the types other than blast are shared out with (None: the same as the rest, as before 2026-12-06)."""
     correction = card.get("prior_correction") or {}
+    others = correction.get("others_strength")
     return (
         int(card.get("test_time_views", 1)),
         float(correction.get("strength", 0.0)),
         correction.get("class_prior", {}),
+        None if others is None else float(others),
     )
 
 
@@ -85,20 +88,26 @@ class Classifier:
     def configure_scores(self, card: dict) -> None:
         """How its probabilities are made (a card without says: one view, no prior correction): the number of
         test-time views, and the class prior its outputs are divided by (``scores_card``)."""
-        self.views, self.prior_strength, prior = card_scores(card)
+        self.views, self.prior_strength, prior, self.others_strength = card_scores(card)
         self.prior = np.array([prior.get(key, 1.0) for key in self.classes])  # a class it was not taught: 0 anyway
+        if "blast" not in self.classes:  # (the subtype model: one correction for all)
+            self.others_strength = None
 
     def configure(self, card: dict) -> None:
         """What a subclass reads of its model's card beyond what every classifier reads (nothing here)."""
 
-    def raw_probs(self, crops: np.ndarray) -> np.ndarray:
-        """Uncalibrated probabilities (N x classes) for RGB crops: the softmax averaged over the crops'
-        ``views`` test-time views, divided by the class prior (``prior_strength``; then renormalised). The
-        temperature (``probs``) comes last, so that calibration never changes which class is on top."""
+    def view_probs(self, crops: np.ndarray) -> np.ndarray:
+        """The softmax (N x classes) for RGB crops, averaged over their ``views`` test-time views."""
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
         views = self.softmax(dihedral_views(np.asarray(crops), self.views))
-        return correct_prior(views.reshape(self.views, len(crops), -1).mean(axis=0), self.prior, self.prior_strength)
+        return views.reshape(self.views, len(crops), -1).mean(axis=0)
+
+    def raw_probs(self, crops: np.ndarray) -> np.ndarray:
+        """Uncalibrated probabilities (N x classes) for RGB crops: ``view_probs`` divided by the class prior
+        (``prior_strength``; then renormalised). The temperature (``probs``) comes last, so that calibration
+        never changes which class is on top."""
+        return correct_prior(self.view_probs(crops), self.prior, self.prior_strength)
 
     def softmax(self, crops: np.ndarray) -> np.ndarray:
         """The model's softmax (N x classes, ``classes`` order) for RGB crops, in batches of ``batch``."""
@@ -128,9 +137,17 @@ class Classifier:
                 yield start, [to_bgr(c) for c in chunk]
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (N x classes): ``raw_probs`` at the card's temperature; with
+        ``others_strength``, P(blast) as that, the other types sharing the rest as they come out of the weaker
+        correction (at the same temperature)."""
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
-        return apply_temperature(self.raw_probs(crops), self.temperature)
+        plain = self.view_probs(crops)
+        probs = apply_temperature(correct_prior(plain, self.prior, self.prior_strength), self.temperature)
+        if self.others_strength is None:
+            return probs
+        others = apply_temperature(correct_prior(plain, self.prior, self.others_strength), self.temperature)
+        return share_others(probs, others, self.classes.index("blast"))
 
     def crops(self, rgb: np.ndarray, det: sv.Detections) -> np.ndarray:
         """The crops this model sees for ``det`` (the shared crop geometry, with the margin it was trained on)."""
@@ -173,8 +190,8 @@ class CellClassifier(Classifier):
         self.stain_normalisation: dict | None = card.get("stain_normalisation")
         self.colour: str = card.get("input_colour", "rgb")  # trained on gray crops: sees gray crops
 
-    def raw_probs(self, crops: np.ndarray) -> np.ndarray:
-        return super().raw_probs(as_input(crops, self.colour))
+    def view_probs(self, crops: np.ndarray) -> np.ndarray:
+        return super().view_probs(as_input(crops, self.colour))
 
     def normalise(self, crops: np.ndarray, stats: dict | None) -> np.ndarray:
         """Crops of one slide mapped onto the colour this model was trained on (Reinhard in CIE Lab, from the

@@ -137,13 +137,18 @@ def folder_counts(folder: Path) -> dict[str, int]:
     return {d.name: len(crop_files(d)) for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
-def scores_card(train_counts: dict[str, int], views: int, prior_correction: float) -> dict:
+def scores_card(train_counts: dict[str, int], views: int, prior_correction: float, others: float | None = None) -> dict:
     """What a cell-type model's card says of how its probabilities are made (``Classifier.configure_scores``):
-    its test-time views, and the class prior (each class's share of ``train_counts``) its outputs are
-    divided by, to the power ``prior_correction``."""
+    its test-time views, the class prior (each class's share of ``train_counts``) its outputs are divided by, to
+    the power ``prior_correction``, and the weaker one (``others``) the types other than blast share what P(blast)
+    leaves with (default ``SETTINGS.scores.others_prior_correction``)."""
+    from leukoscan.config import SETTINGS
+
     total = sum(train_counts.values())
     prior = {key: round(n / total, 6) for key, n in sorted(train_counts.items()) if n}
-    return {"test_time_views": views, "prior_correction": {"strength": prior_correction, "class_prior": prior}}
+    others = SETTINGS.scores.others_prior_correction if others is None else others
+    correction = {"strength": prior_correction, "others_strength": others, "class_prior": prior}
+    return {"test_time_views": views, "prior_correction": correction}
 
 
 def calibrate_scores(classifier, scores: dict, val_folder: Path) -> dict:

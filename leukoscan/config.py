@@ -115,6 +115,10 @@ class CellScores:
     # default since 2026-12-05) leans further away from the training mix: it is what meets the owner's <= 5 %
     # normal cells called blast on labs never seen, held out in both training runs (README, "Scores")
     prior_correction: float = 2.0
+    # the types other than blast share what P(blast) leaves in the proportions of this weaker correction (0: the
+    # model's own), so that the strength-2 correction, there for the blast call, does not also pull a normal
+    # cell towards the rare types (eosinophil, basophil): measured by bench/eval_normal_prior.py (README, "Scores")
+    others_prior_correction: float = 0.0
 
 
 @dataclass(frozen=True)

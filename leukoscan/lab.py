@@ -29,7 +29,7 @@ from leukoscan.journal import journal_path
 
 # what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
 # an INT8 export's own, quantised) and how its scores are made
-CLASSIFIER_KEYS = ("weights_sha256", "temperature", "test_time_views", "prior_correction")
+CLASSIFIER_KEYS = ("weights_sha256", "temperature", "test_time_views", "prior_correction", "others_prior_correction")
 
 
 def classifier_key(described: dict) -> dict:

@@ -74,7 +74,7 @@ class Models:
 
         def unloaded(kind: type, weights: Path) -> Unloaded:
             card = read_card(weights)
-            views, prior_strength, _ = card_scores(card)
+            views, prior_strength, _, others_strength = card_scores(card)
             return Unloaded(
                 partial(kind, weights, device, backend=backend),
                 weights=Path(backend_file(weights, backend)),
@@ -84,6 +84,7 @@ class Models:
                 stain_reference=card.get("stain_reference"),
                 views=views,
                 prior_strength=prior_strength,
+                others_strength=others_strength,
             )
 
         models = (
@@ -124,6 +125,7 @@ class Models:
                     "temperature": self.classifier.temperature,
                     "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
                     "prior_correction": self.classifier.prior_strength,
+                    "others_prior_correction": self.classifier.others_strength,
                 },
                 "subtype": {
                     "file": str(self.subtype.weights),

@@ -167,6 +167,35 @@ def test_prior_correction_divides_by_the_training_share_and_temperature_keeps_it
         assert (apply_temperature(corrected, t).argmax(1) == corrected.argmax(1)).all()
 
 
+def test_the_other_types_share_what_p_blast_leaves_without_being_pulled_to_the_rare_ones():
+    """``share_others``: P(blast) as the strong correction makes it, the other types in the proportions of the
+    weaker one; rows sum to 1. On the shipped model, a card without ``others_strength`` scores as before (one
+    correction for every type), and with it P(blast) is the same while fewer cells are called a rare type."""
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.calibrate import correct_prior, share_others
+    from leukoscan.classify.predict import CellClassifier
+
+    rng = np.random.default_rng(1)
+    plain = rng.dirichlet([0.5] * 4, size=200)
+    prior = np.array([0.4, 0.4, 0.1, 0.1])  # class 0 the "blast"
+    strong, weak = correct_prior(plain, prior, 2.0), correct_prior(plain, prior, 0.0)
+    shared = share_others(strong, weak, 0)
+    assert np.allclose(shared[:, 0], strong[:, 0]) and np.allclose(shared.sum(1), 1, atol=1e-5)
+    assert np.allclose(
+        shared[:, 1:] / shared[:, 1:].sum(1, keepdims=True), weak[:, 1:] / weak[:, 1:].sum(1, keepdims=True), atol=1e-5
+    )
+    assert (shared[:, 1:].argmax(1) == 0).sum() > (strong[:, 1:].argmax(1) == 0).sum()  # the common type, more often
+    clf = CellClassifier(device="cpu")
+    assert clf.others_strength == 0.0
+    crops = np.stack([crop(key, seed) for seed in range(12) for key in COLOURS])
+    now = clf.probs(crops)
+    clf.others_strength = None  # a card of before: one correction
+    before = clf.probs(crops)
+    blast = CELL_TYPES.index("blast")
+    assert np.allclose(now[:, blast], before[:, blast], atol=1e-6) and np.allclose(now.sum(1), 1, atol=1e-5)
+    assert np.allclose(before, apply_temperature(clf.raw_probs(crops), clf.temperature), atol=1e-6)
+
+
 def test_test_time_views_make_the_call_blind_to_how_a_cell_is_turned(tiny_model):
     """A cell has no up or left: averaged over its 8 rotations and mirror images, a model gives a crop and
     its turned or mirrored copies the same probabilities (over 4 views: the crop and its half turn)."""

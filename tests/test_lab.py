@@ -139,7 +139,11 @@ def test_a_reference_given_by_a_relative_path_is_recorded_in_full(tmp_path, monk
     screened(tmp_path / "run" / "s0", 800)
     LabReference.from_runs([tmp_path / "run"]).save(tmp_path / "lab.json")
     monkeypatch.chdir(tmp_path / "run")
-    assert LabReference.load("../lab.json").file == str((tmp_path / "lab.json").resolve())
+    reference = LabReference.load("../lab.json")
+    assert reference.file == str((tmp_path / "lab.json").resolve())
+    # measured (as here) before the other types were shared out on their own: refused now (the margins moved)
+    with pytest.raises(ValueError, match="another cell-type classifier"):
+        reference.check({**reference.classifier, "others_prior_correction": 0.0})
 
 
 def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
