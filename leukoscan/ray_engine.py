@@ -224,6 +224,20 @@ def screen_slides_on_ray(
             ray.shutdown()
 
 
+def _reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A ``ClusterUnreachable`` at once when ``address`` is a cluster's HOST:PORT that takes no connection (Ray
+    itself would wait for it for minutes); ``auto``, ``ray://`` and no address are left to Ray."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ClusterUnreachable(f"cannot join the Ray cluster at {address}: {e}") from None
+
+
 def _connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a local Ray (unless this process is already connected);
     quiet: the run's own bar and error lines are its output. True when this call connected."""
@@ -239,6 +253,7 @@ def _connect(address: str | None) -> bool:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         # no address: a Ray of this machine alone ("local"; None would join any cluster last started here)
         kwargs = {"address": address} if address else {"address": "local", "include_dashboard": False}
+        _reachable(address)
         try:
             with _native_stderr_dropped():
                 ray.init(**kwargs, logging_level=logging.ERROR, log_to_driver=False)

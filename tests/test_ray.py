@@ -197,6 +197,9 @@ def test_ray_address_needs_the_ray_engine_and_a_cluster_there(slides, tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: cannot join the Ray cluster at nowhere:"), result.output
     assert "Traceback" not in result.output
+    # a HOST:PORT where nothing listens: one line at once (Ray itself waited for minutes)
+    result = run(slides[0][0], "--out", tmp_path, "--engine", "ray", "--ray-address", "127.0.0.1:1")
+    assert result.exit_code == 2 and "cannot join the Ray cluster at 127.0.0.1:1" in result.output, result.output
 
 
 @pytest.mark.parametrize(
