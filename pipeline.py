@@ -15,22 +15,9 @@ from rich.markup import escape
 
 import leukoscan
 from leukoscan import runtime
-from leukoscan.cards import Backend, ExportFormat
+from leukoscan.cards import Backend, ModelFormat
 from leukoscan.classify.cli import app as classify_app
-from leukoscan.config import (
-    BUILD_DIR,
-    CLASSIFIER_WEIGHTS,
-    DEMO_SLIDE,
-    DETECTOR_WEIGHTS,
-    SETTINGS,
-    SUBTYPE_WEIGHTS,
-    Engine,
-    Export,
-)
-from leukoscan.datasets.cli import app as data_app
-from leukoscan.detect.cli import app as detect_app
-from leukoscan.doctor import doctor
-from leukoscan.progress import (
+from leukoscan.cli import (
     NOTHING_PROCESSED,
     OneLineErrors,
     cell_size_option,
@@ -44,6 +31,19 @@ from leukoscan.progress import (
     um_per_px_option,
     user_errors,
 )
+from leukoscan.config import (
+    BUILD_DIR,
+    CLASSIFIER_WEIGHTS,
+    DEMO_SLIDE,
+    DETECTOR_WEIGHTS,
+    SETTINGS,
+    SUBTYPE_WEIGHTS,
+    Engine,
+    Export,
+)
+from leukoscan.datasets.cli import app as data_app
+from leukoscan.detect.cli import app as detect_app
+from leukoscan.doctor import doctor
 from leukoscan.summary import conclude
 
 app = typer.Typer(
@@ -248,7 +248,7 @@ def export(
     detector_weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     classifier_weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     subtype_weights: Path = typer.Option(SUBTYPE_WEIGHTS, help="Blast subtype classifier weights."),
-    formats: list[ExportFormat] = typer.Option(["onnx"], "--format", help="Repeat the option for several."),
+    formats: list[ModelFormat] = typer.Option(["onnx"], "--format", help="Repeat the option for several."),
     detect_data: Path = typer.Option(
         BUILD_DIR / "detect" / "data.yaml", help="openvino-int8: detector calibration set (its val split)."
     ),

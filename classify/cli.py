@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
+from leukoscan.cli import NOTHING_PROCESSED, console, device_option, fail, finite, user_errors
 from leukoscan.config import (
     BUILD_DIR,
     CLASSIFIER_WEIGHTS,
@@ -20,7 +21,6 @@ from leukoscan.config import (
     TEST_TIME_VIEWS,
     Colour,
 )
-from leukoscan.progress import NOTHING_PROCESSED, console, device_option, fail, finite, user_errors
 
 app = typer.Typer(
     help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict (cell types); train (blast "

@@ -17,7 +17,7 @@ import numpy as np
 
 from leukoscan.cells import CLASSES
 from leukoscan.classify.stain import hed_jitter
-from leukoscan.progress import track
+from leukoscan.cli import track
 
 
 def balance(src: Path, dst: Path, per_class: int = 3000, seed: int = 0) -> dict[str, int]:

@@ -13,12 +13,12 @@ import supervision as sv
 import yaml
 
 from leukoscan.cells import CLASSES
+from leukoscan.cli import track
 from leukoscan.config import SETTINGS
 from leukoscan.crops import crop_cells
 from leukoscan.datasets.segment import TALEQANI_CELL_PX, agreement, colour_boxes, mask_boxes
 from leukoscan.datasets.splits import build_manifest, manifest_hash
 from leukoscan.images import ImageError, load_rgb, to_bgr
-from leukoscan.progress import track
 
 SPLITS = ("train", "val", "test")
 DETECT_NAMES = {0: "white_cell"}

@@ -27,10 +27,10 @@ import pandas as pd
 from PIL import Image
 
 from leukoscan.cells import CELL_TYPES, SUBTYPES
+from leukoscan.cli import track
 from leukoscan.config import DATA_ROOT, SETTINGS
 from leukoscan.crops import crop_cells, window_px
 from leukoscan.images import load_rgb, read_crop, to_bgr
-from leukoscan.progress import track
 
 SOURCES = ("pbc", "munich", "zheng", "taleqani", "txl")
 # folder class -> cell type, per single-cell source

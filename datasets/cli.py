@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from leukoscan.cli import NOTHING_PROCESSED, console, fail, finite, track, user_errors
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
-from leukoscan.progress import NOTHING_PROCESSED, console, fail, finite, track, user_errors
 
 app = typer.Typer(
     help="Build the training datasets from the public ones: split (the manifest), detect, classify, fields, cells.",

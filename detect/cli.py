@@ -10,9 +10,7 @@ from typing import Literal
 import typer
 from rich.markup import escape
 
-from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, RUNS, SETTINGS
-from leukoscan.detect.train import FINETUNE, DetectorRecipe
-from leukoscan.progress import (
+from leukoscan.cli import (
     NOTHING_PROCESSED,
     USAGE_ERROR,
     cell_size_option,
@@ -26,6 +24,8 @@ from leukoscan.progress import (
     um_per_px_option,
     user_errors,
 )
+from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, RUNS, SETTINGS
+from leukoscan.detect.train import FINETUNE, DetectorRecipe
 
 app = typer.Typer(
     help="White-cell detector: train, val, predict; retraining on a lab's photographs: prelabel, "
@@ -143,9 +143,9 @@ def predict(
     import supervision as sv
 
     from leukoscan import outputs
+    from leukoscan.cli import track
     from leukoscan.detect.predict import Detector
     from leukoscan.images import ImageError, expand_images, load_rgb, output_stems, to_bgr
-    from leukoscan.progress import track
 
     with user_errors():
         if out.exists() and not out.is_dir():

@@ -158,7 +158,7 @@ class Detector:
         if not images:
             return []
         if not cell_size and not um_per_px:
-            cell_size = self.estimate_cell_px(images[:2])
+            cell_size = self.estimate_cell_px(images[: self.settings.scale_fields])
         scaled = self._model_inputs(images, cell_size, um_per_px)
         out: list[sv.Detections | None] = [None] * len(images)
         small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.settings.tile]

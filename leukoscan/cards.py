@@ -81,7 +81,9 @@ def ship(best: Path, weights: Path, card: dict) -> Path:
 
 Backend = Literal["pytorch", "onnx", "openvino", "openvino-int8"]  # what `--backend` runs
 BACKENDS: tuple[str, ...] = get_args(Backend)
-ExportFormat = StrEnum("ExportFormat", {b: b for b in BACKENDS[1:]})  # what `leukoscan export` writes: the others
+ModelFormat = StrEnum(
+    "ModelFormat", {b: b for b in BACKENDS[1:]}
+)  # model formats `leukoscan export` writes: the others (not the cell exports of run --export)
 
 
 def load_model(weights: Path, task: str):

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from leukoscan.cards import BACKENDS, WeightsError, backend_file, load_model, sha256
+from leukoscan.cli import NOTHING_PROCESSED, fail, one_line
 from leukoscan.config import DATA_ROOT, SETTINGS, WEIGHTS_DIR
-from leukoscan.progress import NOTHING_PROCESSED, fail, one_line
 from leukoscan.runtime import cores
 
 PACKAGES = (

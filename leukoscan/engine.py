@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from leukoscan.cli import console, error, one_line
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
-from leukoscan.progress import console, error, one_line
 from leukoscan.records import SlideVerdict
 
 

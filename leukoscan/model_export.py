@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from leukoscan.cards import forget_export, load_model, record_export
-from leukoscan.progress import NOTHING_PROCESSED, console, fail, user_errors
+from leukoscan.cli import NOTHING_PROCESSED, console, fail, user_errors
 
 
 def export_models(models: tuple[tuple[Path, str, Path], ...], formats: list) -> None:

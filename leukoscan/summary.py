@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 
 import leukoscan
+from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, one_line
 from leukoscan.config import SETTINGS
-from leukoscan.progress import NOTHING_PROCESSED, console, error, fail, one_line
 
 
 def conclude(verdicts: list, out: Path) -> None:

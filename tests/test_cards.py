@@ -8,7 +8,7 @@ import pytest
 
 from leukoscan.cards import (
     BACKENDS,
-    ExportFormat,
+    ModelFormat,
     WeightsError,
     backend_file,
     load_model,
@@ -88,7 +88,7 @@ def test_backend_file_is_the_pt_or_the_export_written_beside_it(tmp_path):
         "openvino": tmp_path / "classifier_openvino_model",
         "openvino-int8": tmp_path / "classifier_int8_openvino_model",
     }
-    assert set(expected) == set(BACKENDS) and [f.value for f in ExportFormat] == list(BACKENDS[1:])
+    assert set(expected) == set(BACKENDS) and [f.value for f in ModelFormat] == list(BACKENDS[1:])
     for backend in expected:
         with pytest.raises(FileNotFoundError, match="classifier weights not found") as missing:
             backend_file(weights, backend)
