@@ -11,11 +11,12 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import supervision as sv
 
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
@@ -93,6 +94,20 @@ def screening_key(models, opts: Options) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass
+class _Field:
+    """One field through a batch's stages: decoded, its white-cell size, its cells found and checked
+    (``problem``: why it is not a usable smear, its cells then dropped), cut (``crops``) and classified."""
+
+    path: Path
+    stem: str  # its output files' name
+    rgb: np.ndarray
+    cell_px: float = 0.0
+    det: sv.Detections | None = None
+    problem: str = ""
+    crops: np.ndarray | None = None
+
+
 def _screen_fields(
     models,
     out: Path,
@@ -107,44 +122,41 @@ def _screen_fields(
     """Process a batch of fields end to end; records (in ``journal``) and returns one result per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
     ``stems`` names each field's output files; ``stain``: the slide's colour (``_slide_stain``)."""
-    pool, states, loaded, watch = _field_pool(), {}, [], Stopwatch()
+    pool, states, batch, watch = _field_pool(), {}, [], Stopwatch()
     with watch("decode"):  # one field after another (a field that cannot be read is journalled as an error at once)
         for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
             if isinstance(rgb, ImageError):
                 states[path] = journal.record(path, FieldResult("error", str(rgb)))
             else:
-                loaded.append((path, rgb))
-    if not loaded:
+                batch.append(_Field(path, stems[path], rgb))
+    if not batch:
         return states
-    fields = [rgb for _, rgb in loaded]
     with watch("detect"):
-        cell_px = [scale.cell_px(rgb, models.detector) for rgb in fields]
-        dets = models.detector.detect(fields, cell_px)
+        for f in batch:
+            f.cell_px = scale.cell_px(f.rgb, models.detector)
+        for f, det in zip(batch, models.detector.detect([f.rgb for f in batch], [f.cell_px for f in batch])):
+            f.det = det
     with watch("quality"):  # a field that is not a usable smear keeps its overlay and says why; its cells do not count
-        problems = list(pool.map(field_problem, fields, map(len, dets), cell_px))
-        dets = [det[np.zeros(0, dtype=int)] if problem else det for det, problem in zip(dets, problems)]
+        for f, problem in zip(batch, pool.map(lambda f: field_problem(f.rgb, len(f.det), f.cell_px), batch)):
+            f.problem, f.det = problem, f.det[np.zeros(0, dtype=int)] if problem else f.det
     with watch("crop"):
-        crops = list(pool.map(models.classifier.crops, fields, dets, cell_px))
+        for f, crops in zip(batch, pool.map(lambda f: models.classifier.crops(f.rgb, f.det, f.cell_px), batch)):
+            f.crops = crops
     with watch("classify"):
-        dets = _classify_fields(models, fields, dets, crops, stain, opts.lab)
-    n = len(loaded)
+        _classify_fields(models, batch, stain, opts.lab)
     with watch("write"):  # the fields' outputs on every core, then recorded
-        names, rules = [stems[p] for p, _ in loaded], [opts.rules] * n
-        done = list(
-            pool.map(_write_field, [out] * n, [p for p, _ in loaded], names, fields, dets, crops, rules, problems)
-        )
-    seconds = watch.per(n)
-    for (path, _), state in zip(loaded, done):
-        states[path] = journal.record(path, replace(state, seconds=seconds))
+        done = list(pool.map(partial(_write_field, out, opts.rules), batch))
+    seconds = watch.per(len(batch))
+    for f, state in zip(batch, done):
+        states[f.path] = journal.record(f.path, replace(state, seconds=seconds))
     return states
 
 
-def _classify_fields(
-    models, fields: list[np.ndarray], dets: list, crops: list[np.ndarray], stain: dict | None, lab: LabReference | None
-) -> list:
+def _classify_fields(models, batch: list[_Field], stain: dict | None, lab: LabReference | None) -> None:
     """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
     colour for a model trained on normalised crops; ``lab``: the lab reference's blast offset), then the blasts
-    subtyped."""
+    subtyped; each field's ``det`` in place."""
+    crops = [f.crops for f in batch]
     probs = (
         models.classifier.probs(models.classifier.normalise(np.concatenate(crops), stain))
         if sum(map(len, crops))
@@ -152,18 +164,18 @@ def _classify_fields(
     )
     if lab is not None:
         probs = lab.apply(probs)
-    dets = [with_probs(det, p) for det, p in zip(dets, np.split(probs, np.cumsum([len(d) for d in dets])[:-1]))]
-    return models.subtype.subtype_fields(fields, dets)
+    dets = [with_probs(f.det, p) for f, p in zip(batch, np.split(probs, np.cumsum([len(f.det) for f in batch])[:-1]))]
+    for f, det in zip(batch, models.subtype.subtype_fields([f.rgb for f in batch], dets)):
+        f.det = det
 
 
-def _write_field(
-    out: Path, path: Path, stem: str, rgb: np.ndarray, det, crops: np.ndarray, rules: VerdictRules, problem: str = ""
-) -> FieldResult:
-    """Write a classified field's overlay and uncertain-cell crops (named from ``stem``); its result
-    (``unusable`` with the ``problem`` when the field is not a usable smear).
+def _write_field(out: Path, rules: VerdictRules, f: _Field) -> FieldResult:
+    """Write a classified field's overlay and uncertain-cell crops (named from its stem); its result
+    (``unusable`` with the problem when the field is not a usable smear).
 
     The files are written in place, not atomically: the journal line written after them is what marks
     the field done, so a field cut short is screened again (and its files rewritten) on resume."""
+    rgb, det, stem = f.rgb, f.det, f.stem
     outputs.write_jpeg(out / _overlay_name(stem), overlay(to_bgr(rgb), det), atomic=False)
     if len(det):  # every cell's picture for the review page's gallery, in one sheet (see gallery_name)
         geo = SETTINGS.geometry
@@ -177,11 +189,11 @@ def _write_field(
         ),
     ):
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see _crop_field
-    colour = np.median(crop_colour(crops), axis=0).tolist() if len(crops) else None
+    colour = np.median(crop_colour(f.crops), axis=0).tolist() if len(f.crops) else None
     return FieldResult(
-        "unusable" if problem else "ok",
-        problem,
-        cells=cell_records(path.name, det),
+        "unusable" if f.problem else "ok",
+        f.problem,
+        cells=cell_records(f.path.name, det),
         overlay=_overlay_name(stem),
         stain_lab=colour,
         size=[rgb.shape[1], rgb.shape[0]],
