@@ -15,11 +15,11 @@ from leukoscan.records import SlideVerdict
 
 def screen_slides(
     models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = MAX_MEGAPIXELS
-) -> list[tuple[str, SlideVerdict]]:
+) -> list[SlideVerdict]:
     """Screen each slide into ``out/<name>``: in turn in this process, or ``workers`` slides at a time in worker
-    processes that load their own models (from ``models.files``) with the run's image size limit. Returns
-    (name, verdict) for every slide screened; a slide that could not be written or that an error stopped gets one
-    line, and the others go on."""
+    processes that load their own models (from ``models.files``) with the run's image size limit. Returns the
+    verdict of every slide screened (its ``slide``: the output folder's name), in the slides' order; a slide that
+    could not be written or that an error stopped gets one line, and the others go on."""
     if workers > 1:
         return _screen_in_parallel(slides, names, out, opts, workers, models.files, max_megapixels, bar)
     return _screen_in_turn(models, slides, names, out, opts, bar)
@@ -80,7 +80,7 @@ def _count_fields(n: int) -> None:
         _fields_done.value += n
 
 
-def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list[tuple[str, SlideVerdict]]:
+def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list[SlideVerdict]:
     from leukoscan.slide import screen_slide
 
     overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
@@ -93,7 +93,7 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
             bar.advance(overall, n)
 
         try:
-            verdicts.append((name, screen_slide(models, slide, out / name, opts, advance)))
+            verdicts.append(screen_slide(models, slide, out / name, opts, advance))
         except Exception as e:  # one slide's failure, whatever it is, ends that slide only
             slide_failed(name, out, e)
     return verdicts
@@ -101,7 +101,7 @@ def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list
 
 def _screen_in_parallel(
     slides, names, out: Path, opts, workers: int, files: ModelFiles, max_megapixels: float, bar
-) -> list[tuple[str, SlideVerdict]]:
+) -> list[SlideVerdict]:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription).
     A worker that stops (killed, out of memory) takes its pool's unfinished slides down with it: those are
     screened again, resuming from their journals, one at a time in a fresh worker, where the first to stop
@@ -142,11 +142,11 @@ def _screen_in_parallel(
             broken = broken[1:]
     follow()
     order = {name: i for i, name in enumerate(names)}
-    return sorted(results, key=lambda r: order[r[0]])
+    return sorted(results, key=lambda v: order[v.slide])
 
 
 def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list]:
-    """Screen the (name, slide) pairs of ``todo`` in ``pool`` (then shut down): the (name, verdict) of those
+    """Screen the (name, slide) pairs of ``todo`` in ``pool`` (then shut down): the verdicts of those
     screened, and the pairs a stopped worker left unfinished, in ``todo``'s order."""
     from concurrent.futures import wait
     from concurrent.futures.process import BrokenProcessPool
@@ -162,7 +162,7 @@ def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list
     results, broken = [], []
     for (name, slide), future in zip(todo, futures):
         try:
-            results.append((name, future.result()))
+            results.append(future.result())
         except BrokenProcessPool:
             broken.append((name, slide))
         except Exception as e:  # as in turn: one slide's failure ends that slide only

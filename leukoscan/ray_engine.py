@@ -199,7 +199,7 @@ def screen_slides_on_ray(
 ) -> list:
     """Screen each slide into ``out/<name>`` on a Ray cluster (``address``: ``auto``, ``ray://host:port`` or
     ``host:port``; none: a local Ray started here, on all cores, and stopped after; no Ray at all when nothing
-    is left to screen, or the one this process is connected to). Returns (name, verdict)
+    is left to screen, or the one this process is connected to). Returns the verdict
     for every slide whose outputs could be written, in the order given; the others get one error line each.
     ``models``: the run's (lazy) models, whose files the actors load; ``workers`` is the local engine's and
     is not used (the actors follow the cluster's resources)."""
@@ -218,7 +218,7 @@ def screen_slides_on_ray(
         for i in _screen(jobs, opts, models.files, shape, max_megapixels, lambda n: bar.advance(overall, n)):
             if (verdict := _aggregate(lazy, jobs[i], opts)) is not None:
                 verdicts[i] = verdict
-        return [(jobs[i].name, verdicts[i]) for i in sorted(verdicts)]
+        return [verdicts[i] for i in sorted(verdicts)]
     finally:
         if started:
             ray.shutdown()

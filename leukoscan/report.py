@@ -380,15 +380,15 @@ corrections (slide, image, cell, box, predicted, reviewed) for retraining.</p>
 </section>"""
 
 
-def write_report(out: Path, verdicts: list[tuple[str, SlideVerdict]]) -> Path:
-    """``verdicts``: (slide output folder name, its verdict) pairs."""
+def write_report(out: Path, verdicts: list[SlideVerdict]) -> Path:
+    """The review page of ``verdicts`` (each ``slide``: its output folder's name in ``out``)."""
     rows = "".join(
         f'<tr><td><a href="#s{k}">{esc(v.slide)}</a></td><td>{badge(c.verdict, c.review_reasons)}</td>'
         f"<td>{esc(c.reason)}</td><td>{esc('yes: ' + '; '.join(c.review_reasons) if c.needs_review else 'no')}</td>"
         f"<td>{c.n_white_cells}</td>"
         f"<td>{percent(c.blast_fraction, below=SETTINGS.verdict.suspect_fraction)}</td><td>{interval(c.ci_low, c.ci_high)}</td>"
         f"<td>{esc(c.predominant_subtype or '–')}</td></tr>"
-        for k, (v, c) in enumerate((v, v.call) for _, v in verdicts)
+        for k, (v, c) in enumerate((v, v.call) for v in verdicts)
     )
     key = "".join(f'<span style="background:{c}">{esc(n)}</span>' for n, c in zip(TYPE_LABELS, HEX))
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>leukoscan report</title>
@@ -401,7 +401,7 @@ from one hospital's patient-level diagnoses (a morphology hint: subtypes are def
 <table id="verdicts" class="sortable"><thead><tr><th>slide</th><th>verdict</th><th>why</th><th>needs review</th>
 <th>white cells</th><th>blast fraction</th><th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>
 <p class="key">Cell type colours: {key}</p>
-{"".join(slide_section(out, f"s{k}", d, v) for k, (d, v) in enumerate(verdicts))}
+{"".join(slide_section(out, f"s{k}", v.slide, v) for k, v in enumerate(verdicts))}
 <footer><p>leukoscan {__version__}. {len(verdicts)} slide(s).</p></footer>
 <script>{SCRIPT}</script></body></html>"""
     return outputs.write_text(out / "report.html", page)

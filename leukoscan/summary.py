@@ -12,9 +12,10 @@ from rich.markup import escape
 import leukoscan
 from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, one_line
 from leukoscan.config import SETTINGS
+from leukoscan.records import SlideVerdict
 
 
-def conclude(verdicts: list, out: Path) -> None:
+def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
     """The run's summary.csv and review page, the fields skipped and the summary; exit 1 when those files could not
     be written or no image could be processed."""
     from leukoscan import outputs
@@ -22,7 +23,7 @@ def conclude(verdicts: list, out: Path) -> None:
     from leukoscan.report import write_report
 
     try:
-        outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for _, v in verdicts])[SUMMARY_COLUMNS])
+        outputs.write_csv(out / "summary.csv", pd.DataFrame([v.record() for v in verdicts])[SUMMARY_COLUMNS])
         write_report(out, verdicts)
         report = True
     except OSError as e:  # a full disk, a folder in the way: the slides' own outputs are written already
@@ -30,7 +31,7 @@ def conclude(verdicts: list, out: Path) -> None:
         report = False
     show_failures(verdicts, out)
     show_summary(verdicts, out, report)
-    others = sorted({v.parent.name for v in out.glob("*/verdict.json")} - {name for name, _ in verdicts})
+    others = sorted({v.parent.name for v in out.glob("*/verdict.json")} - {v.slide for v in verdicts})
     if others:  # an earlier run's slides in the same --out
         console.print(
             f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
@@ -40,17 +41,17 @@ def conclude(verdicts: list, out: Path) -> None:
         )
     if not report:
         raise typer.Exit(NOTHING_PROCESSED)
-    if all(v.n_failed == v.n_images for _, v in verdicts):
+    if all(v.n_failed == v.n_images for v in verdicts):
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
 
-def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:
+def show_failures(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> None:
     """One line on stderr per field that could not be read (its file and why, from the slide's images.csv),
     at most ``limit`` per slide, the rest counted."""
-    for name, v in verdicts:
+    for v in verdicts:
         if not v.n_failed:
             continue
-        images = pd.read_csv(out / name / "images.csv", keep_default_na=False)
+        images = pd.read_csv(out / v.slide / "images.csv", keep_default_na=False)
         failed = images[images.status == "error"]
         for row in failed.head(limit).itertuples():
             console.print(
@@ -60,7 +61,7 @@ def show_failures(verdicts: list, out: Path, limit: int = 20) -> None:
             console.print(f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(v.slide)} (its images.csv)")
 
 
-def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
+def show_summary(verdicts: list[SlideVerdict], out: Path, report: bool = True) -> None:
     """The run's summary on stdout (progress and logs are on stderr): a table on a terminal; plain columns,
     never cut to a width, when stdout is piped or redirected; then where the ``report`` is, when it was written."""
     from rich.console import Console
@@ -83,7 +84,7 @@ def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
             c.verdict,
             "yes" if c.needs_review else "no",
         )
-        for v, c in ((v, v.call) for _, v in verdicts)
+        for v, c in ((v, v.call) for v in verdicts)
     ]
     title = f"leukoscan: {leukoscan.DISCLAIMER}"
     stdout = Console(highlight=False, emoji=False)
@@ -101,7 +102,7 @@ def show_summary(verdicts: list, out: Path, report: bool = True) -> None:
                 [title, *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (columns, *rows))]
             )
         )
-    for _, v in verdicts:
+    for v in verdicts:
         stdout.print(f"{escape(v.slide)}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
     if report:
         stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)

@@ -60,7 +60,7 @@ def test_unique_names_never_repeat_even_when_a_slide_is_already_called_like_a_nu
 
 
 def test_slides_are_screened_in_order_each_into_its_unique_folder_with_progress(tmp_path):
-    """Verdicts come back as (name, verdict) in the slides' order, two slides of one name in folders of their
+    """Verdicts come back in the slides' order, each named as its folder, two slides of one name in folders of their
     own; each slide's verdict counts its own fields' cells (the stub finds two per field); the bar has one
     task over all fields and one per slide, each advanced to its total."""
     slides = slides_sharing_a_name(tmp_path / "in")
@@ -68,8 +68,8 @@ def test_slides_are_screened_in_order_each_into_its_unique_folder_with_progress(
     assert names == ["slide", "slide-2", "other"]
     bar, out = Bar(), tmp_path / "out"
     results = screen_slides(stub_models(), slides, names, out, Options(), bar)
-    assert [name for name, _ in results] == names
-    for (name, verdict), slide in zip(results, slides):
+    assert [v.slide for v in results] == names
+    for name, verdict, slide in zip(names, results, slides):
         assert verdict.slide == name and verdict.n_images == len(slide.images)  # summary and report say which
         assert verdict.call.n_cells == 2 * len(slide.images)
         saved = json.loads((out / name / "verdict.json").read_text())
@@ -91,7 +91,7 @@ def test_a_slide_whose_folder_cannot_be_written_gets_one_error_line_and_the_othe
     out.mkdir()
     (out / "slide-2").write_text("a file where the second slide's folder goes")
     results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], out, Options(), Bar())
-    assert [name for name, _ in results] == ["slide", "other"]
+    assert [v.slide for v in results] == ["slide", "other"]
     assert (out / "slide" / "verdict.json").is_file() and (out / "other" / "verdict.json").is_file()
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
@@ -116,7 +116,7 @@ def test_a_slide_stopped_by_any_error_gets_one_line_and_the_others_are_kept(tmp_
     monkeypatch.setattr(leukoscan.slide, "screen_slide", fails_on_the_second)
     slides = slides_sharing_a_name(tmp_path / "in")
     results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], tmp_path / "out", Options(), Bar())
-    assert [name for name, _ in results] == ["slide", "other"]
+    assert [v.slide for v in results] == ["slide", "other"]
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
         "error: slide slide-2: stopped by an error (RuntimeError: CUDA out of memory.); the fields it finished are "

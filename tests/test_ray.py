@@ -135,7 +135,7 @@ def test_two_node_cluster_losing_a_node_mid_run_gives_the_local_outputs(slides, 
         remover.join(timeout=60)  # (the run may end before the node is gone)
         cluster.shutdown()
     assert removed.is_set() and bar.done == bar.total == 9
-    assert [name for name, _ in verdicts] == NAMES
+    assert [v.slide for v in verdicts] == NAMES
     for name in NAMES:
         assert set(journalled(tmp_path / name).values()) == {1}
         for table in TABLES:
