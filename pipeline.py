@@ -165,7 +165,7 @@ def run(
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
             verdicts = screen(models, inputs, names, out, opts, bar, parallel, max_megapixels)
         if not verdicts:
-            fail("no slide's outputs could be written", NOTHING_PROCESSED)
+            fail("no slide could be screened or written (each is named above with why)", NOTHING_PROCESSED)
         conclude(verdicts, out)
     except ConnectionError as e:  # --engine ray: the cluster cannot be joined (ray_engine.ClusterUnreachable)
         fail(str(e))

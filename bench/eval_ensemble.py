@@ -43,7 +43,8 @@ def run_probs(model: Path, subset: pd.DataFrame, cells: pd.DataFrame, views: int
     from leukoscan.datasets.cells import read_crops
 
     clf = CellClassifier(model, device="cpu", strict=False)
-    scores = scores_card(folder_counts(data / "train"), views, clf.prior_strength)
+    others = clf.prior_strength if clf.others_strength is None else clf.others_strength  # the card's own
+    scores = scores_card(folder_counts(data / "train"), views, clf.prior_strength, others)
     clf.temperature = calibrate_scores(clf, scores, data / "val")["temperature"]  # configured: views, prior
     return clf.probs(read_crops(subset))
 

@@ -45,15 +45,23 @@ def views_option():
     )
 
 
-def prior_option():
-    """``--prior-correction``: the strength of the class-prior correction the model's card asks for."""
-    return typer.Option(
-        SETTINGS.scores.prior_correction,
-        callback=finite,
-        min=0.0,
-        help="Divide each type's probability by its share of the training crops to this power (0: off; 1: as if "
-        "every type were equally common).",
+def prior_option(others: bool = False):
+    """``--prior-correction``: the strength of the class-prior correction the model's card asks for (P(blast)
+    comes out of it); ``others``: ``--others-prior-correction``, the one the other types share the rest with."""
+    default, help = (
+        (
+            SETTINGS.scores.others_prior_correction,
+            "The other types than blast share what P(blast) leaves in proportions corrected to this power (0: the "
+            "model's own; the same as --prior-correction: one correction for every type, as before 2026-12-06).",
+        )
+        if others
+        else (
+            SETTINGS.scores.prior_correction,
+            "Divide each type's probability by its share of the training crops to this power (0: off; 1: as if "
+            "every type were equally common).",
+        )
     )
+    return typer.Option(default, callback=finite, min=0.0, help=help)
 
 
 def cell_type_model(weights: Path, device: str):
@@ -235,6 +243,7 @@ def train_cells(
     ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
+    others_prior_correction: float = prior_option(others=True),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
     from leukoscan.cards import read_card, ship, write_card
@@ -278,7 +287,8 @@ def train_cells(
         best, card = run_train(
             folder, project, name, CellRecipe(epochs=epochs, seed=seed), device, colour.value, augment
         )
-    scores = scores_card(counts["train"], test_time_views, prior_correction)  # how its probabilities are made
+    # how its probabilities are made
+    scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
     card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
     card["data"] = {
         "sources": [s for s in SOURCES if s not in exclude],
@@ -307,6 +317,7 @@ def calibrate_cells(
     ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
+    others_prior_correction: float = prior_option(others=True),
     device: str = device_option(),
 ) -> None:
     """Re-make a trained cell-type model's scores: its test-time views and class-prior correction (the prior
@@ -334,7 +345,7 @@ def calibrate_cells(
             f"no crops of {', '.join(missing)} under {data / 'train'}: the class prior needs every type the model "
             "knows (is it the model's training folder?)"
         )
-    scores = scores_card(counts["train"], test_time_views, prior_correction)
+    scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
     with user_errors():  # a crop that is not an image: one line, the card as it was
         calibrated = calibrate_scores(clf, scores, data / "val")
     if at_bound(calibrated["temperature"]):  # no temperature fits: the card is kept
@@ -462,9 +473,9 @@ def val(
     device: str = device_option(),
 ) -> None:
     """Accuracy, per-class recall and ECE (calibrated) on a split of a crop folder."""
-    from leukoscan.classify.calibrate import apply_temperature, ece
+    from leukoscan.classify.calibrate import ece
     from leukoscan.classify.predict import CellClassifier, Classifier
-    from leukoscan.classify.train import folder_predictions
+    from leukoscan.classify.train import folder_crops
 
     folder = data / split
     if not folder.is_dir():
@@ -474,10 +485,10 @@ def val(
         clf = (Classifier if subtype else CellClassifier)(
             weights or (SUBTYPE_WEIGHTS if subtype else CLASSIFIER_WEIGHTS), device
         )
-        raw, labels, _ = folder_predictions(clf, folder, clf.classes)  # a crop that cannot be read: named
+        crops, labels, _ = folder_crops(folder, clf.classes)  # a crop that cannot be read: named
     if not len(labels):
         fail(f"no crops under {folder}/<class>/ (classes: {', '.join(clf.classes)})")
-    probs = apply_temperature(raw, clf.temperature)
+    probs = clf.probs(crops)  # as a run makes them
     pred = probs.argmax(1)
     recall = {
         k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()

@@ -105,8 +105,9 @@ class Classifier:
 
     def raw_probs(self, crops: np.ndarray) -> np.ndarray:
         """Uncalibrated probabilities (N x classes) for RGB crops: ``view_probs`` divided by the class prior
-        (``prior_strength``; then renormalised). The temperature (``probs``) comes last, so that calibration
-        never changes which class is on top."""
+        (``prior_strength``, every type alike; then renormalised): the scores P(blast) comes out of, and the
+        temperature is fitted on. The temperature (``probs``) comes last, so that calibration never changes
+        which class is on top."""
         return correct_prior(self.view_probs(crops), self.prior, self.prior_strength)
 
     def softmax(self, crops: np.ndarray) -> np.ndarray:

@@ -109,8 +109,8 @@ def crop_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg"))
 
 
-def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Uncalibrated probabilities, true labels and files for every crop in ``folder/<class>/``."""
+def folder_crops(folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """The crops, true labels (indices of ``classes``) and files of every crop in ``folder/<class>/``."""
     from leukoscan.cells import CLASSES
     from leukoscan.images import read_crop
 
@@ -120,7 +120,13 @@ def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarr
         files += found
         labels += [i] * len(found)
     crops = np.stack([read_crop(f) for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
-    return classifier.raw_probs(crops), np.array(labels, dtype=int), files
+    return crops, np.array(labels, dtype=int), files
+
+
+def folder_predictions(classifier, folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Uncalibrated probabilities (``raw_probs``), true labels and files for every crop in ``folder/<class>/``."""
+    crops, labels, files = folder_crops(folder, classes)
+    return classifier.raw_probs(crops), labels, files
 
 
 def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
@@ -153,7 +159,7 @@ def scores_card(train_counts: dict[str, int], views: int, prior_correction: floa
 
 def calibrate_scores(classifier, scores: dict, val_folder: Path) -> dict:
     """Make ``classifier``'s cell-type probabilities as ``scores`` says (``scores_card``), then fit its
-    temperature on them: what its card says of both."""
+    temperature (``calibrate``): what its card says of both."""
     from leukoscan.cells import CELL_TYPES
 
     classifier.configure_scores(scores)
@@ -161,13 +167,16 @@ def calibrate_scores(classifier, scores: dict, val_folder: Path) -> dict:
 
 
 def calibrate(classifier, val_folder: Path, classes=None) -> dict:
-    """Fit the temperature on the validation split; report ECE before and after."""
-    probs, labels, _ = folder_predictions(classifier, val_folder, classes)
-    from leukoscan.classify.calibrate import apply_temperature, ece, fit_temperature
+    """Fit the temperature on the validation split's scores before it (``raw_probs``: one class-prior correction
+    for every type, the one P(blast) comes out of), and report the ECE of the probabilities a run gives
+    (``probs``, the other types shared out as the card says) at temperature 1 and at the fitted one (the
+    classifier keeps it)."""
+    from leukoscan.classify.calibrate import ece, fit_temperature
 
-    t = fit_temperature(probs, labels)
-    return {
-        "temperature": round(t, 4),
-        "val_ece_before": round(ece(probs, labels), 4),
-        "val_ece_after": round(ece(apply_temperature(probs, t), labels), 4),
-    }
+    crops, labels, _ = folder_crops(val_folder, classes)
+    t = fit_temperature(classifier.raw_probs(crops), labels)
+    errors = []
+    for temperature in (1.0, t):
+        classifier.temperature = temperature
+        errors.append(round(ece(classifier.probs(crops), labels), 4))
+    return {"temperature": round(t, 4), "val_ece_before": errors[0], "val_ece_after": errors[1]}

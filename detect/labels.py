@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import shutil
+from collections.abc import Hashable
 from pathlib import Path
 
 import cv2
@@ -271,10 +272,11 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
         except (TypeError, ValueError) as e:
             problems.append(f"annotation {a.get('id')}: bbox is not [x, y, width, height] ({e})")
             continue
-        if a.get("image_id") not in by_id:
-            unknown[a.get("image_id")] = unknown.get(a.get("image_id"), 0) + 1
+        image_id = a.get("image_id")
+        if not isinstance(image_id, Hashable) or image_id is None or image_id not in by_id:
+            unknown[repr(image_id)] = unknown.get(repr(image_id), 0) + 1
             continue
-        if by_id[a["image_id"]] is None:  # an image already said to be unusable
+        if by_id[image_id] is None:  # an image already said to be unusable
             continue
         if cats.get(a.get("category_id")) == "other":  # a leukoscan export's non-white-cell (debris, a red cell)
             continue
@@ -286,8 +288,15 @@ def read_coco(path: Path, files: dict[str, Path]) -> tuple[dict[str, sv.Detectio
             continue
         x, y, w, h = (v * scale[by_id[a["image_id"]]] for v in box)
         found[by_id[a["image_id"]]].append((x, y, x + w, y + h))
-    problems += [f"{n} annotation(s) of image_id {i!r}, which no COCO image has" for i, n in unknown.items()]
+    problems += [f"{n} annotation(s) of image_id {i}, which no COCO image has" for i, n in unknown.items()]
     return {n: cells(np.array(b, dtype=np.float32).reshape(-1, 4)) for n, b in found.items()}, problems
+
+
+def _unusable(by_id: dict, image_id) -> None:
+    """Note a COCO image id whose image cannot be used (its annotations then say nothing more); an id that is
+    missing or cannot be a key is left out (its annotations are counted as naming no image)."""
+    if image_id is not None and isinstance(image_id, Hashable):
+        by_id[image_id] = None
 
 
 def _coco_images(images: list[dict], files: dict[str, Path], problems: list[str]) -> tuple[dict, dict[str, float]]:
@@ -300,7 +309,7 @@ def _coco_images(images: list[dict], files: dict[str, Path], problems: list[str]
         name = name if name in files else stems.get(Path(name).stem, name)  # e.g. drawn on the original .jpg
         if name not in files:
             problems.append(f"COCO image {name!r} is not in the label set's images/")
-            by_id[im.get("id")] = None  # its annotations: not each a problem of their own
+            _unusable(by_id, im.get("id"))  # its annotations: not each a problem of their own
             continue
         try:
             h, w = _size(files[name])
@@ -311,7 +320,7 @@ def _coco_images(images: list[dict], files: dict[str, Path], problems: list[str]
             by_id[im["id"]], scale[name] = name, sx
         except (KeyError, TypeError, ValueError, ZeroDivisionError, OSError) as e:
             problems.append(f"COCO image {k} ({name}): no usable id, width, height or image ({type(e).__name__}: {e})")
-            by_id[im.get("id")] = None
+            _unusable(by_id, im.get("id"))
     return by_id, scale
 
 

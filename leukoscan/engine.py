@@ -3,6 +3,7 @@ time in worker processes (one slide each, the cores split between them), with on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.markup import escape
@@ -151,18 +152,24 @@ def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list
     from concurrent.futures import wait
     from concurrent.futures.process import BrokenProcessPool
 
+    futures = []
     try:
-        futures = [pool.submit(_screen_in_worker, slide, out / name, opts) for name, slide in todo]
+        for name, slide in todo:
+            futures.append(pool.submit(_screen_in_worker, slide, out / name, opts))
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
             follow()
+    except BrokenProcessPool:  # a worker died while slides were still being queued: those are left unfinished
+        pass
     except KeyboardInterrupt:  # no queued slide starts, and the workers stop (their journals keep what they finished)
         _stop(pool)
         raise
     pool.shutdown()
     results, broken = [], []
-    for (name, slide), future in zip(todo, futures):
+    for i, (name, slide) in enumerate(todo):
         try:
-            results.append(future.result())
+            if i >= len(futures):  # never queued: the pool broke before
+                raise BrokenProcessPool
+            results.append(futures[i].result())
         except BrokenProcessPool:
             broken.append((name, slide))
         except Exception as e:  # as in turn: one slide's failure ends that slide only
@@ -204,7 +211,7 @@ def without_repeats(slides: list) -> list:
     repeat said in one line; the first stays."""
     seen, kept = set(), []
     for s in slides:
-        images = tuple(p.resolve() for p in s.images)
+        images = tuple(os.path.realpath(p) for p in s.images)  # (a link loop among them: no error)
         if images in seen:
             console.print(f"[yellow]note:[/] {escape(s.name)} is given twice: screened once", soft_wrap=True)
             continue

@@ -11,6 +11,7 @@ keeps resuming cheap on slides of thousands of fields.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +24,12 @@ from leukoscan.records import FieldResult
 def fingerprint(image: Path) -> dict:
     """What identifies a field's file: its resolved path, size and modification time (None for a file
     that has gone: it is recorded as an error and never matches on resume)."""
+    path = os.path.realpath(image)  # (Path.resolve raises on a link loop; this never does)
     try:
         st = image.stat()
     except OSError:
-        return {"path": str(image.resolve()), "size": None, "mtime": None}
-    return {"path": str(image.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+        return {"path": path, "size": None, "mtime": None}
+    return {"path": path, "size": st.st_size, "mtime": st.st_mtime}
 
 
 def journal_path(out: Path) -> Path:

@@ -125,7 +125,12 @@ class Models:
                     "temperature": self.classifier.temperature,
                     "test_time_views": self.classifier.views,  # how its probabilities were made (its card)
                     "prior_correction": self.classifier.prior_strength,
-                    "others_prior_correction": self.classifier.others_strength,
+                    # (only when the card says: a card of before keeps its runs' screening key)
+                    **(
+                        {"others_prior_correction": self.classifier.others_strength}
+                        if self.classifier.others_strength is not None
+                        else {}
+                    ),
                 },
                 "subtype": {
                     "file": str(self.subtype.weights),

@@ -139,6 +139,13 @@ def test_a_link_to_nowhere_is_listed_and_said_unreadable_not_left_out(tmp_path):
     for p in list_images(tmp_path):
         with pytest.raises(ImageError, match="a link to .*, which is not there"):
             load_rgb(p)
+    # and a run gets through them: its journal and the slides' de-duplication name them without resolving
+    from leukoscan.engine import without_repeats
+    from leukoscan.journal import fingerprint
+    from leukoscan.slide import Slide
+
+    assert fingerprint(tmp_path / "a.png")["size"] is None
+    assert len(without_repeats([Slide.from_path(tmp_path)])) == 1
 
 
 def test_a_field_that_cannot_be_opened_for_permission_says_so(tmp_path, monkeypatch):

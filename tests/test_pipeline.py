@@ -331,7 +331,7 @@ def test_a_slide_whose_outputs_cannot_be_written_gets_one_line_and_the_others_go
     assert (out / "slide1" / "verdict.json").exists() and (out / "report.html").exists()
     # nothing could be written: one line each and exit 1
     result = run(slides[0], "--out", out)
-    assert result.exit_code == 1 and "no slide's outputs could be written" in result.output
+    assert result.exit_code == 1 and "no slide could be screened or written" in result.output
     # the run's own files cannot be written (a folder in the way): one line, exit 1, the slide's outputs kept
     (out / "summary.csv").unlink()
     (out / "summary.csv").mkdir()

@@ -141,6 +141,11 @@ def test_import_validates_and_reports_every_problem(loop):
             **good,
             "images": [{**good["images"][0], "width": 2 * good["images"][0]["width"]}, *good["images"][1:]],
         },
+        "list id": {**good, "images": [{**good["images"][0], "id": [1]}, *good["images"][1:]]},  # a traceback before
+        "no image_id": {
+            **good,
+            "annotations": [{k: v for k, v in a.items() if k != "image_id"} for a in good["annotations"]],
+        },
     }
     for what, coco in broken.items():
         (loop["root"] / "broken.json").write_text(json.dumps(coco))
