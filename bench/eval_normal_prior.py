@@ -35,24 +35,16 @@ SHIPPED = {
 
 
 def variants(weights: Path, crops: np.ndarray):
-    """(normal strength, probabilities) of ``crops`` under ``weights``: the card's, then P(blast) kept and the
-    other types' share recomputed at each of ``NORMAL_STRENGTHS``."""
-    from leukoscan.classify.calibrate import apply_temperature, correct_prior
+    """(normal strength, probabilities) of ``crops`` under ``weights``: one correction for every type (the cards
+    before this trial), then P(blast) kept and the other types' share made at each of ``NORMAL_STRENGTHS``, as a
+    card's ``others_strength`` makes it (``Classifier.calibrated``; the model runs once)."""
     from leukoscan.classify.predict import CellClassifier
 
     clf = CellClassifier(weights, device="cpu", strict=False)
-    clf.others_strength = None  # one correction for every type: the cards before this trial
-    card = clf.probs(crops)
-    strength, clf.prior_strength = clf.prior_strength, 0.0
-    plain = clf.raw_probs(crops)  # the views averaged, no correction
-    clf.prior_strength = strength
+    plain = clf.view_probs(crops)
     for s in NORMAL_STRENGTHS:
-        if s is None:
-            yield "one correction", card
-            continue
-        others = apply_temperature(correct_prior(plain, clf.prior, s), clf.temperature)[:, 1:].astype(np.float64)
-        others /= np.maximum(others.sum(axis=1, keepdims=True), 1e-12)
-        yield f"others at {s:g}", np.c_[card[:, :1], (1 - card[:, :1]) * others].astype(np.float32)
+        clf.others_strength = s
+        yield "one correction" if s is None else f"others at {s:g}", clf.calibrated(plain)
 
 
 def main() -> None:

@@ -138,12 +138,15 @@ class Classifier:
                 yield start, [to_bgr(c) for c in chunk]
 
     def probs(self, crops: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (N x classes): ``raw_probs`` at the card's temperature; with
-        ``others_strength``, P(blast) as that, the other types sharing the rest as they come out of the weaker
-        correction (at the same temperature)."""
+        """Calibrated probabilities (N x classes) of RGB crops: ``calibrated`` of their ``view_probs``."""
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
-        plain = self.view_probs(crops)
+        return self.calibrated(self.view_probs(crops))
+
+    def calibrated(self, plain: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from ``view_probs``' (``plain``): ``raw_probs``' correction at the card's
+        temperature; with ``others_strength``, P(blast) as that, the other types sharing the rest as they come out
+        of the weaker correction (at the same temperature)."""
         probs = apply_temperature(correct_prior(plain, self.prior, self.prior_strength), self.temperature)
         if self.others_strength is None:
             return probs

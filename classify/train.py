@@ -171,12 +171,13 @@ def calibrate(classifier, val_folder: Path, classes=None) -> dict:
     for every type, the one P(blast) comes out of), and report the ECE of the probabilities a run gives
     (``probs``, the other types shared out as the card says) at temperature 1 and at the fitted one (the
     classifier keeps it)."""
-    from leukoscan.classify.calibrate import ece, fit_temperature
+    from leukoscan.classify.calibrate import correct_prior, ece, fit_temperature
 
     crops, labels, _ = folder_crops(val_folder, classes)
-    t = fit_temperature(classifier.raw_probs(crops), labels)
+    plain = classifier.view_probs(crops)  # the model runs once: raw_probs and probs are both made from it
+    t = fit_temperature(correct_prior(plain, classifier.prior, classifier.prior_strength), labels)
     errors = []
     for temperature in (1.0, t):
         classifier.temperature = temperature
-        errors.append(round(ece(classifier.probs(crops), labels), 4))
+        errors.append(round(ece(classifier.calibrated(plain), labels), 4))
     return {"temperature": round(t, 4), "val_ece_before": errors[0], "val_ece_after": errors[1]}
