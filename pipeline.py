@@ -25,6 +25,7 @@ from leukoscan.cli import (
     device_option,
     fail,
     finite,
+    interrupted,
     max_megapixels_option,
     positive,
     progress,
@@ -48,7 +49,7 @@ from leukoscan.summary import conclude
 
 app = typer.Typer(
     help=f"leukoscan: ALL screening on blood smears. {leukoscan.DISCLAIMER} Exit codes, the same in "
-    "every command: 0 done, 1 nothing could be processed, 2 usage or input error.",
+    "every command: 0 done, 1 nothing could be processed, 2 usage or input error, 130 interrupted.",
     no_args_is_help=True,
     cls=OneLineErrors,
 )
@@ -170,12 +171,10 @@ def run(
     except ConnectionError as e:  # --engine ray: the cluster cannot be joined (ray_engine.ClusterUnreachable)
         fail(str(e))
     except KeyboardInterrupt:
-        console.print(
-            f"[yellow]interrupted:[/] the fields finished so far are kept in {escape(str(out))}; "
-            "run the same command again to resume (--force starts afresh)",
-            soft_wrap=True,
+        interrupted(
+            f"the fields finished so far are kept in {out}; run the same command again to resume "
+            "(--force starts afresh)"
         )
-        raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, terminated)
 

@@ -18,6 +18,7 @@ from leukoscan.cli import (
     device_option,
     fail,
     finite,
+    interrupted,
     max_megapixels_option,
     one_line,
     positive,
@@ -274,12 +275,10 @@ def finetune(
         try:
             candidate = run_finetune(labset, start, replay, out, replace(FINETUNE, epochs=epochs), replay_n, device)
         except KeyboardInterrupt:
-            console.print(
-                f"[yellow]interrupted:[/] no new candidate written; the unfinished training is in "
-                f"{escape(str(out / 'runs'))} (run the command again, with --overwrite if a candidate was there)",
-                soft_wrap=True,
+            interrupted(
+                f"no new candidate written; the unfinished training is in {out / 'runs'} (run the command again, "
+                "with --overwrite if a candidate was there)"
             )
-            raise typer.Exit(130) from None
     console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
 
 

@@ -105,6 +105,7 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
         "operating_conf": detector.settings.conf,
         "recall_at_conf": round(score.recall, 4),
         "precision_at_conf": round(score.precision, 4),
+        **({"unreadable_fields": score.unreadable} if score.unreadable else {}),
     }
 
 

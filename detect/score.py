@@ -9,7 +9,7 @@ import supervision as sv
 
 from leukoscan.datasets.build import read_yolo
 from leukoscan.datasets.segment import agreement
-from leukoscan.images import load_rgb
+from leukoscan.images import ImageError, load_rgb
 from leukoscan.runtime import train_device
 
 
@@ -36,6 +36,7 @@ class Score:
     n_true: int = 0
     detections: list[sv.Detections] = field(default_factory=list)
     truths: list[sv.Detections] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # fields left out, each "path: why" (as Ultralytics' val does)
 
     @property
     def recall(self) -> float:
@@ -48,11 +49,18 @@ class Score:
 
 def score_fields(detector, images: list[Path], labels: list[Path], cell_px: float, batch: int = 32) -> Score:
     """Detect ``images`` (``batch`` fields per pass, at white-cell size ``cell_px``) and match each one's
-    cells against its YOLO ``labels`` file at IoU 0.5."""
+    cells against its YOLO ``labels`` file at IoU 0.5. A field that cannot be read (a link to nowhere, a corrupt
+    file) is left out and named in ``Score.unreadable``, as Ultralytics' val leaves it out of the mAP."""
     score = Score()
     for start in range(0, len(images), batch):
-        fields = [load_rgb(p) for p in images[start : start + batch]]
-        for rgb, det, label in zip(fields, detector.detect(fields, cell_px), labels[start : start + batch]):
+        fields, field_labels = [], []
+        for path, label in zip(images[start : start + batch], labels[start : start + batch]):
+            try:
+                fields.append(load_rgb(path))
+                field_labels.append(label)
+            except ImageError as e:
+                score.unreadable.append(f"{path}: {e}")
+        for rgb, det, label in zip(fields, detector.detect(fields, cell_px) if fields else [], field_labels):
             truth = read_yolo(Path(label), rgb.shape[1], rgb.shape[0])
             tp, n_pred, n_true = agreement(det, truth, 0.5)
             score.tp, score.n_pred, score.n_true = score.tp + tp, score.n_pred + n_pred, score.n_true + n_true

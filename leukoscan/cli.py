@@ -2,7 +2,8 @@
 codes, and the option checks typer applies before a command runs.
 
 Exit codes, the same in every command: 0 done; 1 nothing could be processed (or ``doctor`` found a
-problem); 2 a usage or input error (a bad option value, a missing or malformed path, unusable weights).
+problem); 2 a usage or input error (a bad option value, a missing or malformed path, unusable weights); 130
+interrupted (Ctrl-C, or ``kill`` where a command turns it into one).
 Progress, logs and errors go to stderr; what a command reports as its result may go to stdout.
 """
 
@@ -25,7 +26,7 @@ from leukoscan.config import MAX_MEGAPIXELS, SETTINGS
 
 T = TypeVar("T")
 console = Console(stderr=True)
-NOTHING_PROCESSED, USAGE_ERROR = 1, 2  # exit codes (0: done)
+NOTHING_PROCESSED, USAGE_ERROR, INTERRUPTED = 1, 2, 130  # exit codes (0: done)
 
 
 def progress() -> Progress:
@@ -51,6 +52,12 @@ def track(items: Sequence[T] | Iterable[T], description: str) -> Iterable[T]:
 def error(message: str) -> None:
     """One ``error:`` line on stderr, never wrapped (``message`` is shown as it is, brackets and all)."""
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def interrupted(what: str = "stopped before it finished") -> NoReturn:
+    """End an interrupted command with one line saying ``what`` is kept, and exit code 130 (as a shell's Ctrl-C)."""
+    console.print(f"[yellow]interrupted:[/] {escape(what)}", soft_wrap=True)
+    raise typer.Exit(INTERRUPTED)
 
 
 def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
@@ -95,6 +102,15 @@ class OneLineErrors(TyperGroup):
             error("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx) -> Any:
+        """A command interrupted (Ctrl-C, or ``kill`` where the command turns it into one) before it says what it
+        keeps: one line and exit code 130 (typer's own exits 130 silently). The commands that write something
+        say themselves what is kept."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

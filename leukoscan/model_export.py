@@ -7,10 +7,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import typer
-
 from leukoscan.cards import forget_export, load_model, record_export
-from leukoscan.cli import NOTHING_PROCESSED, console, fail, user_errors
+from leukoscan.cli import NOTHING_PROCESSED, console, fail, interrupted, user_errors
 
 
 def export_models(models: tuple[tuple[Path, str, Path], ...], formats: list) -> None:
@@ -45,8 +43,4 @@ def export_models(models: tuple[tuple[Path, str, Path], ...], formats: list) -> 
                 record_export(weights, fmt)
                 console.print(f"exported {path}")
     except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted:[/] the export being written is incomplete (`--backend` refuses it): "
-            "run `leukoscan export` again"
-        )
-        raise typer.Exit(130) from None
+        interrupted("the export being written is incomplete (`--backend` refuses it): run `leukoscan export` again")

@@ -82,3 +82,27 @@ def test_doctor_names_exports_made_from_other_weights(tmp_path):
     problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
     assert out.exit_code == 1 and len(problems) == 2, out.output
     assert "classifier.pt: its onnx export" in problems[0] and "subtype.pt: its openvino export" in problems[1]
+
+
+def test_interrupt_anywhere_is_one_line(monkeypatch, tmp_path):
+    """Ctrl-C before a command says what it keeps (here while the reference slides are read): one line, exit 130
+    (typer's own exits 130 without a word)."""
+    from leukoscan.lab import LabReference
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LabReference, "from_runs", stop)
+    out = runner.invoke(app, ["lab-reference", str(tmp_path)])
+    assert out.exit_code == 130
+    assert out.output.strip() == "interrupted: stopped before it finished"
+
+
+def test_module_entry_point():
+    """``python -m leukoscan`` is the console script (``leukoscan.__main__:main``, which also answers a Ctrl-C during
+    its imports with one line)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "leukoscan", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("leukoscan "), done.stderr

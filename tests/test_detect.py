@@ -117,3 +117,23 @@ def test_the_held_out_photographs_stay_held_out_when_more_are_added(tmp_path):
     assert val == ["d.png", "h.png"] and len(train) == 6
     val2, train2 = add("aa.png", "ab.png", "ac.png", "ad.png")  # sorted among the first ones by name
     assert set(val) <= set(val2) and set(train) <= set(train2) and len(val2) == 3
+
+
+def test_scoring_leaves_out_unreadable_fields(detector, tmp_path):
+    """The promotion gate's recall at the operating confidence: a held-out photograph that cannot be read (here a
+    link to nowhere) is left out and named, as Ultralytics' val leaves it out, instead of stopping the gate."""
+    import cv2
+
+    from leukoscan.detect.score import score_fields
+
+    img, boxes = smear(seed=3)
+    cv2.imwrite(str(tmp_path / "a.png"), img[..., ::-1])
+    h, w = img.shape[:2]
+    lines = [f"0 {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} {(y2 - y1) / h}" for x1, y1, x2, y2 in boxes]
+    (tmp_path / "a.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "gone.txt").write_text("")
+    images = [tmp_path / "gone.png", tmp_path / "a.png"]
+    score = score_fields(detector, images, [p.with_suffix(".txt") for p in images], 27.0)
+    assert score.n_true == len(boxes) and len(score.detections) == 1
+    assert len(score.unreadable) == 1 and score.unreadable[0].startswith(f"{tmp_path / 'gone.png'}: a link to")
