@@ -121,7 +121,7 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan.engine import outside_slides, unique_names, without_repeats
+    from leukoscan.engine import outside_slides, slide_tasks, without_repeats
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
@@ -131,9 +131,8 @@ def run(
     screen = engine_screen(engine, ray_address)
     files = ModelFiles(detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
-        inputs = without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))])
-        names = unique_names(inputs, out)
-        outside_slides(out, names, slides or [])
+        tasks = slide_tasks(without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]), out)
+        outside_slides(out, tasks, slides or [])
         models = Models.from_files(files, lazy=True)  # read from their files and cards only, until screening asks
         # an offset belongs to the classifier (and calibration) that scored the reference cells
         lab = LabReference.load(lab_reference, models.description["models"]["classifier"]) if lab_reference else None
@@ -149,13 +148,13 @@ def run(
         opts.key = screening_key(models, opts)  # fields screened before with other models or scale: again
         # a resume with every field finished loads no model (the verdicts are aggregated again from the journals);
         # the Ray engine's models are loaded by its actors (here they only aggregate)
-        reused = [0 if force else finished_count(out / name, s.images, opts.key) for name, s in zip(names, inputs)]
-        done = not force and all(n == len(s.images) for n, s in zip(reused, inputs))
-        for name, n, s in zip(names, reused, inputs):
+        reused = [0 if force else finished_count(t.out, t.slide.images, opts.key) for t in tasks]
+        done = not force and all(n == len(t.slide.images) for n, t in zip(reused, tasks))
+        for n, t in zip(reused, tasks):
             if n:  # a resume: said, so that a rerun is not mistaken for a fresh screening
                 console.print(
-                    f"{escape(name)}: {n} of {len(s.images)} fields already screened in {escape(str(out))}, kept "
-                    "(--force screens them again)",
+                    f"{escape(t.name)}: {n} of {len(t.slide.images)} fields already screened in {escape(str(out))}, "
+                    "kept (--force screens them again)",
                     soft_wrap=True,
                 )
         if not done and engine is Engine.local:  # (with --workers too: unusable weights are found here, at once)
@@ -164,7 +163,7 @@ def run(
     try:
         with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
-            verdicts = screen(models, inputs, names, out, opts, bar, parallel, max_megapixels)
+            verdicts = screen(models, tasks, opts, bar, parallel, max_megapixels)
         if not verdicts:
             fail("no slide could be screened or written (each is named above with why)", NOTHING_PROCESSED)
         conclude(verdicts, out)

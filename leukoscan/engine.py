@@ -12,18 +12,19 @@ from leukoscan.cli import console, error, one_line
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
 from leukoscan.records import SlideVerdict
+from leukoscan.slide import Slide, SlideTask
 
 
 def screen_slides(
-    models: Models, slides, names, out: Path, opts, bar, workers: int = 1, max_megapixels: float = MAX_MEGAPIXELS
+    models: Models, tasks: list[SlideTask], opts, bar, workers: int = 1, max_megapixels: float = MAX_MEGAPIXELS
 ) -> list[SlideVerdict]:
-    """Screen each slide into ``out/<name>``: in turn in this process, or ``workers`` slides at a time in worker
+    """Screen each task's slide into its folder: in turn in this process, or ``workers`` slides at a time in worker
     processes that load their own models (from ``models.files``) with the run's image size limit. Returns the
-    verdict of every slide screened (its ``slide``: the output folder's name), in the slides' order; a slide that
+    verdict of every slide screened (its ``slide``: the output folder's name), in the tasks' order; a slide that
     could not be written or that an error stopped gets one line, and the others go on."""
     if workers > 1:
-        return _screen_in_parallel(slides, names, out, opts, workers, models.files, max_megapixels, bar)
-    return _screen_in_turn(models, slides, names, out, opts, bar)
+        return _screen_in_parallel(tasks, opts, workers, models.files, max_megapixels, bar)
+    return _screen_in_turn(models, tasks, opts, bar)
 
 
 _worker_models: Models | None = None
@@ -70,10 +71,10 @@ def _end_with_parent() -> None:
         pass
 
 
-def _screen_in_worker(slide, out: Path, opts):
+def _screen_in_worker(task: SlideTask, opts):
     from leukoscan.slide import screen_slide
 
-    return screen_slide(_worker_models, slide, out, opts, _count_fields)
+    return screen_slide(_worker_models, task.slide, task.out, opts, _count_fields)
 
 
 def _count_fields(n: int) -> None:
@@ -81,27 +82,27 @@ def _count_fields(n: int) -> None:
         _fields_done.value += n
 
 
-def _screen_in_turn(models: Models, slides, names, out: Path, opts, bar) -> list[SlideVerdict]:
+def _screen_in_turn(models: Models, tasks: list[SlideTask], opts, bar) -> list[SlideVerdict]:
     from leukoscan.slide import screen_slide
 
-    overall = bar.add_task("all slides", total=sum(len(s.images) for s in slides))
+    overall = bar.add_task("all slides", total=sum(len(t.slide.images) for t in tasks))
     verdicts = []
-    for name, slide in zip(names, slides):
-        task = bar.add_task(escape(slide.name), total=len(slide.images))
+    for task in tasks:
+        row = bar.add_task(escape(task.slide.name), total=len(task.slide.images))
 
-        def advance(n, task=task):
-            bar.advance(task, n)
+        def advance(n, row=row):
+            bar.advance(row, n)
             bar.advance(overall, n)
 
         try:
-            verdicts.append(screen_slide(models, slide, out / name, opts, advance))
+            verdicts.append(screen_slide(models, task.slide, task.out, opts, advance))
         except Exception as e:  # one slide's failure, whatever it is, ends that slide only
-            slide_failed(name, out, e)
+            slide_failed(task.out, e)
     return verdicts
 
 
 def _screen_in_parallel(
-    slides, names, out: Path, opts, workers: int, files: ModelFiles, max_megapixels: float, bar
+    tasks: list[SlideTask], opts, workers: int, files: ModelFiles, max_megapixels: float, bar
 ) -> list[SlideVerdict]:
     """One slide per worker process; threads split so that workers x threads = cores (no oversubscription).
     A worker that stops (killed, out of memory) takes its pool's unfinished slides down with it: those are
@@ -113,7 +114,7 @@ def _screen_in_parallel(
 
     ctx = mp.get_context("spawn")
     fields_done = ctx.Value("i", 0)
-    total = sum(len(s.images) for s in slides)
+    total = sum(len(t.slide.images) for t in tasks)
     overall = bar.add_task(f"all slides ({workers} workers)", total=total)
 
     def follow():  # (fields of a slide resumed are counted again: the bar stops at its end)
@@ -125,7 +126,7 @@ def _screen_in_parallel(
         initargs = (files, max(1, cores() // n), ctx.Value("i", 0), fields_done, max_megapixels)
         return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=initargs)
 
-    results, broken = _screen_round(pool_of(workers), list(zip(names, slides)), out, opts, follow)
+    results, broken = _screen_round(pool_of(workers), tasks, opts, follow)
     if broken:
         console.print(
             f"[yellow]a worker process stopped unexpectedly (out of memory?):[/] {len(broken)} slide(s) it left "
@@ -133,29 +134,29 @@ def _screen_in_parallel(
             soft_wrap=True,
         )
     while broken:
-        done, broken = _screen_round(pool_of(1), broken, out, opts, follow)
+        done, broken = _screen_round(pool_of(1), broken, opts, follow)
         results += done
         if broken:  # one worker, slides in order: the first one unfinished stopped it
             error(
-                f"slide {broken[0][0]}: its worker process stopped unexpectedly while screening it (out of "
+                f"slide {broken[0].name}: its worker process stopped unexpectedly while screening it (out of "
                 "memory?); the fields it finished are kept: a lower --max-megapixels or --batch may help"
             )
             broken = broken[1:]
     follow()
-    order = {name: i for i, name in enumerate(names)}
+    order = {t.name: i for i, t in enumerate(tasks)}
     return sorted(results, key=lambda v: order[v.slide])
 
 
-def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list]:
-    """Screen the (name, slide) pairs of ``todo`` in ``pool`` (then shut down): the verdicts of those
-    screened, and the pairs a stopped worker left unfinished, in ``todo``'s order."""
+def _screen_round(pool, todo: list[SlideTask], opts, follow) -> tuple[list[SlideVerdict], list[SlideTask]]:
+    """Screen the tasks ``todo`` in ``pool`` (then shut down): the verdicts of those screened, and the tasks a
+    stopped worker left unfinished, in ``todo``'s order."""
     from concurrent.futures import wait
     from concurrent.futures.process import BrokenProcessPool
 
     futures = []
     try:
-        for name, slide in todo:
-            futures.append(pool.submit(_screen_in_worker, slide, out / name, opts))
+        for task in todo:
+            futures.append(pool.submit(_screen_in_worker, task, opts))
         while wait(futures, timeout=0.25).not_done:  # the bar follows the workers field by field
             follow()
     except BrokenProcessPool:  # a worker died while slides were still being queued: those are left unfinished
@@ -165,15 +166,15 @@ def _screen_round(pool, todo: list, out: Path, opts, follow) -> tuple[list, list
         raise
     pool.shutdown()
     results, broken = [], []
-    for i, (name, slide) in enumerate(todo):
+    for i, task in enumerate(todo):
         try:
             if i >= len(futures):  # never queued: the pool broke before
                 raise BrokenProcessPool
             results.append(futures[i].result())
         except BrokenProcessPool:
-            broken.append((name, slide))
+            broken.append(task)
         except Exception as e:  # as in turn: one slide's failure ends that slide only
-            slide_failed(name, out, e)
+            slide_failed(task.out, e)
     return results, broken
 
 
@@ -188,22 +189,22 @@ def _stop(pool) -> None:
         process.join(5)
 
 
-def slide_failed(name: str, out: Path, e: Exception) -> None:
-    """One line for a slide that an error stopped; the other slides go on."""
+def slide_failed(folder: Path, e: Exception) -> None:
+    """One line for the slide of output folder ``folder`` that an error stopped; the other slides go on."""
     if isinstance(e, OSError):
-        unwritable(name, out, e)
+        unwritable(folder, e)
     else:
         error(
-            f"slide {name}: stopped by an error ({type(e).__name__}: {one_line(e)}); the fields it finished are "
+            f"slide {folder.name}: stopped by an error ({type(e).__name__}: {one_line(e)}); the fields it finished are "
             "kept: run the same command again to resume"
         )
 
 
-def unwritable(name: str, out: Path, e: OSError) -> None:
-    """One line for a slide whose outputs could not be written (a full disk, no permission, a file in the
-    way); the other slides go on."""
+def unwritable(folder: Path, e: OSError) -> None:
+    """One line for the slide whose outputs could not be written in ``folder`` (a full disk, no permission, a file
+    in the way); the other slides go on."""
     where = f": {e.filename}" if e.filename else ""
-    error(f"slide {name}: could not write its outputs under {out / name} ({e.strerror or type(e).__name__}{where})")
+    error(f"slide {folder.name}: could not write its outputs under {folder} ({e.strerror or type(e).__name__}{where})")
 
 
 def without_repeats(slides: list) -> list:
@@ -220,20 +221,26 @@ def without_repeats(slides: list) -> list:
     return kept
 
 
-def outside_slides(out: Path, names: list[str], given: list[Path]) -> None:
-    """A ``ValueError`` when a slide's outputs (``out/<name>``) would be written into a slide folder or below it
+def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None:
+    """A ``ValueError`` when a slide's outputs (its task's folder in ``out``) would be written into a slide folder or
+    below it
     (an --out that is the slides' parent, a slide folder itself or a folder in one): they would mix with its
     fields, and a rerun removes files it takes for its own there; inputs are never written to), or when ``out``
     is a file (said before any model loads)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     folders = {Path(p).resolve() for p in given if Path(p).is_dir()}
-    for name in names:
-        target = (out / name).resolve()
-        if target in folders or folders & set(target.parents):
+    for task in tasks:
+        target = task.out.resolve()
+        if folders & {target, *target.parents}:
             raise ValueError(
-                f"--out {out} would write slide {name}'s outputs into a slide folder: choose another --out"
+                f"--out {out} would write slide {task.name}'s outputs into a slide folder: choose another --out"
             )
+
+
+def slide_tasks(slides: list[Slide], out: Path) -> list[SlideTask]:
+    """Each slide with its output folder in ``out`` (``unique_names``)."""
+    return [SlideTask(slide, out / name) for slide, name in zip(slides, unique_names(slides, out))]
 
 
 def unique_names(slides, out: Path | None = None) -> list[str]:

@@ -36,7 +36,7 @@ import ray.data
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
 from leukoscan.records import SlideVerdict
-from leukoscan.slide import Options, Slide, SlidePlan, batches, plan_slide, screen_batch, screen_slide
+from leukoscan.slide import Options, Slide, SlidePlan, SlideTask, batches, plan_slide, screen_batch, screen_slide
 
 
 class ClusterUnreachable(ConnectionError):
@@ -118,12 +118,10 @@ class BatchResult:
 
 
 @dataclass
-class SlideJob:
-    """The driver's record of a slide: where it goes, its plan, how many batches are still out."""
+class SlideJob(SlideTask):
+    """The driver's record of a slide: the task (the slide and where it goes), its plan, how many batches are still
+    out."""
 
-    name: str
-    slide: Slide
-    out: Path
     plan: SlidePlan | None = None
     left: int = 0
     error: Exception | None = None
@@ -188,23 +186,21 @@ def _blobs(items: list) -> np.ndarray:
 
 def screen_slides_on_ray(
     models: Models,
-    slides,
-    names,
-    out: Path,
+    tasks: list[SlideTask],
     opts: Options,
     bar,
     workers: int = 1,
     max_megapixels: float = MAX_MEGAPIXELS,
     address: str | None = None,
 ) -> list:
-    """Screen each slide into ``out/<name>`` on a Ray cluster (``address``: ``auto``, ``ray://host:port`` or
+    """Screen each task's slide into its folder on a Ray cluster (``address``: ``auto``, ``ray://host:port`` or
     ``host:port``; none: a local Ray started here, on all cores, and stopped after; no Ray at all when nothing
     is left to screen, or the one this process is connected to). Returns the verdict
     for every slide whose outputs could be written, in the order given; the others get one error line each.
     ``models``: the run's (lazy) models, whose files the actors load; ``workers`` is the local engine's and
     is not used (the actors follow the cluster's resources)."""
-    jobs = [SlideJob(name, slide, out / name) for name, slide in zip(names, slides)]
-    overall = bar.add_task("all slides (Ray)", total=sum(len(s.images) for s in slides))
+    jobs = [SlideJob(task.slide, task.out) for task in tasks]
+    overall = bar.add_task("all slides (Ray)", total=sum(len(job.slide.images) for job in jobs))
     todo = _plan_finished(models, jobs, opts)
     started = _connect(address) if todo else False  # nothing left to screen: no Ray, as no model
     try:
@@ -365,7 +361,7 @@ def _aggregate(models: Models, job: SlideJob, opts: Options) -> SlideVerdict | N
             raise job.error
         return screen_slide(models, job.slide, job.out, replace(opts, force=False), plan=job.plan)
     except Exception as e:  # as in the local engine
-        slide_failed(job.name, job.out.parent, e)
+        slide_failed(job.out, e)
         return None
 
 

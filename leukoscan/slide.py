@@ -60,6 +60,20 @@ class Slide:
 
 
 @dataclass
+class SlideTask:
+    """A slide of a run and the folder its outputs go to (``--out/<name>``, ``engine.slide_tasks``): what the
+    engines screen."""
+
+    slide: Slide
+    out: Path
+
+    @property
+    def name(self) -> str:
+        """Its output folder's name (the slide's own, or ``name-2``...): ``SlideVerdict.slide``, the error lines'."""
+        return self.out.name
+
+
+@dataclass
 class Options:
     cell_size: float | None = None
     um_per_px: float | None = None

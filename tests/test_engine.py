@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from stubs import stub_models
 from synth import write_slide
 
-from leukoscan.engine import screen_slides, unique_names, unwritable, without_repeats
+from leukoscan.engine import screen_slides, slide_tasks, unique_names, unwritable, without_repeats
 from leukoscan.slide import Options, Slide
 
 
@@ -64,10 +64,11 @@ def test_slides_are_screened_in_order_each_into_its_unique_folder_with_progress(
     own; each slide's verdict counts its own fields' cells (the stub finds two per field); the bar has one
     task over all fields and one per slide, each advanced to its total."""
     slides = slides_sharing_a_name(tmp_path / "in")
-    names = unique_names(slides)
-    assert names == ["slide", "slide-2", "other"]
     bar, out = Bar(), tmp_path / "out"
-    results = screen_slides(stub_models(), slides, names, out, Options(), bar)
+    tasks = slide_tasks(slides, out)
+    names = [t.name for t in tasks]
+    assert names == ["slide", "slide-2", "other"] and [t.slide for t in tasks] == slides
+    results = screen_slides(stub_models(), tasks, Options(), bar)
     assert [v.slide for v in results] == names
     for name, verdict, slide in zip(names, results, slides):
         assert verdict.slide == name and verdict.n_images == len(slide.images)  # summary and report say which
@@ -90,7 +91,7 @@ def test_a_slide_whose_folder_cannot_be_written_gets_one_error_line_and_the_othe
     out = tmp_path / "out"
     out.mkdir()
     (out / "slide-2").write_text("a file where the second slide's folder goes")
-    results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], out, Options(), Bar())
+    results = screen_slides(stub_models(), slide_tasks(slides, out), Options(), Bar())
     assert [v.slide for v in results] == ["slide", "other"]
     assert (out / "slide" / "verdict.json").is_file() and (out / "other" / "verdict.json").is_file()
     captured = capsys.readouterr()
@@ -115,7 +116,7 @@ def test_a_slide_stopped_by_any_error_gets_one_line_and_the_others_are_kept(tmp_
 
     monkeypatch.setattr(leukoscan.slide, "screen_slide", fails_on_the_second)
     slides = slides_sharing_a_name(tmp_path / "in")
-    results = screen_slides(stub_models(), slides, ["slide", "slide-2", "other"], tmp_path / "out", Options(), Bar())
+    results = screen_slides(stub_models(), slide_tasks(slides, tmp_path / "out"), Options(), Bar())
     assert [v.slide for v in results] == ["slide", "other"]
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
@@ -128,9 +129,9 @@ def test_unwritable_says_why_and_where_in_one_line_showing_the_name_as_it_is(cap
     """The line gives the slide, its output folder and the system's reason with the file concerned (when the
     error names one, else the error's kind); a name with brackets is shown as it is, not read as markup."""
     out = Path("results")
-    unwritable("[bold]s", out, OSError(errno.ENOSPC, "No space left on device"))
-    unwritable("t", out, PermissionError(errno.EACCES, "Permission denied", "results/t/cells.csv"))
-    unwritable("u", out, FileExistsError())
+    unwritable(out / "[bold]s", OSError(errno.ENOSPC, "No space left on device"))
+    unwritable(out / "t", PermissionError(errno.EACCES, "Permission denied", "results/t/cells.csv"))
+    unwritable(out / "u", FileExistsError())
     assert capsys.readouterr().err.splitlines() == [
         f"error: slide [bold]s: could not write its outputs under {out / '[bold]s'} (No space left on device)",
         f"error: slide t: could not write its outputs under {out / 't'} (Permission denied: results/t/cells.csv)",
@@ -162,9 +163,10 @@ def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_p
     assert Slide.from_path(tmp_path / "patient_0417").name == "patient_0417"
     # an --out that is the slides' parent would write into their own folders
     with pytest.raises(ValueError, match="into a slide folder"):
-        outside_slides(tmp_path / "a", ["slide"], [tmp_path / "a" / "slide"])
+        outside_slides(tmp_path / "a", slide_tasks([a], tmp_path / "a"), [tmp_path / "a" / "slide"])
     for inside in (tmp_path / "a" / "slide", tmp_path / "a" / "slide" / "results"):  # the slide folder, or in it
         with pytest.raises(ValueError, match="into a slide folder"):
-            outside_slides(inside, ["slide"], [tmp_path / "a" / "slide"])
-    outside_slides(out, ["slide"], [tmp_path / "a" / "slide"])
-    outside_slides(tmp_path / "a" / "results", ["slide"], [tmp_path / "a" / "slide"])  # beside it: fine
+            outside_slides(inside, slide_tasks([a], inside), [tmp_path / "a" / "slide"])
+    outside_slides(out, slide_tasks([a], out), [tmp_path / "a" / "slide"])
+    beside = tmp_path / "a" / "results"
+    outside_slides(beside, slide_tasks([a], beside), [tmp_path / "a" / "slide"])  # beside it: fine

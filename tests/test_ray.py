@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, about its own settings
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[test,ray]'")
 
+from leukoscan.engine import slide_tasks  # noqa: E402
 from leukoscan.journal import journal_path  # noqa: E402
 from leukoscan.models import Models  # noqa: E402
 from leukoscan.pipeline import app  # noqa: E402
@@ -124,9 +125,7 @@ def test_two_node_cluster_losing_a_node_mid_run_gives_the_local_outputs(slides, 
         bar = Bar()
         verdicts = screen_slides_on_ray(
             Models.load(device="cpu", lazy=True),
-            inputs,
-            NAMES,
-            tmp_path,
+            slide_tasks(inputs, tmp_path),
             Options(batch=1),
             bar,
             address=cluster.address,
