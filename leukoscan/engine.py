@@ -11,7 +11,7 @@ from rich.markup import escape
 from leukoscan.cli import console, error, one_line
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.models import ModelFiles, Models
-from leukoscan.records import SlideVerdict
+from leukoscan.records import SlideVerdict, read_verdict
 from leukoscan.slide import Slide, SlideTask
 
 
@@ -263,10 +263,5 @@ def unique_names(slides, out: Path | None = None) -> list[str]:
 def _holds_another(folder: Path, source: str) -> bool:
     """Whether ``folder`` holds the results of a slide read from elsewhere than ``source`` (verdict.json's
     ``source``; folders of earlier versions record none and are taken as this slide's)."""
-    import json
-
-    try:
-        recorded = json.loads((folder / "verdict.json").read_text()).get("source", "")
-    except (OSError, ValueError, AttributeError):
-        return False
+    recorded = (read_verdict(folder) or {}).get("source", "")
     return bool(recorded and source and recorded != source)

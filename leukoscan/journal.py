@@ -18,7 +18,7 @@ from pathlib import Path
 
 from leukoscan.images import TOO_LARGE
 from leukoscan.outputs import json_default
-from leukoscan.records import FieldResult
+from leukoscan.records import FieldResult, FieldStatus
 
 
 def fingerprint(image: Path) -> dict:
@@ -61,7 +61,9 @@ def finished_state(
         return None
     if out is not None and state.get("overlay") and not (Path(out) / state["overlay"]).is_file():
         return None
-    if state.get("status") == "error" and str(state.get("error", "")).startswith(TOO_LARGE):  # tried again each
+    if state.get("status") == FieldStatus.ERROR and str(state.get("error", "")).startswith(
+        TOO_LARGE
+    ):  # tried again each
         return None  # run: the size limit may have been raised (--max-megapixels); a repaired file is a changed one
     if state.get("key", "") != key:
         return None

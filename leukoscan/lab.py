@@ -26,6 +26,7 @@ from leukoscan import outputs
 from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
 from leukoscan.journal import journal_path
+from leukoscan.records import VERDICT_FILE, Verdict, read_verdict, screened_folders
 
 # what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
 # an INT8 export's own, quantised) and how its scores are made
@@ -97,11 +98,8 @@ class LabReference:
         a reference made with a leukemic slide among the normal ones would hide that lab's blasts."""
         flagged = []
         for slide in self.slides:
-            try:
-                verdict = json.loads((Path(slide) / "verdict.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if verdict.get("verdict") in ("suspected", "indeterminate"):
+            verdict = read_verdict(Path(slide)) or {}
+            if verdict.get("verdict") in (Verdict.SUSPECTED, Verdict.INDETERMINATE):
                 share = verdict.get("blast_fraction")
                 flagged.append((slide, verdict["verdict"] + (f" ({share:.1%} blasts)" if share is not None else "")))
         return flagged
@@ -145,16 +143,14 @@ class LabReference:
             if not folder.is_dir():
                 what = "a file, not a folder" if folder.exists() else "no such folder"
                 raise ValueError(f"{folder}: {what} (give `leukoscan run` output folders, or slide folders in one)")
-            found = [
-                v.parent.resolve() for v in [folder / "verdict.json", *folder.glob("*/verdict.json")] if v.is_file()
-            ]
+            found = [f.resolve() for f in screened_folders(folder)]
             if not found:  # a typo, a slide never screened, or a run stopped before its verdict
                 raise ValueError(
                     f"{folder}: no screened slide (verdict.json) in it: screen it with `leukoscan run` (a run that was "
                     "stopped: run it again to finish), or leave it out"
                 )
             started = [folder, *(f for f in folder.iterdir() if f.is_dir())]
-            if unfinished := [f for f in started if journal_path(f).is_file() and not (f / "verdict.json").is_file()]:
+            if unfinished := [f for f in started if journal_path(f).is_file() and not (f / VERDICT_FILE).is_file()]:
                 raise ValueError(
                     f"{unfinished[0]}: its screening was not finished (no verdict.json): run the same `leukoscan run` "
                     "again to finish it, or leave it out"
@@ -185,7 +181,9 @@ def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
     """What classifier screened a slide's output folder, and its cells' blast margins; a ``ValueError`` (one line)
     for a folder that cannot serve as a reference."""
     try:
-        verdict = json.loads((slide / "verdict.json").read_text())
+        verdict = read_verdict(slide)
+        if verdict is None:
+            raise ValueError(f"no readable {VERDICT_FILE}")
         classifier = verdict["models"]["classifier"]
         cells = pd.read_csv(slide / "cells.csv")
     except (OSError, ValueError, KeyError, TypeError) as e:

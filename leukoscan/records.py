@@ -8,7 +8,10 @@ Cells travel as ``sv.Detections`` (leukoscan/cells.py) until a field is done; th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 import supervision as sv
@@ -16,6 +19,26 @@ import supervision as sv
 from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, blast_margin, cell_labels, subtype_indices
 from leukoscan.config import VerdictRules
 from leukoscan.scale import Scale
+
+VERDICT_FILE = "verdict.json"  # in each slide's output folder: SlideVerdict.record()
+
+
+class Verdict(StrEnum):
+    """A slide's screening verdict (``config.VerdictRules``; written as its value)."""
+
+    SUSPECTED = "suspected"  # blasts above the rules' thresholds: a hematologist should review the slide
+    NEGATIVE = "negative"  # blasts below them
+    INDETERMINATE = "indeterminate"  # neither, significantly
+    INSUFFICIENT = "insufficient"  # too few white cells or usable fields for a verdict
+
+
+class FieldStatus(StrEnum):
+    """What became of a field (images.csv's ``status``)."""
+
+    OK = "ok"
+    UNUSABLE = "unusable"  # read, but not a usable smear (quality control): its cells do not count
+    ERROR = "error"  # it could not be read
+
 
 TYPE_COLUMNS = [f"p_{t}" for t in CELL_TYPES]  # sum to 1 (calibrated)
 SUBTYPE_COLUMNS = [f"p_{s}" for s in SUBTYPES]  # given blast: filled for blasts only, sum to 1
@@ -98,8 +121,8 @@ def cell_records(image: str, det: sv.Detections) -> list[dict]:
 class FieldResult:
     """One field screened, as its slide's journal records it (one JSON line) and its tables are made from."""
 
-    status: str  # "ok"; "unusable" (not a usable smear: its cells do not count); "error" (it could not be read)
-    error: str = ""  # why, for "unusable" and "error"
+    status: FieldStatus  # (the journal holds its value)
+    error: str = ""  # why, for unusable and error
     cells: list[dict] = field(default_factory=list)  # its cells' table rows (CELL_COLUMNS; boxes in image px)
     overlay: str | None = None  # its overlay, relative to the slide's output folder (None: none written)
     stain_lab: list[float] | None = None  # median CIE Lab colour (L 0-100) of its cells' stained pixels
@@ -118,8 +141,9 @@ class FieldResult:
         names = {f.name for f in fields(cls)}
         result = cls(**{k: v for k, v in record.items() if k in names})
         cells_ok = isinstance(result.cells, list) and all(isinstance(c, dict) for c in result.cells)
-        if result.status not in ("ok", "unusable", "error") or not cells_ok or not isinstance(result.seconds, dict):
+        if result.status not in set(FieldStatus) or not cells_ok or not isinstance(result.seconds, dict):
             raise ValueError("not a field's result")
+        result.status = FieldStatus(result.status)
         return result
 
 
@@ -127,13 +151,13 @@ class FieldResult:
 class SlideCall:
     """What the verdict rules (``config.VerdictRules``) say of one slide's cells."""
 
-    verdict: str  # "suspected", "negative", "indeterminate" or "insufficient"
+    verdict: Verdict
     reason: str  # the rule that gave it, in words
     n_cells: int  # cells classified (those of usable fields)
     n_white_cells: int  # of them, white cells of the differential (cells.NOT_WHITE aside): what the rules count
     n_blasts: int  # cells whose most probable type is blast
-    blast_fraction: float | None  # n_blasts / n_white_cells; None when "insufficient"
-    ci_low: float | None  # Wilson 95 % interval of the blast fraction; None when "insufficient"
+    blast_fraction: float | None  # n_blasts / n_white_cells; None when insufficient
+    ci_low: float | None  # Wilson 95 % interval of the blast fraction; None when insufficient
     ci_high: float | None
     n_confident_blasts: int  # cells with P(blast) >= confident_blast_p
     predominant_subtype: str  # the blasts' commonest subtype (a hint), "" unless suspected with enough blasts
@@ -212,3 +236,20 @@ class SlideVerdict:
             "screening_key": self.key,
             "seconds": self.seconds,
         }
+
+
+def read_verdict(folder: Path) -> dict | None:
+    """What an earlier run wrote in the slide output folder ``folder`` (its ``VERDICT_FILE``, ``SlideVerdict.record``
+    of that run's version: readers ``.get`` what they need); None when there is none, or it cannot be read as one
+    (a run stopped before its verdict, a damaged file)."""
+    try:
+        record = json.loads((Path(folder) / VERDICT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def screened_folders(folder: Path) -> list[Path]:
+    """The slide output folders with a verdict in ``folder`` (a run's --out), or ``folder`` itself when it is one."""
+    folder = Path(folder)
+    return [v.parent for v in [folder / VERDICT_FILE, *sorted(folder.glob(f"*/{VERDICT_FILE}"))] if v.is_file()]

@@ -22,10 +22,15 @@ from leukoscan.cells import CELL_TYPES, NOT_WHITE, TYPE_LABELS
 from leukoscan.config import SETTINGS
 from leukoscan.numbers import floor2, percent
 from leukoscan.overlay import HEX
-from leukoscan.records import TYPE_COLUMNS, SlideCall, SlideVerdict
+from leukoscan.records import TYPE_COLUMNS, FieldStatus, SlideCall, SlideVerdict, Verdict
 from leukoscan.slide import gallery_name
 
-COLOURS = {"suspected": "#b00020", "indeterminate": "#b26a00", "insufficient": "#555", "negative": "#1b7f3b"}
+COLOURS = {
+    Verdict.SUSPECTED: "#b00020",
+    Verdict.INDETERMINATE: "#b26a00",
+    Verdict.INSUFFICIENT: "#555",
+    Verdict.NEGATIVE: "#1b7f3b",
+}
 GALLERY_CAP = 120  # cell pictures shown per slide before "show all" (the rest load only when shown)
 CORRECTION_COLUMNS = ("slide", "image", "cell", "x1", "y1", "x2", "y2", "predicted", "reviewed")
 STYLE = """
@@ -344,10 +349,10 @@ def gallery_controls(n_cells: int) -> str:
     )
 
 
-def field_note(status: str, why: str) -> str:
+def field_note(status: FieldStatus, why: str) -> str:
     """An overlay's caption after the field's name: why its cells do not count, for a field that is not a
     usable smear (its overlay is kept for review)."""
-    return f'<br><span class="unusable">not counted: {esc(why or status)}</span>' if status != "ok" else ""
+    return f'<br><span class="unusable">not counted: {esc(why or status)}</span>' if status != FieldStatus.OK else ""
 
 
 def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) -> str:

@@ -29,7 +29,16 @@ from leukoscan.journal import Journal
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
-from leukoscan.records import CELL_COLUMNS, IMAGE_COLUMNS, FieldResult, SlideVerdict, cell_records
+from leukoscan.records import (
+    CELL_COLUMNS,
+    IMAGE_COLUMNS,
+    VERDICT_FILE,
+    FieldResult,
+    FieldStatus,
+    SlideVerdict,
+    cell_records,
+    read_verdict,
+)
 from leukoscan.scale import Scale, size_key
 from leukoscan.timing import Stopwatch
 from leukoscan.verdict import image_calls, slide_verdict
@@ -140,7 +149,7 @@ def _screen_fields(
     with watch("decode"):  # one field after another (a field that cannot be read is journalled as an error at once)
         for path, rgb in zip(images, map(_load_or_error, images, [decoded.pop(path, None) for path in images])):
             if isinstance(rgb, ImageError):
-                states[path] = journal.record(path, FieldResult("error", str(rgb)))
+                states[path] = journal.record(path, FieldResult(FieldStatus.ERROR, str(rgb)))
             else:
                 batch.append(_Field(path, stems[path], rgb))
     if not batch:
@@ -205,7 +214,7 @@ def _write_field(out: Path, rules: VerdictRules, f: _Field) -> FieldResult:
         outputs.write_jpeg(out / "uncertain" / f"{stem}_{i:03d}.jpg", to_bgr(crop), atomic=False)  # see _crop_field
     colour = np.median(crop_colour(f.crops), axis=0).tolist() if len(f.crops) else None
     return FieldResult(
-        "unusable" if f.problem else "ok",
+        FieldStatus.UNUSABLE if f.problem else FieldStatus.OK,
         f.problem,
         cells=cell_records(f.path.name, det),
         overlay=_overlay_name(stem),
@@ -281,14 +290,14 @@ def screen_slide(
             outputs.write_csv(out / "images.csv", images)
             _remove_stale(out, {*plan.stems.values(), *(Path(s.overlay).stem for s in states.values() if s.overlay)})
             if exports := formats_kept(out, opts.exports):
-                read = [p for p in slide.images if states[p].status != "error"]
+                read = [p for p in slide.images if states[p].status != FieldStatus.ERROR]
                 # each field's size as screened (journals of earlier versions: from its file's header now)
                 headers = _field_sizes([p for p in read if not states[p].size])
                 shapes = {p.name: tuple(states[p].size) if states[p].size else headers[p] for p in read}
                 names = {p.name: plan.stems[p] for p in read}
                 write_exports(out, cells, names, shapes, exports)
     verdict.seconds = {**watch.per(1, digits=3), **_mean_seconds(states.values())}
-    outputs.write_json(out / "verdict.json", verdict.record())
+    outputs.write_json(out / VERDICT_FILE, verdict.record())
     return verdict
 
 
@@ -313,7 +322,7 @@ def _screen_unfinished(
                     _screen_fields(models, out, journal, chunk, plan.scale, opts, decoded, plan.stems, plan.stain)
                 )
                 advance(len(chunk))
-    states = {p: s or FieldResult("error", "not processed") for p, s in states.items()}
+    states = {p: s or FieldResult(FieldStatus.ERROR, "not processed") for p, s in states.items()}
     return states, plan
 
 
@@ -347,7 +356,7 @@ def _plan(
     """``plan_slide`` given what the slide's journal holds ``finished`` (None: a field to screen)."""
     todo = [p for p in slide.images if finished[p] is None]
     stems = output_stems(slide.images)
-    previous = _previous_verdict(out) if len(todo) < len(slide.images) else {}
+    previous = (read_verdict(out) or {}) if len(todo) < len(slide.images) else {}
     if "scale" in previous and not todo:  # nothing left to screen: the scale and colour the fields were screened at
         return SlidePlan([], Scale.from_record(previous["scale"]), previous.get("stain_normalisation"), stems)
     decoded = {} if decoded is None else decoded
@@ -380,7 +389,8 @@ def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tu
             "error": [s.error for s in states.values()],
             # journals of earlier versions have no overlay entry: their overlays are named by stem
             "overlay": [
-                s.overlay or (_overlay_name(stems[p]) if s.status != "error" else "") for p, s in states.items()
+                s.overlay or (_overlay_name(stems[p]) if s.status != FieldStatus.ERROR else "")
+                for p, s in states.items()
             ],
         },
         dtype=object,
@@ -407,8 +417,10 @@ def _verdict_record(
     unreadable or not usable smears."""
     colours = [s.stain_lab for s in states.values() if s.stain_lab]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
-    unusable, unreadable = (int((images.status == status).sum()) for status in ("unusable", "error"))
-    call = slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == "ok").sum()))
+    unusable, unreadable = (
+        int((images.status == status).sum()) for status in (FieldStatus.UNUSABLE, FieldStatus.ERROR)
+    )
+    call = slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == FieldStatus.OK).sum()))
     if unusable + unreadable > opts.rules.review_unusable_fraction * len(slide.images):
         what = [f"{n} {kind}" for n, kind in ((unreadable, "unreadable"), (unusable, "not usable smears")) if n]
         call.review_reasons.append(f"{' and '.join(what)} of {len(slide.images)} fields (images.csv says why)")
@@ -532,15 +544,6 @@ def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | 
         return load_rgb(path) if known is None else known
     except ImageError as e:
         return e
-
-
-def _previous_verdict(out: Path) -> dict:
-    """What an earlier run of this slide recorded in verdict.json (a resume with nothing left to do; {}: none, as
-    when a run stopped after its last field but before the verdict: the scale is then found again)."""
-    try:
-        return json.loads((out / "verdict.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _mean_seconds(states) -> dict:

@@ -12,7 +12,7 @@ from rich.markup import escape
 import leukoscan
 from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, one_line
 from leukoscan.config import SETTINGS
-from leukoscan.records import SlideVerdict
+from leukoscan.records import FieldStatus, SlideVerdict, screened_folders
 
 
 def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
@@ -31,7 +31,7 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
         report = False
     show_failures(verdicts, out)
     show_summary(verdicts, out, report)
-    others = sorted({v.parent.name for v in out.glob("*/verdict.json")} - {v.slide for v in verdicts})
+    others = sorted({f.name for f in screened_folders(out) if f != out} - {v.slide for v in verdicts})
     if others:  # an earlier run's slides in the same --out
         console.print(
             f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
@@ -52,7 +52,7 @@ def show_failures(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> N
         if not v.n_failed:
             continue
         images = pd.read_csv(out / v.slide / "images.csv", keep_default_na=False)
-        failed = images[images.status == "error"]
+        failed = images[images.status == FieldStatus.ERROR]
         for row in failed.head(limit).itertuples():
             console.print(
                 f"[yellow]skipped[/] {escape(v.slide)}/{escape(row.image)}: {escape(row.error)}", soft_wrap=True

@@ -10,7 +10,7 @@ import pandas as pd
 from leukoscan.cells import BLAST, CELL_TYPES, NOT_WHITE, SUBTYPE_LABELS, SUBTYPES, TYPE_LABELS
 from leukoscan.config import SETTINGS, Z95, VerdictRules
 from leukoscan.numbers import percent
-from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS, SlideCall
+from leukoscan.records import SUBTYPE_COLUMNS, TYPE_COLUMNS, SlideCall, Verdict
 
 
 def wilson(k, n, z: float = Z95):
@@ -76,10 +76,14 @@ def verdict_of(n_cells, n_blasts, n_confident, rules: VerdictRules = SETTINGS.ve
         suspected, negative = suspected | (test.low >= test.threshold), negative & (test.value < test.threshold)
     out = np.where(
         n < rules.min_cells,
-        "insufficient",
-        np.where(suspected, "suspected", np.where(negative, "negative", "indeterminate")),
+        Verdict.INSUFFICIENT.value,
+        np.where(
+            suspected,
+            Verdict.SUSPECTED.value,
+            np.where(negative, Verdict.NEGATIVE.value, Verdict.INDETERMINATE.value),
+        ),
     )
-    return str(out) if out.ndim == 0 else out
+    return Verdict(str(out)) if out.ndim == 0 else out
 
 
 def image_calls(cells: pd.DataFrame) -> pd.DataFrame:
@@ -124,12 +128,12 @@ def slide_verdict(
     verdict = verdict_of(n, blasts, confident, rules)
     few_fields = usable_fields is not None and usable_fields < rules.min_fields
     if few_fields:
-        verdict = "insufficient"
-    suspected = verdict == "suspected" and blasts >= rules.subtype_min_blasts
+        verdict = Verdict.INSUFFICIENT
+    suspected = verdict is Verdict.SUSPECTED and blasts >= rules.subtype_min_blasts
     predominant = predominant_subtype(cells.loc[is_blast, SUBTYPE_COLUMNS].to_numpy(dtype=float)) if suspected else ""
     reasons = review_reasons(len(cells), uncertain, stain_z, rules)
     fraction: float | None = blasts / n if n else 0.0
-    if verdict == "insufficient":  # too few cells to estimate a fraction: none is given, and a person looks
+    if verdict is Verdict.INSUFFICIENT:  # too few cells to estimate a fraction: none is given, and a person looks
         fraction = low = high = None
         reasons.insert(
             0,
@@ -174,13 +178,13 @@ def review_reasons(n: int, uncertain: float, stain_z: float | None, rules: Verdi
     return reasons
 
 
-def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: VerdictRules) -> str:
+def verdict_reason(verdict: Verdict, n: int, blasts: int, confident: int, rules: VerdictRules) -> str:
     """The rule that gave ``verdict``, in words (shown in verdict.json, the report and the terminal)."""
-    if verdict == "insufficient":
+    if verdict == Verdict.INSUFFICIENT:
         return f"{n} white cells < {rules.min_cells}"
     tests = rule_tests(n, blasts, confident, rules)
     p, count = rules.confident_blast_p, rules.suspect_confident_blasts
-    if verdict == "suspected":
+    if verdict == Verdict.SUSPECTED:
         fired = [f"lower bound of the {t.what} {t.low:.1%} >= {t.threshold:.0%}" for t in tests if t.low >= t.threshold]
         fired += [f"{confident} cells with P(blast) >= {p}"] if count is not None and confident >= count else []
         return "; ".join(fired)
@@ -193,6 +197,6 @@ def verdict_reason(verdict: str, n: int, blasts: int, confident: int, rules: Ver
     parts += [f"{confident} cells with P(blast) >= {p} (< {count})"] if count is not None else []
     return (
         " and ".join(parts)
-        if verdict == "negative"
+        if verdict == Verdict.NEGATIVE
         else "not significantly above, nor below, the thresholds: " + "; ".join(parts)
     )
