@@ -116,9 +116,10 @@ def munich(cells: pd.DataFrame, probs: np.ndarray) -> dict:
     }
 
 
-def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None) -> dict:
+def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None = None, call_at: float = 0.5) -> dict:
     """Image level on Taleqani fields: a field's score is its cells' mean P(blast) (images.csv's p_blast); it is
-    flagged (and called a subtype, for the 4-class figure) when blasts are at least half its white cells."""
+    flagged when blasts are at least half its white cells, and called a subtype for the 4-class figure when they
+    are at least ``call_at`` of them (half too: ``bench/eval_4class.py`` measures other shares)."""
     df = cells.assign(p_blast=probs[:, 0], is_blast=probs.argmax(1) == 0, is_white=IS_WHITE[probs.argmax(1)])
     img = df.groupby("file").agg(
         p_blast=("p_blast", "mean"),
@@ -143,7 +144,7 @@ def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None 
     if subtype is not None:  # image 4-class: Benign unless most cells are blasts, then the blasts' mean subtype
         sub = pd.DataFrame(subtype, columns=list(SUBTYPES), index=df.index)[df.is_blast.to_numpy()]
         mean_sub = sub.groupby(df.file[df.is_blast]).mean().idxmax(axis=1)
-        call = np.where(img.blast_fraction >= 0.5, mean_sub.reindex(img.index).fillna("benign"), "benign")
+        call = np.where(img.blast_fraction >= call_at, mean_sub.reindex(img.index).fillna("benign"), "benign")
         truth = np.where(all_, img.subtype, "benign")
         out["image_4class_accuracy"] = round(float((call == truth).mean()), 4)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,17 +31,31 @@ def dihedral_views(crops: np.ndarray, views: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out))
 
 
-def card_scores(card: dict) -> tuple[int, float, dict[str, float], float | None]:
-    """A card's test-time views, prior-correction strength, class prior (one view and none without) and the
-    correction the types other than blast are shared out with (None: the same as the rest, as before 2026-12-06)."""
-    correction = card.get("prior_correction") or {}
-    others = correction.get("others_strength")
-    return (
-        int(card.get("test_time_views", 1)),
-        float(correction.get("strength", 0.0)),
-        correction.get("class_prior", {}),
-        None if others is None else float(others),
-    )
+@dataclass(frozen=True)
+class CardScores:
+    """How a classifier's probabilities are made, as its card says; a key the card lacks (one of an earlier
+    version) keeps the default: temperature 1, one view, no class-prior correction, the types other than blast
+    corrected as the rest (``others_strength`` None, as before 2026-12-06)."""
+
+    temperature: float = 1.0
+    views: int = 1  # test-time views (dihedral_views)
+    prior_strength: float = 0.0  # of the class-prior correction (calibrate.correct_prior)
+    class_prior: dict[str, float] = field(default_factory=dict)  # each class's share of the training crops
+    others_strength: float | None = None  # the correction the types other than blast are shared out with
+    stain_reference: dict | None = None  # the training crops' colour (stain_z)
+
+    @classmethod
+    def of(cls, card: dict) -> CardScores:
+        correction = card.get("prior_correction") or {}
+        others = correction.get("others_strength")
+        return cls(
+            temperature=float(card.get("temperature", cls.temperature)),
+            views=int(card.get("test_time_views", cls.views)),
+            prior_strength=float(correction.get("strength", cls.prior_strength)),
+            class_prior=correction.get("class_prior", {}),
+            others_strength=None if others is None else float(others),
+            stain_reference=card.get("stain_reference"),
+        )
 
 
 class Classifier:
@@ -65,8 +80,9 @@ class Classifier:
         self.weights = Path(weights)
         self.device = resolve_device(device)
         self.batch = batch
-        self.stain_reference = card.get("stain_reference")
-        self.temperature = float(card.get("temperature", 1.0))
+        scores = CardScores.of(card)
+        self.stain_reference = scores.stain_reference
+        self.temperature = scores.temperature
         self.margin = float(card.get("geometry", {}).get("crop_margin", SETTINGS.geometry.crop_margin))
         # the model's input size: an exported model's is on its card (Ultralytics rounds a requested size up
         # to a multiple of 32, so the recipe's size may be smaller)
@@ -86,10 +102,16 @@ class Classifier:
         self.configure(card)
 
     def configure_scores(self, card: dict) -> None:
-        """How its probabilities are made (a card without says: one view, no prior correction): the number of
-        test-time views, and the class prior its outputs are divided by (``scores_card``)."""
-        self.views, self.prior_strength, prior, self.others_strength = card_scores(card)
-        self.prior = np.array([prior.get(key, 1.0) for key in self.classes])  # a class it was not taught: 0 anyway
+        """How its probabilities are made, as ``card`` says (``CardScores``; ``train.scores_card`` writes it): the
+        number of test-time views, and the class prior its outputs are divided by."""
+        scores = CardScores.of(card)
+        self.views, self.prior_strength, self.others_strength = (
+            scores.views,
+            scores.prior_strength,
+            scores.others_strength,
+        )
+        # a class it was not taught: 0 anyway
+        self.prior = np.array([scores.class_prior.get(key, 1.0) for key in self.classes])
         if "blast" not in self.classes:  # (the subtype model: one correction for all)
             self.others_strength = None
 

@@ -65,7 +65,7 @@ class Models:
         its weight file, device, backend, temperature, stain reference and scores (read from the files and cards):
         a resume with nothing left to screen loads no model."""
         from leukoscan.cards import backend_file, read_card, scoring_card
-        from leukoscan.classify.predict import CellClassifier, SubtypeClassifier, card_scores
+        from leukoscan.classify.predict import CardScores, CellClassifier, SubtypeClassifier
         from leukoscan.detect.predict import Detector
         from leukoscan.runtime import resolve_device
 
@@ -73,18 +73,17 @@ class Models:
             scoring_card(weights)
 
         def unloaded(kind: type, weights: Path) -> Unloaded:
-            card = read_card(weights)
-            views, prior_strength, _, others_strength = card_scores(card)
+            scores = CardScores.of(read_card(weights))
             return Unloaded(
                 partial(kind, weights, device, backend=backend),
                 weights=Path(backend_file(weights, backend)),
                 device=resolve_device(device),
                 backend=backend,
-                temperature=float(card.get("temperature", 1.0)),
-                stain_reference=card.get("stain_reference"),
-                views=views,
-                prior_strength=prior_strength,
-                others_strength=others_strength,
+                temperature=scores.temperature,
+                stain_reference=scores.stain_reference,
+                views=scores.views,
+                prior_strength=scores.prior_strength,
+                others_strength=scores.others_strength,
             )
 
         models = (
