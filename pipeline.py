@@ -121,7 +121,7 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan.engine import outside_slides, slide_tasks, without_repeats
+    from leukoscan.engine import claimed, outside_slides, slide_tasks, without_repeats
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
@@ -161,9 +161,10 @@ def run(
             models = Models.from_files(files)
     terminated = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: as Ctrl-C, workers too
     try:
-        with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
+        # each slide's folder is this run's until it is screened: a slide another run is screening is left out
+        with claimed(tasks) as free, progress() as bar, pixel_limit(max_megapixels):  # a bar per slide and overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
-            verdicts = screen(models, tasks, opts, bar, parallel, max_megapixels)
+            verdicts = screen(models, free, opts, bar, parallel, max_megapixels)
         if not verdicts:
             fail("no slide could be screened or written (each is named above with why)", NOTHING_PROCESSED)
         conclude(verdicts, out)

@@ -4,6 +4,8 @@ time in worker processes (one slide each, the cores split between them), with on
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rich.markup import escape
@@ -187,6 +189,45 @@ def _stop(pool) -> None:
         process.terminate()
     for process in processes:
         process.join(5)
+
+
+@contextmanager
+def claimed(tasks: list[SlideTask]) -> Iterator[list[SlideTask]]:
+    """The tasks no other run is screening now, each slide's output folder locked for this run until the block
+    ends (a lock file in its ``.state`` folder, ``fcntl.flock``: released when the run ends, however it ends); a
+    slide another run holds gets one line and is left out (both would screen its fields, and one run's removal of
+    stale outputs could take the other's). Where the lock cannot be taken for another reason (a file where the
+    folder goes, a file system without locks) the slide is kept: its own screening says what is wrong."""
+    import fcntl
+
+    kept = []
+    with ExitStack() as held:
+        for task in tasks:
+            lock = task.out / ".state" / "run.lock"
+            try:
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                handle = held.enter_context(open(lock, "a+"))
+            except OSError:
+                kept.append(task)
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                error(
+                    f"slide {task.name}: another leukoscan run ({holder}) is screening it into {task.out}: left out "
+                    "of this run (run this command again when that one has finished)"
+                )
+                continue
+            except OSError:  # a file system without locks
+                kept.append(task)
+                continue
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            kept.append(task)
+        yield kept
 
 
 def slide_failed(folder: Path, e: Exception) -> None:

@@ -170,3 +170,51 @@ def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_p
     outside_slides(out, slide_tasks([a], out), [tmp_path / "a" / "slide"])
     beside = tmp_path / "a" / "results"
     outside_slides(beside, slide_tasks([a], beside), [tmp_path / "a" / "slide"])  # beside it: fine
+
+
+def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, capsys):
+    """Two runs into one --out (the same command started twice): a slide whose folder another run holds is left
+    out of this one with a line naming it and that run's process; the others are this run's until it ends, and
+    free again after (the locks go with the run however it ends)."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from leukoscan.engine import claimed
+
+    slides = slides_sharing_a_name(tmp_path / "in")
+    out = tmp_path / "out"
+    tasks = slide_tasks(slides, out)
+    # another process holds slide-2 (flock: per open file, so a second process is the honest test)
+    lock = out / "slide-2" / ".state" / "run.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\nf = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "f.write(f'pid {os.getpid()}'); f.flush(); print('held', flush=True); time.sleep(60)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with claimed(tasks) as free:
+            assert [t.name for t in free] == ["slide", "other"]
+            with open(out / "slide" / ".state" / "run.lock") as mine:  # this run's until the block ends
+                try:
+                    fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    raise AssertionError("the slide's lock was free while this run held it")
+                except BlockingIOError:
+                    pass
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: slide slide-2: another leukoscan run (pid {holder.pid}) is screening it into {out / 'slide-2'}: "
+            "left out of this run (run this command again when that one has finished)"
+        ]
+    finally:
+        holder.kill()
+        holder.wait()
+    with claimed(tasks) as free:  # both free again
+        assert [t.name for t in free] == ["slide", "slide-2", "other"]
