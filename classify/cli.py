@@ -246,9 +246,9 @@ def train_cells(
     others_prior_correction: float = prior_option(others=True),
 ) -> None:
     """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
-    from leukoscan.cards import read_card, ship, write_card
+    from leukoscan.cards import ship, write_card
     from leukoscan.classify.augment import LabAugment
-    from leukoscan.classify.train import cell_card, scores_card
+    from leukoscan.classify.train import scores_card
     from leukoscan.classify.train import train_cells as run_train
     from leukoscan.datasets.cells import SOURCES, lab_stain_targets, training_folder
     from leukoscan.datasets.splits import manifest_hash
@@ -271,22 +271,12 @@ def train_cells(
         p_contrast=contrast,
         p_mixstyle=mixstyle,
     )
+    recipe = CellRecipe(epochs=epochs, seed=seed)
     if reuse:
         best = project / name / "weights" / "best.pt"
-        if not best.is_file():
-            fail(f"--reuse: {best} not found")
-        card = cell_card(CellRecipe(epochs=epochs, seed=seed), None, colour.value, augment)
-        with user_errors():
-            trained = read_card(best)  # how it was trained is what its card says, not this command's options
-        if trained.get("input_colour", colour.value) != colour.value:
-            fail(f"--reuse: {best} was trained on {trained['input_colour']} crops, not --colour {colour.value}")
-        if sorted(trained.get("data", {}).get("excluded", exclude)) != sorted(exclude):  # `clean` trusts it
-            fail(f"--reuse: {best} was trained without {trained['data']['excluded']}, not --exclude {list(exclude)}")
-        card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
+        card = _reused_card(best, recipe, colour.value, augment, exclude)
     else:
-        best, card = run_train(
-            folder, project, name, CellRecipe(epochs=epochs, seed=seed), device, colour.value, augment
-        )
+        best, card = run_train(folder, project, name, recipe, device, colour.value, augment)
     # how its probabilities are made
     scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
     card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
@@ -304,6 +294,25 @@ def train_cells(
     if ship_to:
         ship(best, ship_to, card)
         console.print(f"shipped {ship_to}")
+
+
+def _reused_card(best: Path, recipe: CellRecipe, colour: str, augment, exclude: list[str]) -> dict:
+    """``train-cells --reuse``: the card of the run already trained in ``best``, how it was trained taken from its
+    own card (not this command's options); one line and exit 2 when it is missing or was trained on other crops."""
+    from leukoscan.cards import read_card
+    from leukoscan.classify.train import cell_card
+
+    if not best.is_file():
+        fail(f"--reuse: {best} not found")
+    card = cell_card(recipe, None, colour, augment)
+    with user_errors():
+        trained = read_card(best)
+    if trained.get("input_colour", colour) != colour:
+        fail(f"--reuse: {best} was trained on {trained['input_colour']} crops, not --colour {colour}")
+    if sorted(trained.get("data", {}).get("excluded", exclude)) != sorted(exclude):  # `clean` trusts it
+        fail(f"--reuse: {best} was trained without {trained['data']['excluded']}, not --exclude {list(exclude)}")
+    card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
+    return card
 
 
 @app.command("calibrate")

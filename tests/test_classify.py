@@ -591,3 +591,29 @@ def test_calibrate_refuses_a_folder_that_is_not_the_models_and_keeps_its_card(ti
     shutil.move(tmp_path / "basophil", folder / "train" / "basophil")
     (next((folder / "val").iterdir()) / "bad.png").write_text("not an image")
     refused("bad.png")
+
+
+def test_train_cells_reuse_takes_how_it_was_trained_from_the_runs_card(tmp_path, capsys):
+    """`classify train-cells --reuse` finishes a run already trained: its card's recipe and input colour, not the
+    command's; a run trained on other crops (colour, sources left out) or none at all is one line and exit 2."""
+    import json
+
+    import typer
+
+    from leukoscan.classify.augment import LabAugment
+    from leukoscan.classify.cli import _reused_card
+    from leukoscan.classify.train import CellRecipe
+
+    best = tmp_path / "best.pt"
+    with pytest.raises(typer.Exit) as stop:
+        _reused_card(best, CellRecipe(), "rgb", LabAugment(), [])
+    assert stop.value.exit_code == 2 and "--reuse:" in capsys.readouterr().err
+    best.write_bytes(b"weights")
+    trained = {"recipe": {"epochs": 7}, "input_colour": "rgb", "train_seconds": 12.5, "data": {"excluded": ["pbc"]}}
+    best.with_suffix(".json").write_text(json.dumps(trained))
+    card = _reused_card(best, CellRecipe(epochs=30), "rgb", LabAugment(), ["pbc"])
+    assert card["recipe"] == {"epochs": 7} and card["train_seconds"] == 12.5
+    for colour, exclude, says in (("gray", ["pbc"], "trained on rgb crops"), ("rgb", [], "trained without ['pbc']")):
+        with pytest.raises(typer.Exit):
+            _reused_card(best, CellRecipe(), colour, LabAugment(), exclude)
+        assert says in capsys.readouterr().err
