@@ -121,7 +121,7 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan.engine import claimed, outside_slides, slide_tasks, without_repeats
+    from leukoscan.engine import not_busy, outside_slides, slide_tasks, without_repeats
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
@@ -133,6 +133,7 @@ def run(
     with user_errors():
         tasks = slide_tasks(without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]), out)
         outside_slides(out, tasks, slides or [])
+        tasks = not_busy(tasks)  # a slide another run is screening into --out now: left out, said
         models = Models.from_files(files, lazy=True)  # read from their files and cards only, until screening asks
         # an offset belongs to the classifier (and calibration) that scored the reference cells
         lab = LabReference.load(lab_reference, models.description["models"]["classifier"]) if lab_reference else None
@@ -161,10 +162,9 @@ def run(
             models = Models.from_files(files)
     terminated = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: as Ctrl-C, workers too
     try:
-        # each slide's folder is this run's until it is screened: a slide another run is screening is left out
-        with claimed(tasks) as free, progress() as bar, pixel_limit(max_megapixels):  # a bar per slide and overall
+        with progress() as bar, pixel_limit(max_megapixels):  # one bar per slide and one overall
             parallel = 1 if done else workers  # nothing left to screen: aggregated here, no worker started
-            verdicts = screen(models, free, opts, bar, parallel, max_megapixels)
+            verdicts = screen(models, tasks, opts, bar, parallel, max_megapixels)
         if not verdicts:
             fail("no slide could be screened or written (each is named above with why)", NOTHING_PROCESSED)
         conclude(verdicts, out)

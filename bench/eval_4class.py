@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     args = ap.parse_args()
     runtime.setup()
+    from leukoscan.cards import sha256
     from leukoscan.classify.predict import SubtypeClassifier
 
     cells = eval_cells(args.cells)
@@ -54,7 +55,8 @@ def main() -> None:
     val = {s: a for s, a in by_share["val"].items() if s != "n_images"}
     chosen = max(val, key=lambda s: (val[s], -abs(s - 0.5)))  # ties: the share nearer half
     result = {
-        "weights": str(args.weights / "classifier.pt"),
+        "classifier_sha256": sha256(args.weights / "classifier.pt"),
+        "subtype_sha256": sha256(args.weights / "subtype.pt"),
         "n_images": {split: by_share[split]["n_images"] for split in by_share},
         "test_at_half": by_share["test"][0.5],
         "chosen_on_val": chosen,

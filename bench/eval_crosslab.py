@@ -141,7 +141,7 @@ def taleqani(cells: pd.DataFrame, probs: np.ndarray, subtype: np.ndarray | None 
         "cell_blast_recall_all_fields": round(float(df.is_blast[df.original_type == "blast"].mean()), 4),
         "benign_cells_called_blast": round(float(df.is_blast[df.original_type != "blast"].mean()), 4),
     }
-    if subtype is not None:  # image 4-class: Benign unless most cells are blasts, then the blasts' mean subtype
+    if subtype is not None:  # image 4-class: Benign unless call_at of its white cells are blasts, then their subtype
         sub = pd.DataFrame(subtype, columns=list(SUBTYPES), index=df.index)[df.is_blast.to_numpy()]
         mean_sub = sub.groupby(df.file[df.is_blast]).mean().idxmax(axis=1)
         call = np.where(img.blast_fraction >= call_at, mean_sub.reindex(img.index).fillna("benign"), "benign")

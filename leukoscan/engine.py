@@ -4,8 +4,6 @@ time in worker processes (one slide each, the cores split between them), with on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rich.markup import escape
@@ -191,48 +189,28 @@ def _stop(pool) -> None:
         process.join(5)
 
 
-@contextmanager
-def claimed(tasks: list[SlideTask]) -> Iterator[list[SlideTask]]:
-    """The tasks no other run is screening now, each slide's output folder locked for this run until the block
-    ends (a lock file in its ``.state`` folder, ``fcntl.flock``: released when the run ends, however it ends); a
-    slide another run holds gets one line and is left out (both would screen its fields, and one run's removal of
-    stale outputs could take the other's). Where the lock cannot be taken for another reason (a file where the
-    folder goes, a file system without locks) the slide is kept: its own screening says what is wrong."""
-    import fcntl
+def not_busy(tasks: list[SlideTask]) -> list[SlideTask]:
+    """The tasks whose slide no other run is screening into its folder now (``journal.busy``); each other one gets
+    a line and is left out before this run counts its fields or loads a model for it. (Whoever screens a slide
+    holds its lock meanwhile, so one taken in between is still found: ``slide_failed`` says so.)"""
+    from leukoscan.journal import busy
 
-    kept = []
-    with ExitStack() as held:
-        for task in tasks:
-            lock = task.out / ".state" / "run.lock"
-            try:
-                lock.parent.mkdir(parents=True, exist_ok=True)
-                handle = held.enter_context(open(lock, "a+"))
-            except OSError:
-                kept.append(task)
-                continue
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                error(
-                    f"slide {task.name}: another leukoscan run ({holder}) is screening it into {task.out}: left out "
-                    "of this run (run this command again when that one has finished)"
-                )
-                continue
-            except OSError:  # a file system without locks
-                kept.append(task)
-                continue
-            handle.truncate(0)
-            handle.write(f"pid {os.getpid()}")
-            handle.flush()
-            kept.append(task)
-        yield kept
+    free = []
+    for task in tasks:
+        if (held := busy(task.out)) is not None:
+            error(str(held))
+        else:
+            free.append(task)
+    return free
 
 
 def slide_failed(folder: Path, e: Exception) -> None:
     """One line for the slide of output folder ``folder`` that an error stopped; the other slides go on."""
-    if isinstance(e, OSError):
+    from leukoscan.journal import SlideBusy
+
+    if isinstance(e, SlideBusy):
+        error(str(e))
+    elif isinstance(e, OSError):
         unwritable(folder, e)
     else:
         error(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +21,63 @@ from pathlib import Path
 from leukoscan.images import TOO_LARGE
 from leukoscan.outputs import json_default
 from leukoscan.records import FieldResult, FieldStatus
+
+
+class SlideBusy(RuntimeError):
+    """Another run is screening the slide into the same output folder (one line: which process)."""
+
+
+def lock_path(out: Path) -> Path:
+    return Path(out) / ".state" / "run.lock"
+
+
+@contextmanager
+def slide_lock(out: Path) -> Iterator[None]:
+    """Output folder ``out`` is this process's while the block runs (an ``flock`` on ``lock_path``, released however
+    the process ends): a ``SlideBusy`` when another process holds it, as two runs started into one --out would
+    (both would screen the slide's fields, and one's removal of stale outputs could take the other's). Held by
+    whoever screens the slide (this process, a --workers worker, the Ray driver while it aggregates), one slide at
+    a time. Where no lock can be taken (no fcntl, a file system without locks, no room for the folder) the block
+    runs without: what it writes says what is wrong."""
+    try:
+        import fcntl
+
+        lock = lock_path(out)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SlideBusy(
+                f"slide {Path(out).name}: another leukoscan run ({holder}) is screening it into {out}: left out of "
+                "this run (run this command again when that one has finished)"
+            ) from None
+        except OSError:  # a file system without locks
+            yield
+            return
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+
+
+def busy(out: Path) -> SlideBusy | None:
+    """Whether another process is screening into ``out`` now (``slide_lock``: taken and released at once), so that a
+    run can leave that slide out before it counts and loads for it. Nothing is written where no lock file is (no
+    run has held it: nobody holds it now)."""
+    if not lock_path(out).is_file():
+        return None
+    try:
+        with slide_lock(out):
+            return None
+    except SlideBusy as e:
+        return e
 
 
 def fingerprint(image: Path) -> dict:

@@ -25,7 +25,7 @@ from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import formats_kept, write_exports
 from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, to_bgr
-from leukoscan.journal import Journal
+from leukoscan.journal import Journal, slide_lock
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
 from leukoscan.quality import field_problem
@@ -279,7 +279,12 @@ def screen_slide(
     """Screen ``slide`` into ``out``: its fields (``_screen_unfinished``), then its tables (``_slide_tables``)
     and verdict (``_verdict_record``); returns the verdict record (also written to verdict.json). ``plan``: the
     slide's plan when its fields were screened elsewhere (``plan_slide``, ``screen_batch``): its scale and
-    colour are the slide's."""
+    colour are the slide's. A ``SlideBusy`` when another run is screening into ``out`` (``journal.slide_lock``)."""
+    with slide_lock(out):
+        return _screen_slide(models, slide, out, opts, advance, plan)
+
+
+def _screen_slide(models, slide: Slide, out: Path, opts: Options, advance, plan: SlidePlan | None) -> SlideVerdict:
     watch = Stopwatch()
     with watch("total"):
         states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)

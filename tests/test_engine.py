@@ -173,22 +173,23 @@ def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_p
 
 
 def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, capsys):
-    """Two runs into one --out (the same command started twice): a slide whose folder another run holds is left
-    out of this one with a line naming it and that run's process; the others are this run's until it ends, and
-    free again after (the locks go with the run however it ends)."""
-    import fcntl
+    """Two runs into one --out (the same command started twice): a slide another process is screening is left out
+    with a line naming that process, both before the run counts it (``not_busy``) and when its screening starts
+    (the lock is taken by whoever screens a slide, one at a time: no file kept open per slide); the others go on,
+    and the slide is free again once that process has gone."""
     import subprocess
     import sys
 
-    from leukoscan.engine import claimed
+    from leukoscan.engine import not_busy
+    from leukoscan.journal import lock_path
 
     slides = slides_sharing_a_name(tmp_path / "in")
     out = tmp_path / "out"
     tasks = slide_tasks(slides, out)
-    # another process holds slide-2 (flock: per open file, so a second process is the honest test)
-    lock = out / "slide-2" / ".state" / "run.lock"
+    assert not_busy(tasks) == tasks and not (out / "slide").exists()  # nothing written to find that out
+    lock = lock_path(out / "slide-2")
     lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # flock is per open file: another process is the honest test
         [
             sys.executable,
             "-c",
@@ -199,22 +200,19 @@ def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, ca
         stdout=subprocess.PIPE,
         text=True,
     )
+    line = (
+        f"error: slide slide-2: another leukoscan run (pid {holder.pid}) is screening it into {out / 'slide-2'}: "
+        "left out of this run (run this command again when that one has finished)"
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with claimed(tasks) as free:
-            assert [t.name for t in free] == ["slide", "other"]
-            with open(out / "slide" / ".state" / "run.lock") as mine:  # this run's until the block ends
-                try:
-                    fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    raise AssertionError("the slide's lock was free while this run held it")
-                except BlockingIOError:
-                    pass
-        assert capsys.readouterr().err.splitlines() == [
-            f"error: slide slide-2: another leukoscan run (pid {holder.pid}) is screening it into {out / 'slide-2'}: "
-            "left out of this run (run this command again when that one has finished)"
-        ]
+        assert [t.name for t in not_busy(tasks)] == ["slide", "other"]
+        assert capsys.readouterr().err.splitlines() == [line]
+        results = screen_slides(stub_models(), tasks, Options(), Bar())  # taken after the run counted it
+        assert [v.slide for v in results] == ["slide", "other"] and not (out / "slide-2" / "verdict.json").exists()
+        assert capsys.readouterr().err.splitlines() == [line]
     finally:
         holder.kill()
         holder.wait()
-    with claimed(tasks) as free:  # both free again
-        assert [t.name for t in free] == ["slide", "slide-2", "other"]
+    assert not_busy(tasks) == tasks
+    assert [v.slide for v in screen_slides(stub_models(), tasks, Options(), Bar())] == ["slide", "slide-2", "other"]
