@@ -1,0 +1,89 @@
+"""How large each cell type sits in its training crop, source by source: the test of #15's "one physical scale".
+
+Every crop is a window of ``window_cells`` x the source's white-cell estimate (``data/cells/summary.json``'s
+``cell_px``, ``Detector.estimate_cell_px``), so a cell type of one physical size should fill the same share of
+its crop on every source. Measured here: the diameter (px of the 48 px crop; the equal-area circle) of the dark,
+stained object at the crop's centre (Otsu on the crop's gray levels, holes filled): for most white cells their
+nucleus and dense cytoplasm, so it compares one type across sources (stain moves it a little), not one type
+with another.
+
+    python bench/crop_sizes.py [--per-group 200]    # writes bench/results/crop_sizes.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import filters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from leukoscan.config import BUILD_DIR  # noqa: E402
+from leukoscan.images import read_crop  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SOURCES = ("munich", "pbc", "taleqani", "zheng")
+
+
+def centre_diameter(rgb: np.ndarray) -> float | None:
+    """Equal-area diameter (px) of the dark object under the crop's centre; None when there is none."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    labels, _ = ndi.label(ndi.binary_fill_holes(gray < filters.threshold_otsu(gray)))
+    h, w = labels.shape
+    centre = labels[h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3]
+    ids = np.unique(centre[centre > 0])
+    return float(2 * np.sqrt(np.isin(labels, ids).sum() / np.pi)) if len(ids) else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
+    ap.add_argument("--per-group", type=int, default=200, help="training crops per (source, lab, type)")
+    args = ap.parse_args()
+    cells = pd.read_csv(args.cells / "cells.csv")
+    cells = cells[(cells.split == "train") & cells.source.isin(SOURCES) & (cells.type != "other")]
+    rows = []
+    for (source, lab, kind), group in cells.groupby(["source", "lab", "type"]):
+        sample = group.sample(min(len(group), args.per_group), random_state=0)
+        found = [d for d in (centre_diameter(read_crop(args.cells / c)) for c in sample.crop) if d]
+        if not found:
+            continue
+        q1, median, q3 = np.percentile(found, [25, 50, 75])
+        rows.append(
+            {
+                "source": source,
+                "lab": lab,
+                "type": kind,
+                "crops": len(found),
+                "cell_px": float(group.cell_px.median()),
+                "diameter_in_crop": round(float(median), 1),
+                "iqr": f"{q1:.1f}-{q3:.1f}",
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    table = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "crop_sizes.json").write_text(json.dumps(rows, indent=2) + "\n")
+    wide = table.pivot_table(index="type", columns="lab", values="diameter_in_crop").round(1)
+    lines = [
+        "The dark object at the centre of each training crop (48 px), its equal-area diameter in px, median by "
+        "cell type (rows) and lab (columns) (`python bench/crop_sizes.py`; Zheng's two labs apart, each with its "
+        "own white-cell estimate). One physical scale would put a type at one size in every column.",
+        "",
+        wide.to_markdown(),
+        "",
+        table.to_markdown(index=False),
+    ]
+    (RESULTS / "crop_sizes.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
