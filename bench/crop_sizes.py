@@ -5,9 +5,11 @@ Every crop is a window of ``window_cells`` x the source's white-cell estimate (`
 its crop on every source. Measured here: the diameter (px of the 48 px crop; the equal-area circle) of the dark,
 stained object at the crop's centre (Otsu on the crop's gray levels, holes filled): for most white cells their
 nucleus and dense cytoplasm, so it compares one type across sources (stain moves it a little), not one type
-with another.
+with another. A second measure beside it, from the boxes the crops were cut around (``--boxes``): the box's mean
+side in crop px (the detector's box nearest the centre for the single-cell sources, found at the lab's white-cell
+estimate as ``leukoscan data cells`` finds it; Taleqani's mask or colour boxes): a box includes the cytoplasm.
 
-    python bench/crop_sizes.py [--per-group 200]    # writes bench/results/crop_sizes.{json,md}
+    python bench/crop_sizes.py [--per-group 200] [--boxes]    # writes bench/results/crop_sizes.{json,md}
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from skimage import filters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leukoscan.config import BUILD_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT  # noqa: E402
 from leukoscan.images import read_crop  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,11 +44,43 @@ def centre_diameter(rgb: np.ndarray) -> float | None:
     return float(2 * np.sqrt(np.isin(labels, ids).sum() / np.pi)) if len(ids) else None
 
 
+def box_measure(data_root: Path):
+    """A function giving, for rows of the cell table, the mean side (crop px) of the box each crop was cut around."""
+    from leukoscan.crops import window_px
+    from leukoscan.datasets.cells import central_box
+    from leukoscan.detect.predict import Detector
+    from leukoscan.images import load_rgb
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_crosslab import taleqani_field
+
+    detector = Detector(device="cpu")
+    size = 48
+
+    def sides(rows: pd.DataFrame) -> list[float]:
+        out = []
+        for row in rows.itertuples():
+            window = window_px(row.cell_px)
+            if row.source == "taleqani":
+                _, found = taleqani_field(row.file, data_root)
+                box = found.xyxy[row.cell]
+            else:
+                rgb = load_rgb(data_root / row.file)
+                box = central_box(detector.detect([rgb], cell_size=row.cell_px)[0], rgb.shape[:2], row.cell_px)[0]
+            out.append(float(np.mean(box[2:] - box[:2])) * size / window)
+        return out
+
+    return sides
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
     ap.add_argument("--per-group", type=int, default=200, help="training crops per (source, lab, type)")
+    ap.add_argument("--boxes", action="store_true", help="also the box each crop was cut around (runs the detector)")
+    ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     args = ap.parse_args()
+    box_side = box_measure(args.data_root) if args.boxes else None
     cells = pd.read_csv(args.cells / "cells.csv")
     cells = cells[(cells.split == "train") & cells.source.isin(SOURCES) & (cells.type != "other")]
     rows = []
@@ -65,6 +99,7 @@ def main() -> None:
                 "cell_px": float(group.cell_px.median()),
                 "diameter_in_crop": round(float(median), 1),
                 "iqr": f"{q1:.1f}-{q3:.1f}",
+                **({"box_side_in_crop": round(float(np.median(box_side(sample))), 1)} if box_side else {}),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -72,12 +107,23 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "crop_sizes.json").write_text(json.dumps(rows, indent=2) + "\n")
     wide = table.pivot_table(index="type", columns="lab", values="diameter_in_crop").round(1)
+    boxes = (
+        [
+            "",
+            "The boxes' mean side in crop px, by type and lab:",
+            "",
+            table.pivot_table(index="type", columns="lab", values="box_side_in_crop").round(1).to_markdown(),
+        ]
+        if box_side
+        else []
+    )
     lines = [
         "The dark object at the centre of each training crop (48 px), its equal-area diameter in px, median by "
         "cell type (rows) and lab (columns) (`python bench/crop_sizes.py`; Zheng's two labs apart, each with its "
         "own white-cell estimate). One physical scale would put a type at one size in every column.",
         "",
         wide.to_markdown(),
+        *boxes,
         "",
         table.to_markdown(index=False),
     ]
