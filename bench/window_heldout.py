@@ -13,6 +13,7 @@ blasts: shown, not a method).
     python bench/window_heldout.py --source zheng --weights weights/lolo/no-zheng.pt --name window_heldout_zheng
     python bench/window_heldout.py --source taleqani --weights weights/lolo/no-taleqani.pt \\
         --name window_heldout_taleqani
+    python bench/window_heldout.py --source pbc --weights weights/classifier.pt --split test --name window_shipped_pbc
 """
 
 from __future__ import annotations
@@ -69,14 +70,17 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "lolo" / "no-munich.pt")
     ap.add_argument("--source", default="munich")
     ap.add_argument("--name", default="window_heldout", help="results file name")
+    ap.add_argument("--split", help="that split only (e.g. test, for the shipped model on a lab it was trained on)")
     args = ap.parse_args()
     runtime.setup()
     from leukoscan.classify.predict import CellClassifier
 
     cells = pd.read_csv(args.cells / "cells.csv", keep_default_na=False)
     cells = cells[cells.source == args.source]
-    if args.source == "taleqani":  # its test blocks, scored at image level as the leave-one-lab-out table does
-        cells = cells[cells.split == "test"].assign(original_type=lambda c: c.type, subtype_truth=lambda c: c.subtype)
+    if args.split or args.source == "taleqani":  # Taleqani: its test blocks, at image level as the table does
+        cells = cells[cells.split == (args.split or "test")].assign(
+            original_type=lambda c: c.type, subtype_truth=lambda c: c.subtype
+        )
     cells = cells.reset_index(drop=True)
     fields: dict = {}
     model = CellClassifier(args.weights, device="cpu", strict=False)
@@ -85,7 +89,12 @@ def main() -> None:
     for factor in FACTORS:
         probs = model.probs(recut(cells, args.data_root, factor, fields))
         called = probs.argmax(1)
-        row = {"factor": factor, "others_called_blast": round(float((called[~blast] == 0).mean()), 4)}
+        accuracy = float((np.array(model.classes)[called] == cells.type.to_numpy()).mean())
+        row = {
+            "factor": factor,
+            "accuracy": round(accuracy, 4),
+            "others_called_blast": round(float((called[~blast] == 0).mean()), 4),
+        }
         if args.source == "taleqani":
             figures = taleqani(cells, probs)
             row = {
