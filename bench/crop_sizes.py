@@ -26,11 +26,13 @@ from scipy import ndimage as ndi
 from skimage import filters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_io import save  # noqa: E402
 
 from leukoscan.config import BUILD_DIR, DATA_ROOT  # noqa: E402
 from leukoscan.images import read_crop  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = ("munich", "pbc", "taleqani", "zheng")
 
 
@@ -46,13 +48,12 @@ def centre_diameter(rgb: np.ndarray) -> float | None:
 
 def box_measure(data_root: Path):
     """A function giving, for rows of the cell table, the mean side (crop px) of the box each crop was cut around."""
+    from eval_crosslab import taleqani_field
+
     from leukoscan.crops import window_px
     from leukoscan.datasets.cells import central_box
     from leukoscan.detect.predict import Detector
     from leukoscan.images import load_rgb
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from eval_crosslab import taleqani_field
 
     detector = Detector(device="cpu")
     size = 48
@@ -104,8 +105,6 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     table = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "crop_sizes.json").write_text(json.dumps(rows, indent=2) + "\n")
     wide = table.pivot_table(index="type", columns="lab", values="diameter_in_crop").round(1)
     boxes = (
         [
@@ -127,8 +126,7 @@ def main() -> None:
         "",
         table.to_markdown(index=False),
     ]
-    (RESULTS / "crop_sizes.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("crop_sizes", rows, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eval_crosslab import RESULTS, eval_cells, predict, subtype_probs, taleqani  # noqa: E402
+from eval_crosslab import eval_cells, predict, subtype_probs, taleqani  # noqa: E402
+from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
@@ -66,8 +67,6 @@ def main() -> None:
             split: {str(s): a for s, a in rows.items() if s != "n_images"} for split, rows in by_share.items()
         },
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "taleqani_4class.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "Taleqani image-level 4-class accuracy (Benign, Early Pre-B, Pre-B, Pro-B) of the shipped models by the share "
         "of a field's white cells called blast at which it is called ALL (`python bench/eval_4class.py`):",
@@ -85,8 +84,7 @@ def main() -> None:
             for split in ("val", "test")
         ),
     ]
-    (RESULTS / "taleqani_4class.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("taleqani_4class", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

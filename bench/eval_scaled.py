@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from eval_crosslab import RESULTS, eval_cells, munich, predict  # noqa: E402
+from eval_crosslab import eval_cells, munich, predict  # noqa: E402
+from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
@@ -51,8 +52,6 @@ def main() -> None:
             figures["recall_at_2pct_of_neutrophils"] = round(float((probs[blast, 0] > threshold).mean()), 4)
             rows.append({"model": model_name, "munich crops": crops_name, **figures})
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
         "Munich held out (1,995 cells), the model blind to it trained on the dataset's crops (committed) or on the "
         "copy whose PBC and Munich crops are cut so that a normal type sits at one size across labs "
@@ -60,8 +59,7 @@ def main() -> None:
         "",
         pd.DataFrame(rows).to_markdown(index=False),
     ]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args.name, rows, "\n".join(lines))
 
 
 if __name__ == "__main__":

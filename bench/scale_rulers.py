@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -64,8 +65,6 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     expected = SETTINGS.geometry.wbc_um / SETTINGS.geometry.rbc_um
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale_rulers.json").write_text(json.dumps({"wbc_over_rbc": expected, "rows": rows}, indent=2) + "\n")
     table = pd.DataFrame(rows)
     lines = [
         "The white-cell size the crops are cut at (`cell_px`, one per source or lab) in red-cell diameters of the "
@@ -76,8 +75,7 @@ def main() -> None:
         "",
         table.to_markdown(index=False),
     ]
-    (RESULTS / "scale_rulers.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("scale_rulers", {"wbc_over_rbc": expected, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

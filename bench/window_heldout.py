@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from eval_crosslab import auc, taleqani  # noqa: E402
+from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FACTORS = (0.7, 0.76, 0.86, 1.0, 1.15)
 
 
@@ -109,10 +109,6 @@ def main() -> None:
             }
         rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(
-        json.dumps({"weights": args.weights.name, "source": args.source, "rows": rows}, indent=2) + "\n"
-    )
     lines = [
         f"{args.source} re-cut with its window scaled, scored by `{args.weights.name}` (never saw it): "
         "`python bench/window_heldout.py`. 1.0: the window the dataset's crops are cut at (here around the image "
@@ -120,8 +116,7 @@ def main() -> None:
         "",
         pd.DataFrame(rows).to_markdown(index=False),
     ]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args.name, {"weights": args.weights.name, "source": args.source, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":
