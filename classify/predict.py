@@ -105,11 +105,9 @@ class Classifier:
         """How its probabilities are made, as ``card`` says (``CardScores``; ``train.scores_card`` writes it): the
         number of test-time views, and the class prior its outputs are divided by."""
         scores = CardScores.of(card)
-        self.views, self.prior_strength, self.others_strength = (
-            scores.views,
-            scores.prior_strength,
-            scores.others_strength,
-        )
+        self.views = scores.views
+        self.prior_strength = scores.prior_strength
+        self.others_strength = scores.others_strength
         # a class it was not taught: 0 anyway
         self.prior = np.array([scores.class_prior.get(key, 1.0) for key in self.classes])
         if "blast" not in self.classes:  # (the subtype model: one correction for all)

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from leukoscan.cli import console, error, one_line
 from leukoscan.config import MAX_MEGAPIXELS
+from leukoscan.journal import SlideBusy, busy
 from leukoscan.models import ModelFiles, Models
 from leukoscan.records import SlideVerdict, read_verdict
 from leukoscan.slide import Slide, SlideTask
@@ -193,8 +194,6 @@ def not_busy(tasks: list[SlideTask]) -> list[SlideTask]:
     """The tasks whose slide no other run is screening into its folder now (``journal.busy``); each other one gets
     a line and is left out before this run counts its fields or loads a model for it. (Whoever screens a slide
     holds its lock meanwhile, so one taken in between is still found: ``slide_failed`` says so.)"""
-    from leukoscan.journal import busy
-
     free = []
     for task in tasks:
         if (held := busy(task.out)) is not None:
@@ -206,8 +205,6 @@ def not_busy(tasks: list[SlideTask]) -> list[SlideTask]:
 
 def slide_failed(folder: Path, e: Exception) -> None:
     """One line for the slide of output folder ``folder`` that an error stopped; the other slides go on."""
-    from leukoscan.journal import SlideBusy
-
     if isinstance(e, SlideBusy):
         error(str(e))
     elif isinstance(e, OSError):

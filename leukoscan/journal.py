@@ -120,10 +120,10 @@ def finished_state(
         return None
     if out is not None and state.get("overlay") and not (Path(out) / state["overlay"]).is_file():
         return None
-    if state.get("status") == FieldStatus.ERROR and str(state.get("error", "")).startswith(
-        TOO_LARGE
-    ):  # tried again each
-        return None  # run: the size limit may have been raised (--max-megapixels); a repaired file is a changed one
+    # a field refused for its size is tried again each run: the size limit may have been raised (--max-megapixels);
+    # a repaired file is a changed one
+    if state.get("status") == FieldStatus.ERROR and str(state.get("error", "")).startswith(TOO_LARGE):
+        return None
     if state.get("key", "") != key:
         return None
     try:
