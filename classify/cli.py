@@ -140,6 +140,7 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     from leukoscan.classify.predict import CellClassifier
     from leukoscan.classify.stain import stain_reference
     from leukoscan.classify.train import calibrate_scores, sample_crops
+    from leukoscan.datasets.cells import dataset_geometry
 
     clf = CellClassifier(best, device, strict=False)  # without Taleqani and Munich there are no blasts
     clf.colour = colour  # (its card is not written yet)
@@ -147,7 +148,8 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     facts["stain_reference"] = stain_reference(sample_crops(folder / "train"))
     facts["classes"] = list(CELL_TYPES)
     facts["input_px"] = clf.imgsz
-    facts["geometry"] = {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px}
+    geo = dataset_geometry(cells)  # as its crops were cut
+    facts["geometry"] = {"window_cells": geo.window_cells, "crop_px": geo.cell_crop_px}
     if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
         facts["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
     return facts

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,7 @@ from PIL import Image
 
 from leukoscan.cells import CELL_TYPES, SUBTYPES
 from leukoscan.cli import track
-from leukoscan.config import DATA_ROOT, SETTINGS
+from leukoscan.config import DATA_ROOT, SETTINGS, Geometry
 from leukoscan.crops import crop_cells, window_px
 from leukoscan.images import load_rgb, read_crop, to_bgr
 
@@ -134,14 +135,15 @@ def write_crops(out: Path, rows: list[dict], crops: np.ndarray) -> None:
         cv2.imwrite(str(path), to_bgr(crop))
 
 
-def build_single_cells(data_root: Path, out: Path, detector, batch: int = 64) -> list[dict]:
-    geo = SETTINGS.geometry
+def build_single_cells(
+    data_root: Path, out: Path, detector, batch: int = 64, geo: Geometry = SETTINGS.geometry
+) -> list[dict]:
     images = single_cell_images(data_root)
     rows = []
     for lab, group in images.groupby("lab", sort=True):
         rgb = [load_rgb(data_root / f) for f in track(group.file, f"{lab}: loading")]
         cell_px = lab_cell_px(detector, rgb)
-        side = window_px(cell_px)
+        side = window_px(cell_px, geo)
         for start in track(range(0, len(rgb), batch), f"{lab}: cells at {cell_px:.1f} px"):
             chunk = rgb[start : start + batch]
             dets = detector.detect(chunk, cell_size=cell_px)
@@ -169,18 +171,19 @@ def build_single_cells(data_root: Path, out: Path, detector, batch: int = 64) ->
     return rows
 
 
-def build_taleqani(data_root: Path, out: Path, detector, manifest: pd.DataFrame) -> list[dict]:
+def build_taleqani(
+    data_root: Path, out: Path, detector, manifest: pd.DataFrame, geo: Geometry = SETTINGS.geometry
+) -> list[dict]:
     """Every white cell of the used Taleqani fields (mask or colour boxes, as the detection set), labelled
     with the field's diagnosis: ``blast`` (subtype from the diagnosis) or, for Benign fields, ``lymphocyte``
     (weak: hematogones and normal lymphocytes); ``weak`` marks them for cleaning."""
     from leukoscan.datasets.build import taleqani_cells
 
-    geo = SETTINGS.geometry
     root = data_root / "all-taleqani"
     used = manifest[manifest.split != ""]
     sample = used.iloc[np.linspace(0, len(used) - 1, 40).astype(int)]
     cell_px = lab_cell_px(detector, [load_rgb(root / "Original" / f) for f in sample.file])
-    side = window_px(cell_px)
+    side = window_px(cell_px, geo)
     rows = []
     for row in track(list(used.itertuples()), f"taleqani: cells at {cell_px:.1f} px"):
         rgb, boxes, _ = taleqani_cells(root, row)
@@ -213,7 +216,7 @@ def inside_fraction(squares: np.ndarray, width: int, height: int) -> np.ndarray:
     return (x1 - x0) * (y1 - y0) / np.maximum((squares[:, 2] - squares[:, 0]) * (squares[:, 3] - squares[:, 1]), 1e-6)
 
 
-def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
+def build_txl_other(data_root: Path, out: Path, seed: int = 0, geo: Geometry = SETTINGS.geometry) -> list[dict]:
     """Red cells and platelets from TXL-PBC fields (several labs) as ``other``: what a red cell or a platelet
     clump boxed by mistake looks like. The field's cell diameter is the median of its white-cell boxes;
     only objects whose crop window lies (almost) wholly inside the field are used, so padding never marks
@@ -228,13 +231,15 @@ def build_txl_other(data_root: Path, out: Path, seed: int = 0) -> list[dict]:
         for img in track(files, f"txl-pbc {split}: red cells and platelets"):
             if picked >= n:
                 break
-            recs = _txl_other_field(txl, split, img, out, rng)
+            recs = _txl_other_field(txl, split, img, out, rng, geo)
             rows += recs
             picked += len(recs)
     return rows
 
 
-def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random.Generator) -> list[dict]:
+def _txl_other_field(
+    txl: Path, split: str, img: Path, out: Path, rng: np.random.Generator, geo: Geometry
+) -> list[dict]:
     """Up to two red cells or platelets of one TXL-PBC field, their crops written; their rows."""
     from leukoscan.crops import square_boxes
     from leukoscan.datasets.build import read_yolo
@@ -247,7 +252,7 @@ def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random
         return []
     objects = np.concatenate([read_yolo(label, w, h, 1).xyxy, read_yolo(label, w, h, 2).xyxy])
     cell_px = float(np.median(np.maximum(wbc.xyxy[:, 2] - wbc.xyxy[:, 0], wbc.xyxy[:, 3] - wbc.xyxy[:, 1])))
-    side = window_px(cell_px)
+    side = window_px(cell_px, geo)
     ok = np.nonzero(inside_fraction(square_boxes(objects, side=side), w, h) >= 0.9)[0]
     if not len(ok):
         return []
@@ -268,7 +273,7 @@ def _txl_other_field(txl: Path, split: str, img: Path, out: Path, rng: np.random
         }
         for i in pick
     ]
-    write_crops(out, recs, crop_cells(rgb, objects[pick], size=SETTINGS.geometry.cell_crop_px, side=side))
+    write_crops(out, recs, crop_cells(rgb, objects[pick], size=geo.cell_crop_px, side=side))
     return recs
 
 
@@ -292,19 +297,33 @@ def txl_field_labs(files: pd.Series, data_root: Path = DATA_ROOT) -> pd.Series:
     return files.map(sizes)
 
 
+def dataset_geometry(folder: Path) -> Geometry:
+    """The crop geometry a built cell dataset was cut with (its ``summary.json``; the defaults for a folder
+    without one): what a model trained on it must cut a slide's cells with."""
+    summary = folder / "summary.json"
+    geo = json.loads(summary.read_text()).get("geometry", {}) if summary.exists() else {}
+    return replace(
+        SETTINGS.geometry,
+        window_cells=float(geo.get("window_cells", SETTINGS.geometry.window_cells)),
+        cell_crop_px=int(geo.get("crop_px", SETTINGS.geometry.cell_crop_px)),
+    )
+
+
 def txl_white_cells(folder: Path, data_root: Path = DATA_ROOT, device: str = "cpu") -> pd.DataFrame:
     """``txl_white.csv`` of a built cell dataset (``build_txl_white`` first, when it is missing), with
     ``attrs['root']`` its folder, as ``read_cells``."""
     if not (folder / "txl_white.csv").exists():
         from leukoscan.detect.predict import Detector
 
-        build_txl_white(data_root, folder, Detector(device=device))
+        build_txl_white(data_root, folder, Detector(device=device), geo=dataset_geometry(folder))
     white = pd.read_csv(folder / "txl_white.csv", keep_default_na=False)
     white.attrs["root"] = Path(folder)
     return white
 
 
-def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.75) -> pd.DataFrame:
+def build_txl_white(
+    data_root: Path, out: Path, detector, min_inside: float = 0.75, geo: Geometry = SETTINGS.geometry
+) -> pd.DataFrame:
     """TXL-PBC's white cells (several labs, told apart by image size; their type unknown) as crops of the
     cell-type geometry, for self-training: ``out/crops/txlwbc/<field>_<i>.png`` and ``out/txl_white.csv``
     (``CELL_COLUMNS``, no type). A lab's cell diameter is ``lab_cell_px`` (the detector's estimate, as
@@ -313,7 +332,6 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
     from leukoscan.crops import square_boxes
     from leukoscan.datasets.build import read_yolo
 
-    geo = SETTINGS.geometry
     txl = data_root / FOLDER["txl"]
     fields = pd.DataFrame(
         [
@@ -327,7 +345,7 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
     rows = []
     for lab, group in fields.groupby("lab", sort=True):
         cell_px = lab_cell_px(detector, [images[i] for i in group.index])
-        side = window_px(cell_px)
+        side = window_px(cell_px, geo)
         for i, f in zip(group.index, track(group.itertuples(), f"{lab}: white cells at {cell_px:.1f} px")):
             h, w = images[i].shape[:2]
             wbc = read_yolo(txl / "labels" / f.split / f"{f.path.stem}.txt", w, h, 0)
@@ -359,22 +377,24 @@ def build_txl_white(data_root: Path, out: Path, detector, min_inside: float = 0.
     return df
 
 
-def build_cells(data_root: Path, out: Path, detector) -> pd.DataFrame:
+def build_cells(data_root: Path, out: Path, detector, geo: Geometry = SETTINGS.geometry) -> pd.DataFrame:
     """Write ``out/crops/<source>/…png`` and ``out/cells.csv`` (one row per crop, ``CELL_COLUMNS``), and
     TXL-PBC's unlabelled white cells (``build_txl_white``)."""
     from leukoscan.datasets.splits import build_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(data_root / "all-taleqani", out / "taleqani_manifest.csv", progress=track)
-    rows = build_single_cells(data_root, out, detector)
-    rows += build_txl_other(data_root, out)
-    rows += build_taleqani(data_root, out, detector, manifest)
+    rows = build_single_cells(data_root, out, detector, geo=geo)
+    rows += build_txl_other(data_root, out, geo=geo)
+    rows += build_taleqani(data_root, out, detector, manifest, geo=geo)
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
     assert set(df.type) <= set(CELL_TYPES) and set(df.subtype) - {""} <= set(SUBTYPES)
     df.to_csv(out / "cells.csv", index=False)
-    build_txl_white(data_root, out, detector)  # unlabelled, for self-training (`leukoscan classify pseudo-label`)
+    build_txl_white(
+        data_root, out, detector, geo=geo
+    )  # unlabelled, for self-training (`leukoscan classify pseudo-label`)
     summary = {
-        "geometry": {"window_cells": SETTINGS.geometry.window_cells, "crop_px": SETTINGS.geometry.cell_crop_px},
+        "geometry": {"window_cells": geo.window_cells, "crop_px": geo.cell_crop_px},
         "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
         "counts": {f"{s}/{sp}": g.type.value_counts().to_dict() for (s, sp), g in df.groupby(["source", "split"])},
     }

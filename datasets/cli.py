@@ -99,13 +99,21 @@ def cells(
         DATA_ROOT, help="Folder holding pbc/, munich-aml/, zheng-wbc/, all-taleqani/, txl-pbc/."
     ),
     out: Path = typer.Option(BUILD_DIR / "cells", help="Output folder (crops/ and cells.csv)."),
+    window_cells: float = typer.Option(
+        SETTINGS.geometry.window_cells,
+        min=1.0,
+        max=4.0,
+        help="Crop window, in white-cell diameters (a model trained on the crops cuts slides at it: its card).",
+    ),
 ) -> None:
     """Cross-lab cell-type dataset: one crop of one physical scale per white cell, from five sources."""
+    from dataclasses import replace
+
     from leukoscan.datasets.cells import FOLDER, build_cells
     from leukoscan.detect.predict import Detector
 
     missing = [name for name in FOLDER.values() if not (data_root / name).is_dir()]
     if missing:
         fail(f"{', '.join(missing)} not found under {data_root} (use --data-root)")
-    df = build_cells(data_root, out, Detector(device="cpu"))
+    df = build_cells(data_root, out, Detector(device="cpu"), replace(SETTINGS.geometry, window_cells=window_cells))
     console.print(df.groupby(["source", "split"]).size().unstack().to_string())
