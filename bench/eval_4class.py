@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--name", default="taleqani_4class", help="results file name")
     args = ap.parse_args()
     runtime.setup()
     from leukoscan.cards import sha256
@@ -84,7 +85,7 @@ def main() -> None:
             for split in ("val", "test")
         ),
     ]
-    save("taleqani_4class", result, "\n".join(lines))
+    save(args.name, result, "\n".join(lines))
 
 
 if __name__ == "__main__":

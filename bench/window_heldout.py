@@ -3,10 +3,10 @@ cells at the training labs' sizes (bench/crop_sizes.py) bring its blasts back?
 
 Munich's myeloblasts sit at 25.4 px of the 48 px crop and Taleqani's blasts (the only blasts the model blind to
 Munich saw) at 33.5; Munich's neutrophils at 16.7 and PBC's at 19.4 (bench/results/crop_sizes.md). The window is
-``window_cells`` x the source's white-cell estimate x ``factor`` around the image centre (a single-cell image is
-centred on its cell). The factor a lab could find without any blast, from its normal cells alone: the one that
-puts its neutrophils at PBC's size (16.7 / 19.4 = 0.86); 0.76 puts its blasts at Taleqani's (it looks at the
-blasts: shown, not a method).
+the model's ``window_cells`` (its card) x the source's white-cell estimate x ``factor`` around the image centre
+(a single-cell image is centred on its cell). The factor a lab could find without any blast, from its normal
+cells alone: the one that puts its neutrophils at PBC's size (16.7 / 19.4 = 0.86); 0.76 puts its blasts at
+Taleqani's (it looks at the blasts: shown, not a method).
 
     python bench/window_heldout.py          # writes bench/results/window_heldout.{json,md}
     python bench/window_heldout.py --source pbc --weights weights/lolo/no-pbc.pt --name window_heldout_pbc
@@ -39,12 +39,12 @@ from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa
 FACTORS = (0.7, 0.76, 0.86, 1.0, 1.15)
 
 
-def recut(cells: pd.DataFrame, data_root: Path, factor: float, fields: dict) -> np.ndarray:
-    """Each cell of ``cells`` cut in a window ``factor`` x the source's: a single-cell image around its centre, a
-    Taleqani cell around the box the dataset cut it at (``fields``: each field and its boxes, read once)."""
+def recut(cells: pd.DataFrame, data_root: Path, window: float, fields: dict) -> np.ndarray:
+    """Each cell of ``cells`` cut in a window ``window`` x the source's cell size: a single-cell image around its
+    centre, a Taleqani cell around the box the dataset cut it at (``fields``: each field and its boxes, read once)."""
     from eval_crosslab import taleqani_field
 
-    from leukoscan.crops import crop_cells, window_px
+    from leukoscan.crops import crop_cells
     from leukoscan.images import load_rgb
 
     size = SETTINGS.geometry.cell_crop_px
@@ -59,7 +59,7 @@ def recut(cells: pd.DataFrame, data_root: Path, factor: float, fields: dict) -> 
             rgb = load_rgb(data_root / row.file)
             h, w = rgb.shape[:2]
             box = np.array([[w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1]], np.float32)
-        crops[i] = crop_cells(rgb, box, size=size, side=window_px(row.cell_px * factor))[0]
+        crops[i] = crop_cells(rgb, box, size=size, side=window * row.cell_px)[0]
     return crops
 
 
@@ -87,7 +87,7 @@ def main() -> None:
     blast = (cells.type == "blast").to_numpy()
     rows = []
     for factor in FACTORS:
-        probs = model.probs(recut(cells, args.data_root, factor, fields))
+        probs = model.probs(recut(cells, args.data_root, model.window_cells * factor, fields))
         called = probs.argmax(1)
         accuracy = float((np.array(model.classes)[called] == cells.type.to_numpy()).mean())
         row = {
@@ -99,7 +99,10 @@ def main() -> None:
             figures = taleqani(cells, probs)
             row = {
                 "factor": factor,
-                **{k: figures[k] for k in ("image_auc_all_vs_benign", "benign_cells_called_blast")},
+                **{
+                    k: figures[k]
+                    for k in ("image_auc_all_vs_benign", "cell_blast_recall_all_fields", "benign_cells_called_blast")
+                },
             }
         elif blast.any():  # (PBC and Zheng have none: their false blasts only)
             row |= {
