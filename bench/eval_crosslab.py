@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES, IS_WHITE, SUBTYPES  # noqa: E402
-from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NORMAL = [t for t in CELL_TYPES if t not in ("blast", "other")]
@@ -177,22 +177,23 @@ def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     return out
 
 
-def slide_scale_crops(cells: pd.DataFrame, data_root: Path) -> np.ndarray:
+def slide_scale_crops(cells: pd.DataFrame, data_root: Path, window: float, size: int) -> np.ndarray:
     """Taleqani cells cut as ``leukoscan run`` cuts a slide's: each block of one class (about one patient, one
     slide) at its own white-cell diameter, the detector's estimate on the block's first two fields, instead of
-    the lab's median (the dataset's crops, what the models were trained on)."""
-    from leukoscan.crops import crop_cells, window_px
+    the lab's median (the dataset's crops, what the models were trained on); ``window`` such diameters wide (a
+    model's, from its card), at ``size`` px."""
+    from leukoscan.crops import crop_cells
     from leukoscan.datasets.cells import stain_groups
     from leukoscan.detect.predict import Detector
 
-    detector, size = Detector(device="cpu"), SETTINGS.geometry.cell_crop_px
+    detector = Detector(device="cpu")
     out = np.zeros((len(cells), size, size, 3), np.uint8)
     fields = {file: taleqani_field(file, data_root) for file in cells.file.unique()}
     blocks = stain_groups(cells).to_numpy()
     for block in np.unique(blocks):
         in_block = np.flatnonzero(blocks == block)
         first = sorted(cells.file.iloc[in_block].unique())[:2]
-        side = window_px(detector.estimate_cell_px([fields[f][0] for f in first]))
+        side = window * detector.estimate_cell_px([fields[f][0] for f in first])
         for file, idx in cells.iloc[in_block].groupby("file").indices.items():
             rows = in_block[idx]
             rgb, boxes = fields[file]
@@ -419,9 +420,17 @@ def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path, b
 def at_slide_scale(test: pd.DataFrame, cells: pd.DataFrame, weights: Path, data_root: Path) -> dict:
     """The Taleqani figures of the model blind to Taleqani and of the shipped one on its test blocks cut at
     each block's own scale (``slide_scale_crops``), as ``leukoscan run`` would see them."""
+    from leukoscan.classify.predict import CellClassifier
+
     models = {"no-taleqani": weights / "lolo" / "no-taleqani.pt", "shipped": weights / "classifier.pt"}
-    crops = slide_scale_crops(test, data_root)
-    out = {name: taleqani(test, predict(w, test, cells, crops=crops)) for name, w in models.items() if w.exists()}
+    cut: dict[tuple, np.ndarray] = {}  # crops per (window, size): each model's, from its card
+    out = {}
+    for name, w in ((name, w) for name, w in models.items() if w.exists()):
+        model = CellClassifier(w, device="cpu", strict=False)
+        key = (model.window_cells, model.crop_px)
+        if key not in cut:
+            cut[key] = slide_scale_crops(test, data_root, *key)
+        out[name] = taleqani(test, predict(w, test, cells, crops=cut[key]))
     print("taleqani at slide scale", json.dumps(out), flush=True)
     return out
 

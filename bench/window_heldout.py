@@ -34,12 +34,12 @@ from eval_crosslab import auc, taleqani  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
 FACTORS = (0.7, 0.76, 0.86, 1.0, 1.15)
 
 
-def recut(cells: pd.DataFrame, data_root: Path, window: float, fields: dict) -> np.ndarray:
+def recut(cells: pd.DataFrame, data_root: Path, window: float, fields: dict, size: int) -> np.ndarray:
     """Each cell of ``cells`` cut in a window ``window`` x the source's cell size: a single-cell image around its
     centre, a Taleqani cell around the box the dataset cut it at (``fields``: each field and its boxes, read once)."""
     from eval_crosslab import taleqani_field
@@ -47,7 +47,6 @@ def recut(cells: pd.DataFrame, data_root: Path, window: float, fields: dict) -> 
     from leukoscan.crops import crop_cells
     from leukoscan.images import load_rgb
 
-    size = SETTINGS.geometry.cell_crop_px
     crops = np.zeros((len(cells), size, size, 3), np.uint8)
     for i, row in enumerate(cells.itertuples()):
         if row.source == "taleqani":
@@ -87,7 +86,7 @@ def main() -> None:
     blast = (cells.type == "blast").to_numpy()
     rows = []
     for factor in FACTORS:
-        probs = model.probs(recut(cells, args.data_root, model.window_cells * factor, fields))
+        probs = model.probs(recut(cells, args.data_root, model.window_cells * factor, fields, model.crop_px))
         called = probs.argmax(1)
         accuracy = float((np.array(model.classes)[called] == cells.type.to_numpy()).mean())
         row = {
@@ -114,7 +113,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     lines = [
         f"{args.source} re-cut with its window scaled, scored by `{args.weights.name}` (never saw it): "
-        "`python bench/window_heldout.py`. 1.0: the window the dataset's crops are cut at (here around the image "
+        "`python bench/window_heldout.py`. 1.0: the model's own window (its card; here around the image "
         "centre); 0.86: its neutrophils at PBC's size; 0.76: its blasts at Taleqani's.",
         "",
         pd.DataFrame(rows).to_markdown(index=False),
