@@ -46,30 +46,19 @@ def centre_diameter(rgb: np.ndarray) -> float | None:
     return float(2 * np.sqrt(np.isin(labels, ids).sum() / np.pi)) if len(ids) else None
 
 
-def box_measure(data_root: Path):
-    """A function giving, for rows of the cell table, the mean side (crop px) of the box each crop was cut around."""
-    from eval_crosslab import taleqani_field
+def box_measure(data_root: Path, geo):
+    """A function giving, for rows of the cell table, the mean side (crop px) of the box each crop was cut around
+    (``geo``: the dataset's crop geometry)."""
+    from eval_crosslab import cell_boxes
 
-    from leukoscan.crops import window_px
-    from leukoscan.datasets.cells import central_box
     from leukoscan.detect.predict import Detector
-    from leukoscan.images import load_rgb
 
     detector = Detector(device="cpu")
-    size = 48
 
     def sides(rows: pd.DataFrame) -> list[float]:
-        out = []
-        for row in rows.itertuples():
-            window = window_px(row.cell_px)
-            if row.source == "taleqani":
-                _, found = taleqani_field(row.file, data_root)
-                box = found.xyxy[row.cell]
-            else:
-                rgb = load_rgb(data_root / row.file)
-                box = central_box(detector.detect([rgb], cell_size=row.cell_px)[0], rgb.shape[:2], row.cell_px)[0]
-            out.append(float(np.mean(box[2:] - box[:2])) * size / window)
-        return out
+        _, boxes = cell_boxes(rows, data_root, detector)
+        window = geo.window_cells * rows.cell_px.to_numpy()
+        return list(np.mean(boxes[:, 2:] - boxes[:, :2], axis=1) * geo.cell_crop_px / window)
 
     return sides
 
@@ -81,7 +70,9 @@ def main() -> None:
     ap.add_argument("--boxes", action="store_true", help="also the box each crop was cut around (runs the detector)")
     ap.add_argument("--data-root", type=Path, default=DATA_ROOT)
     args = ap.parse_args()
-    box_side = box_measure(args.data_root) if args.boxes else None
+    from leukoscan.datasets.cells import dataset_geometry
+
+    box_side = box_measure(args.data_root, dataset_geometry(args.cells)) if args.boxes else None
     cells = pd.read_csv(args.cells / "cells.csv")
     cells = cells[(cells.split == "train") & cells.source.isin(SOURCES) & (cells.type != "other")]
     rows = []

@@ -164,6 +164,39 @@ def taleqani_field(file: str, data_root: Path) -> tuple:
     return rgb, boxes
 
 
+def cell_boxes(cells: pd.DataFrame, data_root: Path, detector=None) -> tuple[list, np.ndarray]:
+    """Each cell's field (RGB, each image read once) and the box its crop is cut around: a Taleqani field's own
+    box; a single-cell image's detector box nearest its centre, found at the lab's white-cell estimate as
+    ``leukoscan data cells`` finds it, or with no ``detector`` a 2 px box at the image centre."""
+    from leukoscan.datasets.cells import central_box
+    from leukoscan.images import load_rgb
+
+    images, boxes, fields = [], np.zeros((len(cells), 4), np.float32), {}
+    for i, row in enumerate(cells.itertuples()):
+        if row.source == "taleqani":
+            if row.file not in fields:
+                fields[row.file] = taleqani_field(row.file, data_root)
+            rgb, field_boxes = fields[row.file]
+            boxes[i] = field_boxes.xyxy[row.cell]
+        else:
+            rgb = load_rgb(data_root / row.file)
+            h, w = rgb.shape[:2]
+            boxes[i] = (
+                central_box(detector.detect([rgb], cell_size=row.cell_px)[0], rgb.shape[:2], row.cell_px)[0]
+                if detector is not None
+                else (w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1)
+            )
+        images.append(rgb)
+    return images, boxes
+
+
+def cut(images: list, boxes: np.ndarray, sides: np.ndarray, size: int) -> np.ndarray:
+    """One crop per cell (``cell_boxes``' images and boxes), each in a window of its own side, at ``size`` px."""
+    from leukoscan.crops import crop_cells
+
+    return np.stack([crop_cells(im, b[None], size=size, side=s)[0] for im, b, s in zip(images, boxes, sides)])
+
+
 def subtype_probs(model, cells: pd.DataFrame, data_root: Path) -> np.ndarray:
     """The subtype model's P(subtype | blast) for Taleqani cells, on its own box-relative crops of the fields
     (the boxes ``leukoscan data cells`` cut the cells at, recomputed)."""

@@ -30,36 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from eval_crosslab import auc, taleqani  # noqa: E402
+from eval_crosslab import auc, cell_boxes, cut, taleqani  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
 FACTORS = (0.7, 0.76, 0.86, 1.0, 1.15)
-
-
-def recut(cells: pd.DataFrame, data_root: Path, window: float, fields: dict, size: int) -> np.ndarray:
-    """Each cell of ``cells`` cut in a window ``window`` x the source's cell size: a single-cell image around its
-    centre, a Taleqani cell around the box the dataset cut it at (``fields``: each field and its boxes, read once)."""
-    from eval_crosslab import taleqani_field
-
-    from leukoscan.crops import crop_cells
-    from leukoscan.images import load_rgb
-
-    crops = np.zeros((len(cells), size, size, 3), np.uint8)
-    for i, row in enumerate(cells.itertuples()):
-        if row.source == "taleqani":
-            if row.file not in fields:
-                fields[row.file] = taleqani_field(row.file, data_root)
-            rgb, boxes = fields[row.file]
-            box = boxes.xyxy[row.cell][None]
-        else:
-            rgb = load_rgb(data_root / row.file)
-            h, w = rgb.shape[:2]
-            box = np.array([[w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1]], np.float32)
-        crops[i] = crop_cells(rgb, box, size=size, side=window * row.cell_px)[0]
-    return crops
 
 
 def main() -> None:
@@ -81,12 +58,12 @@ def main() -> None:
             original_type=lambda c: c.type, subtype_truth=lambda c: c.subtype
         )
     cells = cells.reset_index(drop=True)
-    fields: dict = {}
+    images, boxes = cell_boxes(cells, args.data_root)  # around the image centre (a Taleqani cell: its box)
     model = CellClassifier(args.weights, device="cpu", strict=False)
     blast = (cells.type == "blast").to_numpy()
     rows = []
     for factor in FACTORS:
-        probs = model.probs(recut(cells, args.data_root, model.window_cells * factor, fields, model.crop_px))
+        probs = model.probs(cut(images, boxes, model.window_cells * factor * cells.cell_px.to_numpy(), model.crop_px))
         called = probs.argmax(1)
         accuracy = float((np.array(model.classes)[called] == cells.type.to_numpy()).mean())
         row = {

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from eval_crosslab import NORMAL, auc, eval_cells, taleqani, taleqani_field  # noqa: E402
+from eval_crosslab import NORMAL, auc, cell_boxes, cut, eval_cells, taleqani  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
@@ -36,26 +36,6 @@ from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa
 
 FACTORS = (0.76, 0.86, 1.0, 1.15)
 SOURCES = ("munich", "pbc", "zheng", "taleqani")
-
-
-def cell_boxes(cells: pd.DataFrame, data_root: Path, detector) -> tuple[list, np.ndarray]:
-    """Each cell's field (RGB) and the box ``leukoscan data cells`` cut it around: a single-cell image's
-    detector box nearest its centre (found at the lab's white-cell estimate), a Taleqani field's own box."""
-    from leukoscan.datasets.cells import central_box
-    from leukoscan.images import load_rgb
-
-    images, boxes, fields = [], np.zeros((len(cells), 4), np.float32), {}
-    for i, row in enumerate(cells.itertuples()):
-        if row.source == "taleqani":
-            if row.file not in fields:
-                fields[row.file] = taleqani_field(row.file, data_root)
-            rgb, field_boxes = fields[row.file]
-            boxes[i] = field_boxes.xyxy[row.cell]
-        else:
-            rgb = load_rgb(data_root / row.file)
-            boxes[i] = central_box(detector.detect([rgb], cell_size=row.cell_px)[0], rgb.shape[:2], row.cell_px)[0]
-        images.append(rgb)
-    return images, boxes
 
 
 def reference_split(source: str, subset: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,7 +80,6 @@ def main() -> None:
     args = ap.parse_args()
     runtime.setup()
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.crops import crop_cells
     from leukoscan.detect.predict import Detector
 
     cells = eval_cells(args.cells)
@@ -115,10 +94,7 @@ def main() -> None:
         images, boxes = cell_boxes(subset, args.data_root, detector)
         found = []
         for factor in FACTORS:
-            sides = model.window_cells * factor * subset.cell_px.to_numpy()
-            crops = np.stack(
-                [crop_cells(im, b[None], size=model.crop_px, side=s)[0] for im, b, s in zip(images, boxes, sides)]
-            )
+            crops = cut(images, boxes, model.window_cells * factor * subset.cell_px.to_numpy(), model.crop_px)
             found.append(
                 {"source": source, "factor": factor, **figures(source, subset, model.probs(crops), ref, scored, blast)}
             )

@@ -390,9 +390,8 @@ def build_cells(data_root: Path, out: Path, detector, geo: Geometry = SETTINGS.g
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
     assert set(df.type) <= set(CELL_TYPES) and set(df.subtype) - {""} <= set(SUBTYPES)
     df.to_csv(out / "cells.csv", index=False)
-    build_txl_white(
-        data_root, out, detector, geo=geo
-    )  # unlabelled, for self-training (`leukoscan classify pseudo-label`)
+    # unlabelled, for self-training (`leukoscan classify pseudo-label`)
+    build_txl_white(data_root, out, detector, geo=geo)
     summary = {
         "geometry": {"window_cells": geo.window_cells, "crop_px": geo.cell_crop_px},
         "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
