@@ -11,6 +11,10 @@ authors), so what is called blast there is a false alarm (on an unseen lab, unle
 self-trained on it: its card's ``data.pseudo_labs``, marked * in the table); the 360 x 363 fields are
 PBC's own images (seen by every model but no-pbc).
 
+Each held-out headline figure comes with its 95 % bootstrap interval over the scored cells (``--resamples``;
+Taleqani: whole images), the spread from the sample scored; a second training run moves some figures more
+(``bench/crosslab_runs.py``).
+
     python bench/eval_crosslab.py            # writes bench/results/crosslab.{json,md}
     python bench/eval_crosslab.py --backend openvino-int8   # the shipped export: crosslab_openvino-int8.*
 """
@@ -314,8 +318,37 @@ def held_out_sets(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def held_out_row(source: str, subset: pd.DataFrame, probs: np.ndarray) -> dict:
-    return {"munich": munich, "taleqani": taleqani}.get(source, per_type)(subset, probs)
+def held_out_row(source: str, subset: pd.DataFrame, probs: np.ndarray, resamples: int = 0) -> dict:
+    """The held-out figures of ``source``; with ``resamples``, the headline's 95 % interval as well."""
+    row = {"munich": munich, "taleqani": taleqani}.get(source, per_type)(subset, probs)
+    if resamples:
+        row["headline_interval_95"] = headline_interval(source, subset, probs, resamples)
+    return row
+
+
+def headline_interval(source: str, subset: pd.DataFrame, probs: np.ndarray, resamples: int = 1000) -> list[float]:
+    """Percentile bootstrap (2.5 %, 97.5 %) of the held-out headline figure over the test set: whole images for
+    Taleqani (an image's cells stay together), cells elsewhere, drawn within each true class so that both
+    sides of an AUC keep their size. It is the spread from which cells happened to be scored, not from the
+    training run (``bench/crosslab_runs.py``), nor from patients: Munich and PBC have no patient ids and
+    Taleqani's test blocks are one patient-like block per class, so the true spread is wider."""
+    key = HEADLINE[source][0]
+    unit = subset.file.to_numpy() if source == "taleqani" else np.arange(len(subset)).astype(str)
+    units = pd.DataFrame({"unit": unit, "truth": subset.original_type.to_numpy()}).drop_duplicates("unit")
+    rows_of = pd.Series(np.arange(len(subset))).groupby(unit).apply(np.asarray).to_dict()
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(resamples):
+        drawn = np.concatenate(
+            [rng.choice(group.unit.to_numpy(), size=len(group)) for _, group in units.groupby("truth")]
+        )
+        parts = [rows_of[u] for u in drawn]
+        rows = np.concatenate(parts)
+        # a unit drawn twice counts twice: its copies get their own names (taleqani() groups by file)
+        copy = np.repeat(np.arange(len(parts)), [len(p) for p in parts]).astype(str)
+        sample = subset.iloc[rows].assign(file=subset.file.to_numpy()[rows] + "#" + copy)
+        values.append(held_out_row(source, sample, probs[rows])[key])
+    return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
 
 
 HEADLINE = {  # held-out source -> (metric, target, higher is better)
@@ -329,7 +362,9 @@ HEADLINE = {  # held-out source -> (metric, target, higher is better)
 def markdown(result: dict) -> str:
     lines = (
         [
-            "Leave one lab out: each source held out of training, the figures on it (cells never seen).",
+            "Leave one lab out: each source held out of training, the figures on it (cells never seen); in "
+            "brackets the headline's 95 % bootstrap interval over the scored cells (Taleqani: images), not over "
+            "training runs or patients.",
             "",
             "| held out | n | headline metric | target | model | Reinhard at inference | other figures (model) |",
             "|---|---|---|---|---|---|---|",
@@ -340,12 +375,18 @@ def markdown(result: dict) -> str:
     for source, rows in result["leave_one_lab_out"].items():
         key, target, higher = HEADLINE[source]
         row, norm = rows["model"], rows.get("reinhard")
-        other = {k: v for k, v in row.items() if k not in (key, "per_type_accuracy") and not k.startswith("n")}
+        other = {
+            k: v
+            for k, v in row.items()
+            if k not in (key, "per_type_accuracy", "headline_interval_95") and not k.startswith("n")
+        }
         if "per_type_accuracy" in row:
             other["per-type accuracy"] = row["per_type_accuracy"]
         n = row.get("n", row.get("n_images", row.get("n_blasts", 0) + row.get("n_neutrophils", 0)))
+        interval = row.get("headline_interval_95")
+        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
         lines.append(
-            f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f} | "
+            f"| {source} | {n} | {key} | {'>=' if higher else '<='} {target} | {row[key]:.3f}{span} | "
             f"{'–' if norm is None else f'{norm[key]:.3f}'} | {json.dumps(other)} |"
         )
     lines += _slide_scale_lines(result) + _held_out_confusion_lines(result)
@@ -487,6 +528,9 @@ def main() -> None:
         action="store_true",
         help="write the figures and the sources' manifest hashes into weights/classifier.json",
     )
+    ap.add_argument(
+        "--resamples", type=int, default=1000, help="bootstrap resamples of each held-out headline's 95 %% interval"
+    )
     args = ap.parse_args()
     if args.update_card and args.backend != "pytorch":
         ap.error("--update-card writes the PyTorch model's figures: drop --backend")
@@ -508,7 +552,7 @@ def main() -> None:
             print(f"skipped: {weights} missing (python bench/train_crosslab.py --only {source})")
             continue
         probs = predict(weights, subset, cells)
-        rows = {"model": held_out_row(source, subset, probs)}
+        rows = {"model": held_out_row(source, subset, probs, resamples=args.resamples)}
         if source != "taleqani":  # typed cells: what the model calls each type it never saw from this lab
             rows["confusion"] = confusion(subset, probs).to_dict(orient="index")
         if not read_card(weights).get("stain_normalisation"):  # the inference-only trial, for a model trained without
