@@ -100,12 +100,16 @@ def per_type(cells: pd.DataFrame, probs: np.ndarray) -> dict:
     call = np.asarray(CELL_TYPES)[probs.argmax(1)]
     acc = {t: round(float((call[cells.type == t] == t).mean()), 4) for t in CELL_TYPES if (cells.type == t).any()}
     normal = cells.type.isin(NORMAL).to_numpy()
-    return {
+    row = {
         "n": int(len(cells)),
         "per_type_accuracy": acc,
         "accuracy": round(float((call == cells.type.to_numpy()).mean()), 4),
         "normal_called_blast": round(float((call[normal] == "blast").mean()), 4) if normal.any() else None,
     }
+    if normal.any() and cells.lab.nunique() > 1:  # a source of several labs (Zheng's d1 and d2): each apart
+        called = pd.Series(call[normal] == "blast", index=cells.lab.to_numpy()[normal])
+        row["normal_called_blast_by_lab"] = called.groupby(level=0).mean().round(4).to_dict()
+    return row
 
 
 def munich(cells: pd.DataFrame, probs: np.ndarray) -> dict:
@@ -378,7 +382,7 @@ def markdown(result: dict) -> str:
         other = {
             k: v
             for k, v in row.items()
-            if k not in (key, "per_type_accuracy", "headline_interval_95") and not k.startswith("n")
+            if k not in (key, "n", "per_type_accuracy", "headline_interval_95") and not k.startswith("n_")
         }
         if "per_type_accuracy" in row:
             other["per-type accuracy"] = row["per_type_accuracy"]
