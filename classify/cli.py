@@ -148,8 +148,7 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     facts["stain_reference"] = stain_reference(sample_crops(folder / "train"))
     facts["classes"] = list(CELL_TYPES)
     facts["input_px"] = clf.imgsz
-    geo = dataset_geometry(cells)  # as its crops were cut
-    facts["geometry"] = {"window_cells": geo.window_cells, "crop_px": geo.cell_crop_px}
+    facts["geometry"] = dataset_geometry(cells).crop_record()  # as its crops were cut
     if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
         facts["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
     return facts

@@ -207,9 +207,8 @@ class CellClassifier(Classifier):
 
     def configure(self, card: dict) -> None:
         """The crop window and input colour it was trained with, from its card."""
-        geometry = card.get("geometry", {})
-        self.window_cells = float(geometry.get("window_cells", SETTINGS.geometry.window_cells))
-        self.crop_px = int(geometry.get("crop_px", SETTINGS.geometry.cell_crop_px))
+        geometry = SETTINGS.geometry.with_crop_record(card.get("geometry", {}))
+        self.window_cells, self.crop_px = geometry.window_cells, geometry.cell_crop_px
         # trained on crops whose colour was normalised slide by slide: its input is normalised the same way
         self.stain_normalisation: dict | None = card.get("stain_normalisation")
         self.colour: str = card.get("input_colour", "rgb")  # trained on gray crops: sees gray crops

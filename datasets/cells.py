@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -301,12 +300,8 @@ def dataset_geometry(folder: Path) -> Geometry:
     """The crop geometry a built cell dataset was cut with (its ``summary.json``; the defaults for a folder
     without one): what a model trained on it must cut a slide's cells with."""
     summary = folder / "summary.json"
-    geo = json.loads(summary.read_text()).get("geometry", {}) if summary.exists() else {}
-    return replace(
-        SETTINGS.geometry,
-        window_cells=float(geo.get("window_cells", SETTINGS.geometry.window_cells)),
-        cell_crop_px=int(geo.get("crop_px", SETTINGS.geometry.cell_crop_px)),
-    )
+    record = json.loads(summary.read_text()).get("geometry", {}) if summary.exists() else {}
+    return SETTINGS.geometry.with_crop_record(record)
 
 
 def txl_white_cells(folder: Path, data_root: Path = DATA_ROOT, device: str = "cpu") -> pd.DataFrame:
@@ -393,7 +388,7 @@ def build_cells(data_root: Path, out: Path, detector, geo: Geometry = SETTINGS.g
     # unlabelled, for self-training (`leukoscan classify pseudo-label`)
     build_txl_white(data_root, out, detector, geo=geo)
     summary = {
-        "geometry": {"window_cells": geo.window_cells, "crop_px": geo.cell_crop_px},
+        "geometry": geo.crop_record(),
         "cell_px": df.groupby("lab").cell_px.median().round(2).to_dict(),
         "counts": {f"{s}/{sp}": g.type.value_counts().to_dict() for (s, sp), g in df.groupby(["source", "split"])},
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -62,6 +62,18 @@ class Geometry:
     gallery_columns: int = 16  # cell pictures per row of a field's gallery sheet (gallery/<field>.jpg)
     uncertain_px: int = 128  # uncertain/ cell pictures (box-relative, uncertain_margin around the cell)
     uncertain_margin: float = 0.5
+
+    def crop_record(self) -> dict:
+        """How cell-type crops are cut, as a built dataset's summary.json and a model's card record it."""
+        return {"window_cells": self.window_cells, "crop_px": self.cell_crop_px}
+
+    def with_crop_record(self, record: dict) -> Geometry:
+        """This geometry cutting crops as ``record`` (``crop_record``) says; a key it lacks keeps this one's."""
+        return replace(
+            self,
+            window_cells=float(record.get("window_cells", self.window_cells)),
+            cell_crop_px=int(record.get("crop_px", self.cell_crop_px)),
+        )
 
 
 @dataclass(frozen=True)
