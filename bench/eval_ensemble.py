@@ -11,6 +11,8 @@ probabilities from N test-time views instead of its card's, its temperature refi
         --only munich --only pbc --only zheng --only taleqani --ship-dir runs/seed1
     python bench/eval_ensemble.py --weights weights --weights runs/seed1   # crosslab_ensemble.{json,md}
     python bench/eval_ensemble.py --weights weights --weights runs/seed1 --views 1 --name crosslab_ensemble_1view
+    python bench/eval_ensemble.py --cells data/cells_w14 --weights runs/w14 --weights runs/w14-seed1 \
+        --name crosslab_ensemble_w14   # the 1.4-window recipe's two runs (bench/classifier_trials.md)
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ def main() -> None:
     table = pd.DataFrame(rows)
     md = (
         "Averaging training runs (`python bench/eval_ensemble.py "
+        + (f"--cells {args.cells} " if args.cells != BUILD_DIR / "cells" else "")
         + " ".join(f"--weights {w}" for w in args.weights)
-        + (f" --views {args.views} --name {args.name}" if args.views else "")
+        + (f" --views {args.views}" if args.views else "")
+        + (f" --name {args.name}" if args.name != "crosslab_ensemble" else "")
         + "`): each leave-one-lab-out model on the source it never saw, each run alone and their calibrated "
         "probabilities averaged.\n\n"
         + table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="–")

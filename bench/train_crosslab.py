@@ -69,6 +69,14 @@ def leukoscan(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], check=True)
 
 
+def reuse(run: Path, epochs: int) -> list[str]:
+    """``--reuse`` for a training run whose every epoch is done (a crash after training, in calibration or
+    shipping, or a chain run again): it is finished, not trained again."""
+    results = run / "results.csv"
+    done = (run / "weights" / "best.pt").exists() and results.exists()
+    return ["--reuse"] if done and len(results.read_text().splitlines()) == epochs + 1 else []
+
+
 CLEANING = WEIGHTS_DIR / "cleaning"  # the weak-label cleanings of the shipped models' labels (relabelled crops)
 
 
@@ -92,11 +100,6 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
         out.with_suffix(".json").write_text(json.dumps(cleaning_summary(cleaned), indent=2))
     if not out.exists():
         excluded = ["--exclude", "taleqani"] + (["--exclude", source] if source else [])
-        trained = (
-            (runs / name / "weights" / "best.pt").exists()
-            and (runs / name / "results.csv").exists()
-            and len((runs / name / "results.csv").read_text().splitlines()) == epochs + 1
-        )  # every epoch done: finish it
         leukoscan(
             "classify",
             "train-cells",
@@ -111,7 +114,7 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
             device,
             "--project",
             str(runs),
-            *(["--reuse"] if trained else []),
+            *reuse(runs / name, epochs),
             # one view, no prior correction: the scores whose confident calls cleaned the shipped models' labels
             "--test-time-views",
             "1",
@@ -219,7 +222,11 @@ def main() -> None:
         help="colour-normalised copy (default data/cells-reinhard[-surround][-L])",
     )
     ap.add_argument(
-        "--runs", type=Path, default=None, help="training runs (default runs/cells, or runs/cells-reinhard)"
+        "--runs",
+        type=Path,
+        default=None,
+        help="training runs (default runs/cells[-<trials>], or runs/cells-reinhard); a run there whose every epoch "
+        "is done is finished (calibrated, shipped), not trained again: delete it to retrain",
     )
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
@@ -293,6 +300,7 @@ def main() -> None:
                 str(clean),
                 "--name",
                 "all",
+                *reuse(runs / "all", args.epochs),
                 "--ship-to",
                 str(args.ship_dir / "classifier.pt"),
             )
@@ -305,6 +313,7 @@ def main() -> None:
                 "taleqani",
                 "--name",
                 "no-taleqani",
+                *reuse(runs / "no-taleqani", args.epochs),
                 "--ship-to",
                 str(args.ship_dir / "lolo" / "no-taleqani.pt"),
             )
@@ -320,6 +329,7 @@ def main() -> None:
                 str(clean),
                 "--name",
                 f"no-{target}",
+                *reuse(runs / f"no-{target}", args.epochs),
                 "--ship-to",
                 str(args.ship_dir / "lolo" / f"no-{target}.pt"),
             )
