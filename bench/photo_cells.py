@@ -1,21 +1,22 @@
 """The bundled lab photographs' white cells as a third source of blasts (the trial), and every model on them.
 
-The photographs in ``datasets/samples`` come from labs no model saw; six of the seven are of leukemic blood
-(the seventh, ``60d50441…``, holds a neutrophil and a monocyte and is left out). Their white cells, reviewed
-by eye (``cells.coco.json``), carry their photograph's diagnosis as a weak label (``blast``), as a Taleqani
-ALL field's do, and are cut as ``leukoscan run`` cuts a one-photograph slide: at the photograph's own
+The photographs in ``datasets/samples`` come from labs no model saw; six of the seven look like leukemic blood
+to their reviewer (the seventh, ``60d50441…``, of normal cells, a neutrophil and a monocyte among its three, is
+left out). Their white cells, reviewed by eye (``cells.coco.json``), carry a weak label (``blast``), as a
+Taleqani ALL field's do, and are cut as ``leukoscan run`` cuts a one-photograph slide: at the photograph's own
 white-cell diameter (the detector's estimate), ``window_cells`` of them wide.
 
 ``--score`` (default): each model's share of each photograph's cells called blast and their mean P(blast)
 → ``bench/results/photo_cells[_NAME].{json,md}``. ``--build DIR``: a copy of the cell dataset (crops hard-linked)
 with the photographs' cells added as source ``photos`` (split ``train``; the held-out photograph ``test``),
-their weak labels cleaned as Taleqani's are (``classify.weak.clean_weak_labels``: a granulocyte called with
-p >= 0.9 is relabelled) by ``--cleaner``, a model blind to the source the trained model will be blind to,
+their weak labels cleaned by Taleqani's rule (``classify.weak.clean_weak_labels``: a granulocyte called with
+p >= 0.9 is relabelled) by ``--cleaner``, a model blind to the source the trained model will be blind to (with
+its card's scores; Taleqani's cleaners score one view without the class-prior correction),
 and each training cell repeated ``--repeat`` times (hard links), so that six photographs weigh as a source:
 
     python bench/photo_cells.py --build data/cells_photos-no-munich --cleaner weights/lolo/no-munich.pt
     python bench/train_crosslab.py --cells data/cells_photos-no-munich --self-train txl-575x575 --zoom 0.5 \
-        --quarter-turns 0.5 --only munich --ship-dir runs/photos --runs runs/cells-photos
+        --quarter-turns 0.5 --only munich --ship-dir runs/photos --runs runs/cells-photos-no-munich
     python bench/eval_crosslab.py --weights runs/photos --name crosslab_photos
     python bench/photo_cells.py --weights runs/photos --name photos
 """
@@ -84,46 +85,63 @@ def photo_cells(out: Path, window_cells: float, crop_px: int, device: str = "cpu
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
+def _link_png(src: str, dst: str) -> None:
+    """shutil.copytree's copy function: a crop is hard-linked (never written again), any other file copied
+    (cells.csv, summary.json, … may be rewritten in the copy without touching the source)."""
+    (os.link if src.endswith(".png") else shutil.copy2)(src, dst)
+
+
 def build(cells_dir: Path, out: Path, cleaner: Path, repeat: int) -> dict:
     """``out``: ``cells_dir`` (crops hard-linked) with the photographs' cells added, cleaned by ``cleaner``."""
     from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
     from leukoscan.datasets.cells import CELL_COLUMNS, dataset_geometry, read_cells, read_crops
 
+    source, target = cells_dir.resolve(), out.resolve()
+    if source == target or source in target.parents or target in source.parents:
+        raise SystemExit(f"--build {out}: must be a folder apart from the cell dataset {cells_dir}")
+    cells = read_cells(cells_dir)
+    if (cells.source == "photos").any():
+        raise SystemExit(f"{cells_dir} already holds the photographs' cells: build from the dataset without them")
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(cells_dir, out, copy_function=os.link, ignore=shutil.ignore_patterns("cleaned", "runs", "pseudo"))
+    shutil.copytree(cells_dir, out, copy_function=_link_png, ignore=shutil.ignore_patterns("cleaned", "runs", "pseudo"))
     geo = dataset_geometry(cells_dir)
     photos = photo_cells(out, geo.window_cells, geo.cell_crop_px)
     photos.attrs["root"] = out
     cleaned = clean_weak_labels(photos, predict(cleaner, photos, photos, crops=read_crops(photos)))
     summary = cleaning_summary(cleaned) | {"cleaner": str(cleaner), "repeat": repeat}
+    train = cleaned[cleaned.split == "train"]
     copies = []
     for k in range(1, repeat):
-        copy = cleaned[cleaned.split == "train"].copy()
-        copy["crop"] = copy.crop.str.replace(".png", f"_r{k}.png", regex=False)
-        for src, dst in zip(cleaned.crop[cleaned.split == "train"], copy.crop):
+        copy = train.assign(crop=train.crop.str.replace(".png", f"_r{k}.png", regex=False))
+        for src, dst in zip(train.crop, copy.crop):
             os.link(out / src, out / dst)
         copies.append(copy)
     added = pd.concat([cleaned, *copies])[CELL_COLUMNS]
-    (out / "cells.csv").unlink()  # a hard link to cells_dir's: written anew, never through the link
-    pd.concat([read_cells(cells_dir)[CELL_COLUMNS], added]).to_csv(out / "cells.csv", index=False)
+    pd.concat([cells[CELL_COLUMNS], added]).to_csv(out / "cells.csv", index=False)
     (out / "photos.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
     return summary
 
 
-def score(models: dict[str, Path], window_cells: float, crop_px: int, scratch: Path) -> list[dict]:
-    """Each model's share of each photograph's cells called blast, and their mean P(blast)."""
+def score(models: dict[str, Path], scratch: Path) -> list[dict]:
+    """Each model's share of each photograph's cells called blast, and their mean P(blast); the cells cut at
+    each model's own window (its card's)."""
+    from leukoscan.cards import read_card
     from leukoscan.cells import CELL_TYPES
     from leukoscan.datasets.cells import read_crops
 
-    photos = photo_cells(scratch, window_cells, crop_px)
-    photos.attrs["root"] = scratch
-    crops = read_crops(photos)
+    cut: dict[tuple, pd.DataFrame] = {}  # the photographs' cells per (window, size)
     rows = []
+    blast = CELL_TYPES.index("blast")
     for model, weights in models.items():
-        probs = predict(weights, photos, photos, crops=crops)
-        blast = CELL_TYPES.index("blast")
+        geo = SETTINGS.geometry.with_crop_record(read_card(weights).get("geometry", {}))
+        key = (geo.window_cells, geo.cell_crop_px)
+        if key not in cut:
+            cut[key] = photo_cells(scratch / f"{key[0]}-{key[1]}", *key)
+            cut[key].attrs["root"] = scratch / f"{key[0]}-{key[1]}"
+        photos = cut[key]
+        probs = predict(weights, photos, photos, crops=read_crops(photos))
         called = probs.argmax(1) == blast
         for name, idx in photos.groupby("file").indices.items():
             rows.append(
@@ -149,7 +167,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="folder of classifier.pt and lolo/")
     ap.add_argument("--name", default="", help="results name suffix")
     args = ap.parse_args()
-    geo = SETTINGS.geometry
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     if args.build:
         if not args.cleaner:
             ap.error("--build needs --cleaner")
@@ -158,17 +177,23 @@ def main() -> None:
     models = {p.stem: p for p in sorted((args.weights / "lolo").glob("no-*.pt"))}
     if (args.weights / "classifier.pt").exists():
         models["shipped"] = args.weights / "classifier.pt"
-    rows = score(models, geo.window_cells, geo.cell_crop_px, BUILD_DIR / "photo_cells")
+    if not models:
+        ap.error(f"{args.weights} holds no classifier.pt nor lolo/no-*.pt")
+    rows = score(models, BUILD_DIR / "photo_cells")
     table = pd.DataFrame(rows).pivot(index=["photo", "n"], columns="model", values="called_blast").reset_index()
     name = "photo_cells" + (f"_{args.name}" if args.name else "")
-    md = (
-        "Share of each bundled photograph's reviewed white cells called blast, by model (each photograph "
-        "a one-photo slide at its own cell-size estimate; weak labels: each photograph's cells are mostly, not all, "
-        "blasts; a model trained on a `--build` copy has seen every photograph but the held-out one):\n\n"
-        + table.to_markdown(index=False)
-        + "\n"
+    command = (
+        "python bench/photo_cells.py"
+        + (f" --weights {args.weights}" if args.weights != WEIGHTS_DIR else "")
+        + (f" --name {args.name}" if args.name else "")
     )
-    save(name, {"rows": rows}, md)
+    md = (
+        f"Share of each bundled photograph's reviewed white cells called blast, by model (`{command}`; each "
+        "photograph a one-photo slide at its own cell-size estimate; weak labels: the reviewer's reading is that "
+        "each photograph's cells are mostly, not all, blasts; a model trained on a `--build` copy has seen every "
+        "photograph but the held-out one):\n\n" + table.to_markdown(index=False) + "\n"
+    )
+    save(name, {"weights": str(args.weights), "rows": rows}, md)
 
 
 if __name__ == "__main__":

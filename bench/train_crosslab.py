@@ -70,8 +70,8 @@ def leukoscan(*args: str) -> None:
 
 
 def reuse(run: Path, epochs: int) -> list[str]:
-    """``--reuse`` for a training run whose every epoch is done (a crash after training, in calibration or
-    shipping, or a chain run again): it is finished, not trained again."""
+    """``--reuse`` for a training run whose every epoch is done: it is finished, not trained again (always for a
+    cleaning model, whose run name says what it is blind to; for the models, with ``--resume``)."""
     results = run / "results.csv"
     done = (run / "weights" / "best.pt").exists() and results.exists()
     return ["--reuse"] if done and len(results.read_text().splitlines()) == epochs + 1 else []
@@ -225,8 +225,7 @@ def main() -> None:
         "--runs",
         type=Path,
         default=None,
-        help="training runs (default runs/cells[-<trials>], or runs/cells-reinhard); a run there whose every epoch "
-        "is done is finished (calibrated, shipped), not trained again: delete it to retrain",
+        help="training runs (default runs/cells[-<trials>], or runs/cells-reinhard)",
     )
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
@@ -235,6 +234,12 @@ def main() -> None:
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", choices=[*HELD_OUT, "shipped"], action="append")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="a model whose run in --runs has every epoch done is finished (calibrated, shipped), not trained "
+        "again: after a crash past training, with the same options and data (nothing checks that they are)",
+    )
     args = ap.parse_args()
     if not (args.cells / "cells.csv").exists():
         leukoscan("data", "cells", "--out", str(args.cells))
@@ -300,7 +305,7 @@ def main() -> None:
                 str(clean),
                 "--name",
                 "all",
-                *reuse(runs / "all", args.epochs),
+                *(reuse(runs / "all", args.epochs) if args.resume else []),
                 "--ship-to",
                 str(args.ship_dir / "classifier.pt"),
             )
@@ -313,7 +318,7 @@ def main() -> None:
                 "taleqani",
                 "--name",
                 "no-taleqani",
-                *reuse(runs / "no-taleqani", args.epochs),
+                *(reuse(runs / "no-taleqani", args.epochs) if args.resume else []),
                 "--ship-to",
                 str(args.ship_dir / "lolo" / "no-taleqani.pt"),
             )
@@ -329,7 +334,7 @@ def main() -> None:
                 str(clean),
                 "--name",
                 f"no-{target}",
-                *reuse(runs / f"no-{target}", args.epochs),
+                *(reuse(runs / f"no-{target}", args.epochs) if args.resume else []),
                 "--ship-to",
                 str(args.ship_dir / "lolo" / f"no-{target}.pt"),
             )
