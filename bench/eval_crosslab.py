@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES, IS_WHITE, SUBTYPES  # noqa: E402
-from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NORMAL = [t for t in CELL_TYPES if t not in ("blast", "other")]
@@ -498,13 +498,13 @@ def shipped(result: dict, cells: pd.DataFrame, weights: Path, data_root: Path, b
 def at_slide_scale(test: pd.DataFrame, cells: pd.DataFrame, weights: Path, data_root: Path) -> dict:
     """The Taleqani figures of the model blind to Taleqani and of the shipped one on its test blocks cut at
     each block's own scale (``slide_scale_crops``), as ``leukoscan run`` would see them."""
-    from leukoscan.cards import read_card
+    from leukoscan.cards import card_geometry, read_card
 
     models = {"no-taleqani": weights / "lolo" / "no-taleqani.pt", "shipped": weights / "classifier.pt"}
     cut: dict[tuple, np.ndarray] = {}  # crops per (window, size): each model's, from its card
     out = {}
     for name, w in ((name, w) for name, w in models.items() if w.exists()):
-        geometry = SETTINGS.geometry.with_crop_record(read_card(w).get("geometry", {}))
+        geometry = card_geometry(read_card(w))
         key = (geometry.window_cells, geometry.cell_crop_px)
         if key not in cut:
             cut[key] = slide_scale_crops(test, data_root, *key)

@@ -30,6 +30,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,23 +41,23 @@ from eval_crosslab import predict  # noqa: E402
 from bench.lab_photos import SAMPLES, truth_boxes  # noqa: E402
 from bench.results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
 
 NORMAL = ("60d50441-5c92-4745-91fd-9231cc2fcbb7.jpg",)  # a neutrophil and a monocyte: not a leukemic photograph
 HELD_OUT = ("EarlyPreb.jpeg",)  # never trained on (as in the detector's promotion gate)
 
 
-def photo_cells(out: Path, window_cells: float, crop_px: int, device: str = "cpu") -> pd.DataFrame:
-    """Cut the leukemic photographs' reviewed cells into ``out/crops/photos/`` and return their rows
-    (``datasets.cells.CELL_COLUMNS``), each photograph a lab and a slide of its own."""
+def photo_cells(window_cells: float, crop_px: int, device: str = "cpu") -> tuple[pd.DataFrame, np.ndarray]:
+    """The leukemic photographs' reviewed cells: their rows (``datasets.cells.CELL_COLUMNS``, each photograph a
+    lab and a slide of its own; ``crop`` the path ``--build`` writes it to) and their crops, in that order."""
     from leukoscan.crops import crop_cells
-    from leukoscan.datasets.cells import CELL_COLUMNS, write_crops
+    from leukoscan.datasets.cells import CELL_COLUMNS
     from leukoscan.detect.predict import Detector
     from leukoscan.images import load_rgb
 
     boxes = truth_boxes(SAMPLES / "cells.coco.json")
     detector = Detector(device=device)
-    rows = []
+    rows, crops = [], []
     for name, det in sorted(boxes.items()):
         if name in NORMAL:
             continue
@@ -79,10 +80,10 @@ def photo_cells(out: Path, window_cells: float, crop_px: int, device: str = "cpu
             }
             for i in range(len(det))
         ]
-        write_crops(out, recs, crop_cells(rgb, det.xyxy, size=crop_px, side=window_cells * cell_px))
+        crops.append(crop_cells(rgb, det.xyxy, size=crop_px, side=window_cells * cell_px))
         rows += recs
         print(f"{name}: {len(det)} cells at {cell_px:.1f} px", flush=True)
-    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+    return pd.DataFrame(rows, columns=CELL_COLUMNS), np.concatenate(crops)
 
 
 def _link_png(src: str, dst: str) -> None:
@@ -94,7 +95,7 @@ def _link_png(src: str, dst: str) -> None:
 def build(cells_dir: Path, out: Path, cleaner: Path, repeat: int) -> dict:
     """``out``: ``cells_dir`` (crops hard-linked) with the photographs' cells added, cleaned by ``cleaner``."""
     from leukoscan.classify.weak import clean_weak_labels, cleaning_summary
-    from leukoscan.datasets.cells import CELL_COLUMNS, dataset_geometry, read_cells, read_crops
+    from leukoscan.datasets.cells import CELL_COLUMNS, dataset_geometry, read_cells, write_crops
 
     source, target = cells_dir.resolve(), out.resolve()
     if source == target or source in target.parents or target in source.parents:
@@ -106,9 +107,9 @@ def build(cells_dir: Path, out: Path, cleaner: Path, repeat: int) -> dict:
         shutil.rmtree(out)
     shutil.copytree(cells_dir, out, copy_function=_link_png, ignore=shutil.ignore_patterns("cleaned", "runs", "pseudo"))
     geo = dataset_geometry(cells_dir)
-    photos = photo_cells(out, geo.window_cells, geo.cell_crop_px)
-    photos.attrs["root"] = out
-    cleaned = clean_weak_labels(photos, predict(cleaner, photos, photos, crops=read_crops(photos)))
+    photos, crops = photo_cells(geo.window_cells, geo.cell_crop_px)
+    write_crops(out, photos.to_dict("records"), crops)
+    cleaned = clean_weak_labels(photos, predict(cleaner, photos, photos, crops=crops))
     summary = cleaning_summary(cleaned) | {"cleaner": str(cleaner), "repeat": repeat}
     train = cleaned[cleaned.split == "train"]
     copies = []
@@ -124,24 +125,22 @@ def build(cells_dir: Path, out: Path, cleaner: Path, repeat: int) -> dict:
     return summary
 
 
-def score(models: dict[str, Path], scratch: Path) -> list[dict]:
+def score(models: dict[str, Path]) -> list[dict]:
     """Each model's share of each photograph's cells called blast, and their mean P(blast); the cells cut at
     each model's own window (its card's)."""
-    from leukoscan.cards import read_card
+    from leukoscan.cards import card_geometry, read_card
     from leukoscan.cells import CELL_TYPES
-    from leukoscan.datasets.cells import read_crops
 
-    cut: dict[tuple, pd.DataFrame] = {}  # the photographs' cells per (window, size)
+    cut: dict[tuple, tuple[pd.DataFrame, np.ndarray]] = {}  # the photographs' cells and crops per (window, size)
     rows = []
     blast = CELL_TYPES.index("blast")
     for model, weights in models.items():
-        geo = SETTINGS.geometry.with_crop_record(read_card(weights).get("geometry", {}))
+        geo = card_geometry(read_card(weights))
         key = (geo.window_cells, geo.cell_crop_px)
         if key not in cut:
-            cut[key] = photo_cells(scratch / f"{key[0]}-{key[1]}", *key)
-            cut[key].attrs["root"] = scratch / f"{key[0]}-{key[1]}"
-        photos = cut[key]
-        probs = predict(weights, photos, photos, crops=read_crops(photos))
+            cut[key] = photo_cells(*key)
+        photos, crops = cut[key]
+        probs = predict(weights, photos, photos, crops=crops)
         called = probs.argmax(1) == blast
         for name, idx in photos.groupby("file").indices.items():
             rows.append(
@@ -179,7 +178,7 @@ def main() -> None:
         models["shipped"] = args.weights / "classifier.pt"
     if not models:
         ap.error(f"{args.weights} holds no classifier.pt nor lolo/no-*.pt")
-    rows = score(models, BUILD_DIR / "photo_cells")
+    rows = score(models)
     table = pd.DataFrame(rows).pivot(index=["photo", "n"], columns="model", values="called_blast").reset_index()
     name = "photo_cells" + (f"_{args.name}" if args.name else "")
     command = (

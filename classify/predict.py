@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from leukoscan.cards import backend_file, load_model, read_card
+from leukoscan.cards import backend_file, card_geometry, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
 from leukoscan.classify.calibrate import apply_temperature, correct_prior, share_others
@@ -207,7 +207,7 @@ class CellClassifier(Classifier):
 
     def configure(self, card: dict) -> None:
         """The crop window and input colour it was trained with, from its card."""
-        geometry = SETTINGS.geometry.with_crop_record(card.get("geometry", {}))
+        geometry = card_geometry(card)
         self.window_cells, self.crop_px = geometry.window_cells, geometry.cell_crop_px
         # trained on crops whose colour was normalised slide by slide: its input is normalised the same way
         self.stain_normalisation: dict | None = card.get("stain_normalisation")

@@ -10,6 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal, get_args
 
+from leukoscan.config import SETTINGS, Geometry
+
 
 def sha256(path: Path) -> str:
     """sha256 of a file, or of a model folder's files in name order (an OpenVINO export)."""
@@ -24,6 +26,12 @@ def sha256(path: Path) -> str:
 
 class WeightsError(ValueError):
     """A weights file that cannot be used: missing, not a loadable model, or a model for another task (one line)."""
+
+
+def card_geometry(card: dict) -> Geometry:
+    """The ``Geometry`` a cell-type model cuts its crops with: the defaults, with the window and crop size
+    its card records (``Geometry.crop_record``)."""
+    return SETTINGS.geometry.with_crop_record(card.get("geometry", {}))
 
 
 def read_card(weights: Path) -> dict:
