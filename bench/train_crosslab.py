@@ -34,7 +34,8 @@ quarter-turn augmentation):
     python bench/train_crosslab.py --self-train txl-575x575 --ship-dir runs/self-weights   # without zoom
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
 
-Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), and the
+Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), as many
+training blasts from each blast source (``--equal-blast-sources``), and the
 same recipe with another seed (how much a figure moves from one training run to the next):
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
@@ -43,6 +44,8 @@ same recipe with another seed (how much a figure moves from one training run to 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --contrast 0.5 \
         --only munich --only pbc --ship-dir runs/trial-contrast   # then
     python bench/eval_crosslab.py --weights runs/trial-contrast --name crosslab_contrast
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --equal-blast-sources \
+        --only zheng --only pbc --ship-dir runs/eqblasts   # then eval_crosslab.py and eval_seen.py
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
@@ -206,6 +209,11 @@ def main() -> None:
         "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
     )
     ap.add_argument(
+        "--equal-blast-sources",
+        action="store_true",
+        help="as many training blasts from each source, as many in all (the trial; changes the models that see two)",
+    )
+    ap.add_argument(
         "--self-train",
         metavar="LAB",
         default="",
@@ -258,6 +266,7 @@ def main() -> None:
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
         "-contrast": args.contrast,
+        "-eqblasts": args.equal_blast_sources,
         f"-seed{args.seed}": args.seed,
     }
     runs = args.runs or ROOT / "runs" / (
@@ -291,6 +300,7 @@ def main() -> None:
             str(args.contrast),
             "--seed",
             str(args.seed),
+            *(["--equal-blast-sources"] if args.equal_blast_sources else []),
         ]
         if args.self_train:
             teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")

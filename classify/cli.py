@@ -242,6 +242,11 @@ def train_cells(
         help="Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
         "trial, see README).",
     ),
+    equal_blast_sources: bool = typer.Option(
+        False,
+        help="Every source of training blasts (Munich's myeloblasts, Taleqani's lymphoblasts) gives as many crops, "
+        "as many blasts in all (the trial, see README).",
+    ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
     others_prior_correction: float = prior_option(others=True),
@@ -261,7 +266,7 @@ def train_cells(
         df, taught = training_cells(cells, cleaned, pseudo)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
-    counts = training_folder(df, folder, tuple(exclude))
+    counts = training_folder(df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources)
     console.print(json.dumps(counts))
     targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
     augment = LabAugment(
@@ -285,6 +290,7 @@ def train_cells(
         "sources": [s for s in SOURCES if s not in exclude],
         "excluded": list(exclude),
         "train_counts": counts,
+        "equal_blast_sources": equal_blast_sources,
         "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
         "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
         "pseudo_labs": sorted(set(taught.lab)),

@@ -404,13 +404,16 @@ def training_folder(
     blasts_per_field: int = 2,
     seed: int = 0,
     data_root: Path = DATA_ROOT,
+    equal_blast_sources: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Link a training run's crops into ``out/{train,val}/<type>/`` (Ultralytics' folder layout) from every
     source but ``exclude`` (TXL-PBC's crops from an excluded source's images too, ``TXL_FROM``). Crops
     labelled ``drop`` (weak-label cleaning) are left out; a Taleqani ALL field
     gives at most ``blasts_per_field`` blasts (its crowded fields would otherwise outnumber every other
     source); types with fewer than ``min_per_type`` training crops are repeated up to it (links under other
-    names: the augmentation makes each copy different)."""
+    names: the augmentation makes each copy different). With ``equal_blast_sources`` every source of training
+    blasts gives as many as the others, as many blasts in all as before (a larger source's sampled down, a
+    smaller's repeated): so that one hospital's lymphoblasts do not decide what a blast is (the trial)."""
     import os
     import shutil
 
@@ -422,17 +425,37 @@ def training_folder(
     field_blasts = (use.source == "taleqani") & (use.type == "blast")
     order = use[field_blasts].sample(frac=1, random_state=seed).groupby("file").cumcount()
     use = use.drop(order.index[order >= blasts_per_field])
+    repeats: dict[str, list[str]] = {}  # training crops linked again under other names
+    if equal_blast_sources:
+        use, repeats["blast"] = _equal_sources(use[(use.split == "train") & (use.type == "blast")], use, rng)
     counts: dict[str, dict[str, int]] = {}
     for (split, kind), group in use.groupby(["split", "type"]):
         folder = out / split / kind
         folder.mkdir(parents=True, exist_ok=True)
         crops = list(group.crop)
-        extra = [] if split != "train" else list(rng.choice(crops, size=max(0, min_per_type - len(crops))))
+        extra = repeats.get(kind, []) if split == "train" else []
+        if split == "train":
+            extra += list(rng.choice(crops, size=max(0, min_per_type - len(crops) - len(extra))))
         for n, crop in enumerate(crops + extra):
             name = Path(crop).name if n < len(crops) else f"{Path(crop).stem}_r{n}.png"
             os.link(df.attrs["root"] / crop, folder / f"{Path(crop).parent.name}_{name}")  # see link_lab
         counts.setdefault(split, {})[kind] = len(crops) + len(extra)
     return counts
+
+
+def _equal_sources(blasts: pd.DataFrame, use: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, list]:
+    """``use`` without the training blasts that ``training_folder(equal_blast_sources=True)`` samples away, and
+    the crops it repeats: each source of ``blasts`` brought to their mean count."""
+    dropped, repeated = [], []
+    if blasts.empty:
+        return use, repeated
+    target = round(len(blasts) / blasts.source.nunique())
+    for _, group in blasts.groupby("source"):
+        if len(group) > target:
+            dropped.extend(rng.choice(group.index, size=len(group) - target, replace=False))
+        else:
+            repeated.extend(rng.choice(list(group.crop), size=target - len(group)))
+    return use.drop(dropped), repeated
 
 
 def _excluded_txl_labs(exclude: tuple[str, ...]) -> set[str]:

@@ -617,3 +617,40 @@ def test_train_cells_reuse_takes_how_it_was_trained_from_the_runs_card(tmp_path,
         with pytest.raises(typer.Exit):
             _reused_card(best, CellRecipe(), colour, LabAugment(), exclude)
         assert says in capsys.readouterr().err
+
+
+def test_equal_blast_sources_gives_each_source_as_many_training_blasts_and_as_many_in_all(tmp_path):
+    """``training_folder(equal_blast_sources=True)``: a larger source's training blasts sampled down and a
+    smaller's repeated to their mean, so the blast total stays; val and the other types as without it."""
+    import pandas as pd
+
+    from leukoscan.datasets.cells import CELL_COLUMNS, training_folder
+
+    cells = tmp_path / "cells"
+    rows = []
+    plan = [("taleqani", "blast", "train", 30), ("munich", "blast", "train", 10), ("munich", "blast", "val", 4)]
+    plan += [("pbc", "lymphocyte", "train", 6)]
+    for source, kind, split, n in plan:
+        for i in range(n):
+            name = f"crops/{source}/{split}_{i}.png"  # linked as <source>_<name>, as the dataset's
+            (cells / name).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(cells / name), crop("benign", i))
+            file = f"{source}/f{i}.jpg"  # one field per crop: Taleqani's blasts-per-field cap leaves them all
+            rows.append(dict(zip(CELL_COLUMNS, [name, source, source, file, i, kind, "", False, split, 20.0, ""])))
+    df = pd.DataFrame(rows)
+    df.attrs["root"] = cells
+
+    def blasts(equal: bool) -> tuple[dict, dict]:
+        out = tmp_path / "folder"
+        counts = training_folder(df, out, min_per_type=0, equal_blast_sources=equal, data_root=tmp_path)
+        names = [p.name.split("_")[0] for p in (out / "train" / "blast").iterdir()]
+        return counts, pd.Series(names).value_counts().to_dict()
+
+    counts, by_source = blasts(False)
+    assert by_source == {"taleqani": 30, "munich": 10}
+    equal, by_source = blasts(True)
+    assert by_source == {"taleqani": 20, "munich": 20} and equal["train"]["blast"] == counts["train"]["blast"]
+    assert equal["val"] == counts["val"] == {"blast": 4}
+    assert equal["train"]["lymphocyte"] == counts["train"]["lymphocyte"] == 6
+    only_munich = training_folder(df, tmp_path / "f2", ("taleqani",), min_per_type=0, equal_blast_sources=True)
+    assert only_munich["train"]["blast"] == 10  # one source of blasts: nothing to even out
