@@ -50,14 +50,16 @@ def variants(weights: Path, crops: np.ndarray, data: Path):
     own temperature fitted on ``data/val`` (the model's training folder)."""
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.calibrate import apply_temperature, correct_prior, fit_temperature
-    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.predict import CardScores, CellClassifier
     from leukoscan.classify.train import folder_counts, folder_predictions, scores_card
 
     clf = CellClassifier(weights, device="cpu", strict=False)
     every_view = _AllViews(clf)
     val, labels, _ = folder_predictions(every_view, data / "val", CELL_TYPES)
     test = every_view.raw_probs(crops)
-    clf.configure_scores(scores_card(folder_counts(data / "train"), 8, 1.0))  # its class prior, as at run time
+    clf.configure_scores(
+        CardScores.of(scores_card(folder_counts(data / "train"), 8, 1.0))
+    )  # its class prior, as at run time
     for views, strength in itertools.product(TEST_TIME_VIEWS, STRENGTHS):
         val_p, test_p = (correct_prior(p[:views].mean(0), clf.prior, strength) for p in (val, test))
         yield views, strength, apply_temperature(test_p, fit_temperature(val_p, labels))

@@ -35,7 +35,8 @@ quarter-turn augmentation):
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
 
 Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), as many
-training blasts from each blast source (``--equal-blast-sources``), and the
+training blasts from each blast source (``--equal-blast-sources``), each source's blasts a class of their own
+(``--blast-parts``), and the
 same recipe with another seed (how much a figure moves from one training run to the next):
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
@@ -46,6 +47,8 @@ same recipe with another seed (how much a figure moves from one training run to 
     python bench/eval_crosslab.py --weights runs/trial-contrast --name crosslab_contrast
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --equal-blast-sources \
         --only zheng --only pbc --ship-dir runs/eqblasts   # then eval_crosslab.py and eval_seen.py
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --blast-parts \
+        --only zheng --only pbc --ship-dir runs/parts   # then eval_crosslab.py and eval_seen.py
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
@@ -214,6 +217,11 @@ def main() -> None:
         help="as many training blasts from each source, as many in all (the trial; changes the models that see two)",
     )
     ap.add_argument(
+        "--blast-parts",
+        action="store_true",
+        help="each source's blasts a class of their own, added up into P(blast) (the trial; the models that see two)",
+    )
+    ap.add_argument(
         "--self-train",
         metavar="LAB",
         default="",
@@ -267,6 +275,7 @@ def main() -> None:
         "-mix": args.mixstyle,
         "-contrast": args.contrast,
         "-eqblasts": args.equal_blast_sources,
+        "-parts": args.blast_parts,
         f"-seed{args.seed}": args.seed,
     }
     runs = args.runs or ROOT / "runs" / (
@@ -301,6 +310,7 @@ def main() -> None:
             "--seed",
             str(args.seed),
             *(["--equal-blast-sources"] if args.equal_blast_sources else []),
+            *(["--blast-parts"] if args.blast_parts else []),
         ]
         if args.self_train:
             teacher = args.teachers / ("classifier.pt" if target == "shipped" else f"lolo/no-{target}.pt")

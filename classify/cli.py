@@ -68,11 +68,11 @@ def cell_type_model(weights: Path, device: str):
     """The cell-type model in ``weights`` for calibrate, clean and pseudo-label (a model trained without some types
     is accepted: their probability is 0); a ``WeightsError`` for a model of other classes (the subtype model's)."""
     from leukoscan.cards import WeightsError
-    from leukoscan.cells import CELL_TYPES
+    from leukoscan.cells import CELL_TYPES, type_of
     from leukoscan.classify.predict import CellClassifier
 
     clf = CellClassifier(weights, device, strict=False)
-    if foreign := sorted(set(clf.model.names.values()) - set(CELL_TYPES)):
+    if foreign := sorted({type_of(n) for n in clf.model.names.values()} - set(CELL_TYPES)):
         raise WeightsError(f"{weights} is not a cell-type model: its classes are {foreign}")
     return clf
 
@@ -247,6 +247,11 @@ def train_cells(
         help="Every source of training blasts (Munich's myeloblasts, Taleqani's lymphoblasts) gives as many crops, "
         "as many blasts in all (the trial, see README).",
     ),
+    blast_parts: bool = typer.Option(
+        False,
+        help="Each source's blasts a class of their own (blast~munich, blast~taleqani), added up into P(blast) "
+        "(the trial, see README).",
+    ),
     test_time_views: int = views_option(),
     prior_correction: float = prior_option(),
     others_prior_correction: float = prior_option(others=True),
@@ -266,7 +271,9 @@ def train_cells(
         df, taught = training_cells(cells, cleaned, pseudo)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
-    counts = training_folder(df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources)
+    counts = training_folder(
+        df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources, blast_parts=blast_parts
+    )
     console.print(json.dumps(counts))
     targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
     augment = LabAugment(
@@ -291,6 +298,7 @@ def train_cells(
         "excluded": list(exclude),
         "train_counts": counts,
         "equal_blast_sources": equal_blast_sources,
+        "blast_parts": blast_parts,
         "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
         "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
         "pseudo_labs": sorted(set(taught.lab)),

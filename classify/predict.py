@@ -10,7 +10,7 @@ import numpy as np
 import supervision as sv
 
 from leukoscan.cards import backend_file, card_geometry, load_model, read_card
-from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, with_probs, with_subtypes
+from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, type_of, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
 from leukoscan.classify.calibrate import apply_temperature, correct_prior, share_others
 from leukoscan.classify.stain import reinhard
@@ -93,18 +93,18 @@ class Classifier:
             or SETTINGS.geometry.crop_px
         )
         names = self.model.names
-        missing = set(self.classes) - set(names.values())
+        missing = set(self.classes) - {type_of(n) for n in names.values()}
         if missing and strict:
             raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
-        # a model trained without a class (not strict: a cleaning model that saw no blasts) gives it probability 0
-        self.order = [next((i for i, n in names.items() if n == key), -1) for key in self.classes]
-        self.configure_scores(card)
+        # model class -> class: its parts (blast~munich, blast~taleqani) add up; a model trained without a class
+        # (not strict: a cleaning model that saw no blasts) gives it probability 0
+        self.members = np.array([[type_of(names[i]) == key for key in self.classes] for i in sorted(names)], np.float32)
+        self.configure_scores(scores)
         self.configure(card)
 
-    def configure_scores(self, card: dict) -> None:
-        """How its probabilities are made, as ``card`` says (``CardScores``; ``train.scores_card`` writes it): the
-        number of test-time views, and the class prior its outputs are divided by."""
-        scores = CardScores.of(card)
+    def configure_scores(self, scores: CardScores) -> None:
+        """How its probabilities are made, as its card says (``CardScores.of``; ``train.scores_card`` writes
+        it): the number of test-time views, and the class prior its outputs are divided by."""
         self.views = scores.views
         self.prior_strength = scores.prior_strength
         self.others_strength = scores.others_strength
@@ -136,7 +136,7 @@ class Classifier:
         for start, chunk in self.batches(crops):
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
             probs = np.stack([r.probs.data.cpu().numpy() for r in results])
-            out[start : start + len(chunk)] = np.where(np.array(self.order) >= 0, probs[:, self.order], 0)
+            out[start : start + len(chunk)] = probs @ self.members
         return out
 
     def batches(self, crops: np.ndarray):

@@ -111,14 +111,15 @@ def crop_files(folder: Path) -> list[Path]:
 
 def folder_crops(folder: Path, classes=None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """The crops, true labels (indices of ``classes``) and files of every crop in ``folder/<class>/``."""
-    from leukoscan.cells import CLASSES
+    from leukoscan.cells import CLASSES, PART
     from leukoscan.images import read_crop
 
     files, labels = [], []
     for i, key in enumerate(classes or CLASSES):
-        found = crop_files(folder / key) if (folder / key).is_dir() else []
-        files += found
-        labels += [i] * len(found)
+        for part in (folder / key, *sorted(folder.glob(f"{key}{PART}*"))):  # blast/, blast~munich/, ...
+            found = crop_files(part) if part.is_dir() else []
+            files += found
+            labels += [i] * len(found)
     crops = np.stack([read_crop(f) for f in files]) if files else np.zeros((0, 1, 1, 3), np.uint8)
     return crops, np.array(labels, dtype=int), files
 
@@ -139,8 +140,10 @@ def sample_crops(folder: Path, n: int = 2000, seed: int = 0) -> np.ndarray:
 
 
 def folder_counts(folder: Path) -> dict[str, int]:
-    """Crops per class in ``folder/<class>/``."""
-    return {d.name: len(crop_files(d)) for d in sorted(folder.iterdir()) if d.is_dir()}
+    """Crops per class in ``folder/<class>/`` (a class's parts, ``<class>~<part>/``, counted as the class)."""
+    from leukoscan.cells import by_type
+
+    return by_type({d.name: len(crop_files(d)) for d in sorted(folder.iterdir()) if d.is_dir()})
 
 
 def scores_card(train_counts: dict[str, int], views: int, prior_correction: float, others: float | None = None) -> dict:
@@ -148,10 +151,12 @@ def scores_card(train_counts: dict[str, int], views: int, prior_correction: floa
     its test-time views, the class prior (each class's share of ``train_counts``) its outputs are divided by, to
     the power ``prior_correction``, and the weaker one (``others``) the types other than blast share what P(blast)
     leaves with (default ``SETTINGS.scores.others_prior_correction``)."""
+    from leukoscan.cells import by_type
     from leukoscan.config import SETTINGS
 
-    total = sum(train_counts.values())
-    prior = {key: round(n / total, 6) for key, n in sorted(train_counts.items()) if n}
+    counts = by_type(train_counts)  # a class's parts (blast~munich) as the class: its share is theirs
+    total = sum(counts.values())
+    prior = {key: round(n / total, 6) for key, n in sorted(counts.items()) if n}
     others = SETTINGS.scores.others_prior_correction if others is None else others
     correction = {"strength": prior_correction, "others_strength": others, "class_prior": prior}
     return {"test_time_views": views, "prior_correction": correction}
@@ -161,8 +166,9 @@ def calibrate_scores(classifier, scores: dict, val_folder: Path) -> dict:
     """Make ``classifier``'s cell-type probabilities as ``scores`` says (``scores_card``), then fit its
     temperature (``calibrate``): what its card says of both."""
     from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.predict import CardScores
 
-    classifier.configure_scores(scores)
+    classifier.configure_scores(CardScores.of(scores))
     return scores | calibrate(classifier, val_folder, CELL_TYPES)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from leukoscan.cells import CELL_TYPES, SUBTYPES
+from leukoscan.cells import CELL_TYPES, PART, SUBTYPES
 from leukoscan.cli import track
 from leukoscan.config import DATA_ROOT, SETTINGS, Geometry
 from leukoscan.crops import crop_cells, window_px
@@ -405,6 +405,7 @@ def training_folder(
     seed: int = 0,
     data_root: Path = DATA_ROOT,
     equal_blast_sources: bool = False,
+    blast_parts: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Link a training run's crops into ``out/{train,val}/<type>/`` (Ultralytics' folder layout) from every
     source but ``exclude`` (TXL-PBC's crops from an excluded source's images too, ``TXL_FROM``). Crops
@@ -413,7 +414,10 @@ def training_folder(
     source); types with fewer than ``min_per_type`` training crops are repeated up to it (links under other
     names: the augmentation makes each copy different). With ``equal_blast_sources`` every source of training
     blasts gives as many as the others, as many blasts in all as before (a larger source's sampled down, a
-    smaller's repeated): so that one hospital's lymphoblasts do not decide what a blast is (the trial)."""
+    smaller's repeated): so that one hospital's lymphoblasts do not decide what a blast is (the trial). With
+    ``blast_parts`` each source's blasts are a class of their own, ``blast~<source>`` (``cells.PART``), whose
+    probabilities the classifier adds up into P(blast): myeloblasts and lymphoblasts need not share one output
+    (the trial)."""
     import os
     import shutil
 
@@ -425,15 +429,16 @@ def training_folder(
     field_blasts = (use.source == "taleqani") & (use.type == "blast")
     order = use[field_blasts].sample(frac=1, random_state=seed).groupby("file").cumcount()
     use = use.drop(order.index[order >= blasts_per_field])
-    repeats: dict[str, list[str]] = {}  # training crops linked again under other names
+    use = use.assign(repeat=False)  # True: a training crop linked again under another name
     if equal_blast_sources:
-        use, repeats["blast"] = _equal_sources(use[(use.split == "train") & (use.type == "blast")], use, rng)
+        use = _equal_sources(use, rng)
+    if blast_parts:
+        use = use.assign(type=use.type.where(use.type != "blast", "blast" + PART + use.source))
     counts: dict[str, dict[str, int]] = {}
     for (split, kind), group in use.groupby(["split", "type"]):
         folder = out / split / kind
         folder.mkdir(parents=True, exist_ok=True)
-        crops = list(group.crop)
-        extra = repeats.get(kind, []) if split == "train" else []
+        crops, extra = list(group.crop[~group.repeat]), list(group.crop[group.repeat])
         if split == "train":
             extra += list(rng.choice(crops, size=max(0, min_per_type - len(crops) - len(extra))))
         for n, crop in enumerate(crops + extra):
@@ -443,19 +448,20 @@ def training_folder(
     return counts
 
 
-def _equal_sources(blasts: pd.DataFrame, use: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, list]:
-    """``use`` without the training blasts that ``training_folder(equal_blast_sources=True)`` samples away, and
-    the crops it repeats: each source of ``blasts`` brought to their mean count."""
-    dropped, repeated = [], []
+def _equal_sources(use: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """``use`` with each source of training blasts brought to their mean count (``training_folder``'s
+    ``equal_blast_sources``): a larger source's sampled away, a smaller's repeated (rows with ``repeat``)."""
+    blasts = use[(use.split == "train") & (use.type == "blast")]
     if blasts.empty:
-        return use, repeated
+        return use
     target = round(len(blasts) / blasts.source.nunique())
+    dropped, repeated = [], []
     for _, group in blasts.groupby("source"):
         if len(group) > target:
             dropped.extend(rng.choice(group.index, size=len(group) - target, replace=False))
         else:
-            repeated.extend(rng.choice(list(group.crop), size=target - len(group)))
-    return use.drop(dropped), repeated
+            repeated.extend(rng.choice(group.index, size=target - len(group)))
+    return pd.concat([use.drop(dropped), use.loc[repeated].assign(repeat=True)])
 
 
 def _excluded_txl_labs(exclude: tuple[str, ...]) -> set[str]:

@@ -48,6 +48,23 @@ CLASSES = ("benign", *SUBTYPES)
 LABELS = ("Benign", *SUBTYPE_LABELS)
 TALEQANI_CLASS = {"Benign": 0, "Early": 1, "Pre": 2, "Pro": 3}
 
+PART = "~"  # a model class or crop folder `<type>~<part>` (blast~munich) is a part of the type: they add up
+
+
+def type_of(name: str) -> str:
+    """The type a model class or crop folder stands for: ``blast~munich`` (one source's blasts, a part of the
+    type learnt as a class of its own) is ``blast``."""
+    return name.split(PART)[0]
+
+
+def by_type(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` of model classes or crop folders as counts of the types they stand for (parts added up)."""
+    out: dict[str, int] = {}
+    for name, n in counts.items():
+        out[type_of(name)] = out.get(type_of(name), 0) + n
+    return out
+
+
 PROBS = "probs"  # key in sv.Detections.data: cell-type probabilities
 SUBTYPE_PROBS = "subtype_probs"  # key in sv.Detections.data: subtype probabilities given blast
 

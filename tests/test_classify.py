@@ -199,7 +199,7 @@ def test_the_other_types_share_what_p_blast_leaves_without_being_pulled_to_the_r
 def test_test_time_views_make_the_call_blind_to_how_a_cell_is_turned(tiny_model):
     """A cell has no up or left: averaged over its 8 rotations and mirror images, a model gives a crop and
     its turned or mirrored copies the same probabilities (over 4 views: the crop and its half turn)."""
-    from leukoscan.classify.predict import Classifier, dihedral_views
+    from leukoscan.classify.predict import CardScores, Classifier, dihedral_views
 
     crops = np.stack([crop(k, i) for i, k in enumerate(CLASSES * 2)])
     crops[:, 5:15, 5:30] = (30, 200, 30)  # something off centre, so that a turn shows
@@ -221,17 +221,17 @@ def test_test_time_views_make_the_call_blind_to_how_a_cell_is_turned(tiny_model)
     clf.softmax = top_left
     turned, mirrored = np.rot90(crops, 1, axes=(1, 2)), crops[:, :, ::-1]
     assert not np.allclose(clf.probs(crops), clf.probs(turned), atol=1e-3)  # one view is not blind to turns
-    clf.configure_scores({"test_time_views": 8})
+    clf.configure_scores(CardScores(views=8))
     probs = clf.probs(crops)
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
     for copy in (turned, mirrored, np.rot90(mirrored, 3, axes=(1, 2))):
         assert np.allclose(probs, clf.probs(np.ascontiguousarray(copy)), atol=1e-6)
-    clf.configure_scores({"test_time_views": 4})
+    clf.configure_scores(CardScores(views=4))
     assert np.allclose(clf.probs(crops), clf.probs(np.ascontiguousarray(crops[:, ::-1, ::-1])), atol=1e-6)
     assert not np.allclose(clf.probs(crops), clf.probs(turned), atol=1e-3)  # 4 views: a quarter turn still shows
     assert clf.probs(crops[:0]).shape == (0, len(CLASSES))
     real = Classifier(tiny_model, device="cpu")
-    real.configure_scores({"test_time_views": 8})  # the model itself, 8 views in one batch: as one view at a time
+    real.configure_scores(CardScores(views=8))  # the model itself, 8 views in one batch: as one view at a time
     assert np.allclose(
         real.raw_probs(crops), np.mean([real.softmax(v) for v in np.split(dihedral_views(crops, 8), 8)], 0), atol=1e-5
     )
@@ -654,3 +654,57 @@ def test_equal_blast_sources_gives_each_source_as_many_training_blasts_and_as_ma
     assert equal["train"]["lymphocyte"] == counts["train"]["lymphocyte"] == 6
     only_munich = training_folder(df, tmp_path / "f2", ("taleqani",), min_per_type=0, equal_blast_sources=True)
     assert only_munich["train"]["blast"] == 10  # one source of blasts: nothing to even out
+    parts = training_folder(df, tmp_path / "f3", min_per_type=0, blast_parts=True, data_root=tmp_path)
+    assert parts["train"] == {"blast~munich": 10, "blast~taleqani": 30, "lymphocyte": 6}  # each source's blasts apart
+    assert parts["val"] == {"blast~munich": 4}
+
+
+def test_a_model_whose_blasts_are_parts_adds_them_up_into_p_blast(tiny_cell_model, tmp_path):
+    """A model taught each source's blasts as a class of their own (``blast~a``, ``blast~b``: ``training_folder``'s
+    ``blast_parts``) gives the nine cell types, P(blast) the sum of its parts' softmax; its folder counts, class
+    prior and validation labels count the parts as blast."""
+    import shutil
+
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.augment import LabAugment
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.classify.train import CellRecipe, folder_counts, folder_crops, scores_card, train_cells
+
+    root = tmp_path / "crops"
+    shutil.copytree(tiny_cell_model[2], root, ignore=shutil.ignore_patterns("runs"))
+    for split in ("train", "val"):
+        blasts = sorted((root / split / "blast").iterdir())
+        for part, files in (("blast~a", blasts[::2]), ("blast~b", blasts[1::2])):
+            (root / split / part).mkdir()
+            for f in files:
+                shutil.move(f, root / split / part / f.name)
+        (root / split / "blast").rmdir()
+    counts = folder_counts(root / "train")
+    assert counts["blast"] == 9 and not any("~" in k for k in counts)
+    assert scores_card({"blast~a": 5, "blast~b": 4, "lymphocyte": 9}, 1, 2.0)["prior_correction"]["class_prior"] == {
+        "blast": 0.5,
+        "lymphocyte": 0.5,
+    }
+    crops, labels, _ = folder_crops(root / "val", CELL_TYPES)
+    assert (labels == CELL_TYPES.index("blast")).sum() == 2
+    best, _ = train_cells(
+        root,
+        tmp_path / "runs",
+        "parts",
+        CellRecipe(imgsz=32, epochs=1, batch=16, workers=0),
+        "cpu",
+        "rgb",
+        LabAugment(),
+    )
+    clf = CellClassifier(best, device="cpu")
+    assert set(clf.model.names.values()) == {"blast~a", "blast~b", *CELL_TYPES} - {"blast"}
+    probs = clf.softmax(crops)
+    raw = np.concatenate(  # the model's own outputs, on the input the classifier gives it
+        [
+            np.stack([r.probs.data.cpu().numpy() for r in clf.model.predict(x, imgsz=clf.imgsz, verbose=False)])
+            for _, x in clf.batches(crops)
+        ]
+    )
+    parts = [i for i, n in clf.model.names.items() if n.startswith("blast~")]
+    assert probs.shape == (len(crops), len(CELL_TYPES)) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(probs[:, CELL_TYPES.index("blast")], raw[:, parts].sum(axis=1), atol=1e-5)
