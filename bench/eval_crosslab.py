@@ -64,7 +64,7 @@ def predict(
     ``crops``: the crops of ``cells`` cut otherwise (default: the dataset's)."""
     from leukoscan.cards import read_card
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.classify.stain import lab_stats, reinhard
+    from leukoscan.classify.stain import SlideColour, lab_stats, reinhard
     from leukoscan.datasets.cells import read_crops, stain_groups
 
     # a leave-one-out model may lack types (no-pbc: IG, erythroblast)
@@ -74,8 +74,8 @@ def predict(
         groups = stain_groups(cells)
         for _, idx in groups.groupby(groups).indices.items():
             sample = np.random.default_rng(0).choice(idx, size=min(len(idx), 1000), replace=False)
-            mean, sd = lab_stats(crops[np.sort(sample)], clf.stain_normalisation.get("region", "cells"))
-            crops[idx] = clf.normalise(crops[idx], {"mean": mean, "sd": sd})
+            colour = SlideColour.of(crops[np.sort(sample)], clf.stain_normalisation.get("region", "cells"))
+            crops[idx] = clf.normalise(crops[idx], colour)
     elif normalise:
         sources = read_card(weights)["data"]["sources"]
         train = all_cells[all_cells.source.isin(sources) & (all_cells.split == "train")].sample(1000, random_state=0)

@@ -13,7 +13,7 @@ from leukoscan.cards import backend_file, card_geometry, load_model, read_card
 from leukoscan.cells import CELL_TYPES, CLASSES, SUBTYPES, blasts, type_of, with_probs, with_subtypes
 from leukoscan.classify.augment import as_input
 from leukoscan.classify.calibrate import apply_temperature, correct_prior, share_others
-from leukoscan.classify.stain import reinhard
+from leukoscan.classify.stain import SlideColour, reinhard
 from leukoscan.config import CLASSIFIER_WEIGHTS, SETTINGS, SUBTYPE_WEIGHTS, TEST_TIME_VIEWS
 from leukoscan.crops import crop_cells
 from leukoscan.images import to_bgr
@@ -216,20 +216,22 @@ class CellClassifier(Classifier):
     def view_probs(self, crops: np.ndarray) -> np.ndarray:
         return super().view_probs(as_input(crops, self.colour))
 
-    def normalise(self, crops: np.ndarray, stats: dict | None) -> np.ndarray:
+    def normalise(self, crops: np.ndarray, colour: SlideColour | None) -> np.ndarray:
         """Crops of one slide mapped onto the colour this model was trained on (Reinhard in CIE Lab, from the
-        slide's ``stats``: ``{"mean", "sd"}``, see ``slide_stain``); unchanged for a model trained without."""
-        if not self.stain_normalisation or stats is None or not len(crops):
+        slide's ``colour``); unchanged for a model trained without, or a slide of no colour found (None)."""
+        if not self.stain_normalisation or colour is None or not len(crops):
             return crops
         reference = (self.stain_normalisation["mean"], self.stain_normalisation["sd"])
-        return reinhard(crops, (stats["mean"], stats["sd"]), reference, self.stain_normalisation.get("channels", "Lab"))
+        return reinhard(crops, (colour.mean, colour.sd), reference, self.stain_normalisation.get("channels", "Lab"))
 
     def crops(self, rgb: np.ndarray, det: sv.Detections, cell_px: float) -> np.ndarray:
         """The crops this model sees for ``det`` in a field whose white cells are ``cell_px`` wide: cut at
         the crop size it was trained on (``crop_px``), then resized to its input by Ultralytics, as in training."""
         return crop_cells(rgb, det.xyxy, size=self.crop_px, side=self.window_cells * cell_px)
 
-    def __call__(self, rgb: np.ndarray, det: sv.Detections, cell_px: float, stats: dict | None = None) -> sv.Detections:
-        """Classify the cells of one field, in place: ``class_id`` and ``data[PROBS]`` (``stats``: its slide's
-        colour, for a model trained on normalised crops)."""
-        return with_probs(det, self.probs(self.normalise(self.crops(rgb, det, cell_px), stats)))
+    def __call__(
+        self, rgb: np.ndarray, det: sv.Detections, cell_px: float, colour: SlideColour | None = None
+    ) -> sv.Detections:
+        """Classify the cells of one field, in place: ``class_id`` and ``data[PROBS]`` (``colour``: its slide's,
+        for a model trained on normalised crops)."""
+        return with_probs(det, self.probs(self.normalise(self.crops(rgb, det, cell_px), colour)))

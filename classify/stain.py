@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from skimage.color import hed2rgb, rgb2hed
 
@@ -80,6 +82,34 @@ def lab_stats(crops: np.ndarray, region: str = "cells") -> tuple[np.ndarray, np.
         lab = lab[:, surround_mask(*crops.shape[1:3])]
     lab = lab.reshape(-1, 3)
     return lab.mean(axis=0).astype(np.float64), lab.std(axis=0).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class SlideColour:
+    """The colour of one slide's cells: the pooled CIE Lab mean and SD (``lab_stats``) of a classifier's crops,
+    which a classifier trained on colour-normalised crops maps onto its own (``CellClassifier.normalise``);
+    verdict.json keeps it (``record``) so that a resumed slide is mapped as before."""
+
+    mean: tuple[float, ...]
+    sd: tuple[float, ...]
+    n_cells: int = 0  # the cells and fields it was measured on
+    n_fields: int = 0
+
+    @classmethod
+    def of(cls, crops: np.ndarray, region: str = "cells", n_fields: int = 0) -> SlideColour:
+        """The colour of ``crops`` (one slide's, one lab's) over ``region`` (``lab_stats``), to 4 decimals."""
+        mean, sd = (tuple(round(float(v), 4) for v in stat) for stat in lab_stats(crops, region))
+        return cls(mean, sd, len(crops), n_fields)
+
+    def record(self) -> dict:
+        return {"mean": list(self.mean), "sd": list(self.sd), "n_cells": self.n_cells, "n_fields": self.n_fields}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> SlideColour | None:
+        """A colour ``record`` wrote (None for none)."""
+        if not record:
+            return None
+        return cls(tuple(record["mean"]), tuple(record["sd"]), record.get("n_cells", 0), record.get("n_fields", 0))
 
 
 def reinhard(crops: np.ndarray, stats: tuple, reference: tuple, channels: str = "Lab") -> np.ndarray:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
@@ -19,6 +20,9 @@ import supervision as sv
 from leukoscan.cells import CELL_TYPES, PROBS, SUBTYPE_PROBS, SUBTYPES, blast_margin, cell_labels, subtype_indices
 from leukoscan.config import VerdictRules
 from leukoscan.scale import Scale
+
+if TYPE_CHECKING:
+    from leukoscan.classify.stain import SlideColour
 
 VERDICT_FILE = "verdict.json"  # in each slide's output folder: SlideVerdict.record()
 
@@ -198,7 +202,7 @@ class SlideVerdict:
     n_unusable: int  # fields read that are not usable smears
     call: SlideCall  # what the rules say of its cells
     scale: Scale  # its white cells' size in pixels
-    stain_normalisation: dict | None  # the slide's colour a normalising classifier mapped (None: none)
+    stain_normalisation: SlideColour | None  # the slide's colour a normalising classifier mapped (None: none)
     stain_z: float | None  # how far its cells' colour is from the training crops' (SDs, worst Lab channel)
     thresholds: VerdictRules  # the rules it was judged by
     screened_with: dict  # version, device, backend and models (file, sha256, temperature): Models.description
@@ -227,7 +231,7 @@ class SlideVerdict:
             "n_unusable": self.n_unusable,
             **self.call.record(),
             "scale": self.scale.record(),
-            "stain_normalisation": self.stain_normalisation,
+            "stain_normalisation": None if self.stain_normalisation is None else self.stain_normalisation.record(),
             "screened_at": self.screened_at,
             "stain_z": self.stain_z,
             "lab_reference": self.lab_reference,

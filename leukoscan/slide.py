@@ -20,7 +20,7 @@ import supervision as sv
 
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
-from leukoscan.classify.stain import crop_colour, stain_distance
+from leukoscan.classify.stain import SlideColour, crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import formats_kept, write_exports
@@ -140,7 +140,7 @@ def _screen_fields(
     opts: Options,
     decoded: dict[Path, np.ndarray],
     stems: dict[Path, str],
-    stain: dict | None = None,
+    stain: SlideColour | None = None,
 ) -> dict[Path, FieldResult]:
     """Process a batch of fields end to end; records (in ``journal``) and returns one result per field.
     Fields in ``decoded`` (the scale search's samples) are taken from there instead of being decoded again;
@@ -175,7 +175,7 @@ def _screen_fields(
     return states
 
 
-def _classify_fields(models, batch: list[_Field], stain: dict | None, lab: LabReference | None) -> None:
+def _classify_fields(models, batch: list[_Field], stain: SlideColour | None, lab: LabReference | None) -> None:
     """Every cell of a batch of fields classified in one batch (its type probabilities, ``stain``: the slide's
     colour for a model trained on normalised crops; ``lab``: the lab reference's blast offset), then the blasts
     subtyped; each field's ``det`` in place."""
@@ -340,7 +340,7 @@ class SlidePlan:
 
     todo: list[Path]
     scale: Scale
-    stain: dict | None
+    stain: SlideColour | None
     stems: dict[Path, str]
     sizes: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
 
@@ -363,12 +363,16 @@ def _plan(
     stems = output_stems(slide.images)
     previous = (read_verdict(out) or {}) if len(todo) < len(slide.images) else {}
     if "scale" in previous and not todo:  # nothing left to screen: the scale and colour the fields were screened at
-        return SlidePlan([], Scale.from_record(previous["scale"]), previous.get("stain_normalisation"), stems)
+        stain = SlideColour.from_record(previous.get("stain_normalisation"))
+        return SlidePlan([], Scale.from_record(previous["scale"]), stain, stems)
     decoded = {} if decoded is None else decoded
     sizes = _field_sizes(slide.images)
     if previous.get("scale") and previous.get("screening_key") == opts.key:  # fields added to a screened slide:
         # at the scale and colour of those screened before (the key holds a scale the user gave, not an estimate)
-        scale, stain = Scale.from_record(previous["scale"]), previous.get("stain_normalisation")
+        scale, stain = (
+            Scale.from_record(previous["scale"]),
+            SlideColour.from_record(previous.get("stain_normalisation")),
+        )
     else:
         scale = _slide_scale(models.detector, slide, opts, decoded, sizes)
         stain = _slide_stain(models, slide, scale, decoded, sizes)
@@ -512,14 +516,12 @@ def _slide_stain(
     sizes: dict,
     min_cells: int = SETTINGS.detection.stain_cells,
     max_fields: int = SETTINGS.detection.stain_fields,
-) -> dict | None:
+) -> SlideColour | None:
     """The colour of the slide's cells, for a classifier trained on colour-normalised crops (None for one
-    trained without): the pooled CIE Lab mean and SD of the classifier's crops (the pixels of its card's
-    ``region``) of the usable ones of its first fields (until ``min_cells`` cells or ``max_fields`` fields looked
-    at, usable or not: a slide of unusable fields is not decoded twice over; the same fields on every run and
-    resume), which are added to ``decoded``."""
-    from leukoscan.classify.stain import lab_stats
-
+    trained without, or when no cell is found): ``SlideColour.of`` the classifier's crops (the pixels of its
+    card's ``region``) of the usable ones of its first fields (until ``min_cells`` cells or ``max_fields`` fields
+    looked at, usable or not: a slide of unusable fields is not decoded twice over; the same fields on every run
+    and resume), which are added to ``decoded``."""
     if not models.classifier.stain_normalisation:
         return None
     crops, fields = [], 0
@@ -536,11 +538,9 @@ def _slide_stain(
         if field_problem(rgb, len(det), cell_px):  # not a usable smear: its colour says nothing of the slide's
             continue
         crops.append(models.classifier.crops(rgb, det, cell_px))
-    n = sum(map(len, crops))
-    if not n:
+    if not sum(map(len, crops)):
         return None
-    mean, sd = lab_stats(np.concatenate(crops), models.classifier.stain_normalisation.get("region", "cells"))
-    return {"mean": mean.round(4).tolist(), "sd": sd.round(4).tolist(), "n_cells": n, "n_fields": fields}
+    return SlideColour.of(np.concatenate(crops), models.classifier.stain_normalisation.get("region", "cells"), fields)
 
 
 def _load_or_error(path: Path, known: np.ndarray | None = None) -> np.ndarray | ImageError:

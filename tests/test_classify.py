@@ -489,18 +489,20 @@ def test_a_model_trained_on_normalised_crops_normalises_each_slide(tiny_model, t
     import shutil
 
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.classify.stain import lab_stats
+    from leukoscan.classify.stain import SlideColour, lab_stats
 
     weights = tmp_path / "cells.pt"
     shutil.copyfile(tiny_model, weights)
     crops = np.stack([crop(key, i) for i, key in enumerate(CLASSES)])
     plain = CellClassifier(weights, device="cpu", strict=False)
-    assert plain.stain_normalisation is None and plain.normalise(crops, {"mean": [1, 2, 3], "sd": [1, 1, 1]}) is crops
+    assert plain.stain_normalisation is None and plain.normalise(crops, SlideColour((1, 2, 3), (1, 1, 1))) is crops
     reference = {"method": "reinhard-lab", "per": "slide", "mean": [75.0, 10.0, -15.0], "sd": [12.0, 14.0, 18.0]}
     weights.with_suffix(".json").write_text(json.dumps({"stain_normalisation": reference}))
     clf = CellClassifier(weights, device="cpu", strict=False)
-    mean, sd = lab_stats(crops)
-    out = clf.normalise(crops, {"mean": mean.tolist(), "sd": sd.tolist()})
+    colour = SlideColour.of(crops, n_fields=1)
+    assert np.allclose(colour.mean, lab_stats(crops)[0], atol=1e-4) and colour.n_cells == len(crops)
+    assert SlideColour.from_record(colour.record()) == colour and SlideColour.from_record(None) is None
+    out = clf.normalise(crops, colour)
     assert out.shape == crops.shape and np.allclose(lab_stats(out)[0], reference["mean"], atol=1.5)
     assert clf.normalise(crops, None) is crops  # no slide colour (no cell found): as they are
 

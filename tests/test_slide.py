@@ -3,6 +3,7 @@ screen_batch in any order and grouping, then screen_slide aggregating) gives the
 
 import json
 
+import numpy as np
 import pandas as pd
 from stubs import StubDetector, stub_models
 from synth import write_slide
@@ -104,3 +105,47 @@ def test_exports_keep_each_fields_size_as_screened_after_its_file_is_gone(tmp_pa
     coco = json.loads((tmp_path / "out" / "cells.coco.json").read_text())
     assert not slide.images[0].exists() and len(coco["images"]) == 3 and len(coco["annotations"]) == 6
     assert {(im["width"], im["height"]) for im in coco["images"]} == {(224, 224)}
+
+
+def test_a_normalising_classifier_gets_the_slides_colour_and_a_resumed_slide_the_same(tmp_path):
+    """A classifier trained on colour-normalised crops gets every crop of a slide with the slide's colour
+    (``SlideColour``, measured on its first fields), which verdict.json keeps; fields added to the slide later
+    are mapped with that same colour, not one measured again."""
+    import shutil
+
+    from stubs import StubClassifier
+
+    from leukoscan.classify.stain import SlideColour
+
+    class Normalising(StubClassifier):
+        stain_normalisation = {"mean": [70.0, 10.0, -10.0], "sd": [10.0, 10.0, 10.0], "region": "cells"}
+
+        def __init__(self):
+            self.colours = []
+
+        def crops(self, rgb, det, cell_px):
+            return np.stack([rgb[y0:y1, x0:x1][:8, :8] for x0, y0, x1, y1 in det.xyxy.astype(int)])
+
+        def normalise(self, crops, colour):
+            self.colours.append(colour)
+            return crops
+
+    folder = write_slide(tmp_path / "slide", 3, seed=170)
+    models = stub_models()
+    models.classifier = Normalising()
+    screen_slide(models, Slide.from_path(folder), tmp_path / "out", Options())
+    saved = json.loads((tmp_path / "out" / "verdict.json").read_text())["stain_normalisation"]
+    colour = SlideColour.from_record(saved)
+    assert colour.n_cells == 6 and colour.n_fields == 3 and len(colour.mean) == len(colour.sd) == 3
+    assert 0 < colour.mean[0] < 100 and models.classifier.colours == [colour]  # one batch of fields
+    shutil.copyfile(folder / "f0.png", folder / "f3.png")  # a field added later
+
+    class Inverted(Normalising):  # crops whose colour measured again would not be the colour of before
+        def crops(self, rgb, det, cell_px):
+            return 255 - super().crops(rgb, det, cell_px)
+
+    again = Inverted()
+    models.classifier = again
+    screen_slide(models, Slide.from_path(folder), tmp_path / "out", Options())
+    assert again.colours == [colour]  # only the new field screened, with the colour of before
+    assert json.loads((tmp_path / "out" / "verdict.json").read_text())["stain_normalisation"] == saved
