@@ -413,7 +413,7 @@ def training_folder(
     gives at most ``blasts_per_field`` blasts (its crowded fields would otherwise outnumber every other
     source); types with fewer than ``min_per_type`` training crops are repeated up to it (links under other
     names: the augmentation makes each copy different). With ``equal_blast_sources`` every source of training
-    blasts gives as many as the others, as many blasts in all as before (a larger source's sampled down, a
+    blasts gives as many as the others, as many blasts in all as before (to one; a larger source's sampled down, a
     smaller's repeated): so that one hospital's lymphoblasts do not decide what a blast is (the trial). With
     ``blast_parts`` each source's blasts are a class of their own, ``blast~<source>`` (``cells.PART``), whose
     probabilities the classifier adds up into P(blast): myeloblasts and lymphoblasts need not share one output

@@ -710,3 +710,6 @@ def test_a_model_whose_blasts_are_parts_adds_them_up_into_p_blast(tiny_cell_mode
     parts = [i for i, n in clf.model.names.items() if n.startswith("blast~")]
     assert probs.shape == (len(crops), len(CELL_TYPES)) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert np.allclose(probs[:, CELL_TYPES.index("blast")], raw[:, parts].sum(axis=1), atol=1e-5)
+    for i, name in clf.model.names.items():  # every other type is its own class's output, wherever that sits
+        if i not in parts:
+            assert np.allclose(probs[:, CELL_TYPES.index(name)], raw[:, i], atol=1e-5)
