@@ -57,9 +57,8 @@ def variants(weights: Path, crops: np.ndarray, data: Path):
     every_view = _AllViews(clf)
     val, labels, _ = folder_predictions(every_view, data / "val", CELL_TYPES)
     test = every_view.raw_probs(crops)
-    clf.configure_scores(
-        CardScores.of(scores_card(folder_counts(data / "train"), 8, 1.0))
-    )  # its class prior, as at run time
+    scores = CardScores.of(scores_card(folder_counts(data / "train"), 8, 1.0))  # its class prior, as at run time
+    clf.configure_scores(scores)
     for views, strength in itertools.product(TEST_TIME_VIEWS, STRENGTHS):
         val_p, test_p = (correct_prior(p[:views].mean(0), clf.prior, strength) for p in (val, test))
         yield views, strength, apply_temperature(test_p, fit_temperature(val_p, labels))

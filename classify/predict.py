@@ -93,12 +93,12 @@ class Classifier:
             or SETTINGS.geometry.crop_px
         )
         names = self.model.names
-        missing = set(self.classes) - {type_of(n) for n in names.values()}
-        if missing and strict:
-            raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
         # model class -> class: its parts (blast~munich, blast~taleqani) add up; a model trained without a class
         # (not strict: a cleaning model that saw no blasts) gives it probability 0
         self.members = np.array([[type_of(names[i]) == key for key in self.classes] for i in sorted(names)], np.float32)
+        missing = [key for key, taught in zip(self.classes, self.members.any(axis=0)) if not taught]
+        if missing and strict:
+            raise ValueError(f"classifier {weights} lacks classes {sorted(missing)}")
         self.configure_scores(scores)
         self.configure(card)
 
