@@ -90,20 +90,14 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
     """cells.csv with Taleqani's labels cleaned by a model blind to Taleqani and to ``source``: redone from
     the committed table of what that cleaning relabelled (weights/cleaning/, ``classify.weak.relabel_table``)
     when there is one, else by training that model (``epochs``) and cleaning with it, its table written there."""
-    import json
-
     import pandas as pd
 
-    from leukoscan.classify.weak import apply_relabels, cleaning_summary, relabel_table
-    from leukoscan.datasets.cells import read_cells
+    from leukoscan.classify.weak import redo_cleaning, relabel_table
 
     name = "clean" + (f"-no-{source}" if source else "")
     out = cells / "cleaned" / f"{name}.csv"
     if not out.exists() and (CLEANING / f"{name}.csv").exists():
-        cleaned = apply_relabels(read_cells(cells), pd.read_csv(CLEANING / f"{name}.csv"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cleaned.to_csv(out, index=False)
-        out.with_suffix(".json").write_text(json.dumps(cleaning_summary(cleaned), indent=2))
+        redo_cleaning(cells, CLEANING / f"{name}.csv")
     if not out.exists():
         excluded = ["--exclude", "taleqani"] + (["--exclude", source] if source else [])
         leukoscan(

@@ -9,8 +9,9 @@ from typing import Literal
 import typer
 from rich.markup import escape
 
+from leukoscan.classify.finetune import FinetuneRecipe
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.cli import NOTHING_PROCESSED, console, device_option, fail, finite, user_errors
+from leukoscan.cli import NOTHING_PROCESSED, console, device_option, fail, finite, interrupted, user_errors
 from leukoscan.config import (
     BUILD_DIR,
     CLASSIFIER_WEIGHTS,
@@ -23,8 +24,8 @@ from leukoscan.config import (
 )
 
 app = typer.Typer(
-    help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict (cell types); train (blast "
-    "subtype).",
+    help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict, lab-cells, finetune (cell "
+    "types); train (blast subtype).",
     no_args_is_help=True,
 )
 CROPS = BUILD_DIR / "classify"
@@ -287,7 +288,7 @@ def train_cells(
     recipe = CellRecipe(epochs=epochs, seed=seed)
     if reuse:
         best = project / name / "weights" / "best.pt"
-        card = _reused_card(best, recipe, colour.value, augment, exclude)
+        card = _reused_card(best, recipe, colour.value, augment, exclude, equal_blast_sources, blast_parts)
     else:
         best, card = run_train(folder, project, name, recipe, device, colour.value, augment)
     # how its probabilities are made
@@ -311,9 +312,18 @@ def train_cells(
         console.print(f"shipped {ship_to}")
 
 
-def _reused_card(best: Path, recipe: CellRecipe, colour: str, augment, exclude: list[str]) -> dict:
+def _reused_card(
+    best: Path,
+    recipe: CellRecipe,
+    colour: str,
+    augment,
+    exclude: list[str],
+    equal_blast_sources: bool,
+    blast_parts: bool,
+) -> dict:
     """``train-cells --reuse``: the card of the run already trained in ``best``, how it was trained taken from its
-    own card (not this command's options); one line and exit 2 when it is missing or was trained on other crops."""
+    own card (not this command's options); one line and exit 2 when it is missing or was trained on other crops
+    (another colour, other sources, or the blasts drawn otherwise: the card would record this command's)."""
     from leukoscan.cards import read_card
     from leukoscan.classify.train import cell_card
 
@@ -326,6 +336,11 @@ def _reused_card(best: Path, recipe: CellRecipe, colour: str, augment, exclude: 
         fail(f"--reuse: {best} was trained on {trained['input_colour']} crops, not --colour {colour}")
     if sorted(trained.get("data", {}).get("excluded", exclude)) != sorted(exclude):  # `clean` trusts it
         fail(f"--reuse: {best} was trained without {trained['data']['excluded']}, not --exclude {list(exclude)}")
+    data = trained.get("data", {})
+    for flag, value in (("equal_blast_sources", equal_blast_sources), ("blast_parts", blast_parts)):
+        if data.get(flag, value) != value:
+            option = "--" + flag.replace("_", "-")
+            fail(f"--reuse: {best} was trained {'with' if data[flag] else 'without'} {option}: give it the same way")
     card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
     return card
 
@@ -580,3 +595,106 @@ def predict(
     with user_errors(NOTHING_PROCESSED):
         outputs.write_csv(out, df)
     console.print(f"{len(df)} crops classified -> {escape(str(out))}", soft_wrap=True)
+
+
+@app.command("lab-cells")
+def lab_cells(
+    corrections: list[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="corrections.csv files downloaded from review pages."
+    ),
+    results: Path = typer.Option(
+        ..., exists=True, file_okay=False, help="The run's output folder (`leukoscan run --out`): its slides' scale."
+    ),
+    out: Path = typer.Option(Path("lab-cells"), help="Folder of the lab's reviewed cells (added to when it exists)."),
+    weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="The cell-type model to fine-tune: its crop window."),
+) -> None:
+    """Cut the cells a reviewer corrected on the review page, as `leukoscan run` cut them, labelled with the
+    reviewer's type: the lab's own cells for `leukoscan classify finetune`.
+
+    Reads each slide's fields from where `run` read them (its verdict.json's `source`) at the scale it used;
+    a cell reviewed again replaces its earlier row in OUT/cells.csv."""
+    import pandas as pd
+
+    from leukoscan import outputs
+    from leukoscan.cards import card_geometry, read_card
+    from leukoscan.classify.finetune import LAB_COLUMNS, reviewed_cells
+
+    def warn(line: str) -> None:
+        console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+
+    with user_errors():
+        table = pd.concat([pd.read_csv(f, keep_default_na=False) for f in corrections], ignore_index=True)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+        clf = cell_type_model(weights, "cpu")
+        geometry = card_geometry(read_card(weights)).crop_record()  # finetune checks its model cuts alike
+        cut = reviewed_cells(table, results, clf, out, warn)
+    if cut.empty:
+        fail("no reviewed cell could be cut (each is listed above with why)", NOTHING_PROCESSED)
+    before = pd.DataFrame(columns=list(LAB_COLUMNS))
+    if (out / "cells.csv").exists():
+        with user_errors():
+            before = pd.read_csv(out / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
+    key = ["slide", "image", "cell"]
+    kept = before[~before.set_index(key).index.isin(cut.set_index(key).index)]
+    merged = pd.concat([kept, cut], ignore_index=True).sort_values(key, kind="stable")
+    with user_errors(NOTHING_PROCESSED):
+        outputs.write_csv(out / "cells.csv", merged)
+        outputs.write_text(out / "geometry.json", json.dumps(geometry, indent=2) + "\n")
+    counts = merged.type.value_counts().sort_index().to_dict()
+    console.print(f"{len(cut)} reviewed cells cut; {len(merged)} in {escape(str(out))}: {counts}", soft_wrap=True)
+
+
+@app.command()
+def finetune(
+    lab: Path = typer.Argument(..., exists=True, file_okay=False, help="The lab's reviewed cells (`lab-cells`)."),
+    start: Path = typer.Option(CLASSIFIER_WEIGHTS, "--from", help="Cell-type model to start from."),
+    cells: Path = typer.Option(
+        BUILD_DIR / "cells",
+        exists=True,
+        file_okay=False,
+        help="Cell dataset (`leukoscan data cells`): the model's own training crops, replayed.",
+    ),
+    out: Path = typer.Option(RUNS / "cells-finetune", help="Folder for the candidate weights and their card."),
+    replay_n: int = typer.Option(3000, min=1, help="How many of the model's own training crops to replay."),
+    lab_share: float = typer.Option(
+        0.25, callback=finite, min=0.01, max=0.9, help="Share of the training crops that are the lab's (repeated)."
+    ),
+    epochs: int = typer.Option(FinetuneRecipe.epochs, min=1, max=100, help="Fine-tuning epochs."),
+    seed: int = typer.Option(0, help="Random seed (the replayed crops, the training)."),
+    overwrite: bool = typer.Option(False, help="Replace a candidate already in --out (else refused)."),
+    device: str = device_option(),
+) -> None:
+    """Fine-tune the cell-type model on a lab's reviewed cells, replaying its own training crops: a candidate
+    to screen that lab's slides with (`leukoscan run ... --classifier-weights OUT/candidate.pt`)."""
+    import pandas as pd
+
+    from leukoscan.cards import card_geometry, read_card, ship
+    from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
+
+    candidate = out / "candidate.pt"
+    with user_errors():
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+        if candidate.exists() and not overwrite:
+            raise ValueError(f"{candidate} exists: move it, or give another --out (or --overwrite)")
+        cell_type_model(start, "cpu")
+        table = pd.read_csv(lab / "cells.csv", keep_default_na=False)
+        cut = json.loads((lab / "geometry.json").read_text())
+        if cut != (model := card_geometry(read_card(start)).crop_record()):
+            raise ValueError(
+                f"{lab}'s cells were cut at {cut}, not as {start.name} cuts them ({model}): cut them again"
+            )
+        table["crop"] = [str(lab / c) for c in table.crop]
+        training = model_training_folder(start, cells)
+        counts = finetune_folder(table, training, out / "data", replay_n, lab_share, seed)
+        console.print(json.dumps(counts))
+        try:
+            best, card = finetune_cells(
+                start, out / "data", out / "runs", "finetune", FinetuneRecipe(epochs=epochs, seed=seed), device
+            )
+        except KeyboardInterrupt:
+            interrupted(f"no candidate written; the unfinished training is in {out / 'runs'}")
+        card["finetune"] |= {"lab_cells": counts["lab"], "replayed": sum(counts["replay"].values())}
+        ship(best, candidate, card)
+    console.print(f"candidate: {escape(str(candidate))}  (card: {escape(str(candidate.with_suffix('.json')))})")

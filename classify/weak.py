@@ -104,6 +104,23 @@ def apply_relabels(cells: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return _relabelled(cells, relabel, new[relabel].tolist())
 
 
+def redo_cleaning(cells: Path, table: Path) -> Path:
+    """The cleaned ``cells.csv`` a committed cleaning ``table`` (``weights/cleaning/<name>.csv``) stands for,
+    written to ``cells/cleaned/<name>.csv`` (with its summary, ``.json``) unless it is there already: byte for
+    byte the one its cleaning model wrote, without that model."""
+    import json
+
+    from leukoscan.datasets.cells import read_cells
+
+    out = cells / "cleaned" / table.name
+    if not out.exists():
+        cleaned = apply_relabels(read_cells(cells), pd.read_csv(table))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cleaned.to_csv(out, index=False)
+        out.with_suffix(".json").write_text(json.dumps(cleaning_summary(cleaned), indent=2))
+    return out
+
+
 def cleaned_types(cells: pd.DataFrame, cleaned: Path) -> np.ndarray:
     """Each of ``cells``' type as the table ``classify clean`` wrote (``cleaned``: crop, type) gives it; a
     ``ValueError`` for a table without those columns or one that leaves a cell without a type (made from

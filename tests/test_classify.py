@@ -597,7 +597,8 @@ def test_calibrate_refuses_a_folder_that_is_not_the_models_and_keeps_its_card(ti
 
 def test_train_cells_reuse_takes_how_it_was_trained_from_the_runs_card(tmp_path, capsys):
     """`classify train-cells --reuse` finishes a run already trained: its card's recipe and input colour, not the
-    command's; a run trained on other crops (colour, sources left out) or none at all is one line and exit 2."""
+    command's; a run trained on other crops (colour, sources left out, blasts drawn otherwise) or none at all is one
+    line and exit 2."""
     import json
 
     import typer
@@ -608,16 +609,22 @@ def test_train_cells_reuse_takes_how_it_was_trained_from_the_runs_card(tmp_path,
 
     best = tmp_path / "best.pt"
     with pytest.raises(typer.Exit) as stop:
-        _reused_card(best, CellRecipe(), "rgb", LabAugment(), [])
+        _reused_card(best, CellRecipe(), "rgb", LabAugment(), [], False, False)
     assert stop.value.exit_code == 2 and "--reuse:" in capsys.readouterr().err
     best.write_bytes(b"weights")
-    trained = {"recipe": {"epochs": 7}, "input_colour": "rgb", "train_seconds": 12.5, "data": {"excluded": ["pbc"]}}
+    data = {"excluded": ["pbc"], "blast_parts": True, "equal_blast_sources": False}
+    trained = {"recipe": {"epochs": 7}, "input_colour": "rgb", "train_seconds": 12.5, "data": data}
     best.with_suffix(".json").write_text(json.dumps(trained))
-    card = _reused_card(best, CellRecipe(epochs=30), "rgb", LabAugment(), ["pbc"])
+    card = _reused_card(best, CellRecipe(epochs=30), "rgb", LabAugment(), ["pbc"], False, True)
     assert card["recipe"] == {"epochs": 7} and card["train_seconds"] == 12.5
-    for colour, exclude, says in (("gray", ["pbc"], "trained on rgb crops"), ("rgb", [], "trained without ['pbc']")):
+    for colour, exclude, equal, parts, says in (
+        ("gray", ["pbc"], False, True, "trained on rgb crops"),
+        ("rgb", [], False, True, "trained without ['pbc']"),
+        ("rgb", ["pbc"], False, False, "trained with --blast-parts"),
+        ("rgb", ["pbc"], True, True, "trained without --equal-blast-sources"),
+    ):
         with pytest.raises(typer.Exit):
-            _reused_card(best, CellRecipe(), colour, LabAugment(), exclude)
+            _reused_card(best, CellRecipe(), colour, LabAugment(), exclude, equal, parts)
         assert says in capsys.readouterr().err
 
 

@@ -1,0 +1,144 @@
+"""A lab's own reviewed cells (``leukoscan classify finetune``): how many does a model need to read a lab it
+never saw?
+
+Each leave-one-lab-out model on the single-cell source it never saw (Munich, PBC, Zheng; Taleqani has no
+per-cell labels), that source taken as a new laboratory whose hematologist reviews ``N`` of its cells: the
+source's cells (the types the model knows) split in two halves by position, ``N`` drawn at random from the
+first (the reviewed cells, with their dataset types), the figures measured on the second, which the
+fine-tuned model never saw. ``N`` = 0 is the model as shipped. Beside them, the same models' figures on
+the test splits of the sources they were trained on (``eval_seen.FIGURES``): what fine-tuning costs on the
+labs a model knew. "ref": the scored cells with a lab reference (``leukoscan lab-reference``) made from the
+normal cells of the reviewer's half, the blast call placed at 2 % of them: the lab's two tools together.
+Fine-tuning as ``classify finetune`` does it (``classify/finetune.py``: the reviewed cells repeated to a
+quarter of the set, 3,000 of the model's own training crops replayed, 4 epochs, the last epoch's weights);
+the models' training folders are rebuilt as ``bench/train_crosslab.py`` builds them
+(``model_training_folder``).
+
+    python bench/eval_lab_finetune.py [--n 25 --n 100 --n 200] [--seed 0] [--lab munich --normal-only]
+    # writes bench/results/lab_finetune.{json,md}; ~2 min a fine-tuning on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_crosslab import NORMAL, eval_cells, flat_source_figures, held_out_row, predict  # noqa: E402
+from eval_seen import FIGURES  # noqa: E402
+from results_io import save  # noqa: E402
+
+from leukoscan import runtime  # noqa: E402
+from leukoscan.cells import BLAST, IS_WHITE, blast_margin  # noqa: E402
+from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
+
+LABS = ("munich", "pbc", "zheng")
+HEADLINE = {  # the held-out figures of eval_crosslab's table, and the blasts found
+    "munich": ("auc_blast_vs_neutrophil", "blast_recall", "neutrophils_called_blast"),
+    "pbc": ("normal_called_blast", "accuracy"),
+    "zheng": ("normal_called_blast", "accuracy"),
+}
+
+
+def halves(cells: pd.DataFrame, source: str, types: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``source``'s cells of ``types``: the pool a lab's reviewer draws from (even positions) and the rest."""
+    subset = cells[(cells.source == source) & cells.type.isin(types)]
+    even = np.arange(len(subset)) % 2 == 0
+    return subset[even], subset[~even]
+
+
+def with_reference(probs: np.ndarray, scored: pd.DataFrame, reference: np.ndarray) -> dict:
+    """The scored cells with a lab reference (``leukoscan lab-reference``) made from ``reference``, the
+    probabilities of the lab's normal cells of the reviewer's half: its blast call placed at 2 % of them."""
+    margins = blast_margin(reference[IS_WHITE[reference.argmax(1)]])  # as `lab-reference`: cells called white
+    shifted = shift_blast(probs, fit_offset(margins, SETTINGS.lab.normal_called_blast)).argmax(1) == BLAST
+    blast = (scored.type == "blast").to_numpy()
+    return {
+        "ref normal_called_blast": round(float(shifted[~blast].mean()), 4),
+        "ref blast_recall": round(float(shifted[blast].mean()), 4) if blast.any() else None,
+    }
+
+
+def main() -> None:
+    from leukoscan.classify.finetune import FinetuneRecipe, finetune_cells, finetune_folder, model_training_folder
+
+    runtime.setup()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells", help="cell dataset folder")
+    ap.add_argument("--n", type=int, action="append", help="reviewed cells (repeatable; default 25, 100, 200)")
+    ap.add_argument("--lab", action="append", choices=LABS, help="labs to run (repeatable; default all)")
+    ap.add_argument("--seed", type=int, default=0, help="which cells are reviewed, and the fine-tuning's seed")
+    ap.add_argument(
+        "--normal-only", action="store_true", help="the reviewer draws normal cells only (a lab of normal slides)"
+    )
+    ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="fine-tuning runs")
+    ap.add_argument("--name", default="lab_finetune", help="results file name")
+    args = ap.parse_args()
+    sizes = args.n or [25, 100, 200]
+    cells = eval_cells(args.cells)
+    test = cells[cells.split == "test"]
+    rows = []
+    for source in args.lab or LABS:
+        start = WEIGHTS_DIR / "lolo" / f"no-{source}.pt"
+        training = model_training_folder(start, args.cells)
+        known = sorted(d.name for d in (training / "train").iterdir())
+        pool, scored = halves(cells, source, [t for t in known if t in (*NORMAL, "blast")])
+        reference = pool[pool.type != "blast"]  # the lab's normal cells, as its normal slides give them
+        seen = {s: names for s, names in FIGURES.items() if s != source}
+        seen_cells = test[test.source.isin(seen)]
+        for n in [0, *sizes]:
+            weights, seconds = start, None
+            if n:
+                drawn = reference if args.normal_only else pool
+                reviewed = drawn.sample(min(n, len(drawn)), random_state=args.seed)
+                lab = pd.DataFrame({"crop": [str(args.cells / c) for c in reviewed.crop], "type": reviewed.type})
+                name = f"no-{source}-n{n}-s{args.seed}" + ("-normal" if args.normal_only else "")
+                finetune_folder(lab, training, args.runs / "data" / name, seed=args.seed)
+                recipe = FinetuneRecipe(seed=args.seed)
+                weights, card = finetune_cells(start, args.runs / "data" / name, args.runs, name, recipe, "cpu")
+                weights.with_suffix(".json").write_text(json.dumps(card, indent=2))
+                seconds = card["finetune"]["train_seconds"]
+            probs = predict(weights, scored, cells)
+            figures = held_out_row(source, scored, probs)
+            row = {"lab": source, "reviewed": n, "seed": args.seed, "n_scored": len(scored), "train_seconds": seconds}
+            row["reviewed cells"] = "normal only" if args.normal_only else "any"
+            row |= {name: figures[name] for name in HEADLINE[source]}
+            row |= with_reference(probs, scored, predict(weights, reference, cells))
+            row |= flat_source_figures(seen_cells, predict(weights, seen_cells, cells), seen)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    save(args.name, {"rows": rows, "sizes": sizes}, markdown(rows, args))
+
+
+def markdown(rows: list[dict], args) -> str:
+    command = "python bench/eval_lab_finetune.py " + " ".join(
+        [
+            *(f"--n {n}" for n in args.n or []),
+            *(f"--lab {lab}" for lab in args.lab or []),
+            f"--seed {args.seed}",
+            *(["--normal-only"] if args.normal_only else []),
+            *([f"--name {args.name}"] if args.name != "lab_finetune" else []),
+        ]
+    )
+    lines = [
+        f"A lab's reviewed cells, fine-tuned on (`{command}`): each leave-one-lab-out model on the half of the lab it "
+        "never saw that no reviewer drew from; then its figures on the test splits of the sources it was trained on.",
+        "",
+    ]
+    for source, group in pd.DataFrame(rows).groupby("lab", sort=False):
+        table = group.dropna(axis=1, how="all").drop(columns=["lab"])
+        table = table.map(lambda x: "–" if pd.isna(x) else f"{x:.3f}" if isinstance(x, float) else x)
+        lines += [f"no-{source} on {source}:", "", table.to_markdown(index=False, disable_numparse=True), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Fine-tune a cell-type model on a laboratory's own reviewed cells (``leukoscan classify finetune``).
+
+A lab's hematologist corrects calls on the review page (``corrections.csv``); ``classify lab-cells`` cuts those
+cells as ``leukoscan run`` cut them. Fine-tuning starts from the model's weights and trains a few epochs on the
+lab's cells, repeated to ``lab_share`` of the set, with a sample of the model's own training crops replayed so
+that it does not forget the labs it knew. The model keeps its scores (test-time views, class prior) and its
+temperature is fitted again on its own validation crops (the labs it knew), so a run reads its probabilities
+as before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from leukoscan.classify.train import CellRecipe, crop_files
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LAB_COLUMNS = ("crop", "type", "slide", "image", "cell", "predicted")  # LABCELLS/cells.csv
+
+
+def reviewed_cells(corrections: pd.DataFrame, results: Path, classifier, out: Path, warn=print) -> pd.DataFrame:
+    """Cut the cells of ``corrections`` (the review page's ``corrections.csv``: ``CORRECTION_COLUMNS``) from the
+    fields of the slides screened into ``results`` as ``classifier`` (a ``CellClassifier``) cuts them: its
+    window around each box at the slide's scale (``verdict.json``'s), into ``out/crops/<slide>/``; a row
+    that cannot be cut (its slide or field gone, a type that is not one) is skipped with one line to ``warn``; a
+    cell corrected twice takes its last row.
+    The rows cut, ``LAB_COLUMNS`` (crops relative to ``out``), labelled with the reviewer's type."""
+    import json
+
+    import cv2
+    import pandas as pd
+    import supervision as sv
+
+    from leukoscan.cells import CELL_TYPES
+    from leukoscan.classify.stain import SlideColour
+    from leukoscan.images import load_rgb
+    from leukoscan.report import CORRECTION_COLUMNS
+    from leukoscan.scale import Scale, shape_key
+
+    if missing := sorted(set(CORRECTION_COLUMNS) - set(corrections.columns)):
+        raise ValueError(f"no {missing} columns: not the review page's corrections.csv")
+    corrections = corrections.drop_duplicates(["slide", "image", "cell"], keep="last")  # reviewed twice: the last
+    rows = []
+    for (slide, image), group in corrections.groupby(["slide", "image"], sort=True):
+        where = f"{slide}/{image}"
+        if not (results / str(slide) / "verdict.json").is_file():
+            warn(f"skipped {where}: no slide {slide} screened into {results} (its verdict.json)")
+            continue
+        try:
+            verdict = json.loads((results / str(slide) / "verdict.json").read_text())
+            source = Path(verdict.get("source", ""))
+            rgb = load_rgb(source / str(image) if source.is_dir() else source)
+            scale = Scale.from_record(verdict.get("scale"))
+            if not (cell_px := scale.given_px or scale.by_field_size.get(shape_key(rgb))):
+                raise ValueError(f"its verdict.json has no scale for a {shape_key(rgb)} field")
+        except (OSError, ValueError) as e:
+            warn(f"skipped {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            continue
+        if not (known := group.reviewed.isin(CELL_TYPES)).all():
+            unknown = sorted(set(group.reviewed[~known]))
+            warn(f"skipped {(~known).sum()} cell(s) of {where}: {unknown} is not a cell type ({', '.join(CELL_TYPES)})")
+            group = group[known]
+        det = sv.Detections(xyxy=group[["x1", "y1", "x2", "y2"]].to_numpy(float))
+        colour = SlideColour.from_record(verdict.get("stain_normalisation"))
+        crops = classifier.normalise(classifier.crops(rgb, det, cell_px), colour)
+        for crop, row in zip(crops, group.itertuples()):
+            name = Path("crops") / str(slide) / f"{Path(str(image)).stem}_{row.cell}.png"
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(out / name), crop[..., ::-1]):
+                raise OSError(f"could not write {out / name}")
+            rows.append((str(name), row.reviewed, slide, image, row.cell, row.predicted))
+    return pd.DataFrame(rows, columns=list(LAB_COLUMNS))
+
+
+@dataclass
+class FinetuneRecipe(CellRecipe):
+    """``CellRecipe`` from trained weights: a few epochs at a tenth of the training's learning rate (Ultralytics'
+    ``optimizer=auto`` chose AdamW at 0.00077 for it), no warm-up."""
+
+    epochs: int = 4
+    optimizer: str = "AdamW"
+    lr0: float = 0.0001
+    warmup_epochs: float = 0.0
+
+
+def model_training_folder(weights: Path, cells: Path) -> Path:
+    """The training folder a cell-type model of ``weights/`` (the shipped one or a leave-one-lab-out one) was
+    trained on, rebuilt under ``cells/runs/`` from ``cells`` (``leukoscan data cells``) with the weak-label
+    cleaning and self-training tables its card names (``weights/cleaning``, ``weights/pseudo``), as ``python
+    bench/train_crosslab.py`` builds it: what fine-tuning replays. A ``ValueError`` when a table is missing or
+    the folder rebuilt is not what the card says the model was trained on (another build of the cell dataset)."""
+    from leukoscan.cards import read_card
+    from leukoscan.classify.cli import training_cells
+    from leukoscan.classify.weak import redo_cleaning
+    from leukoscan.config import WEIGHTS_DIR
+    from leukoscan.datasets.cells import training_folder
+    from leukoscan.datasets.splits import manifest_hash
+
+    data = read_card(weights).get("data", {})
+    if "train_counts" not in data:
+        raise ValueError(f"{weights}'s card says nothing of its training crops: not a cell-type model of train-cells")
+    excluded = tuple(data.get("excluded", ()))
+    name = "-".join(["no", *excluded]) if excluded else "all"
+    tables = weights.parent.parent if weights.parent.name == "lolo" else weights.parent
+    if not (tables / "cleaning").is_dir():  # a candidate fine-tuned elsewhere: the tables of the shipped models
+        tables = WEIGHTS_DIR
+    cleaning = tables / "cleaning" / ("clean" + (f"-{name}" if excluded else "") + ".csv")
+    pseudo = tables / "pseudo" / f"txl-575x575-by-{name if excluded else 'classifier'}.csv"
+    cleaned = redo_cleaning(cells, cleaning) if cleaning.exists() else None
+    for table, key in ((cleaned or cells / "cells.csv", "cells_csv_sha256"), (pseudo, "pseudo_csv_sha256")):
+        if data.get(key) and (not table.exists() or manifest_hash(table) != data[key]):
+            raise ValueError(f"{table} is not the table {weights.name} was trained on ({key} in its card)")
+    df, _ = training_cells(cells, cleaned, pseudo if data.get("pseudo_csv_sha256") else None)
+    folder = cells / "runs" / name
+    counts = training_folder(
+        df,
+        folder,
+        excluded,
+        equal_blast_sources=data.get("equal_blast_sources", False),
+        blast_parts=data.get("blast_parts", False),
+    )
+    if counts != data["train_counts"]:
+        raise ValueError(f"{folder} rebuilt is not what {weights.name} was trained on (its card's train_counts)")
+    return folder
+
+
+def finetune_folder(
+    lab: pd.DataFrame, training: Path, out: Path, replay_n: int = 3000, lab_share: float = 0.25, seed: int = 0
+) -> dict[str, dict[str, int]]:
+    """Link a fine-tuning set into ``out/{train,val}/<type>/``: ``lab``'s crops (columns ``crop``, a file, and
+    ``type``) repeated to about ``lab_share`` of the training crops, ``replay_n`` crops drawn from the model's own
+    training folder ``training/train`` (each type in its share there, at least one), and that folder's ``val/``
+    as it is (the labs the model knew: its temperature is fitted there). A ``ValueError`` for a type the model
+    was not trained on (its class folders are the model's classes). The crops per split and type, and of the
+    training crops those replayed and the lab's cells (each once)."""
+    if missing := sorted({"crop", "type"} - set(lab.columns)):
+        raise ValueError(f"the lab's cells have no {missing} column (`leukoscan classify lab-cells` writes them)")
+    classes = sorted(d.name for d in (training / "train").iterdir() if d.is_dir())
+    if unknown := sorted(set(lab.type) - set(classes)):
+        raise ValueError(f"the model was not trained on {unknown} (its types: {', '.join(classes)})")
+    if lab.empty:
+        raise ValueError("no reviewed cells to fine-tune on")
+    if out.exists():
+        shutil.rmtree(out)
+    rng = np.random.default_rng(seed)
+    pools = {kind: crop_files(training / "train" / kind) for kind in classes}
+    total = sum(map(len, pools.values()))
+    replay = []
+    for kind, files in pools.items():  # at least one of each: Ultralytics takes no empty class folder
+        n = min(len(files), max(1, round(replay_n * len(files) / total)))
+        replay += [(kind, files[i]) for i in sorted(rng.choice(len(files), size=n, replace=False))]
+    repeats = max(1, round(lab_share * len(replay) / ((1 - lab_share) * len(lab)))) if replay else 1
+    taught = [(t, Path(c)) for _ in range(repeats) for t, c in zip(lab.type, lab.crop)]
+    counts: dict[str, dict[str, int]] = {
+        "train": {},
+        "replay": {kind: sum(k == kind for k, _ in replay) for kind in classes},
+        "lab": lab.type.value_counts().sort_index().to_dict(),
+    }
+    for kind in classes:  # every class folder, empty or not: the model's classes stay its own
+        (out / "train" / kind).mkdir(parents=True)
+    for n, (kind, crop) in enumerate(replay + taught):
+        prefix = "replay" if n < len(replay) else f"lab{(n - len(replay)) // len(lab)}"
+        link(crop, out / "train" / kind / f"{prefix}_{n}_{crop.name}")
+        counts["train"][kind] = counts["train"].get(kind, 0) + 1
+    (out / "val").symlink_to((training / "val").resolve(), target_is_directory=True)
+    counts["val"] = {kind: len(crop_files(training / "val" / kind)) for kind in classes}
+    return counts
+
+
+def link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (nothing is written through it), a copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def finetune_cells(
+    start: Path, folder: Path, project: Path, name: str, recipe: FinetuneRecipe | None = None, device: str = "auto"
+) -> tuple[Path, dict]:
+    """Fine-tune the cell-type model ``start`` on ``folder`` (``finetune_folder``) with its own augmentation and
+    input colour; (the last epoch's weights, ``last.pt``, and their card: ``start``'s, less its measured figures
+    (``metrics``), with the fine-tuning and a temperature fitted again)."""
+    from leukoscan.cards import read_card, sha256
+    from leukoscan.classify.augment import LabAugment, cell_trainer
+    from leukoscan.classify.predict import CardScores, CellClassifier
+    from leukoscan.classify.train import calibrate_scores
+    from leukoscan.training import fit
+
+    recipe = recipe or FinetuneRecipe()
+    card = read_card(start)
+    augment = LabAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in card.get("augment", {}).items()})
+    colour = card.get("input_colour", "rgb")
+    trainer = cell_trainer(augment, colour)
+    model, seconds = fit(start, "classify", folder, project, name, recipe, device, trainer=trainer)
+    weights = Path(model.trainer.last)  # not best.pt: the best by the known labs' val would favour forgetting
+    clf = CellClassifier(weights, device, strict=False)
+    clf.colour = colour
+    scores = {k: card[k] for k in ("test_time_views", "prior_correction") if k in card}
+    facts = calibrate_scores(clf, scores, folder / "val")
+    finetuned = {
+        "from": str(start),
+        "from_sha256": sha256(start),
+        "recipe": asdict(recipe),
+        "train_seconds": round(seconds, 1),
+        "temperature_before": CardScores.of(card).temperature,
+    }
+    card = {k: v for k, v in card.items() if k != "metrics"}  # the start's measured figures are not the candidate's
+    return weights, {**card, **facts, "finetune": finetuned}

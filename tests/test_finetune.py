@@ -1,0 +1,163 @@
+"""A lab's reviewed cells: cut from the review page's corrections as `run` cut them, and fine-tuned on
+(``classify lab-cells``, ``classify finetune``, ``classify/finetune.py``)."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import supervision as sv
+import torch
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from leukoscan.cells import CELL_TYPES
+from leukoscan.classify.finetune import FinetuneRecipe, finetune_cells, finetune_folder, model_training_folder
+from leukoscan.classify.predict import CellClassifier
+from leukoscan.config import CLASSIFIER_WEIGHTS
+from leukoscan.images import load_rgb
+from leukoscan.pipeline import DEMO_SLIDE, app
+from leukoscan.report import CORRECTION_COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    """One bundled photograph screened as a slide: (output folder, its cells)."""
+    root = tmp_path_factory.mktemp("lab")
+    slide = root / "slide"
+    slide.mkdir()
+    shutil.copyfile(DEMO_SLIDE / "EarlyPreb.jpeg", slide / "EarlyPreb.jpeg")
+    result = runner.invoke(app, ["run", str(slide), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return root / "out", pd.read_csv(root / "out" / "slide" / "cells.csv")
+
+
+def corrections(cells: pd.DataFrame, reviewed: list[str], slide: str = "slide") -> pd.DataFrame:
+    """The review page's corrections.csv for the first cells of ``cells``, one reviewed type each."""
+    rows = cells.head(len(reviewed)).assign(slide=slide, predicted=lambda d: d.cell_type, reviewed=reviewed)
+    return rows[list(CORRECTION_COLUMNS)]
+
+
+def test_lab_cells_cuts_the_reviewed_cells_as_run_cut_them(screened, tmp_path):
+    out, cells = screened
+    table = pd.concat(
+        [
+            corrections(cells, ["blast", "neutrophil", "monocyte"]),
+            corrections(cells, ["blast"], slide="gone"),  # a slide not in the results
+            corrections(cells.iloc[3:], ["martian"]),  # not a cell type
+        ]
+    )
+    table.to_csv(tmp_path / "corrections.csv", index=False)
+    lab = tmp_path / "lab"
+    result = runner.invoke(
+        app, ["classify", "lab-cells", str(tmp_path / "corrections.csv"), "--results", str(out), "--out", str(lab)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped gone/EarlyPreb.jpeg: no slide gone" in result.output
+    assert "skipped 1 cell(s) of slide/EarlyPreb.jpeg: ['martian'] is not a cell type" in result.output
+    written = pd.read_csv(lab / "cells.csv")
+    assert written.type.tolist() == ["blast", "neutrophil", "monocyte"] and written.cell.tolist() == [0, 1, 2]
+    assert written.predicted.tolist() == cells.cell_type.head(3).tolist()
+    # each crop is the one the classifier sees in `run`: its window at the slide's scale
+    clf = CellClassifier(CLASSIFIER_WEIGHTS, "cpu")
+    verdict = json.loads((out / "slide" / "verdict.json").read_text())
+    rgb = load_rgb(DEMO_SLIDE / "EarlyPreb.jpeg")
+    cell_px = next(iter(verdict["scale"]["cell_px_by_field_size"].values()))
+    expected = clf.crops(rgb, sv.Detections(xyxy=cells[["x1", "y1", "x2", "y2"]].head(3).to_numpy(float)), cell_px)
+    got = np.stack([cv2.imread(str(lab / c))[..., ::-1] for c in written.crop])
+    assert np.array_equal(got, expected)
+    assert json.loads((lab / "geometry.json").read_text()) == {"window_cells": clf.window_cells, "crop_px": clf.crop_px}
+
+    # reviewed again: the cell's new type replaces its row, the others stay
+    corrections(cells, ["lymphocyte"]).to_csv(tmp_path / "again.csv", index=False)
+    result = runner.invoke(
+        app, ["classify", "lab-cells", str(tmp_path / "again.csv"), "--results", str(out), "--out", str(lab)]
+    )
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(lab / "cells.csv").type.tolist() == ["lymphocyte", "neutrophil", "monocyte"]
+
+
+def test_lab_cells_with_nothing_to_cut_is_one_line_and_keeps_what_was_there(screened, tmp_path):
+    out, cells = screened
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "cells.csv").write_text("kept\n")
+    corrections(cells, ["blast"], slide="gone").to_csv(tmp_path / "c.csv", index=False)
+    result = runner.invoke(
+        app, ["classify", "lab-cells", str(tmp_path / "c.csv"), "--results", str(out), "--out", str(lab)]
+    )
+    assert result.exit_code == 1 and "error: no reviewed cell could be cut" in result.output
+    assert (lab / "cells.csv").read_text() == "kept\n"
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["classify", "lab-cells", str(tmp_path / "bad.csv"), "--results", str(out)])
+    assert result.exit_code == 2 and "not the review page's corrections.csv" in result.output
+
+
+def training_folder(root, classes=CELL_TYPES, n=6):
+    """A model's training folder (``train/<type>/``, ``val/<type>/``) of ``n`` random 48 px crops per type."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for kind in classes:
+            (root / split / kind).mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(root / split / kind / f"{kind}_{i}.png"), rng.integers(0, 255, (48, 48, 3), np.uint8))
+    return root
+
+
+def test_finetune_folder_replays_every_type_and_repeats_the_lab_to_its_share(tmp_path):
+    training = training_folder(tmp_path / "training")
+    lab = pd.DataFrame({"crop": [str(training / "val" / "blast" / "blast_0.png")] * 2, "type": ["blast", "monocyte"]})
+    counts = finetune_folder(lab, training, tmp_path / "ft", replay_n=18, lab_share=0.5)
+    # 18 replayed (each type in its share, at least one: 2 each), the 2 lab cells repeated to half: 9 times each
+    assert counts["lab"] == {"blast": 1, "monocyte": 1} and counts["replay"] == {t: 2 for t in CELL_TYPES}
+    assert counts["train"] == {t: 2 + 9 * (t in ("blast", "monocyte")) for t in CELL_TYPES}
+    assert len(list((tmp_path / "ft" / "train" / "blast").glob("lab*"))) == 9
+    assert counts["val"] == {t: 6 for t in CELL_TYPES} and (tmp_path / "ft" / "val" / "other").is_dir()
+    with pytest.raises(ValueError, match=r"not trained on \['martian'\]"):
+        finetune_folder(lab.assign(type="martian"), training, tmp_path / "ft")
+
+
+def test_finetune_starts_from_the_model_and_keeps_its_scores(tmp_path):
+    """One epoch at a zero learning rate leaves the model's weights as they were (fine-tuning starts from them,
+    not from scratch), and the candidate's card keeps the model's scores with a temperature fitted again."""
+    training = training_folder(tmp_path / "training", n=4)
+    lab = pd.DataFrame({"crop": [str(training / "val" / "blast" / "blast_0.png")], "type": ["blast"]})
+    finetune_folder(lab, training, tmp_path / "ft", replay_n=9)
+    recipe = FinetuneRecipe(epochs=1, batch=8, workers=0, lr0=0.0)
+    best, card = finetune_cells(CLASSIFIER_WEIGHTS, tmp_path / "ft", tmp_path / "runs", "ft", recipe, "cpu")
+    start = torch.load(CLASSIFIER_WEIGHTS, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    after = torch.load(best, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    conv = [k for k in start if k.endswith("conv.weight")]
+    assert conv and all(torch.allclose(start[k], after[k]) for k in conv)
+    shipped = json.loads(CLASSIFIER_WEIGHTS.with_suffix(".json").read_text())
+    assert card["prior_correction"] == shipped["prior_correction"] and card["geometry"] == shipped["geometry"]
+    assert card["finetune"]["from_sha256"] == shipped["sha256"] and card["temperature"] > 0
+    assert card["finetune"]["temperature_before"] == shipped["temperature"] and "metrics" not in card
+
+
+def test_a_model_without_training_counts_has_no_training_folder(tmp_path):
+    weights = tmp_path / "m.pt"
+    shutil.copyfile(ROOT / "weights" / "subtype.pt", weights)
+    with pytest.raises(ValueError, match="says nothing of its training crops"):
+        model_training_folder(weights, tmp_path)
+
+
+def test_finetune_refuses_cells_cut_otherwise_and_keeps_a_candidate(tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    pd.DataFrame({"crop": ["crops/a.png"], "type": ["blast"]}).to_csv(lab / "cells.csv", index=False)
+    args = ["classify", "finetune", str(lab), "--cells", str(tmp_path), "--out", str(tmp_path / "ft")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "geometry.json" in result.output  # not cut by lab-cells
+    (lab / "geometry.json").write_text(json.dumps({"window_cells": 1.4, "crop_px": 48}))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "cut them again" in result.output
+    (tmp_path / "ft").mkdir()
+    (tmp_path / "ft" / "candidate.pt").write_bytes(b"kept")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (tmp_path / "ft" / "candidate.pt").read_bytes() == b"kept"
