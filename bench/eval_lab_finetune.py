@@ -15,7 +15,8 @@ the models' training folders are rebuilt as ``bench/train_crosslab.py`` builds t
 (``model_training_folder``).
 
     python bench/eval_lab_finetune.py [--n 25 --n 100 --n 200] [--seed 0] [--lab munich --normal-only]
-    # writes bench/results/lab_finetune.{json,md}; ~2 min a fine-tuning on 2 CPU cores
+    python bench/eval_lab_finetune.py --mistakes-only --name lab_finetune_mistakes  # the cells it calls wrong
+    # writes bench/results/lab_finetune.{json,md}; ~15 min on 2 CPU cores (about 1.5 min a fine-tuning)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from eval_seen import FIGURES  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.cells import BLAST, IS_WHITE, blast_margin  # noqa: E402
+from leukoscan.cells import BLAST, CELL_TYPES, IS_WHITE, blast_margin  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
 
@@ -79,6 +80,11 @@ def main() -> None:
     ap.add_argument(
         "--normal-only", action="store_true", help="the reviewer draws normal cells only (a lab of normal slides)"
     )
+    ap.add_argument(
+        "--mistakes-only",
+        action="store_true",
+        help="the reviewer draws the cells the model calls wrong (what the review page's corrections hold)",
+    )
     ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="fine-tuning runs")
     ap.add_argument("--name", default="lab_finetune", help="results file name")
     args = ap.parse_args()
@@ -94,13 +100,16 @@ def main() -> None:
         reference = pool[pool.type != "blast"]  # the lab's normal cells, as its normal slides give them
         seen = {s: names for s, names in FIGURES.items() if s != source}
         seen_cells = test[test.source.isin(seen)]
-        for n in [0, *sizes]:
+        drawn = reference if args.normal_only else pool
+        if args.mistakes_only:  # the model's calls on the pool (its argmax, as the review page shows)
+            drawn = drawn[np.asarray(CELL_TYPES)[predict(start, drawn, cells).argmax(1)] != drawn.type.to_numpy()]
+        for n in sorted({0, *(min(size, len(drawn)) for size in sizes)}):  # a pool of fewer: all of it, once
             weights, seconds = start, None
             if n:
-                drawn = reference if args.normal_only else pool
-                reviewed = drawn.sample(min(n, len(drawn)), random_state=args.seed)
+                reviewed = drawn.sample(n, random_state=args.seed)
                 lab = pd.DataFrame({"crop": [str(args.cells / c) for c in reviewed.crop], "type": reviewed.type})
                 name = f"no-{source}-n{n}-s{args.seed}" + ("-normal" if args.normal_only else "")
+                name += "-mistakes" if args.mistakes_only else ""
                 finetune_folder(lab, training, args.runs / "data" / name, seed=args.seed)
                 recipe = FinetuneRecipe(seed=args.seed)
                 weights, card = finetune_cells(start, args.runs / "data" / name, args.runs, name, recipe, "cpu")
@@ -109,7 +118,9 @@ def main() -> None:
             probs = predict(weights, scored, cells)
             figures = held_out_row(source, scored, probs)
             row = {"lab": source, "reviewed": n, "seed": args.seed, "n_scored": len(scored), "train_seconds": seconds}
-            row["reviewed cells"] = "normal only" if args.normal_only else "any"
+            row["reviewed cells"] = ("normal only" if args.normal_only else "any") + (
+                ", the model's mistakes" if args.mistakes_only else ""
+            )
             row |= {name: figures[name] for name in HEADLINE[source]}
             row |= with_reference(probs, scored, predict(weights, reference, cells))
             row |= flat_source_figures(seen_cells, predict(weights, seen_cells, cells), seen)
@@ -125,6 +136,7 @@ def markdown(rows: list[dict], args) -> str:
             *(f"--lab {lab}" for lab in args.lab or []),
             f"--seed {args.seed}",
             *(["--normal-only"] if args.normal_only else []),
+            *(["--mistakes-only"] if args.mistakes_only else []),
             *([f"--name {args.name}"] if args.name != "lab_finetune" else []),
         ]
     )

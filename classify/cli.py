@@ -11,7 +11,17 @@ from rich.markup import escape
 
 from leukoscan.classify.finetune import FinetuneRecipe
 from leukoscan.classify.train import CellRecipe, ClassifierRecipe
-from leukoscan.cli import NOTHING_PROCESSED, console, device_option, fail, finite, interrupted, user_errors
+from leukoscan.cli import (
+    NOTHING_PROCESSED,
+    console,
+    device_option,
+    fail,
+    finite,
+    interrupted,
+    max_megapixels_option,
+    one_line,
+    user_errors,
+)
 from leukoscan.config import (
     BUILD_DIR,
     CLASSIFIER_WEIGHTS,
@@ -338,9 +348,9 @@ def _reused_card(
         fail(f"--reuse: {best} was trained without {trained['data']['excluded']}, not --exclude {list(exclude)}")
     data = trained.get("data", {})
     for flag, value in (("equal_blast_sources", equal_blast_sources), ("blast_parts", blast_parts)):
-        if data.get(flag, value) != value:
+        if data.get(flag, False) != value:  # a card from before the flag: trained without it
             option = "--" + flag.replace("_", "-")
-            fail(f"--reuse: {best} was trained {'with' if data[flag] else 'without'} {option}: give it the same way")
+            fail(f"--reuse: {best} was trained {'without' if value else 'with'} {option}: give it the same way")
     card.update({k: trained[k] for k in ("recipe", "augment", "input_colour", "train_seconds") if k in trained})
     return card
 
@@ -607,6 +617,7 @@ def lab_cells(
     ),
     out: Path = typer.Option(Path("lab-cells"), help="Folder of the lab's reviewed cells (added to when it exists)."),
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="The cell-type model to fine-tune: its crop window."),
+    max_megapixels: float = max_megapixels_option(),
 ) -> None:
     """Cut the cells a reviewer corrected on the review page, as `leukoscan run` cut them, labelled with the
     reviewer's type: the lab's own cells for `leukoscan classify finetune`.
@@ -622,13 +633,21 @@ def lab_cells(
     def warn(line: str) -> None:
         console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
+    def read(f: Path) -> pd.DataFrame:  # slide and image names as written ("001" stays "001")
+        try:
+            return pd.read_csv(f, keep_default_na=False, dtype={"slide": str, "image": str})
+        except ValueError as e:  # an empty file, not a CSV
+            raise ValueError(f"{f}: {one_line(e)}") from None
+
     with user_errors():
-        table = pd.concat([pd.read_csv(f, keep_default_na=False) for f in corrections], ignore_index=True)
+        table = pd.concat([read(f) for f in corrections], ignore_index=True)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder")
         clf = cell_type_model(weights, "cpu")
         geometry = card_geometry(read_card(weights)).crop_record()  # finetune checks its model cuts alike
-        cut = reviewed_cells(table, results, clf, out, warn)
+        cut = reviewed_cells(table, results, clf, out, warn, max_megapixels)
+    if table.empty:
+        fail(f"no corrections in {', '.join(map(str, corrections))}", NOTHING_PROCESSED)
     if cut.empty:
         fail("no reviewed cell could be cut (each is listed above with why)", NOTHING_PROCESSED)
     before = pd.DataFrame(columns=list(LAB_COLUMNS))
@@ -685,9 +704,8 @@ def finetune(
             raise ValueError(
                 f"{lab}'s cells were cut at {cut}, not as {start.name} cuts them ({model}): cut them again"
             )
-        table["crop"] = [str(lab / c) for c in table.crop]
         training = model_training_folder(start, cells)
-        counts = finetune_folder(table, training, out / "data", replay_n, lab_share, seed)
+        counts = finetune_folder(table, training, out / "data", replay_n, lab_share, seed, root=lab)
         console.print(json.dumps(counts))
         try:
             best, card = finetune_cells(

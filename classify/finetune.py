@@ -26,24 +26,28 @@ if TYPE_CHECKING:
 LAB_COLUMNS = ("crop", "type", "slide", "image", "cell", "predicted")  # LABCELLS/cells.csv
 
 
-def reviewed_cells(corrections: pd.DataFrame, results: Path, classifier, out: Path, warn=print) -> pd.DataFrame:
+def reviewed_cells(
+    corrections: pd.DataFrame,
+    results: Path,
+    classifier,
+    out: Path,
+    warn=print,
+    max_megapixels: float | None = None,
+) -> pd.DataFrame:
     """Cut the cells of ``corrections`` (the review page's ``corrections.csv``: ``CORRECTION_COLUMNS``) from the
     fields of the slides screened into ``results`` as ``classifier`` (a ``CellClassifier``) cuts them: its
-    window around each box at the slide's scale (``verdict.json``'s), into ``out/crops/<slide>/``; a row
-    that cannot be cut (its slide or field gone, a type that is not one) is skipped with one line to ``warn``; a
-    cell corrected twice takes its last row.
+    window around each box at the slide's scale (``verdict.json``'s), into ``out/crops/<slide>/`` (up to the
+    boxes' rounding in cells.csv, 0.1 px); a row that cannot be cut (its slide or field gone, a field over
+    ``max_megapixels``, a type that is not one) is skipped with one line to ``warn``; a cell corrected twice takes
+    its last row. Each crop is written anew (a new file, never through a link a fine-tuning set made to it).
     The rows cut, ``LAB_COLUMNS`` (crops relative to ``out``), labelled with the reviewer's type."""
-    import json
-
-    import cv2
     import pandas as pd
     import supervision as sv
 
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.stain import SlideColour
-    from leukoscan.images import load_rgb
+    from leukoscan.cli import one_line
     from leukoscan.report import CORRECTION_COLUMNS
-    from leukoscan.scale import Scale, shape_key
 
     if missing := sorted(set(CORRECTION_COLUMNS) - set(corrections.columns)):
         raise ValueError(f"no {missing} columns: not the review page's corrections.csv")
@@ -55,14 +59,9 @@ def reviewed_cells(corrections: pd.DataFrame, results: Path, classifier, out: Pa
             warn(f"skipped {where}: no slide {slide} screened into {results} (its verdict.json)")
             continue
         try:
-            verdict = json.loads((results / str(slide) / "verdict.json").read_text())
-            source = Path(verdict.get("source", ""))
-            rgb = load_rgb(source / str(image) if source.is_dir() else source)
-            scale = Scale.from_record(verdict.get("scale"))
-            if not (cell_px := scale.given_px or scale.by_field_size.get(shape_key(rgb))):
-                raise ValueError(f"its verdict.json has no scale for a {shape_key(rgb)} field")
+            verdict, rgb, cell_px = _screened_field(results / str(slide), str(image), max_megapixels)
         except (OSError, ValueError) as e:
-            warn(f"skipped {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            warn(f"skipped {where}: {one_line(e)}")
             continue
         if not (known := group.reviewed.isin(CELL_TYPES)).all():
             unknown = sorted(set(group.reviewed[~known]))
@@ -72,12 +71,41 @@ def reviewed_cells(corrections: pd.DataFrame, results: Path, classifier, out: Pa
         colour = SlideColour.from_record(verdict.get("stain_normalisation"))
         crops = classifier.normalise(classifier.crops(rgb, det, cell_px), colour)
         for crop, row in zip(crops, group.itertuples()):
-            name = Path("crops") / str(slide) / f"{Path(str(image)).stem}_{row.cell}.png"
+            name = Path("crops") / str(slide) / f"{Path(str(image)).name}_{row.cell}.png"  # f0.jpg, f0.png apart
             (out / name).parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(out / name), crop[..., ::-1]):
-                raise OSError(f"could not write {out / name}")
+            _write_new(out / name, crop)
             rows.append((str(name), row.reviewed, slide, image, row.cell, row.predicted))
     return pd.DataFrame(rows, columns=list(LAB_COLUMNS))
+
+
+def _screened_field(slide: Path, image: str, max_megapixels: float | None) -> tuple[dict, np.ndarray, float]:
+    """A screened slide's verdict.json, its field ``image`` (RGB, read from where ``run`` read it) and that
+    field's white-cell size in px (the scale ``run`` used); an ``OSError`` or ``ValueError`` saying why not."""
+    import json
+
+    from leukoscan.images import load_rgb
+    from leukoscan.scale import Scale, shape_key
+
+    verdict = json.loads((slide / "verdict.json").read_text())
+    if not verdict.get("source"):
+        raise ValueError("its verdict.json names no source (the folder or image it was read from)")
+    source = Path(verdict["source"])
+    rgb = load_rgb(source / image if source.is_dir() else source, max_megapixels)
+    scale = Scale.from_record(verdict.get("scale"))
+    if not (cell_px := scale.given_px or scale.by_field_size.get(shape_key(rgb))):
+        raise ValueError(f"its verdict.json has no scale for a {shape_key(rgb)} field")
+    return verdict, rgb, cell_px
+
+
+def _write_new(path: Path, crop: np.ndarray) -> None:
+    """An RGB crop as a PNG at ``path``, a new file (never written through a hard link to the old one)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    if not cv2.imwrite(str(tmp), crop[..., ::-1]):
+        raise OSError(f"could not write {tmp}")
+    tmp.replace(path)
 
 
 @dataclass
@@ -113,13 +141,16 @@ def model_training_folder(weights: Path, cells: Path) -> Path:
     if not (tables / "cleaning").is_dir():  # a candidate fine-tuned elsewhere: the tables of the shipped models
         tables = WEIGHTS_DIR
     cleaning = tables / "cleaning" / ("clean" + (f"-{name}" if excluded else "") + ".csv")
-    pseudo = tables / "pseudo" / f"txl-575x575-by-{name if excluded else 'classifier'}.csv"
+    labs = data.get("pseudo_labs") or ["txl-575x575"]  # the lab self-trained on (one, in every shipped model)
+    pseudo = tables / "pseudo" / f"{labs[0]}-by-{name if excluded else 'classifier'}.csv"
     cleaned = redo_cleaning(cells, cleaning) if cleaning.exists() else None
     for table, key in ((cleaned or cells / "cells.csv", "cells_csv_sha256"), (pseudo, "pseudo_csv_sha256")):
         if data.get(key) and (not table.exists() or manifest_hash(table) != data[key]):
             raise ValueError(f"{table} is not the table {weights.name} was trained on ({key} in its card)")
-    df, _ = training_cells(cells, cleaned, pseudo if data.get("pseudo_csv_sha256") else None)
     folder = cells / "runs" / name
+    if _linked_counts(folder) == data["train_counts"]:  # built already (a training may be reading it): kept
+        return folder
+    df, _ = training_cells(cells, cleaned, pseudo if data.get("pseudo_csv_sha256") else None)
     counts = training_folder(
         df,
         folder,
@@ -132,15 +163,30 @@ def model_training_folder(weights: Path, cells: Path) -> Path:
     return folder
 
 
+def _linked_counts(folder: Path) -> dict[str, dict[str, int]]:
+    """Crops per split and class folder of a training folder ({} when there is none)."""
+    return {
+        split.name: {d.name: len(crop_files(d)) for d in sorted(split.iterdir()) if d.is_dir()}
+        for split in sorted(folder.iterdir() if folder.is_dir() else [])
+        if split.is_dir()
+    }
+
+
 def finetune_folder(
-    lab: pd.DataFrame, training: Path, out: Path, replay_n: int = 3000, lab_share: float = 0.25, seed: int = 0
+    lab: pd.DataFrame,
+    training: Path,
+    out: Path,
+    replay_n: int = 3000,
+    lab_share: float = 0.25,
+    seed: int = 0,
+    root: Path = Path(),
 ) -> dict[str, dict[str, int]]:
-    """Link a fine-tuning set into ``out/{train,val}/<type>/``: ``lab``'s crops (columns ``crop``, a file, and
-    ``type``) repeated to about ``lab_share`` of the training crops, ``replay_n`` crops drawn from the model's own
-    training folder ``training/train`` (each type in its share there, at least one), and that folder's ``val/``
-    as it is (the labs the model knew: its temperature is fitted there). A ``ValueError`` for a type the model
-    was not trained on (its class folders are the model's classes). The crops per split and type, and of the
-    training crops those replayed and the lab's cells (each once)."""
+    """Link a fine-tuning set into ``out/{train,val}/<type>/``: ``lab``'s crops (columns ``crop``, a file under
+    ``root``, and ``type``) repeated to about ``lab_share`` of the training crops, ``replay_n`` crops drawn from
+    the model's own training folder ``training/train`` (each type in its share there, at least one), and that
+    folder's ``val/`` as it is (the labs the model knew: its temperature is fitted there). A ``ValueError`` for a
+    type the model was not trained on (its class folders are the model's classes). The crops per split and type,
+    and of the training crops those replayed and the lab's cells (each once)."""
     if missing := sorted({"crop", "type"} - set(lab.columns)):
         raise ValueError(f"the lab's cells have no {missing} column (`leukoscan classify lab-cells` writes them)")
     classes = sorted(d.name for d in (training / "train").iterdir() if d.is_dir())
@@ -158,7 +204,7 @@ def finetune_folder(
         n = min(len(files), max(1, round(replay_n * len(files) / total)))
         replay += [(kind, files[i]) for i in sorted(rng.choice(len(files), size=n, replace=False))]
     repeats = max(1, round(lab_share * len(replay) / ((1 - lab_share) * len(lab)))) if replay else 1
-    taught = [(t, Path(c)) for _ in range(repeats) for t, c in zip(lab.type, lab.crop)]
+    taught = [(t, root / str(c)) for _ in range(repeats) for t, c in zip(lab.type, lab.crop)]
     counts: dict[str, dict[str, int]] = {
         "train": {},
         "replay": {kind: sum(k == kind for k, _ in replay) for kind in classes},

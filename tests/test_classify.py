@@ -626,6 +626,11 @@ def test_train_cells_reuse_takes_how_it_was_trained_from_the_runs_card(tmp_path,
         with pytest.raises(typer.Exit):
             _reused_card(best, CellRecipe(), colour, LabAugment(), exclude, equal, parts)
         assert says in capsys.readouterr().err
+    trained["data"] = {"excluded": ["pbc"]}  # a card from before the flags: trained without them
+    best.with_suffix(".json").write_text(json.dumps(trained))
+    with pytest.raises(typer.Exit):
+        _reused_card(best, CellRecipe(), "rgb", LabAugment(), ["pbc"], False, True)
+    assert "trained without --blast-parts" in capsys.readouterr().err
 
 
 def test_equal_blast_sources_gives_each_source_as_many_training_blasts_and_as_many_in_all(tmp_path):

@@ -81,6 +81,24 @@ def test_lab_cells_cuts_the_reviewed_cells_as_run_cut_them(screened, tmp_path):
     assert pd.read_csv(lab / "cells.csv").type.tolist() == ["lymphocyte", "neutrophil", "monocyte"]
 
 
+def test_lab_cells_keeps_slide_names_as_written_and_reads_a_one_image_slide(screened, tmp_path):
+    """A slide named "001" stays "001" (not the number 1), also when its cells are corrected again; a slide that
+    was one image (verdict.json's source a file, not a folder) is read from that file."""
+    out, cells = screened
+    results = tmp_path / "results"
+    verdict = json.loads((out / "slide" / "verdict.json").read_text())
+    (results / "001").mkdir(parents=True)
+    (results / "001" / "verdict.json").write_text(json.dumps(verdict | {"source": str(DEMO_SLIDE / "EarlyPreb.jpeg")}))
+    corrections(cells, ["blast", "monocyte"], slide="001").to_csv(tmp_path / "c.csv", index=False)
+    args = ["classify", "lab-cells", str(tmp_path / "c.csv"), "--results", str(results), "--out", str(tmp_path / "lab")]
+    for _ in range(2):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    written = pd.read_csv(tmp_path / "lab" / "cells.csv", dtype={"slide": str})
+    assert written.slide.tolist() == ["001", "001"] and written.type.tolist() == ["blast", "monocyte"]
+    assert written.crop.tolist() == ["crops/001/EarlyPreb.jpeg_0.png", "crops/001/EarlyPreb.jpeg_1.png"]
+
+
 def test_lab_cells_with_nothing_to_cut_is_one_line_and_keeps_what_was_there(screened, tmp_path):
     out, cells = screened
     lab = tmp_path / "lab"
@@ -95,6 +113,12 @@ def test_lab_cells_with_nothing_to_cut_is_one_line_and_keeps_what_was_there(scre
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     result = runner.invoke(app, ["classify", "lab-cells", str(tmp_path / "bad.csv"), "--results", str(out)])
     assert result.exit_code == 2 and "not the review page's corrections.csv" in result.output
+    (tmp_path / "empty.csv").write_text("")
+    result = runner.invoke(app, ["classify", "lab-cells", str(tmp_path / "empty.csv"), "--results", str(out)])
+    assert result.exit_code == 2 and f"{tmp_path / 'empty.csv'}:" in result.output
+    (tmp_path / "header.csv").write_text(",".join(CORRECTION_COLUMNS) + "\n")
+    result = runner.invoke(app, ["classify", "lab-cells", str(tmp_path / "header.csv"), "--results", str(out)])
+    assert result.exit_code == 1 and "no corrections in" in result.output
 
 
 def training_folder(root, classes=CELL_TYPES, n=6):
@@ -119,6 +143,8 @@ def test_finetune_folder_replays_every_type_and_repeats_the_lab_to_its_share(tmp
     assert counts["val"] == {t: 6 for t in CELL_TYPES} and (tmp_path / "ft" / "val" / "other").is_dir()
     with pytest.raises(ValueError, match=r"not trained on \['martian'\]"):
         finetune_folder(lab.assign(type="martian"), training, tmp_path / "ft")
+    with pytest.raises(ValueError, match=r"no \['crop'\] column"):
+        finetune_folder(lab.drop(columns="crop"), training, tmp_path / "ft")
 
 
 def test_finetune_starts_from_the_model_and_keeps_its_scores(tmp_path):
