@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.finetune import FinetuneRecipe
-from leukoscan.classify.train import CellRecipe, ClassifierRecipe
+from leukoscan.classify.train import CellRecipe, ClassifierRecipe, training_cells
 from leukoscan.cli import (
     NOTHING_PROCESSED,
     console,
@@ -163,28 +163,6 @@ def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: 
     if (cells / "normalisation.json").exists():  # trained on colour-normalised crops: inference normalises each slide
         facts["stain_normalisation"] = json.loads((cells / "normalisation.json").read_text())
     return facts
-
-
-def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
-    """The cells a cell-type model learns from: CELLS' table, Taleqani's types from ``cleaned`` when given, and
-    with ``pseudo`` (self-training) the teacher's confident calls on unlabelled cells; and those calls alone."""
-    import pandas as pd
-
-    from leukoscan.classify.weak import cleaned_types
-    from leukoscan.datasets.cells import read_cells
-
-    df = read_cells(cells)
-    if cleaned:
-        df["type"] = cleaned_types(df, cleaned)
-    taught = pd.DataFrame(columns=df.columns)
-    if pseudo:
-        taught = pd.read_csv(pseudo, keep_default_na=False)
-        if missing := set(df.columns) - set(taught.columns):
-            raise ValueError(f"{pseudo} has no {sorted(missing)} columns: not a table `classify pseudo-label` wrote")
-        taught = taught.assign(weak=False).query("type != ''")[df.columns]
-        df = pd.concat([df, taught], ignore_index=True)
-        df.attrs["root"] = cells
-    return df, taught
 
 
 @app.command("train-cells")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leukoscan.classify.train import CellRecipe, crop_files
+from leukoscan.classify.train import CellRecipe, crop_files, training_cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,6 @@ def reviewed_cells(
         crops = classifier.normalise(classifier.crops(rgb, det, cell_px), colour)
         for crop, row in zip(crops, group.itertuples()):
             name = Path("crops") / str(slide) / f"{Path(str(image)).name}_{row.cell}.png"  # f0.jpg, f0.png apart
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
             _write_new(out / name, crop)
             rows.append((str(name), row.reviewed, slide, image, row.cell, row.predicted))
     return pd.DataFrame(rows, columns=list(LAB_COLUMNS))
@@ -126,7 +125,6 @@ def model_training_folder(weights: Path, cells: Path) -> Path:
     bench/train_crosslab.py`` builds it: what fine-tuning replays. A ``ValueError`` when a table is missing or
     the folder rebuilt is not what the card says the model was trained on (another build of the cell dataset)."""
     from leukoscan.cards import read_card
-    from leukoscan.classify.cli import training_cells
     from leukoscan.classify.weak import redo_cleaning
     from leukoscan.config import WEIGHTS_DIR
     from leukoscan.datasets.cells import training_folder

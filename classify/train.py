@@ -51,6 +51,28 @@ class CellRecipe:
     auto_augment: str = ""  # no RandAugment: LabAugment replaces it
 
 
+def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
+    """The cells a cell-type model learns from: CELLS' table, Taleqani's types from ``cleaned`` when given, and
+    with ``pseudo`` (self-training) the teacher's confident calls on unlabelled cells; and those calls alone."""
+    import pandas as pd
+
+    from leukoscan.classify.weak import cleaned_types
+    from leukoscan.datasets.cells import read_cells
+
+    df = read_cells(cells)
+    if cleaned:
+        df["type"] = cleaned_types(df, cleaned)
+    taught = pd.DataFrame(columns=df.columns)
+    if pseudo:
+        taught = pd.read_csv(pseudo, keep_default_na=False)
+        if missing := set(df.columns) - set(taught.columns):
+            raise ValueError(f"{pseudo} has no {sorted(missing)} columns: not a table `classify pseudo-label` wrote")
+        taught = taught.assign(weak=False).query("type != ''")[df.columns]
+        df = pd.concat([df, taught], ignore_index=True)
+        df.attrs["root"] = cells
+    return df, taught
+
+
 def train_cells(
     data: Path,
     project: Path,

@@ -115,7 +115,7 @@ def test_cells_known_to_be_normal_get_the_teachers_best_normal_type():
 def test_a_cleaned_table_must_cover_the_cell_dataset_it_is_trained_with(tmp_path):
     """`train-cells --cleaned` from another build would leave cells without a type (they would vanish from
     training without a word): refused, as a table without the columns is."""
-    from leukoscan.classify.cli import training_cells
+    from leukoscan.classify.train import training_cells
     from leukoscan.datasets.cells import CELL_COLUMNS
 
     cells = pd.DataFrame({c: ["x"] * 3 for c in CELL_COLUMNS}).assign(crop=["a.png", "b.png", "c.png"], weak=False)
