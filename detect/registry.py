@@ -1,25 +1,19 @@
-"""Fine-tuning on a lab's label set, the promotion gate, and a small registry of detector weights.
-
-The registry (``weights/registry.json``) is a log of every decision about the detector, one entry each:
-file, sha256, parent, date, metrics and ``status`` ("initial": the weights in use when the registry began;
-"promoted", "rejected" by the gate; "rolled back"). The detector in use is the last promoted or rolled back
-one (or the initial one). Replaced weights are kept in ``weights/archive/``;
-``rollback`` restores any of them.
+"""Fine-tuning the detector on a lab's label set, and its promotion gate; every decision is recorded in its
+registry (``weights/registry.json``, ``leukoscan.registry``), whose archive ``rollback`` restores from.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import shutil
 import tempfile
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from leukoscan.cards import sha256
 from leukoscan.detect.labels import read_list, tile_labset
 from leukoscan.detect.train import FINETUNE, DetectorRecipe
+from leukoscan.registry import WeightsRegistry, install
 from leukoscan.training import fit
 
 
@@ -51,7 +45,7 @@ def finetune(
     )
     model, seconds = fit(start, "detect", data, out / "runs", "finetune", recipe, device)
     candidate = out / "candidate.pt"
-    _install(model.trainer.best, candidate)  # whole or not at all (a Ctrl-C during the copy)
+    install(model.trainer.best, candidate)  # whole or not at all (a Ctrl-C during the copy)
     card = {
         "parent": str(start),
         "parent_sha256": sha256(start),
@@ -109,25 +103,9 @@ def operating_point(weights: Path, data: Path, split: str, device: str = "auto")
     }
 
 
-def registry_path(current: Path) -> Path:
-    return current.parent / "registry.json"
-
-
 def read_registry(current: Path) -> list[dict]:
-    """The registry beside ``current`` ([] when there is none); a ``ValueError`` (one line) for one that is not."""
-    p = registry_path(current)
-    try:
-        entries = json.loads(p.read_text()) if p.is_file() else []
-    except ValueError as e:
-        raise ValueError(f"{p} is not a readable registry ({e}): repair or move it") from None
-    if not isinstance(entries, list):
-        raise ValueError(f"{p} is not a registry (a JSON list of entries): repair or move it")
-    return entries
-
-
-def _record(current: Path, entry: dict) -> None:
-    entries = read_registry(current) + [entry]
-    registry_path(current).write_text(json.dumps(entries, indent=2) + "\n")
+    """The detector registry beside ``current`` ([] when there is none; ``WeightsRegistry.entries``)."""
+    return WeightsRegistry(current).entries()
 
 
 def promote(
@@ -142,7 +120,6 @@ def promote(
     """Replace ``current`` by ``candidate`` only if the lab's held-out mAP50 improves, the lab's recall at the
     operating confidence does not drop (a screening tool must not start missing cells), and the regression
     set's mAP50 drops by at most ``tolerance``. Both outcomes are recorded in the registry."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scores = {
         name: {
             "regression": score(weights, regression_data, "test", imgsz, device),
@@ -151,21 +128,7 @@ def promote(
         for name, weights in (("current", current), ("candidate", candidate))
     }
     promoted, reason = _gate(scores, tolerance)
-    if not read_registry(current):  # first use: record the weights in use until now (an event, as every entry)
-        entry = {"file": current.name, "sha256": sha256(current), "parent": None, "date": now, "status": "initial"}
-        _record(current, {**entry, "metrics": scores["current"]})
-    entry = {
-        "file": candidate.name,
-        "sha256": sha256(candidate),
-        "parent": sha256(current),
-        "date": now,
-        "status": "promoted" if promoted else "rejected",
-        "reason": reason,
-        "metrics": scores["candidate"],
-    }
-    if promoted:
-        _replace(candidate, current, {"date": now, "reason": reason, "scores": scores}, entry["sha256"])
-    _record(current, entry)
+    WeightsRegistry(current).decide(candidate, promoted, reason, scores)
     return {"promoted": promoted, "reason": reason, "scores": scores}
 
 
@@ -182,64 +145,6 @@ def _gate(scores: dict, tolerance: float) -> tuple[bool, str]:
     return lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance, reason
 
 
-def _replace(candidate: Path, current: Path, promotion: dict, sha: str) -> None:
-    """Archive ``current`` and install ``candidate`` in its place, with its card saying how it was promoted."""
-    _archive(current, current.with_suffix(".json"))
-    card = candidate.with_suffix(".json")
-    new_card = {
-        **(json.loads(card.read_text()) if card.is_file() else {}),
-        "file": current.name,
-        "sha256": sha,
-        "promotion": promotion,
-    }
-    _install(candidate, current)
-    current.with_suffix(".json").write_text(json.dumps(new_card, indent=2) + "\n")
-    _archive(current, current.with_suffix(".json"))
-
-
 def rollback(current: Path, sha: str) -> Path:
-    """Restore the archived detector whose sha256 starts with ``sha`` (at least 6 hex digits, one archive only)
-    as ``current``; a ``ValueError`` (one line) otherwise, naming the archived ones."""
-    archived = {sha256(f): f for f in sorted((current.parent / "archive").glob("detector-*.pt"))}
-    choices = ", ".join(h[:12] for h in archived) or "none"
-    sha = sha.strip().lower()
-    if len(sha) < 6 or any(c not in "0123456789abcdef" for c in sha):
-        raise ValueError(f"give at least 6 hex digits of an archived detector's sha256 (archived: {choices})")
-    matches = [f for h, f in archived.items() if h.startswith(sha)]
-    if len(matches) != 1:
-        what = "no archived detector" if not matches else f"{len(matches)} archived detectors match"
-        raise ValueError(f"{what} {sha!r} (archived: {choices})")
-    _install(matches[0], current)
-    card = matches[0].with_suffix(".json")
-    if card.is_file():
-        shutil.copyfile(card, current.with_suffix(".json"))
-    else:  # archived without a card: the replaced detector's card would describe other weights
-        note = {"file": current.name, "sha256": sha256(current), "note": f"restored from {matches[0].name}, no card"}
-        current.with_suffix(".json").write_text(json.dumps(note, indent=2) + "\n")
-    _record(
-        current,
-        {
-            "file": matches[0].name,
-            "sha256": sha256(current),
-            "parent": None,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "status": "rolled back",
-        },
-    )
-    return current
-
-
-def _install(src: Path, current: Path) -> None:
-    tmp = current.with_suffix(".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(current)
-
-
-def _archive(weights: Path, card: Path) -> None:
-    """Keep a copy of ``weights`` (and its card) in ``archive/`` named by its sha256."""
-    archive = weights.parent / "archive"
-    archive.mkdir(exist_ok=True)
-    stem = f"detector-{sha256(weights)[:12]}"
-    shutil.copyfile(weights, archive / f"{stem}.pt")
-    if card.is_file():
-        shutil.copyfile(card, archive / f"{stem}.json")
+    """Restore an archived detector as ``current`` (``WeightsRegistry.rollback``)."""
+    return WeightsRegistry(current).rollback(sha)

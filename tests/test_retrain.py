@@ -315,10 +315,10 @@ def test_a_corrupt_registry_is_one_line_before_any_scoring(tmp_path):
 
 
 def test_rollback_to_weights_archived_without_a_card_leaves_no_other_models_card(tmp_path):
-    from leukoscan.detect.registry import _archive
+    from leukoscan.registry import WeightsRegistry
 
     current = shutil.copyfile(DETECTOR_WEIGHTS, tmp_path / "detector.pt")
-    _archive(current, tmp_path / "no-card.json")  # archived as weights without a card were
+    WeightsRegistry(current).archive(current, tmp_path / "no-card.json")  # archived as weights without a card were
     current.write_bytes(b"a later detector")
     (tmp_path / "detector.json").write_text(json.dumps({"sha256": "of the later detector", "metrics": {}}))
     rollback(current, sha256(DETECTOR_WEIGHTS)[:8])
