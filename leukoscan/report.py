@@ -45,11 +45,12 @@ th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{b
 .overlays figcaption{font-size:11px}.hl{position:absolute;border:3px solid #ff0;outline:2px solid #000;pointer-events:none}
 .gallery figure{display:inline-block;margin:3px;width:112px;font-size:11px;vertical-align:top}
 .gallery .pic{display:block;width:96px;height:96px;border:3px solid #ccc;background-repeat:no-repeat}
-.gallery figure.reviewed .pic{outline:3px dashed #000}.gallery select{width:104px;font-size:11px}
+.gallery figure.reviewed .pic{outline:3px dashed #000}.gallery figure.confirmed .pic{outline:3px solid #1b7f3b}
+.gallery select{width:104px;font-size:11px}.gallery .ok{font-size:11px;white-space:nowrap}
 .gallery h4{margin:.6em 0 .2em}.controls{margin:.4em 0;font-size:13px}.controls>*{margin-right:1em}
 tr.target{background:#ffffb0}
 .key span{display:inline-block;padding:1px 8px;margin-right:6px;color:#fff;border-radius:3px}
-@media print{*{-webkit-print-color-adjust:exact;print-color-adjust:exact}section.slide{break-before:page}.controls,.gallery select,.no-print{display:none}
+@media print{*{-webkit-print-color-adjust:exact;print-color-adjust:exact}section.slide{break-before:page}.controls,.gallery select,.gallery .ok,.no-print{display:none}
  body{margin:0}.overlays img{max-width:45%}}
 """
 SCRIPT = """
@@ -122,7 +123,7 @@ document.querySelectorAll('.controls').forEach(function(c) {
   });
   filterGallery(gallery);  // no heading without a picture under it (past the first pictures shown)
 });
-var corrections = {};  // "slide|image|cell" -> correction row; the page keeps them until it is closed
+var corrections = {};  // "slide|image|cell" -> reviewed row (a corrected call, or a confirmed one); kept until the page is closed
 var COLUMNS = %(columns)s;
 function correctionsCsv() {
   var quote = function(v) { v = String(v); return /[",\\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; };
@@ -133,20 +134,35 @@ function correctionsCsv() {
   return lines.join('\\n') + '\\n';
 }
 function updateCount() {
-  var n = Object.keys(corrections).length;
-  document.querySelectorAll('.download').forEach(function(b) { b.textContent = 'download corrections (' + n + ', all slides)'; });
+  var rows = Object.keys(corrections).map(function(k) { return corrections[k]; });
+  var confirmed = rows.filter(function(r) { return r.reviewed === r.predicted; }).length;
+  document.querySelectorAll('.download').forEach(function(b) {
+    b.textContent = 'download reviewed cells (' + (rows.length - confirmed) + ' corrected, ' + confirmed + ' confirmed, all slides)';
+  });
 }
-document.querySelectorAll('.gallery select').forEach(function(select) {
-  select.addEventListener('change', function() {
-    var f = select.closest('figure'), d = f.dataset, box = JSON.parse(d.box);
-    var key = [d.slide, d.image, d.cell].join('|');
-    if (select.value === d.type) { delete corrections[key]; f.classList.remove('reviewed'); }
-    else {
-      corrections[key] = {slide: d.slide, image: d.image, cell: d.cell, x1: box[0], y1: box[1], x2: box[2], y2: box[3],
-                          predicted: d.type, reviewed: select.value};
-      f.classList.add('reviewed');
-    }
-    updateCount();
+function review(f, type) {  // a cell's review: the reviewer's type (its call: confirmed), or null (not reviewed)
+  var d = f.dataset, box = JSON.parse(d.box), key = [d.slide, d.image, d.cell].join('|');
+  if (type === null) delete corrections[key];
+  else corrections[key] = {slide: d.slide, image: d.image, cell: d.cell, x1: box[0], y1: box[1], x2: box[2], y2: box[3],
+                           predicted: d.type, reviewed: type};
+  f.querySelector('select').value = type === null ? d.type : type;
+  f.querySelector('.ok input').checked = type === d.type;
+  f.classList.toggle('reviewed', type !== null && type !== d.type);
+  f.classList.toggle('confirmed', type === d.type);
+  updateCount();
+}
+document.querySelectorAll('.gallery figure').forEach(function(f) {
+  var select = f.querySelector('select'), ok = f.querySelector('.ok input');
+  select.addEventListener('change', function() { review(f, select.value === f.dataset.type ? null : select.value); });
+  ok.addEventListener('change', function() { review(f, ok.checked ? f.dataset.type : null); });
+});
+document.querySelectorAll('.confirm-shown').forEach(function(b) {  // the calls on screen not corrected: right
+  b.addEventListener('click', function() {
+    var gallery = b.closest('.controls').nextElementSibling;
+    gallery.querySelectorAll('figure').forEach(function(f) {
+      var d = f.dataset;
+      if (!f.hidden && !corrections[[d.slide, d.image, d.cell].join('|')]) review(f, d.type);
+    });
   });
 });
 document.querySelectorAll('.download').forEach(function(b) {
@@ -318,7 +334,8 @@ def gallery(
             f'border-color:{colour}"></span></a>'
             f'<figcaption>{esc(c.label)} {floor2(c.p)}<br><a class="to-row" href="#{quote(f"{sid}-row-{c.row}")}" '
             f'title="its row in the cell table">{esc(c.image)} #{i}</a><br>'
-            f'<select aria-label="reviewed type">{select}</select></figcaption></figure>'
+            f'<select aria-label="reviewed type">{select}</select>'
+            f'<label class="ok" title="the call is right"><input type="checkbox"> right</label></figcaption></figure>'
         )
     return (
         gallery_controls(len(ordered))
@@ -328,7 +345,7 @@ def gallery(
 
 def gallery_controls(n_cells: int) -> str:
     """The gallery's filters (group, least probability), its show-all button (past ``GALLERY_CAP`` cells) and
-    the corrections download."""
+    "confirm the calls shown" and the download of the reviewed cells (corrected and confirmed)."""
     kinds = "".join(
         f'<option value="{g}">{esc(t)}</option>'
         for g, t in [
@@ -345,7 +362,9 @@ def gallery_controls(n_cells: int) -> str:
     return (
         f'<div class="controls">type <select class="kind"><option value="">all</option>{kinds}</select>'
         f'<label>P ≥ <input class="least" type="number" min="0" max="1" step="0.05" value="0"></label>{more}'
-        f'<button class="download">download corrections (0, all slides)</button></div>'
+        '<button class="confirm-shown" title="mark every cell on screen whose call was not corrected as right">'
+        "confirm the calls shown</button>"
+        '<button class="download">download reviewed cells (0 corrected, 0 confirmed, all slides)</button></div>'
     )
 
 
@@ -376,8 +395,10 @@ def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) ->
 <h3>Differential</h3>{differential(verdict.call)}
 <h3>Cells for review</h3>
 <p class="no-print">Blasts first (by P(blast)), then uncertain cells, then the other types. A picture shows the cell
-in its field; the name links to its row of the cell table; choose another type to correct a call, then download the
-corrections (slide, image, cell, box, predicted, reviewed) for retraining.</p>
+in its field; the name links to its row of the cell table; choose another type to correct a call, tick "right" (or
+"confirm the calls shown") where it is right, then download the reviewed cells (corrections.csv: slide, image, cell,
+box, predicted, reviewed) for `leukoscan classify lab-cells`: fine-tuning learns from both, and its promotion gate
+needs right calls to judge a new model by.</p>
 {gallery(sid, verdict.slide, slide_dir, cells, stems, overlay_ids, uncertain_p)}
 <h3>Overlays</h3><div class="overlays">{overlays or "<p>No overlays.</p>"}</div>
 <h3>Fields</h3>{table(images, sortable=True, cls="images")}

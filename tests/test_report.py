@@ -49,6 +49,17 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     select.dispatchEvent(new Event('change'));
     out.csv = correctionsCsv();
     out.download_label = second.querySelector('.download').textContent;
+    // "right" on another cell, then on it and "confirm the calls shown": every cell on screen reviewed, the
+    // corrected one kept as corrected
+    var other = second.querySelectorAll('.gallery figure')[1];
+    other.querySelector('.ok input').click();
+    out.confirmed_one = correctionsCsv().trim().split('\n').length - 1;
+    other.querySelector('.ok input').click();  // unticked: not reviewed
+    out.unconfirmed = correctionsCsv().trim().split('\n').length - 1;
+    second.querySelector('.confirm-shown').click();
+    out.after_confirm_shown = correctionsCsv().trim().split('\n').slice(1);
+    out.confirm_label = second.querySelector('.download').textContent;
+    out.first_select_kept = fig.querySelector('select').value;
     second.querySelector('.download').click();
     var shown = function() {  // pictures on screen (a style that overrides `hidden` would leave them there)
       return Array.prototype.filter.call(second.querySelectorAll('.gallery figure'), function(f) {
@@ -134,7 +145,14 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
         fig["type"],
         reviewed,
     ]
-    assert out["download_label"] == "download corrections (1, all slides)"  # one CSV for the page
+    assert out["download_label"] == "download reviewed cells (1 corrected, 0 confirmed, all slides)"  # one CSV
+    # a tick confirms a call (a row whose reviewed type is its call), unticked it is gone; "confirm the calls shown"
+    # confirms every other cell on screen (all 91: the gallery shows them all) and leaves the correction as it was
+    assert out["confirmed_one"] == 2 and out["unconfirmed"] == 1
+    confirmed = [r.split(",") for r in out["after_confirm_shown"]]
+    assert len(confirmed) == len(cells2) and sum(r[-1] != r[-2] for r in confirmed) == 1
+    assert out["confirm_label"] == f"download reviewed cells (1 corrected, {len(cells2) - 1} confirmed, all slides)"
+    assert out["first_select_kept"] == reviewed
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
     assert out["lymphocytes_shown"] == int((cells2.cell_type == "lymphocyte").sum())
@@ -154,7 +172,8 @@ def test_report_top_has_the_differential_flags_scale_models_and_run(two_slides):
         "detector.pt (sha256",
         "leukoscan 0.",
         "Cells for review",
-        "download corrections",
+        "download reviewed cells",
+        "confirm the calls shown",
         "@media print",
         "break-before:page",
     ):
