@@ -33,19 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES, IS_WHITE, SUBTYPES  # noqa: E402
+from leukoscan.classify.gate import NORMAL_TYPES, auc  # noqa: E402,F401 (auc: the benchmarks import it from here)
 from leukoscan.config import BUILD_DIR, DATA_ROOT, WEIGHTS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NORMAL = [t for t in CELL_TYPES if t not in ("blast", "other")]
-
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); None when a side is empty."""
-    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
-    if not len(pos) or not len(neg):
-        return None
-    ranks = pd.Series(np.concatenate([pos, neg])).rank().to_numpy()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+NORMAL = list(NORMAL_TYPES)  # normal white cells
 
 
 def predict(

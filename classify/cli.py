@@ -34,8 +34,8 @@ from leukoscan.config import (
 )
 
 app = typer.Typer(
-    help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict, lab-cells, finetune (cell "
-    "types); train (blast subtype).",
+    help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict, lab-cells, finetune, promote, "
+    "rollback (cell types); train (blast subtype).",
     no_args_is_help=True,
 )
 CROPS = BUILD_DIR / "classify"
@@ -607,6 +607,7 @@ def lab_cells(
     from leukoscan import outputs
     from leukoscan.cards import card_geometry, read_card
     from leukoscan.classify.finetune import LAB_COLUMNS, reviewed_cells
+    from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out
 
     def warn(line: str) -> None:
         console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
@@ -640,6 +641,12 @@ def lab_cells(
         outputs.write_text(out / "geometry.json", json.dumps(geometry, indent=2) + "\n")
     counts = merged.type.value_counts().sort_index().to_dict()
     console.print(f"{len(cut)} reviewed cells cut; {len(merged)} in {escape(str(out))}: {counts}", soft_wrap=True)
+    held, confirmed = held_out(merged), int((merged.type == merged.predicted).sum())
+    console.print(
+        f"{confirmed} of them confirm the call shown, {len(merged) - confirmed} correct it; {int(held.sum())} (one "
+        f"field in {HOLD_OUT_EVERY}) are held out of fine-tuning for `classify promote`",
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -663,11 +670,14 @@ def finetune(
     device: str = device_option(),
 ) -> None:
     """Fine-tune the cell-type model on a lab's reviewed cells, replaying its own training crops: a candidate
-    to screen that lab's slides with (`leukoscan run ... --classifier-weights OUT/candidate.pt`)."""
+    to screen that lab's slides with (`leukoscan run ... --classifier-weights OUT/candidate.pt`), or to promote.
+
+    One reviewed field in 4 is held out (never trained on) for `leukoscan classify promote`."""
     import pandas as pd
 
     from leukoscan.cards import card_geometry, read_card, ship
     from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
+    from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out
 
     candidate = out / "candidate.pt"
     with user_errors():
@@ -676,14 +686,19 @@ def finetune(
         if candidate.exists() and not overwrite:
             raise ValueError(f"{candidate} exists: move it, or give another --out (or --overwrite)")
         cell_type_model(start, "cpu")
-        table = pd.read_csv(lab / "cells.csv", keep_default_na=False)
+        table = pd.read_csv(lab / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
         cut = json.loads((lab / "geometry.json").read_text())
         if cut != (model := card_geometry(read_card(start)).crop_record()):
             raise ValueError(
                 f"{lab}'s cells were cut at {cut}, not as {start.name} cuts them ({model}): cut them again"
             )
+        if (kept := table[~held_out(table)]).empty and not table.empty:
+            raise ValueError(
+                f"every reviewed field in {lab} is held out for the promotion gate (one in {HOLD_OUT_EVERY}): "
+                "review cells of more fields"
+            )
         training = model_training_folder(start, cells)
-        counts = finetune_folder(table, training, out / "data", replay_n, lab_share, seed, root=lab)
+        counts = finetune_folder(kept, training, out / "data", replay_n, lab_share, seed, root=lab)
         console.print(json.dumps(counts))
         try:
             best, card = finetune_cells(
@@ -691,6 +706,64 @@ def finetune(
             )
         except KeyboardInterrupt:
             interrupted(f"no candidate written; the unfinished training is in {out / 'runs'}")
-        card["finetune"] |= {"lab_cells": counts["lab"], "replayed": sum(counts["replay"].values())}
+        held = {"held_out_every": HOLD_OUT_EVERY, "held_out_cells": len(table) - len(kept)}
+        card["finetune"] |= {"lab_cells": counts["lab"], **held, "replayed": sum(counts["replay"].values())}
         ship(best, candidate, card)
     console.print(f"candidate: {escape(str(candidate))}  (card: {escape(str(candidate.with_suffix('.json')))})")
+
+
+@app.command()
+def promote(
+    lab: Path = typer.Argument(..., exists=True, file_okay=False, help="The lab's reviewed cells (`lab-cells`)."),
+    candidate: Path = typer.Argument(..., exists=True, dir_okay=False, help="Candidate weights from `finetune`."),
+    current: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type model in use (replaced only if the gate passes)."),
+    cells: Path = typer.Option(
+        BUILD_DIR / "cells",
+        exists=True,
+        file_okay=False,
+        help="Cell dataset (`leukoscan data cells`): its labelled test cells are the regression set.",
+    ),
+    tolerance: float = typer.Option(
+        0.02,
+        callback=finite,
+        min=0.0,
+        max=1.0,
+        help="Largest drop of blast recall (the lab's) and of the AUC of P(blast) (the regression set's), and rise "
+        "of normal cells called blast (both), the gate allows.",
+    ),
+    device: str = device_option(),
+) -> None:
+    """Promote a fine-tuned cell-type model only if it does better on the lab's held-out reviewed cells and the
+    regression set holds (weights/classifier-registry.json records every decision)."""
+    from leukoscan.classify.gate import promote as run_promote
+
+    with user_errors():
+        for weights in (candidate, current):
+            cell_type_model(weights, "cpu")
+        result = run_promote(candidate, current, lab, cells, tolerance, device)
+    console.print(json.dumps(result, indent=2))
+    if note := result.get("note"):
+        console.print(f"[yellow]note: {escape(note)}[/]", soft_wrap=True)
+    if result["promoted"]:
+        console.print(
+            f"[green]promoted[/]: {escape(result['reason'])}\nA lab reference made with the model it replaced is "
+            "refused with this one: make it again (`leukoscan lab-reference`).",
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"[yellow]rejected[/]: {escape(result['reason'])}", soft_wrap=True)
+
+
+@app.command()
+def rollback(
+    sha: str = typer.Argument(..., help="sha256 (or its first 6 or more characters) of an archived cell-type model."),
+    current: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type model weights to restore into."),
+) -> None:
+    """Restore an earlier cell-type model from weights/archive (see weights/classifier-registry.json)."""
+    from leukoscan.cards import sha256
+    from leukoscan.registry import WeightsRegistry
+
+    with user_errors():
+        WeightsRegistry(current, "classifier").rollback(sha)
+        restored = sha256(current)
+    console.print(f"restored {restored[:12]} as {escape(str(current))}", soft_wrap=True)

@@ -1,0 +1,192 @@
+"""The promotion gate of a cell-type classifier fine-tuned on a lab's reviewed cells (``leukoscan classify promote``).
+
+One reviewed field in ``HOLD_OUT_EVERY`` (``held_out``: by a hash of its slide and image names, so a field stays
+on its side as more cells are reviewed) is never fine-tuned on: the gate scores the lab on it. The regression set
+is the per-cell labelled test cells of ``leukoscan data cells`` (Munich, PBC, Zheng, TXL-PBC; Taleqani's per-image
+labels left out). A candidate replaces the classifier in use only if (``GATE``) it types more of the lab's held-out
+cells right, finds no fewer of their blasts and calls no more of their normal cells blasts (each within
+``tolerance``), and on the regression set still ranks blasts above normal cells (the AUC of P(blast), on which a
+lab reference places its call) and calls no more normal cells blasts; for a lab whose held-out cells hold no
+blasts, the regression set's blast recall must hold too (fine-tuned on normal cells alone, a model calls fewer
+blasts anywhere). How well it types other labs' normal cells is reported, not gated: a fine-tuned model is the
+lab's. Every decision goes into the classifier's registry (``weights/classifier-registry.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from leukoscan.cells import BLAST, CELL_TYPES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HOLD_OUT_EVERY = 4  # one reviewed field in 4 is held out for the gate
+NORMAL_TYPES = tuple(t for t in CELL_TYPES if t not in ("blast", "other"))  # normal white cells
+
+
+def held_out(lab: pd.DataFrame) -> np.ndarray:
+    """Which rows of a lab's reviewed cells (``LAB_COLUMNS``) the gate holds out: every cell of one field in
+    ``HOLD_OUT_EVERY``, chosen by a hash of "slide/image" (the same field on every run, whatever else is added)."""
+    if missing := sorted({"slide", "image"} - set(lab.columns)):
+        raise ValueError(f"the lab's cells have no {missing} column (`leukoscan classify lab-cells` writes them)")
+    keys = lab.slide.astype(str) + "/" + lab.image.astype(str)
+    digest = [int(hashlib.sha256(k.encode()).hexdigest()[:8], 16) for k in keys]
+    return np.array([d % HOLD_OUT_EVERY == 0 for d in digest], dtype=bool)
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); None when a side is empty."""
+    import pandas as pd
+
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    if not len(pos) or not len(neg):
+        return None
+    ranks = pd.Series(np.concatenate([pos, neg])).rank().to_numpy()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def cell_figures(truth: np.ndarray, probs: np.ndarray) -> dict:
+    """Of ``CELL_TYPES`` probabilities ``probs`` against types ``truth``, each cell called its most likely type:
+    accuracy, blast recall, the share of normal white cells called blast, and the AUC of P(blast), blasts against
+    normal white cells (the ranking a lab reference places its blast call on); None where there are no such cells."""
+    truth, probs = np.asarray(truth, dtype=object), np.asarray(probs, dtype=float).reshape(len(truth), len(CELL_TYPES))
+    called = np.asarray(CELL_TYPES, dtype=object)[probs.argmax(1)] if len(truth) else truth
+    blast, normal = truth == "blast", np.isin(truth, NORMAL_TYPES)
+
+    def share(which: np.ndarray, value) -> float | None:
+        return round(float((called[which] == value).mean()), 4) if which.any() else None
+
+    area = auc(probs[blast, BLAST], probs[normal, BLAST])
+    return {
+        "n": int(len(truth)),
+        "accuracy": round(float((called == truth).mean()), 4) if len(truth) else None,
+        "n_blasts": int(blast.sum()),
+        "blast_recall": share(blast, "blast"),
+        "n_normal": int(normal.sum()),
+        "normal_called_blast": share(normal, "blast"),
+        "blast_auc": None if area is None else round(area, 4),
+    }
+
+
+def lab_held_out(lab: Path) -> pd.DataFrame:
+    """The held-out rows of a lab's reviewed cells (``lab/cells.csv``, from ``classify lab-cells``); a
+    ``ValueError`` when there are none."""
+    import pandas as pd
+
+    table = pd.read_csv(lab / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
+    kept = table[held_out(table)].reset_index(drop=True)
+    if kept.empty:
+        fields = table[["slide", "image"]].drop_duplicates()
+        raise ValueError(
+            f"none of the {len(fields)} reviewed field(s) in {lab} is held out for the gate (one in {HOLD_OUT_EVERY},"
+            " by name): review cells of more fields"
+        )
+    kept.attrs["root"] = lab
+    return kept
+
+
+def regression_cells(cells: Path, geometry: dict) -> pd.DataFrame:
+    """The regression set: the test cells with per-cell labels of a built cell dataset (``leukoscan data cells``),
+    cut as ``geometry`` (a model's ``crop_record``) cuts; a ``ValueError`` for a dataset cut otherwise."""
+    from leukoscan.datasets.cells import read_cells
+
+    summary = json.loads((cells / "summary.json").read_text()) if (cells / "summary.json").is_file() else {}
+    if (cut := summary.get("geometry")) != geometry:
+        raise ValueError(f"{cells}'s crops were cut at {cut}, not as the classifier cuts them ({geometry})")
+    df = read_cells(cells)
+    test = df[(df.split == "test") & ~df.weak].reset_index(drop=True)
+    test.attrs["root"] = df.attrs["root"]
+    return test
+
+
+def score(weights: Path, lab: pd.DataFrame, regression: pd.DataFrame, device: str = "cpu") -> dict:
+    """``cell_figures`` of the model in ``weights`` on the lab's held-out cells (and how many of them confirm the
+    call the review page showed) and on the regression set, by source."""
+    from leukoscan.classify.predict import CellClassifier
+    from leukoscan.datasets.cells import read_crops
+
+    clf = CellClassifier(weights, device, strict=False)
+    lab_probs, reg_probs = clf.probs(read_crops(lab)), clf.probs(read_crops(regression))
+    by_source = {
+        str(source): cell_figures(regression.type.to_numpy()[rows], reg_probs[rows])
+        for source, rows in regression.groupby("source").indices.items()
+    }
+    confirmed = int((lab.type == lab.predicted).sum())
+    return {
+        "lab": {**cell_figures(lab.type.to_numpy(), lab_probs), "confirmed": confirmed},
+        "regression": {**cell_figures(regression.type.to_numpy(), reg_probs), "by_source": by_source},
+    }
+
+
+def gate(scores: dict, tolerance: float) -> tuple[bool, str]:
+    """Whether the candidate passes, and why in one line (each figure's change and its rule, ``GATE``)."""
+    now, new = scores["current"], scores["candidate"]
+    checks = []
+    for where, figure, rule in GATE:
+        if rule == "if the lab has no blasts" and now["lab"]["blast_recall"] is not None:
+            continue  # the lab's own blasts say whether it misses blasts
+        if now[where][figure] is None or new[where][figure] is None:  # no such cells
+            continue
+        change = new[where][figure] - now[where][figure]
+        higher_is_better = figure != "normal_called_blast"
+        if rule == "rise":
+            ok, said = change > 0, "rise"
+        else:
+            ok = (-change if higher_is_better else change) <= tolerance + 1e-9
+            said = f"{'drop' if higher_is_better else 'rise'} <= {tolerance:g}" + (
+                f", {rule}" if rule != "tolerance" else ""
+            )
+        checks.append((ok, f"{where} {figure.replace('_', ' ')} {change:+.4f} ({said}{'' if ok else ': failed'})"))
+    return all(ok for ok, _ in checks), "; ".join(text for _, text in checks)
+
+
+GATE = (  # (cells, figure, rule): "rise", or worse by at most the tolerance ("if ...": only then)
+    ("lab", "accuracy", "rise"),
+    ("lab", "blast_recall", "tolerance"),
+    ("lab", "normal_called_blast", "tolerance"),
+    ("regression", "blast_auc", "tolerance"),
+    ("regression", "normal_called_blast", "tolerance"),
+    ("regression", "blast_recall", "if the lab has no blasts"),
+)
+
+
+def promote(
+    candidate: Path, current: Path, lab: Path, cells: Path, tolerance: float = 0.02, device: str = "cpu"
+) -> dict:
+    """Replace ``current`` by ``candidate`` only if it passes the ``gate`` on the lab's held-out reviewed cells
+    (``lab``, from ``classify lab-cells``) and the regression set of ``cells``; the decision, with both models'
+    figures, is recorded in the classifier's registry. A ``ValueError`` for cells cut otherwise than the models
+    cut them."""
+    from leukoscan.cards import card_geometry, read_card
+    from leukoscan.registry import WeightsRegistry
+
+    registry = WeightsRegistry(current, "classifier")
+    registry.entries()  # a registry that cannot be read: before the scoring, not after it
+    geometry = card_geometry(read_card(current)).crop_record()
+    if (other := card_geometry(read_card(candidate)).crop_record()) != geometry:
+        raise ValueError(f"{candidate} cuts its crops at {other}, {current} at {geometry}: not comparable")
+    cut = json.loads((lab / "geometry.json").read_text()) if (lab / "geometry.json").is_file() else None
+    if cut != geometry:
+        raise ValueError(
+            f"{lab}'s cells were cut at {cut}, not as {current.name} cuts them ({geometry}): cut them again"
+        )
+    held, regression = lab_held_out(lab), regression_cells(cells, geometry)
+    scores = {name: score(w, held, regression, device) for name, w in (("current", current), ("candidate", candidate))}
+    promoted, reason = gate(scores, tolerance)
+    registry.decide(candidate, promoted, reason, scores)
+    result = {"promoted": promoted, "reason": reason, "scores": scores}
+    if not scores["current"]["lab"]["confirmed"]:
+        result["note"] = UNCONFIRMED
+    return result
+
+
+UNCONFIRMED = (
+    "the lab's held-out cells are all corrections (the model in use got each wrong on the review page), so the lab's "
+    "figures favour any change: tick the calls that are right there too"
+)
