@@ -619,9 +619,8 @@ def lab_cells(
             raise ValueError(f"{f}: {one_line(e)}") from None
 
     with user_errors():
+        outputs.out_folder(out)
         table = pd.concat([read(f) for f in corrections], ignore_index=True)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file, not a folder")
         clf = cell_type_model(weights, "cpu")
         geometry = card_geometry(read_card(weights)).crop_record()  # finetune checks its model cuts alike
         cut = reviewed_cells(table, results, clf, out, warn, max_megapixels)
@@ -675,14 +674,14 @@ def finetune(
     One reviewed field in 4 is held out (never trained on) for `leukoscan classify promote`."""
     import pandas as pd
 
+    from leukoscan import outputs
     from leukoscan.cards import card_geometry, read_card, ship
     from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
     from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out
 
     candidate = out / "candidate.pt"
     with user_errors():
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file, not a folder")
+        outputs.out_folder(out)
         if candidate.exists() and not overwrite:
             raise ValueError(f"{candidate} exists: move it, or give another --out (or --overwrite)")
         cell_type_model(start, "cpu")

@@ -149,8 +149,7 @@ def predict(
     from leukoscan.images import ImageError, expand_images, load_rgb, output_stems, to_bgr
 
     with user_errors():
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file, not a folder")
+        outputs.out_folder(out)
         files = expand_images(images)
         detector = Detector(weights, device, settings=replace(SETTINGS.detection, conf=conf))
     rows, images_read, stems = [], [], output_stems(files)
@@ -246,6 +245,7 @@ def finetune(
     """Step 3: fine-tune from the current weights on the lab's images plus a replay sample."""
     from dataclasses import replace
 
+    from leukoscan import outputs
     from leukoscan.cards import load_model
     from leukoscan.detect.labels import read_list, unreviewed
     from leukoscan.detect.registry import finetune as run_finetune
@@ -257,8 +257,7 @@ def finetune(
                 f"no replay images (*.jpg) in {replay}: point --replay at the detector's training images "
                 "(`leukoscan data detect` builds them) or fine-tune without them (--replay-n 0)"
             )
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file, not a folder")
+        outputs.out_folder(out)
         if (out / "candidate.pt").exists() and not overwrite:  # it may be promoted, or named in the registry
             raise ValueError(
                 f"{out / 'candidate.pt'} exists: promote or move it, or give another --out (or --overwrite)"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from leukoscan import outputs
 from leukoscan.cli import console, error, one_line
 from leukoscan.config import MAX_MEGAPIXELS
 from leukoscan.journal import SlideBusy, busy
@@ -243,8 +244,7 @@ def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None
     (an --out that is the slides' parent, a slide folder itself or a folder in one): they would mix with its
     fields, and a rerun removes files it takes for its own there; inputs are never written to), or when ``out``
     is a file (said before any model loads)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+    outputs.out_folder(out)
     folders = {Path(p).resolve() for p in given if Path(p).is_dir()}
     for task in tasks:
         target = task.out.resolve()

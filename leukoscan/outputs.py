@@ -13,6 +13,13 @@ import numpy as np
 import pandas as pd
 
 
+def out_folder(out: Path) -> Path:
+    """``out`` (a command's ``--out``) as a folder to write into; a ``ValueError`` (one line) when it is a file."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    return Path(out)
+
+
 def write_bytes(path: Path, data: bytes, atomic: bool = True) -> Path:
     """``data`` to ``path`` through a temporary file and a rename; ``atomic=False``: straight to ``path``
     (for files whose completion something else records, such as a field's outputs in the journal)."""

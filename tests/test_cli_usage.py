@@ -375,3 +375,28 @@ def test_detect_predict_names_every_image_and_never_overwrites_an_overlay(tmp_pa
     (tmp_path / "file").write_text("")
     result = runner.invoke(app, ["detect", "predict", str(tmp_path / "a"), "--out", str(tmp_path / "file")])
     assert result.exit_code == 2 and "is a file" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "detect predict", "detect finetune", "classify lab-cells", "classify finetune"]
+)
+def test_an_out_that_is_a_file_is_one_line_in_every_command_that_writes_a_folder(command, tmp_path):
+    """``outputs.out_folder``: the same line wherever a command writes into --out, nothing read or trained first."""
+    (tmp_path / "file").write_text("kept")
+    folder = tmp_path / "folder"
+    for name in ("images", "labels"):  # a label set (detect finetune), also a results folder (lab-cells)
+        (folder / name).mkdir(parents=True)
+    for name in ("train.txt", "val.txt", "corrections.csv"):
+        (folder / name).write_text("")
+    given = {
+        "run": [str(DEMO_SLIDE / "2.jpg")],
+        "detect predict": [str(DEMO_SLIDE / "2.jpg")],
+        "detect finetune": [str(folder), "--replay-n", "0"],
+        "classify lab-cells": [str(folder / "corrections.csv"), "--results", str(folder)],
+        "classify finetune": [str(folder)],
+    }[command]
+    result = runner.invoke(app, [*command.split(), *given, "--out", str(tmp_path / "file")])
+    assert result.exit_code == 2 and f"--out {tmp_path / 'file'} is a file, not a folder" in result.output, (
+        result.output
+    )
+    assert (tmp_path / "file").read_text() == "kept" and "Traceback" not in result.output
