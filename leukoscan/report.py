@@ -397,7 +397,7 @@ def slide_section(out: Path, sid: str, slide_dir: str, verdict: SlideVerdict) ->
 <p class="no-print">Blasts first (by P(blast)), then uncertain cells, then the other types. A picture shows the cell
 in its field; the name links to its row of the cell table; choose another type to correct a call, tick "right" (or
 "confirm the calls shown") where it is right, then download the reviewed cells (corrections.csv: slide, image, cell,
-box, predicted, reviewed) for `leukoscan classify lab-cells`: fine-tuning learns from both, and its promotion gate
+box, predicted, reviewed) for <code>leukoscan classify lab-cells</code>: fine-tuning learns from both, and its promotion gate
 needs right calls to judge a new model by.</p>
 {gallery(sid, verdict.slide, slide_dir, cells, stems, overlay_ids, uncertain_p)}
 <h3>Overlays</h3><div class="overlays">{overlays or "<p>No overlays.</p>"}</div>

@@ -216,3 +216,23 @@ def test_promote_refuses_cells_cut_otherwise_a_lab_with_nothing_held_out_and_a_b
     assert result.exit_code == 2 and "not a readable registry" in result.output
     result = runner.invoke(app(), [*base, str(lab), str(ROOT / "weights" / "subtype.pt")])
     assert result.exit_code == 2 and "not a cell-type model" in result.output
+
+
+def test_finetune_never_trains_on_the_cells_held_out_for_the_gate(reviewed_lab, monkeypatch, tmp_path):
+    import leukoscan.classify.finetune as finetune
+
+    root, lab = reviewed_lab
+    taught = []
+
+    def record(table, *args, **kwargs):  # what finetune would train on; then stop
+        taught.append(table)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(finetune, "model_training_folder", lambda weights, cells: tmp_path)
+    monkeypatch.setattr(finetune, "finetune_folder", record)
+    result = runner.invoke(
+        app(), ["classify", "finetune", str(lab), "--cells", str(tmp_path), "--out", str(tmp_path / "ft")]
+    )
+    assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
+    table = pd.read_csv(lab / "cells.csv", dtype={"slide": str, "image": str})
+    assert len(taught[0]) == (~held_out(table)).sum() > 0 and not held_out(taught[0]).any()
