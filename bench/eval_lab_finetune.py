@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_crosslab import NORMAL, eval_cells, flat_source_figures, held_out_row, predict  # noqa: E402
+from eval_lab_reference import reference_margins  # noqa: E402
 from eval_seen import FIGURES  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.cells import BLAST, CELL_TYPES, IS_WHITE, blast_margin  # noqa: E402
+from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
 
@@ -59,8 +60,8 @@ def halves(cells: pd.DataFrame, source: str, types: list[str]) -> tuple[pd.DataF
 def with_reference(probs: np.ndarray, scored: pd.DataFrame, reference: np.ndarray) -> dict:
     """The scored cells with a lab reference (``leukoscan lab-reference``) made from ``reference``, the
     probabilities of the lab's normal cells of the reviewer's half: its blast call placed at 2 % of them."""
-    margins = blast_margin(reference[IS_WHITE[reference.argmax(1)]])  # as `lab-reference`: cells called white
-    shifted = shift_blast(probs, fit_offset(margins, SETTINGS.lab.normal_called_blast)).argmax(1) == BLAST
+    offset = fit_offset(reference_margins(reference), SETTINGS.lab.normal_called_blast)
+    shifted = shift_blast(probs, offset).argmax(1) == BLAST
     blast = (scored.type == "blast").to_numpy()
     return {
         "ref normal_called_blast": round(float(shifted[~blast].mean()), 4),

@@ -92,11 +92,17 @@ def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | N
     return verdict_rates(bags, scores, SETTINGS.verdict)["suspected"]
 
 
+def reference_margins(probs: np.ndarray) -> np.ndarray:
+    """The blast margins a lab reference is fitted on, from its cells' probabilities: those of the cells called
+    white cells, as `leukoscan lab-reference` takes them from cells.csv."""
+    return blast_margin(probs[IS_WHITE[probs.argmax(1)]])
+
+
 def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     ref_probs, ref_types = lab["reference"]
     drawn = ref_probs[draw_bags(type_pool(ref_types), REFERENCE_CELLS, 0.0, 1, rng)[0]]
-    reference = blast_margin(drawn[IS_WHITE[drawn.argmax(1)]])  # as `lab-reference`: the cells called white cells
+    reference = reference_margins(drawn)
     normal, types = lab["normal"]
     rows = []
     for share in SHARES:
