@@ -9,6 +9,8 @@ each), the regression set the labelled test cells of ``leukoscan data cells`` of
 (the lab is the one the model never saw; in a real lab the regression set is every source's). Nothing is trained.
 
     python bench/eval_gate.py   # writes bench/results/lab_gate.{json,md}; ~5 min on 2 CPU cores
+    python bench/eval_gate.py --refit-prior --name lab_gate_refit   # the trial: each candidate's class prior
+                                # made from the shares of the set it was fine-tuned on, not the model it started from
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,6 +53,11 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="eval_lab_finetune's runs")
     ap.add_argument("--tolerance", type=float, default=0.02)
     ap.add_argument("--name", default="lab_gate", help="results file name")
+    ap.add_argument(
+        "--refit-prior",
+        action="store_true",
+        help="the trial: each candidate's class prior refitted to its fine-tuning set's shares (not its start's)",
+    )
     args = ap.parse_args()
     cells = eval_cells(args.cells)
     candidates = (
@@ -67,6 +75,8 @@ def main() -> None:
         ) in seen:  # an earlier run of the same draw (Zheng's "200": 197)
             continue
         seen.add(key)
+        if args.refit_prior:
+            candidate = refitted(candidate, args.runs / "data" / name / "train")
         start = WEIGHTS_DIR / "lolo" / f"no-{lab}.pt"
         if lab not in current_scores:
             start_card = json.loads(start.with_suffix(".json").read_text())
@@ -96,10 +106,28 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("current", "candidate")}), flush=True)
-    save(args.name, {"tolerance": args.tolerance, "rows": rows}, markdown(rows, args.tolerance))
+    results = {"tolerance": args.tolerance, "refit_prior": args.refit_prior, "rows": rows}
+    save(args.name, results, markdown(rows, args.tolerance, args.refit_prior))
 
 
-def markdown(rows: list[dict], tolerance: float) -> str:
+def refitted(candidate: Path, train: Path) -> Path:
+    """A copy of ``candidate`` (beside it, in ``weights-refit/``) whose card's class prior is the shares of the
+    fine-tuning set it was last trained on (``train``), the temperature kept (it moves no call)."""
+    from leukoscan.classify.train import folder_counts, scores_card
+
+    card = json.loads(candidate.with_suffix(".json").read_text())
+    correction = card["prior_correction"]
+    scores = scores_card(
+        folder_counts(train), card["test_time_views"], correction["strength"], correction["others_strength"]
+    )
+    out = candidate.parent.parent / "weights-refit" / candidate.name
+    out.parent.mkdir(exist_ok=True)
+    shutil.copyfile(candidate, out)
+    out.with_suffix(".json").write_text(json.dumps(card | scores, indent=2))
+    return out
+
+
+def markdown(rows: list[dict], tolerance: float, refit: bool = False) -> str:
     def change(row: dict, where: str, name: str) -> str:  # the model in use -> the candidate
         figures = [row[m][where][name] for m in ("current", "candidate")]
         return " → ".join("–" if v is None else f"{v:.3f}" for v in figures)
@@ -118,7 +146,12 @@ def markdown(rows: list[dict], tolerance: float) -> str:
             "The classifier's promotion gate on the candidates of `bench/eval_lab_finetune.py` (`python "
             f"bench/eval_gate.py`, tolerance {tolerance:g}): each leave-one-lab-out model fine-tuned on N reviewed "
             "cells of the lab it never saw, against the model it started from (before → after); the lab's figures on "
-            "the half no reviewer drew from, the regression set's on the labelled test cells of the other sources.",
+            "the half no reviewer drew from, the regression set's on the labelled test cells of the other sources."
+            + (
+                " The trial: each candidate's class prior refitted to its fine-tuning set (`--refit-prior`)."
+                if refit
+                else ""
+            ),
             "",
             table.to_markdown(index=False),
         ]

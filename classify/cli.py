@@ -597,8 +597,8 @@ def lab_cells(
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="The cell-type model to fine-tune: its crop window."),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
-    """Cut the cells a reviewer corrected on the review page, as `leukoscan run` cut them, labelled with the
-    reviewer's type: the lab's own cells for `leukoscan classify finetune`.
+    """Cut the cells a reviewer corrected or confirmed on the review page, as `leukoscan run` cut them, labelled
+    with the reviewer's type: the lab's own cells for `leukoscan classify finetune` and `classify promote`.
 
     Reads each slide's fields from where `run` read them (its verdict.json's `source`) at the scale it used;
     a cell reviewed again replaces its earlier row in OUT/cells.csv."""
@@ -727,8 +727,8 @@ def promote(
         callback=finite,
         min=0.0,
         max=1.0,
-        help="Largest drop of blast recall (the lab's) and of the AUC of P(blast) (the regression set's), and rise "
-        "of normal cells called blast (both), the gate allows.",
+        help="Largest drop of blast recall (the lab's) and of the AUC of P(blast), and rise of normal cells called "
+        "blast (the lab's and the regression set's), the gate allows.",
     ),
     device: str = device_option(),
 ) -> None:

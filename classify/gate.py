@@ -4,9 +4,10 @@ One reviewed field in ``HOLD_OUT_EVERY`` (``held_out``: by a hash of its slide a
 on its side as more cells are reviewed) is never fine-tuned on: the gate scores the lab on it. The regression set
 is the per-cell labelled test cells of ``leukoscan data cells`` (Munich, PBC, Zheng, TXL-PBC; Taleqani's per-image
 labels left out). A candidate replaces the classifier in use only if (``GATE``) it types more of the lab's held-out
-cells right, finds no fewer of their blasts and calls no more of their normal cells blasts (each within
-``tolerance``), and on the regression set still ranks blasts above normal cells (the AUC of P(blast), on which a
-lab reference places its call) and calls no more normal cells blasts; for a lab whose held-out cells hold no
+cells right, finds no fewer of their blasts, ranks them no worse above their normal cells (the AUC of P(blast),
+on which a lab reference places its call) and calls no more of their normal cells blasts (each within
+``tolerance``), and on the regression set still ranks blasts above normal cells and calls no more normal cells
+blasts; for a lab whose held-out cells hold no
 blasts, the regression set's blast recall must hold too (fine-tuned on normal cells alone, a model calls fewer
 blasts anywhere). How well it types other labs' normal cells is reported, not gated: a fine-tuned model is the
 lab's. Every decision goes into the classifier's registry (``weights/classifier-registry.json``).
@@ -74,12 +75,32 @@ def cell_figures(truth: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def read_json(path: Path, what: str) -> dict:
+    """A JSON file that a command made (``what`` it should be); a ``ValueError`` naming it when it is missing or
+    not JSON."""
+    if not path.is_file():
+        raise ValueError(f"{path} not found: {what}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not readable JSON ({e}): {what}") from None
+
+
 def lab_held_out(lab: Path) -> pd.DataFrame:
     """The held-out rows of a lab's reviewed cells (``lab/cells.csv``, from ``classify lab-cells``); a
-    ``ValueError`` when there are none."""
+    ``ValueError`` when the table is not one or none of its fields is held out."""
     import pandas as pd
 
-    table = pd.read_csv(lab / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
+    from leukoscan.classify.finetune import LAB_COLUMNS
+
+    try:
+        table = pd.read_csv(lab / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{lab / 'cells.csv'}: {e} (`leukoscan classify lab-cells` writes it)") from None
+    if missing := sorted(set(LAB_COLUMNS) - set(table.columns)):
+        raise ValueError(
+            f"{lab / 'cells.csv'} has no {missing} columns: cut the cells with `leukoscan classify lab-cells`"
+        )
     kept = table[held_out(table)].reset_index(drop=True)
     if kept.empty:
         fields = table[["slide", "image"]].drop_duplicates()
@@ -93,14 +114,17 @@ def lab_held_out(lab: Path) -> pd.DataFrame:
 
 def regression_cells(cells: Path, geometry: dict) -> pd.DataFrame:
     """The regression set: the test cells with per-cell labels of a built cell dataset (``leukoscan data cells``),
-    cut as ``geometry`` (a model's ``crop_record``) cuts; a ``ValueError`` for a dataset cut otherwise."""
+    cut as ``geometry`` (a model's ``crop_record``) cuts; a ``ValueError`` for a dataset cut otherwise, or one
+    without such cells."""
     from leukoscan.datasets.cells import read_cells
 
-    summary = json.loads((cells / "summary.json").read_text()) if (cells / "summary.json").is_file() else {}
+    summary = read_json(cells / "summary.json", "not a cell dataset of `leukoscan data cells`")
     if (cut := summary.get("geometry")) != geometry:
         raise ValueError(f"{cells}'s crops were cut at {cut}, not as the classifier cuts them ({geometry})")
     df = read_cells(cells)
     test = df[(df.split == "test") & ~df.weak].reset_index(drop=True)
+    if test.empty:
+        raise ValueError(f"{cells} has no test cells with per-cell labels: no regression set")
     test.attrs["root"] = df.attrs["root"]
     return test
 
@@ -143,12 +167,15 @@ def gate(scores: dict, tolerance: float) -> tuple[bool, str]:
                 f", {rule}" if rule != "tolerance" else ""
             )
         checks.append((ok, f"{where} {figure.replace('_', ' ')} {change:+.4f} ({said}{'' if ok else ': failed'})"))
+    if not any(" blast recall " in text or " blast auc " in text for _, text in checks):
+        checks.append((False, "no blasts, neither among the lab's held-out cells nor in the regression set: failed"))
     return all(ok for ok, _ in checks), "; ".join(text for _, text in checks)
 
 
 GATE = (  # (cells, figure, rule): "rise", or worse by at most the tolerance ("if ...": only then)
     ("lab", "accuracy", "rise"),
     ("lab", "blast_recall", "tolerance"),
+    ("lab", "blast_auc", "tolerance"),
     ("lab", "normal_called_blast", "tolerance"),
     ("regression", "blast_auc", "tolerance"),
     ("regression", "normal_called_blast", "tolerance"),
@@ -171,7 +198,7 @@ def promote(
     geometry = card_geometry(read_card(current)).crop_record()
     if (other := card_geometry(read_card(candidate)).crop_record()) != geometry:
         raise ValueError(f"{candidate} cuts its crops at {other}, {current} at {geometry}: not comparable")
-    cut = json.loads((lab / "geometry.json").read_text()) if (lab / "geometry.json").is_file() else None
+    cut = read_json(lab / "geometry.json", "not a folder of `leukoscan classify lab-cells`")
     if cut != geometry:
         raise ValueError(
             f"{lab}'s cells were cut at {cut}, not as {current.name} cuts them ({geometry}): cut them again"

@@ -99,6 +99,7 @@ class WeightsRegistry:
     def rollback(self, sha: str) -> Path:
         """Restore the archived weights whose sha256 starts with ``sha`` (at least 6 hex digits, one archive only)
         as ``current``; a ``ValueError`` (one line) otherwise, naming the archived ones."""
+        self.entries()  # a registry that cannot be read: before anything is restored
         archived = self.archived()
         choices = ", ".join(h[:12] for h in archived) or "none"
         sha = sha.strip().lower()

@@ -35,8 +35,8 @@ def test_held_out_is_one_field_in_four_by_name_whatever_else_is_added():
         held_out(pd.DataFrame({"crop": ["a.png"]}))
 
 
-def onehot(types, p_blast=None):
-    """Probabilities that call each cell ``types``; P(blast) set to ``p_blast`` where given (the rest shared)."""
+def onehot(types):
+    """Probabilities that call each cell its type in ``types``, with certainty."""
     probs = np.zeros((len(types), len(CELL_TYPES)))
     probs[np.arange(len(types)), [CELL_TYPES.index(t) for t in types]] = 1.0
     return probs
@@ -76,6 +76,7 @@ def test_the_gate_wants_the_lab_better_and_blasts_still_told_apart():
         ({}, {}, "lab accuracy +0.0000 (rise: failed)"),  # no better on the lab
         ({**better, "blast_recall": 0.45}, {}, "lab blast recall -0.0500 (drop <= 0.02: failed)"),
         ({**better, "normal_called_blast": 0.15}, {}, "lab normal called blast +0.0500 (rise <= 0.02: failed)"),
+        ({**better, "blast_auc": 0.85}, {}, "lab blast auc -0.0500 (drop <= 0.02: failed)"),
         (better, {"blast_auc": 0.85}, "regression blast auc -0.0500 (drop <= 0.02: failed)"),
         (better, {"normal_called_blast": 0.15}, "regression normal called blast +0.0500 (rise <= 0.02: failed)"),
     ):
@@ -84,12 +85,17 @@ def test_the_gate_wants_the_lab_better_and_blasts_still_told_apart():
     ok, reason = gate({"current": now, "candidate": scores({**better, "normal_called_blast": 0.11}, {})}, 0.02)
     assert ok, reason  # one more normal cell of a hundred called blast: within the tolerance
     # a lab without blasts (a lab of normal slides): the regression set's blast recall must hold as well
-    none = scores({"blast_recall": None}, {})
+    none = scores({"blast_recall": None, "blast_auc": None}, {})
     for recall, passes in ((0.49, True), (0.45, False)):
-        candidate = scores({**better, "blast_recall": None}, {"blast_recall": recall})
+        candidate = scores({**better, "blast_recall": None, "blast_auc": None}, {"blast_recall": recall})
         ok, reason = gate({"current": none, "candidate": candidate}, 0.02)
         assert ok is passes and "regression blast recall" in reason and "if the lab has no blasts" in reason
         assert "lab blast recall" not in reason
+    # no blasts anywhere (a lab of normal slides, a regression set without blasts): nothing says whether it misses
+    # blasts, so it is not promoted
+    blind = scores({"blast_recall": None, "blast_auc": None}, {"blast_recall": None, "blast_auc": None})
+    ok, reason = gate({"current": blind, "candidate": blind | {"lab": blind["lab"] | better}}, 0.02)
+    assert not ok and "no blasts, neither among the lab's held-out cells nor in the regression set" in reason
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +222,29 @@ def test_promote_refuses_cells_cut_otherwise_a_lab_with_nothing_held_out_and_a_b
     assert result.exit_code == 2 and "not a readable registry" in result.output
     result = runner.invoke(app(), [*base, str(lab), str(ROOT / "weights" / "subtype.pt")])
     assert result.exit_code == 2 and "not a cell-type model" in result.output
+    (tmp_path / "classifier-registry.json").unlink()
+    for given, broken, said in (
+        (other, other / "cells.csv", "has no ['predicted'] columns"),  # not cut by lab-cells
+        (other, other / "geometry.json", "geometry.json not found: not a folder of `leukoscan classify lab-cells`"),
+        (lab, regression / "summary.json", "summary.json not found: not a cell dataset"),
+    ):
+        if broken.name == "cells.csv":
+            table.drop(columns="predicted").to_csv(broken, index=False)
+        else:
+            broken.unlink()
+        result = runner.invoke(app(), [*base, str(given), str(current)])
+        assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output, result.output
+
+
+def test_rollback_with_a_registry_that_cannot_be_read_restores_nothing(tmp_path):
+    current = install_model(CLASSIFIER_WEIGHTS, tmp_path / "classifier.pt")
+    registry = WeightsRegistry(current, "classifier")
+    registry.archive(current, current.with_suffix(".json"))
+    current.write_bytes(b"a later model")
+    registry.path.write_text("{not json")
+    result = runner.invoke(app(), ["classify", "rollback", sha256(CLASSIFIER_WEIGHTS)[:8], "--current", str(current)])
+    assert result.exit_code == 2 and "not a readable registry" in result.output
+    assert current.read_bytes() == b"a later model"
 
 
 def test_finetune_never_trains_on_the_cells_held_out_for_the_gate(reviewed_lab, monkeypatch, tmp_path):

@@ -74,6 +74,11 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     second.querySelector('.kind').value = 'lymphocyte';  // a type: its uncertain cells too
     second.querySelector('.kind').dispatchEvent(new Event('change'));
     out.lymphocytes_shown = shown();
+    var first = document.querySelectorAll('section.slide')[0];  // confirmed: only the cells on screen
+    first.querySelector('.kind').value = 'lymphocyte';
+    first.querySelector('.kind').dispatchEvent(new Event('change'));
+    first.querySelector('.confirm-shown').click();
+    out.first_confirmed = correctionsCsv().trim().split('\n').slice(1).filter(function(r) { return r.split(',')[0] === '2'; }).length;
     // every URL the page can load: sources, links, stylesheets' pictures (Chromium keeps no resource timing for file:)
     out.resources = [];
     document.querySelectorAll('*').forEach(function(el) {
@@ -156,6 +161,8 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     # 91 cells: the first 120 would all show; the type filter leaves the blasts
     assert out["gallery_shown"] == len(cells2) and out["blasts_shown"] == int((cells2.cell_type == "blast").sum())
     assert out["lymphocytes_shown"] == int((cells2.cell_type == "lymphocyte").sum())
+    cells1 = pd.read_csv(two_slides / "2" / "cells.csv")
+    assert out["first_confirmed"] == int((cells1.cell_type == "lymphocyte").sum()) < len(cells1)
     assert out["numbers"] == [False, False, True, True, True]  # names that start with digits sort as names
     # nothing but the output folder's own files is loaded
     assert out["resources"] and all(r.startswith(("file://", "blob:")) for r in out["resources"]), out["resources"]
