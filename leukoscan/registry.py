@@ -44,29 +44,45 @@ class WeightsRegistry:
             raise ValueError(f"{self.path} is not a registry (a JSON list of entries): repair or move it")
         return entries
 
-    def record(self, entry: dict) -> None:
-        self.path.write_text(json.dumps([*self.entries(), entry], indent=2) + "\n")
+    def record(self, *entries: dict) -> None:
+        """Add ``entries`` to the log (written whole: a temporary file, then renamed)."""
+        self._write(self._staged(*entries))
+
+    def _staged(self, *entries: dict) -> Path:
+        """The log with ``entries`` added, written beside it (not yet in its place): a folder that cannot be
+        written fails here, before anything is installed."""
+        staged = self.path.with_suffix(".json.tmp")
+        staged.write_text(json.dumps([*self.entries(), *entries], indent=2) + "\n")
+        return staged
+
+    def _write(self, staged: Path) -> None:
+        staged.replace(self.path)
 
     def decide(self, candidate: Path, promoted: bool, reason: str, scores: dict) -> None:
         """Record a promotion gate's decision on ``candidate`` (``scores``: "current" and "candidate", each
         model's metrics) and, when ``promoted``, install it as ``current`` (the weights it replaces archived).
-        The first decision records the weights in use until then too (an event, as every entry)."""
+        The first decision records the weights in use until then too (an event, as every entry). The log is
+        written before the weights are installed and put in place after, so no promotion goes unlogged."""
         date = now()
+        entries = []
         if not self.entries():
             initial = {"file": self.current.name, "sha256": sha256(self.current), "parent": None, "date": date}
-            self.record({**initial, "status": "initial", "metrics": scores["current"]})
-        entry = {
-            "file": candidate.name,
-            "sha256": sha256(candidate),
-            "parent": sha256(self.current),
-            "date": date,
-            "status": "promoted" if promoted else "rejected",
-            "reason": reason,
-            "metrics": scores["candidate"],
-        }
+            entries.append({**initial, "status": "initial", "metrics": scores["current"]})
+        entries.append(
+            {
+                "file": candidate.name,
+                "sha256": sha256(candidate),
+                "parent": sha256(self.current),
+                "date": date,
+                "status": "promoted" if promoted else "rejected",
+                "reason": reason,
+                "metrics": scores["candidate"],
+            }
+        )
+        staged = self._staged(*entries)
         if promoted:
-            self._replace(candidate, {"date": date, "reason": reason, "scores": scores}, entry["sha256"])
-        self.record(entry)
+            self._replace(candidate, {"date": date, "reason": reason, "scores": scores}, entries[-1]["sha256"])
+        self._write(staged)
 
     def _replace(self, candidate: Path, promotion: dict, sha: str) -> None:
         """Archive ``current`` and install ``candidate`` in its place, with its card saying how it was promoted."""
@@ -99,7 +115,6 @@ class WeightsRegistry:
     def rollback(self, sha: str) -> Path:
         """Restore the archived weights whose sha256 starts with ``sha`` (at least 6 hex digits, one archive only)
         as ``current``; a ``ValueError`` (one line) otherwise, naming the archived ones."""
-        self.entries()  # a registry that cannot be read: before anything is restored
         archived = self.archived()
         choices = ", ".join(h[:12] for h in archived) or "none"
         sha = sha.strip().lower()
@@ -109,6 +124,13 @@ class WeightsRegistry:
         if len(matches) != 1:
             what = f"no archived {self.kind}" if not matches else f"{len(matches)} archived {self.kind}s match"
             raise ValueError(f"{what} {sha!r} (archived: {choices})")
+        restored = {
+            "file": matches[0].name,
+            "sha256": sha256(matches[0]),
+            "parent": sha256(self.current) if self.current.is_file() else None,  # the weights it replaces
+            "date": now(),
+        }
+        staged = self._staged({**restored, "status": "rolled back"})
         install(matches[0], self.current)
         card, current_card = matches[0].with_suffix(".json"), self.current.with_suffix(".json")
         if card.is_file():
@@ -120,8 +142,7 @@ class WeightsRegistry:
                 "note": f"restored from {matches[0].name}, no card",
             }
             current_card.write_text(json.dumps(note, indent=2) + "\n")
-        restored = {"file": matches[0].name, "sha256": sha256(self.current), "parent": None, "date": now()}
-        self.record({**restored, "status": "rolled back"})
+        self._write(staged)
         return self.current
 
 

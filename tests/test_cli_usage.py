@@ -393,7 +393,7 @@ def test_an_out_that_is_a_file_is_one_line_in_every_command_that_writes_a_folder
         "detect predict": [str(DEMO_SLIDE / "2.jpg")],
         "detect finetune": [str(folder), "--replay-n", "0"],
         "classify lab-cells": [str(folder / "corrections.csv"), "--results", str(folder)],
-        "classify finetune": [str(folder)],
+        "classify finetune": [str(folder), "--cells", str(folder)],  # (data/cells need not be built)
     }[command]
     result = runner.invoke(app, [*command.split(), *given, "--out", str(tmp_path / "file")])
     assert result.exit_code == 2 and f"--out {tmp_path / 'file'} is a file, not a folder" in result.output, (

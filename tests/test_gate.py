@@ -196,8 +196,10 @@ def test_promote_keeps_the_model_unless_the_candidate_wins_and_rollback_restores
     result = runner.invoke(app(), ["classify", "rollback", original[:8], "--current", str(current)])
     assert result.exit_code == 0, result.output
     assert sha256(current) == original and json.loads(current.with_suffix(".json").read_text())["sha256"] == original
-    statuses = [e["status"] for e in WeightsRegistry(current, "classifier").entries()]
-    assert statuses == ["initial", "rejected", "promoted", "rolled back"]
+    entries = WeightsRegistry(current, "classifier").entries()
+    assert [e["status"] for e in entries] == ["initial", "rejected", "promoted", "rolled back"]
+    assert entries[-1]["parent"] == sha256(candidate) and entries[-1]["sha256"] == original  # what it replaced
+    assert not list(weights.glob("*.tmp"))  # the log staged before each install is in its place
     result = runner.invoke(app(), ["classify", "rollback", "zzzzzz", "--current", str(current)])
     assert result.exit_code == 2 and "archived classifier" in result.output
 
