@@ -84,6 +84,8 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
         table.add_row(f"weights {name}", "[red]missing[/]")
         return [f"weights {path} not found"]
     table.add_row(f"weights {name}", f"{sha256(path)[:16]}…  ({path.stat().st_size / 1e6:.1f} MB)")
+    if made := origin(path):
+        table.add_row("  made", escape(made))
     if problem := model_problem(name, path):
         table.add_row("  loads and runs", "[red]no[/]")
         return [f"weights {name}: {problem}"]
@@ -109,6 +111,26 @@ def weights_rows(table: Table, name: str, path: Path) -> list[str]:
         row += f"; [red]broken, export again:[/] {len(broken)}"
     table.add_row("  exported for --backend", row)
     return broken
+
+
+def origin(weights: Path) -> str | None:
+    """What a model's card says it is, where it is not the trained model of a recipe: fine-tuned on a lab's
+    reviewed cells, promoted by the gate, restored by a rollback (None for a card that says none of it, or none)."""
+    from leukoscan.cards import read_card
+
+    try:
+        card = read_card(weights)
+    except WeightsError:
+        return None  # (said by model_problem)
+    said = []
+    if tuned := card.get("finetune"):
+        cells = sum((tuned.get("lab_cells") or {}).values())
+        said.append(f"fine-tuned from {str(tuned.get('from_sha256', '?'))[:12]} on {cells} reviewed lab cells")
+    if promotion := card.get("promotion"):
+        said.append(f"promoted {promotion.get('date', '?')} (leukoscan classify/detect promote; rollback restores)")
+    if card.get("note"):
+        said.append(str(card["note"]))
+    return "; ".join(said) or None
 
 
 def read_openvino(folder: Path) -> None:

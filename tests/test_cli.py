@@ -1,5 +1,6 @@
 """The console command: help shows defaults, doctor reports and fails clearly on missing or broken weights."""
 
+import json
 import shutil
 
 from typer.testing import CliRunner
@@ -106,3 +107,18 @@ def test_module_entry_point():
 
     done = subprocess.run([sys.executable, "-m", "leukoscan", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("leukoscan "), done.stderr
+
+
+def test_doctor_says_a_model_was_fine_tuned_and_promoted(tmp_path):
+    for name in ("detector.pt", "classifier.pt", "subtype.pt"):
+        shutil.copyfile(WEIGHTS_DIR / name, tmp_path / name)
+        shutil.copyfile(WEIGHTS_DIR / name.replace(".pt", ".json"), tmp_path / name.replace(".pt", ".json"))
+    card = json.loads((tmp_path / "classifier.json").read_text())
+    card["finetune"] = {"from_sha256": "ab" * 32, "lab_cells": {"blast": 3, "neutrophil": 4}}
+    card["promotion"] = {"date": "2026-12-06T16:00:00+00:00", "reason": "lab accuracy +0.1", "scores": {}}
+    (tmp_path / "classifier.json").write_text(json.dumps(card))
+    out = runner.invoke(app, ["doctor", "--weights-dir", str(tmp_path)], env={"COLUMNS": "400"})  # rows unwrapped
+    assert out.exit_code == 0, out.output
+    text = out.stdout
+    assert "fine-tuned from abababababab on 7 reviewed lab cells" in text and "promoted 2026-12-06" in text
+    assert text.count("fine-tuned from") == 1  # the shipped detector and subtype model say nothing of it
