@@ -45,7 +45,7 @@ KINDS = {
 
 
 def main() -> None:
-    from leukoscan.classify.gate import gate, regression_cells, score
+    from leukoscan.classify.gate import GateCells, gate, regression_cells, score
 
     runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,9 +87,11 @@ def main() -> None:
             regression = regression_cells(args.cells, start_card["geometry"])
             regression = regression[regression.source != lab].reset_index(drop=True)
             regression.attrs["root"] = cells.attrs["root"]
-            current_scores[lab] = (held, regression, score(start, held, regression))
-        held, regression, now = current_scores[lab]
-        new = score(candidate, held, regression)
+            cells_of = GateCells.read(held, regression)
+            current_scores[lab] = (cells_of, score(start, cells_of))
+        cells_of, now = current_scores[lab]
+        held, regression = cells_of.lab, cells_of.regression
+        new = score(candidate, cells_of)
         promoted, reason = gate({"current": now, "candidate": new}, args.tolerance)
         row = {
             "lab": lab,

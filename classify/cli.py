@@ -20,6 +20,7 @@ from leukoscan.cli import (
     interrupted,
     max_megapixels_option,
     one_line,
+    rollback_weights,
     user_errors,
 )
 from leukoscan.config import (
@@ -607,7 +608,7 @@ def lab_cells(
     from leukoscan import outputs
     from leukoscan.cards import card_geometry, read_card
     from leukoscan.classify.finetune import LAB_COLUMNS, reviewed_cells
-    from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out
+    from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out, read_lab_cells
 
     def warn(line: str) -> None:
         console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
@@ -631,7 +632,7 @@ def lab_cells(
     before = pd.DataFrame(columns=list(LAB_COLUMNS))
     if (out / "cells.csv").exists():
         with user_errors():
-            before = pd.read_csv(out / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
+            before = read_lab_cells(out)
     key = ["slide", "image", "cell"]
     kept = before[~before.set_index(key).index.isin(cut.set_index(key).index)]
     merged = pd.concat([kept, cut], ignore_index=True).sort_values(key, kind="stable")
@@ -672,12 +673,11 @@ def finetune(
     to screen that lab's slides with (`leukoscan run ... --classifier-weights OUT/candidate.pt`), or to promote.
 
     One reviewed field in 4 is held out (never trained on) for `leukoscan classify promote`."""
-    import pandas as pd
 
     from leukoscan import outputs
-    from leukoscan.cards import card_geometry, read_card, ship
+    from leukoscan.cards import ship
     from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
-    from leukoscan.classify.gate import HOLD_OUT_EVERY, held_out
+    from leukoscan.classify.gate import HOLD_OUT_EVERY, check_cut, held_out, read_lab_cells
 
     candidate = out / "candidate.pt"
     with user_errors():
@@ -685,12 +685,8 @@ def finetune(
         if candidate.exists() and not overwrite:
             raise ValueError(f"{candidate} exists: move it, or give another --out (or --overwrite)")
         cell_type_model(start, "cpu")
-        table = pd.read_csv(lab / "cells.csv", keep_default_na=False, dtype={"slide": str, "image": str})
-        cut = json.loads((lab / "geometry.json").read_text())
-        if cut != (model := card_geometry(read_card(start)).crop_record()):
-            raise ValueError(
-                f"{lab}'s cells were cut at {cut}, not as {start.name} cuts them ({model}): cut them again"
-            )
+        check_cut(lab, start)
+        table = read_lab_cells(lab)
         if (kept := table[~held_out(table)]).empty and not table.empty:
             raise ValueError(
                 f"every reviewed field in {lab} is held out for the promotion gate (one in {HOLD_OUT_EVERY}): "
@@ -759,10 +755,4 @@ def rollback(
     current: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type model weights to restore into."),
 ) -> None:
     """Restore an earlier cell-type model from weights/archive (see weights/classifier-registry.json)."""
-    from leukoscan.cards import sha256
-    from leukoscan.registry import WeightsRegistry
-
-    with user_errors():
-        WeightsRegistry(current, "classifier").rollback(sha)
-        restored = sha256(current)
-    console.print(f"restored {restored[:12]} as {escape(str(current))}", soft_wrap=True)
+    rollback_weights(current, "classifier", sha)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,9 +87,9 @@ def read_json(path: Path, what: str) -> dict:
         raise ValueError(f"{path} is not readable JSON ({e}): {what}") from None
 
 
-def lab_held_out(lab: Path) -> pd.DataFrame:
-    """The held-out rows of a lab's reviewed cells (``lab/cells.csv``, from ``classify lab-cells``); a
-    ``ValueError`` when the table is not one or none of its fields is held out."""
+def read_lab_cells(lab: Path) -> pd.DataFrame:
+    """A lab's reviewed cells (``lab/cells.csv``, ``LAB_COLUMNS``, slide and image names as written); a
+    ``ValueError`` (one line) for a file that is not one."""
     import pandas as pd
 
     from leukoscan.classify.finetune import LAB_COLUMNS
@@ -101,6 +102,27 @@ def lab_held_out(lab: Path) -> pd.DataFrame:
         raise ValueError(
             f"{lab / 'cells.csv'} has no {missing} columns: cut the cells with `leukoscan classify lab-cells`"
         )
+    return table
+
+
+def check_cut(lab: Path, weights: Path) -> dict:
+    """How the model in ``weights`` cuts its crops (``crop_record``); a ``ValueError`` when the lab's reviewed
+    cells (``lab/geometry.json``) were cut otherwise."""
+    from leukoscan.cards import card_geometry, read_card
+
+    geometry = card_geometry(read_card(weights)).crop_record()
+    cut = read_json(lab / "geometry.json", "not a folder of `leukoscan classify lab-cells`")
+    if cut != geometry:
+        raise ValueError(
+            f"{lab}'s cells were cut at {cut}, not as {weights.name} cuts them ({geometry}): cut them again"
+        )
+    return geometry
+
+
+def lab_held_out(lab: Path) -> pd.DataFrame:
+    """The held-out rows of a lab's reviewed cells (``read_lab_cells``); a ``ValueError`` when none of its fields
+    is held out."""
+    table = read_lab_cells(lab)
     kept = table[held_out(table)].reset_index(drop=True)
     if kept.empty:
         fields = table[["slide", "image"]].drop_duplicates()
@@ -129,14 +151,32 @@ def regression_cells(cells: Path, geometry: dict) -> pd.DataFrame:
     return test
 
 
-def score(weights: Path, lab: pd.DataFrame, regression: pd.DataFrame, device: str = "cpu") -> dict:
+@dataclass(frozen=True)
+class GateCells:
+    """What the gate scores a model on: the lab's held-out cells and the regression set (tables of ``crop`` and
+    ``type``), with their crops, read once for every model scored."""
+
+    lab: pd.DataFrame
+    regression: pd.DataFrame
+    lab_crops: np.ndarray
+    regression_crops: np.ndarray
+
+    @classmethod
+    def read(cls, lab: pd.DataFrame, regression: pd.DataFrame) -> GateCells:
+        """Each table's crops (``read_crops``: files under its ``attrs["root"]``)."""
+        from leukoscan.datasets.cells import read_crops
+
+        return cls(lab, regression, read_crops(lab), read_crops(regression))
+
+
+def score(weights: Path, cells: GateCells, device: str = "cpu") -> dict:
     """``cell_figures`` of the model in ``weights`` on the lab's held-out cells (and how many of them confirm the
     call the review page showed) and on the regression set, by source."""
     from leukoscan.classify.predict import CellClassifier
-    from leukoscan.datasets.cells import read_crops
 
     clf = CellClassifier(weights, device, strict=False)
-    lab_probs, reg_probs = clf.probs(read_crops(lab)), clf.probs(read_crops(regression))
+    lab, regression = cells.lab, cells.regression
+    lab_probs, reg_probs = clf.probs(cells.lab_crops), clf.probs(cells.regression_crops)
     by_source = {
         str(source): cell_figures(regression.type.to_numpy()[rows], reg_probs[rows])
         for source, rows in regression.groupby("source").indices.items()
@@ -198,13 +238,9 @@ def promote(
     geometry = card_geometry(read_card(current)).crop_record()
     if (other := card_geometry(read_card(candidate)).crop_record()) != geometry:
         raise ValueError(f"{candidate} cuts its crops at {other}, {current} at {geometry}: not comparable")
-    cut = read_json(lab / "geometry.json", "not a folder of `leukoscan classify lab-cells`")
-    if cut != geometry:
-        raise ValueError(
-            f"{lab}'s cells were cut at {cut}, not as {current.name} cuts them ({geometry}): cut them again"
-        )
-    held, regression = lab_held_out(lab), regression_cells(cells, geometry)
-    scores = {name: score(w, held, regression, device) for name, w in (("current", current), ("candidate", candidate))}
+    check_cut(lab, current)
+    cells = GateCells.read(lab_held_out(lab), regression_cells(cells, geometry))
+    scores = {name: score(w, cells, device) for name, w in (("current", current), ("candidate", candidate))}
     promoted, reason = gate(scores, tolerance)
     registry.decide(candidate, promoted, reason, scores)
     result = {"promoted": promoted, "reason": reason, "scores": scores}

@@ -22,6 +22,7 @@ from leukoscan.cli import (
     max_megapixels_option,
     one_line,
     positive,
+    rollback_weights,
     um_per_px_option,
     user_errors,
 )
@@ -315,10 +316,4 @@ def rollback(
     current: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights to restore into."),
 ) -> None:
     """Restore an earlier detector from weights/archive (see weights/registry.json)."""
-    from leukoscan.cards import sha256
-    from leukoscan.detect.registry import rollback as run_rollback
-
-    with user_errors():
-        run_rollback(current, sha)
-        restored = sha256(current)
-    console.print(f"restored {restored[:12]} as {current}")
+    rollback_weights(current, "detector", sha)

@@ -1,5 +1,5 @@
 """Fine-tuning the detector on a lab's label set, and its promotion gate; every decision is recorded in its
-registry (``weights/registry.json``, ``leukoscan.registry``), whose archive ``rollback`` restores from.
+registry (``weights/registry.json``, ``leukoscan.registry``), whose archive ``WeightsRegistry.rollback`` restores from.
 """
 
 from __future__ import annotations
@@ -143,8 +143,3 @@ def _gate(scores: dict, tolerance: float) -> tuple[bool, str]:
         f"(may drop by {tolerance:g} at most)"
     )
     return lab_gain > 0 and recall_change >= 0 and regression_drop <= tolerance, reason
-
-
-def rollback(current: Path, sha: str) -> Path:
-    """Restore an archived detector as ``current`` (``WeightsRegistry.rollback``)."""
-    return WeightsRegistry(current).rollback(sha)

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -82,6 +83,18 @@ def user_errors(code: int = USAGE_ERROR) -> Iterator[None]:
         yield
     except (OSError, ValueError) as e:
         fail(one_line(e), code)
+
+
+def rollback_weights(current: Path, kind: str, sha: str) -> None:
+    """``detect rollback`` and ``classify rollback``: restore the archived ``kind`` of model whose sha256 starts
+    with ``sha`` as ``current`` (``WeightsRegistry.rollback``), or one line saying why not."""
+    from leukoscan.cards import sha256
+    from leukoscan.registry import WeightsRegistry
+
+    with user_errors():
+        WeightsRegistry(current, kind).rollback(sha)
+        restored = sha256(current)
+    console.print(f"restored {restored[:12]} as {escape(str(current))}", soft_wrap=True)
 
 
 class OneLineErrors(TyperGroup):

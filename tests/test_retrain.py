@@ -18,8 +18,9 @@ from leukoscan.datasets.build import read_yolo
 from leukoscan.detect.labels import LabelError, import_labels, tile_labset, unreviewed
 from leukoscan.detect.predict import Detector
 from leukoscan.detect.prelabel import prelabel
-from leukoscan.detect.registry import finetune, promote, read_registry, rollback
+from leukoscan.detect.registry import finetune, promote, read_registry
 from leukoscan.detect.train import FINETUNE
+from leukoscan.registry import WeightsRegistry
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +273,8 @@ def test_import_move_finetune_and_gate(loop):
         assert sha256(loop["current"]) == sha256(candidate)
         for wrong in ("", "*", original[:5], "f" * 12 if not original.startswith("f") else "0" * 12):
             with pytest.raises(ValueError, match="archived"):  # never a guess: a unique prefix of an archived one
-                rollback(loop["current"], wrong)
-        rollback(loop["current"], original)
+                WeightsRegistry(loop["current"]).rollback(wrong)
+        WeightsRegistry(loop["current"]).rollback(original)
         assert sha256(loop["current"]) == original and read_registry(loop["current"])[-1]["status"] == "rolled back"
 
 
@@ -315,13 +316,11 @@ def test_a_corrupt_registry_is_one_line_before_any_scoring(tmp_path):
 
 
 def test_rollback_to_weights_archived_without_a_card_leaves_no_other_models_card(tmp_path):
-    from leukoscan.registry import WeightsRegistry
-
     current = shutil.copyfile(DETECTOR_WEIGHTS, tmp_path / "detector.pt")
     WeightsRegistry(current).archive(current, tmp_path / "no-card.json")  # archived as weights without a card were
     current.write_bytes(b"a later detector")
     (tmp_path / "detector.json").write_text(json.dumps({"sha256": "of the later detector", "metrics": {}}))
-    rollback(current, sha256(DETECTOR_WEIGHTS)[:8])
+    WeightsRegistry(current).rollback(sha256(DETECTOR_WEIGHTS)[:8])
     card = json.loads((tmp_path / "detector.json").read_text())
     assert card["sha256"] == sha256(DETECTOR_WEIGHTS) == sha256(current) and "metrics" not in card
 
