@@ -20,7 +20,9 @@ from leukoscan.cli import (
     interrupted,
     max_megapixels_option,
     one_line,
+    report_decision,
     rollback_weights,
+    show_json,
     user_errors,
 )
 from leukoscan.config import (
@@ -123,7 +125,7 @@ def train(
     if balance:
         train_data = Path(str(data) + "_balanced")
         counts = make_balanced(data, train_data, per_class)
-        console.print(f"balanced training set: {counts}")
+        console.print(f"balanced training set: {counts}", markup=False, soft_wrap=True)
     best, card = run_train(train_data, project, name, ClassifierRecipe(epochs=epochs, imgsz=imgsz), device)
     calib = calibrate(Classifier(best, device), data / "val")
     card.update(calib)
@@ -138,10 +140,10 @@ def train(
         "manifest_sha256": manifest_hash(manifest) if manifest.exists() else None,
     }
     card = write_card(best, card)  # read_card finds it beside best.pt
-    console.print(json.dumps(card, indent=2))
+    show_json(card)
     if ship_to:
         ship(best, ship_to, card)
-        console.print(f"shipped {ship_to}")
+        console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
 
 
 def cell_model_facts(best: Path, device: str, colour: str, folder: Path, cells: Path, scores: dict) -> dict:
@@ -264,7 +266,7 @@ def train_cells(
     counts = training_folder(
         df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources, blast_parts=blast_parts
     )
-    console.print(json.dumps(counts))
+    show_json(counts, indent=None)
     targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
     augment = LabAugment(
         p_transfer=stain_transfer,
@@ -295,10 +297,10 @@ def train_cells(
         "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
     }
     write_card(best, card)
-    console.print(json.dumps({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}))
+    show_json({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}, indent=None)
     if ship_to:
         ship(best, ship_to, card)
-        console.print(f"shipped {ship_to}")
+        console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
 
 
 def _reused_card(
@@ -425,7 +427,7 @@ def clean(
     cleaned.to_csv(out, index=False)
     summary = cleaning_summary(cleaned)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    console.print(json.dumps(summary))
+    show_json(summary, indent=None)
 
 
 @app.command("pseudo-label")
@@ -484,7 +486,7 @@ def pseudo_label(
         "types": kept.type.value_counts().to_dict(),
     }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    console.print(json.dumps(summary))
+    show_json(summary, indent=None)
 
 
 @app.command()
@@ -694,7 +696,7 @@ def finetune(
             )
         training = model_training_folder(start, cells)
         counts = finetune_folder(kept, training, out / "data", replay_n, lab_share, seed, root=lab)
-        console.print(json.dumps(counts))
+        show_json(counts, indent=None)
         try:
             best, card = finetune_cells(
                 start, out / "data", out / "runs", "finetune", FinetuneRecipe(epochs=epochs, seed=seed), device
@@ -736,17 +738,11 @@ def promote(
         for weights in (candidate, current):
             cell_type_model(weights, "cpu")
         result = run_promote(candidate, current, lab, cells, tolerance, device)
-    console.print(json.dumps(result, indent=2))
-    if note := result.get("note"):
-        console.print(f"[yellow]note: {escape(note)}[/]", soft_wrap=True)
-    if result["promoted"]:
-        console.print(
-            f"[green]promoted[/]: {escape(result['reason'])}\nA lab reference made with the model it replaced is "
-            "refused with this one: make it again (`leukoscan lab-reference`).",
-            soft_wrap=True,
-        )
-    else:
-        console.print(f"[yellow]rejected[/]: {escape(result['reason'])}", soft_wrap=True)
+    report_decision(
+        result,
+        after_promotion="A lab reference made with the model it replaced is refused with this one: make it again "
+        "(`leukoscan lab-reference`).",
+    )
 
 
 @app.command()

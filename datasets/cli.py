@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import typer
 
-from leukoscan.cli import NOTHING_PROCESSED, console, fail, finite, track, user_errors
+from leukoscan.cli import NOTHING_PROCESSED, console, fail, finite, show_json, track, user_errors
 from leukoscan.config import BUILD_DIR, DATA_ROOT, SETTINGS
 
 app = typer.Typer(
@@ -30,7 +29,11 @@ def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
     problems = leaks(df)
     if problems:
         fail(f"split leaks: {problems[:3]}", NOTHING_PROCESSED)
-    console.print(f"manifest: {out}  ({(df.split != '').sum()} images used, {(df.split == '').sum()} dropped)")
+    console.print(
+        f"manifest: {out}  ({(df.split != '').sum()} images used, {(df.split == '').sum()} dropped)",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print(df[df.split != ""].groupby(["class_dir", "split"]).size().unstack().to_string())
     return df
 
@@ -50,7 +53,7 @@ def _build(build, data_root: Path, out: Path, **options) -> None:
     manifest = _manifest(data_root, out / "manifest.csv")
     with user_errors(NOTHING_PROCESSED):  # a field or mask that cannot be read: named
         summary = build(data_root, out, manifest, **options)
-    console.print(json.dumps(summary, indent=2))
+    show_json(summary)
 
 
 @app.command()

@@ -22,7 +22,9 @@ from leukoscan.cli import (
     max_megapixels_option,
     one_line,
     positive,
+    report_decision,
     rollback_weights,
+    show_json,
     um_per_px_option,
     user_errors,
 )
@@ -92,7 +94,7 @@ def train(
     data_yaml(data, "train", "val")
     recipe = DetectorRecipe(epochs=epochs, imgsz=imgsz)
     best, card = run_train(data, project, name, recipe, device, fraction=fraction)
-    console.print(json.dumps(card, indent=2))
+    show_json(card)
     if ship_to:
         manifest = Path(data).parent / "manifest.csv"
         card["data"] = {
@@ -104,7 +106,7 @@ def train(
             else None,
         }
         ship(best, ship_to, card)
-        console.print(f"shipped {ship_to}")
+        console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
 
 
 @app.command()
@@ -123,7 +125,7 @@ def val(
     with user_errors():
         model = load_model(weights, "detect")
     metrics = model_metrics(model, data, split, imgsz, device, RUNS / "val", "detect")
-    console.print(json.dumps({k: round(float(v), 4) for k, v in metrics.results_dict.items()}, indent=2))
+    show_json({k: round(float(v), 4) for k, v in metrics.results_dict.items()})
 
 
 @app.command()
@@ -174,7 +176,7 @@ def predict(
             ).annotate(to_bgr(rgb), det)
             overlay = outputs.write_jpeg(out / f"{stems[path]}.jpg", scene)
             images_read.append({"image": str(path), "status": "ok", "n_cells": len(det), "overlay": overlay.name})
-            console.print(f"{path.name}: {len(det)} white cells", soft_wrap=True)
+            console.print(f"{escape(path.name)}: {len(det)} white cells", soft_wrap=True)
         outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
         columns = ["image", "status", "error", "n_cells", "overlay"]
         outputs.write_csv(out / "images.csv", pd.DataFrame(images_read, columns=columns).astype({"n_cells": "Int64"}))
@@ -208,8 +210,12 @@ def prelabel(
         counts = run_prelabel(
             detector, images, out, cell_size, um_per_px, log=lambda m: console.print(m, soft_wrap=True, markup=False)
         )
-    console.print(json.dumps(counts, indent=2))
-    console.print(f"review {out / 'annotations.coco.json'} (COCO: CVAT, Label Studio) or {out / 'labels'} (YOLO)")
+    show_json(counts)
+    console.print(
+        f"review {escape(str(out / 'annotations.coco.json'))} (COCO: CVAT, Label Studio) "
+        f"or {escape(str(out / 'labels'))} (YOLO)",
+        soft_wrap=True,
+    )
 
 
 @app.command("import-labels")
@@ -229,7 +235,7 @@ def import_labels(
         for p in e.problems:
             console.print(f"[red]problem:[/] {escape(p)}", soft_wrap=True)
         fail(f"{len(e.problems)} problem(s) in {source} (listed above); no labels were changed", USAGE_ERROR)
-    console.print(json.dumps(report, indent=2))
+    show_json(report)
 
 
 @app.command()
@@ -279,7 +285,9 @@ def finetune(
                 f"no new candidate written; the unfinished training is in {out / 'runs'} (run the command again, "
                 "with --overwrite if a candidate was there)"
             )
-    console.print(f"candidate: {candidate}  (recipe: {candidate.with_suffix('.json')})")
+    console.print(
+        f"candidate: {escape(str(candidate))}  (recipe: {escape(str(candidate.with_suffix('.json')))})", soft_wrap=True
+    )
 
 
 @app.command()
@@ -305,9 +313,8 @@ def promote(
             load_model(weights, "detect")
         read_registry(current)  # before the scoring, not after it
         lab = tile_labset(labset)
-    result = run_promote(candidate, current, regression, lab, tolerance, device=device)
-    console.print(json.dumps(result, indent=2))
-    console.print(("[green]promoted[/]" if result["promoted"] else "[yellow]rejected[/]") + f": {result['reason']}")
+        result = run_promote(candidate, current, regression, lab, tolerance, device=device)
+    report_decision(result)
 
 
 @app.command()

@@ -9,6 +9,7 @@ Progress, logs and errors go to stderr; what a command reports as its result may
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -95,6 +96,24 @@ def rollback_weights(current: Path, kind: str, sha: str) -> None:
         WeightsRegistry(current, kind).rollback(sha)
         restored = sha256(current)
     console.print(f"restored {restored[:12]} as {escape(str(current))}", soft_wrap=True)
+
+
+def show_json(value: Any, indent: int | None = 2) -> None:
+    """A command's result as JSON on the console, as it is: no markup read into it, no line wrapped."""
+    console.print(json.dumps(value, indent=indent), markup=False, highlight=False, soft_wrap=True)
+
+
+def report_decision(result: dict, after_promotion: str = "") -> None:
+    """``detect promote`` and ``classify promote``: the gate's figures (JSON, shown as they are), its note if
+    any, and one line saying promoted or rejected and why (``after_promotion`` follows a promotion)."""
+    show_json(result)
+    if note := result.get("note"):
+        console.print(f"[yellow]note: {escape(note)}[/]", soft_wrap=True)
+    if result["promoted"]:
+        then = f"\n{escape(after_promotion)}" if after_promotion else ""
+        console.print(f"[green]promoted[/]: {escape(result['reason'])}{then}", soft_wrap=True)
+    else:
+        console.print(f"[yellow]rejected[/]: {escape(result['reason'])}", soft_wrap=True)
 
 
 class OneLineErrors(TyperGroup):

@@ -41,6 +41,6 @@ def export_models(models: tuple[tuple[Path, str, Path], ...], formats: list) -> 
                     warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notes, not the user's
                     path = model.export(format=fmt.removesuffix("-int8"), dynamic=True, device="cpu", **extra)
                 record_export(weights, fmt)
-                console.print(f"exported {path}")
+                console.print(f"exported {path}", markup=False, soft_wrap=True)
     except KeyboardInterrupt:
         interrupted("the export being written is incomplete (`--backend` refuses it): run `leukoscan export` again")

@@ -400,3 +400,21 @@ def test_an_out_that_is_a_file_is_one_line_in_every_command_that_writes_a_folder
         result.output
     )
     assert (tmp_path / "file").read_text() == "kept" and "Traceback" not in result.output
+
+
+def test_results_and_decisions_reach_the_console_as_written(capsys):
+    """A command's JSON result is printed whole (no line wrapped, no brackets read as markup), and a gate's
+    reason is shown as it is, whichever gate made it."""
+    from leukoscan.cli import report_decision, show_json
+
+    value = {"path": "/lab/[red]slides/" + "x" * 200, "counts": list(range(40))}
+    show_json(value)
+    show_json(value, indent=None)
+    err = capsys.readouterr().err
+    first, second = err.split("\n}\n")
+    assert json.loads(first + "\n}") == value and json.loads(second) == value
+    report_decision({"promoted": False, "reason": "lab mAP50 [bold]0.5 -> 0.4", "note": "all [i]corrections"})
+    report_decision({"promoted": True, "reason": "ok"}, after_promotion="make the [lab] reference again")
+    err = capsys.readouterr().err
+    assert "rejected: lab mAP50 [bold]0.5 -> 0.4" in err and "note: all [i]corrections" in err
+    assert "promoted: ok\nmake the [lab] reference again" in err
