@@ -7,7 +7,13 @@ much a second training run moves these figures"). Each argument is a results nam
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --seed 1 \
         --only munich --only pbc --only zheng --only taleqani --ship-dir runs/seed1
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
-    python bench/crosslab_runs.py crosslab crosslab_seed1      # writes bench/results/crosslab_runs.{json,md}
+    python bench/crosslab_runs.py crosslab_one_correction crosslab_seed1   # bench/results/crosslab_runs.{json,md}
+
+``crosslab_one_correction`` is ``crosslab`` as eval_crosslab.py wrote it for the seed-0 models with the scores
+of before 2026-12-06 (one class-prior correction for every type; ``git show e07c264:bench/results/crosslab.json``),
+the scores the seed-1 run was measured with; ``crosslab crosslab_seed1_scores --name crosslab_runs_scores``
+compares the two runs with today's scores (the seed-1 model blind to Munich was not scored again: its AUC is the
+same, the correction moving only the types other than blast).
 """
 
 from __future__ import annotations
