@@ -121,17 +121,17 @@ def run(
     ),
 ) -> None:
     """Screen slides: find and classify every white cell, then give each slide a screening verdict."""
-    from leukoscan.engine import not_busy, outside_slides, slide_tasks, without_repeats
+    from leukoscan.engine import not_busy, outside_slides, slide_tasks, slides_given
     from leukoscan.images import list_images, pixel_limit
     from leukoscan.journal import finished_count
     from leukoscan.lab import LabReference
     from leukoscan.models import ModelFiles, Models
-    from leukoscan.slide import Options, Slide, screening_key
+    from leukoscan.slide import Options, screening_key
 
     screen = engine_screen(engine, ray_address)
     files = ModelFiles(detector_weights, classifier_weights, subtype_weights, device, backend)
     with user_errors():
-        tasks = slide_tasks(without_repeats([Slide.from_path(p) for p in (slides or list_images(DEMO_SLIDE))]), out)
+        tasks = slide_tasks(slides_given(slides or list_images(DEMO_SLIDE)), out)
         outside_slides(out, tasks, slides or [])
         tasks = not_busy(tasks)  # a slide another run is screening into --out now: left out, said
         models = Models.from_files(files, lazy=True)  # read from their files and cards only, until screening asks
@@ -171,8 +171,9 @@ def run(
     except ConnectionError as e:  # --engine ray: the cluster cannot be joined (ray_engine.ClusterUnreachable)
         fail(str(e))
     except KeyboardInterrupt:
+        kept = sum(finished_count(t.out, t.slide.images, opts.key) for t in tasks)
         interrupted(
-            f"the fields finished so far are kept in {out}; run the same command again to resume "
+            f"the {kept} field(s) finished so far are kept in {out}; run the same command again to resume "
             "(--force starts afresh)"
         )
     finally:
@@ -206,6 +207,11 @@ def lab_reference(
         reference = LabReference.from_runs(runs, calibration)
         replaced = out.is_file()
         reference.save(out)
+    for slide, kept in reference.repeats:
+        console.print(
+            f"[yellow]note:[/] {escape(slide)} is {escape(kept)}'s slide screened again: its cells counted once",
+            soft_wrap=True,
+        )
     for slide, verdict in reference.flagged_slides():
         console.print(
             f"[yellow]note:[/] {escape(slide)} was called {verdict} when screened: the reference assumes normal "

@@ -661,7 +661,9 @@ def finetune(
         file_okay=False,
         help="Cell dataset (`leukoscan data cells`): the model's own training crops, replayed.",
     ),
-    out: Path = typer.Option(RUNS / "cells-finetune", help="Folder for the candidate weights and their card."),
+    out: Path = typer.Option(
+        Path("runs/cells-finetune"), help="Folder for the candidate weights and their card (in the working folder)."
+    ),
     replay_n: int = typer.Option(3000, min=1, help="How many of the model's own training crops to replay."),
     lab_share: float = typer.Option(
         0.25, callback=finite, min=0.01, max=0.9, help="Share of the training crops that are the lab's (repeated)."
@@ -681,6 +683,7 @@ def finetune(
     from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
     from leukoscan.classify.gate import HOLD_OUT_EVERY, check_cut, held_out, read_lab_cells
 
+    out = out.absolute()  # (Ultralytics places a relative project under its own runs folder)
     candidate = out / "candidate.pt"
     with user_errors():
         outputs.out_folder(out)

@@ -242,7 +242,9 @@ def import_labels(
 def finetune(
     labset: Path = labset_argument("Reviewed label set folder."),
     start: Path = typer.Option(DETECTOR_WEIGHTS, "--from", help="Weights to start from."),
-    out: Path = typer.Option(RUNS / "finetune", help="Folder for the candidate weights and recipe."),
+    out: Path = typer.Option(
+        Path("runs/finetune"), help="Folder for the candidate weights and recipe (in the working folder)."
+    ),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
     epochs: int = typer.Option(FINETUNE.epochs, min=1, max=1000, help="Fine-tuning epochs."),
@@ -257,6 +259,7 @@ def finetune(
     from leukoscan.detect.labels import read_list, unreviewed
     from leukoscan.detect.registry import finetune as run_finetune
 
+    out = out.absolute()  # (Ultralytics places a relative project under its own runs folder)
     with user_errors():
         load_model(start, "detect")
         if replay_n and not any(replay.glob("*.jpg")):  # the README's "+ replayed original images" would be none

@@ -162,10 +162,12 @@ class Detector:
         scaled = self._model_inputs(images, cell_size, um_per_px)
         out: list[sv.Detections | None] = [None] * len(images)
         small = [i for i, (_, bgr) in enumerate(scaled) if max(bgr.shape[:2]) <= 1.5 * self.settings.tile]
-        # one batched pass per input size for the small fields
-        for imgsz in sorted({ceil32(max(scaled[i][1].shape[:2])) for i in small}):
-            idx = [i for i in small if ceil32(max(scaled[i][1].shape[:2])) == imgsz]
-            for i, det in zip(idx, self._predict_bgr([scaled[i][1] for i in idx], imgsz)):
+        # one batched pass per shape for the small fields: Ultralytics pads a batch of one shape as it pads a
+        # field alone (to the stride) and a batch of mixed shapes to a square, so a field's cells would
+        # otherwise depend on the fields it happened to be batched with
+        for shape in sorted({scaled[i][1].shape[:2] for i in small}):
+            idx = [i for i in small if scaled[i][1].shape[:2] == shape]
+            for i, det in zip(idx, self._predict_bgr([scaled[i][1] for i in idx], ceil32(max(shape)))):
                 out[i] = det
         for i, (s, bgr) in enumerate(scaled):
             if out[i] is None:

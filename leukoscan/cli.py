@@ -169,7 +169,7 @@ def finite(value: float | None) -> float | None:
 def positive(value: float | None) -> float | None:
     """A typer callback: a number above 0 (or no value); not nan or infinity."""
     if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{value:g} is not a number above 0")
+        raise typer.BadParameter(f"{value:g} is not a finite number above 0")
     return value
 
 

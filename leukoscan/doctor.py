@@ -49,7 +49,8 @@ def doctor(
     for name in DATASETS:
         path = data_root / name
         ok = path.is_dir() and os.access(path, os.R_OK)
-        table.add_row(f"dataset {name}", f"{path} ({'readable' if ok else 'not found'})")
+        state = "readable" if ok else "not found: needed to train, fine-tune and promote, not to screen"
+        table.add_row(f"dataset {name}", escape(f"{path} ({state})"))
     report = Console(highlight=False)  # the report is the command's output (stdout: `leukoscan doctor > it.txt`)
     report.print(table)
     if problems:

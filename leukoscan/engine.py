@@ -227,15 +227,31 @@ def unwritable(folder: Path, e: OSError) -> None:
 def without_repeats(slides: list) -> list:
     """``slides`` less any given again (the same images: one named twice, or as ``.`` and by its path), each
     repeat said in one line; the first stays."""
-    seen, kept = set(), []
+    seen: dict[tuple[str, ...], Slide] = {}
     for s in slides:
         images = tuple(os.path.realpath(p) for p in s.images)  # (a link loop among them: no error)
-        if images in seen:
-            console.print(f"[yellow]note:[/] {escape(s.name)} is given twice: screened once", soft_wrap=True)
+        if (first := seen.get(images)) is not None:
+            same = f"{s.name} is given twice" if s.name == first.name else f"{s.name} holds {first.name}'s images"
+            console.print(f"[yellow]note:[/] {escape(same)}: screened once ({escape(s.source)})", soft_wrap=True)
             continue
-        seen.add(images)
-        kept.append(s)
-    return kept
+        seen[images] = s
+    return list(seen.values())
+
+
+def slides_given(paths: list[Path]) -> list[Slide]:
+    """The slides named (folders, or images as slides of one), each once (``without_repeats``), with one line for
+    each slide folder that also holds folders of images: they are not its fields (a slide is the images directly
+    in its folder), and each is screened only when named as a slide."""
+    slides = [Slide.from_path(p) for p in paths]
+    for s in slides:
+        if s.folders_not_screened:
+            folders = ", ".join(s.folders_not_screened)
+            console.print(
+                f"[yellow]note:[/] {escape(s.name)}: its folder(s) {escape(folders)} are not screened with it "
+                "(a slide is the images directly in its folder): name each as a slide to screen it",
+                soft_wrap=True,
+            )
+    return without_repeats(slides)
 
 
 def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None:

@@ -117,9 +117,14 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
     except PermissionError:
         raise ImageError("no permission to read it") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(
-            f"corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
+        raise ImageError(f"corrupt or truncated image ({_decode_problem(e)})") from None
+
+
+def _decode_problem(e: Exception) -> str:
+    """What Pillow said of a file it could not decode, in one line (its "image file is truncated (N bytes not
+    processed)" counts its decoder's leftover bytes, not the file's: said plainly)."""
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return "the file ends before the image does" if reason.startswith("image file is truncated") else reason
 
 
 def read_crop(path: str | Path) -> np.ndarray:

@@ -66,6 +66,7 @@ class LabReference:
     classifier: dict  # the classifier that scored them (CLASSIFIER_KEYS of its description): the only one it fits
     created: str = ""
     file: str = ""  # where it was read from (not saved)
+    repeats: tuple[tuple[str, str], ...] = ()  # (slide folder, the one kept): one slide screened again (not saved)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         return shift_blast(probs, self.offset)
@@ -110,7 +111,7 @@ class LabReference:
         return {**{k: getattr(self, k) for k in keys}, "n_slides": len(self.slides)}
 
     def save(self, path: Path) -> None:
-        outputs.write_json(path, {k: v for k, v in asdict(self).items() if k != "file"})
+        outputs.write_json(path, {k: v for k, v in asdict(self).items() if k not in ("file", "repeats")})
 
     @classmethod
     def load(cls, path: Path, classifier: dict | None = None) -> LabReference:
@@ -118,7 +119,9 @@ class LabReference:
         (one line) for a file that is not one."""
         try:
             fields = json.loads(Path(path).read_text())
-            if missing := [f.name for f in dataclasses.fields(cls) if f.name not in {*fields, "created", "file"}]:
+            if missing := [
+                f.name for f in dataclasses.fields(cls) if f.name not in {*fields, "created", "file", "repeats"}
+            ]:
                 raise ValueError(f"no {', '.join(missing)}")
             reference = cls(**{**fields, "file": str(Path(path).resolve())})
         except (ValueError, TypeError, AttributeError) as e:
@@ -156,7 +159,14 @@ class LabReference:
                     "again to finish it, or leave it out"
                 )
             slides.update(found)  # a slide named twice (relative and absolute paths, a link) counts once
-        classifiers, margins = zip(*map(_screened_cells, sorted(slides)))
+        screened, repeats = {}, []
+        for slide in sorted(slides):  # one slide screened into two runs (its `source`): its cells count once
+            classifier, cells, source = _screened_cells(slide)
+            if (first := screened.get(source or slide)) is not None:
+                repeats.append((str(slide), str(first[0])))
+                continue
+            screened[source or slide] = (slide, classifier, cells)
+        slides, classifiers, margins = zip(*screened.values())
         if any(c != classifiers[0] for c in classifiers):
             raise ValueError("the reference slides were screened with different classifiers: screen them again")
         margins = np.concatenate(margins)
@@ -171,15 +181,17 @@ class LabReference:
             offset=round(offset, 4),
             normal_called_blast=calibration.normal_called_blast,
             n_cells=len(margins),
-            slides=[str(s) for s in sorted(slides)],
+            slides=[str(s) for s in slides],
             classifier=classifiers[0],
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            repeats=tuple(repeats),
         )
 
 
-def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
-    """What classifier screened a slide's output folder, and its cells' blast margins; a ``ValueError`` (one line)
-    for a folder that cannot serve as a reference."""
+def _screened_cells(slide: Path) -> tuple[dict, np.ndarray, str]:
+    """What classifier screened a slide's output folder, its cells' blast margins and the folder its fields were
+    read from (verdict.json's ``source``, "" when not recorded); a ``ValueError`` (one line) for a folder that
+    cannot serve as a reference."""
     try:
         verdict = read_verdict(slide)
         if verdict is None:
@@ -199,4 +211,4 @@ def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
     if not np.isfinite(pd.to_numeric(cells.blast_margin, errors="coerce")).all():
         raise ValueError(f"{slide}/cells.csv has cells without a blast_margin number (edited?): screen it again")
     white = ~cells.cell_type.isin(NOT_WHITE)  # the 2 % are of white cells, as the blast fraction counts them
-    return classifier_key(classifier), cells.blast_margin[white].to_numpy(float)
+    return classifier_key(classifier), cells.blast_margin[white].to_numpy(float), verdict.get("source") or ""

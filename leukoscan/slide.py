@@ -49,6 +49,7 @@ class Slide:
     name: str
     images: list[Path]
     source: str = ""  # the folder (or single image) it was read from, resolved: recorded in verdict.json
+    folders_not_screened: tuple[str, ...] = ()  # folders in it that hold images: a slide is its own fields only
 
     @classmethod
     def from_path(cls, path: Path) -> Slide:
@@ -56,14 +57,23 @@ class Slide:
         path = Path(path)
         if path.is_dir():
             images = list_images(path)
+            folders = tuple(
+                sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d))
+            )
             if not images:
-                slides = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d)]
-                hint = f"; it holds {len(slides)} folder(s) that do: name each as a slide ({path}/*)" if slides else ""
+                hint = (
+                    f"; it holds {len(folders)} folder(s) that do: name each as a slide ({path}/*)" if folders else ""
+                )
                 raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             # named as given (a link keeps its own name, as an accession number would be), `.` as its folder is
             name = path.absolute().name if path.name not in ("", ".", "..") else path.resolve().name or "slide"
-            return cls(name, images, str(path.resolve()))
+            return cls(name, images, str(path.resolve()), folders)
         if path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(
+                    f"not an image file: {path} (a slide is a folder of fields or one image: "
+                    f"{', '.join(IMAGE_SUFFIXES)})"
+                )
             return cls(path.stem, [path], str(path.resolve()))
         raise FileNotFoundError(f"no such slide folder or image: {path}")
 

@@ -59,13 +59,17 @@ def test_cell_cut_by_a_tile_border_is_reported_once(detector):
         assert overlapping == 1, f"cell at {box} reported {overlapping} times"
 
 
-def test_batch_equals_single(detector):
-    fields = [smear((224, 224), n_wbc=2, seed=s)[0] for s in (30, 31, 32)]
+@pytest.mark.parametrize("shapes", [[(224, 224)] * 3, [(224, 224), (224, 160), (176, 224)]])
+def test_batch_equals_single(detector, shapes):
+    """A field's cells do not depend on the fields batched with it, of its shape or of others (Ultralytics pads
+    a batch of mixed shapes otherwise than a field alone)."""
+    fields = [smear(shape, n_wbc=2, seed=s)[0] for s, shape in zip((30, 31, 32), shapes)]
     batch = detector.detect(fields, cell_size=27)
     for field, b in zip(fields, batch):
         single = detector(field, cell_size=27)
         assert len(single) == len(b)
-        assert np.allclose(single.xyxy, b.xyxy, atol=1.0)
+        assert np.allclose(single.xyxy, b.xyxy, atol=0.01)
+        assert np.allclose(single.confidence, b.confidence, atol=1e-4)
 
 
 @pytest.mark.parametrize("wbc", [27, 68, 136])

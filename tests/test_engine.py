@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from stubs import stub_models
 from synth import write_slide
 
-from leukoscan.engine import screen_slides, slide_tasks, unique_names, unwritable, without_repeats
+from leukoscan.engine import screen_slides, slide_tasks, slides_given, unique_names, unwritable, without_repeats
 from leukoscan.slide import Options, Slide
 
 
@@ -50,6 +50,24 @@ def test_a_slide_given_twice_is_screened_once_and_dot_is_named_as_its_folder(tmp
     assert dot.name == "patient 7"
     kept = without_repeats([dot, Slide.from_path(folder), Slide.from_path(tmp_path / "patient 7" / ".")])
     assert kept == [dot] and capsys.readouterr().err.count("is given twice: screened once") == 2
+
+
+def test_slides_given_name_a_link_to_another_and_the_folders_left_out(tmp_path, capsys):
+    """A link to a slide already named is that slide again, said with both names; a slide folder's own folders
+    of images are not its fields, and a line says so; a file that is not an image is no slide."""
+    import pytest
+
+    folder = write_slide(tmp_path / "a" / "s", 1)
+    write_slide(folder / "day 2", 1)
+    (tmp_path / "link").symlink_to(folder)
+    kept = slides_given([folder, tmp_path / "link"])
+    err = capsys.readouterr().err
+    assert [s.name for s in kept] == ["s"] and kept[0].folders_not_screened == ("day 2",)
+    assert "link holds s's images: screened once" in err
+    assert "s: its folder(s) day 2 are not screened with it" in err.replace("\n", " ")
+    (tmp_path / "notes.txt").write_text("not a field")
+    with pytest.raises(ValueError, match="not an image file: .*notes.txt"):
+        slides_given([tmp_path / "notes.txt"])
 
 
 def test_unique_names_never_repeat_even_when_a_slide_is_already_called_like_a_numbered_repeat():

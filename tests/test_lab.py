@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,23 @@ def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_can
     (old / "verdict.json").write_text("{broken")
     with pytest.raises(ValueError, match="not a slide `leukoscan run` screened"):
         LabReference.from_runs([old])
+
+
+def test_a_slide_screened_into_two_runs_counts_once(tmp_path):
+    """The same slide (verdict.json's source) screened into two runs: its cells count once, and that is said."""
+    for run in ("monday", "tuesday"):
+        screened(tmp_path / run / "s", 500, call={"source": "/slides/patient 7"})
+    screened(tmp_path / "tuesday" / "t", 500, call={"source": "/slides/patient 8"})
+    runs = [tmp_path / "monday", tmp_path / "tuesday"]
+    reference = LabReference.from_runs(runs, replace(SETTINGS.lab, min_cells=100))
+    first = str((tmp_path / "monday" / "s").resolve())
+    assert reference.slides == [first, str((tmp_path / "tuesday" / "t").resolve())]
+    assert reference.repeats == ((str((tmp_path / "tuesday" / "s").resolve()), first),)
+    result = runner.invoke(
+        app, ["lab-reference", *map(str, runs), "--min-cells", "100", "-o", str(tmp_path / "l.json")]
+    )
+    assert result.exit_code == 0 and "slide screened again: its cells counted once" in " ".join(result.output.split())
+    assert "repeats" not in json.loads((tmp_path / "l.json").read_text())
 
 
 def test_what_a_reference_is_made_from_and_read_from_is_checked(tmp_path):

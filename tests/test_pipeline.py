@@ -354,6 +354,7 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     result = run(DEMO_SLIDE, "--out", tmp_path)
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "run the same command again to resume" in result.output
+    assert "the 0 field(s) finished so far are kept" in " ".join(result.output.split())
 
 
 def test_ctrl_c_with_workers_stops_the_run_at_once(tmp_path):
