@@ -418,3 +418,24 @@ def test_results_and_decisions_reach_the_console_as_written(capsys):
     err = capsys.readouterr().err
     assert "rejected: lab mAP50 [bold]0.5 -> 0.4" in err and "note: all [i]corrections" in err
     assert "promoted: ok\nmake the [lab] reference again" in err
+
+
+def test_a_ctrl_c_after_the_command_has_ended_keeps_its_exit_code(monkeypatch):
+    """Once a command has ended, a Ctrl-C while the interpreter shuts down is ignored (it would make a finished
+    run's exit code 130)."""
+    import signal
+
+    import leukoscan.__main__
+    import leukoscan.pipeline
+
+    def finished():
+        raise SystemExit(0)
+
+    monkeypatch.setattr(leukoscan.pipeline, "app", finished)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            leukoscan.__main__.main()
+        assert ended.value.code == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
