@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -87,11 +88,15 @@ def main() -> None:
             regression = regression_cells(args.cells, start_card["geometry"])
             regression = regression[regression.source != lab].reset_index(drop=True)
             regression.attrs["root"] = cells.attrs["root"]
+            began = time.perf_counter()
             cells_of = GateCells.read(held, regression)
-            current_scores[lab] = (cells_of, score(start, cells_of))
-        cells_of, now = current_scores[lab]
+            read_seconds = time.perf_counter() - began
+            current_scores[lab] = (cells_of, score(start, cells_of), read_seconds, time.perf_counter() - began)
+        cells_of, now, read_seconds, current_seconds = current_scores[lab]
         held, regression = cells_of.lab, cells_of.regression
+        began = time.perf_counter()
         new = score(candidate, cells_of)
+        candidate_seconds = time.perf_counter() - began
         promoted, reason = gate({"current": now, "candidate": new}, args.tolerance)
         row = {
             "lab": lab,
@@ -105,6 +110,13 @@ def main() -> None:
             "n_regression": len(regression),
             "current": now,
             "candidate": new,
+            # what `classify promote` does: read the crops, score both models (the current one's time includes
+            # the reading, done once per lab here)
+            "seconds": {
+                "read": round(read_seconds, 1),
+                "current": round(current_seconds - read_seconds, 1),
+                "candidate": round(candidate_seconds, 1),
+            },
         }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("current", "candidate")}), flush=True)
@@ -127,6 +139,25 @@ def refitted(candidate: Path, train: Path) -> Path:
     shutil.copyfile(candidate, out)
     out.with_suffix(".json").write_text(json.dumps(card | scores, indent=2))
     return out
+
+
+def span(seconds: pd.Series) -> str:
+    low, high = f"{seconds.min():.0f}", f"{seconds.max():.0f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def timing(rows: list[dict]) -> str:
+    """Per lab: the seconds to read its crops and to score the two models, and their sum (a promote's time)."""
+    parts = []
+    for lab, group in pd.DataFrame(rows).groupby("lab", sort=False):
+        s = pd.DataFrame(list(group.seconds))
+        total = s.read + s.current + s.candidate
+        parts.append(
+            f"{lab} ({group.n_lab.iloc[0]} held-out + {group.n_regression.iloc[0]} regression cells) reading "
+            f"{s.read.iloc[0]:.0f} s, the model in use {s.current.iloc[0]:.0f} s, a candidate "
+            f"{span(s.candidate)} s: {span(total)} s in all"
+        )
+    return "; ".join(parts)
 
 
 def markdown(rows: list[dict], tolerance: float, refit: bool = False) -> str:
@@ -156,6 +187,9 @@ def markdown(rows: list[dict], tolerance: float, refit: bool = False) -> str:
             ),
             "",
             table.to_markdown(index=False),
+            "",
+            "The gate's work on 2 CPU cores, as `leukoscan classify promote` does it (reading the held-out and "
+            "regression crops, then scoring the model in use and the candidate): " + timing(rows) + ".",
         ]
     )
 
