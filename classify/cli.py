@@ -398,7 +398,7 @@ def clean(
     weights: Path = typer.Option(
         ..., help="A cell-type model trained without Taleqani (`train-cells --exclude taleqani`)."
     ),
-    out: Path = typer.Option(..., help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the cleaned cells.csv (crops stay in CELLS)."),
     confident: float = typer.Option(
         0.9, callback=finite, min=0.5, max=1.0, help="Probability of a granulocyte type that relabels a weak cell."
     ),
@@ -436,7 +436,9 @@ def pseudo_label(
         BUILD_DIR / "cells", exists=True, file_okay=False, help="Cell dataset folder (from `leukoscan data cells`)."
     ),
     weights: Path = typer.Option(..., exists=True, dir_okay=False, help="The teacher: a cell-type model."),
-    out: Path = typer.Option(..., help="Where to write the pseudo-labelled cells (a cells.csv of CELLS' crops)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Where to write the pseudo-labelled cells (a cells.csv of CELLS' crops)."
+    ),
     confident: float = typer.Option(
         0.9,
         callback=finite,
@@ -544,7 +546,7 @@ def predict(
     ),
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type classifier weights."),
     device: str = device_option(),
-    out: Path = typer.Option(Path("predictions.csv"), help="CSV of calibrated probabilities."),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help="CSV of calibrated probabilities."),
 ) -> None:
     """Classify ready-made cell crops (batched) and write their calibrated cell-type probabilities.
 
@@ -596,7 +598,9 @@ def lab_cells(
     results: Path = typer.Option(
         ..., exists=True, file_okay=False, help="The run's output folder (`leukoscan run --out`): its slides' scale."
     ),
-    out: Path = typer.Option(Path("lab-cells"), help="Folder of the lab's reviewed cells (added to when it exists)."),
+    out: Path = typer.Option(
+        Path("lab-cells"), "--out", "-o", help="Folder of the lab's reviewed cells (added to when it exists)."
+    ),
     weights: Path = typer.Option(CLASSIFIER_WEIGHTS, help="The cell-type model to fine-tune: its crop window."),
     max_megapixels: float = max_megapixels_option(),
 ) -> None:
@@ -662,7 +666,10 @@ def finetune(
         help="Cell dataset (`leukoscan data cells`): the model's own training crops, replayed.",
     ),
     out: Path = typer.Option(
-        Path("runs/cells-finetune"), help="Folder for the candidate weights and their card (in the working folder)."
+        Path("runs/cells-finetune"),
+        "--out",
+        "-o",
+        help="Folder for the candidate weights and their card (in the working folder).",
     ),
     replay_n: int = typer.Option(3000, min=1, help="How many of the model's own training crops to replay."),
     lab_share: float = typer.Option(

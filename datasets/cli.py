@@ -41,7 +41,7 @@ def _manifest(data_root: Path, out: Path) -> pd.DataFrame:
 @app.command()
 def split(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/ and txl-pbc/."),
-    out: Path = typer.Option(BUILD_DIR / "manifest.csv", help="Split manifest CSV to write."),
+    out: Path = typer.Option(BUILD_DIR / "manifest.csv", "--out", "-o", help="Split manifest CSV to write."),
 ) -> None:
     """Deduplicate and split all-taleqani by contiguous file-number blocks; write the manifest."""
     _manifest(data_root, out)
@@ -59,7 +59,7 @@ def _build(build, data_root: Path, out: Path, **options) -> None:
 @app.command()
 def detect(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/ and txl-pbc/."),
-    out: Path = typer.Option(BUILD_DIR / "detect", help="Output YOLO dataset folder."),
+    out: Path = typer.Option(BUILD_DIR / "detect", "--out", "-o", help="Output YOLO dataset folder."),
 ) -> None:
     """Detection dataset: Taleqani boxes from masks (colour segmentation for Pro) plus TXL-PBC WBC boxes."""
     from leukoscan.datasets.build import build_detection
@@ -70,7 +70,7 @@ def detect(
 @app.command()
 def classify(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
-    out: Path = typer.Option(BUILD_DIR / "classify", help="Output crop dataset folder."),
+    out: Path = typer.Option(BUILD_DIR / "classify", "--out", "-o", help="Output crop dataset folder."),
     margin: float = typer.Option(
         SETTINGS.geometry.crop_margin,
         callback=finite,
@@ -88,7 +88,7 @@ def classify(
 @app.command()
 def fields(
     data_root: Path = typer.Option(DATA_ROOT, help="Folder holding all-taleqani/."),
-    out: Path = typer.Option(BUILD_DIR / "fields", help="Output folder."),
+    out: Path = typer.Option(BUILD_DIR / "fields", "--out", "-o", help="Output folder."),
 ) -> None:
     """Whole-field classification dataset (baseline: one classifier on the whole 224x224 field)."""
     from leukoscan.datasets.build import build_fields
@@ -101,7 +101,7 @@ def cells(
     data_root: Path = typer.Option(
         DATA_ROOT, help="Folder holding pbc/, munich-aml/, zheng-wbc/, all-taleqani/, txl-pbc/."
     ),
-    out: Path = typer.Option(BUILD_DIR / "cells", help="Output folder (crops/ and cells.csv)."),
+    out: Path = typer.Option(BUILD_DIR / "cells", "--out", "-o", help="Output folder (crops/ and cells.csv)."),
     window_cells: float = typer.Option(
         SETTINGS.geometry.window_cells,
         min=1.0,

@@ -131,7 +131,7 @@ def val(
 @app.command()
 def predict(
     images: list[Path] = typer.Argument(..., exists=True, help="Image files or folders."),
-    out: Path = typer.Option(Path("detections"), help="Output folder (boxes.csv and overlays)."),
+    out: Path = typer.Option(Path("detections"), "--out", "-o", help="Output folder (boxes.csv and overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Detector weights."),
     device: str = device_option(),
     conf: float = typer.Option(
@@ -187,7 +187,7 @@ def predict(
 @app.command()
 def prelabel(
     images: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of the lab's new photographs."),
-    out: Path = typer.Option(..., "--out", help="Label set folder to write (YOLO + COCO + overlays)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Label set folder to write (YOLO + COCO + overlays)."),
     weights: Path = typer.Option(DETECTOR_WEIGHTS, help="Current detector weights."),
     device: str = device_option(),
     cell_size: float = cell_size_option(),
@@ -243,7 +243,10 @@ def finetune(
     labset: Path = labset_argument("Reviewed label set folder."),
     start: Path = typer.Option(DETECTOR_WEIGHTS, "--from", help="Weights to start from."),
     out: Path = typer.Option(
-        Path("runs/finetune"), help="Folder for the candidate weights and recipe (in the working folder)."
+        Path("runs/finetune"),
+        "--out",
+        "-o",
+        help="Folder for the candidate weights and recipe (in the working folder).",
     ),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),

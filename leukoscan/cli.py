@@ -9,6 +9,7 @@ Progress, logs and errors go to stderr; what a command reports as its result may
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -116,9 +117,23 @@ def report_decision(result: dict, after_promotion: str = "") -> None:
         console.print(f"[yellow]rejected[/]: {escape(result['reason'])}", soft_wrap=True)
 
 
+def _all_commands(group) -> Iterator[Any]:
+    for command in getattr(group, "commands", {}).values():
+        yield command
+        yield from _all_commands(command)
+
+
 class OneLineErrors(TyperGroup):
     """The command group of ``leukoscan``: a usage error in any command (an unknown option, a value typer
-    refuses, a missing argument) is one ``error:`` line and exit code 2, instead of a boxed panel."""
+    refuses, a missing argument) is one ``error:`` line and exit code 2, instead of a boxed panel. A group's list
+    of commands shows each command's first paragraph as one line of prose (typer keeps its line breaks there)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for command in _all_commands(self):
+            if command.help and not command.short_help:
+                first = inspect.cleandoc(command.help).split("\n\n")[0]
+                command.short_help = " ".join(first.split())
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra) -> Any:
         if not standalone_mode:

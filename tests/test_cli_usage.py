@@ -439,3 +439,10 @@ def test_a_ctrl_c_after_the_command_has_ended_keeps_its_exit_code(monkeypatch):
         assert ended.value.code == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_groups_list_of_commands_shows_each_first_paragraph_as_prose():
+    """Typer keeps a docstring's line breaks in a group's list of commands: each is one line of prose there."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "300"})
+    line = next(x for x in result.stdout.splitlines() if "lab-reference" in x and "Make this lab's" in x)
+    assert "screen 3-5 normal slides of the lab first" in line
