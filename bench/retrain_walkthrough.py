@@ -50,7 +50,7 @@ from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E40
 
 SAMPLES = Path("datasets/samples")  # relative to the repository's root, as the README writes it
 REVIEWED = SAMPLES / "cells.coco.json"
-WEIGHTS = Path("weights/detector.pt")
+MARKER = ".retrain-walkthrough"
 REPLAY = BUILD_DIR / "detect" / "images" / "train"  # finetune's default --replay
 REGRESSION = BUILD_DIR / "detect" / "data.yaml"  # promote's default --regression
 IOU = 0.5
@@ -288,12 +288,13 @@ def main() -> None:
             f"no replay images in {REPLAY} or no regression set {REGRESSION}: run `leukoscan data detect` first "
             "(step 3 replays its training images, step 4 scores its test split)"
         )
-    weights_dir, target = DETECTOR_WEIGHTS.parent.resolve(), work.resolve()
-    if REPO_ROOT.resolve().is_relative_to(target) or target.is_relative_to(weights_dir):
-        raise SystemExit(f"--work {work}: it would delete (or write into) the repository or its weights")
+    marker = work / MARKER  # only a folder this script made is ever deleted
+    if work.exists() and not marker.is_file():
+        raise SystemExit(f"--work {work} exists and was not made by this script: give a new folder")
     shutil.rmtree(work, ignore_errors=True)
     logs, current = work / "logs", work / "current" / "detector.pt"
     logs.mkdir(parents=True)
+    marker.write_text("made by bench/retrain_walkthrough.py: deleted and made again by each run\n")
     current.parent.mkdir()
     shutil.copyfile(DETECTOR_WEIGHTS, current)
     if DETECTOR_WEIGHTS.with_suffix(".json").is_file():
@@ -339,7 +340,9 @@ def main() -> None:
 
     # 3. fine-tune
     steps["finetune"] = run_step(
-        "finetune", ["detect", "finetune", rel(labset), "--from", str(WEIGHTS), "--out", rel(finetune_out)], logs
+        "finetune",
+        ["detect", "finetune", rel(labset), "--from", rel(DETECTOR_WEIGHTS), "--out", rel(finetune_out)],
+        logs,
     )
     if steps["finetune"]["exit_code"]:
         stop(f"step 3 failed: {failed(steps['finetune'])}")

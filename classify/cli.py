@@ -385,9 +385,7 @@ def calibrate_cells(
         )
     card.update(calibrated)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    console.print(
-        json.dumps({k: card[k] for k in ("test_time_views", "temperature", "val_ece_before", "val_ece_after")})
-    )
+    show_json({k: card[k] for k in ("test_time_views", "temperature", "val_ece_before", "val_ece_after")}, indent=None)
 
 
 @app.command()
@@ -525,17 +523,14 @@ def val(
     recall = {
         k: round(float((pred[labels == i] == i).mean()), 4) for i, k in enumerate(clf.classes) if (labels == i).any()
     }
-    console.print(
-        json.dumps(
-            {
-                "split": split,
-                "n": int(len(labels)),
-                "accuracy": round(float((pred == labels).mean()), 4),
-                "recall": recall,
-                "ece": round(ece(probs, labels), 4),
-            },
-            indent=2,
-        )
+    show_json(
+        {
+            "split": split,
+            "n": int(len(labels)),
+            "accuracy": round(float((pred == labels).mean()), 4),
+            "recall": recall,
+            "ece": round(ece(probs, labels), 4),
+        }
     )
 
 
@@ -669,7 +664,7 @@ def finetune(
         Path("runs/cells-finetune"),
         "--out",
         "-o",
-        help="Folder for the candidate weights and their card (in the working folder).",
+        help="Folder for the candidate weights and their card.",
     ),
     replay_n: int = typer.Option(3000, min=1, help="How many of the model's own training crops to replay."),
     lab_share: float = typer.Option(
@@ -690,7 +685,6 @@ def finetune(
     from leukoscan.classify.finetune import finetune_cells, finetune_folder, model_training_folder
     from leukoscan.classify.gate import HOLD_OUT_EVERY, check_cut, held_out, read_lab_cells
 
-    out = out.absolute()  # (Ultralytics places a relative project under its own runs folder)
     candidate = out / "candidate.pt"
     with user_errors():
         outputs.out_folder(out)

@@ -246,7 +246,7 @@ def finetune(
         Path("runs/finetune"),
         "--out",
         "-o",
-        help="Folder for the candidate weights and recipe (in the working folder).",
+        help="Folder for the candidate weights and recipe.",
     ),
     replay: Path = typer.Option(BUILD_DIR / "detect" / "images" / "train", help="Original training images to mix in."),
     replay_n: int = typer.Option(200, min=0, help="How many original training images to replay."),
@@ -262,7 +262,6 @@ def finetune(
     from leukoscan.detect.labels import read_list, unreviewed
     from leukoscan.detect.registry import finetune as run_finetune
 
-    out = out.absolute()  # (Ultralytics places a relative project under its own runs folder)
     with user_errors():
         load_model(start, "detect")
         if replay_n and not any(replay.glob("*.jpg")):  # the README's "+ replayed original images" would be none

@@ -89,8 +89,8 @@ class Detector:
         finds a cell). The fields are shrunk once to the largest scale any candidate needs.
         Each candidate looks at one detector pass worth of each field (``1.5 x tile`` pixels once scaled)
         around its most violet spot, so the search costs a few small passes instead of tiling every field
-        at every size; candidates whose windows scale to the same input size (all of them, on large
-        photographs) share one batched pass.
+        at every size; candidates whose windows scale to the same shape (all of them, on large photographs)
+        share one batched pass.
         """
         guess, grid = self._candidate_sizes(images, max_side or self.settings.scale_search_side)
         # every candidate shrinks the fields at least this much: shrink them once, not once per candidate

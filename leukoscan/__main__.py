@@ -1,8 +1,9 @@
 """The ``leukoscan`` command (``python -m leukoscan`` too): the command line of ``leukoscan.pipeline``, with a
 Ctrl-C while it is still importing its libraries (the first second or two) answered with one line, not a
-traceback, and one after the command has finished (while the interpreter shuts its libraries down, a second or
-two) ignored: a finished run keeps its exit code."""
+traceback, and one after the command has ended (while the interpreter shuts its libraries down, a second or
+two) ending the process at once with the command's own exit code: a finished run keeps it."""
 
+import os
 import signal
 import sys
 
@@ -15,8 +16,15 @@ def main() -> None:
         sys.exit(130)
     try:
         app()
-    except SystemExit:  # the command has ended and said how (an interrupted one: 130 already)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except SystemExit as ended:  # the command has ended and said how (an interrupted one: 130 already)
+        code = ended.code if isinstance(ended.code, int) else int(ended.code is not None)
+
+        def end_now(*_) -> None:  # its outputs are written: nothing of the shutdown is worth waiting for
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+        signal.signal(signal.SIGINT, end_now)
         raise
 
 

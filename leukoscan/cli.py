@@ -101,7 +101,7 @@ def rollback_weights(current: Path, kind: str, sha: str) -> None:
 
 def show_json(value: Any, indent: int | None = 2) -> None:
     """A command's result as JSON on the console, as it is: no markup read into it, no line wrapped."""
-    console.print(json.dumps(value, indent=indent), markup=False, highlight=False, soft_wrap=True)
+    console.print(json.dumps(value, indent=indent), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def report_decision(result: dict, after_promotion: str = "") -> None:

@@ -231,8 +231,15 @@ def without_repeats(slides: list) -> list:
     for s in slides:
         images = tuple(os.path.realpath(p) for p in s.images)  # (a link loop among them: no error)
         if (first := seen.get(images)) is not None:
-            same = f"{s.name} is given twice" if s.name == first.name else f"{s.name} holds {first.name}'s images"
-            console.print(f"[yellow]note:[/] {escape(same)}: screened once ({escape(s.source)})", soft_wrap=True)
+            same = (
+                f"{s.name} is given twice"
+                if s.name == first.name
+                else f"{first.name} and {s.name} hold the same images"
+            )
+            console.print(
+                f"[yellow]note:[/] {escape(same)}: screened once, as {escape(first.name)} ({escape(s.source)})",
+                soft_wrap=True,
+            )
             continue
         seen[images] = s
     return list(seen.values())
@@ -242,7 +249,7 @@ def slides_given(paths: list[Path]) -> list[Slide]:
     """The slides named (folders, or images as slides of one), each once (``without_repeats``), with one line for
     each slide folder that also holds folders of images: they are not its fields (a slide is the images directly
     in its folder), and each is screened only when named as a slide."""
-    slides = [Slide.from_path(p) for p in paths]
+    slides = without_repeats([Slide.from_path(p) for p in paths])
     for s in slides:
         if s.folders_not_screened:
             folders = ", ".join(s.folders_not_screened)
@@ -251,7 +258,7 @@ def slides_given(paths: list[Path]) -> list[Slide]:
                 "(a slide is the images directly in its folder): name each as a slide to screen it",
                 soft_wrap=True,
             )
-    return without_repeats(slides)
+    return slides
 
 
 def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 from leukoscan import outputs
 from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
-from leukoscan.journal import journal_path
+from leukoscan.journal import journal_path, read_states
 from leukoscan.records import VERDICT_FILE, Verdict, read_verdict, screened_folders
 
 # what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
@@ -66,7 +66,7 @@ class LabReference:
     classifier: dict  # the classifier that scored them (CLASSIFIER_KEYS of its description): the only one it fits
     created: str = ""
     file: str = ""  # where it was read from (not saved)
-    repeats: tuple[tuple[str, str], ...] = ()  # (slide folder, the one kept): one slide screened again (not saved)
+    repeats: tuple[tuple[str, str], ...] = ()  # (slide folder, the one kept): the same files screened again (not saved)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         return shift_blast(probs, self.offset)
@@ -160,12 +160,12 @@ class LabReference:
                 )
             slides.update(found)  # a slide named twice (relative and absolute paths, a link) counts once
         screened, repeats = {}, []
-        for slide in sorted(slides):  # one slide screened into two runs (its `source`): its cells count once
-            classifier, cells, source = _screened_cells(slide)
-            if (first := screened.get(source or slide)) is not None:
+        for slide in sorted(slides):  # one slide's files screened into two runs: its cells count once
+            classifier, cells = _screened_cells(slide)
+            if (first := screened.get(same := _fields_screened(slide) or slide)) is not None:
                 repeats.append((str(slide), str(first[0])))
                 continue
-            screened[source or slide] = (slide, classifier, cells)
+            screened[same] = (slide, classifier, cells)
         slides, classifiers, margins = zip(*screened.values())
         if any(c != classifiers[0] for c in classifiers):
             raise ValueError("the reference slides were screened with different classifiers: screen them again")
@@ -188,10 +188,20 @@ class LabReference:
         )
 
 
-def _screened_cells(slide: Path) -> tuple[dict, np.ndarray, str]:
-    """What classifier screened a slide's output folder, its cells' blast margins and the folder its fields were
-    read from (verdict.json's ``source``, "" when not recorded); a ``ValueError`` (one line) for a folder that
-    cannot serve as a reference."""
+def _fields_screened(slide: Path) -> tuple:
+    """The files a slide's output folder screened (each field's resolved path, size and modification time, from
+    its journal): the same in two runs' folders only when the same files were screened (a folder reused for the
+    next slide, or fields replaced, differ). Empty when there is no readable journal."""
+    try:
+        states = read_states(journal_path(slide).read_bytes())
+    except OSError:
+        return ()
+    return tuple(sorted(tuple(s["fingerprint"].get(k) for k in ("path", "size", "mtime")) for s in states.values()))
+
+
+def _screened_cells(slide: Path) -> tuple[dict, np.ndarray]:
+    """What classifier screened a slide's output folder, and its cells' blast margins; a ``ValueError`` (one
+    line) for a folder that cannot serve as a reference."""
     try:
         verdict = read_verdict(slide)
         if verdict is None:
@@ -211,4 +221,4 @@ def _screened_cells(slide: Path) -> tuple[dict, np.ndarray, str]:
     if not np.isfinite(pd.to_numeric(cells.blast_margin, errors="coerce")).all():
         raise ValueError(f"{slide}/cells.csv has cells without a blast_margin number (edited?): screen it again")
     white = ~cells.cell_type.isin(NOT_WHITE)  # the 2 % are of white cells, as the blast fraction counts them
-    return classifier_key(classifier), cells.blast_margin[white].to_numpy(float), verdict.get("source") or ""
+    return classifier_key(classifier), cells.blast_margin[white].to_numpy(float)

@@ -57,9 +57,7 @@ class Slide:
         path = Path(path)
         if path.is_dir():
             images = list_images(path)
-            folders = tuple(
-                sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d))
-            )
+            folders = tuple(sorted(d.name for d in path.iterdir() if _holds_images(d)))
             if not images:
                 hint = (
                     f"; it holds {len(folders)} folder(s) that do: name each as a slide ({path}/*)" if folders else ""
@@ -69,13 +67,22 @@ class Slide:
             name = path.absolute().name if path.name not in ("", ".", "..") else path.resolve().name or "slide"
             return cls(name, images, str(path.resolve()), folders)
         if path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_SUFFIXES and path.resolve().suffix.lower() not in IMAGE_SUFFIXES:
                 raise ValueError(
                     f"not an image file: {path} (a slide is a folder of fields or one image: "
                     f"{', '.join(IMAGE_SUFFIXES)})"
                 )
             return cls(path.stem, [path], str(path.resolve()))
         raise FileNotFoundError(f"no such slide folder or image: {path}")
+
+
+def _holds_images(folder: Path) -> bool:
+    """A folder (not hidden) with images directly in it; one that cannot be read (``lost+found`` on a card) holds
+    none as far as a slide is concerned."""
+    try:
+        return folder.is_dir() and not folder.name.startswith(".") and bool(list_images(folder))
+    except OSError:
+        return False
 
 
 @dataclass

@@ -63,8 +63,11 @@ def test_slides_given_name_a_link_to_another_and_the_folders_left_out(tmp_path, 
     kept = slides_given([folder, tmp_path / "link"])
     err = capsys.readouterr().err
     assert [s.name for s in kept] == ["s"] and kept[0].folders_not_screened == ("day 2",)
-    assert "link holds s's images: screened once" in err
+    assert "s and link hold the same images: screened once, as s" in err
     assert "s: its folder(s) day 2 are not screened with it" in err.replace("\n", " ")
+    assert err.count("are not screened with it") == 1  # said once, the repeat removed first
+    (tmp_path / "noext").symlink_to(folder / next(p.name for p in folder.iterdir() if p.is_file()))
+    assert slides_given([tmp_path / "noext"])[0].images == [tmp_path / "noext"]  # a link named otherwise: its target
     (tmp_path / "notes.txt").write_text("not a field")
     with pytest.raises(ValueError, match="not an image file: .*notes.txt"):
         slides_given([tmp_path / "notes.txt"])
@@ -234,3 +237,21 @@ def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, ca
         holder.wait()
     assert not_busy(tasks) == tasks
     assert [v.slide for v in screen_slides(stub_models(), tasks, Options(), Bar())] == ["slide", "slide-2", "other"]
+
+
+def test_a_subfolder_that_cannot_be_read_does_not_stop_the_slide(tmp_path, monkeypatch):
+    """``lost+found`` on a card: a folder in a slide that cannot be listed is passed over, the slide screened."""
+    import leukoscan.slide
+
+    folder = write_slide(tmp_path / "s", 1)
+    (folder / "private").mkdir()
+    listed = leukoscan.slide.list_images
+
+    def list_images(path):
+        if path.name == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listed(path)
+
+    monkeypatch.setattr(leukoscan.slide, "list_images", list_images)
+    slide = Slide.from_path(folder)
+    assert len(slide.images) == 1 and slide.folders_not_screened == ()

@@ -94,14 +94,22 @@ def test_a_reference_is_made_from_screened_normal_slides_and_refuses_what_it_can
 
 
 def test_a_slide_screened_into_two_runs_counts_once(tmp_path):
-    """The same slide (verdict.json's source) screened into two runs: its cells count once, and that is said."""
-    for run in ("monday", "tuesday"):
-        screened(tmp_path / run / "s", 500, call={"source": "/slides/patient 7"})
-    screened(tmp_path / "tuesday" / "t", 500, call={"source": "/slides/patient 8"})
-    runs = [tmp_path / "monday", tmp_path / "tuesday"]
+    """The same files screened into two runs (their journals' fingerprints): their cells count once, and that is
+    said; a slide folder reused for another slide (same paths, other files) counts again."""
+
+    def journal(folder, mtime):
+        (folder / ".state").mkdir()
+        field = {"fingerprint": {"path": "/slides/current/f1.jpg", "size": 100, "mtime": mtime}}
+        (folder / ".state" / "fields.jsonl").write_text(json.dumps(field) + "\n")
+
+    for run, mtime in (("monday", 1.0), ("tuesday", 1.0), ("wednesday", 2.0)):
+        screened(tmp_path / run / "s", 500)
+        journal(tmp_path / run / "s", mtime)
+    screened(tmp_path / "tuesday" / "t", 500)  # (no journal: never taken for a repeat)
+    runs = [tmp_path / "monday", tmp_path / "tuesday", tmp_path / "wednesday"]
     reference = LabReference.from_runs(runs, replace(SETTINGS.lab, min_cells=100))
     first = str((tmp_path / "monday" / "s").resolve())
-    assert reference.slides == [first, str((tmp_path / "tuesday" / "t").resolve())]
+    assert reference.slides == [first, *(str((tmp_path / r).resolve()) for r in ("tuesday/t", "wednesday/s"))]
     assert reference.repeats == ((str((tmp_path / "tuesday" / "s").resolve()), first),)
     result = runner.invoke(
         app, ["lab-reference", *map(str, runs), "--min-cells", "100", "-o", str(tmp_path / "l.json")]
