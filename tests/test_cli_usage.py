@@ -446,3 +446,19 @@ def test_a_groups_list_of_commands_shows_each_first_paragraph_as_prose():
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "300"})
     line = next(x for x in result.stdout.splitlines() if "lab-reference" in x and "Make this lab's" in x)
     assert "screen 3-5 normal slides of the lab first" in line
+
+
+def test_every_out_option_has_its_short_name():
+    """``-o`` is ``--out`` in every command that writes somewhere, and no command has it twice."""
+    import typer.main
+
+    def commands(command, path=()):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    for path, command in commands(typer.main.get_command(app)):
+        names = [o for p in command.params for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))]
+        assert len(names) == len(set(names)), path
+        out = [p for p in command.params if "--out" in getattr(p, "opts", ())]
+        assert all("-o" in p.opts for p in out), path
