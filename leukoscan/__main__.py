@@ -1,7 +1,8 @@
 """The ``leukoscan`` command (``python -m leukoscan`` too): the command line of ``leukoscan.pipeline``, with a
 Ctrl-C while it is still importing its libraries (the first second or two) answered with one line, not a
-traceback, and one after the command has ended (while the interpreter shuts its libraries down, a second or
-two) ending the process at once with the command's own exit code: a finished run keeps it."""
+traceback; its help 120 columns wide when piped; and a Ctrl-C after the command has ended (while the
+interpreter shuts its libraries down, a second or two) ending the process at once with the command's own exit
+code: a finished run keeps it."""
 
 import os
 import signal
@@ -9,6 +10,9 @@ import sys
 
 
 def main() -> None:
+    if not sys.stdout.isatty() and not {"COLUMNS", "TERMINAL_WIDTH"} & set(os.environ):
+        # help piped to a pager or a file: typer draws it 120 columns wide, not 80 (long option names were cut)
+        os.environ["TERMINAL_WIDTH"] = "120"
     try:
         from leukoscan.pipeline import app
     except KeyboardInterrupt:

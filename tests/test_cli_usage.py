@@ -462,3 +462,16 @@ def test_every_out_option_has_its_short_name():
         assert len(names) == len(set(names)), path
         out = [p for p in command.params if "--out" in getattr(p, "opts", ())]
         assert all("-o" in p.opts for p in out), path
+
+
+def test_help_piped_to_a_file_keeps_long_option_names_whole():
+    """Piped (not a terminal), the help is drawn 120 columns wide: at rich's 80, run's option names were cut."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "leukoscan", "run", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "--classifier-weights" in shown and "--detector-weights" in shown
