@@ -20,7 +20,6 @@ import json
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +33,7 @@ from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
+from leukoscan.timing import Stopwatch  # noqa: E402
 
 NAME = re.compile(r"no-(?P<lab>\w+)-n(?P<n>\d+)-s(?P<seed>\d+)(?P<kind>(-normal)?(-mistakes)?)$")
 FIGURES = ("accuracy", "blast_recall", "normal_called_blast", "blast_auc")  # what the gate reads
@@ -88,15 +88,16 @@ def main() -> None:
             regression = regression_cells(args.cells, start_card["geometry"])
             regression = regression[regression.source != lab].reset_index(drop=True)
             regression.attrs["root"] = cells.attrs["root"]
-            began = time.perf_counter()
-            cells_of = GateCells.read(held, regression)
-            read_seconds = time.perf_counter() - began
-            current_scores[lab] = (cells_of, score(start, cells_of), read_seconds, time.perf_counter() - began)
-        cells_of, now, read_seconds, current_seconds = current_scores[lab]
+            watch = Stopwatch()  # what `classify promote` does: read the crops, score both models
+            with watch("read"):
+                cells_of = GateCells.read(held, regression)
+            with watch("current"):
+                current_scores[lab] = (cells_of, score(start, cells_of), watch)
+        cells_of, now, watch = current_scores[lab]
         held, regression = cells_of.lab, cells_of.regression
-        began = time.perf_counter()
-        new = score(candidate, cells_of)
-        candidate_seconds = time.perf_counter() - began
+        scoring = Stopwatch()
+        with scoring("candidate"):
+            new = score(candidate, cells_of)
         promoted, reason = gate({"current": now, "candidate": new}, args.tolerance)
         row = {
             "lab": lab,
@@ -110,13 +111,7 @@ def main() -> None:
             "n_regression": len(regression),
             "current": now,
             "candidate": new,
-            # what `classify promote` does: read the crops, score both models (the current one's time includes
-            # the reading, done once per lab here)
-            "seconds": {
-                "read": round(read_seconds, 1),
-                "current": round(current_seconds - read_seconds, 1),
-                "candidate": round(candidate_seconds, 1),
-            },
+            "seconds": {stage: round(t, 1) for stage, t in (watch.seconds | scoring.seconds).items()},
         }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("current", "candidate")}), flush=True)

@@ -235,10 +235,9 @@ def promote(
 
     registry = WeightsRegistry(current, "classifier")
     registry.entries()  # a registry that cannot be read: before the scoring, not after it
-    geometry = card_geometry(read_card(current)).crop_record()
+    geometry = check_cut(lab, current)
     if (other := card_geometry(read_card(candidate)).crop_record()) != geometry:
         raise ValueError(f"{candidate} cuts its crops at {other}, {current} at {geometry}: not comparable")
-    check_cut(lab, current)
     cells = GateCells.read(lab_held_out(lab), regression_cells(cells, geometry))
     scores = {name: score(w, cells, device) for name, w in (("current", current), ("candidate", candidate))}
     promoted, reason = gate(scores, tolerance)

@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,7 @@ class LabReference:
     created: str = ""
     file: str = ""  # where it was read from (not saved)
     repeats: tuple[tuple[str, str], ...] = ()  # (slide folder, the one kept): the same files screened again (not saved)
+    NOT_SAVED: ClassVar[tuple[str, ...]] = ("file", "repeats")  # what this run knows of it, not the reference
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         return shift_blast(probs, self.offset)
@@ -111,7 +113,7 @@ class LabReference:
         return {**{k: getattr(self, k) for k in keys}, "n_slides": len(self.slides)}
 
     def save(self, path: Path) -> None:
-        outputs.write_json(path, {k: v for k, v in asdict(self).items() if k not in ("file", "repeats")})
+        outputs.write_json(path, {k: v for k, v in asdict(self).items() if k not in self.NOT_SAVED})
 
     @classmethod
     def load(cls, path: Path, classifier: dict | None = None) -> LabReference:
@@ -119,8 +121,9 @@ class LabReference:
         (one line) for a file that is not one."""
         try:
             fields = json.loads(Path(path).read_text())
+            # what a reference file must hold: the fields without a default
             if missing := [
-                f.name for f in dataclasses.fields(cls) if f.name not in {*fields, "created", "file", "repeats"}
+                f.name for f in dataclasses.fields(cls) if f.name not in fields and f.default is dataclasses.MISSING
             ]:
                 raise ValueError(f"no {', '.join(missing)}")
             reference = cls(**{**fields, "file": str(Path(path).resolve())})
