@@ -3,6 +3,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -147,14 +148,18 @@ def test_finetune_folder_replays_every_type_and_repeats_the_lab_to_its_share(tmp
         finetune_folder(lab.drop(columns="crop"), training, tmp_path / "ft")
 
 
-def test_finetune_starts_from_the_model_and_keeps_its_scores(tmp_path):
+def test_finetune_starts_from_the_model_and_keeps_its_scores(tmp_path, monkeypatch):
     """One epoch at a zero learning rate leaves the model's weights as they were (fine-tuning starts from them,
-    not from scratch), and the candidate's card keeps the model's scores with a temperature fitted again."""
+    not from scratch), and the candidate's card keeps the model's scores with a temperature fitted again. A
+    relative runs folder is the working folder's (as `classify finetune --out runs/...` from a lab's own folder),
+    not Ultralytics' runs directory."""
     training = training_folder(tmp_path / "training", n=4)
     lab = pd.DataFrame({"crop": [str(training / "val" / "blast" / "blast_0.png")], "type": ["blast"]})
     finetune_folder(lab, training, tmp_path / "ft", replay_n=9)
     recipe = FinetuneRecipe(epochs=1, batch=8, workers=0, lr0=0.0)
-    best, card = finetune_cells(CLASSIFIER_WEIGHTS, tmp_path / "ft", tmp_path / "runs", "ft", recipe, "cpu")
+    monkeypatch.chdir(tmp_path)
+    best, card = finetune_cells(CLASSIFIER_WEIGHTS, tmp_path / "ft", Path("runs"), "ft", recipe, "cpu")
+    assert Path(best).resolve().is_relative_to(tmp_path / "runs" / "ft")
     start = torch.load(CLASSIFIER_WEIGHTS, map_location="cpu", weights_only=False)["model"].float().state_dict()
     after = torch.load(best, map_location="cpu", weights_only=False)["model"].float().state_dict()
     conv = [k for k in start if k.endswith("conv.weight")]

@@ -357,6 +357,31 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     assert "the 0 field(s) finished so far are kept" in " ".join(result.output.split())
 
 
+def test_an_interrupted_run_keeps_the_fields_it_finished_and_resumes_from_them(tmp_path, monkeypatch):
+    """Ctrl-C after two of three fields are journalled: the line counts them, and the same command again screens
+    the third alone (the first two kept, not screened again)."""
+    from leukoscan.journal import Journal
+
+    slide, out = tmp_path / "slide", tmp_path / "out"
+    write_slide(slide, 3, seed=21)
+    record, recorded = Journal.record, []
+
+    def interrupted_after_two(journal, image, result):
+        recorded.append(record(journal, image, result))
+        if len(recorded) == 2:
+            raise KeyboardInterrupt
+        return recorded[-1]
+
+    monkeypatch.setattr(Journal, "record", interrupted_after_two)
+    result = run(slide, "--out", out, "--batch", "1")
+    assert result.exit_code == 130
+    assert f"the 2 field(s) finished so far are kept in {out}" in " ".join(result.output.split())
+    monkeypatch.setattr(Journal, "record", record)
+    resumed = run(slide, "--out", out)
+    assert resumed.exit_code == 0 and f"slide: 2 of 3 fields already screened in {out}, kept" in resumed.output
+    assert len(pd.read_csv(out / "slide" / "images.csv")) == 3
+
+
 def test_ctrl_c_with_workers_stops_the_run_at_once(tmp_path):
     """Ctrl-C (SIGINT to the terminal's process group) during a ``--workers`` run: no queued slide is started and
     the workers stop; the run exits 130 within seconds, the finished slides kept."""
