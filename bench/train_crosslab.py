@@ -203,6 +203,9 @@ def main() -> None:
         help="share of training crops whose lightness contrast and brightness are changed (the trial)",
     )
     ap.add_argument(
+        "--sharpen", type=float, default=0.0, help="share of training crops sharpened by an unsharp mask (the trial)"
+    )
+    ap.add_argument(
         "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
     )
     ap.add_argument(
@@ -268,6 +271,7 @@ def main() -> None:
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
         "-contrast": args.contrast,
+        "-sharpen": args.sharpen,
         "-eqblasts": args.equal_blast_sources,
         "-parts": args.blast_parts,
         f"-seed{args.seed}": args.seed,
@@ -301,6 +305,8 @@ def main() -> None:
             str(args.mixstyle),
             "--contrast",
             str(args.contrast),
+            "--sharpen",
+            str(args.sharpen),
             "--seed",
             str(args.seed),
             *(["--equal-blast-sources"] if args.equal_blast_sources else []),

@@ -4,7 +4,8 @@ Ultralytics' classification trainer brings flips, a mild random resized crop and
 runs before them on each training crop: optionally a stain transfer (the crop recoloured with a real
 training lab's colour statistics) and a zoom (the cell larger or smaller: a slide's cell-size estimate,
 which sets the crop window, is not exact), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
-down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source).
+down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source), and
+optionally sharpening (``p_sharpen``).
 Optionally (``p_mixstyle``) the network's early feature statistics are mixed between the crops of a batch.
 ``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
 """
@@ -45,6 +46,9 @@ class LabAugment:
     # the trial, README): the labs' pooled lightness SD runs from 14 (Taleqani) to 26 (Zheng), CIE L units
     contrast: float = 1.6  # lightness SD about the crop's mean scaled by a factor log-uniform in [1 / this, this]
     brightness: float = 8.0  # and its mean moved by up to this many CIE L units either way
+    p_sharpen: float = 0.0  # share of crops sharpened (unsharp mask, ``sharpen``; the trial, README): blur and
+    # down-and-up sampling only ever soften a crop, and a lab's optics can be sharper than any training lab's
+    sharpen_amount: tuple[float, float] = (0.3, 1.5)  # the unsharp mask's amount, uniform in this range
     p_mixstyle: float = 0.0  # share of training batches whose early feature maps are re-styled (MixStyle,
     # ``mix_styles``; in the network, not on the crop; the trial, README)
     mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weight: most mixes lean to one image's style
@@ -84,7 +88,16 @@ class LabAugment:
             f = rng.uniform(*self.resample)
             small = cv2.resize(out, (max(4, round(w * f)), max(4, round(h * f))), interpolation=cv2.INTER_AREA)
             out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.p_sharpen and rng.random() < self.p_sharpen:  # no draw when off: the recipe's stream
+            out = sharpen(out, float(rng.uniform(*self.sharpen_amount)))
         return out
+
+
+def sharpen(rgb: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:
+    """The crop through an unsharp mask: its difference from a Gaussian blur (``sigma`` px) added ``amount``
+    times (0: unchanged), clipped to 0-255."""
+    blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    return cv2.addWeighted(rgb, 1 + amount, blurred, -amount, 0)
 
 
 def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:

@@ -91,6 +91,11 @@ def cell_type_model(weights: Path, device: str):
     return clf
 
 
+def share_option(help: str):
+    """A training option that is a share of crops or batches (0 to 1; 0: off)."""
+    return typer.Option(0.0, callback=finite, min=0.0, max=1.0, help=help)
+
+
 @app.command()
 def train(
     data: Path = typer.Option(
@@ -197,42 +202,23 @@ def train_cells(
         dir_okay=False,
         help="Pseudo-labelled cells to train on as well (from `leukoscan classify pseudo-label`): self-training.",
     ),
-    stain_transfer: float = typer.Option(
-        0.0,
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="Share of training crops recoloured with a training lab's colour statistics (the trial, see README).",
+    stain_transfer: float = share_option(
+        "Share of training crops recoloured with a training lab's colour statistics (the trial, see README)."
     ),
-    zoom: float = typer.Option(
-        0.0,
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="Share of training crops whose cell is zoomed by up to 1.3x either way (0.5 in the shipped recipe).",
+    zoom: float = share_option(
+        "Share of training crops whose cell is zoomed by up to 1.3x either way (0.5 in the shipped recipe)."
     ),
-    quarter_turns: float = typer.Option(
-        0.0,
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="Share of training crops turned a quarter (with the flips: every orientation; 0.5 in the shipped recipe).",
+    quarter_turns: float = share_option(
+        "Share of training crops turned a quarter (with the flips: every orientation; 0.5 in the shipped recipe)."
     ),
-    contrast: float = typer.Option(
-        0.0,
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="Share of training crops whose lightness contrast (up to 1.6x either way) and brightness are "
-        "changed (the trial, see README).",
+    contrast: float = share_option(
+        "Share of training crops whose lightness contrast (up to 1.6x either way) and brightness are "
+        "changed (the trial, see README)."
     ),
-    mixstyle: float = typer.Option(
-        0.0,
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
-        "trial, see README).",
+    sharpen: float = share_option("Share of training crops sharpened by an unsharp mask (the trial, see README)."),
+    mixstyle: float = share_option(
+        "Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
+        "trial, see README)."
     ),
     equal_blast_sources: bool = typer.Option(
         False,
@@ -274,6 +260,7 @@ def train_cells(
         p_zoom=zoom,
         p_quarter_turn=quarter_turns,
         p_contrast=contrast,
+        p_sharpen=sharpen,
         p_mixstyle=mixstyle,
     )
     recipe = CellRecipe(epochs=epochs, seed=seed)

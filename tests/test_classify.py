@@ -418,6 +418,31 @@ def test_quarter_turns_show_a_crop_in_the_orientations_flips_miss():
     )
 
 
+def test_sharpening_steepens_edges_and_off_draws_nothing():
+    """``LabAugment(p_sharpen=...)`` (the trial): an unsharp mask makes a soft edge steeper and keeps flat areas;
+    amount 0 is the crop itself; off, it draws nothing, so the shipped recipe's crops are unchanged."""
+    from leukoscan.classify.augment import LabAugment, sharpen
+
+    img = np.full((48, 48, 3), 220, np.uint8)
+    cv2.circle(img, (24, 24), 10, (90, 40, 150), -1)
+    soft = cv2.GaussianBlur(img, (0, 0), 1.5)
+
+    def steepest(rgb):
+        return np.abs(np.diff(rgb[24, :, 0].astype(int))).max()
+
+    assert np.array_equal(sharpen(soft, 0.0), soft)
+    sharp = sharpen(soft, 1.0)
+    assert steepest(sharp) > steepest(soft) and (sharp[:4, :4] == soft[:4, :4]).all()
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+    plain = LabAugment(**off)(soft, np.random.default_rng(0))
+    assert steepest(LabAugment(p_sharpen=1.0, **off)(soft, np.random.default_rng(0))) > steepest(plain)
+    jitter = dict(p_blur=0.5, p_resample=0.5, p_gray=0.5)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert all(
+        np.array_equal(LabAugment(**jitter)(soft, a), LabAugment(p_sharpen=0.0, **jitter)(soft, b)) for _ in range(5)
+    )
+
+
 def test_contrast_changes_the_lightness_spread_and_keeps_the_colour():
     """``LabAugment(p_contrast=...)`` (the trial): a crop's CIE lightness spread scaled about its mean (another
     lab's contrast), its colour kept; off, it draws nothing, so the shipped recipe's crops are unchanged."""
