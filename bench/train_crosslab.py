@@ -34,7 +34,8 @@ quarter-turn augmentation):
     python bench/train_crosslab.py --self-train txl-575x575 --ship-dir runs/self-weights   # without zoom
     python bench/train_crosslab.py --only munich --ship-dir runs/plain-weights   # the plain recipe before both
 
-Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), as many
+Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), sharpening
+(``--sharpen 0.3``), as many
 training blasts from each blast source (``--equal-blast-sources``), each source's blasts a class of their own
 (``--blast-parts``), and the
 same recipe with another seed (how much a figure moves from one training run to the next):
