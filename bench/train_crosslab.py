@@ -62,6 +62,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -142,11 +144,17 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
 PSEUDO = WEIGHTS_DIR / "pseudo"  # the shipped models' pseudo labels (their cards hold these files' sha256)
 
 
-def pseudo_labelled(cells: Path, lab: str, teacher: Path, device: str) -> Path:
-    """The white cells of ``lab`` (normal donors) with ``teacher``'s best normal type (self-training):
-    the committed table in weights/pseudo/ when there is one (the shipped models were taught by the
-    models before them, no longer in weights/), else labelled now by ``teacher``."""
-    name = f"{lab}-by-{teacher.stem}.csv"
+def pseudo_labelled(cells: Path, labs: list[str], teacher: Path, device: str) -> Path:
+    """The white cells of ``labs`` (normal donors) with ``teacher``'s best normal type (self-training), one
+    table: each lab's the committed table in weights/pseudo/ when there is one (the shipped models were taught
+    by the models before them, no longer in weights/), else labelled now by ``teacher``."""
+    if len(labs) > 1:
+        out = cells / "pseudo" / f"{'+'.join(labs)}-by-{teacher.stem}.csv"
+        tables = [pd.read_csv(pseudo_labelled(cells, [lab], teacher, device)) for lab in labs]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(tables, ignore_index=True).to_csv(out, index=False)
+        return out
+    name = f"{labs[0]}-by-{teacher.stem}.csv"
     if (PSEUDO / name).exists():
         return PSEUDO / name
     out = cells / "pseudo" / name
@@ -159,7 +167,7 @@ def pseudo_labelled(cells: Path, lab: str, teacher: Path, device: str) -> Path:
             "--weights",
             str(teacher),
             "--lab",
-            lab,
+            labs[0],
             "--known-normal",
             "--confident",
             "0.6",
@@ -222,9 +230,11 @@ def main() -> None:
     ap.add_argument(
         "--self-train",
         metavar="LAB",
-        default="",
+        action="append",
+        default=[],
         help="self-training on a TXL-PBC lab of normal donors' white cells (txl-575x575, Raabin-WBC), labelled "
-        "by the teacher that never saw the held-out source (--teachers) with its best normal type (the trial)",
+        "by the teacher that never saw the held-out source (--teachers) with its best normal type; repeatable "
+        "(a second lab: txl-416x416, the trial)",
     )
     ap.add_argument(
         "--teachers", type=Path, default=WEIGHTS_DIR, help="--self-train: lolo/no-<source>.pt, classifier.pt"
@@ -268,7 +278,7 @@ def main() -> None:
     trials = {
         "-transfer": args.stain_transfer,
         "-zoom": args.zoom,
-        "-self": args.self_train,
+        "-self" + "".join(f"+{lab.removeprefix('txl-')}" for lab in args.self_train[1:]): args.self_train,
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
         "-contrast": args.contrast,
