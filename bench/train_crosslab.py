@@ -50,6 +50,9 @@ same recipe with another seed (how much a figure moves from one training run to 
         --only zheng --only pbc --ship-dir runs/eqblasts   # then eval_crosslab.py and eval_seen.py
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --blast-parts \
         --only zheng --only pbc --ship-dir runs/parts   # then eval_crosslab.py and eval_seen.py
+    python bench/train_crosslab.py --self-train txl-575x575 --self-train txl-416x416 --zoom 0.5 --quarter-turns 0.5 \
+        --only munich --only zheng --ship-dir runs/self416   # a second lab of normal donors; then
+    python bench/eval_crosslab.py --weights runs/self416 --name crosslab_self416
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
