@@ -9,11 +9,18 @@ much a second training run moves these figures"). Each argument is a results nam
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
     python bench/crosslab_runs.py crosslab_one_correction crosslab_seed1   # bench/results/crosslab_runs.{json,md}
 
+A run whose models were scored in more than one results file is named by joining them with ``+`` (each source
+from the first file that holds it out): ``crosslab_seed1_scores+crosslab_seed1_munich``.
+
 ``crosslab_one_correction`` is ``crosslab`` as eval_crosslab.py wrote it for the seed-0 models with the scores
 of before 2026-12-06 (one class-prior correction for every type; ``git show e07c264:bench/results/crosslab.json``),
 the scores the seed-1 run was measured with; ``crosslab crosslab_seed1_scores --name crosslab_runs_scores``
 compares the two runs with today's scores (the seed-1 model blind to Munich was not scored again: its AUC is the
-same, the correction moving only the types other than blast).
+same, the correction moving only the types other than blast). Three runs, the README's table (the seed-1 model
+blind to Munich trained again and scored on its own, ``crosslab_seed1_munich``):
+
+    python bench/crosslab_runs.py crosslab crosslab_seed1_scores+crosslab_seed1_munich crosslab_seed2 \
+        --name crosslab_runs_3
 """
 
 from __future__ import annotations
@@ -58,12 +65,26 @@ def runs_table(results: dict[str, dict]) -> pd.DataFrame:
     )
 
 
+def read_run(name: str) -> dict:
+    """The results of one training run: ``bench/results/<name>.json``, or for ``a+b`` those files' held-out
+    sources together (each source from the first file that holds it out)."""
+    parts = [json.loads((RESULTS / f"{part}.json").read_text()) for part in name.split("+")]
+    held = {}
+    for part in parts:
+        held = {**part["leave_one_lab_out"], **held}
+    return {**parts[0], "leave_one_lab_out": held}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+", help="results names of eval_crosslab.py, one per training run")
+    ap.add_argument(
+        "names",
+        nargs="+",
+        help="results names of eval_crosslab.py, one per training run (a+b: one run scored in two files)",
+    )
     ap.add_argument("--name", default="crosslab_runs", help="results file name")
     args = ap.parse_args()
-    results = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in args.names}
+    results = {name: read_run(name) for name in args.names}
     table = runs_table(results)
     (RESULTS / f"{args.name}.json").write_text(table.to_json(orient="records", indent=2) + "\n")
     md = (

@@ -20,6 +20,7 @@ QUOTED = {
     "ray.md": None,
     "workers.md": None,
     "speed_cuda.md": None,
+    "crosslab_runs_3.md": None,
     "crosslab.md": ("| held out |", "| source | n | accuracy |", "| row_0 ", "| model | txl-575x575"),
 }
 
