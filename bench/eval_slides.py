@@ -18,6 +18,12 @@ from the test splits: the rules before tuning (``BEFORE``), the tuned ones and t
 (which should be the tuned ones: the run says when they differ) on the same test bags.
 
     python bench/eval_slides.py     # writes bench/results/slides.{json,md,png}
+
+``--lolo DIR --name NAME`` takes the unseen-lab scores from another training run's leave-one-lab-out models
+(``DIR/no-<source>.pt``; ``bench/train_crosslab.py --seed 2 ... --ship-dir runs/seed2`` writes them to
+``runs/seed2/lolo``) and writes ``bench/results/NAME.*``:
+
+    python bench/eval_slides.py --lolo runs/seed2/lolo --name slides_seed2
 """
 
 from __future__ import annotations
@@ -69,13 +75,13 @@ BEFORE = VerdictRules(
 )
 
 
-def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool) -> pd.DataFrame:
+def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool, lolo: Path | None = None) -> pd.DataFrame:
     """(P(blast), called blast, called a white cell of the differential) of every cell in ``cells``; ``unseen``:
-    by the model blind to its source."""
+    by the model blind to its source (in ``lolo``, default ``weights/lolo``)."""
     out = pd.DataFrame(index=cells.index, columns=["p_blast", "is_blast", "is_white"], dtype=float)
     groups = cells.groupby("source").groups.items() if unseen else [("all", cells.index)]
     for source, idx in groups:
-        model = weights / "lolo" / f"no-{source}.pt" if unseen else weights / "classifier.pt"
+        model = (lolo or weights / "lolo") / f"no-{source}.pt" if unseen else weights / "classifier.pt"
         if not model.exists():  # that source's cells are left out of the unseen-lab bags
             print(f"skipped {source}'s cells: {model} missing")
             continue
@@ -174,7 +180,13 @@ def one_lab_rates(lab_bags: dict, scores: pd.DataFrame, rules: VerdictRules) -> 
 
 
 def one_lab_slides(
-    every: pd.DataFrame, cells: pd.DataFrame, scores: dict[str, pd.DataFrame], weights: Path, n_bags: int, rng
+    every: pd.DataFrame,
+    cells: pd.DataFrame,
+    scores: dict[str, pd.DataFrame],
+    weights: Path,
+    n_bags: int,
+    rng,
+    lolo: Path | None = None,
 ) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Normal slides of each lab alone (``LABS``, ``ONE_LAB_SIZES`` cells), per score set: (lab, size) -> bags,
     and the scores they index. Unseen-lab: every normal cell of the lab (the model blind to it never saw one);
@@ -193,7 +205,7 @@ def one_lab_slides(
         todo = normal[normal.split.isin(splits) & ~normal.crop.isin(cells.crop)]
         todo.attrs["root"] = every.attrs["root"]
         if len(todo):
-            known.loc[todo.index] = cell_scores(todo, weights, unseen)
+            known.loc[todo.index] = cell_scores(todo, weights, unseen, lolo)
         bags = {
             (lab, size): draw_bags(pools(normal, splits, known, lab), size, 0.0, n_bags, rng)
             for lab in LABS
@@ -360,6 +372,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--bags", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lolo", type=Path, default=None, help="the unseen-lab models (default <weights>/lolo)")
+    ap.add_argument("--name", default="slides", help="results file name (bench/results/<name>.{json,md,png})")
     args = ap.parse_args()
     cells = eval_cells(args.cells)
     cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)
@@ -371,7 +385,7 @@ def main() -> None:
     cells = every[every.split.isin(["val", "test"])].reset_index(drop=True)
     cells.attrs["root"] = root  # bags index cells by position
     scores = {
-        "unseen lab": cell_scores(cells, args.weights, unseen=True),
+        "unseen lab": cell_scores(cells, args.weights, unseen=True, lolo=args.lolo),
         "seen lab": cell_scores(cells, args.weights, unseen=False),
     }
     rng = np.random.default_rng(args.seed)  # the same bags for both score sets (the cells both score)
@@ -385,7 +399,9 @@ def main() -> None:
     for split in pool:
         for size in LARGE_NORMAL:
             bags[split][(size, 0.0)] = draw_bags(pool[split], size, 0.0, args.bags, large_rng)
-    one_lab = one_lab_slides(every, cells, scores, args.weights, args.bags, np.random.default_rng(args.seed + 2))
+    one_lab = one_lab_slides(
+        every, cells, scores, args.weights, args.bags, np.random.default_rng(args.seed + 2), args.lolo
+    )
     tuned, best = tune(bags["val"], scores, cells, SETTINGS.verdict, one_lab)
     res = {
         "bags_per_point": args.bags,
@@ -414,9 +430,9 @@ def main() -> None:
         res["test"][name] = block
         print(name, json.dumps(block["lod"]), json.dumps(block["targets"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "slides.json").write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / "slides.md").write_text(markdown(res))
-    plot(res, RESULTS / "slides.png")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(res))
+    plot(res, RESULTS / f"{args.name}.png")
     print(markdown(res))
 
 
