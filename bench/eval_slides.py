@@ -276,7 +276,7 @@ def tune(
                 seen["200|0.05"]["suspected"] + seen["200|0.1"]["suspected"],
                 seen["200|0.02"]["suspected"] + seen["200|0.01"]["suspected"],
                 seen["200|0.0"]["negative"],
-                -rates["unseen lab"]["200|0.2"]["negative"],
+                -rates[UNSEEN]["200|0.2"]["negative"],
                 rules,
                 ok,
             )
@@ -402,10 +402,11 @@ def main() -> None:
     cells = every[every.split.isin(["val", "test"])].reset_index(drop=True)
     cells.attrs["root"] = root  # bags index cells by position
     lolo = {UNSEEN: args.lolo[0] if args.lolo else None} | {f"{UNSEEN}, {d}": d for d in args.lolo[1:]}
-    scores = {name: cell_scores(cells, args.weights, unseen=True, lolo=d) for name, d in lolo.items()}
-    scores = {UNSEEN: scores.pop(UNSEEN), "seen lab": cell_scores(cells, args.weights, unseen=False), **scores}
+    unseen = {name: cell_scores(cells, args.weights, unseen=True, lolo=d) for name, d in lolo.items()}
+    # the first run's and the seen-lab scores first: the plot's two panels, the bags' pools
+    scores = {UNSEEN: unseen.pop(UNSEEN), "seen lab": cell_scores(cells, args.weights, unseen=False), **unseen}
     rng = np.random.default_rng(args.seed)  # the same bags for both score sets (the cells both score)
-    scored = scores["unseen lab"]
+    scored = scores[UNSEEN]
     pool = {split: pools(cells, split, scored) for split in ("val", "test")}
     bags = {
         split: {(size, f): draw_bags(pool[split], size, f, args.bags, rng) for size in SIZES for f in FRACTIONS}
