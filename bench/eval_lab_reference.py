@@ -9,10 +9,10 @@ Each leave-one-lab-out model on the source it never saw, that source taken as on
   PBC's and of Zheng's normal cells;
 - scored on the rest: the normal cells called blast, the blasts called blast (Munich's myeloblasts,
   Taleqani's ALL-field cells of its test blocks), and slides of 200 cells of that lab (bags, fixed seed) with
-  the verdict rules of ``config.py``: normal slides flagged ``suspected``, leukemic ones (10, 20, 50 % blasts)
-  flagged. "no reference" is the model as shipped (no offset), the first row of each lab.
+  the verdict rules of ``config.py``: normal slides flagged ``suspected`` (of 1,000 cells too), leukemic ones
+  (10, 20, 50 % blasts) flagged. "no reference" is the model as shipped (no offset), the first row of each lab.
 
-    python bench/eval_lab_reference.py [--weights weights --weights runs/seed1]
+    python bench/eval_lab_reference.py [--lolo runs/seed1/lolo] [--weights runs/w14]  # default: both runs in weights/
     # writes bench/results/lab_reference.{json,md}
 """
 
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_crosslab import NORMAL, eval_cells, predict  # noqa: E402
-from eval_slides import DIFFERENTIAL, draw_bags, verdict_rates  # noqa: E402
-from results_io import save  # noqa: E402
+from eval_slides import DIFFERENTIAL, LOLO_RUNS, add_lolo_argument, draw_bags, verdict_rates  # noqa: E402
+from results_io import rel, save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, IS_WHITE, blast_margin  # noqa: E402
@@ -39,6 +39,7 @@ from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
 
 SHARES = (None, 0.01, SETTINGS.lab.normal_called_blast, 0.05)  # None: no reference
 SLIDE_CELLS, N_BAGS, FRACTIONS = 200, 400, (0.1, 0.2, 0.5)
+LARGE_SLIDE_CELLS = 1000  # normal slides of this many cells too: a share rule flags large slides first
 REFERENCE_CELLS = 2000  # a lab's reference: its normal slides' cells, in the differential
 
 
@@ -77,8 +78,10 @@ def type_pool(types: np.ndarray, n_blasts: int = 0) -> dict[str, np.ndarray]:
     return pool | {"blast": np.arange(len(types), len(types) + n_blasts)}
 
 
-def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | None, fraction: float, rng) -> float:
-    """Share of ``N_BAGS`` slides of ``SLIDE_CELLS`` cells (``fraction`` blasts) called ``suspected``."""
+def slides_flagged(
+    normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | None, fraction: float, rng, size: int = SLIDE_CELLS
+) -> float:
+    """Share of ``N_BAGS`` slides of ``size`` cells (``fraction`` blasts) called ``suspected``."""
     probs = normal if blasts is None else np.concatenate([normal, blasts])
     calls = probs.argmax(1)
     scores = pd.DataFrame(
@@ -88,7 +91,7 @@ def slides_flagged(normal: np.ndarray, types: np.ndarray, blasts: np.ndarray | N
             "is_white": IS_WHITE[calls].astype(float),
         }
     )
-    bags = draw_bags(type_pool(types, len(probs) - len(normal)), SLIDE_CELLS, fraction, N_BAGS, rng)
+    bags = draw_bags(type_pool(types, len(probs) - len(normal)), size, fraction, N_BAGS, rng)
     return verdict_rates(bags, scores, SETTINGS.verdict)["suspected"]
 
 
@@ -99,7 +102,7 @@ def reference_margins(probs: np.ndarray) -> np.ndarray:
 
 
 def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
+    rng, large_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)  # apart: the same 200-cell bags
     ref_probs, ref_types = lab["reference"]
     drawn = ref_probs[draw_bags(type_pool(ref_types), REFERENCE_CELLS, 0.0, 1, rng)[0]]
     reference = reference_margins(drawn)
@@ -118,6 +121,9 @@ def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
             "normal cells called blast": float(np.mean(shifted.argmax(1) == BLAST)),
             "blasts called blast": None if blasts is None else float(np.mean(blasts.argmax(1) == BLAST)),
             "normal slides flagged": slides_flagged(shifted, types, None, 0.0, rng),
+            f"normal slides of {LARGE_SLIDE_CELLS:,} flagged": slides_flagged(
+                shifted, types, None, 0.0, large_rng, LARGE_SLIDE_CELLS
+            ),
         }
         for f in FRACTIONS:
             row[f"{f:.0%} blast slides flagged"] = (
@@ -130,25 +136,32 @@ def lab_rows(source: str, lab: dict, seed: int = 0) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
-    ap.add_argument("--weights", type=Path, action="append", help="models folder(s) with lolo/ (default: weights/)")
+    ap.add_argument("--weights", type=Path, action="append", default=[], help="models folder(s) with lolo/")
+    add_lolo_argument(ap, "weights/, with no --weights")
     ap.add_argument("--name", default="lab_reference")
     args = ap.parse_args()
     runtime.setup()
     cells = eval_cells(args.cells)
     results, parts = {}, []
-    for weights in args.weights or [WEIGHTS_DIR]:
-        rows = [row for source, lab in lab_sets(cells, weights / "lolo").items() for row in lab_rows(source, lab)]
-        results[str(weights)] = rows
-        parts.append(f"Models `{weights}/lolo` (each on the lab it never saw):\n\n")
+    runs = [w / "lolo" for w in args.weights] + args.lolo or [WEIGHTS_DIR / d for d in LOLO_RUNS]
+    for lolo in runs:
+        rows = [row for source, lab in lab_sets(cells, lolo).items() for row in lab_rows(source, lab)]
+        results[rel(lolo)] = rows
+        parts.append(f"Models `{rel(lolo)}` (each on the lab it never saw):\n\n")
         parts.append(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f").replace(" nan ", "  –  ") + "\n\n")
     md = (
         "A lab's own reference (`python bench/eval_lab_reference.py`): the blast call moved so that a share of "
         f"the lab's normal reference cells ({REFERENCE_CELLS} drawn in the normal differential) is called blast; "
-        f"scored on the lab's other cells and on slides of {SLIDE_CELLS} of them ({N_BAGS} per row, verdict "
+        f"scored on the lab's other cells and on slides of {SLIDE_CELLS} of them (normal ones of "
+        f"{LARGE_SLIDE_CELLS:,} too; {N_BAGS} per row, verdict "
         "rules of config.py). Munich's reference is neutrophils only (easier than a lab's slides); Taleqani's "
         "is its Benign patients' hematogones and lymphocytes (harder).\n\n" + "".join(parts)
     )
-    save(args.name, {"shares": [s for s in SHARES], "slide_cells": SLIDE_CELLS, "runs": results}, md)
+    save(
+        args.name,
+        {"shares": list(SHARES), "slide_cells": SLIDE_CELLS, "large_slide_cells": LARGE_SLIDE_CELLS, "runs": results},
+        md,
+    )
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ from the test splits: the rules before tuning (``BEFORE``), the tuned ones and t
 
     python bench/eval_slides.py     # writes bench/results/slides.{json,md,png}
 
-``--lolo DIR --name NAME`` takes the unseen-lab scores from another training run's leave-one-lab-out models
-(``DIR/no-<source>.pt``; ``bench/train_crosslab.py --seed 2 ... --ship-dir runs/seed2`` writes them to
-``runs/seed2/lolo``) and writes ``bench/results/NAME.*``. A second ``--lolo`` adds that run's unseen-lab scores
-as a score set of its own ("unseen lab, DIR"): the tuning then holds the false-flag limits with every run's
-scores (the rules must hold whichever run a lab's model is like):
+The unseen-lab scores come from two training runs of the recipe (``LOLO_RUNS``: ``weights/lolo``, seed 0, and
+``weights/lolo-seed2``, seed 2; ``bench/train_crosslab.py --seed 2 ... --ship-dir runs/seed2`` writes the latter to
+``runs/seed2/lolo``): the first run's are "unseen lab" (the bags' pools, the plot's panel), each further run's
+a score set of its own ("unseen lab, DIR"), and the tuning holds the false-flag limits with every run's scores:
+the rules must hold whichever run a new lab's model is like (one run's models flag a lab's normal slides that
+another run's do not: bench/slides_history.md). ``--lolo DIR`` (repeatable) names the runs instead, ``--name
+NAME`` writes ``bench/results/NAME.*``:
 
-    python bench/eval_slides.py --lolo runs/seed2/lolo --name slides_seed2
-    python bench/eval_slides.py --lolo weights/lolo --lolo runs/seed2/lolo --name slides_two_runs
+    python bench/eval_slides.py --lolo weights/lolo-seed2 --name slides_seed2   # one run alone
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_crosslab import eval_cells, predict  # noqa: E402
+from results_io import rel  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, IS_WHITE  # noqa: E402
-from leukoscan.classify.weak import cleaned_types  # noqa: E402
+from leukoscan.classify.weak import cleaned_types, redo_cleaning  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR, Z95, VerdictRules  # noqa: E402
 from leukoscan.verdict import verdict_of  # noqa: E402
 
@@ -171,6 +173,7 @@ def meets(rates: dict, real: dict) -> dict[str, bool]:
     }
 
 
+LOLO_RUNS = ("lolo", "lolo-seed2")  # the training runs whose leave-one-lab-out models give unseen-lab scores
 UNSEEN = "unseen lab"  # the score sets of the leave-one-lab-out models ("unseen lab", "unseen lab, <dir>")
 UNSEEN_NORMAL = "unseen lab: normal negative >= 90 %"  # the one unseen-lab target the tuning counts
 
@@ -376,6 +379,17 @@ def plot(res: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def add_lolo_argument(ap: argparse.ArgumentParser, where: str) -> None:
+    """``--lolo DIR``, repeatable: a training run's leave-one-lab-out models (default: ``LOLO_RUNS`` in ``where``)."""
+    ap.add_argument(
+        "--lolo",
+        type=Path,
+        action="append",
+        default=[],
+        help=f"a training run's leave-one-lab-out models, repeatable (default: {', '.join(LOLO_RUNS)} in {where})",
+    )
+
+
 def main() -> None:
     runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,25 +397,20 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--bags", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--lolo",
-        type=Path,
-        action="append",
-        default=[],
-        help="the unseen-lab models (default <weights>/lolo); repeated: each further run's a score set of its own",
-    )
+    add_lolo_argument(ap, "--weights")
     ap.add_argument("--name", default="slides", help="results file name (bench/results/<name>.{json,md,png})")
     args = ap.parse_args()
     cells = eval_cells(args.cells)
-    cleaned = args.cells / "cleaned" / "clean.csv"  # Taleqani's weak labels, cleaned (bench/train_crosslab.py)
-    if cleaned.exists():
-        cells["type"] = cleaned_types(cells, cleaned)
+    # Taleqani's weak labels as the shipped model's cleaning left them (its committed table, not whether a
+    # training run happened to leave the cleaned cells.csv: without it, bags drew other Taleqani cells)
+    cells["type"] = cleaned_types(cells, redo_cleaning(args.cells, args.weights / "cleaning" / "clean.csv"))
     root = cells.attrs["root"]
     every = cells[cells.source != "txl"].reset_index(drop=True)
     every.attrs["root"] = root
     cells = every[every.split.isin(["val", "test"])].reset_index(drop=True)
     cells.attrs["root"] = root  # bags index cells by position
-    lolo = {UNSEEN: args.lolo[0] if args.lolo else None} | {f"{UNSEEN}, {d}": d for d in args.lolo[1:]}
+    runs = args.lolo or [args.weights / d for d in LOLO_RUNS]
+    lolo = {UNSEEN: runs[0]} | {f"{UNSEEN}, {rel(d)}": d for d in runs[1:]}
     unseen = {name: cell_scores(cells, args.weights, unseen=True, lolo=d) for name, d in lolo.items()}
     # the first run's and the seen-lab scores first: the plot's two panels, the bags' pools
     scores = {UNSEEN: unseen.pop(UNSEEN), "seen lab": cell_scores(cells, args.weights, unseen=False), **unseen}

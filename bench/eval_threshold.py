@@ -17,6 +17,7 @@ slide's confident neutrophils' (P(neutrophil) > 0.9), the cells every lab types 
 have almost none (their fields were chosen for lymphoid cells), so its figures there rest on a handful.
 
     python bench/eval_threshold.py      # writes bench/results/crosslab_threshold.{json,md}
+    python bench/eval_threshold.py --lolo weights/lolo-seed2 --name crosslab_threshold_seed2   # another run's
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import CELL_TYPES  # noqa: E402
 
-THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95)
+THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 NORMAL_COLUMNS = [CELL_TYPES.index(t) for t in NORMAL]
 CONFIDENT_NEUTROPHIL = 0.9
 
@@ -85,11 +86,14 @@ def cross_lab(scores: dict[str, np.ndarray]) -> dict:
 
 def main() -> None:
     runtime.setup()
-    args = trial_parser(__doc__, "crosslab_threshold").parse_args()
+    ap = trial_parser(__doc__, "crosslab_threshold")
+    ap.add_argument("--lolo", type=Path, help="the leave-one-lab-out models' folder (default: <weights>/lolo)")
+    args = ap.parse_args()
+    lolo = args.lolo or args.weights / "lolo"
     cells = eval_cells(args.cells)
     by_score = {name: {} for name in SCORES}
     for source, subset in held_out_sets(cells).items():
-        probs = predict(args.weights / "lolo" / f"no-{source}.pt", subset, cells)
+        probs = predict(lolo / f"no-{source}.pt", subset, cells)
         source_scores = {name: score(probs) for name, score in SCORES.items()}  # the source as one slide
         for group, mask in cell_groups(source, subset).items():
             for name, values in source_scores.items():

@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results_io import save  # noqa: E402
+from bench.results_io import rel, save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cards import sha256  # noqa: E402
 from leukoscan.config import BUILD_DIR, DETECTOR_WEIGHTS, REPO_ROOT  # noqa: E402
@@ -55,13 +55,6 @@ REPLAY = BUILD_DIR / "detect" / "images" / "train"  # finetune's default --repla
 REGRESSION = BUILD_DIR / "detect" / "data.yaml"  # promote's default --regression
 IOU = 0.5
 PHOTO_LINE = re.compile(r"^(?P<name>.+): (?P<det>\d+) detected \+ (?P<seg>\d+) proposed by segmentation$")
-
-
-def rel(path: Path) -> str:
-    """``path`` as the command line shows it: relative to the repository's root where it lies inside it."""
-    path = Path(path)
-    resolved = path.resolve() if path.is_absolute() else (REPO_ROOT / path).resolve()
-    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
 
 
 def cli() -> list[str]:

@@ -188,11 +188,12 @@ def test_cells_are_counted_by_their_call_as_cells_csv_has_it():
 def test_a_value_below_its_threshold_never_reads_as_at_it(n, blasts, confident):
     """9.95 % of blasts on a negative slide reads 9.9 % < 10 %, not 10.0 % < 10 % (rounded down where rounding
     would reach the threshold), in the reason and wherever the blast fraction is shown."""
-    from leukoscan.config import SETTINGS
+    from leukoscan.config import VerdictRules
     from leukoscan.numbers import percent
     from leukoscan.verdict import verdict_reason
 
-    reason = verdict_reason("negative", n, blasts, confident, SETTINGS.verdict)
+    rules = VerdictRules(suspect_fraction=0.10, suspect_confident_fraction=0.02)  # whatever config's are
+    reason = verdict_reason("negative", n, blasts, confident, rules)
     assert "9.9% < 10%" in reason and "1.9% < 2%" in reason, reason
     assert percent(blasts / n, below=0.1) == "9.9%" and percent(blasts / n) == "10.0%"
     assert percent(0.1, below=0.1) == "10.0%" and percent(0.0996, below=0.2) == "10.0%" and percent(None) == "–"

@@ -33,13 +33,14 @@ def test_subtype_classifier_card():
     assert clf.temperature == card["temperature"] and clf.imgsz == card["recipe"]["imgsz"]
 
 
+@pytest.mark.parametrize("run, seed", [("lolo", 0), ("lolo-seed2", 2)])
 @pytest.mark.parametrize("source", ["taleqani", "munich", "pbc", "zheng"])
-def test_leave_one_lab_out_models_never_saw_their_source(source):
-    weights = WEIGHTS_DIR / "lolo" / f"no-{source}.pt"
+def test_leave_one_lab_out_models_never_saw_their_source(source, run, seed):
+    weights = WEIGHTS_DIR / run / f"no-{source}.pt"
     if not weights.exists():
-        pytest.skip(f"{weights} not shipped (python bench/train_crosslab.py --only {source})")
+        pytest.skip(f"{weights} not shipped (python bench/train_crosslab.py --only {source} --seed {seed})")
     card = json.loads(weights.with_suffix(".json").read_text())
-    assert card["sha256"] == sha256(weights)
+    assert card["sha256"] == sha256(weights) and card["recipe"]["seed"] == seed
     assert card["data"]["excluded"] == [source] and source not in card["data"]["sources"]
 
 
