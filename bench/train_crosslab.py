@@ -218,6 +218,12 @@ def main() -> None:
         "--sharpen", type=float, default=0.0, help="share of training crops sharpened by an unsharp mask (the trial)"
     )
     ap.add_argument(
+        "--white-balance",
+        type=float,
+        default=0.0,
+        help="share of training crops given another lamp's colour cast (the trial)",
+    )
+    ap.add_argument(
         "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
     )
     ap.add_argument(
@@ -286,6 +292,7 @@ def main() -> None:
         "-mix": args.mixstyle,
         "-contrast": args.contrast,
         "-sharpen": args.sharpen,
+        "-wb": args.white_balance,
         "-eqblasts": args.equal_blast_sources,
         "-parts": args.blast_parts,
         f"-seed{args.seed}": args.seed,
@@ -321,6 +328,8 @@ def main() -> None:
             str(args.contrast),
             "--sharpen",
             str(args.sharpen),
+            "--white-balance",
+            str(args.white_balance),
             "--seed",
             str(args.seed),
             *(["--equal-blast-sources"] if args.equal_blast_sources else []),

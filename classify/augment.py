@@ -49,6 +49,9 @@ class LabAugment:
     p_sharpen: float = 0.0  # share of crops sharpened (unsharp mask, ``sharpen``; the trial, README): blur and
     # down-and-up sampling only ever soften a crop, and a lab's optics can be sharper than any training lab's
     sharpen_amount: tuple[float, float] = (0.3, 1.5)  # the unsharp mask's amount, uniform in this range
+    p_white_balance: float = 0.0  # share of crops given another lamp's colour cast (``white_balance``; the
+    # trial, README): a lab's light and camera white balance tint every pixel alike (Zheng's first lab: yellow)
+    white_balance: float = 1.3  # each RGB channel's gain log-uniform in [1 / this, this], over their geometric mean
     p_mixstyle: float = 0.0  # share of training batches whose early feature maps are re-styled (MixStyle,
     # ``mix_styles``; in the network, not on the crop; the trial, README)
     mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weight: most mixes lean to one image's style
@@ -73,6 +76,8 @@ class LabAugment:
         if self.p_contrast and rng.random() < self.p_contrast:  # no draw when off: the recipe's stream
             factor = float(np.exp(rng.uniform(-np.log(self.contrast), np.log(self.contrast))))
             rgb = lightness(rgb, factor, float(rng.uniform(-self.brightness, self.brightness)))
+        if self.p_white_balance and rng.random() < self.p_white_balance:  # no draw when off: the recipe's stream
+            rgb = white_balance(rgb, cast_gains(rng, self.white_balance))
         out = hed_jitter(rgb, rng, sigma=self.hed_sigma, bias=self.hed_bias)
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-self.hue, self.hue)) % 180
@@ -91,6 +96,20 @@ class LabAugment:
         if self.p_sharpen and rng.random() < self.p_sharpen:  # no draw when off: the recipe's stream
             out = sharpen(out, float(rng.uniform(*self.sharpen_amount)))
         return out
+
+
+def cast_gains(rng: np.random.Generator, limit: float) -> np.ndarray:
+    """Three RGB gains, each log-uniform in [1 / ``limit``, ``limit``], over their geometric mean: a colour
+    cast that leaves the overall brightness to the value jitter."""
+    log_gains = rng.uniform(-np.log(limit), np.log(limit), 3)
+    return np.exp(log_gains - log_gains.mean())
+
+
+def white_balance(rgb: np.ndarray, gains) -> np.ndarray:
+    """The crop under another light: each RGB channel multiplied by its gain (a lamp's colour or a camera's
+    white balance scales the light reaching every pixel alike, channel by channel; in gamma-encoded sRGB
+    still a gain per channel), clipped to 0-255."""
+    return np.clip(rgb.astype(np.float32) * np.asarray(gains, np.float32), 0, 255).round().astype(np.uint8)
 
 
 def sharpen(rgb: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:

@@ -216,6 +216,9 @@ def train_cells(
         "changed (the trial, see README)."
     ),
     sharpen: float = share_option("Share of training crops sharpened by an unsharp mask (the trial, see README)."),
+    white_balance: float = share_option(
+        "Share of training crops given another lamp's colour cast (RGB gains up to 1.3x; the trial, see README)."
+    ),
     mixstyle: float = share_option(
         "Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
         "trial, see README)."
@@ -261,6 +264,7 @@ def train_cells(
         p_quarter_turn=quarter_turns,
         p_contrast=contrast,
         p_sharpen=sharpen,
+        p_white_balance=white_balance,
         p_mixstyle=mixstyle,
     )
     recipe = CellRecipe(epochs=epochs, seed=seed)

@@ -750,3 +750,29 @@ def test_a_model_whose_blasts_are_parts_adds_them_up_into_p_blast(tiny_cell_mode
     for i, name in clf.model.names.items():  # every other type is its own class's output, wherever that sits
         if i not in parts:
             assert np.allclose(probs[:, CELL_TYPES.index(name)], raw[:, i], atol=1e-5)
+
+
+def test_white_balance_tints_every_pixel_alike_and_draws_nothing_when_off():
+    """``LabAugment(p_white_balance=...)``: another lamp's colour cast, one gain per RGB channel (their geometric
+    mean 1: a tint, not a brightness change) within ``white_balance`` either way, the same for every pixel; off,
+    nothing is drawn, so the shipped recipe's crops are unchanged."""
+    from leukoscan.classify.augment import LabAugment, cast_gains, white_balance
+
+    img = np.full((48, 48, 3), 180, np.uint8)
+    cv2.circle(img, (24, 24), 10, (120, 60, 150), -1)
+    yellow = white_balance(img, (1.0, 1.0, 0.5))
+    assert np.array_equal(yellow[..., :2], img[..., :2]) and set(np.unique(yellow[..., 2])) == {75, 90}
+    assert white_balance(img, (2.0, 1.0, 1.0))[..., 0].max() == 255  # clipped, not wrapped
+    rng = np.random.default_rng(0)
+    gains = np.array([cast_gains(rng, 1.3) for _ in range(200)])
+    assert np.allclose(np.log(gains).sum(1), 0) and gains.min() >= 1 / 1.3**2 and gains.max() <= 1.3**2
+    assert gains.min() < 0.85 and gains.max() > 1.15  # casts of every direction and size
+    off = dict(hed_sigma=0, hed_bias=0, hue=0, saturation=0, value=0, p_gray=0, p_blur=0, p_resample=0)
+    plain = LabAugment(**off)(img, np.random.default_rng(0))
+    assert not np.array_equal(LabAugment(p_white_balance=1.0, **off)(img, np.random.default_rng(0)), plain)
+    jitter = dict(p_blur=0.5, p_resample=0.5, p_gray=0.5)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert all(
+        np.array_equal(LabAugment(**jitter)(img, a), LabAugment(p_white_balance=0.0, **jitter)(img, b))
+        for _ in range(5)
+    )
