@@ -80,13 +80,13 @@ BEFORE = VerdictRules(
 )
 
 
-def cell_scores(cells: pd.DataFrame, weights: Path, unseen: bool, lolo: Path | None = None) -> pd.DataFrame:
-    """(P(blast), called blast, called a white cell of the differential) of every cell in ``cells``; ``unseen``:
-    by the model blind to its source (in ``lolo``, default ``weights/lolo``)."""
+def cell_scores(cells: pd.DataFrame, weights: Path, lolo: Path | None) -> pd.DataFrame:
+    """(P(blast), called blast, called a white cell of the differential) of every cell in ``cells``: by the
+    model in ``lolo`` blind to its source (unseen lab), or with ``lolo`` None by ``weights``' shipped model."""
     out = pd.DataFrame(index=cells.index, columns=["p_blast", "is_blast", "is_white"], dtype=float)
-    groups = cells.groupby("source").groups.items() if unseen else [("all", cells.index)]
+    groups = cells.groupby("source").groups.items() if lolo else [("all", cells.index)]
     for source, idx in groups:
-        model = (lolo or weights / "lolo") / f"no-{source}.pt" if unseen else weights / "classifier.pt"
+        model = lolo / f"no-{source}.pt" if lolo else weights / "classifier.pt"
         if not model.exists():  # that source's cells are left out of the unseen-lab bags
             print(f"skipped {source}'s cells: {model} missing")
             continue
@@ -193,14 +193,13 @@ def one_lab_slides(
     weights: Path,
     n_bags: int,
     rng,
-    lolo: dict[str, Path | None] | None = None,
+    lolo: dict[str, Path],
 ) -> dict[str, tuple[dict, pd.DataFrame]]:
     """Normal slides of each lab alone (``LABS``, ``ONE_LAB_SIZES`` cells), per score set: (lab, size) -> bags,
     and the scores they index. Unseen-lab: every normal cell of the lab (the model blind to it never saw one);
     seen-lab: those of its validation and test splits (the shipped model was trained on the rest). The cells
     ``scores`` already scored (those of ``cells``) keep their scores; only the rest (unseen-lab training cells)
-    are classified here. ``lolo``: each unseen-lab score set's models (default ``{"unseen lab": None}``: those
-    in ``weights/lolo``)."""
+    are classified here. ``lolo``: each unseen-lab score set's models."""
     normal = every[
         every.source.isin(LABS)
         & ((every.source != "taleqani") | (every.original_type != "blast"))
@@ -208,16 +207,13 @@ def one_lab_slides(
     ].reset_index(drop=True)
     normal.attrs["root"] = every.attrs["root"]
     out = {}
-    lolo = lolo or {UNSEEN: None}
-    sets = [(name, True, ("train", "val", "test"), d) for name, d in lolo.items()] + [
-        ("seen lab", False, ("val", "test"), None)
-    ]
-    for name, unseen, splits, models in sets:
+    sets = [(name, ("train", "val", "test"), d) for name, d in lolo.items()] + [("seen lab", ("val", "test"), None)]
+    for name, splits, models in sets:
         known = scores[name].set_axis(cells.crop).reindex(normal.crop).set_axis(normal.index)
         todo = normal[normal.split.isin(splits) & ~normal.crop.isin(cells.crop)]
         todo.attrs["root"] = every.attrs["root"]
         if len(todo):
-            known.loc[todo.index] = cell_scores(todo, weights, unseen, models)
+            known.loc[todo.index] = cell_scores(todo, weights, models)
         bags = {
             (lab, size): draw_bags(pools(normal, splits, known, lab), size, 0.0, n_bags, rng)
             for lab in LABS
@@ -411,10 +407,10 @@ def main() -> None:
     cells.attrs["root"] = root  # bags index cells by position
     runs = args.lolo or [args.weights / d for d in LOLO_RUNS]
     lolo = {UNSEEN: runs[0]} | {f"{UNSEEN}, {rel(d)}": d for d in runs[1:]}
-    unseen = {name: cell_scores(cells, args.weights, unseen=True, lolo=d) for name, d in lolo.items()}
+    unseen = {name: cell_scores(cells, args.weights, d) for name, d in lolo.items()}
     # the first run's and the seen-lab scores first: the plot's two panels, the bags' pools
-    scores = {UNSEEN: unseen.pop(UNSEEN), "seen lab": cell_scores(cells, args.weights, unseen=False), **unseen}
-    rng = np.random.default_rng(args.seed)  # the same bags for both score sets (the cells both score)
+    scores = {UNSEEN: unseen.pop(UNSEEN), "seen lab": cell_scores(cells, args.weights, None), **unseen}
+    rng = np.random.default_rng(args.seed)  # the same bags for every score set (the cells they all score)
     scored = scores[UNSEEN]
     pool = {split: pools(cells, split, scored) for split in ("val", "test")}
     bags = {

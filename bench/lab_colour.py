@@ -28,7 +28,7 @@ from eval_crosslab import eval_cells, held_out_sets  # noqa: E402
 from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.classify.stain import crop_colour, stain_distance  # noqa: E402
+from leukoscan.classify.stain import crop_colour, stain_z  # noqa: E402
 from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
 from leukoscan.datasets.cells import read_crops  # noqa: E402
 
@@ -46,8 +46,8 @@ def lab_rows(source: str, cells: pd.DataFrame, lolo: Path) -> list[dict]:
         row |= {f"stained {c}*": round(float(v), 1) for c, v in zip(CHANNELS, median)}
         row |= {f"mean {c}": round(float(v), 1) for c, v in zip("RGB", crops.reshape(-1, 3).mean(axis=0))}
         reference = json.loads((lolo / f"no-{source}.json").read_text())["stain_reference"]
-        z = np.abs(median - reference["lab_mean"]) / np.maximum(reference["lab_std"], 1e-3)
-        row["stain z"] = round(stain_distance(median, reference), 2)
+        z = stain_z(median, reference)
+        row["stain z"] = round(float(z.max()), 2)  # stain_distance's figure
         row["worst channel"] = CHANNELS[int(np.argmax(z))]
         rows.append(row)
     return rows

@@ -49,14 +49,19 @@ def stain_reference(crops: np.ndarray) -> dict:
     }
 
 
-def stain_distance(median_lab, reference: dict | None) -> float | None:
-    """How far (in training-crop SDs, worst Lab channel) a slide's median cell colour is from training."""
+def stain_z(median_lab, reference: dict | None) -> np.ndarray | None:
+    """How far (in training-crop SDs) a slide's median cell colour is from training, per Lab channel."""
     if not reference or median_lab is None or not np.isfinite(median_lab).all():
         return None
-    z = np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(
+    return np.abs(np.asarray(median_lab) - np.array(reference["lab_mean"])) / np.maximum(
         np.array(reference["lab_std"]), 1e-3
     )
-    return float(z.max())
+
+
+def stain_distance(median_lab, reference: dict | None) -> float | None:
+    """How far (in training-crop SDs, worst Lab channel) a slide's median cell colour is from training."""
+    z = stain_z(median_lab, reference)
+    return None if z is None else float(z.max())
 
 
 REGIONS = ("cells", "surround")  # lab_stats: every pixel of the crops, or those around each white cell
