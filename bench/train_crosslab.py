@@ -264,6 +264,18 @@ def main() -> None:
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0, help="the models' training seed (not the cleaning models')")
+    ap.add_argument(
+        "--save-period", type=int, default=-1, help="keep every this many epochs' weights in the runs (-1: off)"
+    )
+    ap.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        help="ship the average of the last this many epochs' weights (needs --save-period 1; the trial)",
+    )
+    ap.add_argument(
+        "--remeasure-batchnorm", action="store_true", help="--average-last: batch norm measured again, not averaged"
+    )
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", choices=[*HELD_OUT, "shipped"], action="append")
@@ -332,6 +344,11 @@ def main() -> None:
             str(args.white_balance),
             "--seed",
             str(args.seed),
+            "--save-period",
+            str(args.save_period),
+            "--average-last",
+            str(args.average_last),
+            *(["--remeasure-batchnorm"] if args.remeasure_batchnorm else []),
             *(["--equal-blast-sources"] if args.equal_blast_sources else []),
             *(["--blast-parts"] if args.blast_parts else []),
         ]

@@ -186,6 +186,20 @@ def train_cells(
     seed: int = typer.Option(
         CellRecipe.seed, help="Random seed of the training run (another: how much a figure moves)."
     ),
+    save_period: int = typer.Option(
+        CellRecipe.save_period,
+        min=-1,
+        help="Also keep every this many epochs' weights (weights/epochN.pt in the run; -1: best and last only).",
+    ),
+    average_last: int = typer.Option(
+        0,
+        min=0,
+        help="Ship the average of the last this many epochs' weights (kept by --save-period 1) instead of the "
+        "best epoch by val (0: the best epoch; 1: the last; the trial, see README).",
+    ),
+    remeasure_batchnorm: bool = typer.Option(
+        False, help="--average-last: batch norm's statistics measured again on training crops, not averaged."
+    ),
     device: str = device_option(),
     project: Path = typer.Option(RUNS / "cells", help="Folder for training runs."),
     name: str = typer.Option("", help="Run name (default: all, or no-<source>)."),
@@ -248,6 +262,8 @@ def train_cells(
     unknown = set(exclude) - set(SOURCES)
     if unknown:
         fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
+    if average_last and save_period != 1 and not reuse:  # found out before training, not after it
+        fail("--average-last needs each epoch's weights: give --save-period 1")
     with user_errors():
         df, taught = training_cells(cells, cleaned, pseudo)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
@@ -267,12 +283,18 @@ def train_cells(
         p_white_balance=white_balance,
         p_mixstyle=mixstyle,
     )
-    recipe = CellRecipe(epochs=epochs, seed=seed)
+    recipe = CellRecipe(epochs=epochs, seed=seed, save_period=save_period)
     if reuse:
         best = project / name / "weights" / "best.pt"
         card = _reused_card(best, recipe, colour.value, augment, exclude, equal_blast_sources, blast_parts)
     else:
         best, card = run_train(folder, project, name, recipe, device, colour.value, augment)
+    if average_last:
+        from leukoscan.classify.average import average_run
+
+        with user_errors():
+            best = average_run(project / name, average_last, folder if remeasure_batchnorm else None, augment)
+        card["averaged"] = {"epochs": average_last, "batchnorm": "remeasured" if remeasure_batchnorm else "averaged"}
     # how its probabilities are made
     scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
     card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))

@@ -49,6 +49,7 @@ class CellRecipe:
     erasing: float = 0.1
     dropout: float = 0.1
     auto_augment: str = ""  # no RandAugment: LabAugment replaces it
+    save_period: int = -1  # keep every this many epochs' weights too (epochN.pt; -1: best and last only)
 
 
 def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):

@@ -62,8 +62,8 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
 
 @pytest.fixture(scope="module")
 def tiny_cell_model(tmp_path_factory):
-    """One epoch of the cell-type recipe (lab augmentation on, MixStyle too) on 9 tiny classes: weights, card,
-    crop folder."""
+    """Two epochs of the cell-type recipe (lab augmentation on, MixStyle too, each epoch's weights kept) on 9
+    tiny classes: weights, card, crop folder."""
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import CellRecipe, train_cells
@@ -78,7 +78,7 @@ def tiny_cell_model(tmp_path_factory):
         root,
         root / "runs",
         "smoke",
-        CellRecipe(imgsz=32, epochs=1, batch=16, workers=0),
+        CellRecipe(imgsz=32, epochs=2, batch=16, workers=0, save_period=1),
         device="cpu",
         augment=LabAugment(p_mixstyle=0.5),
     )
@@ -776,3 +776,53 @@ def test_white_balance_tints_every_pixel_alike_and_draws_nothing_when_off():
         np.array_equal(LabAugment(**jitter)(img, a), LabAugment(p_white_balance=0.0, **jitter)(img, b))
         for _ in range(5)
     )
+
+
+def test_weight_averaging_means_the_last_epochs_and_measures_batch_norm_again(tiny_cell_model):
+    """``train-cells --average-last``: the last k epochs' weights and batch norm's statistics averaged (float
+    tensors; step counts from the last), or the statistics measured afresh on training crops
+    (``--remeasure-batchnorm``); too few epochs kept, or none kept by the run about to be trained: one line."""
+    import torch
+
+    from leukoscan.classify.augment import LabAugment
+    from leukoscan.classify.average import average_run, average_state, epoch_checkpoints, update_batchnorm
+
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(4)}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
+    mean = average_state([a, b])
+    assert mean["w"].tolist() == [2.0, 4.0] and int(mean["n"]) == 9
+
+    norm = torch.nn.Sequential(torch.nn.BatchNorm2d(3)).eval()
+    x = torch.rand(8, 3, 4, 4) * 2 + 5
+    update_batchnorm(norm, [x[:4], x[4:]])
+    assert torch.allclose(norm[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert norm[0].momentum == 0.1 and not norm.training
+
+    _, _, root = tiny_cell_model
+    run = root / "runs" / "smoke"
+    epochs = epoch_checkpoints(run, 2)
+    assert [f.name for f in epochs] == ["epoch0.pt", "epoch1.pt"]
+    with pytest.raises(ValueError, match="kept 2 epochs' weights, fewer than the 3"):
+        epoch_checkpoints(run, 3)
+    states = [torch.load(f, map_location="cpu", weights_only=False)["ema"].float().state_dict() for f in epochs]
+    out = torch.load(average_run(run, 2), map_location="cpu", weights_only=False)
+    assert out["averaged_epochs"] == 2 and out["optimizer"] is None
+    averaged = out["ema"].float().state_dict()
+    conv = next(k for k in averaged if k.endswith("conv.weight"))
+    bn = next(k for k in averaged if k.endswith("running_mean"))
+    for key in (conv, bn):  # batch norm's statistics averaged with the weights, as Ultralytics' EMA does
+        assert torch.allclose(averaged[key], (states[0][key] + states[1][key]) / 2, atol=2e-3)
+    remeasured = torch.load(average_run(run, 2, root, LabAugment(), 32), map_location="cpu", weights_only=False)
+    remeasured = remeasured["ema"].float().state_dict()
+    assert torch.allclose(remeasured[conv], averaged[conv]) and not torch.allclose(
+        remeasured[bn], averaged[bn], atol=1e-3
+    )
+    last = torch.load(average_run(run, 1), map_location="cpu", weights_only=False)
+    assert torch.equal(last["ema"].float().state_dict()[bn], states[1][bn])
+
+    from typer.testing import CliRunner
+
+    from leukoscan.pipeline import app
+
+    refused = CliRunner().invoke(app, ["classify", "train-cells", "--cells", str(root), "--average-last", "5"])
+    assert refused.exit_code == 2 and "give --save-period 1" in refused.output  # before training, not after
