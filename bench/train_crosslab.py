@@ -53,6 +53,10 @@ same recipe with another seed (how much a figure moves from one training run to 
     python bench/train_crosslab.py --self-train txl-575x575 --self-train txl-416x416 --zoom 0.5 --quarter-turns 0.5 \
         --only munich --only zheng --ship-dir runs/self416   # a second lab of normal donors; then
     python bench/eval_crosslab.py --weights runs/self416 --name crosslab_self416
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --save-period 1 \
+        --only zheng --only munich --ship-dir runs/best0   # each epoch kept; then, on the same runs:
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --save-period 1 \
+        --only zheng --only munich --resume --average-last 10 --ship-dir runs/swa0   # (or 1: the last epoch)
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
