@@ -262,8 +262,7 @@ def train_cells(
     unknown = set(exclude) - set(SOURCES)
     if unknown:
         fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
-    if average_last and save_period != 1 and not reuse:  # found out before training, not after it
-        fail("--average-last needs each epoch's weights: give --save-period 1")
+    _check_averaging(average_last, save_period, reuse, remeasure_batchnorm)
     with user_errors():
         df, taught = training_cells(cells, cleaned, pseudo)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
@@ -293,7 +292,9 @@ def train_cells(
         from leukoscan.classify.average import average_run
 
         with user_errors():
-            best = average_run(project / name, average_last, folder if remeasure_batchnorm else None, augment)
+            best = average_run(
+                project / name, average_last, folder if remeasure_batchnorm else None, augment, recipe.imgsz
+            )
         card["averaged"] = {"epochs": average_last, "batchnorm": "remeasured" if remeasure_batchnorm else "averaged"}
     # how its probabilities are made
     scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
@@ -314,6 +315,14 @@ def train_cells(
     if ship_to:
         ship(best, ship_to, card)
         console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
+
+
+def _check_averaging(average_last: int, save_period: int, reuse: bool, remeasure_batchnorm: bool) -> None:
+    """``train-cells``' weight-averaging options that cannot work: one line and exit 2, before any training."""
+    if average_last and save_period != 1 and not reuse:
+        fail("--average-last needs each epoch's weights: give --save-period 1")
+    if remeasure_batchnorm and not average_last:
+        fail("--remeasure-batchnorm is part of --average-last: give both")
 
 
 def _reused_card(

@@ -826,3 +826,5 @@ def test_weight_averaging_means_the_last_epochs_and_measures_batch_norm_again(ti
 
     refused = CliRunner().invoke(app, ["classify", "train-cells", "--cells", str(root), "--average-last", "5"])
     assert refused.exit_code == 2 and "give --save-period 1" in refused.output  # before training, not after
+    alone = CliRunner().invoke(app, ["classify", "train-cells", "--cells", str(root), "--remeasure-batchnorm"])
+    assert alone.exit_code == 2 and "part of --average-last" in alone.output
