@@ -1,7 +1,8 @@
 """Weight averaging over a training run's last epochs (stochastic weight averaging, Izmailov et al. 2018;
 for domain generalisation, Cha et al. 2021, SWAD): one model whose weights are the mean of the last ``k``
 epochs' checkpoints (``train-cells --save-period 1`` keeps them). Batch norm's running statistics are averaged
-with them, as Ultralytics' EMA averages them, or (``remeasure``) measured afresh on training crops, SWA's rule.
+with them, as Ultralytics' EMA averages them, or measured afresh on training crops, SWA's rule
+(``torch.optim.swa_utils.update_bn``).
 
 Ultralytics' own EMA does not do this here: its decay ramps up as ``0.9999 (1 - exp(-updates / 2000))``, and
 a cell-type model's 30 epochs are about 3,000 updates, so at the end it averages the last handful of steps.
@@ -67,41 +68,20 @@ def training_batches(folder: Path, augment, imgsz: int, n: int = 4096, batch: in
         yield torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def update_batchnorm(model, batches) -> None:
-    """Batch norm's running means and variances measured afresh: reset, then the cumulative average over
-    ``batches`` in training mode (no gradients; ``torch.optim.swa_utils.update_bn``'s rule)."""
-    import torch
-
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = {m: m.momentum for m in norms}
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = model.training
-    model.train()
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    for m, momentum in momenta.items():
-        m.momentum = momentum
-    model.train(was_training)
-
-
 def average_run(run: Path, k: int, folder: Path | None = None, augment=None, imgsz: int = 64) -> Path:
     """``run``'s last ``k`` epochs averaged into ``weights/averaged.pt`` (an Ultralytics checkpoint: the last
     epoch's, its model replaced; ``k`` = 1: the last epoch's weights as they are); with ``folder`` (a training
     folder), batch norm measured again on its ``train/`` crops through ``augment`` at ``imgsz``. Its path."""
-    import copy
-
     import torch
+    from torch.optim.swa_utils import update_bn
 
     files = epoch_checkpoints(run, k)
     ckpts = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
     models = [(c.get("ema") or c["model"]).float() for c in ckpts]
-    model = copy.deepcopy(models[-1])
+    model = models[-1]  # loaded for this: its weights may be overwritten with the mean
     model.load_state_dict(average_state([m.state_dict() for m in models]))
     if folder is not None:
-        update_batchnorm(model, training_batches(folder / "train", augment, imgsz))
+        update_bn(training_batches(folder / "train", augment, imgsz), model)
     out = dict(ckpts[-1], ema=model.eval().half(), model=None, optimizer=None, averaged_epochs=k)
     torch.save(out, run / "weights" / AVERAGED)
     return run / "weights" / AVERAGED

@@ -783,9 +783,10 @@ def test_weight_averaging_means_the_last_epochs_and_measures_batch_norm_again(ti
     tensors; step counts from the last), or the statistics measured afresh on training crops
     (``--remeasure-batchnorm``); too few epochs kept, or none kept by the run about to be trained: one line."""
     import torch
+    from torch.optim.swa_utils import update_bn
 
     from leukoscan.classify.augment import LabAugment
-    from leukoscan.classify.average import average_run, average_state, epoch_checkpoints, update_batchnorm
+    from leukoscan.classify.average import average_run, average_state, epoch_checkpoints
 
     a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(4)}
     b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
@@ -794,7 +795,7 @@ def test_weight_averaging_means_the_last_epochs_and_measures_batch_norm_again(ti
 
     norm = torch.nn.Sequential(torch.nn.BatchNorm2d(3)).eval()
     x = torch.rand(8, 3, 4, 4) * 2 + 5
-    update_batchnorm(norm, [x[:4], x[4:]])
+    update_bn([x[:4], x[4:]], norm)  # the rule --remeasure-batchnorm relies on
     assert torch.allclose(norm[0].running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
     assert norm[0].momentum == 0.1 and not norm.training
 
