@@ -75,6 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leukoscan.classify.stain import CHANNELS, REGIONS  # noqa: E402
+from leukoscan.classify.train import CellRecipe  # noqa: E402
 from leukoscan.config import BUILD_DIR, WEIGHTS_DIR  # noqa: E402
 
 HELD_OUT = ("taleqani", "munich", "pbc", "zheng")
@@ -267,6 +268,11 @@ def main() -> None:
     ap.add_argument("--clean-runs", type=Path, default=ROOT / "runs" / "cells", help="the cleaning models' runs")
     ap.add_argument("--ship-dir", type=Path, default=WEIGHTS_DIR, help="where classifier.pt and lolo/ go")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument(
+        "--model",
+        default=CellRecipe.model,
+        help="the network, an Ultralytics classification yaml (a larger: the trial)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="the models' training seed (not the cleaning models')")
     ap.add_argument(
         "--save-period", type=int, default=-1, help="keep every this many epochs' weights in the runs (-1: off)"
@@ -312,6 +318,7 @@ def main() -> None:
         "-eqblasts": args.equal_blast_sources,
         "-parts": args.blast_parts,
         f"-seed{args.seed}": args.seed,
+        f"-{Path(args.model).stem}": args.model != CellRecipe.model,
     }
     runs = args.runs or ROOT / "runs" / (
         reinhard
@@ -326,6 +333,8 @@ def main() -> None:
             str(args.normalised if args.normalise else args.cells),
             "--epochs",
             str(args.epochs),
+            "--model",
+            args.model,
             "--device",
             args.device,
             "--project",

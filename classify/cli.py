@@ -10,11 +10,13 @@ import typer
 from rich.markup import escape
 
 from leukoscan.classify.finetune import FinetuneRecipe
-from leukoscan.classify.train import CellRecipe, ClassifierRecipe, training_cells
+from leukoscan.classify.train import CellRecipe, ClassifierRecipe, check_architecture, training_cells
 from leukoscan.cli import (
     NOTHING_PROCESSED,
+    USAGE_ERROR,
     console,
     device_option,
+    error,
     fail,
     finite,
     interrupted,
@@ -35,6 +37,7 @@ from leukoscan.config import (
     TEST_TIME_VIEWS,
     Colour,
 )
+from leukoscan.locks import exclusive
 
 app = typer.Typer(
     help="Cell classifiers: train-cells, calibrate, clean, pseudo-label, val, predict, lab-cells, finetune, promote, "
@@ -183,6 +186,11 @@ def train_cells(
         None, exists=True, dir_okay=False, help="cells.csv with cleaned weak labels (from `leukoscan classify clean`)."
     ),
     epochs: int = typer.Option(CellRecipe.epochs, min=1, max=1000, help="Training epochs."),
+    model: str = typer.Option(
+        CellRecipe.model,
+        help="The network, built from scratch: an Ultralytics classification yaml (yolov8n-cls.yaml, "
+        "yolov8s-cls.yaml, ...; a larger one: the trial, see README).",
+    ),
     seed: int = typer.Option(
         CellRecipe.seed, help="Random seed of the training run (another: how much a figure moves)."
     ),
@@ -259,66 +267,85 @@ def train_cells(
     from leukoscan.datasets.cells import SOURCES, lab_stain_targets, training_folder
     from leukoscan.datasets.splits import manifest_hash
 
-    unknown = set(exclude) - set(SOURCES)
-    if unknown:
-        fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
-    _check_averaging(average_last, save_period, reuse, remeasure_batchnorm)
-    with user_errors():
-        df, taught = training_cells(cells, cleaned, pseudo)
+    _check_options(exclude, model, average_last, save_period, reuse, remeasure_batchnorm)
     name = name or ("no-" + "-".join(exclude) if exclude else "all")
     folder = cells / "runs" / name
-    counts = training_folder(
-        df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources, blast_parts=blast_parts
-    )
-    show_json(counts, indent=None)
-    targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
-    augment = LabAugment(
-        p_transfer=stain_transfer,
-        transfer_labs=tuple((k, *v) for k, v in targets.items()),
-        p_zoom=zoom,
-        p_quarter_turn=quarter_turns,
-        p_contrast=contrast,
-        p_sharpen=sharpen,
-        p_white_balance=white_balance,
-        p_mixstyle=mixstyle,
-    )
-    recipe = CellRecipe(epochs=epochs, seed=seed, save_period=save_period)
-    if reuse:
-        best = project / name / "weights" / "best.pt"
-        card = _reused_card(best, recipe, colour.value, augment, exclude, equal_blast_sources, blast_parts)
-    else:
-        best, card = run_train(folder, project, name, recipe, device, colour.value, augment)
-    if average_last:
-        from leukoscan.classify.average import average_run
-
+    with exclusive(folder.with_name(f".{name}.lock"), lambda holder: _busy(folder, holder)):
         with user_errors():
-            best = average_run(
-                project / name, average_last, folder if remeasure_batchnorm else None, augment, recipe.imgsz
-            )
-        card["averaged"] = {"epochs": average_last, "batchnorm": "remeasured" if remeasure_batchnorm else "averaged"}
-    # how its probabilities are made
-    scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
-    card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
-    card["data"] = {
-        "sources": [s for s in SOURCES if s not in exclude],
-        "excluded": list(exclude),
-        "train_counts": counts,
-        "equal_blast_sources": equal_blast_sources,
-        "blast_parts": blast_parts,
-        "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
-        "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
-        "pseudo_labs": sorted(set(taught.lab)),
-        "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
-    }
-    write_card(best, card)
-    show_json({k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}, indent=None)
-    if ship_to:
-        ship(best, ship_to, card)
-        console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
+            df, taught = training_cells(cells, cleaned, pseudo)
+        counts = training_folder(
+            df, folder, tuple(exclude), equal_blast_sources=equal_blast_sources, blast_parts=blast_parts
+        )
+        show_json(counts, indent=None)
+        targets = lab_stain_targets(df, tuple(exclude)) if stain_transfer else {}
+        augment = LabAugment(
+            p_transfer=stain_transfer,
+            transfer_labs=tuple((k, *v) for k, v in targets.items()),
+            p_zoom=zoom,
+            p_quarter_turn=quarter_turns,
+            p_contrast=contrast,
+            p_sharpen=sharpen,
+            p_white_balance=white_balance,
+            p_mixstyle=mixstyle,
+        )
+        recipe = CellRecipe(model=model, epochs=epochs, seed=seed, save_period=save_period)
+        if reuse:
+            best = project / name / "weights" / "best.pt"
+            card = _reused_card(best, recipe, colour.value, augment, exclude, equal_blast_sources, blast_parts)
+        else:
+            best, card = run_train(folder, project, name, recipe, device, colour.value, augment)
+        if average_last:
+            from leukoscan.classify.average import average_run
+
+            with user_errors():
+                best = average_run(
+                    project / name, average_last, folder if remeasure_batchnorm else None, augment, recipe.imgsz
+                )
+            card["averaged"] = {
+                "epochs": average_last,
+                "batchnorm": "remeasured" if remeasure_batchnorm else "averaged",
+            }
+        # how its probabilities are made
+        scores = scores_card(counts["train"], test_time_views, prior_correction, others_prior_correction)
+        card.update(cell_model_facts(best, device, colour.value, folder, cells, scores))
+        card["data"] = {
+            "sources": [s for s in SOURCES if s not in exclude],
+            "excluded": list(exclude),
+            "train_counts": counts,
+            "equal_blast_sources": equal_blast_sources,
+            "blast_parts": blast_parts,
+            "cells_csv_sha256": manifest_hash((cleaned or cells / "cells.csv")),
+            "pseudo_csv_sha256": manifest_hash(pseudo) if pseudo else None,
+            "pseudo_labs": sorted(set(taught.lab)),
+            "taleqani_manifest_sha256": manifest_hash(cells / "taleqani_manifest.csv"),
+        }
+        write_card(best, card)
+        show_json(
+            {k: card[k] for k in ("temperature", "val_ece_before", "val_ece_after", "train_seconds")}, indent=None
+        )
+        if ship_to:
+            ship(best, ship_to, card)
+            console.print(f"shipped {escape(str(ship_to))}", soft_wrap=True)
 
 
-def _check_averaging(average_last: int, save_period: int, reuse: bool, remeasure_batchnorm: bool) -> None:
-    """``train-cells``' weight-averaging options that cannot work: one line and exit 2, before any training."""
+def _busy(folder: Path, holder: str) -> typer.Exit:
+    """Another ``train-cells`` of the same --name is running: it rebuilds and trains on the same crop folder (and
+    Ultralytics run), so this one stops before touching them: one line, and the exit to end with."""
+    error(f"another train-cells ({holder}) is training on {folder} now: wait for it, or give this one another --name")
+    return typer.Exit(USAGE_ERROR)
+
+
+def _check_options(
+    exclude: list[str], model: str, average_last: int, save_period: int, reuse: bool, remeasure_batchnorm: bool
+) -> None:
+    """``train-cells``' options that cannot work (a source it does not know, a --model that is not a classifier's
+    yaml, weight averaging without the epochs to average): one line and exit 2, before any training."""
+    from leukoscan.datasets.cells import SOURCES
+
+    if unknown := set(exclude) - set(SOURCES):
+        fail(f"unknown source {sorted(unknown)} (use {', '.join(SOURCES)})")
+    with user_errors():
+        check_architecture(model)
     if average_last and save_period != 1 and not reuse:
         fail("--average-last needs each epoch's weights: give --save-period 1")
     if remeasure_batchnorm and not average_last:

@@ -52,6 +52,23 @@ class CellRecipe:
     save_period: int = -1  # keep every this many epochs' weights too (epochN.pt; -1: best and last only)
 
 
+def check_architecture(model: str) -> None:
+    """A ``ValueError`` (one line) unless ``model`` is an Ultralytics classification yaml that builds (training
+    starts from scratch: no weights can be downloaded)."""
+    from ultralytics.nn.modules import Classify
+
+    from leukoscan.runtime import yolo
+
+    if Path(model).suffix not in (".yaml", ".yml"):
+        raise ValueError(f"--model {model}: give a model yaml (yolov8n-cls.yaml, yolov8s-cls.yaml, ...), not weights")
+    try:
+        head = yolo(model, "classify").model.model[-1]
+    except FileNotFoundError:
+        raise ValueError(f"--model {model}: no such model yaml (yolov8n-cls.yaml, yolov8s-cls.yaml, ...)") from None
+    if not isinstance(head, Classify):
+        raise ValueError(f"--model {model}: not a classification model (its name ends in -cls.yaml)")
+
+
 def training_cells(cells: Path, cleaned: Path | None, pseudo: Path | None):
     """The cells a cell-type model learns from: CELLS' table, Taleqani's types from ``cleaned`` when given, and
     with ``pseudo`` (self-training) the teacher's confident calls on unlabelled cells; and those calls alone."""

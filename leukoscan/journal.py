@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from leukoscan.images import TOO_LARGE
+from leukoscan.locks import exclusive
 from leukoscan.outputs import json_default
 from leukoscan.records import FieldResult, FieldStatus
 
@@ -37,33 +38,15 @@ def slide_lock(out: Path) -> Iterator[None]:
     the process ends): a ``SlideBusy`` when another process holds it, as two runs started into one --out would
     (both would screen the slide's fields, and one's removal of stale outputs could take the other's). Held by
     whoever screens the slide (this process, a --workers worker, the Ray driver while it aggregates), one slide at
-    a time. Where no lock can be taken (no fcntl, a file system without locks, no room for the folder) the block
-    runs without: what it writes says what is wrong."""
-    try:
-        import fcntl
+    a time (``locks.exclusive``)."""
 
-        lock = lock_path(out)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock, "a+")
-    except (ImportError, OSError):
-        yield
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SlideBusy(
-                f"slide {Path(out).name}: another leukoscan run ({holder}) is screening it into {out}: left out of "
-                "this run (run this command again when that one has finished)"
-            ) from None
-        except OSError:  # a file system without locks
-            yield
-            return
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+    def taken(holder: str) -> SlideBusy:
+        return SlideBusy(
+            f"slide {Path(out).name}: another leukoscan run ({holder}) is screening it into {out}: left out of this "
+            "run (run this command again when that one has finished)"
+        )
+
+    with exclusive(lock_path(out), taken):
         yield
 
 

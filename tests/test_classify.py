@@ -829,3 +829,37 @@ def test_weight_averaging_means_the_last_epochs_and_measures_batch_norm_again(ti
     assert refused.exit_code == 2 and "give --save-period 1" in refused.output  # before training, not after
     alone = CliRunner().invoke(app, ["classify", "train-cells", "--cells", str(root), "--remeasure-batchnorm"])
     assert alone.exit_code == 2 and "part of --average-last" in alone.output
+
+
+def test_train_cells_refuses_a_second_training_of_the_same_name_and_a_model_that_is_not_a_classifier(
+    tmp_path, lock_holder
+):
+    """Two `train-cells` of one --name at once would rebuild and train on the same crop folder: the second is one
+    line naming the first's process and exit 2, before it reads or writes anything; so is a --model that is not
+    a classification yaml."""
+    from typer.testing import CliRunner
+
+    from leukoscan.pipeline import app
+
+    cells = tmp_path / "cells"
+    lock = cells / "runs" / ".no-pbc.lock"
+    lock.parent.mkdir(parents=True)
+    holder = lock_holder(lock)
+    train = ["classify", "train-cells", "--cells", str(cells), "--exclude", "pbc"]
+    busy = CliRunner().invoke(app, train)
+    holder.kill()
+    holder.wait()
+    assert busy.exit_code == 2 and busy.output.strip().splitlines()[-1] == (
+        f"error: another train-cells (pid {holder.pid}) is training on {cells / 'runs' / 'no-pbc'} now: wait for it, "
+        "or give this one another --name"
+    )
+    assert sorted(p.name for p in (cells / "runs").iterdir()) == [".no-pbc.lock"]  # its crop folder untouched
+    for model, says in (
+        ("yolov8n.yaml", "not a classification model"),
+        ("nothere-cls.yaml", "no such model yaml"),
+        ("weights.pt", "not weights"),
+    ):
+        refused = CliRunner().invoke(app, [*train, "--model", model])
+        assert refused.exit_code == 2 and says in refused.output.strip().splitlines()[-1]
+    freed = CliRunner().invoke(app, train)  # the lock is free again: on to the table, which is not there
+    assert freed.exit_code == 2 and "cells.csv" in freed.output and "another train-cells" not in freed.output

@@ -193,14 +193,11 @@ def test_a_slide_never_takes_over_another_sources_folder_and_keeps_its_own(tmp_p
     outside_slides(beside, slide_tasks([a], beside), [tmp_path / "a" / "slide"])  # beside it: fine
 
 
-def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, capsys):
+def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, capsys, lock_holder):
     """Two runs into one --out (the same command started twice): a slide another process is screening is left out
     with a line naming that process, both before the run counts it (``not_busy``) and when its screening starts
     (the lock is taken by whoever screens a slide, one at a time: no file kept open per slide); the others go on,
     and the slide is free again once that process has gone."""
-    import subprocess
-    import sys
-
     from leukoscan.engine import not_busy
     from leukoscan.journal import lock_path
 
@@ -210,31 +207,18 @@ def test_a_slide_another_run_is_screening_is_left_out_with_one_line(tmp_path, ca
     assert not_busy(tasks) == tasks and not (out / "slide").exists()  # nothing written to find that out
     lock = lock_path(out / "slide-2")
     lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen(  # flock is per open file: another process is the honest test
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\nf = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-            "f.write(f'pid {os.getpid()}'); f.flush(); print('held', flush=True); time.sleep(60)",
-            str(lock),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = lock_holder(lock)
     line = (
         f"error: slide slide-2: another leukoscan run (pid {holder.pid}) is screening it into {out / 'slide-2'}: "
         "left out of this run (run this command again when that one has finished)"
     )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        assert [t.name for t in not_busy(tasks)] == ["slide", "other"]
-        assert capsys.readouterr().err.splitlines() == [line]
-        results = screen_slides(stub_models(), tasks, Options(), Bar())  # taken after the run counted it
-        assert [v.slide for v in results] == ["slide", "other"] and not (out / "slide-2" / "verdict.json").exists()
-        assert capsys.readouterr().err.splitlines() == [line]
-    finally:
-        holder.kill()
-        holder.wait()
+    assert [t.name for t in not_busy(tasks)] == ["slide", "other"]
+    assert capsys.readouterr().err.splitlines() == [line]
+    results = screen_slides(stub_models(), tasks, Options(), Bar())  # taken after the run counted it
+    assert [v.slide for v in results] == ["slide", "other"] and not (out / "slide-2" / "verdict.json").exists()
+    assert capsys.readouterr().err.splitlines() == [line]
+    holder.kill()
+    holder.wait()
     assert not_busy(tasks) == tasks
     assert [v.slide for v in screen_slides(stub_models(), tasks, Options(), Bar())] == ["slide", "slide-2", "other"]
 
