@@ -259,7 +259,7 @@ def train_cells(
     prior_correction: float = prior_option(),
     others_prior_correction: float = prior_option(others=True),
 ) -> None:
-    """Train the cross-lab cell-type classifier (YOLOv8n-cls from yaml), fit its temperature on val."""
+    """Train the cross-lab cell-type classifier (YOLOv8n-cls unless --model, from yaml), fit its temperature on val."""
     from leukoscan.cards import ship, write_card
     from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import scores_card
