@@ -106,14 +106,20 @@ def blur_probe(cells: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def group_args(doc: str, script: str) -> tuple[argparse.Namespace, pd.DataFrame, str]:
+    """The command line of a script that measures up to ``--per-group`` crops of each lab and type: its
+    arguments, the cells it scores and the command that reruns it."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=Path, default=BUILD_DIR / "cells")
     ap.add_argument("--per-group", type=int, default=300, help="crops of each lab and type measured")
     args = ap.parse_args()
-    cells = eval_cells(args.cells)
+    command = f"python bench/{script}" + (f" --per-group {args.per_group}" if args.per_group != 300 else "")
+    return args, eval_cells(args.cells), command
+
+
+def main() -> None:
+    args, cells, command = group_args(__doc__, "sharpness.py")
     groups, probe = by_group(cells, args.per_group), blur_probe(cells)
-    command = "python bench/sharpness.py" + (f" --per-group {args.per_group}" if args.per_group != 300 else "")
     markdown = "\n".join(
         [
             f"Sharpness of the training crops and a blur probe (`{command}`; up to {args.per_group} crops a group).",
