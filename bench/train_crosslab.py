@@ -37,8 +37,9 @@ quarter-turn augmentation):
 Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (``--contrast 0.5``), sharpening
 (``--sharpen 0.3``), as many
 training blasts from each blast source (``--equal-blast-sources``), each source's blasts a class of their own
-(``--blast-parts``), and the
-same recipe with another seed (how much a figure moves from one training run to the next):
+(``--blast-parts``), as few training lymphocytes from each Taleqani Benign field as blasts from an ALL field
+(``--benign-per-field 2``), and the same recipe with another seed (how much a figure moves from one training run
+to the next):
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
         --only zheng --only pbc --ship-dir runs/trial-mix   # then
@@ -57,6 +58,9 @@ same recipe with another seed (how much a figure moves from one training run to 
         --only zheng --only munich --ship-dir runs/best0   # each epoch kept; then, on the same runs:
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --save-period 1 \
         --only zheng --only munich --resume --average-last 10 --ship-dir runs/swa0   # (or 1: the last epoch)
+    python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --benign-per-field 2 \
+        --only zheng --only pbc --ship-dir runs/benign2   # Taleqani's Benign fields capped as its ALL fields; then
+    python bench/eval_crosslab.py --weights runs/benign2 --name crosslab_benign2
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --only pbc --seed 1 \
         --ship-dir runs/seed1   # then
     python bench/eval_crosslab.py --weights runs/seed1 --name crosslab_seed1
@@ -146,6 +150,21 @@ def cleaned_labels(cells: Path, runs: Path, source: str | None, epochs: int, dev
         )
         CLEANING.mkdir(exist_ok=True)
         relabel_table(pd.read_csv(out, keep_default_na=False)).to_csv(CLEANING / f"{name}.csv", index=False)
+    return out
+
+
+def capped_benign(clean: Path, per_field: int, seed: int) -> Path:
+    """``clean`` with each Taleqani Benign field giving at most ``per_field`` training cells of its weak type,
+    lymphocyte, as an ALL field gives at most 2 blasts (``datasets.cells.training_folder``); the others typed
+    ``drop``. Why (the trial): Benign fields give all their cells, hematogones among them, and so most of the
+    training lymphocytes are one hospital's, not the mature lymphocytes of other labs."""
+    df = pd.read_csv(clean, keep_default_na=False)
+    benign = df[(df.source == "taleqani") & (df.subtype == "") & (df.type == "lymphocyte")]
+    order = benign.sample(frac=1, random_state=seed).groupby("file").cumcount()
+    df.loc[order.index[order >= per_field], "type"] = "drop"
+    out = clean.with_name(f"{clean.stem}-benign{per_field}.csv")
+    df.to_csv(out, index=False)
+    print(f"{out}: {int((order >= per_field).sum())} of Taleqani's {len(benign)} Benign-field lymphocytes left out")
     return out
 
 
@@ -286,6 +305,13 @@ def main() -> None:
     ap.add_argument(
         "--remeasure-batchnorm", action="store_true", help="--average-last: batch norm measured again, not averaged"
     )
+    ap.add_argument(
+        "--benign-per-field",
+        type=int,
+        default=0,
+        help="at most this many training lymphocytes from each Taleqani Benign field, as 2 blasts from an ALL field "
+        "(0: all of them, the recipe; the trial)",
+    )
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", choices=[*HELD_OUT, "shipped"], action="append")
@@ -317,6 +343,7 @@ def main() -> None:
         "-wb": args.white_balance,
         "-eqblasts": args.equal_blast_sources,
         "-parts": args.blast_parts,
+        f"-benign{args.benign_per_field}": args.benign_per_field,
         f"-seed{args.seed}": args.seed,
         f"-{Path(args.model).stem}": args.model != CellRecipe.model,
     }
@@ -370,6 +397,8 @@ def main() -> None:
             common += ["--pseudo", str(pseudo_labelled(args.cells, args.self_train, teacher, args.device))]
         if target == "shipped":
             clean = cleaned_labels(args.cells, args.clean_runs, None, args.clean_epochs, args.device)
+            if args.benign_per_field:
+                clean = capped_benign(clean, args.benign_per_field, args.seed)
             leukoscan(
                 "classify",
                 "train-cells",
@@ -397,6 +426,8 @@ def main() -> None:
             )
         else:
             clean = cleaned_labels(args.cells, args.clean_runs, target, args.clean_epochs, args.device)
+            if args.benign_per_field:
+                clean = capped_benign(clean, args.benign_per_field, args.seed)
             leukoscan(
                 "classify",
                 "train-cells",
