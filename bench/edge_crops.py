@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_crosslab import HEADLINE, held_out_row, held_out_sets, predict  # noqa: E402
 from results_io import save  # noqa: E402
-from sharpness import group_args, sample  # noqa: E402
+from sharpness import by_group, group_args  # noqa: E402
 
 from leukoscan.cells import CELL_TYPES  # noqa: E402
 from leukoscan.config import WEIGHTS_DIR  # noqa: E402
@@ -54,14 +54,6 @@ def pad_one_side(crops: np.ndarray, band: float, seed: int = 0) -> np.ndarray:
         band_of = {0: crop[:k], 1: crop[-k:], 2: crop[:, :k], 3: crop[:, -k:]}[int(side)]
         band_of[...] = fill
     return out
-
-
-def by_group(cells: pd.DataFrame, n: int) -> list[dict]:
-    rows = []
-    for (lab, cell_type), group in cells[cells.type != ""].groupby(["lab", "type"]):
-        crops = read_crops(sample(group, n))
-        rows.append({"lab": lab, "type": cell_type, "n": len(crops), "padded": round(float(padded(crops).mean()), 3)})
-    return rows
 
 
 def band_probe(cells: pd.DataFrame) -> list[dict]:
@@ -94,7 +86,8 @@ def band_probe(cells: pd.DataFrame) -> list[dict]:
 
 def main() -> None:
     args, cells, command = group_args(__doc__, "edge_crops.py")
-    groups, probe = by_group(cells, args.per_group), band_probe(cells)
+    groups = by_group(cells, args.per_group, {"padded": lambda crops: round(float(padded(crops).mean()), 3)})
+    probe = band_probe(cells)
     markdown = "\n".join(
         [
             f"Crops padded at a field's edge (`{command}`; up to {args.per_group} crops a group), the committed "

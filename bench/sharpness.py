@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -65,21 +66,19 @@ def sample(cells: pd.DataFrame, n: int) -> pd.DataFrame:
     return out
 
 
-def by_group(cells: pd.DataFrame, n: int) -> list[dict]:
+def by_group(cells: pd.DataFrame, n: int, measures: dict[str, Callable[[np.ndarray], float]]) -> list[dict]:
+    """Up to ``n`` crops of each labelled lab and type, and each of ``measures`` (name: crops -> figure) on them."""
     rows = []
-    labelled = cells[cells.type != ""]
-    for (lab, cell_type), group in labelled.groupby(["lab", "type"]):
+    for (lab, cell_type), group in cells[cells.type != ""].groupby(["lab", "type"]):
         crops = read_crops(sample(group, n))
-        rows.append(
-            {
-                "lab": lab,
-                "type": cell_type,
-                "n": len(crops),
-                "sharpness": round(float(np.median(sharpness(crops))), 1),
-                "saturation": round(float(saturation(crops).mean()), 1),
-            }
-        )
+        rows.append({"lab": lab, "type": cell_type, "n": len(crops)} | {k: f(crops) for k, f in measures.items()})
     return rows
+
+
+MEASURES = {
+    "sharpness": lambda crops: round(float(np.median(sharpness(crops))), 1),
+    "saturation": lambda crops: round(float(saturation(crops).mean()), 1),
+}
 
 
 def blur_probe(cells: pd.DataFrame) -> list[dict]:
@@ -119,7 +118,7 @@ def group_args(doc: str, script: str) -> tuple[argparse.Namespace, pd.DataFrame,
 
 def main() -> None:
     args, cells, command = group_args(__doc__, "sharpness.py")
-    groups, probe = by_group(cells, args.per_group), blur_probe(cells)
+    groups, probe = by_group(cells, args.per_group, MEASURES), blur_probe(cells)
     markdown = "\n".join(
         [
             f"Sharpness of the training crops and a blur probe (`{command}`; up to {args.per_group} crops a group).",
