@@ -12,10 +12,13 @@ normal cells of the reviewer's half, the blast call placed at 2 % of them: the l
 Fine-tuning as ``classify finetune`` does it (``classify/finetune.py``: the reviewed cells repeated to a
 quarter of the set, 3,000 of the model's own training crops replayed, 4 epochs, the last epoch's weights);
 the models' training folders are rebuilt as ``bench/train_crosslab.py`` builds them
-(``model_training_folder``).
+(``model_training_folder``). ``--replay own-hard`` / ``own-soft``: the trial of what a lab without ../shared
+could replay instead, the lab's other cells of the reviewer's half trained towards the model's calls or its
+probabilities (``own_cells``).
 
     python bench/eval_lab_finetune.py [--n 25 --n 100 --n 200] [--seed 0] [--lab munich --normal-only]
     python bench/eval_lab_finetune.py --mistakes-only --name lab_finetune_mistakes  # the cells it calls wrong
+    python bench/eval_lab_finetune.py --n 25 --replay own-soft --name lab_finetune_own_soft  # ~6 min
     # writes bench/results/lab_finetune.{json,md}; ~15 min on 2 CPU cores (about 1.5 min a fine-tuning)
 """
 
@@ -39,7 +42,9 @@ from results_io import save  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
+from leukoscan.classify.predict import CellClassifier  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
+from leukoscan.datasets.cells import read_crops  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
 
 LABS = ("munich", "pbc", "zheng")
@@ -57,6 +62,32 @@ def halves(cells: pd.DataFrame, source: str, types: list[str]) -> tuple[pd.DataF
     return subset[even], subset[~even]
 
 
+OWN_VAL_EVERY = 10  # one of the lab's own cells in 10 is a validation crop, not replayed
+
+
+def own_cells(calls: pd.DataFrame, classes: list[str], soft: bool, min_p: float = 0.0):
+    """A ``Replay`` of the lab's own unreviewed cells as the model sees them (``calls``: ``crop`` and ``p_<type>``,
+    the model's softmax, for each of its ``classes``), each in the pool of its most likely type, one in
+    ``OWN_VAL_EVERY`` kept for validation (its labels the model's calls: the temperature is kept). With ``soft``
+    each is trained towards those probabilities (distillation: the model asked to say of the lab's other cells
+    what it said before); else towards its most likely type, where that is at least ``min_p`` likely. The trial
+    of what a lab without the training data (../shared) could replay; not what ``classify finetune`` does."""
+    from leukoscan.classify.finetune import Replay
+
+    kinds = sorted(classes)
+    probs = calls[[f"p_{kind}" for kind in kinds]].to_numpy(np.float32)
+    keep = probs.max(1) >= min_p
+    crops, probs = [Path(c) for c in calls.crop[keep]], probs[keep] / probs[keep].sum(1, keepdims=True)
+    called = np.asarray(kinds)[probs.argmax(1)]
+    val = np.arange(len(crops)) % OWN_VAL_EVERY == OWN_VAL_EVERY - 1
+    pools, vals = (
+        {kind: [c for c, k, v in zip(crops, called, val) if k == kind and v == part] for kind in kinds}
+        for part in (False, True)
+    )
+    source = "own cells, " + ("soft" if soft else f"called at p >= {min_p:g}")
+    return Replay(pools, vals, calibrate=False, source=source, soft=dict(zip(crops, probs)) if soft else None)
+
+
 def with_reference(probs: np.ndarray, scored: pd.DataFrame, reference: np.ndarray) -> dict:
     """The scored cells with a lab reference (``leukoscan lab-reference``) made from ``reference``, the
     probabilities of the lab's normal cells of the reviewer's half: its blast call placed at 2 % of them."""
@@ -70,7 +101,13 @@ def with_reference(probs: np.ndarray, scored: pd.DataFrame, reference: np.ndarra
 
 
 def main() -> None:
-    from leukoscan.classify.finetune import FinetuneRecipe, finetune_cells, finetune_folder, model_training_folder
+    from leukoscan.classify.finetune import (
+        FinetuneRecipe,
+        Replay,
+        finetune_cells,
+        finetune_folder,
+        model_training_folder,
+    )
 
     runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +123,15 @@ def main() -> None:
         action="store_true",
         help="the reviewer draws the cells the model calls wrong (what the review page's corrections hold)",
     )
+    ap.add_argument(
+        "--replay",
+        choices=("training", "own-soft", "own-hard"),
+        default="training",
+        help="what fine-tuning replays: the model's training crops (../shared), or the lab's unreviewed cells of "
+        "the reviewer's half (what a lab without ../shared has) trained towards the model's probabilities "
+        "(own-soft) or its calls (own-hard)",
+    )
+    ap.add_argument("--min-p", type=float, default=0.9, help="own-hard: the least probability of a call replayed")
     ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="fine-tuning runs")
     ap.add_argument("--name", default="lab_finetune", help="results file name")
     args = ap.parse_args()
@@ -102,6 +148,11 @@ def main() -> None:
         seen = {s: names for s, names in FIGURES.items() if s != source}
         seen_cells = test[test.source.isin(seen)]
         drawn = reference if args.normal_only else pool
+        own = None
+        if args.replay != "training":  # the lab's cells as the model sees them: its softmax (``view_probs``)
+            plain = CellClassifier(start, device="cpu", strict=False).view_probs(read_crops(pool))
+            own = pd.DataFrame(plain, columns=[f"p_{t}" for t in CELL_TYPES], index=pool.index)
+            own.insert(0, "crop", [str(args.cells / c) for c in pool.crop])
         if args.mistakes_only:  # the model's calls on the pool (its argmax, as the review page shows)
             drawn = drawn[np.asarray(CELL_TYPES)[predict(start, drawn, cells).argmax(1)] != drawn.type.to_numpy()]
         for n in sorted({0, *(min(size, len(drawn)) for size in sizes)}):  # a pool of fewer: all of it, once
@@ -111,9 +162,17 @@ def main() -> None:
                 lab = pd.DataFrame({"crop": [str(args.cells / c) for c in reviewed.crop], "type": reviewed.type})
                 name = f"no-{source}-n{n}-s{args.seed}" + ("-normal" if args.normal_only else "")
                 name += "-mistakes" if args.mistakes_only else ""
-                finetune_folder(lab, training, args.runs / "data" / name, seed=args.seed)
+                replay = Replay.training(training)
+                if own is not None:  # the lab's other cells, as the model saw them
+                    hard = args.replay == "own-hard"
+                    name += f"-own-hard{args.min_p:g}" if hard else "-own-soft"
+                    calls = own[~own.index.isin(reviewed.index)]
+                    replay = own_cells(calls, known, soft=not hard, min_p=args.min_p if hard else 0.0)
+                finetune_folder(lab, replay, args.runs / "data" / name, seed=args.seed)
                 recipe = FinetuneRecipe(seed=args.seed)
-                weights, card = finetune_cells(start, args.runs / "data" / name, args.runs, name, recipe, "cpu")
+                weights, card = finetune_cells(
+                    start, args.runs / "data" / name, args.runs, name, recipe, "cpu", calibrate=replay.calibrate
+                )
                 weights.with_suffix(".json").write_text(json.dumps(card, indent=2))
                 seconds = card["finetune"]["train_seconds"]
             probs = predict(weights, scored, cells)
@@ -122,6 +181,7 @@ def main() -> None:
             row["reviewed cells"] = ("normal only" if args.normal_only else "any") + (
                 ", the model's mistakes" if args.mistakes_only else ""
             )
+            row["replayed"] = replay.source if n else "–"
             row |= {name: figures[name] for name in HEADLINE[source]}
             row |= with_reference(probs, scored, predict(weights, reference, cells))
             row |= flat_source_figures(seen_cells, predict(weights, seen_cells, cells), seen)
@@ -138,6 +198,8 @@ def markdown(rows: list[dict], args) -> str:
             f"--seed {args.seed}",
             *(["--normal-only"] if args.normal_only else []),
             *(["--mistakes-only"] if args.mistakes_only else []),
+            *([f"--replay {args.replay}"] if args.replay != "training" else []),
+            *([f"--min-p {args.min_p:g}"] if args.replay == "own-hard" else []),
             *([f"--name {args.name}"] if args.name != "lab_finetune" else []),
         ]
     )

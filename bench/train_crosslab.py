@@ -38,8 +38,8 @@ Trials on top of it: MixStyle (``--mixstyle 0.5``, README), lightness contrast (
 (``--sharpen 0.3``), as many
 training blasts from each blast source (``--equal-blast-sources``), each source's blasts a class of their own
 (``--blast-parts``), as few training lymphocytes from each Taleqani Benign field as blasts from an ALL field
-(``--benign-per-field 2``), and the same recipe with another seed (how much a figure moves from one training run
-to the next):
+(``--benign-per-field 2``), mixup (``--mixup 0.5``), and the same recipe with another seed (how much a
+figure moves from one training run to the next):
 
     python bench/train_crosslab.py --self-train txl-575x575 --zoom 0.5 --quarter-turns 0.5 --mixstyle 0.5 \
         --only zheng --only pbc --ship-dir runs/trial-mix   # then
@@ -251,6 +251,9 @@ def main() -> None:
         "--mixstyle", type=float, default=0.0, help="share of training batches re-styled by MixStyle (the trial)"
     )
     ap.add_argument(
+        "--mixup", type=float, default=0.0, help="share of training crops blended with another (mixup; the trial)"
+    )
+    ap.add_argument(
         "--equal-blast-sources",
         action="store_true",
         help="as many training blasts from each source, as many in all (the trial; changes the models that see two)",
@@ -338,6 +341,7 @@ def main() -> None:
         "-self" + "".join(f"+{lab.removeprefix('txl-')}" for lab in args.self_train[1:]): args.self_train,
         "-turns": args.quarter_turns,
         "-mix": args.mixstyle,
+        "-mixup": args.mixup,
         "-contrast": args.contrast,
         "-sharpen": args.sharpen,
         "-wb": args.white_balance,
@@ -376,6 +380,8 @@ def main() -> None:
             str(args.quarter_turns),
             "--mixstyle",
             str(args.mixstyle),
+            "--mixup",
+            str(args.mixup),
             "--contrast",
             str(args.contrast),
             "--sharpen",

@@ -6,7 +6,8 @@ training lab's colour statistics) and a zoom (the cell larger or smaller: a slid
 which sets the crop window, is not exact), HED stain jitter, HSV jitter, some grayscale, Gaussian blur and
 down-and-up sampling (so that neither a lab's stain nor its optics' sharpness can name the source), and
 optionally sharpening (``p_sharpen``).
-Optionally (``p_mixstyle``) the network's early feature statistics are mixed between the crops of a batch.
+Optionally (``p_mixstyle``) the network's early feature statistics are mixed between the crops of a batch, and
+(``p_mixup``) a training crop is blended with another, their targets alike (mixup).
 ``CellTrainer`` is the Ultralytics ``ClassificationTrainer`` with that augmentation on its training set.
 """
 
@@ -55,6 +56,9 @@ class LabAugment:
     p_mixstyle: float = 0.0  # share of training batches whose early feature maps are re-styled (MixStyle,
     # ``mix_styles``; in the network, not on the crop; the trial, README)
     mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weight: most mixes lean to one image's style
+    p_mixup: float = 0.0  # share of training crops blended with another crop of the set, and their targets
+    # alike (mixup; the trial, README)
+    mixup_alpha: float = 0.4  # Beta(alpha, alpha) blending weight
 
     @cached_property
     def _lab_colour(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -182,10 +186,27 @@ def as_input(crops: np.ndarray, colour: str) -> np.ndarray:
     return np.repeat(gray.round().astype(np.uint8)[..., None], 3, axis=-1)
 
 
+SOFT_TARGETS = "soft_targets.csv"  # beside a training folder's train/: ``file`` (under train/) and a column per class
+
+
+def soft_targets(train: Path, names: dict[int, str]) -> dict[str, np.ndarray] | None:
+    """The target probabilities of a training folder's crops that have them (``SOFT_TARGETS`` beside ``train``,
+    written by ``finetune_folder``), by crop file as Ultralytics lists it, in the order of the model's class
+    ``names``; None when the folder has none (every crop's class is its folder)."""
+    import pandas as pd
+
+    if not (train.parent / SOFT_TARGETS).is_file():
+        return None
+    table = pd.read_csv(train.parent / SOFT_TARGETS)
+    probs = table[[names[i] for i in sorted(names)]].to_numpy(np.float32)
+    return {str(train / f): p for f, p in zip(table.file, probs)}
+
+
 def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
     """An Ultralytics ``ClassificationTrainer`` subclass whose training set applies ``augment`` first and
     whose training and validation crops are ``as_input(…, colour)`` (built on demand: importing this module
-    does not import Ultralytics)."""
+    does not import Ultralytics); a training folder with ``SOFT_TARGETS`` trains those crops towards their
+    probabilities (distillation), the others towards their folder's class."""
     import torch
     from PIL import Image
 
@@ -198,17 +219,35 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
     class AugmentedCells(ClassificationDataset):
         rng: np.random.Generator | None = None
 
-        def __init__(self, *args, lab_augment: bool, **kwargs):
+        def __init__(self, *args, lab_augment: bool, soft: dict[str, np.ndarray] | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.lab_augment = lab_augment
+            self.soft = soft  # crop file -> target probabilities; the others one-hot
+            self.n_classes = len(kwargs["names"])
+            if soft is not None and not any(str(Path(f)) in soft for f, *_ in self.samples):
+                raise ValueError(f"none of the crops in {self.root} is one of its {SOFT_TARGETS}")
 
         def __getitem__(self, i: int) -> dict:
             if self.rng is None:  # one generator per dataloader worker, from torch's per-worker seed
                 self.rng = np.random.default_rng(torch.initial_seed() % 2**63)
+            img, target = self.sample(i)
+            if self.lab_augment and augment.p_mixup and self.rng.random() < augment.p_mixup:
+                other, other_target = self.sample(int(self.rng.integers(len(self.samples))))
+                weight = float(self.rng.beta(augment.mixup_alpha, augment.mixup_alpha))
+                img, target = weight * img + (1 - weight) * other, weight * target + (1 - weight) * other_target
+            return {"img": img, "cls": target}
+
+        def sample(self, i: int):
+            """Crop ``i`` as the network takes it, and its target: its class, or with soft targets or mixup (whose
+            batches mix both) a vector of probabilities (Ultralytics' loss, cross-entropy, takes either)."""
             f, j, _, _ = self.samples[i]
             rgb = cv2.cvtColor(self.imread(f), cv2.COLOR_BGR2RGB)
             rgb = augment(rgb, self.rng, link_lab(Path(f).name)) if self.lab_augment else rgb
-            return {"img": self.torch_transforms(Image.fromarray(as_input(rgb, colour))), "cls": j}
+            img = self.torch_transforms(Image.fromarray(as_input(rgb, colour)))
+            if self.soft is None and not (self.lab_augment and augment.p_mixup):
+                return img, j
+            p = self.soft.get(str(Path(f))) if self.soft is not None else None
+            return img, torch.from_numpy(p) if p is not None else torch.eye(self.n_classes)[j]
 
     class CellTrainer(ClassificationTrainer):
         def __init__(self, *args, **kwargs):
@@ -222,8 +261,9 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
             if mode != "train" and colour == "rgb":
                 return super().build_dataset(img_path, mode, batch)
             train = mode == "train"
+            soft = soft_targets(Path(img_path), self.data["names"]) if train else None
             return AugmentedCells(
-                img_path, self.args, augment=train, prefix=mode, names=self.data["names"], lab_augment=train
+                img_path, self.args, augment=train, prefix=mode, names=self.data["names"], lab_augment=train, soft=soft
             )
 
     return CellTrainer

@@ -245,6 +245,10 @@ def train_cells(
         "Share of training batches whose early feature statistics are mixed between crops (MixStyle; the "
         "trial, see README)."
     ),
+    mixup: float = share_option(
+        "Share of training crops blended with another training crop, their targets alike (mixup; the trial, see "
+        "README)."
+    ),
     equal_blast_sources: bool = typer.Option(
         False,
         help="Every source of training blasts (Munich's myeloblasts, Taleqani's lymphoblasts) gives as many crops, "
@@ -287,6 +291,7 @@ def train_cells(
             p_sharpen=sharpen,
             p_white_balance=white_balance,
             p_mixstyle=mixstyle,
+            p_mixup=mixup,
         )
         recipe = CellRecipe(model=model, epochs=epochs, seed=seed, save_period=save_period)
         if reuse:

@@ -170,9 +170,62 @@ def _linked_counts(folder: Path) -> dict[str, dict[str, int]]:
     }
 
 
+@dataclass(frozen=True)
+class Replay:
+    """What fine-tuning replays so that a model keeps what it knew: crops by type (``pools``, every class of the
+    model, a type with none left empty) and the validation crops Ultralytics scores each epoch on (``val``: a
+    folder of ``<type>/`` crops, or crops by type). ``calibrate``: the validation types are a truth, so the
+    temperature is fitted again on them; else they are the model's own calls and it keeps its temperature.
+    ``soft``: a crop's target probabilities (the model's classes in sorted order) where it is trained towards
+    them rather than towards its pool's type."""
+
+    pools: dict[str, list[Path]]
+    val: Path | dict[str, list[Path]]
+    calibrate: bool
+    source: str
+    soft: dict[Path, np.ndarray] | None = None
+
+    @classmethod
+    def training(cls, training: Path) -> Replay:
+        """The model's own training crops (``model_training_folder``: its sources, from ../shared) and their
+        ``val/``: the labs it knew."""
+        classes = sorted(d.name for d in (training / "train").iterdir() if d.is_dir())
+        pools = {kind: crop_files(training / "train" / kind) for kind in classes}
+        return cls(pools, training / "val", True, "training crops")
+
+    def draw(self, n: int, rng: np.random.Generator) -> list[tuple[str, Path]]:
+        """About ``n`` crops (type, file) from the pools, each type in its share there and at least one where it
+        has any, a small pool drawn again (as many training steps on a small lab as on a large one)."""
+        total = sum(map(len, self.pools.values()))
+        drawn = []
+        for kind, files in self.pools.items():
+            if files:
+                k = max(1, round(n * len(files) / total))
+                drawn += [(kind, files[i]) for i in sorted(rng.choice(len(files), size=k, replace=k > len(files)))]
+        return drawn
+
+    def link_val(self, out: Path, classes: list[str], replayed: dict[str, Path]) -> None:
+        """``out/val/`` (the validation crops) and, with ``soft``, the target probabilities of the ``replayed``
+        crops (their files under ``out/train`` -> the crop each was linked from) in ``out/SOFT_TARGETS``."""
+        import pandas as pd
+
+        from leukoscan.classify.augment import SOFT_TARGETS
+
+        if self.soft is not None:  # ``cell_trainer`` reads them
+            rows = [(name, *self.soft[crop]) for name, crop in replayed.items()]
+            pd.DataFrame(rows, columns=["file", *classes]).to_csv(out / SOFT_TARGETS, index=False)
+        if isinstance(self.val, Path):
+            (out / "val").symlink_to(self.val.resolve(), target_is_directory=True)
+            return
+        for kind in classes:
+            (out / "val" / kind).mkdir(parents=True)
+            for n, crop in enumerate(self.val.get(kind, [])):
+                link(crop, out / "val" / kind / f"{n}_{crop.name}")
+
+
 def finetune_folder(
     lab: pd.DataFrame,
-    training: Path,
+    replay: Replay | Path,
     out: Path,
     replay_n: int = 3000,
     lab_share: float = 0.25,
@@ -181,41 +234,37 @@ def finetune_folder(
 ) -> dict[str, dict[str, int]]:
     """Link a fine-tuning set into ``out/{train,val}/<type>/``: ``lab``'s crops (columns ``crop``, a file under
     ``root``, and ``type``) repeated to about ``lab_share`` of the training crops, ``replay_n`` crops drawn from
-    the model's own training folder ``training/train`` (each type in its share there, at least one), and that
-    folder's ``val/`` as it is (the labs the model knew: its temperature is fitted there). A ``ValueError`` for a
-    type the model was not trained on (its class folders are the model's classes). The crops per split and type,
-    and of the training crops those replayed and the lab's cells (each once)."""
+    ``replay`` (``Replay.draw``; a training folder: its ``Replay.training``), and its validation crops. A
+    ``ValueError`` for a type the model was not trained on (the pools' types are the model's classes). The crops
+    per split and type, and of the training crops those replayed and the lab's cells (each once)."""
     if missing := sorted({"crop", "type"} - set(lab.columns)):
         raise ValueError(f"the lab's cells have no {missing} column (`leukoscan classify lab-cells` writes them)")
-    classes = sorted(d.name for d in (training / "train").iterdir() if d.is_dir())
+    replay = replay if isinstance(replay, Replay) else Replay.training(replay)
+    classes = sorted(replay.pools)
     if unknown := sorted(set(lab.type) - set(classes)):
         raise ValueError(f"the model was not trained on {unknown} (its types: {', '.join(classes)})")
     if lab.empty:
         raise ValueError("no reviewed cells to fine-tune on")
     if out.exists():
         shutil.rmtree(out)
-    rng = np.random.default_rng(seed)
-    pools = {kind: crop_files(training / "train" / kind) for kind in classes}
-    total = sum(map(len, pools.values()))
-    replay = []
-    for kind, files in pools.items():  # at least one of each: Ultralytics takes no empty class folder
-        n = min(len(files), max(1, round(replay_n * len(files) / total)))
-        replay += [(kind, files[i]) for i in sorted(rng.choice(len(files), size=n, replace=False))]
-    repeats = max(1, round(lab_share * len(replay) / ((1 - lab_share) * len(lab)))) if replay else 1
+    replayed = replay.draw(replay_n, np.random.default_rng(seed))
+    repeats = max(1, round(lab_share * len(replayed) / ((1 - lab_share) * len(lab)))) if replayed else 1
     taught = [(t, root / str(c)) for _ in range(repeats) for t, c in zip(lab.type, lab.crop)]
     counts: dict[str, dict[str, int]] = {
         "train": {},
-        "replay": {kind: sum(k == kind for k, _ in replay) for kind in classes},
+        "replay": {kind: sum(k == kind for k, _ in replayed) for kind in classes},
         "lab": lab.type.value_counts().sort_index().to_dict(),
     }
     for kind in classes:  # every class folder, empty or not: the model's classes stay its own
         (out / "train" / kind).mkdir(parents=True)
-    for n, (kind, crop) in enumerate(replay + taught):
-        prefix = "replay" if n < len(replay) else f"lab{(n - len(replay)) // len(lab)}"
-        link(crop, out / "train" / kind / f"{prefix}_{n}_{crop.name}")
+    names = []
+    for n, (kind, crop) in enumerate(replayed + taught):
+        prefix = "replay" if n < len(replayed) else f"lab{(n - len(replayed)) // len(lab)}"
+        names.append(f"{kind}/{prefix}_{n}_{crop.name}")
+        link(crop, out / "train" / names[-1])
         counts["train"][kind] = counts["train"].get(kind, 0) + 1
-    (out / "val").symlink_to((training / "val").resolve(), target_is_directory=True)
-    counts["val"] = {kind: len(crop_files(training / "val" / kind)) for kind in classes}
+    replay.link_val(out, classes, dict(zip(names, (crop for _, crop in replayed))))
+    counts["val"] = {kind: len(crop_files(out / "val" / kind)) for kind in classes}
     return counts
 
 
@@ -228,11 +277,18 @@ def link(source: Path, target: Path) -> None:
 
 
 def finetune_cells(
-    start: Path, folder: Path, project: Path, name: str, recipe: FinetuneRecipe | None = None, device: str = "auto"
+    start: Path,
+    folder: Path,
+    project: Path,
+    name: str,
+    recipe: FinetuneRecipe | None = None,
+    device: str = "auto",
+    calibrate: bool = True,
 ) -> tuple[Path, dict]:
     """Fine-tune the cell-type model ``start`` on ``folder`` (``finetune_folder``) with its own augmentation and
     input colour; (the last epoch's weights, ``last.pt``, and their card: ``start``'s, less its measured figures
-    (``metrics``), with the fine-tuning and a temperature fitted again)."""
+    (``metrics``), with the fine-tuning and, with ``calibrate`` (``Replay.calibrate``), a temperature fitted again
+    on ``folder/val``; without, ``start``'s)."""
     from leukoscan.cards import read_card, sha256
     from leukoscan.classify.augment import LabAugment, cell_trainer
     from leukoscan.classify.predict import CardScores, CellClassifier
@@ -249,7 +305,7 @@ def finetune_cells(
     clf = CellClassifier(weights, device, strict=False)
     clf.colour = colour
     scores = {k: card[k] for k in ("test_time_views", "prior_correction") if k in card}
-    facts = calibrate_scores(clf, scores, folder / "val")
+    facts = calibrate_scores(clf, scores, folder / "val") if calibrate else {}
     finetuned = {
         "from": str(start),
         "from_sha256": sha256(start),

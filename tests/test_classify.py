@@ -62,8 +62,8 @@ def test_subtype_is_asked_of_blasts_only(tiny_model):
 
 @pytest.fixture(scope="module")
 def tiny_cell_model(tmp_path_factory):
-    """Two epochs of the cell-type recipe (lab augmentation on, MixStyle too, each epoch's weights kept) on 9
-    tiny classes: weights, card, crop folder."""
+    """Two epochs of the cell-type recipe (lab augmentation on, MixStyle and mixup too, each epoch's weights kept)
+    on 9 tiny classes: weights, card, crop folder."""
     from leukoscan.cells import CELL_TYPES
     from leukoscan.classify.augment import LabAugment
     from leukoscan.classify.train import CellRecipe, train_cells
@@ -80,9 +80,31 @@ def tiny_cell_model(tmp_path_factory):
         "smoke",
         CellRecipe(imgsz=32, epochs=2, batch=16, workers=0, save_period=1),
         device="cpu",
-        augment=LabAugment(p_mixstyle=0.5),
+        augment=LabAugment(p_mixstyle=0.5, p_mixup=0.5),
     )
     return best, card, root
+
+
+def test_mixup_blends_two_training_crops_and_their_targets(tiny_cell_model):
+    """``LabAugment(p_mixup=1.0)``: every training crop is a blend of two and its target the same blend of their
+    classes (probabilities summing to 1); the validation crops stay as they are, each with its class."""
+    import torch
+
+    from leukoscan.classify.augment import LabAugment, cell_trainer
+    from leukoscan.runtime import setup
+
+    _, _, root = tiny_cell_model
+    setup()
+    trainer = cell_trainer(LabAugment(p_mixup=1.0))(
+        overrides={"model": "yolov8n-cls.yaml", "data": str(root), "imgsz": 32, "device": "cpu", "workers": 0}
+        | {"project": str(root / "runs"), "name": "mixup"}
+    )
+    train = trainer.build_dataset(str(root / "train"), "train")
+    targets = torch.stack([train[i]["cls"] for i in range(len(train))])
+    assert targets.dtype == torch.float32 and torch.allclose(targets.sum(1), torch.ones(len(train)))
+    assert ((targets > 0).sum(1) <= 2).all() and ((targets > 0).sum(1) == 2).any() and (targets < 1).any()
+    val = trainer.build_dataset(str(root / "val"), "val")
+    assert isinstance(val[0]["cls"], int)
 
 
 def test_cell_type_trainer_smoke_and_physical_crops(tiny_cell_model):
@@ -93,6 +115,7 @@ def test_cell_type_trainer_smoke_and_physical_crops(tiny_cell_model):
 
     best, card, _ = tiny_cell_model
     assert best.is_file() and card["augment"]["p_blur"] > 0 and card["augment"]["p_mixstyle"] == 0.5
+    assert card["augment"]["p_mixup"] == 0.5
     clf = CellClassifier(best, device="cpu")
     assert clf.classes == CELL_TYPES
     assert not any(m._forward_hooks for m in clf.model.model.modules())  # MixStyle's hooks stayed in training

@@ -15,7 +15,14 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 from leukoscan.cells import CELL_TYPES
-from leukoscan.classify.finetune import FinetuneRecipe, finetune_cells, finetune_folder, model_training_folder
+from leukoscan.classify.augment import SOFT_TARGETS, soft_targets
+from leukoscan.classify.finetune import (
+    FinetuneRecipe,
+    Replay,
+    finetune_cells,
+    finetune_folder,
+    model_training_folder,
+)
 from leukoscan.classify.predict import CellClassifier
 from leukoscan.config import CLASSIFIER_WEIGHTS
 from leukoscan.images import load_rgb
@@ -192,3 +199,37 @@ def test_finetune_refuses_cells_cut_otherwise_and_keeps_a_candidate(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert (tmp_path / "ft" / "candidate.pt").read_bytes() == b"kept"
+
+
+def test_replay_draws_each_type_in_its_share_and_a_small_pool_again(tmp_path):
+    pools = {"blast": [tmp_path / f"b{i}.png" for i in range(2)], "lymphocyte": [tmp_path / "l.png"], "other": []}
+    drawn = Replay(pools, tmp_path, calibrate=True, source="test").draw(30, np.random.default_rng(0))
+    kinds = [kind for kind, _ in drawn]
+    assert kinds.count("blast") == 20 and kinds.count("lymphocyte") == 10 and "other" not in kinds
+    assert {crop for _, crop in drawn} == {*pools["blast"], *pools["lymphocyte"]}
+
+
+def test_soft_targets_train_the_replayed_crops_towards_their_probabilities(tmp_path, monkeypatch):
+    """A replay with target probabilities (``Replay.soft``) writes them beside the fine-tuning set, in the model's
+    class order, for the replayed crops only; the trainer reads them (cross-entropy towards probabilities) and a
+    replay whose validation labels are the model's own calls keeps the model's temperature."""
+    training = training_folder(tmp_path / "training", n=2)
+    crops = {kind: [training / "train" / kind / f"{kind}_0.png"] for kind in CELL_TYPES}
+    probs = {crop[0]: np.eye(len(CELL_TYPES), dtype=np.float32)[::-1][i] for i, crop in enumerate(crops.values())}
+    val = {kind: [training / "val" / kind / f"{kind}_0.png"] for kind in CELL_TYPES[:2]}
+    replay = Replay(crops, val, calibrate=False, source="test", soft=probs)
+    lab = pd.DataFrame({"crop": [str(training / "val" / "blast" / "blast_1.png")], "type": ["blast"]})
+    counts = finetune_folder(lab, replay, tmp_path / "ft", replay_n=9)
+    assert counts["val"] == {kind: int(kind in CELL_TYPES[:2]) for kind in CELL_TYPES}
+    table = pd.read_csv(tmp_path / "ft" / SOFT_TARGETS)
+    assert list(table.columns) == ["file", *sorted(CELL_TYPES)] and len(table) == 9
+    assert all((tmp_path / "ft" / "train" / f).is_file() and f.split("/")[1].startswith("replay") for f in table.file)
+    names = dict(enumerate(sorted(CELL_TYPES)))
+    targets = soft_targets(tmp_path / "ft" / "train", names)
+    first = tmp_path / "ft" / "train" / table.file[0]
+    assert np.array_equal(targets[str(first)], probs[crops[table.file[0].split("/")[0]][0]])
+    recipe = FinetuneRecipe(epochs=1, batch=8, workers=0, lr0=0.0)
+    monkeypatch.chdir(tmp_path)
+    _, card = finetune_cells(CLASSIFIER_WEIGHTS, tmp_path / "ft", Path("runs"), "ft", recipe, "cpu", calibrate=False)
+    shipped = json.loads(CLASSIFIER_WEIGHTS.with_suffix(".json").read_text())
+    assert card["temperature"] == shipped["temperature"] == card["finetune"]["temperature_before"]
