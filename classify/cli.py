@@ -704,15 +704,29 @@ def lab_cells(
     )
 
 
+def need_cell_dataset(cells: Path, why: str) -> None:
+    """A ``ValueError`` saying what to do when ``cells`` is not a cell dataset (``leukoscan data cells``), which
+    needs the public datasets (../shared): a lab that has not got them screens with the shipped model."""
+    from leukoscan.config import DATA_ROOT
+
+    if not (cells / "cells.csv").is_file():
+        found = "found" if DATA_ROOT.is_dir() else "not found"
+        raise ValueError(
+            f"no cell dataset at {cells} ({why}): build it with `leukoscan data cells --out {cells}` from the public "
+            f"datasets (LEUKOSCAN_DATA, now {DATA_ROOT}: {found}); without them, screen with the shipped model and a "
+            "lab reference (`leukoscan lab-reference`)"
+        )
+
+
 @app.command()
 def finetune(
     lab: Path = typer.Argument(..., exists=True, file_okay=False, help="The lab's reviewed cells (`lab-cells`)."),
     start: Path = typer.Option(CLASSIFIER_WEIGHTS, "--from", help="Cell-type model to start from."),
     cells: Path = typer.Option(
         BUILD_DIR / "cells",
-        exists=True,
         file_okay=False,
-        help="Cell dataset (`leukoscan data cells`): the model's own training crops, replayed.",
+        help="Cell dataset (`leukoscan data cells`, from the public datasets): the model's own training crops, "
+        "replayed.",
     ),
     out: Path = typer.Option(
         Path("runs/cells-finetune"),
@@ -746,6 +760,7 @@ def finetune(
             raise ValueError(f"{candidate} exists: move it, or give another --out (or --overwrite)")
         cell_type_model(start, "cpu")
         check_cut(lab, start)
+        need_cell_dataset(cells, "fine-tuning replays the model's own training crops from it")
         table = read_lab_cells(lab)
         if (kept := table[~held_out(table)]).empty and not table.empty:
             raise ValueError(
@@ -774,9 +789,9 @@ def promote(
     current: Path = typer.Option(CLASSIFIER_WEIGHTS, help="Cell-type model in use (replaced only if the gate passes)."),
     cells: Path = typer.Option(
         BUILD_DIR / "cells",
-        exists=True,
         file_okay=False,
-        help="Cell dataset (`leukoscan data cells`): its labelled test cells are the regression set.",
+        help="Cell dataset (`leukoscan data cells`, from the public datasets): its labelled test cells are the "
+        "regression set.",
     ),
     tolerance: float = typer.Option(
         0.02,
@@ -795,6 +810,7 @@ def promote(
     with user_errors():
         for weights in (candidate, current):
             cell_type_model(weights, "cpu")
+        need_cell_dataset(cells, "the gate's regression set is its labelled test cells")
         result = run_promote(candidate, current, lab, cells, tolerance, device)
     report_decision(
         result,

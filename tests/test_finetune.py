@@ -233,3 +233,26 @@ def test_soft_targets_train_the_replayed_crops_towards_their_probabilities(tmp_p
     _, card = finetune_cells(CLASSIFIER_WEIGHTS, tmp_path / "ft", Path("runs"), "ft", recipe, "cpu", calibrate=False)
     shipped = json.loads(CLASSIFIER_WEIGHTS.with_suffix(".json").read_text())
     assert card["temperature"] == shipped["temperature"] == card["finetune"]["temperature_before"]
+
+
+def test_finetune_and_promote_without_the_cell_dataset_say_what_it_needs(tmp_path, monkeypatch):
+    """A lab with no cell dataset (built from the public datasets, ../shared) is told in one line what fine-tuning
+    and the gate need it for, how to build it, and what to do without it; nothing is written."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    pd.DataFrame({"crop": ["crops/a.png"], "type": ["blast"]}).to_csv(lab / "cells.csv", index=False)
+    geometry = CellClassifier(CLASSIFIER_WEIGHTS, "cpu")
+    (lab / "geometry.json").write_text(json.dumps({"window_cells": geometry.window_cells, "crop_px": geometry.crop_px}))
+    current = tmp_path / "classifier.pt"  # (a copy: the gate would write the registry beside the model in use)
+    for suffix in (".pt", ".json"):
+        shutil.copyfile(CLASSIFIER_WEIGHTS.with_suffix(suffix), current.with_suffix(suffix))
+    for args in (
+        ["classify", "finetune", str(lab), "--out", str(tmp_path / "ft")],
+        ["classify", "promote", str(lab), str(current), "--current", str(current)],
+    ):
+        result = runner.invoke(app, [*args, "--cells", str(tmp_path / "none")])
+        assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+        assert f"no cell dataset at {tmp_path / 'none'}" in result.output and "lab-reference" in result.output
+        assert "leukoscan data cells --out" in " ".join(result.output.split())
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "none").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.json", "classifier.pt", "lab"]

@@ -260,6 +260,7 @@ def test_finetune_never_trains_on_the_cells_held_out_for_the_gate(reviewed_lab, 
         raise ValueError("stopped by the test")
 
     monkeypatch.setattr(finetune, "model_training_folder", lambda weights, cells: tmp_path)
+    (tmp_path / "cells.csv").write_text("")  # a cell dataset, as far as finetune looks before it rebuilds the folder
     monkeypatch.setattr(finetune, "finetune_folder", record)
     result = runner.invoke(
         app(), ["classify", "finetune", str(lab), "--cells", str(tmp_path), "--out", str(tmp_path / "ft")]
