@@ -14,7 +14,8 @@ quarter of the set, 3,000 of the model's own training crops replayed, 4 epochs, 
 the models' training folders are rebuilt as ``bench/train_crosslab.py`` builds them
 (``model_training_folder``). ``--replay own-hard`` / ``own-soft``: the trial of what a lab without ../shared
 could replay instead, the lab's other cells of the reviewer's half trained towards the model's calls or its
-probabilities (``own_cells``).
+probabilities (``own_cells``); ``--replay training-soft``: the training crops replayed towards the model's
+probabilities (distillation), not their types.
 
     python bench/eval_lab_finetune.py [--n 25 --n 100 --n 200] [--seed 0] [--lab munich --normal-only]
     python bench/eval_lab_finetune.py --mistakes-only --name lab_finetune_mistakes  # the cells it calls wrong
@@ -25,6 +26,7 @@ probabilities (``own_cells``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,6 +45,7 @@ from results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
 from leukoscan.classify.predict import CellClassifier  # noqa: E402
+from leukoscan.classify.train import crop_files  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.datasets.cells import read_crops  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
@@ -88,6 +91,18 @@ def own_cells(calls: pd.DataFrame, classes: list[str], soft: bool, min_p: float 
     return Replay(pools, vals, calibrate=False, source=source, soft=dict(zip(crops, probs)) if soft else None)
 
 
+def training_teacher(start: Path, training: Path, classes: list[str]) -> dict[Path, np.ndarray]:
+    """The model's softmax (``view_probs``, its ``classes`` in sorted order) on every crop of its training folder's
+    ``train/``: the targets of the training crops replayed with ``--replay training-soft``."""
+    import cv2
+
+    files = [f for kind in sorted(classes) for f in crop_files(training / "train" / kind)]
+    crops = np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])
+    plain = CellClassifier(start, device="cpu", strict=False).view_probs(crops)
+    plain = plain[:, [CELL_TYPES.index(kind) for kind in sorted(classes)]]
+    return dict(zip(files, plain / plain.sum(1, keepdims=True)))
+
+
 def with_reference(probs: np.ndarray, scored: pd.DataFrame, reference: np.ndarray) -> dict:
     """The scored cells with a lab reference (``leukoscan lab-reference``) made from ``reference``, the
     probabilities of the lab's normal cells of the reviewer's half: its blast call placed at 2 % of them."""
@@ -125,11 +140,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--replay",
-        choices=("training", "own-soft", "own-hard"),
+        choices=("training", "training-soft", "own-soft", "own-hard"),
         default="training",
         help="what fine-tuning replays: the model's training crops (../shared), or the lab's unreviewed cells of "
         "the reviewer's half (what a lab without ../shared has) trained towards the model's probabilities "
-        "(own-soft) or its calls (own-hard)",
+        "(own-soft) or its calls (own-hard); training-soft: the training crops, trained towards the model's "
+        "probabilities rather than their types (distillation)",
     )
     ap.add_argument("--min-p", type=float, default=0.9, help="own-hard: the least probability of a call replayed")
     ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="fine-tuning runs")
@@ -149,10 +165,11 @@ def main() -> None:
         seen_cells = test[test.source.isin(seen)]
         drawn = reference if args.normal_only else pool
         own = None
-        if args.replay != "training":  # the lab's cells as the model sees them: its softmax (``view_probs``)
+        if args.replay.startswith("own"):  # the lab's cells as the model sees them: its softmax (``view_probs``)
             plain = CellClassifier(start, device="cpu", strict=False).view_probs(read_crops(pool))
             own = pd.DataFrame(plain, columns=[f"p_{t}" for t in CELL_TYPES], index=pool.index)
             own.insert(0, "crop", [str(args.cells / c) for c in pool.crop])
+        teacher = training_teacher(start, training, known) if args.replay == "training-soft" else None
         if args.mistakes_only:  # the model's calls on the pool (its argmax, as the review page shows)
             drawn = drawn[np.asarray(CELL_TYPES)[predict(start, drawn, cells).argmax(1)] != drawn.type.to_numpy()]
         for n in sorted({0, *(min(size, len(drawn)) for size in sizes)}):  # a pool of fewer: all of it, once
@@ -163,6 +180,9 @@ def main() -> None:
                 name = f"no-{source}-n{n}-s{args.seed}" + ("-normal" if args.normal_only else "")
                 name += "-mistakes" if args.mistakes_only else ""
                 replay = Replay.training(training)
+                if teacher is not None:
+                    name += "-soft-replay"
+                    replay = dataclasses.replace(replay, soft=teacher, source="training crops, soft")
                 if own is not None:  # the lab's other cells, as the model saw them
                     hard = args.replay == "own-hard"
                     name += f"-own-hard{args.min_p:g}" if hard else "-own-soft"
