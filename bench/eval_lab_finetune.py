@@ -15,7 +15,8 @@ the models' training folders are rebuilt as ``bench/train_crosslab.py`` builds t
 (``model_training_folder``). ``--replay own-hard`` / ``own-soft``: the trial of what a lab without ../shared
 could replay instead, the lab's other cells of the reviewer's half trained towards the model's calls or its
 probabilities (``own_cells``); ``--replay training-soft``: the training crops replayed towards the model's
-probabilities (distillation), not their types.
+probabilities (distillation), not their types; ``--blast-weight 2``: the training blasts replayed at twice
+their share.
 
     python bench/eval_lab_finetune.py [--n 25 --n 100 --n 200] [--seed 0] [--lab munich --normal-only]
     python bench/eval_lab_finetune.py --mistakes-only --name lab_finetune_mistakes  # the cells it calls wrong
@@ -147,6 +148,13 @@ def main() -> None:
         "(own-soft) or its calls (own-hard); training-soft: the training crops, trained towards the model's "
         "probabilities rather than their types (distillation)",
     )
+    ap.add_argument(
+        "--blast-weight",
+        type=int,
+        default=1,
+        help="replayed training blasts this many times their share (the trial: a lab of normal cells teaching the "
+        "model fewer blasts)",
+    )
     ap.add_argument("--min-p", type=float, default=0.9, help="own-hard: the least probability of a call replayed")
     ap.add_argument("--runs", type=Path, default=Path("runs/lab-finetune"), help="fine-tuning runs")
     ap.add_argument("--name", default="lab_finetune", help="results file name")
@@ -180,6 +188,12 @@ def main() -> None:
                 name = f"no-{source}-n{n}-s{args.seed}" + ("-normal" if args.normal_only else "")
                 name += "-mistakes" if args.mistakes_only else ""
                 replay = Replay.training(training)
+                if args.blast_weight != 1:  # the blast pool listed as many times over (a pool drawn again)
+                    name += f"-blasts{args.blast_weight:g}"
+                    pools = replay.pools | {"blast": replay.pools["blast"] * args.blast_weight}
+                    replay = dataclasses.replace(
+                        replay, pools=pools, source=f"training crops, blasts x{args.blast_weight:g}"
+                    )
                 if teacher is not None:
                     name += "-soft-replay"
                     replay = dataclasses.replace(replay, soft=teacher, source="training crops, soft")
@@ -220,6 +234,7 @@ def markdown(rows: list[dict], args) -> str:
             *(["--mistakes-only"] if args.mistakes_only else []),
             *([f"--replay {args.replay}"] if args.replay != "training" else []),
             *([f"--min-p {args.min_p:g}"] if args.replay == "own-hard" else []),
+            *([f"--blast-weight {args.blast_weight:g}"] if args.blast_weight != 1 else []),
             *([f"--name {args.name}"] if args.name != "lab_finetune" else []),
         ]
     )
