@@ -46,7 +46,7 @@ from results_io import save  # noqa: E402
 from leukoscan import runtime  # noqa: E402
 from leukoscan.cells import BLAST, CELL_TYPES  # noqa: E402
 from leukoscan.classify.predict import CellClassifier  # noqa: E402
-from leukoscan.classify.train import crop_files  # noqa: E402
+from leukoscan.classify.train import folder_crops  # noqa: E402
 from leukoscan.config import BUILD_DIR, SETTINGS, WEIGHTS_DIR  # noqa: E402
 from leukoscan.datasets.cells import read_crops  # noqa: E402
 from leukoscan.lab import fit_offset, shift_blast  # noqa: E402
@@ -95,10 +95,7 @@ def own_cells(calls: pd.DataFrame, classes: list[str], soft: bool, min_p: float 
 def training_teacher(start: Path, training: Path, classes: list[str]) -> dict[Path, np.ndarray]:
     """The model's softmax (``view_probs``, its ``classes`` in sorted order) on every crop of its training folder's
     ``train/``: the targets of the training crops replayed with ``--replay training-soft``."""
-    import cv2
-
-    files = [f for kind in sorted(classes) for f in crop_files(training / "train" / kind)]
-    crops = np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])
+    crops, _, files = folder_crops(training / "train", sorted(classes))
     plain = CellClassifier(start, device="cpu", strict=False).view_probs(crops)
     plain = plain[:, [CELL_TYPES.index(kind) for kind in sorted(classes)]]
     return dict(zip(files, plain / plain.sum(1, keepdims=True)))

@@ -223,7 +223,9 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
             super().__init__(*args, **kwargs)
             self.lab_augment = lab_augment
             self.soft = soft  # crop file -> target probabilities; the others one-hot
-            self.n_classes = len(kwargs["names"])
+            # targets as probability vectors (a batch takes one kind): with soft targets, or mixup's blends
+            vectors = soft is not None or (lab_augment and augment.p_mixup)
+            self.one_hot = torch.eye(len(kwargs["names"])) if vectors else None
             if soft is not None and not any(str(Path(f)) in soft for f, *_ in self.samples):
                 raise ValueError(f"none of the crops in {self.root} is one of its {SOFT_TARGETS}")
 
@@ -244,10 +246,10 @@ def cell_trainer(augment: LabAugment = LabAugment(), colour: str = "rgb"):
             rgb = cv2.cvtColor(self.imread(f), cv2.COLOR_BGR2RGB)
             rgb = augment(rgb, self.rng, link_lab(Path(f).name)) if self.lab_augment else rgb
             img = self.torch_transforms(Image.fromarray(as_input(rgb, colour)))
-            if self.soft is None and not (self.lab_augment and augment.p_mixup):
+            if self.one_hot is None:
                 return img, j
             p = self.soft.get(str(Path(f))) if self.soft is not None else None
-            return img, torch.from_numpy(p) if p is not None else torch.eye(self.n_classes)[j]
+            return img, torch.from_numpy(p) if p is not None else self.one_hot[j]
 
     class CellTrainer(ClassificationTrainer):
         def __init__(self, *args, **kwargs):

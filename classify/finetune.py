@@ -204,7 +204,7 @@ class Replay:
                 drawn += [(kind, files[i]) for i in sorted(rng.choice(len(files), size=k, replace=k > len(files)))]
         return drawn
 
-    def link_val(self, out: Path, classes: list[str], replayed: dict[str, Path]) -> None:
+    def link_val_and_targets(self, out: Path, classes: list[str], replayed: dict[str, Path]) -> None:
         """``out/val/`` (the validation crops) and, with ``soft``, the target probabilities of the ``replayed``
         crops (their files under ``out/train`` -> the crop each was linked from) in ``out/SOFT_TARGETS``."""
         import pandas as pd
@@ -263,7 +263,7 @@ def finetune_folder(
         names.append(f"{kind}/{prefix}_{n}_{crop.name}")
         link(crop, out / "train" / names[-1])
         counts["train"][kind] = counts["train"].get(kind, 0) + 1
-    replay.link_val(out, classes, dict(zip(names, (crop for _, crop in replayed))))
+    replay.link_val_and_targets(out, classes, {names[n]: crop for n, (_, crop) in enumerate(replayed)})
     counts["val"] = {kind: len(crop_files(out / "val" / kind)) for kind in classes}
     return counts
 
