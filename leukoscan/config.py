@@ -17,7 +17,7 @@ DETECTOR_WEIGHTS = WEIGHTS_DIR / "detector.pt"
 CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier.pt"  # cell types (cross-lab)
 SUBTYPE_WEIGHTS = WEIGHTS_DIR / "subtype.pt"  # B-ALL subtype of blasts (Taleqani only)
 DEMO_SLIDE = package_path("datasets/samples")  # the bundled lab photographs (`leukoscan run` with no slide)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class Export(str, Enum):

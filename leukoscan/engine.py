@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from leukoscan import outputs
 from leukoscan.cli import console, error, one_line
-from leukoscan.config import MAX_MEGAPIXELS
+from leukoscan.config import IMAGE_SUFFIXES, MAX_MEGAPIXELS
 from leukoscan.journal import SlideBusy, busy
 from leukoscan.models import ModelFiles, Models
 from leukoscan.records import SlideVerdict, read_verdict
@@ -248,7 +248,8 @@ def without_repeats(slides: list) -> list:
 def slides_given(paths: list[Path]) -> list[Slide]:
     """The slides named (folders, or images as slides of one), each once (``without_repeats``), with one line for
     each slide folder that also holds folders of images: they are not its fields (a slide is the images directly
-    in its folder), and each is screened only when named as a slide."""
+    in its folder), and each is screened only when named as a slide; and one for each that holds images in a
+    format it does not screen (a field saved as ``.gif`` would otherwise be missing without a word)."""
     slides = without_repeats([Slide.from_path(p) for p in paths])
     for s in slides:
         if s.folders_not_screened:
@@ -258,7 +259,19 @@ def slides_given(paths: list[Path]) -> list[Slide]:
                 "(a slide is the images directly in its folder): name each as a slide to screen it",
                 soft_wrap=True,
             )
+        if s.files_not_screened:
+            console.print(
+                f"[yellow]note:[/] {escape(s.name)}: {len(s.files_not_screened)} image(s) in a format not "
+                f"screened (only {', '.join(IMAGE_SUFFIXES)}): {escape(_first_names(s.files_not_screened))}",
+                soft_wrap=True,
+            )
     return slides
+
+
+def _first_names(names: tuple[str, ...], n: int = 3) -> str:
+    """The first ``n`` of ``names``, and how many more (a folder of a scanner's metadata stays one line)."""
+    shown = ", ".join(x if x.isprintable() and x == x.strip() else repr(x) for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None:

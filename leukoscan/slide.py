@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import supervision as sv
+from PIL import Image
 
 from leukoscan import outputs
 from leukoscan.cells import CELL_TYPES, PROBS, with_probs
@@ -50,6 +51,7 @@ class Slide:
     images: list[Path]
     source: str = ""  # the folder (or single image) it was read from, resolved: recorded in verdict.json
     folders_not_screened: tuple[str, ...] = ()  # folders in it that hold images: a slide is its own fields only
+    files_not_screened: tuple[str, ...] = ()  # files in it in an image format leukoscan does not screen (.gif...)
 
     @classmethod
     def from_path(cls, path: Path) -> Slide:
@@ -58,14 +60,17 @@ class Slide:
         if path.is_dir():
             images = list_images(path)
             folders = tuple(sorted(d.name for d in path.iterdir() if _holds_images(d)))
+            others = _other_images(path)
             if not images:
                 hint = (
                     f"; it holds {len(folders)} folder(s) that do: name each as a slide ({path}/*)" if folders else ""
                 )
+                if others:
+                    hint += f"; it holds {len(others)} image(s) in another format ({others[0]}...): convert them"
                 raise ValueError(f"no images in slide folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             # named as given (a link keeps its own name, as an accession number would be), `.` as its folder is
             name = path.absolute().name if path.name not in ("", ".", "..") else path.resolve().name or "slide"
-            return cls(name, images, str(path.resolve()), folders)
+            return cls(name, images, str(path.resolve()), folders, others)
         if path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES and path.resolve().suffix.lower() not in IMAGE_SUFFIXES:
                 raise ValueError(
@@ -74,6 +79,23 @@ class Slide:
                 )
             return cls(path.stem, [path], str(path.resolve()))
         raise FileNotFoundError(f"no such slide folder or image: {path}")
+
+
+def _other_images(folder: Path) -> tuple[str, ...]:
+    """The names of the files (not hidden) directly in ``folder`` in an image format that ``list_images`` leaves
+    out (``.gif``, ``.jp2``, ``.pdf``...: one Pillow knows, not a field format leukoscan screens); a lab's notes
+    and a scanner's metadata are not named."""
+    known = Image.registered_extensions()
+    return tuple(
+        sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.suffix.lower() in known
+            and p.suffix.lower() not in IMAGE_SUFFIXES
+            and p.is_file()
+            and not p.name.startswith(".")
+        )
+    )
 
 
 def _holds_images(folder: Path) -> bool:

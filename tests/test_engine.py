@@ -73,6 +73,34 @@ def test_slides_given_name_a_link_to_another_and_the_folders_left_out(tmp_path, 
         slides_given([tmp_path / "notes.txt"])
 
 
+def test_images_in_a_format_not_screened_are_named_in_one_line_and_webp_fields_are_screened(tmp_path, capsys):
+    """A slide folder's images in a format leukoscan does not screen (a field saved as .gif) are said in one line,
+    the first three by name; its notes are not; a folder of nothing else is refused with the reason; .webp fields
+    are screened like any other."""
+    import pytest
+    from PIL import Image
+
+    from leukoscan.images import load_rgb
+
+    folder = write_slide(tmp_path / "s", 1)
+    field = Image.open(next(folder.iterdir()))
+    field.save(folder / "f9.webp")
+    for name in ("a.gif", "b.gif", "c.jp2", "d.gif"):
+        field.save(folder / name)
+    (folder / "notes.txt").write_text("patient 7")
+    (slide,) = slides_given([folder])
+    assert [p.name for p in slide.images] == ["f0.png", "f9.webp"] and load_rgb(folder / "f9.webp").shape[2] == 3
+    assert slide.files_not_screened == ("a.gif", "b.gif", "c.jp2", "d.gif")
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "s: 4 image(s) in a format not screened" in err and "a.gif, b.gif, c.jp2 and 1 more" in err
+    assert "notes.txt" not in err
+    only = tmp_path / "gifs"
+    only.mkdir()
+    field.save(only / "x.gif")
+    with pytest.raises(ValueError, match=r"no images in slide folder .*gifs.*1 image\(s\) in another format \(x.gif"):
+        slides_given([only])
+
+
 def test_unique_names_never_repeat_even_when_a_slide_is_already_called_like_a_numbered_repeat():
     """Slides ``s-2``, ``s``, ``s``: the second ``s`` must not be given ``s-2`` (two slides would share an
     output folder); names differing in case only are told apart too (one folder on some file systems)."""
