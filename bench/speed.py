@@ -12,7 +12,9 @@ inputs, timed before the first run and after each. Overhead = median over repeat
 mean of the raw timings just before and just after that run; also without the slide's one-off scale
 search (which a slide of more fields makes smaller, and `--cell-size` nil). Then, per backend, the
 224x224 set screened by `leukoscan run` in a fresh process (imports, model loading and first passes
-included: what one slide costs from the command line). Writes bench/results/speed.{json,md}
+included: what one slide costs from the command line), against a plain script of Ultralytics calls on the
+same weights and fields in a fresh process (``bench/plain_script.py``; each ``--cold-repeats`` times,
+interleaved: the owner's measure of speed). Writes bench/results/speed.{json,md}
 (speed_cuda.* on a GPU; --name for another name). The models are those of ``leukoscan.config.WEIGHTS_DIR``:
 ``LEUKOSCAN_WEIGHTS=DIR python bench/speed.py --name …`` times the same code with other models (or other cards:
 a before/after of how a model's probabilities are made).
@@ -118,6 +120,13 @@ def raw_model_seconds(models: Models, images: list[np.ndarray], batch: int, cell
     return time.perf_counter() - t
 
 
+def fresh_process_seconds(cmd: list[str]) -> float:
+    """Wall time of ``cmd`` in a fresh process (start-up included); an error when it fails."""
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
 def main() -> None:
     runtime.setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +140,7 @@ def main() -> None:
         help="take the 224x224 fields from this folder (sorted, first --fields) "
         "instead of every 40th Taleqani field; for a machine without ../shared",
     )
+    ap.add_argument("--cold-repeats", type=int, default=3, help="fresh-process runs of each (median)")
     ap.add_argument("--name", help="results file name (default speed, or speed_cuda on a GPU)")
     ap.add_argument(
         "--backends",
@@ -197,25 +207,26 @@ def main() -> None:
                     statistics.median((w - s) / r for w, s, r in zip(walls, search, around)), 2
                 ),
             }
-        # one slide from the command line, in a fresh process: start-up included
-        for backend in args.backends:
-            cmd = [
-                sys.executable,
-                str(REPO_ROOT / "pipeline.py"),
-                "run",
-                str(sets["224x224 fields"]),
-                "--out",
-                str(Path(tmp) / f"cold-{backend}"),
-                "--backend",
-                backend,
-                "--device",
-                args.device,
-            ]
-            t = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            wall = time.perf_counter() - t
+        # one slide from the command line, in a fresh process: start-up included; against a plain script of
+        # Ultralytics calls on the same weights and fields, also in a fresh process, the runs interleaved
+        fields = sets["224x224 fields"]
+        plain = [sys.executable, str(REPO_ROOT / "bench" / "plain_script.py"), str(fields), "--weights", str(w)]
+        cold: dict[str, list[float]] = {"plain": [], **{b: [] for b in args.backends}}
+        for r in range(args.cold_repeats):
+            cold["plain"].append(fresh_process_seconds([*plain, "--out", str(Path(tmp) / f"plain-{r}.csv")]))
+            for backend in args.backends:
+                out = Path(tmp) / f"cold-{backend}-{r}"
+                run = [str(REPO_ROOT / "pipeline.py"), "run", str(fields), "--out", str(out), "--backend", backend]
+                cold[backend].append(fresh_process_seconds([sys.executable, *run, "--device", args.device]))
+        res["plain_script_s"] = round(statistics.median(cold.pop("plain")), 2)
+        for backend, walls in cold.items():
+            wall = statistics.median(walls)
             warm = res["sets"][f"224x224 fields [{backend}]"]["wall_s_median"]
-            res.setdefault("fresh_process", {})[backend] = {"wall_s": round(wall, 2), "warm_wall_s": warm}
+            res.setdefault("fresh_process", {})[backend] = {
+                "wall_s": round(wall, 2),
+                "vs_plain_script": round(wall / res["plain_script_s"], 2),
+                "warm_wall_s": warm,
+            }
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     suffix = "" if res["machine"]["device"] == "cpu" else "_cuda"
     lines = [
@@ -239,14 +250,18 @@ def main() -> None:
     if res.get("fresh_process"):
         lines += [
             "",
-            f"`leukoscan run` on the {args.fields} 224x224 fields in a fresh process "
-            "(one slide from the command line):",
+            f"`leukoscan run` on the {args.fields} 224x224 fields in a fresh process (one slide from the command "
+            "line), against a plain script of Ultralytics calls on the same weights and fields in a fresh process "
+            f"(`bench/plain_script.py`: {res['plain_script_s']} s); medians of {args.cold_repeats} runs each, "
+            "interleaved:",
             "",
-            "| backend | wall s | the same slide in a warm process s | start-up and first passes s |",
-            "|---|---|---|---|",
+            "| backend | wall s | vs the plain script | the same slide in a warm process s | "
+            "start-up and first passes s |",
+            "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {b} | {f['wall_s']} | {f['warm_wall_s']} | {f['wall_s'] - f['warm_wall_s']:.1f} |"
+            f"| {b} | {f['wall_s']} | {f['vs_plain_script']}x | {f['warm_wall_s']} | "
+            f"{f['wall_s'] - f['warm_wall_s']:.1f} |"
             for b, f in res["fresh_process"].items()
         ]
     save(args.name or f"speed{suffix}", res, "\n".join(lines))

@@ -79,7 +79,9 @@ class Classifier:
         self.model = load_model(weights, "classify")
         self.weights = Path(weights)
         self.device = resolve_device(device)
-        self.batch = batch
+        # one input shape for a backend that compiles again for each new one (bench/shape_switch.py)
+        self.fixed_batch = SETTINGS.run.int8_classifier_batch if backend == "openvino-int8" else None
+        self.batch = self.fixed_batch or batch
         scores = CardScores.of(card)
         self.stain_reference = scores.stain_reference
         self.temperature = scores.temperature
@@ -134,10 +136,23 @@ class Classifier:
         """The model's softmax (N x classes, ``classes`` order) for RGB crops, in batches of ``batch``."""
         out = np.zeros((len(crops), len(self.classes)), dtype=np.float32)
         for start, chunk in self.batches(crops):
+            n, chunk = len(chunk), self.padded(chunk)
             results = self.model.predict(chunk, imgsz=self.imgsz, device=self.device, verbose=False, batch=len(chunk))
-            probs = np.stack([r.probs.data.cpu().numpy() for r in results])
-            out[start : start + len(chunk)] = probs @ self.members
+            probs = np.stack([r.probs.data.cpu().numpy() for r in results[:n]])
+            out[start : start + n] = probs @ self.members
         return out
+
+    def padded(self, chunk):
+        """``chunk`` (a tensor or a list of arrays) filled up to ``fixed_batch`` with copies of its first crop, for
+        a model that takes one batch shape; as it is for any other."""
+        missing = (self.fixed_batch or 0) - len(chunk)
+        if missing <= 0:
+            return chunk
+        if isinstance(chunk, list):
+            return chunk + [chunk[0]] * missing
+        import torch
+
+        return torch.cat([chunk, chunk[:1].expand(missing, *chunk.shape[1:])])
 
     def batches(self, crops: np.ndarray):
         """(start, model input) per batch of ``batch`` RGB crops. Square crops (the cell-type model's 48 px:

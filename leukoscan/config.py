@@ -106,6 +106,10 @@ class Run:
     batch_megapixels: float = 100.0  # a batch also stops at this many megapixels (bounds memory on large photos)
     workers: int = 1  # slides screened in parallel
     classifier_batch: int = 256  # cell crops per classifier pass
+    # an OpenVINO INT8 model compiles itself again for every input shape new to it, and keeps only the last
+    # (about 160 ms a switch where a pass takes 6: bench/shape_switch.py): its crops go in batches of exactly this
+    # many, the last one padded
+    int8_classifier_batch: int = 64
 
 
 TEST_TIME_VIEWS = (1, 2, 4, 8)  # the test-time views a cell-type model can ask for (classify.predict.dihedral_views)

@@ -46,6 +46,26 @@ def test_batched_equals_per_crop(tiny_model):
     assert np.allclose(batched.sum(axis=1), 1, atol=1e-4)
 
 
+def test_a_model_of_one_batch_shape_gets_every_batch_padded_to_it_and_the_same_answers(tiny_model):
+    """A backend that compiles again for every new input shape (OpenVINO INT8: ``fixed_batch``) is given batches of
+    exactly that many crops, the last one padded with copies of its first; the padding's answers are dropped."""
+    from leukoscan.classify.predict import Classifier
+
+    clf = Classifier(tiny_model, device="cpu")
+    crops = np.stack([crop(k, i) for i, k in enumerate(CLASSES * 3)])  # 12 crops
+    plain = clf.probs(crops)
+    first = crops[:3]
+    assert clf.fixed_batch is None and clf.padded(first) is first  # PyTorch: batches as they come
+    sizes, predict = [], clf.model.predict
+    clf.model.predict = lambda chunk, **kw: sizes.append(len(chunk)) or predict(chunk, **kw)
+    clf.fixed_batch = clf.batch = 5
+    assert np.allclose(clf.probs(crops), plain, atol=1e-5)
+    n = len(crops) * clf.views  # each crop in each of its test-time views
+    assert n % 5 and sizes == [5] * -(-n // 5)  # the last batch, short, filled up to 5
+    a, b = np.zeros(1), np.ones(1)
+    assert [x is a for x in clf.padded([a, b])] == [True, False, True, True, True]  # a list: the same way
+
+
 def test_subtype_is_asked_of_blasts_only(tiny_model):
     from leukoscan.cells import PROBS, SUBTYPE_PROBS, with_probs
     from leukoscan.classify.predict import SubtypeClassifier
