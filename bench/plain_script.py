@@ -7,7 +7,7 @@ classifiers at 64, confidence 0.25), the fields read with OpenCV and given in ba
 as it is (no scale, window, quality control, calibration or test-time views), the blasts' crops to the
 subtype model; one CSV row per cell. Nothing else: no overlays, tables, verdict or report.
 
-    python bench/plain_script.py FOLDER [--weights weights] [--batch 16] [--out cells.csv]
+    python bench/plain_script.py FOLDER [--weights weights] [--batch 16] [--device auto] [--out cells.csv]
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--device", default="auto", help="auto (Ultralytics' choice: CUDA when present), cpu or cuda:N")
     ap.add_argument("--out", type=Path, default=Path("cells.csv"))
     args = ap.parse_args()
     runtime.setup()
     yolo = runtime.ultralytics().YOLO
+    device = None if args.device == "auto" else args.device
     detector, classifier, subtype = (yolo(args.weights / f) for f in ("detector.pt", "classifier.pt", "subtype.pt"))
     fields = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     with args.out.open("w", newline="") as f:
@@ -42,15 +44,17 @@ def main() -> None:
         for i in range(0, len(fields), args.batch):
             paths = fields[i : i + args.batch]
             images = [cv2.imread(str(p)) for p in paths]
-            for path, image, found in zip(paths, images, detector.predict(images, verbose=False)):
+            for path, image, found in zip(paths, images, detector.predict(images, device=device, verbose=False)):
                 boxes = found.boxes.xyxy.int().tolist()
                 crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes]
                 types = (
-                    [classifier.names[r.probs.top1] for r in classifier.predict(crops, verbose=False)] if crops else []
+                    [classifier.names[r.probs.top1] for r in classifier.predict(crops, device=device, verbose=False)]
+                    if crops
+                    else []
                 )
                 blasts = [c for c, t in zip(crops, types) if t == "blast"]
                 subtypes = (
-                    iter(subtype.names[r.probs.top1] for r in subtype.predict(blasts, verbose=False))
+                    iter(subtype.names[r.probs.top1] for r in subtype.predict(blasts, device=device, verbose=False))
                     if blasts
                     else iter(())
                 )

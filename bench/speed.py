@@ -211,6 +211,7 @@ def main() -> None:
         # Ultralytics calls on the same weights and fields, also in a fresh process, the runs interleaved
         fields = sets["224x224 fields"]
         plain = [sys.executable, str(REPO_ROOT / "bench" / "plain_script.py"), str(fields), "--weights", str(w)]
+        plain += ["--device", args.device]
         cold: dict[str, list[float]] = {"plain": [], **{b: [] for b in args.backends}}
         for r in range(args.cold_repeats):
             cold["plain"].append(fresh_process_seconds([*plain, "--out", str(Path(tmp) / f"plain-{r}.csv")]))
