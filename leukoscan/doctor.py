@@ -73,10 +73,25 @@ def environment_rows(table: Table) -> list[str]:
             table.add_row(name, "[red]missing[/]")
             problems.append(f"package {name} is not installed")
     table.add_row("cpu threads", f"{torch.get_num_threads()} of the {cores()} cores this process may use")
+    table.add_row("openvino precision", openvino_precision())
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU will be used)"
     table.add_row("cuda", cuda)
     table.add_row("ultralytics config", os.environ.get("YOLO_CONFIG_DIR", "?"))
     return problems
+
+
+def openvino_precision() -> str:
+    """The precision OpenVINO runs fp32 models in on this CPU: bfloat16 where the CPU has it (AVX512-BF16 or AMX),
+    which moves answers a little ("Backends agree" in the README), else fp32."""
+    try:
+        import openvino
+
+        hint = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception as e:  # not installed, or no CPU plugin: said, not a problem (PyTorch is the default)
+        return f"not known ({one_line(e)})"
+    if hint == "bf16":
+        return "bfloat16 (this CPU has it: --backend openvino's probabilities move by up to ~0.02 from PyTorch's)"
+    return f"{hint} (--backend openvino gives the PyTorch answers)"
 
 
 def weights_rows(table: Table, name: str, path: Path) -> list[str]:

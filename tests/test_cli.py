@@ -122,3 +122,25 @@ def test_doctor_says_a_model_was_fine_tuned_and_promoted(tmp_path):
     text = out.stdout
     assert "fine-tuned from abababababab on 7 reviewed lab cells" in text and "promoted 2026-12-06" in text
     assert text.count("fine-tuned from") == 1  # the shipped detector and subtype model say nothing of it
+
+
+def test_doctor_says_which_precision_openvino_runs_in_on_this_cpu(monkeypatch):
+    """bfloat16 where the CPU has it (its answers move a little), the PyTorch answers otherwise, and a line
+    rather than a problem when OpenVINO cannot be asked."""
+    import openvino
+
+    from leukoscan.doctor import openvino_precision
+
+    class Core:
+        hint = "bf16"
+
+        def get_property(self, device, name):
+            assert (device, name) == ("CPU", "INFERENCE_PRECISION_HINT")
+            return openvino.Type.bf16 if self.hint == "bf16" else openvino.Type.f32
+
+    monkeypatch.setattr(openvino, "Core", Core)
+    assert openvino_precision().startswith("bfloat16 (this CPU has it")
+    Core.hint = "f32"
+    assert openvino_precision() == "f32 (--backend openvino gives the PyTorch answers)"
+    monkeypatch.setattr(openvino, "Core", lambda: (_ for _ in ()).throw(RuntimeError("no CPU plugin")))
+    assert openvino_precision() == "not known (no CPU plugin)"
