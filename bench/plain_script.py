@@ -22,7 +22,8 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leukoscan import runtime  # noqa: E402  (offline Ultralytics: its set-up is kept in one place)
-from leukoscan.config import IMAGE_SUFFIXES, WEIGHTS_DIR  # noqa: E402
+from leukoscan.config import WEIGHTS_DIR  # noqa: E402
+from leukoscan.images import list_images  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     yolo = runtime.ultralytics().YOLO
     device = None if args.device == "auto" else args.device
     detector, classifier, subtype = (yolo(args.weights / f) for f in ("detector.pt", "classifier.pt", "subtype.pt"))
-    fields = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    fields = list_images(args.folder)
     with args.out.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["image", "x1", "y1", "x2", "y2", "det_conf", "cell_type", "subtype"])

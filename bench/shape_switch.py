@@ -24,14 +24,9 @@ from results_io import save  # noqa: E402
 from speed import cpu_name  # noqa: E402
 
 from leukoscan import runtime  # noqa: E402
-from leukoscan.config import WEIGHTS_DIR  # noqa: E402
+from leukoscan.cards import BACKENDS, backend_file, load_model  # noqa: E402
+from leukoscan.config import CLASSIFIER_WEIGHTS  # noqa: E402
 
-EXPORTS = {
-    "pytorch": "classifier.pt",
-    "onnx": "classifier.onnx",
-    "openvino": "classifier_openvino_model",
-    "openvino-int8": "classifier_int8_openvino_model",
-}
 SIZES = (16, 7)
 
 
@@ -46,15 +41,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     runtime.setup()
-    yolo = runtime.ultralytics().YOLO
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (64, 64, 3), np.uint8) for _ in range(max(SIZES))]
     rows = []
-    for backend, name in EXPORTS.items():
-        if not (WEIGHTS_DIR / name).exists():
-            print(f"{backend}: {WEIGHTS_DIR / name} not exported, left out")
+    for backend in BACKENDS:
+        try:
+            model = load_model(backend_file(CLASSIFIER_WEIGHTS, backend), "classify")
+        except FileNotFoundError as e:
+            print(f"{backend}: {e}, left out")
             continue
-        model = yolo(WEIGHTS_DIR / name, task="classify")
         for n in SIZES:  # warm-up: each shape once
             ms(model, crops[:n])
         same = [ms(model, crops[: SIZES[0]]) for _ in range(2 * args.rounds)]
