@@ -123,6 +123,21 @@ def _all_commands(group) -> Iterator[Any]:
         yield from _all_commands(command)
 
 
+def _with_value(e: Exception) -> str:
+    """A usage error's message, naming the value given where typer's own check (pydantic's) does not: "--conf
+    nan" reads "nan is not a number" (not "Input should be less than or equal to 1"), "--batch 0" reads "0:
+    should be greater than or equal to 1"; pydantic's "Value error, " prefix is dropped."""
+    message = e.format_message()
+    errors = e.__cause__.errors() if hasattr(e.__cause__, "errors") else []
+    said = errors[0].get("msg", "") if errors else ""
+    if not said or not message.endswith(said):
+        return message
+    given, reason = str(errors[0].get("input")), said.removeprefix("Value error, ").removeprefix("Input ")
+    if given.strip().lower().lstrip("+-") == "nan":
+        reason = f"{given} is not a number"
+    return message.removesuffix(said) + (reason if given in reason else f"{given}: {reason}")
+
+
 class OneLineErrors(TyperGroup):
     """The command group of ``leukoscan``: a usage error in any command (an unknown option, a value typer
     refuses, a missing argument) is one ``error:`` line and exit code 2, instead of a boxed panel. A group's list
@@ -143,7 +158,7 @@ class OneLineErrors(TyperGroup):
         except typer.TyperException as e:  # typer's own click: a usage error, or a group's help shown
             if type(e).__name__ != "NoArgsIsHelpError":
                 ctx = getattr(e, "ctx", None)
-                error(e.format_message() + (f" (see '{ctx.command_path} --help')" if ctx else ""))
+                error(_with_value(e) + (f" (see '{ctx.command_path} --help')" if ctx else ""))
             sys.exit(e.exit_code)
         except typer.Abort:
             error("aborted")

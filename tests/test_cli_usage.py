@@ -195,6 +195,24 @@ def test_wrong_usage_is_one_error_line_and_the_documented_code(ws, code, args):
     assert "Traceback" not in result.output and "╭" not in result.stderr  # no traceback, no boxed panel
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["detect", "predict", "{bad}", "--conf", "nan"], "Invalid value for '--conf': nan is not a number"),
+        (["classify", "train-cells", "--zoom", "NaN"], "Invalid value for '--zoom': NaN is not a number"),
+        (["run", "{bad}", "--batch", "0"], "Invalid value for '--batch': 0: should be greater than or equal to 1"),
+        (["detect", "predict", "{bad}", "--conf", "2"], "'--conf': 2: should be less than or equal to 1"),
+        (["run", "{bad}", "--engine", "x"], "Invalid value for '--engine': 'x' is not one of 'local', 'ray'."),
+    ],
+)
+def test_a_value_out_of_range_is_named_in_its_error(ws, args, says):
+    """typer checks ranges with pydantic, whose message ("Input should be less than or equal to 1") neither names
+    the value given nor fits nan, which no range holds."""
+    result = runner.invoke(app, [a.format(**ws) for a in args])
+    assert result.exit_code == USAGE and says in result.stderr, result.stderr
+    assert "Input should" not in result.stderr and "Value error" not in result.stderr
+
+
 def test_import_labels_lists_its_problems_without_markup(ws):
     result = runner.invoke(app, ["detect", "import-labels", str(ws["labset"]), str(ws["coco"])])
     assert result.exit_code == USAGE
