@@ -27,7 +27,7 @@ from leukoscan import outputs
 from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
 from leukoscan.journal import journal_path, read_states
-from leukoscan.records import VERDICT_FILE, Verdict, read_verdict, screened_folders
+from leukoscan.records import VERDICT_FILE, SlideVerdict, Verdict, read_verdict, screened_folders
 
 # what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
 # an INT8 export's own, quantised) and how its scores are made
@@ -41,6 +41,21 @@ def classifier_key(described: dict) -> dict:
         k: described.get(k, described.get("sha256")) if k == "weights_sha256" else described.get(k)
         for k in CLASSIFIER_KEYS
     }
+
+
+# why a negative verdict made with the model's own blast calls says little on a laboratory's own slides: measured
+# by leaving each training lab out (bench/eval_slides.py "unseen lab", bench/eval_lab_reference.py)
+WITHOUT_REFERENCE = (
+    "made without a lab reference: on laboratories the models were not trained on, blasts were ranked above normal "
+    'cells but seldom called blasts (README, "How well the verdict works"), so such a negative is weak evidence; '
+    "leukoscan lab-reference places the blast call for your lab from its own normal slides"
+)
+
+
+def unreferenced_negatives(verdicts: list[SlideVerdict]) -> list[str]:
+    """The slides of ``verdicts`` called negative with the model's own blast calls (no lab reference): those
+    ``WITHOUT_REFERENCE`` is said of."""
+    return [v.slide for v in verdicts if v.call.verdict == Verdict.NEGATIVE and not v.lab_reference]
 
 
 def fit_offset(margins: np.ndarray, share: float) -> float:

@@ -20,6 +20,7 @@ import pandas as pd
 from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.cells import CELL_TYPES, NOT_WHITE, TYPE_LABELS
 from leukoscan.config import SETTINGS
+from leukoscan.lab import WITHOUT_REFERENCE, unreferenced_negatives
 from leukoscan.numbers import floor2, percent
 from leukoscan.overlay import HEX
 from leukoscan.records import TYPE_COLUMNS, FieldStatus, SlideCall, SlideVerdict, Verdict
@@ -258,6 +259,14 @@ def facts(verdict: SlideVerdict) -> str:
     return '<table class="facts">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
+def weak_negatives(verdicts: list[SlideVerdict]) -> str:
+    """What the page's note says of the slides called negative without a lab reference (nothing when none was)."""
+    negatives = unreferenced_negatives(verdicts)
+    if not negatives:
+        return ""
+    return f" <b>{len(negatives)} negative slide(s)</b> {esc(WITHOUT_REFERENCE)}."
+
+
 def lab_text(lab: dict | None) -> str:
     """What placed the slide's blast calls: the model's default, or the lab's own reference."""
     if not lab:
@@ -422,7 +431,7 @@ def write_report(out: Path, verdicts: list[SlideVerdict]) -> Path:
 <h1>leukoscan screening report</h1>
 <p class="note"><b>Screening aid, not a diagnosis.</b> {esc(DISCLAIMER)} Every flagged slide must be
 reviewed by a hematologist. Cell types are learned from labelled cells of five public sources (several laboratories); blast subtypes
-from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).</p>
+from one hospital's patient-level diagnoses (a morphology hint: subtypes are defined by immunophenotyping).{weak_negatives(verdicts)}</p>
 <h2>Slide verdicts</h2>
 <table id="verdicts" class="sortable"><thead><tr><th>slide</th><th>verdict</th><th>why</th><th>needs review</th>
 <th>white cells</th><th>blast fraction</th><th>95 % CI</th><th>predominant subtype</th></tr></thead><tbody>{rows}</tbody></table>

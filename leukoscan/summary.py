@@ -12,6 +12,7 @@ from rich.markup import escape
 import leukoscan
 from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, one_line
 from leukoscan.config import SETTINGS
+from leukoscan.lab import WITHOUT_REFERENCE, unreferenced_negatives
 from leukoscan.records import FieldStatus, SlideVerdict, screened_folders
 
 
@@ -37,6 +38,13 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
             f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
             f"({escape(', '.join(others[:5]))}{', ...' if len(others) > 5 else ''}): summary.csv and report.html are "
             "this run's slides only",
+            soft_wrap=True,
+        )
+    negatives = unreferenced_negatives(verdicts)
+    if negatives:
+        console.print(
+            f"[yellow]note:[/] {len(negatives)} slide(s) negative ({escape(', '.join(negatives[:3]))}"
+            f"{', ...' if len(negatives) > 3 else ''}) {escape(WITHOUT_REFERENCE)}",
             soft_wrap=True,
         )
     if not report:
