@@ -77,6 +77,13 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def first_names(names: Sequence[str], n: int = 3) -> str:
+    """The first ``n`` of ``names``, and how many more (a long list stays one line; a name that would not read as
+    itself on a line, with a newline or edge spaces, shown quoted)."""
+    shown = ", ".join(x if x.isprintable() and x == x.strip() else repr(x) for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 @contextmanager
 def user_errors(code: int = USAGE_ERROR) -> Iterator[None]:
     """Around the part of a command that reads what the user named (paths, weights, label sets, images): a

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from leukoscan import outputs
-from leukoscan.cli import console, error, one_line
+from leukoscan.cli import console, error, first_names, one_line
 from leukoscan.config import IMAGE_SUFFIXES, MAX_MEGAPIXELS
 from leukoscan.journal import SlideBusy, busy
 from leukoscan.models import ModelFiles, Models
@@ -262,16 +262,10 @@ def slides_given(paths: list[Path]) -> list[Slide]:
         if s.files_not_screened:
             console.print(
                 f"[yellow]note:[/] {escape(s.name)}: {len(s.files_not_screened)} image(s) in a format not "
-                f"screened (only {', '.join(IMAGE_SUFFIXES)}): {escape(_first_names(s.files_not_screened))}",
+                f"screened (only {', '.join(IMAGE_SUFFIXES)}): {escape(first_names(s.files_not_screened))}",
                 soft_wrap=True,
             )
     return slides
-
-
-def _first_names(names: tuple[str, ...], n: int = 3) -> str:
-    """The first ``n`` of ``names``, and how many more (a folder of a scanner's metadata stays one line)."""
-    shown = ", ".join(x if x.isprintable() and x == x.strip() else repr(x) for x in names[:n])
-    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def outside_slides(out: Path, tasks: list[SlideTask], given: list[Path]) -> None:

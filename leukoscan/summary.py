@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 import leukoscan
-from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, one_line
+from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, first_names, one_line
 from leukoscan.config import SETTINGS
 from leukoscan.lab import WITHOUT_REFERENCE, unreferenced_negatives
 from leukoscan.records import FieldStatus, SlideVerdict, screened_folders
@@ -43,8 +43,8 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
     negatives = unreferenced_negatives(verdicts)
     if negatives:
         console.print(
-            f"[yellow]note:[/] {len(negatives)} slide(s) negative ({escape(', '.join(negatives[:3]))}"
-            f"{', ...' if len(negatives) > 3 else ''}) {escape(WITHOUT_REFERENCE)}",
+            f"[yellow]note:[/] {len(negatives)} slide(s) negative ({escape(first_names(negatives))}) "
+            f"{escape(WITHOUT_REFERENCE)}",
             soft_wrap=True,
         )
     if not report:
