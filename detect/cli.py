@@ -18,6 +18,7 @@ from leukoscan.cli import (
     device_option,
     fail,
     finite,
+    first_names,
     interrupted,
     max_megapixels_option,
     one_line,
@@ -278,7 +279,7 @@ def finetune(
         if raw := unreviewed(labset, lab):
             console.print(
                 f"[yellow]warning:[/] {len(raw)} of {len(lab)} photographs still hold their pre-labels as "
-                f"`detect prelabel` wrote them ({', '.join(raw[:5])}{' …' if len(raw) > 5 else ''}): trained on "
+                f"`detect prelabel` wrote them ({escape(first_names(raw, 5))}): trained on "
                 "unreviewed, the detector learns its own mistakes; review them and `leukoscan detect import-labels` "
                 "first (README, step 2)",
                 soft_wrap=True,

@@ -36,7 +36,7 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
     if others:  # an earlier run's slides in the same --out
         console.print(
             f"[yellow]note:[/] {out} also holds {len(others)} slide folder(s) this run did not screen "
-            f"({escape(', '.join(others[:5]))}{', ...' if len(others) > 5 else ''}): summary.csv and report.html are "
+            f"({escape(first_names(others, 5))}): summary.csv and report.html are "
             "this run's slides only",
             soft_wrap=True,
         )

@@ -543,3 +543,23 @@ def test_fields_added_to_a_screened_slide_are_screened_at_its_scale(tmp_path):
     assert result.exit_code == 0 and "2 of 3 fields already screened" in result.output, result.output
     after = json.loads((tmp_path / "out" / "slide" / "verdict.json").read_text())
     assert after["scale"] == before["scale"] and after["source"] == str(slide.resolve())
+
+
+def test_a_run_names_the_earlier_runs_slides_its_summary_leaves_out(tmp_path):
+    """Slides another run screened into the same --out are not in this run's summary.csv and review page; the run
+    says so, naming the first five and counting the rest."""
+    out = tmp_path / "out"
+    names = ["[x]", "a", "b", "c", "d", "e"]
+    for name in names:
+        (out / name).mkdir(parents=True)
+        (out / name / "verdict.json").write_text("{}")
+    slide = tmp_path / "new"
+    write_slide(slide, 1, seed=5)
+    result = run(slide, "--out", out)
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stderr.splitlines() if "this run did not screen" in line]
+    assert note == [
+        f"note: {out} also holds 6 slide folder(s) this run did not screen ([x], a, b, c, d and 1 more): "
+        "summary.csv and report.html are this run's slides only"
+    ]
+    assert pd.read_csv(out / "summary.csv").slide.tolist() == ["new"]
