@@ -41,6 +41,7 @@ class FieldStatus(StrEnum):
 
     OK = "ok"
     UNUSABLE = "unusable"  # read, but not a usable smear (quality control): its cells do not count
+    DUPLICATE = "duplicate"  # the same pixels as an earlier field of the slide: its cells are counted there, once
     ERROR = "error"  # it could not be read
 
 
@@ -133,6 +134,7 @@ class FieldResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, this field's share of its batch's
     fingerprint: dict | None = None  # its file when screened (journal.fingerprint), set by the journal
     size: list[int] | None = None  # [width, height] in px as screened (None: unread, or an earlier journal)
+    pixels: str | None = None  # digest of its decoded pixels (images.pixel_digest; None: unread, an earlier journal)
 
     def record(self) -> dict:
         """The journal's JSON line."""
@@ -211,6 +213,7 @@ class SlideVerdict:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage of this run
     source: str = ""  # the folder (or image) the slide was read from
     key: str = ""  # how its fields were screened (slide.screening_key): a resume reuses its scale only under it
+    n_duplicates: int = 0  # fields with the same pixels as an earlier one (counted once)
 
     # what the tables and the terminal read most, without reaching into the call
     @property
@@ -229,6 +232,7 @@ class SlideVerdict:
             "n_images": self.n_images,
             "n_failed": self.n_failed,
             "n_unusable": self.n_unusable,
+            "n_duplicates": self.n_duplicates,
             **self.call.record(),
             "scale": self.scale.record(),
             "stain_normalisation": None if self.stain_normalisation is None else self.stain_normalisation.record(),

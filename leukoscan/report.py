@@ -228,7 +228,7 @@ def facts(verdict: SlideVerdict) -> str:
     models = "; ".join(
         f"{name}: {Path(m['file']).name} (sha256 {m['sha256'][:12]}…)" for name, m in used.get("models", {}).items()
     )
-    n_ok = verdict.n_images - verdict.n_failed - verdict.n_unusable
+    n_ok = verdict.n_images - verdict.n_failed - verdict.n_unusable - verdict.n_duplicates
     stain = verdict.stain_z
     rows = [
         ("Verdict", f"{badge(call.verdict, call.review_reasons)} {esc(call.reason)}"),
@@ -236,7 +236,9 @@ def facts(verdict: SlideVerdict) -> str:
             "Cells",
             f"{call.n_white_cells} white cells ({call.n_cells - call.n_white_cells} erythroblasts or other, not "
             f"counted) in {n_ok} usable of {verdict.n_images} fields "
-            f"({verdict.n_failed} unreadable, {verdict.n_unusable} not usable smears)",
+            f"({verdict.n_failed} unreadable, {verdict.n_unusable} not usable smears"
+            + (f", {verdict.n_duplicates} the same picture as another" if verdict.n_duplicates else "")
+            + ")",
         ),
         (
             "Blast fraction",
@@ -379,7 +381,7 @@ def gallery_controls(n_cells: int) -> str:
 
 def field_note(status: FieldStatus, why: str) -> str:
     """An overlay's caption after the field's name: why its cells do not count, for a field that is not a
-    usable smear (its overlay is kept for review)."""
+    usable smear (its overlay is kept for review) or the same picture as another field."""
     return f'<br><span class="unusable">not counted: {esc(why or status)}</span>' if status != FieldStatus.OK else ""
 
 

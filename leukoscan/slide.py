@@ -25,7 +25,7 @@ from leukoscan.classify.stain import SlideColour, crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import formats_kept, write_exports
-from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, to_bgr
+from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, pixel_digest, to_bgr
 from leukoscan.journal import Journal, slide_lock
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
@@ -259,6 +259,7 @@ def _write_field(out: Path, rules: VerdictRules, f: _Field) -> FieldResult:
         overlay=_overlay_name(stem),
         stain_lab=colour,
         size=[rgb.shape[1], rgb.shape[0]],
+        pixels=pixel_digest(rgb),
     )
 
 
@@ -327,6 +328,7 @@ def _screen_slide(models, slide: Slide, out: Path, opts: Options, advance, plan:
     watch = Stopwatch()
     with watch("total"):
         states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)
+        states = _counted_once(states)
         with watch("aggregate"):
             cells, images = _slide_tables(states, plan.stems)
             verdict = _verdict_record(models, slide, out.name, opts, cells, images, states, plan.scale, plan.stain)
@@ -427,6 +429,24 @@ def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list
         return _screen_fields(models, out, journal, fields, scale, opts, {}, plan.stems, plan.stain)
 
 
+def _counted_once(states: dict[Path, FieldResult]) -> dict[Path, FieldResult]:
+    """``states`` with each field whose pixels are those of an earlier usable field of the slide (a copy, or the
+    same picture saved again losslessly under another name or format) marked ``duplicate`` and its cells left
+    out: a cell is counted once. Decided when the slide's tables are made, from every field's digest, so the
+    same in every engine and on resume; a field journalled without a digest (an earlier version) is kept."""
+    first: dict[str, Path] = {}
+    kept = {}
+    for path, state in states.items():
+        if state.status == FieldStatus.OK and state.pixels:
+            original = first.setdefault(state.pixels, path)
+            if original != path:
+                state = replace(
+                    state, status=FieldStatus.DUPLICATE, error=f"the same picture as {original.name}", cells=[]
+                )
+        kept[path] = state
+    return kept
+
+
 def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The slide's cells.csv and images.csv tables from its fields' results."""
     cells = pd.DataFrame([c for s in states.values() for c in s.cells], columns=CELL_COLUMNS)
@@ -465,8 +485,9 @@ def _verdict_record(
     unreadable or not usable smears."""
     colours = [s.stain_lab for s in states.values() if s.stain_lab]
     stain_z = stain_distance(np.median(colours, axis=0) if colours else None, models.classifier.stain_reference)
-    unusable, unreadable = (
-        int((images.status == status).sum()) for status in (FieldStatus.UNUSABLE, FieldStatus.ERROR)
+    unusable, unreadable, duplicates = (
+        int((images.status == status).sum())
+        for status in (FieldStatus.UNUSABLE, FieldStatus.ERROR, FieldStatus.DUPLICATE)
     )
     call = slide_verdict(cells, opts.rules, stain_z, usable_fields=int((images.status == FieldStatus.OK).sum()))
     if unusable + unreadable > opts.rules.review_unusable_fraction * len(slide.images):
@@ -487,6 +508,7 @@ def _verdict_record(
         screened_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         source=slide.source,
         key=opts.key,
+        n_duplicates=duplicates,
     )
 
 

@@ -30,7 +30,7 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
     except OSError as e:  # a full disk, a folder in the way: the slides' own outputs are written already
         error(f"could not write summary.csv and report.html in {out} ({one_line(e)}); each slide's folder has its own")
         report = False
-    show_failures(verdicts, out)
+    show_skipped(verdicts, out)
     show_summary(verdicts, out, report)
     others = sorted({f.name for f in screened_folders(out) if f != out} - {v.slide for v in verdicts})
     if others:  # an earlier run's slides in the same --out
@@ -53,14 +53,14 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
         fail("no image could be processed (see images.csv in each slide folder)", NOTHING_PROCESSED)
 
 
-def show_failures(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> None:
-    """One line on stderr per field that could not be read (its file and why, from the slide's images.csv),
-    at most ``limit`` per slide, the rest counted."""
+def show_skipped(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> None:
+    """One line on stderr per field that could not be read or is a copy of another (its file and why, from the
+    slide's images.csv), at most ``limit`` per slide, the rest counted."""
     for v in verdicts:
-        if not v.n_failed:
+        if not v.n_failed and not v.n_duplicates:
             continue
         images = pd.read_csv(out / v.slide / "images.csv", keep_default_na=False)
-        failed = images[images.status == FieldStatus.ERROR]
+        failed = images[images.status.isin([FieldStatus.ERROR, FieldStatus.DUPLICATE])]
         for row in failed.head(limit).itertuples():
             console.print(
                 f"[yellow]skipped[/] {escape(v.slide)}/{escape(row.image)}: {escape(row.error)}", soft_wrap=True
