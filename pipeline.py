@@ -29,6 +29,7 @@ from leukoscan.cli import (
     max_megapixels_option,
     positive,
     progress,
+    shown_name,
     um_per_px_option,
     user_errors,
 )
@@ -209,13 +210,14 @@ def lab_reference(
         reference.save(out)
     for slide, kept in reference.repeats:
         console.print(
-            f"[yellow]note:[/] {escape(slide)} is {escape(kept)}'s slide screened again: its cells counted once",
+            f"[yellow]note:[/] {escape(shown_name(slide))} is {escape(shown_name(kept))}'s slide screened again: "
+            "its cells counted once",
             soft_wrap=True,
         )
     for slide, verdict in reference.flagged_slides():
         console.print(
-            f"[yellow]note:[/] {escape(slide)} was called {verdict} when screened: the reference assumes normal "
-            "slides only; leave it out (and make the reference again) unless a hematologist found it normal",
+            f"[yellow]note:[/] {escape(shown_name(slide))} was called {verdict} when screened: the reference assumes "
+            "normal slides only; leave it out (and make the reference again) unless a hematologist found it normal",
             soft_wrap=True,
         )
     n = len(reference.slides)

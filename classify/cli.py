@@ -25,6 +25,7 @@ from leukoscan.cli import (
     report_decision,
     rollback_weights,
     show_json,
+    shown_name,
     user_errors,
 )
 from leukoscan.config import (
@@ -627,7 +628,7 @@ def predict(
             )
             good.append(f)
         except ImageError as e:
-            console.print(f"[yellow]skipped[/] {escape(str(f))}: {escape(str(e))}", soft_wrap=True)
+            console.print(f"[yellow]skipped[/] {escape(shown_name(f))}: {escape(str(e))}", soft_wrap=True)
     if not good:  # an earlier predictions file is left as it was
         fail("no crop could be processed (each is listed above with why)", NOTHING_PROCESSED)
     probs = clf.probs(np.stack(arrays))

@@ -26,6 +26,7 @@ from leukoscan.cli import (
     report_decision,
     rollback_weights,
     show_json,
+    shown_name,
     um_per_px_option,
     user_errors,
 )
@@ -162,7 +163,7 @@ def predict(
             try:
                 rgb = load_rgb(path, max_megapixels)
             except ImageError as e:
-                console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(str(e))}", soft_wrap=True)
+                console.print(f"[yellow]skipped[/] {escape(shown_name(path))}: {escape(str(e))}", soft_wrap=True)
                 images_read.append({"image": str(path), "status": "error", "error": str(e)})
                 continue
             det = detector(rgb, cell_size, um_per_px)
@@ -177,7 +178,7 @@ def predict(
             ).annotate(to_bgr(rgb), det)
             overlay = outputs.write_jpeg(out / f"{stems[path]}.jpg", scene)
             images_read.append({"image": str(path), "status": "ok", "n_cells": len(det), "overlay": overlay.name})
-            console.print(f"{escape(path.name)}: {len(det)} white cells", soft_wrap=True)
+            console.print(f"{escape(shown_name(path.name))}: {len(det)} white cells", soft_wrap=True)
         outputs.write_csv(out / "boxes.csv", pd.DataFrame(rows, columns=["image", "x1", "y1", "x2", "y2", "conf"]))
         columns = ["image", "status", "error", "n_cells", "overlay"]
         outputs.write_csv(out / "images.csv", pd.DataFrame(images_read, columns=columns).astype({"n_cells": "Int64"}))

@@ -77,11 +77,16 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def shown_name(name: str | Path) -> str:
+    """A file or slide name as a terminal line shows it: itself, or quoted where it would not read as itself on a
+    line (a newline, a tab, edge spaces)."""
+    name = str(name)
+    return name if name.isprintable() and name == name.strip() else repr(name)
+
+
 def first_names(names: Sequence[str], n: int = 3) -> str:
-    """The first ``n`` of ``names``, and how many more (a long list stays one line; a name that would not read as
-    itself on a line, with a newline or edge spaces, shown quoted)."""
-    shown = ", ".join(x if x.isprintable() and x == x.strip() else repr(x) for x in names[:n])
-    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+    """The first ``n`` of ``names``, and how many more (one line, odd names quoted: ``shown_name``)."""
+    return ", ".join(map(shown_name, names[:n])) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 import leukoscan
-from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, first_names, one_line
+from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, first_names, one_line, shown_name
 from leukoscan.config import SETTINGS
 from leukoscan.lab import WITHOUT_REFERENCE, unreferenced_negatives
 from leukoscan.records import FieldStatus, SlideVerdict, screened_folders
@@ -63,10 +63,13 @@ def show_skipped(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> No
         failed = images[images.status.isin([FieldStatus.ERROR, FieldStatus.DUPLICATE])]
         for row in failed.head(limit).itertuples():
             console.print(
-                f"[yellow]skipped[/] {escape(v.slide)}/{escape(row.image)}: {escape(row.error)}", soft_wrap=True
+                f"[yellow]skipped[/] {escape(shown_name(f'{v.slide}/{row.image}'))}: {escape(row.error)}",
+                soft_wrap=True,
             )
         if len(failed) > limit:
-            console.print(f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(v.slide)} (its images.csv)")
+            console.print(
+                f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(shown_name(v.slide))} (its images.csv)"
+            )
 
 
 def show_summary(verdicts: list[SlideVerdict], out: Path, report: bool = True) -> None:
@@ -81,7 +84,7 @@ def show_summary(verdicts: list[SlideVerdict], out: Path, report: bool = True) -
     columns = ("slide", "images", "failed", "white cells", "blasts (95% CI)", "subtype", "verdict", "review")
     rows = [
         (
-            v.slide,
+            shown_name(v.slide),
             str(v.n_images),
             str(v.n_failed),
             str(c.n_white_cells),
@@ -111,6 +114,6 @@ def show_summary(verdicts: list[SlideVerdict], out: Path, report: bool = True) -
             )
         )
     for v in verdicts:
-        stdout.print(f"{escape(v.slide)}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
+        stdout.print(f"{escape(shown_name(v.slide))}: {v.verdict} ({escape(v.call.reason)})", soft_wrap=True)
     if report:
         stdout.print(f"report: {escape(str(out / 'report.html'))}", soft_wrap=True)

@@ -15,6 +15,7 @@ from PIL import Image
 from synth import smear
 from typer.testing import CliRunner
 
+from leukoscan.cli import first_names, shown_name
 from leukoscan.config import DETECTOR_WEIGHTS, SUBTYPE_WEIGHTS
 from leukoscan.pipeline import DEMO_SLIDE, app
 
@@ -493,3 +494,12 @@ def test_help_piped_to_a_file_keeps_long_option_names_whole():
         [sys.executable, "-m", "leukoscan", "run", "--help"], capture_output=True, text=True, env=env, check=True
     ).stdout
     assert "--classifier-weights" in shown and "--detector-weights" in shown
+
+
+def test_a_name_that_would_not_read_as_itself_on_a_line_is_quoted():
+    """File and slide names on the terminal: as they are, unless a newline, a tab or edge spaces would make the
+    line lie about them (a file named 'a\\nb.png' would read as two lines)."""
+    assert shown_name("slide [2] ünï/f 0.png") == "slide [2] ünï/f 0.png"
+    assert shown_name("we\nird.png") == "'we\\nird.png'" and shown_name(" a.png") == "' a.png'"
+    names = ["a", "b\tc", "d", "e"]
+    assert first_names(names) == "a, 'b\\tc', d and 1 more" and first_names(names, 5) == "a, 'b\\tc', d, e"
