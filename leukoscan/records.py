@@ -147,7 +147,13 @@ class FieldResult:
         names = {f.name for f in fields(cls)}
         result = cls(**{k: v for k, v in record.items() if k in names})
         cells_ok = isinstance(result.cells, list) and all(isinstance(c, dict) for c in result.cells)
-        if result.status not in set(FieldStatus) or not cells_ok or not isinstance(result.seconds, dict):
+        digest_ok = result.pixels is None or isinstance(result.pixels, str)
+        if (
+            result.status not in set(FieldStatus) - {FieldStatus.DUPLICATE}  # (decided by a slide's tables, not here)
+            or not cells_ok
+            or not isinstance(result.seconds, dict)
+            or not digest_ok
+        ):
             raise ValueError("not a field's result")
         result.status = FieldStatus(result.status)
         return result

@@ -46,12 +46,13 @@ def test_a_line_damaged_into_other_valid_json_is_screened_again(tmp_path):
     a.write_bytes(b"1")
     with Journal(tmp_path / "out") as journal:
         good = journal.record(a, FieldResult("ok", cells=[{"cell": 0}]))
-    damaged = {**good.record(), "cells": "x", "status": 5}
-    with open(journal_path(tmp_path / "out"), "ab") as f:
-        f.write(json.dumps(damaged).encode() + b"\n")
-    with Journal(tmp_path / "out") as journal:
-        assert journal.finished(a) is None
-    assert not all_finished(tmp_path / "out", [a])
+    # each damage alone; `duplicate` is decided when a slide's tables are made, never journalled
+    for damage in ({"cells": "x"}, {"status": 5}, {"pixels": [1]}, {"status": "duplicate"}):
+        with open(journal_path(tmp_path / "out"), "ab") as f:
+            f.write(json.dumps({**good.record(), **damage}).encode() + b"\n")
+        with Journal(tmp_path / "out") as journal:
+            assert journal.finished(a) is None, damage
+        assert not all_finished(tmp_path / "out", [a])
 
 
 def test_fresh_forgets_everything(tmp_path):
