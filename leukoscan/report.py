@@ -49,7 +49,7 @@ th{background:#f3f3f3}table.sortable th{cursor:pointer}table.sortable th:hover{b
 .gallery figure.reviewed .pic{outline:3px dashed #000}.gallery figure.confirmed .pic{outline:3px solid #1b7f3b}
 .gallery select{width:104px;font-size:11px}.gallery .ok{font-size:11px;white-space:nowrap}
 .gallery h4{margin:.6em 0 .2em}.controls{margin:.4em 0;font-size:13px}.controls>*{margin-right:1em}
-tr.target{background:#ffffb0}
+tr.target{background:#ffffb0}.differential .reviewed{display:none}.differential.has-review .reviewed{display:table-cell}
 .key span{display:inline-block;padding:1px 8px;margin-right:6px;color:#fff;border-radius:3px}
 @media print{*{-webkit-print-color-adjust:exact;print-color-adjust:exact}section.slide{break-before:page}.controls,.gallery select,.gallery .ok,.no-print{display:none}
  body{margin:0}.overlays img{max-width:45%}}
@@ -141,6 +141,27 @@ function updateCount() {
     b.textContent = 'download reviewed cells (' + (rows.length - confirmed) + ' corrected, ' + confirmed + ' confirmed, all slides)';
   });
 }
+var NOT_WHITE = %(not_white)s;  // counted per 100 white cells, not among them
+function reviewedDifferential(section) {  // the slide's differential with the reviewer's types where corrected
+  var counts = {}, changed = 0, white = 0;
+  section.querySelectorAll('.gallery figure').forEach(function(f) {
+    var d = f.dataset, r = corrections[[d.slide, d.image, d.cell].join('|')], type = r ? r.reviewed : d.type;
+    if (type !== d.type) changed++;
+    counts[type] = (counts[type] || 0) + 1;
+    if (NOT_WHITE.indexOf(type) < 0) white++;
+  });
+  var table = section.querySelector('table.differential'), note = section.querySelector('.reviewed-note');
+  table.classList.toggle('has-review', changed > 0);
+  table.querySelectorAll('tbody tr').forEach(function(row) {
+    var type = row.dataset.type, k = counts[type] || 0, cell = row.querySelector('td.reviewed');
+    var share = !white ? '–' : (100 * k / white).toFixed(1) + (NOT_WHITE.indexOf(type) >= 0 ? ' per 100' : '%%');
+    cell.textContent = k + ' (' + share + ')';
+    cell.dataset.sort = k;
+  });
+  note.hidden = changed === 0;
+  note.textContent = '"reviewed": the differential with your ' + changed + ' correction(s) on this page. The verdict, ' +
+    'the blast fraction and its interval above are what the models called: not recomputed.';
+}
 function review(f, type) {  // a cell's review: the reviewer's type (its call: confirmed), or null (not reviewed)
   var d = f.dataset, box = JSON.parse(d.box), key = [d.slide, d.image, d.cell].join('|');
   if (type === null) delete corrections[key];
@@ -151,6 +172,7 @@ function review(f, type) {  // a cell's review: the reviewer's type (its call: c
   f.classList.toggle('reviewed', type !== null && type !== d.type);
   f.classList.toggle('confirmed', type === d.type);
   updateCount();
+  reviewedDifferential(f.closest('section.slide'));
 }
 document.querySelectorAll('.gallery figure').forEach(function(f) {
   var select = f.querySelector('select'), ok = f.querySelector('.ok input');
@@ -174,7 +196,7 @@ document.querySelectorAll('.download').forEach(function(b) {
     document.body.appendChild(a); a.click(); a.remove();
   });
 });
-""" % {"columns": json.dumps(list(CORRECTION_COLUMNS))}
+""" % {"columns": json.dumps(list(CORRECTION_COLUMNS)), "not_white": json.dumps(list(NOT_WHITE))}
 
 
 def link(*parts: str) -> str:
@@ -288,13 +310,16 @@ def differential(call: SlideCall) -> str:
         ci = interval(call.ci_low, call.ci_high) if key == "blast" else ""  # the verdict's own interval
         share = "–" if not n else f"{100 * k / n:.1f} per 100" if key in NOT_WHITE else f"{k / n:.1%}"
         rows.append(
-            f'<tr><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
-            f'<td>{k}</td><td data-sort="{100 * k / n if n else -1:.4f}">{share}</td><td>{ci}</td></tr>'
+            f'<tr data-type="{key}"><td><span style="color:{HEX[CELL_TYPES.index(key)]}">■</span> {esc(label)}</td>'
+            f'<td>{k}</td><td data-sort="{100 * k / n if n else -1:.4f}">{share}</td><td>{ci}</td>'
+            '<td class="reviewed"></td></tr>'
         )
     return (
         '<table class="differential sortable"><thead><tr><th>type</th><th>count</th>'
         '<th title="of the white cells; erythroblasts and other per 100 white cells">%</th><th>95 % CI</th>'
+        '<th class="reviewed" title="count and share with the corrections made on this page">reviewed</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<p class="reviewed-note" hidden></p>'
     )
 
 

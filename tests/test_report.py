@@ -10,7 +10,7 @@ import pytest
 from browser import chromium, needs_chromium
 from typer.testing import CliRunner
 
-from leukoscan.cells import CELL_TYPES
+from leukoscan.cells import CELL_TYPES, NOT_WHITE
 from leukoscan.numbers import floor2
 from leukoscan.pipeline import DEMO_SLIDE, app
 
@@ -44,10 +44,21 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     out.figure = {image: fig.dataset.image, cell: fig.dataset.cell, type: fig.dataset.type};
     toField.click();
     out.highlighted = !!field.querySelector('.hl');
+    var reviewedColumn = function() {  // the differential's "reviewed" column: shown?, its note, type -> [count, reviewed]
+      var rows = {};
+      diff.querySelectorAll('tbody tr').forEach(function(r) {
+        rows[r.dataset.type] = [r.cells[1].textContent, r.querySelector('td.reviewed').textContent];
+      });
+      var note = second.querySelector('.reviewed-note');
+      return {shown: getComputedStyle(diff.querySelector('td.reviewed')).display !== 'none',
+              note: note.hidden ? null : note.textContent, rows: rows};
+    };
+    out.reviewed_before = reviewedColumn();
     var select = fig.querySelector('select');
     select.value = fig.dataset.type === 'monocyte' ? 'lymphocyte' : 'monocyte';
     select.dispatchEvent(new Event('change'));
     out.csv = correctionsCsv();
+    out.reviewed_after = reviewedColumn();
     out.download_label = second.querySelector('.download').textContent;
     // "right" on another cell, then on it and "confirm the calls shown": every cell on screen reviewed, the
     // corrected one kept as corrected
@@ -60,6 +71,7 @@ window.addEventListener('load', function() {  // once the page's pictures have l
     out.after_confirm_shown = correctionsCsv().trim().split('\n').slice(1);
     out.confirm_label = second.querySelector('.download').textContent;
     out.first_select_kept = fig.querySelector('select').value;
+    out.reviewed_after_confirm = reviewedColumn();
     second.querySelector('.download').click();
     var shown = function() {  // pictures on screen (a style that overrides `hidden` would leave them there)
       return Array.prototype.filter.call(second.querySelectorAll('.gallery figure'), function(f) {
@@ -105,12 +117,13 @@ def two_slides(tmp_path_factory):
     return out
 
 
-@needs_chromium
-def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path):
+@pytest.fixture(scope="module")
+def probed(two_slides, tmp_path_factory):
+    """What the review page showed in headless Chromium as ``PROBE`` reviewed it (no console message)."""
     page = (two_slides / "report.html").read_text()
     probe = two_slides / "probe.html"  # beside the report, so its relative links resolve the same way
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
-    proc = chromium(probe, tmp_path, "--dump-dom")
+    proc = chromium(probe, tmp_path_factory.mktemp("chromium"), "--dump-dom")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [line for line in proc.stderr.splitlines() if ":CONSOLE" in line] == []
     out = json.loads(
@@ -122,6 +135,12 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
         .replace("&amp;", "&")
     )
     assert out["errors"] == []
+    return out
+
+
+@needs_chromium
+def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, probed):
+    out = probed
     # the second slide's header sorts the second slide's table, and only it
     cells2 = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
     assert out["sorted_p_blast"] == sorted(out["sorted_p_blast"]) and len(out["sorted_p_blast"]) == len(cells2)
@@ -167,6 +186,26 @@ def test_review_page_sorts_links_corrects_and_stays_offline(two_slides, tmp_path
     # nothing but the output folder's own files is loaded
     assert out["resources"] and all(r.startswith(("file://", "blob:")) for r in out["resources"]), out["resources"]
     assert any("/gallery/" in r for r in out["resources"])
+
+
+@needs_chromium
+def test_a_correction_shows_the_reviewed_differential_beside_the_models(two_slides, probed):
+    """The differential gets a "reviewed" column once a call is corrected on the page: the reviewer's types
+    counted, as shares of the white cells (erythroblasts and other per 100); confirming calls changes nothing, and
+    a note says the verdict is the models' (not recomputed)."""
+    before, after = probed["reviewed_before"], probed["reviewed_after"]
+    assert before["shown"] is False and before["note"] is None
+    assert after["shown"] and "1 correction(s)" in after["note"] and "not recomputed" in after["note"]
+    cells = pd.read_csv(two_slides / "EarlyPreb" / "cells.csv")
+    predicted = probed["figure"]["type"]
+    reviewed = "lymphocyte" if predicted == "monocyte" else "monocyte"
+    white = int((~cells.cell_type.isin(NOT_WHITE)).sum())
+    for t in CELL_TYPES:
+        n = int((cells.cell_type == t).sum())
+        k = n + (t == reviewed) - (t == predicted)
+        share = f"{100 * k / white:.1f}" + (" per 100" if t in NOT_WHITE else "%")
+        assert after["rows"][t] == [str(n), f"{k} ({share})"], t
+    assert probed["reviewed_after_confirm"] == after
 
 
 def test_report_top_has_the_differential_flags_scale_models_and_run(two_slides):
