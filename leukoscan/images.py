@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -150,14 +149,6 @@ def rescale(image: np.ndarray, f: float) -> np.ndarray:
     while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def pixel_digest(rgb: np.ndarray) -> str:
-    """A digest of an image's pixels and shape: two files give the same one when they decode to the same picture
-    (a field copied, renamed, or saved again in a lossless format), whatever their names and formats."""
-    digest = hashlib.blake2b(str(rgb.shape).encode(), digest_size=16)
-    digest.update(np.ascontiguousarray(rgb).data)
-    return digest.hexdigest()
 
 
 def to_bgr(rgb: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ class FieldStatus(StrEnum):
 
     OK = "ok"
     UNUSABLE = "unusable"  # read, but not a usable smear (quality control): its cells do not count
-    DUPLICATE = "duplicate"  # the same pixels as an earlier field of the slide: its cells are counted there, once
+    DUPLICATE = "duplicate"  # the same picture as an earlier field of the slide: its cells are counted there, once
     ERROR = "error"  # it could not be read
 
 
@@ -134,7 +134,7 @@ class FieldResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, this field's share of its batch's
     fingerprint: dict | None = None  # its file when screened (journal.fingerprint), set by the journal
     size: list[int] | None = None  # [width, height] in px as screened (None: unread, or an earlier journal)
-    pixels: str | None = None  # digest of its decoded pixels (images.pixel_digest; None: unread, an earlier journal)
+    look: str | None = None  # its gray levels on a small grid (quality.field_look; None: unread, an earlier journal)
 
     def record(self) -> dict:
         """The journal's JSON line."""
@@ -147,12 +147,12 @@ class FieldResult:
         names = {f.name for f in fields(cls)}
         result = cls(**{k: v for k, v in record.items() if k in names})
         cells_ok = isinstance(result.cells, list) and all(isinstance(c, dict) for c in result.cells)
-        digest_ok = result.pixels is None or isinstance(result.pixels, str)
+        look_ok = result.look is None or isinstance(result.look, str)
         if (
             result.status not in set(FieldStatus) - {FieldStatus.DUPLICATE}  # (decided by a slide's tables, not here)
             or not cells_ok
             or not isinstance(result.seconds, dict)
-            or not digest_ok
+            or not look_ok
         ):
             raise ValueError("not a field's result")
         result.status = FieldStatus(result.status)
@@ -219,7 +219,7 @@ class SlideVerdict:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage of this run
     source: str = ""  # the folder (or image) the slide was read from
     key: str = ""  # how its fields were screened (slide.screening_key): a resume reuses its scale only under it
-    n_duplicates: int = 0  # fields with the same pixels as an earlier one (counted once)
+    n_duplicates: int = 0  # fields that are the same picture as an earlier one (its cells counted once)
 
     # what the tables and the terminal read most, without reaching into the call
     @property

@@ -25,11 +25,11 @@ from leukoscan.classify.stain import SlideColour, crop_colour, stain_distance
 from leukoscan.config import IMAGE_SUFFIXES, SETTINGS, Export, VerdictRules
 from leukoscan.crops import contact_sheet, crop_cells
 from leukoscan.exports import formats_kept, write_exports
-from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, pixel_digest, to_bgr
+from leukoscan.images import ImageError, header_size, list_images, load_rgb, output_stems, to_bgr
 from leukoscan.journal import Journal, slide_lock
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
-from leukoscan.quality import field_problem
+from leukoscan.quality import field_look, field_problem, look_array, repeats
 from leukoscan.records import (
     CELL_COLUMNS,
     IMAGE_COLUMNS,
@@ -259,7 +259,7 @@ def _write_field(out: Path, rules: VerdictRules, f: _Field) -> FieldResult:
         overlay=_overlay_name(stem),
         stain_lab=colour,
         size=[rgb.shape[1], rgb.shape[0]],
-        pixels=pixel_digest(rgb),
+        look=field_look(rgb),
     )
 
 
@@ -430,20 +430,23 @@ def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list
 
 
 def _counted_once(states: dict[Path, FieldResult]) -> dict[Path, FieldResult]:
-    """``states`` with each field whose pixels are those of an earlier usable field of the slide (a copy, or the
-    same picture saved again losslessly under another name or format) marked ``duplicate`` and its cells left
-    out: a cell is counted once. Decided when the slide's tables are made, from every field's digest, so the
-    same in every engine and on resume; a field journalled without a digest (an earlier version) is kept."""
-    first: dict[str, Path] = {}
-    kept = {}
+    """``states`` with each usable field that is the same picture as an earlier usable field of the slide, of its
+    size (a copy, the same field saved again in another format or captured twice: ``quality.repeats``), marked
+    ``duplicate`` and its cells left out: a cell is counted once. Decided when the slide's tables are made, from
+    every field's look, so the same in every engine and on resume; a field journalled without a look (an earlier
+    version, or a damaged one) is kept."""
+    by_size: dict[tuple, dict[Path, np.ndarray]] = {}
     for path, state in states.items():
-        if state.status == FieldStatus.OK and state.pixels:
-            original = first.setdefault(state.pixels, path)
-            if original != path:
-                state = replace(
-                    state, status=FieldStatus.DUPLICATE, error=f"the same picture as {original.name}", cells=[]
-                )
-        kept[path] = state
+        look = look_array(state.look) if state.status == FieldStatus.OK and state.look and state.size else None
+        if look is not None:
+            by_size.setdefault(tuple(state.size), {})[path] = look
+    kept = dict(states)
+    for fields in by_size.values():
+        paths = list(fields)
+        for path, first in zip(paths, repeats(list(fields.values()))):
+            if first is not None:
+                why = f"the same picture as {paths[first].name}"
+                kept[path] = replace(states[path], status=FieldStatus.DUPLICATE, error=why, cells=[])
     return kept
 
 

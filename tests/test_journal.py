@@ -47,7 +47,7 @@ def test_a_line_damaged_into_other_valid_json_is_screened_again(tmp_path):
     with Journal(tmp_path / "out") as journal:
         good = journal.record(a, FieldResult("ok", cells=[{"cell": 0}]))
     # each damage alone; `duplicate` is decided when a slide's tables are made, never journalled
-    for damage in ({"cells": "x"}, {"status": 5}, {"pixels": [1]}, {"status": "duplicate"}):
+    for damage in ({"cells": "x"}, {"status": 5}, {"look": [1]}, {"status": "duplicate"}):
         with open(journal_path(tmp_path / "out"), "ab") as f:
             f.write(json.dumps({**good.record(), **damage}).encode() + b"\n")
         with Journal(tmp_path / "out") as journal:

@@ -109,7 +109,8 @@ def bad_slide(tmp_path):
     img, _ = smear((224, 224), seed=3)
     Image.fromarray(img).save(folder / "good field.jpg")
     Image.fromarray(img[..., 0]).save(folder / "gray.png")
-    Image.fromarray(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])).save(folder / "rgba.png")
+    other, _ = smear((224, 224), seed=4)  # (another field: the same one as PNG would be the same picture)
+    Image.fromarray(np.dstack([other, np.full(other.shape[:2], 255, np.uint8)])).save(folder / "rgba.png")
     Image.fromarray(img[..., 1].astype(np.uint16) * 257).save(folder / "deep16.png")
     data = (folder / "good field.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
@@ -567,35 +568,39 @@ def test_a_run_names_the_earlier_runs_slides_its_summary_leaves_out(tmp_path):
 
 
 def test_a_field_given_twice_is_counted_once(tmp_path):
-    """A field copied under another name, or saved again losslessly in another format, decodes to the same
-    pixels: it is `duplicate` in images.csv (naming the first), its cells left out of cells.csv and the verdict,
-    and the run says so; removed later, the original's copy counts again on a resume."""
-    slide = write_slide(tmp_path / "slide", 2, seed=80)
+    """A field copied under another name, saved again in another format (JPEG included) or captured twice
+    unmoved (the sensor's noise apart) is the same picture: `duplicate` in images.csv (naming the first), its
+    cells left out of cells.csv and the verdict, and the run says so; different fields of one size are not;
+    with the first removed later, its copy counts again on a resume."""
+    slide = write_slide(tmp_path / "slide", 3, seed=80)
     once = run(slide, "--out", tmp_path / "once")
     assert once.exit_code == 0, once.output
     shutil.copyfile(slide / "f0.png", slide / "g0 copy.png")
     rgb = cv2.imread(str(slide / "f1.png"), cv2.IMREAD_UNCHANGED)
     cv2.imwrite(str(slide / "f1.bmp"), rgb)
-    cv2.imwrite(str(slide / "f1.jpg"), rgb, [cv2.IMWRITE_JPEG_QUALITY, 90])  # other pixels: another picture
+    cv2.imwrite(str(slide / "f1.jpg"), rgb, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    noise = np.random.default_rng(0).normal(0, 4, rgb.shape)
+    cv2.imwrite(str(slide / "f2b.png"), np.clip(cv2.imread(str(slide / "f2.png")) + noise, 0, 255).astype(np.uint8))
     twice = run(slide, "--out", tmp_path / "twice")
     assert twice.exit_code == 0, twice.output
     images = pd.read_csv(tmp_path / "twice" / "slide" / "images.csv", keep_default_na=False).set_index("image")
     assert images.status.to_dict() == {
         "f0.png": "ok",
         "f1.bmp": "ok",  # (listed first: the first in the slide's order is the one counted)
-        "f1.jpg": "ok",
+        "f1.jpg": "duplicate",
         "f1.png": "duplicate",
+        "f2.png": "ok",
+        "f2b.png": "duplicate",
         "g0 copy.png": "duplicate",
     }
     assert images.error["g0 copy.png"] == "the same picture as f0.png" and images.n_cells["g0 copy.png"] == 0
-    assert images.error["f1.png"] == "the same picture as f1.bmp"
+    assert images.error["f1.png"] == images.error["f1.jpg"] == "the same picture as f1.bmp"
     cells = {d: pd.read_csv(tmp_path / d / "slide" / "cells.csv") for d in ("once", "twice")}
-    assert set(cells["twice"].image) == {"f0.png", "f1.bmp", "f1.jpg"}
-    assert len(cells["twice"]) == len(cells["once"]) + (cells["twice"].image == "f1.jpg").sum()
+    assert len(cells["twice"]) == len(cells["once"])  # every cell once
     verdict = json.loads((tmp_path / "twice" / "slide" / "verdict.json").read_text())
-    assert verdict["n_duplicates"] == 2 and verdict["n_cells"] == len(cells["twice"])
+    assert verdict["n_duplicates"] == 4 and verdict["n_cells"] == len(cells["twice"])
     assert "skipped slide/g0 copy.png: the same picture as f0.png" in twice.stderr
-    assert "2 the same picture as another" in (tmp_path / "twice" / "report.html").read_text()
+    assert "4 the same picture as another" in (tmp_path / "twice" / "report.html").read_text()
     (slide / "f0.png").unlink()
     again = run(slide, "--out", tmp_path / "twice")
     assert again.exit_code == 0, again.output
