@@ -3,7 +3,7 @@
 Checked on what any microscope photograph of a stained smear has: a lit field of view (an eyepiece
 photo's black surround is left out), contrast, no blown-out highlights, no pixel-level noise, focus at the
 scale of the cells, the colour of a stain, and no more white cells than the field can hold. And whether two
-fields are the same picture (``field_look``, ``same_picture``): its cells are counted once.
+fields are the same picture (``field_look``, ``repeats``): its cells are counted once.
 """
 
 from __future__ import annotations

@@ -60,15 +60,16 @@ def show_skipped(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> No
         if not v.n_failed and not v.n_duplicates:
             continue
         images = pd.read_csv(out / v.slide / "images.csv", keep_default_na=False)
-        failed = images[images.status.isin([FieldStatus.ERROR, FieldStatus.DUPLICATE])]
-        for row in failed.head(limit).itertuples():
+        skipped = images[images.status.isin([FieldStatus.ERROR, FieldStatus.DUPLICATE])]
+        for row in skipped.head(limit).itertuples():
             console.print(
                 f"[yellow]skipped[/] {escape(shown_name(f'{v.slide}/{row.image}'))}: {escape(row.error)}",
                 soft_wrap=True,
             )
-        if len(failed) > limit:
+        if len(skipped) > limit:
             console.print(
-                f"[yellow]skipped[/] {len(failed) - limit} more of slide {escape(shown_name(v.slide))} (its images.csv)"
+                f"[yellow]skipped[/] {len(skipped) - limit} more of slide {escape(shown_name(v.slide))} "
+                "(its images.csv)"
             )
 
 
