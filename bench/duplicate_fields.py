@@ -1,14 +1,15 @@
 """Does the rule that finds the same field given twice (``quality.repeats``) tell it from other fields?
 
-A field copied, saved again in another format or captured twice unmoved is counted once by `leukoscan run`
-(README, quality control). Measured on every image of each source, grouped by size as a slide's fields are: each
-image against the earlier ones of its size, plain and under one camera's shading (the same vignette on all),
-should be told apart from different images; the first 100 of each source against themselves saved again (PNG,
-JPEG at quality 95, 75 and 50) and captured again (Gaussian sensor noise, SD 4 gray levels) should be found. The
-files called a repeat are listed by name: a source can hold one picture twice (Taleqani's splits drop such near
-duplicates), and the least gray-level difference between two files of a source is 0 where it does.
+A field copied, saved again in another format or size, or captured twice unmoved is counted once by `leukoscan
+run` (README, quality control). Measured on every image of each source as on a slide's fields: each image against
+the earlier ones of its shape, plain and under one camera's shading (the same vignette on all), should be told
+apart from different images; the first 100 of each source against themselves saved again (PNG, JPEG at quality
+95, 75 and 50), at half size (as PNG and as JPEG), at a quarter size as JPEG, and captured again (Gaussian sensor
+noise, SD 4 gray levels) should be found. The files called a repeat are listed by name: a source can hold one
+picture twice (Taleqani's splits drop such near duplicates), and the least gray-level difference between two
+files of a source is 0 where it does.
 
-    python bench/duplicate_fields.py [--per-source N]   # writes bench/results/duplicate_fields.{json,md} (~1 min)
+    python bench/duplicate_fields.py [--per-source N]   # writes bench/results/duplicate_fields.{json,md} (~2 min)
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ SOURCES = {  # folder under ../shared/datasets: its images (single cells or fiel
     "zheng": "zheng-wbc/images",
     "txl-pbc": "txl-pbc/images",
 }
-AGAIN = ("png", "jpeg 95", "jpeg 75", "jpeg 50", "noise 4")
+AGAIN = ("png", "jpeg 95", "jpeg 75", "jpeg 50", "noise 4", "half size", "half size jpeg 75", "quarter size jpeg 75")
 
 
 def again(rgb: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
     """``rgb`` saved again as ``how`` says and read back, or captured again (sensor noise)."""
     if how == "noise 4":
         return np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    if how.startswith(("half size", "quarter size")):
+        h, w = rgb.shape[:2]
+        f = 2 if how.startswith("half") else 4
+        small = cv2.resize(rgb, (w // f, h // f), interpolation=cv2.INTER_AREA)
+        return again(small, how.split(" size ")[1], rng) if " size " in how else small
     ext, *quality = how.split()
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality[0])] if quality else []
     ok, data = cv2.imencode(f".{ext}", rgb[..., ::-1], params)
@@ -60,31 +66,31 @@ def shaded(rgb: np.ndarray) -> np.ndarray:
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether ``b`` is found to repeat ``a``."""
-    return repeats([look_array(field_look(a)), look_array(field_look(b))]) == [None, 0]
+    shapes = [x.shape[1] / x.shape[0] for x in (a, b)]
+    return repeats([look_array(field_look(a)), look_array(field_look(b))], shapes) == [None, 0]
 
 
 def measure(files: list[Path], rng: np.random.Generator) -> dict:
     images = {f: load_rgb(f) for f in files}
-    by_size: dict[tuple, list[Path]] = {}
-    for f, rgb in images.items():
-        by_size.setdefault(rgb.shape, []).append(f)
-    called, called_shaded, least, pairs = [], 0, [], 0
-    for group in by_size.values():
-        looks = [look_array(field_look(images[f])) for f in group]
-        for f, first in zip(group, repeats(looks)):
-            if first is not None:
-                called.append(f"{f.parent.name}/{f.name} ~ {group[first].parent.name}/{group[first].name}")
-        called_shaded += sum(r is not None for r in repeats([look_array(field_look(shaded(images[f]))) for f in group]))
-        grids = np.stack(looks)
-        least += [float(np.abs(grids[:i] - grids[i]).mean(axis=1).min()) for i in range(1, len(group))]
-        pairs += len(group) * (len(group) - 1) // 2
+    shapes = [rgb.shape[1] / rgb.shape[0] for rgb in images.values()]
+    looks = [look_array(field_look(rgb)) for rgb in images.values()]
+    called = [
+        f"{f.parent.name}/{f.name} ~ {files[first].parent.name}/{files[first].name}"
+        for f, first in zip(files, repeats(looks, shapes))
+        if first is not None
+    ]
+    shaded_looks = [look_array(field_look(shaded(rgb))) for rgb in images.values()]
+    called_shaded = sum(r is not None for r in repeats(shaded_looks, shapes))
+    # the least gray-level difference between two files of one shape (a slide's fields are compared so)
+    grids, ratio = np.stack(looks), np.log(shapes)
+    alike = [np.abs(ratio[:i] - ratio[i]) <= np.log1p(SETTINGS.quality.same_max_shape_diff) for i in range(len(files))]
+    least = [float(np.abs(grids[:i][m] - grids[i]).mean(axis=1).min()) for i, m in enumerate(alike) if m.any()]
     found = {
         how: float(np.mean([same(rgb, again(rgb, how, rng)) for rgb in list(images.values())[:100]])) for how in AGAIN
     }
     return {
         "images": len(files),
-        "sizes": len(by_size),
-        "pairs_of_different_files": pairs,
+        "pairs_of_one_shape": int(sum(m.sum() for m in alike)),
         "called_same": len(called),
         "called_same_with_shading": int(called_shaded),
         "called_same_files": called,
@@ -106,13 +112,13 @@ def main() -> None:
         results[name] = measure(random.Random(0).sample(files, n), rng)
     q = SETTINGS.quality
     rows = [
-        "| source | images | pairs of different files (same size) | files called a repeat of another | with shading "
+        "| source | images | pairs of different files of one shape | files called a repeat of another | with shading "
         "| least gray-level difference | found again: " + ", ".join(AGAIN) + " |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         rows.append(
-            f"| {name} | {r['images']} | {r['pairs_of_different_files']} | {r['called_same']} | "
+            f"| {name} | {r['images']} | {r['pairs_of_one_shape']} | {r['called_same']} | "
             f"{r['called_same_with_shading']} | {r['least_grey_diff_of_different_files']} | "
             + ", ".join(f"{v:.2f}" for v in r["found_again"].values())
             + " |"
@@ -123,7 +129,7 @@ def main() -> None:
             f"The same picture, by `quality.repeats` (mean gray-level difference <= {q.same_max_grey_diff}"
             f" on a {q.look_side} x {q.look_side} grid, and detail correlation >= {q.same_min_texture_corr}); "
             f"{'every image' if args.per_source is None else f'up to {args.per_source} images'} of each source, "
-            "each against the earlier ones of its size "
+            "each against the earlier ones of its shape "
             "(as a slide's fields):",
             "",
             *rows,

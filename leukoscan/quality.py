@@ -70,16 +70,20 @@ def look_array(look: str, q: FieldQuality = SETTINGS.quality) -> np.ndarray | No
     return grid.astype(np.float32) if grid.size == q.look_side**2 else None
 
 
-def repeats(looks: list[np.ndarray], q: FieldQuality = SETTINGS.quality) -> list[int | None]:
-    """For fields of one size in order (``look_array`` each), which earlier field each one repeats (its index:
-    the first it is the same picture as, among those not repeats themselves), or None. The same picture is close
-    in gray level everywhere and alike in detail (each grid less its blur, so a camera's shading common to
-    different fields does not count), as the same field saved again or captured twice is and different fields
-    are not (``bench/duplicate_fields.py``)."""
+def repeats(
+    looks: list[np.ndarray], shapes: list[float] | None = None, q: FieldQuality = SETTINGS.quality
+) -> list[int | None]:
+    """For fields in order (``look_array`` each; ``shapes``: their width / height, None: all alike), which earlier
+    field each one repeats (its index: the first it is the same picture as, among those not repeats themselves),
+    or None. The same picture has the same shape (within ``same_max_shape_diff``; any size), is close in gray
+    level everywhere and alike in detail (each grid less its blur, so a camera's shading common to different fields
+    does not count), as the same field saved again, at another size or captured twice is and different fields are
+    not (``bench/duplicate_fields.py``)."""
     if not looks:
         return []
     grids = np.stack(looks)
     side, n = q.look_side, len(looks)
+    shape = np.log(np.asarray(shapes, float)) if shapes is not None else np.zeros(n)
     # a lower bound of the gray-level difference, cheap for every pair: the difference of 4 x 4 block means
     blocks = grids.reshape(n, 4, side // 4, 4, side // 4).mean(axis=(2, 4)).reshape(n, 16)
     details = np.stack([(g - cv2.GaussianBlur(g, (0, 0), side / 8)).ravel() for g in grids.reshape(n, side, side)])
@@ -89,7 +93,8 @@ def repeats(looks: list[np.ndarray], q: FieldQuality = SETTINGS.quality) -> list
     counted = np.zeros(n, bool)
     for i in range(n):
         earlier = np.flatnonzero(counted[:i])
-        close = earlier[np.abs(blocks[earlier] - blocks[i]).mean(axis=1) <= q.same_max_grey_diff]
+        close = earlier[np.abs(shape[earlier] - shape[i]) <= np.log1p(q.same_max_shape_diff)]
+        close = close[np.abs(blocks[close] - blocks[i]).mean(axis=1) <= q.same_max_grey_diff]
         close = close[np.abs(grids[close] - grids[i]).mean(axis=1) <= q.same_max_grey_diff]
         alike = details[close] @ details[i] >= q.same_min_texture_corr * norms[close] * norms[i]
         hits = close[alike & (norms[close] * norms[i] > 0)]

@@ -430,23 +430,24 @@ def screen_batch(models, out: Path, opts: Options, plan: SlidePlan, fields: list
 
 
 def _counted_once(states: dict[Path, FieldResult]) -> dict[Path, FieldResult]:
-    """``states`` with each usable field that is the same picture as an earlier usable field of the slide, of its
-    size (a copy, the same field saved again in another format or captured twice: ``quality.repeats``), marked
-    ``duplicate`` and its cells left out: a cell is counted once. Decided when the slide's tables are made, from
-    every field's look, so the same in every engine and on resume; a field journalled without a look (an earlier
-    version, or a damaged one) is kept."""
-    by_size: dict[tuple, dict[Path, np.ndarray]] = {}
+    """``states`` with each usable field that is the same picture as another usable field of the slide (a copy,
+    the same field saved again in another format or size, or captured twice: ``quality.repeats``) marked
+    ``duplicate`` and its cells left out: a cell is counted once, in the largest of the copies (the first in the
+    slide's order among those of one size). Decided when the slide's tables are made, from every field's look, so
+    the same in every engine and on resume; a field journalled without a look (an earlier version, or a damaged
+    one) is kept."""
+    fields = []
     for path, state in states.items():
         look = look_array(state.look) if state.status == FieldStatus.OK and state.look and state.size else None
         if look is not None:
-            by_size.setdefault(tuple(state.size), {})[path] = look
+            fields.append((path, look, *state.size))
+    fields.sort(key=lambda f: -f[2] * f[3])  # the largest first (stable: in the slide's order within a size)
+    paths = [path for path, *_ in fields]
     kept = dict(states)
-    for fields in by_size.values():
-        paths = list(fields)
-        for path, first in zip(paths, repeats(list(fields.values()))):
-            if first is not None:
-                why = f"the same picture as {paths[first].name}"
-                kept[path] = replace(states[path], status=FieldStatus.DUPLICATE, error=why, cells=[])
+    for path, first in zip(paths, repeats([look for _, look, *_ in fields], [w / h for *_, w, h in fields])):
+        if first is not None:
+            why = f"the same picture as {paths[first].name}"
+            kept[path] = replace(states[path], status=FieldStatus.DUPLICATE, error=why, cells=[])
     return kept
 
 
