@@ -43,19 +43,10 @@ def classifier_key(described: dict) -> dict:
     }
 
 
-# why a negative verdict made with the model's own blast calls says little on a laboratory's own slides: measured
-# by leaving each training lab out (bench/eval_slides.py "unseen lab", bench/eval_lab_reference.py)
-WITHOUT_REFERENCE = (
-    "made without a lab reference: on laboratories the models were not trained on, blasts were ranked above normal "
-    'cells but seldom called blasts (README, "How well the verdict works"), so such a negative is weak evidence; '
-    "leukoscan lab-reference places the blast call for your lab from its own normal slides"
-)
-
-
 def unreferenced_negatives(verdicts: list[SlideVerdict]) -> list[str]:
     """The slides of ``verdicts`` called negative with the model's own blast calls (no lab reference): those
-    ``WITHOUT_REFERENCE`` is said of."""
-    return [v.slide for v in verdicts if v.call.verdict == Verdict.NEGATIVE and not v.lab_reference]
+    ``WITHOUT_REFERENCE`` is said of (``SlideVerdict.weak_negative``)."""
+    return [v.slide for v in verdicts if v.weak_negative]
 
 
 def fit_offset(margins: np.ndarray, share: float) -> float:

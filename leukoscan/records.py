@@ -36,6 +36,15 @@ class Verdict(StrEnum):
     INSUFFICIENT = "insufficient"  # too few white cells or usable fields for a verdict
 
 
+# why a negative verdict made with the model's own blast calls says little on a laboratory's own slides: measured
+# by leaving each training lab out (bench/eval_slides.py "unseen lab", bench/eval_lab_reference.py)
+WITHOUT_REFERENCE = (
+    "made without a lab reference: on laboratories the models were not trained on, blasts were ranked above normal "
+    'cells but seldom called blasts (README, "How well the verdict works"), so such a negative is weak evidence; '
+    "leukoscan lab-reference places the blast call for your lab from its own normal slides"
+)
+
+
 class FieldStatus(StrEnum):
     """What became of a field (images.csv's ``status``)."""
 
@@ -230,6 +239,16 @@ class SlideVerdict:
     def needs_review(self) -> bool:
         return self.call.needs_review
 
+    @property
+    def weak_negative(self) -> bool:
+        """Called negative with the models' own blast calls, no lab reference: weak evidence on a lab's own slides."""
+        return self.call.verdict == Verdict.NEGATIVE and not self.lab_reference
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader of the verdict should know beside it that is not a reason to review the slide."""
+        return [f"negative {WITHOUT_REFERENCE}"] if self.weak_negative else []
+
     def record(self) -> dict:
         """verdict.json: the call's keys at the top level (also the row summary.csv takes its columns from)."""
         return {
@@ -240,6 +259,7 @@ class SlideVerdict:
             "n_unusable": self.n_unusable,
             "n_duplicates": self.n_duplicates,
             **self.call.record(),
+            "notes": self.notes,
             "scale": self.scale.record(),
             "stain_normalisation": None if self.stain_normalisation is None else self.stain_normalisation.record(),
             "screened_at": self.screened_at,

@@ -215,13 +215,15 @@ def test_a_lab_reference_places_the_runs_blast_calls_and_is_recorded(tmp_path):
 def test_a_negative_without_a_lab_reference_says_it_is_weak_evidence_and_with_one_does_not(tmp_path):
     """Leaving each training lab out, blasts of a lab the models never saw are ranked above its normal cells but
     seldom called: a negative made with the models' own calls says little on a lab's own slides, and the run says
-    so (a note line, and the review page); with the lab's reference it does not."""
+    so (a note line, the review page and verdict.json's notes); with the lab's reference it does not."""
     slide = tmp_path / "dense"  # the demo's densest photograph of blasts, called negative with the models' own calls
     slide.mkdir()
     shutil.copyfile(DEMO_SLIDE / "38e21132-cb80-4a2c-a71b-b6f04ff15017.jpg", slide / "field.jpg")
     result = runner.invoke(app, ["run", str(slide), "--out", str(tmp_path / "own")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "own" / "dense" / "verdict.json").read_text())["verdict"] == "negative"
+    verdict = json.loads((tmp_path / "own" / "dense" / "verdict.json").read_text())
+    assert verdict["verdict"] == "negative" and not any("weak" in r for r in verdict["review_reasons"])  # (a note)
+    assert len(verdict["notes"]) == 1 and verdict["notes"][0].startswith("negative made without a lab reference")
     note = [line for line in result.stderr.splitlines() if line.startswith("note: 1 slide(s) negative (dense)")]
     assert len(note) == 1 and "weak evidence" in note[0] and "leukoscan lab-reference" in note[0]
     assert "<b>1 negative slide(s)</b> made without a lab reference" in (tmp_path / "own" / "report.html").read_text()
@@ -232,4 +234,5 @@ def test_a_negative_without_a_lab_reference_says_it_is_weak_evidence_and_with_on
     )
     assert result.exit_code == 0, result.output
     assert "weak evidence" not in result.stderr + result.stdout
+    assert json.loads((tmp_path / "placed" / "dense" / "verdict.json").read_text())["notes"] == []
     assert "negative slide(s)" not in (tmp_path / "placed" / "report.html").read_text()
