@@ -1,13 +1,13 @@
 """Does the rule that finds the same field given twice (``quality.repeats``) tell it from other fields?
 
-A field copied, saved again in another format or size, or captured twice unmoved is counted once by `leukoscan
-run` (README, quality control). Measured on every image of each source as on a slide's fields: each image against
-the earlier ones of its shape, plain and under one camera's shading (the same vignette on all), should be told
-apart from different images; the first 100 of each source against themselves saved again (PNG, JPEG at quality
-95, 75 and 50), at half size (as PNG and as JPEG), at a quarter size as JPEG, and captured again (Gaussian sensor
-noise, SD 4 gray levels) should be found. The files called a repeat are listed by name: a source can hold one
-picture twice (Taleqani's splits drop such near duplicates), and the least gray-level difference between two
-files of a source is 0 where it does.
+A field copied, saved again in another format or size, or captured twice with the stage unmoved or drifted a little
+is counted once by `leukoscan run` (README, quality control). Measured on every image of each source as on a
+slide's fields: each image against the earlier ones of its shape, plain and under one camera's shading (the same
+vignette on all), should be told apart from different images; the first 100 of each source against themselves
+saved again (PNG, JPEG at quality 95, 75 and 50), captured again (Gaussian sensor noise, SD 4 gray levels; the
+stage drifted by 1 % or 2 % of the field), at half size (as PNG and as JPEG) and at a quarter size as JPEG should
+be found. The files called a repeat are listed by name: a source can hold one picture twice (Taleqani's splits
+drop such near duplicates), and the least gray-level difference between two files of a source is 0 where it does.
 
     python bench/duplicate_fields.py [--per-source N]   # writes bench/results/duplicate_fields.{json,md} (~2 min)
 """
@@ -38,13 +38,29 @@ SOURCES = {  # folder under ../shared/datasets: its images (single cells or fiel
     "zheng": "zheng-wbc/images",
     "txl-pbc": "txl-pbc/images",
 }
-AGAIN = ("png", "jpeg 95", "jpeg 75", "jpeg 50", "noise 4", "half size", "half size jpeg 75", "quarter size jpeg 75")
+AGAIN = (
+    "png",
+    "jpeg 95",
+    "jpeg 75",
+    "jpeg 50",
+    "noise 4",
+    "drift 1 %",
+    "drift 2 %",
+    "half size",
+    "half size jpeg 75",
+    "quarter size jpeg 75",
+)
 
 
 def again(rgb: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
     """``rgb`` saved again as ``how`` says and read back, or captured again (sensor noise)."""
     if how == "noise 4":
         return np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    if how.startswith("drift"):  # the stage moved by that share of the field, right and down, before a capture
+        h, w = rgb.shape[:2]
+        f = float(how.split()[1]) / 100
+        shift = np.float32([[1, 0, f * w], [0, 1, f * h]])
+        return cv2.warpAffine(rgb, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if how.startswith(("half size", "quarter size")):
         h, w = rgb.shape[:2]
         f = 2 if how.startswith("half") else 4

@@ -166,11 +166,13 @@ class FieldQuality:
     )
     sample_side: int = 512  # the exposure, colour and noise checks look at a copy this large at most
     # the same picture given twice (a copy, a re-save in another format, JPEG included, a second capture of the field
-    # unmoved, a smaller copy): on its look (gray levels on a 32 x 32 grid) (`python bench/duplicate_fields.py`)
+    # unmoved or drifted a little, a smaller copy): on its look (gray levels on a 32 x 32 grid), `quality.repeats`
+    # (`python bench/duplicate_fields.py`)
     look_side: int = 32  # (a multiple of 4: quality.repeats compares 4 x 4 block means first)
     same_max_grey_diff: float = 3.0  # mean absolute gray-level difference on the grid at most
     same_min_texture_corr: float = 0.98  # and the correlation of their detail (the grid less its blur) at least
     same_max_shape_diff: float = 0.02  # of fields whose width/height ratios differ by at most 2 % (any size)
+    same_max_shift: float = 1.0  # grid points either way a field may have moved between two captures (1/32: ~3 %)
 
 
 @dataclass(frozen=True)

@@ -75,29 +75,71 @@ def repeats(
 ) -> list[int | None]:
     """For fields in order (``look_array`` each; ``shapes``: their width / height, None: all alike), which earlier
     field each one repeats (its index: the first it is the same picture as, among those not repeats themselves),
-    or None. The same picture has the same shape (within ``same_max_shape_diff``; any size), is close in gray
-    level everywhere and alike in detail (each grid less its blur, so a camera's shading common to different fields
-    does not count), as the same field saved again, at another size or captured twice is and different fields are
-    not (``bench/duplicate_fields.py``)."""
+    or None. The same picture has the same shape (within ``same_max_shape_diff``; any size) and, moved by at most
+    ``same_max_shift`` grid points (a stage that drifted between two captures), is close in gray level everywhere
+    and alike in detail (each grid less its blur, so a camera's shading common to different fields does not
+    count), as the same field saved again, at another size or captured twice is and different fields are not
+    (``bench/duplicate_fields.py``)."""
     if not looks:
         return []
     grids = np.stack(looks)
     side, n = q.look_side, len(looks)
     shape = np.log(np.asarray(shapes, float)) if shapes is not None else np.zeros(n)
-    # a lower bound of the gray-level difference, cheap for every pair: the difference of 4 x 4 block means
+    # cheap sieves for every pair, which a small drift barely moves: the 4 x 4 block means' difference, and the
+    # detail's correlation unmoved (different fields' is near 0, or below 0.95 for single centred cells)
     blocks = grids.reshape(n, 4, side // 4, 4, side // 4).mean(axis=(2, 4)).reshape(n, 16)
-    details = np.stack([(g - cv2.GaussianBlur(g, (0, 0), side / 8)).ravel() for g in grids.reshape(n, side, side)])
-    details -= details.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(details, axis=1)
+    details = np.stack([_detail(_smooth(g.reshape(side, side)), q) for g in grids])
+    details /= np.maximum(np.linalg.norm(details, axis=1, keepdims=True), 1e-9)
     found: list[int | None] = []
     counted = np.zeros(n, bool)
     for i in range(n):
         earlier = np.flatnonzero(counted[:i])
         close = earlier[np.abs(shape[earlier] - shape[i]) <= np.log1p(q.same_max_shape_diff)]
         close = close[np.abs(blocks[close] - blocks[i]).mean(axis=1) <= q.same_max_grey_diff]
-        close = close[np.abs(grids[close] - grids[i]).mean(axis=1) <= q.same_max_grey_diff]
-        alike = details[close] @ details[i] >= q.same_min_texture_corr * norms[close] * norms[i]
-        hits = close[alike & (norms[close] * norms[i] > 0)]
-        found.append(int(hits[0]) if len(hits) else None)
-        counted[i] = not len(hits)
+        close = close[details[close] @ details[i] >= DRIFTED_MIN_CORR]
+        first = next((int(j) for j in close if _same_picture(grids[i], grids[j], q)), None)
+        found.append(first)
+        counted[i] = first is None
     return found
+
+
+DRIFTED_MIN_CORR = 0.5  # the detail's correlation, unmoved, of a field drifted by a grid point is above this
+SMOOTH = 1.0  # grid points: both grids blurred this much first, so a shift's interpolation does not tell them apart
+
+
+def _smooth(grid: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(grid, (0, 0), SMOOTH)
+
+
+def _detail(grid: np.ndarray, q: FieldQuality) -> np.ndarray:
+    """A smoothed grid less its blur (a camera's shading taken off) inside a 2-point border (what a shift brings in
+    from outside is not compared), centred."""
+    side, m = q.look_side, 2
+    d = (grid - cv2.GaussianBlur(grid, (0, 0), side / 8))[m : side - m, m : side - m].ravel()
+    return d - d.mean()
+
+
+def _same_picture(a: np.ndarray, b: np.ndarray, q: FieldQuality) -> bool:
+    """Whether grid ``a``, moved by some shift of at most ``same_max_shift`` points (in quarter points, none
+    first), matches grid ``b`` inside a 2-point border, both smoothed: gray levels and detail."""
+    side, m = q.look_side, 2
+    a, b = a.reshape(side, side), _smooth(b.reshape(side, side))
+    db = _detail(b, q)
+    steps = np.arange(-q.same_max_shift, q.same_max_shift + 1e-9, 0.25)
+    for dx, dy in sorted(((x, y) for x in steps for y in steps), key=lambda s: abs(s[0]) + abs(s[1])):
+        moved = _smooth(
+            cv2.warpAffine(
+                a,
+                np.float32([[1, 0, dx], [0, 1, dy]]),
+                (side, side),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+        )
+        if np.abs(moved - b)[m : side - m, m : side - m].mean() > q.same_max_grey_diff:
+            continue
+        da = _detail(moved, q)
+        norms = float(np.linalg.norm(da) * np.linalg.norm(db))
+        if norms > 0 and float(da @ db) >= q.same_min_texture_corr * norms:
+            return True
+    return False

@@ -569,9 +569,10 @@ def test_a_run_names_the_earlier_runs_slides_its_summary_leaves_out(tmp_path):
 
 def test_a_field_given_twice_is_counted_once(tmp_path):
     """A field copied under another name, saved again in another format (JPEG included) or at half size, or
-    captured twice unmoved (the sensor's noise apart) is the same picture: `duplicate` in images.csv (naming the
-    one counted: the largest, then the first), its cells left out of cells.csv and the verdict, and the run says
-    so; different fields are not; with the one counted removed later, its copy counts again on a resume."""
+    captured twice (the sensor's noise apart; the stage unmoved or drifted by 1 %) is the same picture: `duplicate`
+    in images.csv (naming the one counted: the largest, then the first), its cells left out of cells.csv and the
+    verdict, and the run says so; different fields are not; with the one counted removed later, its copy counts
+    again on a resume."""
     slide = write_slide(tmp_path / "slide", 3, seed=80)
     once = run(slide, "--out", tmp_path / "once")
     assert once.exit_code == 0, once.output
@@ -581,6 +582,9 @@ def test_a_field_given_twice_is_counted_once(tmp_path):
     cv2.imwrite(str(slide / "f1.jpg"), rgb, [cv2.IMWRITE_JPEG_QUALITY, 75])
     noise = np.random.default_rng(0).normal(0, 4, rgb.shape)
     cv2.imwrite(str(slide / "f2b.png"), np.clip(cv2.imread(str(slide / "f2.png")) + noise, 0, 255).astype(np.uint8))
+    f2 = cv2.imread(str(slide / "f2.png"))  # captured again after the stage drifted by 1 % of the field
+    drift = np.float32([[1, 0, f2.shape[1] / 100], [0, 1, f2.shape[0] / 100]])
+    cv2.imwrite(str(slide / "f2c.png"), cv2.warpAffine(f2, drift, f2.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101))
     f0 = cv2.imread(str(slide / "f0.png"))  # a smaller copy, listed first: the larger one counts
     cv2.imwrite(
         str(slide / "a0 preview.jpg"),
@@ -597,6 +601,7 @@ def test_a_field_given_twice_is_counted_once(tmp_path):
         "f1.png": "duplicate",
         "f2.png": "ok",
         "f2b.png": "duplicate",
+        "f2c.png": "duplicate",
         "g0 copy.png": "duplicate",
     }
     assert images.error["g0 copy.png"] == "the same picture as f0.png" and images.n_cells["g0 copy.png"] == 0
@@ -605,9 +610,9 @@ def test_a_field_given_twice_is_counted_once(tmp_path):
     cells = {d: pd.read_csv(tmp_path / d / "slide" / "cells.csv") for d in ("once", "twice")}
     assert len(cells["twice"]) == len(cells["once"])  # every cell once
     verdict = json.loads((tmp_path / "twice" / "slide" / "verdict.json").read_text())
-    assert verdict["n_duplicates"] == 5 and verdict["n_cells"] == len(cells["twice"])
+    assert verdict["n_duplicates"] == 6 and verdict["n_cells"] == len(cells["twice"])
     assert "skipped slide/g0 copy.png: the same picture as f0.png" in twice.stderr
-    assert "5 the same picture as another" in (tmp_path / "twice" / "report.html").read_text()
+    assert "6 the same picture as another" in (tmp_path / "twice" / "report.html").read_text()
     (slide / "f0.png").unlink()
     again = run(slide, "--out", tmp_path / "twice")
     assert again.exit_code == 0, again.output
