@@ -173,6 +173,8 @@ class FieldQuality:
     same_min_texture_corr: float = 0.98  # and the correlation of their detail (the grid less its blur) at least
     same_max_shape_diff: float = 0.02  # of fields whose width/height ratios differ by at most 2 % (any size)
     same_max_shift: float = 1.0  # grid points either way a field may have moved between two captures (1/32: ~3 %)
+    same_smooth: float = 1.0  # grid points both grids are blurred by first (a sub-point shift's interpolation blurs)
+    same_min_unmoved_corr: float = 0.5  # a sieve: the detail's correlation unmoved (a 1-point drift keeps it above)
 
 
 @dataclass(frozen=True)

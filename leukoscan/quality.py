@@ -86,9 +86,9 @@ def repeats(
     side, n = q.look_side, len(looks)
     shape = np.log(np.asarray(shapes, float)) if shapes is not None else np.zeros(n)
     # cheap sieves for every pair, which a small drift barely moves: the 4 x 4 block means' difference, and the
-    # detail's correlation unmoved (different fields' is near 0, or below 0.95 for single centred cells)
+    # detail's correlation unmoved (near 0 for different fields of a smear)
     blocks = grids.reshape(n, 4, side // 4, 4, side // 4).mean(axis=(2, 4)).reshape(n, 16)
-    details = np.stack([_detail(_smooth(g.reshape(side, side)), q) for g in grids])
+    details = np.stack([_detail(_smooth(g.reshape(side, side), q), q) for g in grids])
     details /= np.maximum(np.linalg.norm(details, axis=1, keepdims=True), 1e-9)
     found: list[int | None] = []
     counted = np.zeros(n, bool)
@@ -96,19 +96,16 @@ def repeats(
         earlier = np.flatnonzero(counted[:i])
         close = earlier[np.abs(shape[earlier] - shape[i]) <= np.log1p(q.same_max_shape_diff)]
         close = close[np.abs(blocks[close] - blocks[i]).mean(axis=1) <= q.same_max_grey_diff]
-        close = close[details[close] @ details[i] >= DRIFTED_MIN_CORR]
+        close = close[details[close] @ details[i] >= q.same_min_unmoved_corr]
         first = next((int(j) for j in close if _same_picture(grids[i], grids[j], q)), None)
         found.append(first)
         counted[i] = first is None
     return found
 
 
-DRIFTED_MIN_CORR = 0.5  # the detail's correlation, unmoved, of a field drifted by a grid point is above this
-SMOOTH = 1.0  # grid points: both grids blurred this much first, so a shift's interpolation does not tell them apart
-
-
-def _smooth(grid: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(grid, (0, 0), SMOOTH)
+def _smooth(grid: np.ndarray, q: FieldQuality) -> np.ndarray:
+    """A grid blurred by ``same_smooth`` points: a shift's interpolation then does not tell two grids apart."""
+    return cv2.GaussianBlur(grid, (0, 0), q.same_smooth)
 
 
 def _detail(grid: np.ndarray, q: FieldQuality) -> np.ndarray:
@@ -123,18 +120,13 @@ def _same_picture(a: np.ndarray, b: np.ndarray, q: FieldQuality) -> bool:
     """Whether grid ``a``, moved by some shift of at most ``same_max_shift`` points (in quarter points, none
     first), matches grid ``b`` inside a 2-point border, both smoothed: gray levels and detail."""
     side, m = q.look_side, 2
-    a, b = a.reshape(side, side), _smooth(b.reshape(side, side))
+    a, b = a.reshape(side, side), _smooth(b.reshape(side, side), q)
     db = _detail(b, q)
     steps = np.arange(-q.same_max_shift, q.same_max_shift + 1e-9, 0.25)
     for dx, dy in sorted(((x, y) for x in steps for y in steps), key=lambda s: abs(s[0]) + abs(s[1])):
+        shift = np.float32([[1, 0, dx], [0, 1, dy]])
         moved = _smooth(
-            cv2.warpAffine(
-                a,
-                np.float32([[1, 0, dx], [0, 1, dy]]),
-                (side, side),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
+            cv2.warpAffine(a, shift, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), q
         )
         if np.abs(moved - b)[m : side - m, m : side - m].mean() > q.same_max_grey_diff:
             continue
