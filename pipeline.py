@@ -155,7 +155,8 @@ def run(
         for n, t in zip(reused, tasks):
             if n:  # a resume: said, so that a rerun is not mistaken for a fresh screening
                 console.print(
-                    f"{escape(t.name)}: {n} of {len(t.slide.images)} fields already screened in {escape(str(out))}, "
+                    f"{escape(shown_name(t.name))}: {n} of {len(t.slide.images)} fields already screened in "
+                    f"{escape(shown_name(out))}, "
                     "kept (--force screens them again)",
                     soft_wrap=True,
                 )

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from leukoscan import outputs
-from leukoscan.cli import console, error, first_names, one_line
+from leukoscan.cli import console, error, first_names, one_line, shown_name
 from leukoscan.config import IMAGE_SUFFIXES, MAX_MEGAPIXELS
 from leukoscan.journal import SlideBusy, busy
 from leukoscan.models import ModelFiles, Models
@@ -140,8 +140,8 @@ def _screen_in_parallel(
         results += done
         if broken:  # one worker, slides in order: the first one unfinished stopped it
             error(
-                f"slide {broken[0].name}: its worker process stopped unexpectedly while screening it (out of "
-                "memory?); the fields it finished are kept: a lower --max-megapixels or --batch may help"
+                f"slide {shown_name(broken[0].name)}: its worker process stopped unexpectedly while screening it "
+                "(out of memory?); the fields it finished are kept: a lower --max-megapixels or --batch may help"
             )
             broken = broken[1:]
     follow()
@@ -212,8 +212,8 @@ def slide_failed(folder: Path, e: Exception) -> None:
         unwritable(folder, e)
     else:
         error(
-            f"slide {folder.name}: stopped by an error ({type(e).__name__}: {one_line(e)}); the fields it finished are "
-            "kept: run the same command again to resume"
+            f"slide {shown_name(folder.name)}: stopped by an error ({type(e).__name__}: {one_line(e)}); the fields it "
+            "finished are kept: run the same command again to resume"
         )
 
 
@@ -221,7 +221,10 @@ def unwritable(folder: Path, e: OSError) -> None:
     """One line for the slide whose outputs could not be written in ``folder`` (a full disk, no permission, a file
     in the way); the other slides go on."""
     where = f": {e.filename}" if e.filename else ""
-    error(f"slide {folder.name}: could not write its outputs under {folder} ({e.strerror or type(e).__name__}{where})")
+    error(
+        f"slide {shown_name(folder.name)}: could not write its outputs under {shown_name(folder)} "
+        f"({e.strerror or type(e).__name__}{where})"
+    )
 
 
 def without_repeats(slides: list) -> list:
@@ -232,12 +235,13 @@ def without_repeats(slides: list) -> list:
         images = tuple(os.path.realpath(p) for p in s.images)  # (a link loop among them: no error)
         if (first := seen.get(images)) is not None:
             same = (
-                f"{s.name} is given twice"
+                f"{shown_name(s.name)} is given twice"
                 if s.name == first.name
-                else f"{first.name} and {s.name} hold the same images"
+                else f"{shown_name(first.name)} and {shown_name(s.name)} hold the same images"
             )
             console.print(
-                f"[yellow]note:[/] {escape(same)}: screened once, as {escape(first.name)} ({escape(s.source)})",
+                f"[yellow]note:[/] {escape(same)}: screened once, as {escape(shown_name(first.name))} "
+                f"({escape(shown_name(s.source))})",
                 soft_wrap=True,
             )
             continue
@@ -253,15 +257,15 @@ def slides_given(paths: list[Path]) -> list[Slide]:
     slides = without_repeats([Slide.from_path(p) for p in paths])
     for s in slides:
         if s.folders_not_screened:
-            folders = ", ".join(s.folders_not_screened)
+            folders = ", ".join(map(shown_name, s.folders_not_screened))
             console.print(
-                f"[yellow]note:[/] {escape(s.name)}: its folder(s) {escape(folders)} are not screened with it "
-                "(a slide is the images directly in its folder): name each as a slide to screen it",
+                f"[yellow]note:[/] {escape(shown_name(s.name))}: its folder(s) {escape(folders)} are not screened with "
+                "it (a slide is the images directly in its folder): name each as a slide to screen it",
                 soft_wrap=True,
             )
         if s.files_not_screened:
             console.print(
-                f"[yellow]note:[/] {escape(s.name)}: {len(s.files_not_screened)} image(s) in a format not "
+                f"[yellow]note:[/] {escape(shown_name(s.name))}: {len(s.files_not_screened)} image(s) in a format not "
                 f"screened (only {', '.join(IMAGE_SUFFIXES)}): {escape(first_names(s.files_not_screened))}",
                 soft_wrap=True,
             )
