@@ -27,7 +27,7 @@ from leukoscan import outputs
 from leukoscan.cells import BLAST, NOT_WHITE
 from leukoscan.config import SETTINGS, LabCalibration
 from leukoscan.journal import journal_path, read_states
-from leukoscan.records import VERDICT_FILE, SlideVerdict, Verdict, read_verdict, screened_folders
+from leukoscan.records import VERDICT_FILE, Verdict, read_verdict, screened_folders
 
 # what makes its P(blast): the weights (the .pt, whether PyTorch, ONNX or OpenVINO ran it: they give its answers;
 # an INT8 export's own, quantised) and how its scores are made
@@ -41,12 +41,6 @@ def classifier_key(described: dict) -> dict:
         k: described.get(k, described.get("sha256")) if k == "weights_sha256" else described.get(k)
         for k in CLASSIFIER_KEYS
     }
-
-
-def unreferenced_negatives(verdicts: list[SlideVerdict]) -> list[str]:
-    """The slides of ``verdicts`` called negative with the model's own blast calls (no lab reference): those
-    ``WITHOUT_REFERENCE`` is said of (``SlideVerdict.weak_negative``)."""
-    return [v.slide for v in verdicts if v.weak_negative]
 
 
 def fit_offset(margins: np.ndarray, share: float) -> float:

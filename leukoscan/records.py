@@ -272,6 +272,12 @@ class SlideVerdict:
         }
 
 
+def unreferenced_negatives(verdicts: list[SlideVerdict]) -> list[str]:
+    """The slides of ``verdicts`` called negative with the model's own blast calls (no lab reference): those
+    ``WITHOUT_REFERENCE`` is said of (``SlideVerdict.weak_negative``)."""
+    return [v.slide for v in verdicts if v.weak_negative]
+
+
 def read_verdict(folder: Path) -> dict | None:
     """What an earlier run wrote in the slide output folder ``folder`` (its ``VERDICT_FILE``, ``SlideVerdict.record``
     of that run's version: readers ``.get`` what they need); None when there is none, or it cannot be read as one

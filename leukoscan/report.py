@@ -20,10 +20,17 @@ import pandas as pd
 from leukoscan import DISCLAIMER, __version__, outputs
 from leukoscan.cells import CELL_TYPES, NOT_WHITE, TYPE_LABELS
 from leukoscan.config import SETTINGS
-from leukoscan.lab import unreferenced_negatives
 from leukoscan.numbers import floor2, percent
 from leukoscan.overlay import HEX
-from leukoscan.records import TYPE_COLUMNS, WITHOUT_REFERENCE, FieldStatus, SlideCall, SlideVerdict, Verdict
+from leukoscan.records import (
+    TYPE_COLUMNS,
+    WITHOUT_REFERENCE,
+    FieldStatus,
+    SlideCall,
+    SlideVerdict,
+    Verdict,
+    unreferenced_negatives,
+)
 from leukoscan.slide import gallery_name
 
 COLOURS = {

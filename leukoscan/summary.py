@@ -12,8 +12,7 @@ from rich.markup import escape
 import leukoscan
 from leukoscan.cli import NOTHING_PROCESSED, console, error, fail, first_names, one_line, shown_name
 from leukoscan.config import SETTINGS
-from leukoscan.lab import unreferenced_negatives
-from leukoscan.records import WITHOUT_REFERENCE, FieldStatus, SlideVerdict, screened_folders
+from leukoscan.records import WITHOUT_REFERENCE, FieldStatus, SlideVerdict, screened_folders, unreferenced_negatives
 
 
 def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
