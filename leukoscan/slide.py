@@ -328,8 +328,8 @@ def _screen_slide(models, slide: Slide, out: Path, opts: Options, advance, plan:
     watch = Stopwatch()
     with watch("total"):
         states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)
-        states = _counted_once(states)
         with watch("aggregate"):
+            states = _counted_once(states)
             cells, images = _slide_tables(states, plan.stems)
             verdict = _verdict_record(models, slide, out.name, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
