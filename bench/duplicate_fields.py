@@ -98,7 +98,9 @@ def measure(files: list[Path], rng: np.random.Generator) -> dict:
     shaded_looks = [look_array(field_look(shaded(rgb))) for rgb in images.values()]
     called_shaded = sum(r is not None for r in repeats(shaded_looks, shapes))
     # the least gray-level difference between two files of one shape (a slide's fields are compared so)
-    grids, ratio = np.stack(looks), np.log(shapes)
+    side = SETTINGS.quality.same_side  # (as repeats compares them)
+    grids = np.stack([cv2.resize(g, (side, side), interpolation=cv2.INTER_AREA).ravel() for g in looks])
+    ratio = np.log(shapes)
     alike = [np.abs(ratio[:i] - ratio[i]) <= np.log1p(SETTINGS.quality.same_max_shape_diff) for i in range(len(files))]
     least = [float(np.abs(grids[:i][m] - grids[i]).mean(axis=1).min()) for i, m in enumerate(alike) if m.any()]
     found = {
@@ -143,7 +145,7 @@ def main() -> None:
     markdown = "\n".join(
         [
             f"The same picture, by `quality.repeats` (mean gray-level difference <= {q.same_max_grey_diff}"
-            f" on a {q.look_side} x {q.look_side} grid, and detail correlation >= {q.same_min_texture_corr}); "
+            f" on a {q.same_side} x {q.same_side} grid, and detail correlation >= {q.same_min_texture_corr}); "
             f"{'every image' if args.per_source is None else f'up to {args.per_source} images'} of each source, "
             "each against the earlier ones of its shape "
             "(as a slide's fields):",
@@ -158,7 +160,7 @@ def main() -> None:
     save(
         "duplicate_fields",
         {
-            "rule": {k: getattr(q, k) for k in ("look_side", "same_max_grey_diff", "same_min_texture_corr")},
+            "rule": {k: getattr(q, k) for k in ("same_side", "same_max_grey_diff", "same_min_texture_corr")},
             "sources": results,
         },
         markdown,

@@ -165,16 +165,25 @@ class FieldQuality:
         0.9  # white cells (discs of cell_px) covering more of the lit area: implausible (packing bound)
     )
     sample_side: int = 512  # the exposure, colour and noise checks look at a copy this large at most
+    # each field's look: its gray levels on a look_side square grid (`quality.field_look`, in the slide's journal)
+    look_side: int = 64
     # the same picture given twice (a copy, a re-save in another format, JPEG included, a second capture of the field
-    # unmoved or drifted a little, a smaller copy): on its look (gray levels on a 32 x 32 grid), `quality.repeats`
+    # unmoved or drifted a little, a smaller copy): on its look averaged to a same_side grid, `quality.repeats`
     # (`python bench/duplicate_fields.py`)
-    look_side: int = 32  # (a multiple of 4: quality.repeats compares 4 x 4 block means first)
+    same_side: int = 32  # (a multiple of 4: quality.repeats compares 4 x 4 block means first)
     same_max_grey_diff: float = 3.0  # mean absolute gray-level difference on the grid at most
     same_min_texture_corr: float = 0.98  # and the correlation of their detail (the grid less its blur) at least
     same_max_shape_diff: float = 0.02  # of fields whose width/height ratios differ by at most 2 % (any size)
     same_max_shift: float = 1.0  # grid points either way a field may have moved between two captures (1/32: ~3 %)
     same_smooth: float = 1.0  # grid points both grids are blurred by first (a sub-point shift's interpolation blurs)
     same_min_unmoved_corr: float = 0.5  # a sieve: the detail's correlation unmoved (a 1-point drift keeps it above)
+    # fields of one size that show part of the same smear (the stage moved less than a field between two captures):
+    # found on their looks by `quality.overlaps`, their shared cells counted once (`python bench/overlapping_fields.py`)
+    overlap_min_share: float = 0.25  # of a field the two must share at least
+    overlap_min_corr: float = 0.8  # the correlation of their detail over the shared part at least
+    overlap_sieve_corr: float = 0.6  # a sieve: the same on a half-size grid at whole-point shifts
+    overlap_window: int = 100  # each field is compared with up to this many before it in the slide's order
+    overlap_same_cell: float = 0.5  # cells of two overlapping fields closer than this many cell sizes are one cell
 
 
 @dataclass(frozen=True)

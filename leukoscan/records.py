@@ -83,6 +83,8 @@ IMAGE_COLUMNS = [
     "label",
     *TYPE_COLUMNS,
     "overlay",
+    "n_shared",
+    "overlaps",
 ]
 SUMMARY_COLUMNS = [
     "slide",
@@ -229,6 +231,7 @@ class SlideVerdict:
     source: str = ""  # the folder (or image) the slide was read from
     key: str = ""  # how its fields were screened (slide.screening_key): a resume reuses its scale only under it
     n_duplicates: int = 0  # fields that are the same picture as an earlier one (its cells counted once)
+    n_shared_cells: int = 0  # cells seen again in a later field that overlaps theirs: left out of it (counted once)
 
     # what the tables and the terminal read most, without reaching into the call
     @property
@@ -258,6 +261,7 @@ class SlideVerdict:
             "n_failed": self.n_failed,
             "n_unusable": self.n_unusable,
             "n_duplicates": self.n_duplicates,
+            "n_shared_cells": self.n_shared_cells,
             **self.call.record(),
             "notes": self.notes,
             "scale": self.scale.record(),

@@ -267,7 +267,12 @@ def facts(verdict: SlideVerdict) -> str:
             f"counted) in {n_ok} usable of {verdict.n_images} fields "
             f"({verdict.n_failed} unreadable, {verdict.n_unusable} not usable smears"
             + (f", {verdict.n_duplicates} the same picture as another" if verdict.n_duplicates else "")
-            + ")",
+            + ")"
+            + (
+                f"; {verdict.n_shared_cells} cell(s) seen in two overlapping fields, counted once"
+                if verdict.n_shared_cells
+                else ""
+            ),
         ),
         (
             "Blast fraction",

@@ -29,7 +29,7 @@ from leukoscan.images import ImageError, header_size, list_images, load_rgb, out
 from leukoscan.journal import Journal, slide_lock
 from leukoscan.lab import LabReference
 from leukoscan.overlay import overlay
-from leukoscan.quality import field_look, field_problem, look_array, repeats
+from leukoscan.quality import field_look, field_problem, look_array, overlaps, repeats, shared_cells
 from leukoscan.records import (
     CELL_COLUMNS,
     IMAGE_COLUMNS,
@@ -330,7 +330,8 @@ def _screen_slide(models, slide: Slide, out: Path, opts: Options, advance, plan:
         states, plan = _screen_unfinished(models, slide, out, opts, advance, watch, plan)
         with watch("aggregate"):
             states = _counted_once(states)
-            cells, images = _slide_tables(states, plan.stems)
+            states, shared = _shared_counted_once(states)
+            cells, images = _slide_tables(states, plan.stems, shared)
             verdict = _verdict_record(models, slide, out.name, opts, cells, images, states, plan.scale, plan.stain)
             outputs.write_csv(out / "cells.csv", cells)
             outputs.write_csv(out / "images.csv", images)
@@ -451,8 +452,48 @@ def _counted_once(states: dict[Path, FieldResult]) -> dict[Path, FieldResult]:
     return kept
 
 
-def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The slide's cells.csv and images.csv tables from its fields' results."""
+def _shared_counted_once(
+    states: dict[Path, FieldResult],
+) -> tuple[dict[Path, FieldResult], dict[Path, dict[str, int]]]:
+    """``states`` with the cells that a usable field shares with an earlier usable field of the same size showing
+    part of the same smear (the stage moved by less than a field between them: ``quality.overlaps``) left out of
+    it: a cell is counted once, in the first field it is in (in the slide's order), where the two fields' cells
+    bear the overlap out (``quality.shared_cells``). Also, for each field that shares cells, how many with which
+    earlier field. Decided when the slide's tables are made, as repeats are; a field journalled without a look of
+    ``look_side`` (an earlier version) is compared with none."""
+    side = SETTINGS.quality.look_side
+    by_size: dict[tuple[int, int], list[tuple[Path, np.ndarray]]] = {}
+    for path, state in states.items():
+        look = look_array(state.look) if state.status == FieldStatus.OK and state.look and state.size else None
+        if look is not None and look.shape[0] == side:
+            by_size.setdefault(tuple(state.size), []).append((path, look))
+    kept, shared = dict(states), {}
+    for (width, height), fields in by_size.items():
+        paths = [path for path, _ in fields]
+        for i, j, dx, dy in overlaps([look for _, look in fields]):
+            mine, theirs = states[paths[i]].cells, states[paths[j]].cells  # (every cell of each, as screened)
+            same = shared_cells(_boxes(mine), _boxes(theirs), (dx * width, dy * height), (width, height))
+            if same is None:  # the cells do not bear the overlap out
+                continue
+            left = kept[paths[i]].cells  # (less those an earlier overlap of the field took already)
+            taken = {id(c) for c, s in zip(mine, same) if s} & {id(c) for c in left}
+            if taken:
+                kept[paths[i]] = replace(kept[paths[i]], cells=[c for c in left if id(c) not in taken])
+                shared.setdefault(paths[i], {})[paths[j].name] = len(taken)
+    return kept, shared
+
+
+def _boxes(cells: list[dict]) -> np.ndarray:
+    """The boxes (N x 4 xyxy) of a field's cell records."""
+    return np.array([[c["x1"], c["y1"], c["x2"], c["y2"]] for c in cells], float).reshape(-1, 4)
+
+
+def _slide_tables(
+    states: dict[Path, FieldResult], stems: dict[Path, str], shared: dict[Path, dict[str, int]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The slide's cells.csv and images.csv tables from its fields' results (``shared``: the cells each field
+    shares with earlier overlapping fields, counted there: ``_shared_counted_once``)."""
+    shared = shared or {}
     cells = pd.DataFrame([c for s in states.values() for c in s.cells], columns=CELL_COLUMNS)
     images = pd.DataFrame(
         {
@@ -468,6 +509,8 @@ def _slide_tables(states: dict[Path, FieldResult], stems: dict[Path, str]) -> tu
         dtype=object,
     )
     images["n_cells"] = images.image.map(cells.image.value_counts()).fillna(0).astype(int)
+    images["n_shared"] = [sum(shared.get(p, {}).values()) for p in states]
+    images["overlaps"] = ["; ".join(f"{name} ({n})" for name, n in shared.get(p, {}).items()) for p in states]
     # no cells (or an error): empty label, NaN probabilities
     images = images.join(image_calls(cells), on="image").fillna({"label": "", "n_blasts": 0, "n_white_cells": 0})
     return cells, images.astype({"n_blasts": int, "n_white_cells": int})[IMAGE_COLUMNS]
@@ -513,6 +556,7 @@ def _verdict_record(
         source=slide.source,
         key=opts.key,
         n_duplicates=duplicates,
+        n_shared_cells=int(images.n_shared.sum()),
     )
 
 

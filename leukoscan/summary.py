@@ -30,6 +30,7 @@ def conclude(verdicts: list[SlideVerdict], out: Path) -> None:
         error(f"could not write summary.csv and report.html in {out} ({one_line(e)}); each slide's folder has its own")
         report = False
     show_skipped(verdicts, out)
+    show_shared(verdicts)
     show_summary(verdicts, out, report)
     others = sorted({f.name for f in screened_folders(out) if f != out} - {v.slide for v in verdicts})
     if others:  # an earlier run's slides in the same --out
@@ -69,6 +70,17 @@ def show_skipped(verdicts: list[SlideVerdict], out: Path, limit: int = 20) -> No
             console.print(
                 f"[yellow]skipped[/] {len(skipped) - limit} more of slide {escape(shown_name(v.slide))} "
                 "(its images.csv)"
+            )
+
+
+def show_shared(verdicts: list[SlideVerdict]) -> None:
+    """One line on stderr per slide with cells seen in two overlapping fields (counted once, in the first)."""
+    for v in verdicts:
+        if v.n_shared_cells:
+            console.print(
+                f"[yellow]note:[/] {escape(shown_name(v.slide))}: {v.n_shared_cells} cell(s) seen in two overlapping "
+                "fields, counted once (images.csv: overlaps)",
+                soft_wrap=True,
             )
 
 

@@ -567,6 +567,40 @@ def test_a_run_names_the_earlier_runs_slides_its_summary_leaves_out(tmp_path):
     assert pd.read_csv(out / "summary.csv").slide.tolist() == ["new"]
 
 
+def test_cells_seen_again_in_a_field_that_overlaps_an_earlier_one_are_counted_once(tmp_path):
+    """Two fields of one smear that share 57 % of a field (the stage moved by less than a field), the second
+    captured a little brighter: the cells in both are counted once, in the first field; the second keeps its own.
+    images.csv says how many and with which field, verdict.json counts them, the run and the review page say so;
+    the same two fields apart (no part shared) count every cell."""
+    centres = [(40, 60), (160, 112), (150, 180), (280, 70)]  # the middle two in both fields
+    rgb = smear((224, 320), n_rbc=80, n_wbc=4, seed=5, wbc_centres=centres)[0][..., ::-1]
+    slide = tmp_path / "slide"
+    slide.mkdir()
+    cv2.imwrite(str(slide / "a.png"), rgb[:, :224])
+    cv2.imwrite(str(slide / "b.png"), np.clip(rgb[:, 96:].astype(int) + 5, 0, 255).astype(np.uint8))
+    result = run(slide, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    images = pd.read_csv(tmp_path / "out" / "slide" / "images.csv", keep_default_na=False).set_index("image")
+    assert images.n_cells.to_dict() == {"a.png": 3, "b.png": 1}
+    assert images.n_shared.to_dict() == {"a.png": 0, "b.png": 2}
+    assert images.overlaps.to_dict() == {"a.png": "", "b.png": "a.png (2)"}
+    assert (images.status == "ok").all()
+    cells = pd.read_csv(tmp_path / "out" / "slide" / "cells.csv")
+    assert len(cells) == 4 and sorted(cells.image) == ["a.png"] * 3 + ["b.png"]
+    verdict = json.loads((tmp_path / "out" / "slide" / "verdict.json").read_text())
+    assert verdict["n_shared_cells"] == 2 and verdict["n_cells"] == 4
+    assert "slide: 2 cell(s) seen in two overlapping fields, counted once" in result.stderr
+    assert "2 cell(s) seen in two overlapping fields, counted once" in (tmp_path / "out" / "report.html").read_text()
+    apart = tmp_path / "apart"
+    apart.mkdir()
+    shutil.copyfile(slide / "a.png", apart / "a.png")
+    cv2.imwrite(str(apart / "c.png"), smear((224, 224), n_rbc=50, n_wbc=3, seed=6)[0][..., ::-1])
+    result = run(apart, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    images = pd.read_csv(tmp_path / "out" / "apart" / "images.csv", keep_default_na=False)
+    assert images.n_shared.tolist() == [0, 0] and images.n_cells.tolist() == [3, 3]
+
+
 def test_a_field_given_twice_is_counted_once(tmp_path):
     """A field copied under another name, saved again in another format (JPEG included) or at half size, or
     captured twice (the sensor's noise apart; the stage unmoved or drifted by 1 %) is the same picture: `duplicate`
